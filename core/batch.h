@@ -1,0 +1,136 @@
+// Batch validation (SPEC §2): one pass over a batch CSV turns it into payouts in input order, or
+// into the list of everything wrong with it. Nothing is sent from a batch that has any error, so
+// ValidatedBatch::payouts is only filled when ok().
+//
+// Memory does not follow the file: the CSV is read as a stream and payouts are kept in a compact
+// arena (about the size of their text), never as the raw file.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <iosfwd>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/money.h"
+#include "core/payout.h"
+
+namespace payoutd {
+
+// What a batch must satisfy. Mirrors config's BatchOptions; core does not depend on config/.
+struct BatchRules {
+  char delimiter = ',';
+  std::string default_method = "BANK_TRANSFER";
+  std::string default_operator_code;          // empty = the operator_code column is required
+  int64_t max_rows = 1'000'000;
+  std::map<std::string, int64_t> max_amount;  // currency -> minor units, cap per payout
+  std::map<std::string, int64_t> max_total;   // currency -> minor units, cap per batch total
+  CurrencyTable currencies = CurrencyTable::Iso4217();
+};
+
+// One problem found in a batch. line: physical CSV line where the record starts (header = 1),
+// 0 for the file as a whole. column: the SPEC column name (`amount`, `id`, ...), or empty when the
+// problem is not about one column.
+struct BatchError {
+  uint32_t line = 0;
+  std::string column;
+  std::string message;
+  bool operator==(const BatchError&) const = default;
+};
+
+// Payouts of a batch in input order, stored compactly (one arena for all text). Reads like a
+// std::vector<Payout>: size(), operator[], front()/back(), range-for; elements are materialised
+// Payout values, so bind them as `const Payout&` or `Payout`. Copyable; not thread-safe to append.
+class PayoutList {
+ public:
+  PayoutList();
+  ~PayoutList();
+  PayoutList(const PayoutList& other);
+  PayoutList& operator=(const PayoutList& other);
+  PayoutList(PayoutList&&) noexcept;
+  PayoutList& operator=(PayoutList&&) noexcept;
+
+  void push_back(const Payout& p);
+  size_t size() const { return rows_.size(); }
+  bool empty() const { return rows_.empty(); }
+  void clear();
+  Payout operator[](size_t i) const;
+  Payout at(size_t i) const;  // throws std::out_of_range
+  Payout front() const { return (*this)[0]; }
+  Payout back() const { return (*this)[size() - 1]; }
+  // Cheap accessors that do not materialise a Payout.
+  std::string_view id(size_t i) const;
+  uint32_t line(size_t i) const { return rows_[i].line; }
+  std::vector<Payout> ToVector() const;
+
+  class const_iterator {
+   public:
+    using value_type = Payout;
+    using difference_type = std::ptrdiff_t;
+    const_iterator() = default;
+    const_iterator(const PayoutList* list, size_t i) : list_(list), i_(i) {}
+    Payout operator*() const { return (*list_)[i_]; }
+    const_iterator& operator++() { ++i_; return *this; }
+    const_iterator operator++(int) { auto t = *this; ++i_; return t; }
+    bool operator==(const const_iterator& o) const { return i_ == o.i_; }
+
+   private:
+    const PayoutList* list_ = nullptr;
+    size_t i_ = 0;
+  };
+  const_iterator begin() const { return {this, 0}; }
+  const_iterator end() const { return {this, size()}; }
+
+ private:
+  struct Row {
+    const char* text;       // id, account_number, account_name, operator_code, method, email, currency
+    int64_t amount_minor;
+    uint32_t line;
+    uint32_t len[7];
+  };
+  std::string_view Field(const Row& r, int k) const;
+  const char* Store(size_t n);
+  std::vector<Row> rows_;
+  std::vector<std::unique_ptr<char[]>> blocks_;
+  size_t block_used_ = 0;
+  size_t block_size_ = 0;
+};
+
+struct ValidatedBatch {
+  std::string batch_id;
+  std::string sha256;                      // lower-case hex of every byte of the file
+  uint64_t rows = 0;                       // data records read (header not counted), good or bad
+  PayoutList payouts;                      // in input order; empty unless ok()
+  std::map<std::string, int64_t> totals;   // currency -> sum of amounts (minor units); valid rows only
+  std::vector<BatchError> errors;          // the first kMaxErrors found, sorted by line
+  uint64_t error_count = 0;                // all errors found, including those not kept
+  bool ok() const { return error_count == 0; }
+};
+
+class BatchValidator {
+ public:
+  static constexpr size_t kMaxErrors = 1000;
+
+  explicit BatchValidator(BatchRules rules);
+
+  // Reads `in` to its end. Never throws on bad input; everything wrong is in the result's errors.
+  // The batch id itself is checked against the id rule (an error with line 0).
+  ValidatedBatch Validate(std::string_view batch_id, std::istream& in) const;
+  // The same over a file; a file that cannot be opened or read is an error with line 0.
+  ValidatedBatch ValidateFile(std::string_view batch_id, const std::string& path) const;
+
+  const BatchRules& rules() const { return rules_; }
+
+ private:
+  BatchRules rules_;
+};
+
+// The `<batch>.errors.csv` text (SPEC §2): header `line,column,error`, then one row per kept error,
+// RFC 4180 quoted, LF line ends, at most 1000 rows. When errors were dropped
+// (error_count > errors kept), the last row says how many more there were.
+std::string FormatErrorsCsv(const ValidatedBatch& batch);
+
+}  // namespace payoutd
