@@ -44,6 +44,9 @@ class CurrencyTable {
 // empty text, a sign, an exponent, a thousands separator, any other character, more decimals than
 // the currency has, zero, and values beyond int64. Leading zeros ("007.50") are accepted.
 Result<int64_t> ParseAmount(std::string_view text, int minor_units);
+// The same, naming the currency in the decimals message: "amount has 3 decimal places but USD
+// allows 2". (Additive overload: the two-argument form says "the currency".)
+Result<int64_t> ParseAmount(std::string_view text, int minor_units, std::string_view currency);
 
 // Shortest exact decimal, for the gateway's JSON: 1000000 minor @2 -> "10000", 4205 -> "42.05",
 // 4250 -> "42.5", 5 -> "0.05". Requires minor >= 0.
