@@ -116,12 +116,12 @@ class GatewayObserver {
  public:
   virtual ~GatewayObserver() = default;
   // method "POST" | "GET"; code = HTTP status, or 0 for a transport failure.
-  virtual void OnResponse(std::string_view method, int code, double seconds) {}
+  virtual void OnResponse(std::string_view /*method*/, int /*code*/, double /*seconds*/) {}
   // reason: "5xx", "timeout", "network", "bad_json", "throttled", "auth", "unknown_outcome"
-  virtual void OnRetry(std::string_view method, std::string_view reason) {}
+  virtual void OnRetry(std::string_view /*method*/, std::string_view /*reason*/) {}
   virtual void OnThrottled() {}
-  virtual void OnPaused(bool paused) {}
-  virtual void OnInFlight(int in_flight) {}
+  virtual void OnPaused(bool /*paused*/) {}
+  virtual void OnInFlight(int /*in_flight*/) {}
 };
 
 class GatewayClient {

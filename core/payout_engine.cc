@@ -1,1 +1,443 @@
-// placeholder: filled in by the module's owner
+#include "core/payout_engine.h"
+
+#include <algorithm>
+
+#include <boost/asio/post.hpp>
+
+#include "core/log.h"
+
+namespace payoutd {
+namespace {
+
+int64_t ToMs(Duration d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); }
+
+PayoutUpdate ToUpdate(const PayoutRow& r) {
+  PayoutUpdate u;
+  u.id = r.payout.id;
+  u.stage = r.stage;
+  u.state = r.state;
+  u.attempts = r.attempts;
+  u.next_at_ms = r.next_at_ms;
+  u.since_ms = r.since_ms;
+  u.gateway_status = r.gateway_status;
+  u.has_fee = r.has_fee;
+  u.fee_minor = r.fee_minor;
+  u.fee_currency = r.fee_currency;
+  u.processed_at = r.processed_at;
+  u.error = r.error;
+  return u;
+}
+
+bool Contains(const std::vector<std::string>& v, const std::string& s) {
+  return std::find(v.begin(), v.end(), s) != v.end();
+}
+
+constexpr size_t kPageSize = 256;
+
+}  // namespace
+
+PayoutEngine::PayoutEngine(boost::asio::io_context& io, PayoutStore& store, GatewayClient& client, Clock& clock,
+                           EngineOptions options, EngineObserver* observer)
+    : io_(io),
+      store_(store),
+      client_(client),
+      clock_(clock),
+      options_(std::move(options)),
+      observer_(observer),
+      timer_(io),
+      alive_(std::make_shared<bool>(true)) {}
+
+PayoutEngine::~PayoutEngine() {
+  *alive_ = false;
+  timer_.cancel();
+}
+
+int64_t PayoutEngine::NowMs() const {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(clock_.WallNow().time_since_epoch()).count();
+}
+
+bool PayoutEngine::IsFinalStatus(const std::string& s) const { return Contains(options_.polling.final_statuses, s); }
+bool PayoutEngine::IsSuccessStatus(const std::string& s) const { return Contains(options_.polling.success_statuses, s); }
+bool PayoutEngine::IsPendingStatus(const std::string& s) const { return Contains(options_.polling.pending_statuses, s); }
+
+Status PayoutEngine::Start() {
+  auto batches = store_.ListBatches();
+  if (!batches.ok()) return batches.status();
+  for (const auto& b : *batches) {
+    if (b.status != BatchRecord::Status::kActive) continue;
+    // A POST cut off by a crash may or may not have reached the gateway: resolve with GET first.
+    for (;;) {
+      auto rows = store_.LoadByStage(b.id, Stage::kSubmitting, 0, 4096);
+      if (!rows.ok()) return rows.status();
+      if (rows->empty()) break;
+      for (auto& row : *rows) {
+        row.stage = Stage::kUnknown;
+        row.next_at_ms = NowMs();
+        Record(row);
+      }
+      if (!Commit()) return Status::Error("cannot commit recovery of in-flight payouts");
+    }
+    AddBatch(b.id);
+  }
+  SchedulePump();
+  return Status::Ok();
+}
+
+void PayoutEngine::AddBatch(const std::string& batch_id) {
+  if (batches_.count(batch_id)) return;
+  auto progress = store_.Progress(batch_id);
+  if (!progress.ok()) {
+    log::Error("engine.batch_load_failed", {{"batch", batch_id}, {"error", progress.error()}});
+    return;
+  }
+  int64_t finals = 0;
+  for (const auto& [state, n] : progress->states) finals += n;
+  Cursor c;
+  c.batch_id = batch_id;
+  c.remaining = progress->batch.rows - finals;
+  log::Info("engine.batch_started", {{"batch", batch_id},
+                                     {"rows", std::to_string(progress->batch.rows)},
+                                     {"remaining", std::to_string(c.remaining)}});
+  batches_.emplace(batch_id, std::move(c));
+  if (batches_.at(batch_id).remaining <= 0) {
+    pending_final_count_[batch_id] += 0;  // finished on the next commit
+  }
+  SchedulePump();
+}
+
+bool PayoutEngine::Nudge(const std::string& payout_id) {
+  if (draining_ || busy_.count(payout_id)) return false;
+  auto row = store_.GetPayout(payout_id);
+  if (!row.ok() || !row->has_value()) return false;
+  if ((*row)->stage != Stage::kPolling && (*row)->stage != Stage::kUnknown) return false;
+  nudged_.insert(payout_id);
+  SchedulePump();
+  return true;
+}
+
+void PayoutEngine::Reconfigure(const PollingPolicy& polling) { options_.polling = polling; }
+
+void PayoutEngine::Drain(std::function<void()> done) {
+  draining_ = true;
+  drained_ = std::move(done);
+  client_.Shutdown();
+  SchedulePump();
+}
+
+PayoutEngine::Snapshot PayoutEngine::snapshot() const {
+  return Snapshot{batches_.size(), submits_out_, polls_out_, pending_.size()};
+}
+
+// Pumps run at most once per commit_interval, so that state changes are committed in groups.
+void PayoutEngine::SchedulePump() {
+  ScheduleAt(std::max(std::chrono::steady_clock::now(), last_pump_ + options_.commit_interval));
+}
+
+void PayoutEngine::ScheduleAt(SteadyTime at) {
+  if (stopped_ || (pump_scheduled_ && at >= wake_at_)) return;
+  pump_scheduled_ = true;
+  wake_at_ = at;
+  timer_.expires_at(at);  // an earlier wait, if any, completes as aborted
+  timer_.async_wait([this, alive = alive_](const boost::system::error_code& ec) {
+    if (!*alive || ec == boost::asio::error::operation_aborted) return;
+    pump_scheduled_ = false;
+    Pump();
+  });
+}
+
+void PayoutEngine::Pump() {
+  last_pump_ = std::chrono::steady_clock::now();
+  if (stopped_) return;
+  if (!Commit()) return;
+  if (!draining_) {
+    FillPolls();
+    FillSubmissions();
+  }
+  CheckDrained();
+  if (stopped_ || draining_) return;
+
+  // Wake for the next due poll; completions wake us earlier through SchedulePump().
+  auto next = store_.NextDueAt();
+  if (!next.ok() || !next->has_value()) {
+    if (!batches_.empty() && submits_out_ == 0 && polls_out_ == 0) {
+      // Nothing due and nothing outstanding: a safety net in case a row was skipped.
+      next = std::optional<int64_t>(NowMs() + 1000);
+    } else {
+      return;
+    }
+  }
+  int64_t delay = std::clamp<int64_t>(**next - NowMs(), ToMs(options_.commit_interval), 5000);
+  ScheduleAt(std::chrono::steady_clock::now() + std::chrono::milliseconds(delay));
+}
+
+bool PayoutEngine::Commit() {
+  if (pending_.empty() && pending_final_count_.empty()) return true;
+  if (!pending_.empty()) {
+    Status st = store_.Apply(pending_);
+    if (!st.ok()) {
+      stopped_ = true;
+      log::Error("engine.commit_failed", {{"error", st.message()}});
+      if (observer_) observer_->OnStoreError(st.message());
+      return false;
+    }
+  }
+  pending_.clear();
+  auto finals = std::move(pending_finals_);
+  pending_finals_.clear();
+  auto counts = std::move(pending_final_count_);
+  pending_final_count_.clear();
+  if (observer_)
+    for (const auto& row : finals) observer_->OnFinal(row);
+  for (const auto& [batch_id, n] : counts) {
+    auto it = batches_.find(batch_id);
+    if (it == batches_.end()) continue;
+    it->second.remaining -= n;
+    PAYOUTD_CHECK(it->second.remaining >= 0);
+    if (it->second.remaining > 0) continue;
+    Status st = store_.SetBatchStatus(batch_id, BatchRecord::Status::kFinished, NowMs());
+    if (!st.ok()) {
+      stopped_ = true;
+      log::Error("engine.commit_failed", {{"error", st.message()}});
+      if (observer_) observer_->OnStoreError(st.message());
+      return false;
+    }
+    if (rr_next_ == batch_id) rr_next_.clear();
+    batches_.erase(it);
+    log::Info("engine.batch_finished", {{"batch", batch_id}});
+    if (observer_) observer_->OnBatchFinished(batch_id);
+  }
+  return true;
+}
+
+void PayoutEngine::FillPolls() {
+  while (polls_out_ < options_.poll_window && !nudged_.empty()) {
+    std::string id = *nudged_.begin();
+    nudged_.erase(nudged_.begin());
+    if (busy_.count(id)) continue;
+    auto row = store_.GetPayout(id);
+    if (!row.ok() || !row->has_value()) continue;
+    if ((*row)->stage != Stage::kPolling && (*row)->stage != Stage::kUnknown) continue;
+    StartPoll(std::move(**row));
+  }
+  if (polls_out_ >= options_.poll_window) return;
+  size_t room = options_.poll_window - polls_out_;
+  // Rows with a call at the client are still due in the store; ask for enough to skip them.
+  auto rows = store_.LoadDue(NowMs(), room + polls_out_);
+  if (!rows.ok()) {
+    log::Error("engine.load_failed", {{"error", rows.error()}});
+    return;
+  }
+  for (auto& row : *rows) {
+    if (polls_out_ >= options_.poll_window) break;
+    if (busy_.count(row.payout.id)) continue;
+    StartPoll(std::move(row));
+  }
+}
+
+bool PayoutEngine::NextReady(Cursor& c, PayoutRow* out) {
+  if (c.ready.empty() && !c.exhausted) {
+    auto rows = store_.LoadByStage(c.batch_id, Stage::kNew, c.last_line, kPageSize);
+    if (!rows.ok()) {
+      log::Error("engine.load_failed", {{"batch", c.batch_id}, {"error", rows.error()}});
+      return false;
+    }
+    if (rows->empty()) c.exhausted = true;
+    for (auto& r : *rows) {
+      c.last_line = std::max(c.last_line, r.payout.line);
+      c.ready.push_back(std::move(r));
+    }
+  }
+  if (c.ready.empty()) return false;
+  *out = std::move(c.ready.front());
+  c.ready.pop_front();
+  return true;
+}
+
+void PayoutEngine::FillSubmissions() {
+  if (batches_.empty()) return;
+  auto it = batches_.lower_bound(rr_next_);
+  size_t idle = 0;
+  while (submits_out_ < options_.submit_window && idle < batches_.size()) {
+    if (it == batches_.end()) it = batches_.begin();
+    PayoutRow row;
+    if (NextReady(it->second, &row)) {
+      idle = 0;
+      StartSubmit(std::move(row));
+    } else {
+      ++idle;
+    }
+    ++it;
+  }
+  rr_next_ = it == batches_.end() ? std::string() : it->first;
+}
+
+void PayoutEngine::StartSubmit(PayoutRow row) {
+  PAYOUTD_CHECK(row.stage == Stage::kNew || row.stage == Stage::kUnknown);
+  PAYOUTD_CHECK(!busy_.count(row.payout.id));
+  row.stage = Stage::kSubmitting;
+  if (row.since_ms == 0) row.since_ms = NowMs();
+  Record(row);
+  busy_.insert(row.payout.id);
+  ++submits_out_;
+  Payout payout = row.payout;
+  client_.Submit(payout, [this, alive = alive_, row = std::move(row)](SubmitResult r) mutable {
+    if (!*alive) return;
+    OnSubmitted(std::move(row), r);
+  });
+}
+
+void PayoutEngine::StartPoll(PayoutRow row) {
+  PAYOUTD_CHECK(row.stage == Stage::kPolling || row.stage == Stage::kUnknown);
+  busy_.insert(row.payout.id);
+  ++polls_out_;
+  std::string id = row.payout.id;
+  client_.Poll(id, [this, alive = alive_, row = std::move(row)](PollResult r) mutable {
+    if (!*alive) return;
+    OnPolled(std::move(row), r);
+  });
+}
+
+void PayoutEngine::OnSubmitted(PayoutRow row, const SubmitResult& r) {
+  busy_.erase(row.payout.id);
+  --submits_out_;
+  row.attempts += r.post_attempts;
+  using O = SubmitResult::Outcome;
+  switch (r.outcome) {
+    case O::kCreated:
+      row.error.clear();
+      if (r.payout) {
+        ApplyGatewayView(row, *r.payout);
+      } else {
+        row.stage = Stage::kPolling;
+        row.next_at_ms = NowMs() + ToMs(options_.polling.initial_delay);
+        Record(row);
+      }
+      break;
+    case O::kRejected:
+      Finalize(row, FinalState::kRejected, r.message.empty() ? "refused by the gateway" : r.message);
+      break;
+    case O::kConflict:
+      Finalize(row, FinalState::kError, "id conflict: " + r.message);
+      break;
+    case O::kNotCreated:
+      Finalize(row, FinalState::kError,
+               "not created after " + std::to_string(r.post_attempts) + " attempts: " + r.message);
+      break;
+    case O::kUnknown:
+      row.error = r.message;
+      ScheduleNextPoll(row, Stage::kUnknown);
+      break;
+    case O::kCancelled:
+      // Shutting down. A payout never POSTed goes back to new; otherwise its outcome is unknown.
+      row.stage = row.attempts > 0 ? Stage::kUnknown : Stage::kNew;
+      row.next_at_ms = NowMs();
+      Record(row);
+      break;
+  }
+  SchedulePump();
+}
+
+void PayoutEngine::OnPolled(PayoutRow row, const PollResult& r) {
+  busy_.erase(row.payout.id);
+  --polls_out_;
+  using O = PollResult::Outcome;
+  switch (r.outcome) {
+    case O::kFound:
+      row.error.clear();
+      ApplyGatewayView(row, r.payout);
+      break;
+    case O::kNotFound:
+      if (row.stage == Stage::kUnknown && !draining_) {
+        // Our POST never reached the gateway: send it again, same id and same body.
+        StartSubmit(std::move(row));
+      } else {
+        row.error = "the gateway reports no such payout";
+        ScheduleNextPoll(row, row.stage);
+      }
+      break;
+    case O::kFailed:
+      row.error = r.message;
+      ScheduleNextPoll(row, row.stage);
+      break;
+    case O::kCancelled:
+      break;  // the store still holds the stage it had before the poll
+  }
+  SchedulePump();
+}
+
+void PayoutEngine::ApplyGatewayView(PayoutRow& row, const GatewayPayout& view) {
+  // The gateway must hold *our* payout under this id (SPEC §1: an id conflict is final ERROR).
+  bool differs = (!view.currency.empty() && (view.amount_minor != row.payout.amount_minor ||
+                                             view.currency != row.payout.currency)) ||
+                 (!view.account_number.empty() && view.account_number != row.payout.account_number);
+  if (differs) {
+    Finalize(row, FinalState::kError, "id conflict: the gateway holds a different payout under this id");
+    return;
+  }
+  row.gateway_status = view.status;
+  row.has_fee = view.has_fee;
+  row.fee_minor = view.fee_minor;
+  row.fee_currency = view.fee_currency;
+  row.processed_at = view.processed_at;
+  if (IsFinalStatus(view.status)) {
+    Finalize(row, IsSuccessStatus(view.status) ? FinalState::kSuccess : FinalState::kFailed, "");
+    return;
+  }
+  if (!IsPendingStatus(view.status)) {
+    log::Warn("engine.unknown_status", {{"payout", row.payout.id}, {"status", view.status}});
+    if (observer_) observer_->OnUnknownStatus(view.status);
+  }
+  if (row.stage == Stage::kUnknown || row.stage == Stage::kSubmitting) {
+    // First sight of it at the gateway: the first poll comes after initial_delay.
+    row.stage = Stage::kPolling;
+    row.next_at_ms = NowMs() + ToMs(options_.polling.initial_delay);
+    Record(row);
+    return;
+  }
+  ScheduleNextPoll(row, Stage::kPolling);
+}
+
+// Polls back off by doubling: the next wait is the time since the first submission, clamped to
+// [initial_delay, max_interval]. After give_up_after without a final status the payout is ERROR.
+void PayoutEngine::ScheduleNextPoll(PayoutRow& row, Stage stage) {
+  int64_t now = NowMs();
+  if (row.since_ms == 0) row.since_ms = now;
+  int64_t elapsed = now - row.since_ms;
+  if (elapsed >= ToMs(options_.polling.give_up_after)) {
+    std::string why = stage == Stage::kUnknown
+                          ? "outcome unknown after " + std::to_string(elapsed / 1000) + "s"
+                          : "no final status after " + std::to_string(elapsed / 1000) + "s";
+    if (!row.gateway_status.empty()) why += " (last status " + row.gateway_status + ")";
+    if (!row.error.empty()) why += ": " + row.error;
+    Finalize(row, FinalState::kError, why);
+    return;
+  }
+  int64_t interval = std::clamp(elapsed, ToMs(options_.polling.initial_delay), ToMs(options_.polling.max_interval));
+  row.stage = stage;
+  row.next_at_ms = now + interval;
+  Record(row);
+}
+
+void PayoutEngine::Finalize(PayoutRow& row, FinalState state, std::string error) {
+  PAYOUTD_CHECK(state != FinalState::kNone);
+  PAYOUTD_CHECK(row.stage != Stage::kFinal);
+  row.stage = Stage::kFinal;
+  row.state = state;
+  row.error = std::move(error);
+  row.next_at_ms = 0;
+  Record(row);
+  pending_finals_.push_back(row);
+  pending_final_count_[row.batch_id] += 1;
+}
+
+void PayoutEngine::Record(const PayoutRow& row) { pending_.push_back(ToUpdate(row)); }
+
+void PayoutEngine::CheckDrained() {
+  if (!draining_ || !drained_) return;
+  if (submits_out_ != 0 || polls_out_ != 0 || !pending_.empty()) return;
+  auto done = std::move(drained_);
+  drained_ = nullptr;
+  boost::asio::post(io_, std::move(done));
+}
+
+}  // namespace payoutd

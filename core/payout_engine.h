@@ -1,0 +1,158 @@
+// The pipeline that moves every payout of every accepted batch to a final state:
+// submit (POST) -> poll (GET) on a schedule -> final, with all progress kept in the PayoutStore.
+//
+// Guarantees:
+// - Works from the store alone: Start() resumes every batch not yet finished, so recovery after a
+//   crash is the same code as a normal start. Payouts found at kSubmitting are moved to kUnknown and
+//   resolved with GET before any re-send.
+// - Memory and requests are bounded: at most `submit_window` submissions and `poll_window` polls are
+//   handed to the gateway client at once, and only those payouts are held in memory; the rest wait
+//   in the store. Active batches share the submission window round-robin, so a small batch is not
+//   stuck behind a large one; polls and submissions have separate windows and neither starves.
+// - Group commit: state changes are written in one transaction per pump cycle (commit_interval).
+//   A final state is committed before the batch can be reported (on_batch_finished runs after the
+//   commit that made the last payout final and after the batch is marked kFinished).
+//
+// Threading: everything runs on the io_context's thread.
+#pragma once
+
+#include <chrono>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include "core/clock.h"
+#include "core/gateway_client.h"
+#include "core/payout.h"
+#include "core/payout_store.h"
+
+namespace payoutd {
+
+struct PollingPolicy {
+  Duration initial_delay = std::chrono::seconds(2);
+  Duration max_interval = std::chrono::seconds(60);
+  Duration give_up_after = std::chrono::hours(72);
+  std::vector<std::string> final_statuses{"SUCCESS", "FAILED", "REJECTED", "CANCELLED", "EXPIRED"};
+  std::vector<std::string> success_statuses{"SUCCESS"};
+  // Statuses known to be non-final; anything neither final nor here is counted as unknown.
+  std::vector<std::string> pending_statuses{"CREATED", "PENDING", "PROCESSING"};
+};
+
+struct EngineOptions {
+  PollingPolicy polling;
+  size_t submit_window = 128;
+  size_t poll_window = 128;
+  Duration commit_interval = std::chrono::milliseconds(10);
+};
+
+// Told what happens, for metrics, logs and sd_notify STATUS. Called on the io_context thread.
+class EngineObserver {
+ public:
+  virtual ~EngineObserver() = default;
+  // A payout's final state was committed.
+  virtual void OnFinal(const PayoutRow& /*row*/) {}
+  // The gateway reported a status in neither the final nor the pending list.
+  virtual void OnUnknownStatus(const std::string& /*status*/) {}
+  // Every payout of the batch is final and committed; the batch is kFinished.
+  virtual void OnBatchFinished(const std::string& /*batch_id*/) {}
+  // A commit of the store failed; the engine stops (the daemon should exit non-zero).
+  virtual void OnStoreError(const std::string& /*message*/) {}
+};
+
+class PayoutEngine {
+ public:
+  PayoutEngine(boost::asio::io_context& io, PayoutStore& store, GatewayClient& client, Clock& clock,
+               EngineOptions options, EngineObserver* observer);
+  ~PayoutEngine();
+  PayoutEngine(const PayoutEngine&) = delete;
+  PayoutEngine& operator=(const PayoutEngine&) = delete;
+
+  // Resumes every active batch in the store. Call once.
+  Status Start();
+  // A batch just recorded by PayoutStore::CreateBatch: start on it.
+  void AddBatch(const std::string& batch_id);
+  // A hint (callback) that this payout may have changed: poll it soon, if we know it and it is
+  // waiting for a poll. The hint never sets a status by itself.
+  bool Nudge(const std::string& payout_id);
+  void Reconfigure(const PollingPolicy& polling);
+
+  // Stops taking new work: no new submission or poll starts; calls already with the client finish.
+  // `done` runs once nothing is outstanding and every change is committed.
+  void Drain(std::function<void()> done);
+
+  // Counts for metrics: payouts held in memory by stage, and the active batches.
+  struct Snapshot {
+    size_t active_batches = 0;
+    size_t submitting = 0;
+    size_t polling = 0;
+    size_t uncommitted = 0;
+  };
+  Snapshot snapshot() const;
+  bool draining() const { return draining_; }
+
+ private:
+  struct Cursor {
+    std::string batch_id;
+    uint32_t last_line = 0;       // highest line loaded at kNew
+    std::deque<PayoutRow> ready;  // kNew rows loaded and not yet submitted
+    bool exhausted = false;       // no kNew rows left after last_line
+    int64_t remaining = 0;        // payouts not final (committed or pending)
+  };
+
+  void SchedulePump();
+  void ScheduleAt(SteadyTime at);
+  void Pump();
+  bool Commit();
+  void FillPolls();
+  void FillSubmissions();
+  bool NextReady(Cursor& c, PayoutRow* out);
+  void StartSubmit(PayoutRow row);
+  void StartPoll(PayoutRow row);
+  void OnSubmitted(PayoutRow row, const SubmitResult& r);
+  void OnPolled(PayoutRow row, const PollResult& r);
+  void ApplyGatewayView(PayoutRow& row, const GatewayPayout& view);
+  void Finalize(PayoutRow& row, FinalState state, std::string error);
+  void ScheduleNextPoll(PayoutRow& row, Stage stage);
+  void Record(const PayoutRow& row);
+  void CheckDrained();
+  int64_t NowMs() const;
+  bool IsFinalStatus(const std::string& s) const;
+  bool IsSuccessStatus(const std::string& s) const;
+  bool IsPendingStatus(const std::string& s) const;
+
+  boost::asio::io_context& io_;
+  PayoutStore& store_;
+  GatewayClient& client_;
+  Clock& clock_;
+  EngineOptions options_;
+  EngineObserver* observer_;
+
+  std::map<std::string, Cursor> batches_;           // active batches by id
+  std::string rr_next_;                             // round-robin position among batches_
+  std::unordered_set<std::string> busy_;            // payout ids with a call at the client
+  std::vector<PayoutUpdate> pending_;               // uncommitted changes
+  std::vector<PayoutRow> pending_finals_;           // finals in pending_, for the observer
+  std::map<std::string, int64_t> pending_final_count_;  // per batch, finals in pending_
+  std::unordered_set<std::string> nudged_;          // ids to poll at once
+  size_t submits_out_ = 0;
+  size_t polls_out_ = 0;
+  bool pump_scheduled_ = false;
+  bool stopped_ = false;                            // after a store error
+  bool draining_ = false;
+  std::function<void()> drained_;
+  SteadyTime last_pump_{};
+  SteadyTime wake_at_{};
+  boost::asio::steady_timer timer_;
+  std::shared_ptr<bool> alive_;
+};
+
+}  // namespace payoutd
