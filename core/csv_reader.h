@@ -71,7 +71,7 @@ class CsvReader {
   Next Fail(uint32_t line, uint32_t field, std::string message, bool skip_line);
   void SkipRestOfLine();
   void FinishRecord();
-  bool ValidateUtf8(uint32_t* bad_field, std::string* message) const;
+  bool ValidateUtf8(CsvError* error) const;  // fills *error when the record is not UTF-8
 
   std::istream& in_;
   CsvOptions opt_;
@@ -91,6 +91,7 @@ class CsvReader {
   std::vector<uint32_t> field_lines_;  // physical line where each field starts
   std::vector<std::string_view> fields_;
   CsvError error_;
+  bool special_[256] = {};     // bytes that end a run of an unquoted field
 };
 
 }  // namespace payoutd
