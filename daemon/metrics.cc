@@ -1,1 +1,213 @@
-// placeholder
+#include "daemon/metrics.h"
+
+#include <prometheus/counter.h>
+#include <prometheus/exposer.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+#include <prometheus/text_serializer.h>
+
+#include <charconv>
+#include <exception>
+
+namespace payoutd {
+namespace {
+
+// From a fast loopback answer to a gateway that is slow but within the default 30s timeout.
+const prometheus::Histogram::BucketBoundaries kLatencyBuckets{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                                                              1,     2.5,  5,     10,   20,  30};
+
+constexpr FinalState kFinalStates[] = {FinalState::kSuccess, FinalState::kFailed, FinalState::kRejected,
+                                       FinalState::kError};
+constexpr Stage kPendingStages[] = {Stage::kNew, Stage::kSubmitting, Stage::kUnknown, Stage::kPolling};
+
+std::string_view BatchResultName(Metrics::BatchResult r) {
+  switch (r) {
+    case Metrics::BatchResult::kAccepted: return "accepted";
+    case Metrics::BatchResult::kRejected: return "rejected";
+    case Metrics::BatchResult::kDone: return "done";
+  }
+  return "?";
+}
+
+std::string_view CallbackResultName(Metrics::CallbackResult r) {
+  switch (r) {
+    case Metrics::CallbackResult::kAccepted: return "accepted";
+    case Metrics::CallbackResult::kUnknownId: return "unknown_id";
+    case Metrics::CallbackResult::kBadRequest: return "bad_request";
+    case Metrics::CallbackResult::kTooLarge: return "too_large";
+  }
+  return "?";
+}
+
+// Accepts "host:port" and "[v6]:port" with a decimal port 0..65535; civetweb would also take
+// suffixes ("s", "r") and a bare port meaning every interface, which a config must not do by accident.
+bool IsValidListen(const std::string& listen) {
+  auto colon = listen.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == listen.size()) return false;
+  std::string_view host(listen.data(), colon);
+  if (host.front() == '[' && host.back() != ']') return false;
+  std::string_view port(listen.data() + colon + 1, listen.size() - colon - 1);
+  if (port.size() > 5) return false;
+  unsigned value = 0;
+  auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
+  return ec == std::errc() && end == port.data() + port.size() && value <= 65535;
+}
+
+double Pow10(int n) {
+  double p = 1;
+  for (int i = 0; i < n; ++i) p *= 10;
+  return p;
+}
+
+}  // namespace
+
+Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
+  auto& r = *registry_;
+  http_requests_ = &prometheus::BuildCounter()
+                        .Name("payoutd_http_requests_total")
+                        .Help("Gateway HTTP responses by method and status code (0 = transport failure).")
+                        .Register(r);
+  http_duration_ = &prometheus::BuildHistogram()
+                        .Name("payoutd_http_request_duration_seconds")
+                        .Help("Gateway HTTP request duration in seconds, by method.")
+                        .Register(r);
+  http_retries_ = &prometheus::BuildCounter()
+                       .Name("payoutd_http_retries_total")
+                       .Help("Gateway requests retried, by method and reason.")
+                       .Register(r);
+  in_flight_ = &prometheus::BuildGauge()
+                    .Name("payoutd_in_flight_requests")
+                    .Help("Gateway HTTP requests in flight.")
+                    .Register(r)
+                    .Add({});
+  throttled_ = &prometheus::BuildCounter()
+                    .Name("payoutd_throttled_total")
+                    .Help("Times the gateway throttled us (HTTP 429).")
+                    .Register(r)
+                    .Add({});
+  sending_paused_ = &prometheus::BuildGauge()
+                         .Name("payoutd_sending_paused")
+                         .Help("1 while sending is paused because the gateway refuses our token, else 0.")
+                         .Register(r)
+                         .Add({});
+  payouts_ = &prometheus::BuildCounter()
+                  .Name("payoutd_payouts_total")
+                  .Help("Payouts that reached a final state, by state.")
+                  .Register(r);
+  amount_ = &prometheus::BuildCounter()
+                 .Name("payoutd_amount_total")
+                 .Help("Amount of final payouts in major currency units (approximate; exact totals are in "
+                       "the summary files), by currency and state.")
+                 .Register(r);
+  pending_ = &prometheus::BuildGauge()
+                  .Name("payoutd_payouts_pending")
+                  .Help("Payouts not yet final, by stage.")
+                  .Register(r);
+  oldest_pending_age_ = &prometheus::BuildGauge()
+                             .Name("payoutd_oldest_pending_payout_age_seconds")
+                             .Help("Age of the oldest submitted payout that is not final yet; 0 when none.")
+                             .Register(r)
+                             .Add({});
+  batches_ = &prometheus::BuildCounter()
+                  .Name("payoutd_batches_total")
+                  .Help("Batches by result: accepted, rejected, done.")
+                  .Register(r);
+  unknown_status_ = &prometheus::BuildCounter()
+                         .Name("payoutd_unknown_gateway_status_total")
+                         .Help("Gateway answers carrying a status that is in neither configured list.")
+                         .Register(r)
+                         .Add({});
+  callbacks_ = &prometheus::BuildCounter()
+                    .Name("payoutd_callbacks_total")
+                    .Help("Gateway callbacks received, by result.")
+                    .Register(r);
+
+  for (FinalState s : kFinalStates) payouts_->Add({{"state", std::string(FinalStateName(s))}});
+  for (Stage s : kPendingStages) pending_->Add({{"stage", std::string(StageName(s))}});
+  for (auto b : {BatchResult::kAccepted, BatchResult::kRejected, BatchResult::kDone})
+    batches_->Add({{"result", std::string(BatchResultName(b))}});
+  for (auto c : {CallbackResult::kAccepted, CallbackResult::kUnknownId, CallbackResult::kBadRequest,
+                 CallbackResult::kTooLarge})
+    callbacks_->Add({{"result", std::string(CallbackResultName(c))}});
+  post_duration_ = &http_duration_->Add({{"method", "POST"}}, kLatencyBuckets);
+  get_duration_ = &http_duration_->Add({{"method", "GET"}}, kLatencyBuckets);
+}
+
+Metrics::~Metrics() = default;
+
+Result<std::unique_ptr<Metrics>> Metrics::Create(const std::string& listen, std::string_view version) {
+  std::unique_ptr<Metrics> m(new Metrics());
+  prometheus::BuildGauge()
+      .Name("payoutd_build_info")
+      .Help("Always 1; the version label says which payoutd is running.")
+      .Register(*m->registry_)
+      .Add({{"version", std::string(version)}})
+      .Set(1);
+  if (listen.empty()) return m;
+  if (!IsValidListen(listen))
+    return Status::Error("metrics.listen: expected host:port, got '" + listen + "'");
+  try {
+    // One thread: Prometheus scrapes rarely and the registry serialises collection anyway.
+    m->exposer_ = std::make_unique<prometheus::Exposer>(listen, 1);
+  } catch (const std::exception& e) {
+    return Status::Error("metrics.listen: cannot serve on " + listen + ": " + e.what());
+  }
+  auto ports = m->exposer_->GetListeningPorts();
+  if (ports.empty()) return Status::Error("metrics.listen: cannot serve on " + listen + ": no port bound");
+  m->port_ = ports.front();
+  m->exposer_->RegisterCollectable(m->registry_);
+  return m;
+}
+
+std::string Metrics::Render() const { return prometheus::TextSerializer().Serialize(registry_->Collect()); }
+
+void Metrics::OnResponse(std::string_view method, int code, double seconds) {
+  std::string m(method);
+  http_requests_->Add({{"method", m}, {"code", std::to_string(code)}}).Increment();
+  // Family::Add() builds a histogram before finding the existing one: keep the common two at hand.
+  prometheus::Histogram* h = method == "POST"  ? post_duration_
+                             : method == "GET" ? get_duration_
+                                               : &http_duration_->Add({{"method", m}}, kLatencyBuckets);
+  h->Observe(seconds < 0 ? 0 : seconds);
+}
+
+void Metrics::OnRetry(std::string_view method, std::string_view reason) {
+  http_retries_->Add({{"method", std::string(method)}, {"reason", std::string(reason)}}).Increment();
+}
+
+void Metrics::OnThrottled() { throttled_->Increment(); }
+
+void Metrics::OnPaused(bool paused) { sending_paused_->Set(paused ? 1 : 0); }
+
+void Metrics::OnInFlight(int in_flight) { in_flight_->Set(in_flight); }
+
+void Metrics::OnPayoutFinal(FinalState state, std::string_view currency, int64_t amount_minor, int minor_units) {
+  PAYOUTD_CHECK(state != FinalState::kNone);
+  PAYOUTD_CHECK(amount_minor >= 0);
+  PAYOUTD_CHECK(minor_units >= 0 && minor_units <= 9);
+  std::string name(FinalStateName(state));
+  payouts_->Add({{"state", name}}).Increment();
+  amount_->Add({{"currency", std::string(currency)}, {"state", name}})
+      .Increment(static_cast<double>(amount_minor) / Pow10(minor_units));
+}
+
+void Metrics::SetPending(Stage stage, int64_t count) {
+  PAYOUTD_CHECK(stage != Stage::kFinal);
+  pending_->Add({{"stage", std::string(StageName(stage))}}).Set(static_cast<double>(count));
+}
+
+void Metrics::SetOldestPendingAge(double seconds) { oldest_pending_age_->Set(seconds < 0 ? 0 : seconds); }
+
+void Metrics::OnBatch(BatchResult result) {
+  batches_->Add({{"result", std::string(BatchResultName(result))}}).Increment();
+}
+
+void Metrics::OnUnknownGatewayStatus() { unknown_status_->Increment(); }
+
+void Metrics::OnCallback(CallbackResult result) {
+  callbacks_->Add({{"result", std::string(CallbackResultName(result))}}).Increment();
+}
+
+}  // namespace payoutd
