@@ -1,0 +1,679 @@
+// PayoutStore: persistence, duplicate refusal, the state machine at the durable boundary, queries,
+// aggregates, concurrent read-only access and all-or-nothing commits under a crash.
+#include "core/payout_store.h"
+
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace payoutd {
+namespace {
+
+namespace fs = std::filesystem;
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string tmpl = (fs::temp_directory_path() / "payout_store_test.XXXXXX").string();
+    char* p = mkdtemp(tmpl.data());
+    if (p == nullptr) std::abort();
+    path_ = p;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  std::string File(const std::string& name) const { return (path_ / name).string(); }
+
+ private:
+  fs::path path_;
+};
+
+Payout MakePayout(const std::string& batch, int i, int64_t amount = 1000, const std::string& currency = "USD") {
+  Payout p;
+  p.line = static_cast<uint32_t>(i + 2);
+  p.id = batch + "-" + std::to_string(i);
+  p.amount_minor = amount;
+  p.currency = currency;
+  p.account_number = "DE8937040044053201" + std::to_string(i % 100);
+  p.account_name = "Jane Roe " + std::to_string(i);
+  p.operator_code = "OP1";
+  p.method = "BANK_TRANSFER";
+  p.email = i % 2 ? "jane@example.com" : "";
+  return p;
+}
+
+std::vector<Payout> MakePayouts(const std::string& batch, int n) {
+  std::vector<Payout> out;
+  for (int i = 0; i < n; ++i) out.push_back(MakePayout(batch, i, 100 + i));
+  return out;
+}
+
+BatchRecord MakeBatch(const std::string& id, int64_t rows) {
+  BatchRecord b;
+  b.id = id;
+  b.sha256 = "sha-of-" + id;
+  b.file_name = id + ".csv";
+  b.rows = rows;
+  b.started_at_ms = 1'790'000'000'000;
+  return b;
+}
+
+std::unique_ptr<PayoutStore> OpenOrDie(const std::string& path, bool read_only = false) {
+  auto r = PayoutStore::Open(path, read_only);
+  if (!r.ok()) {
+    ADD_FAILURE() << r.error();
+    return nullptr;
+  }
+  return std::move(r).value();
+}
+
+PayoutUpdate UpdateTo(const std::string& id, Stage stage, FinalState state = FinalState::kNone) {
+  PayoutUpdate u;
+  u.id = id;
+  u.stage = stage;
+  u.state = state;
+  return u;
+}
+
+// Walks a payout from kNew along allowed edges to `path`'s last stage, one Apply per step.
+void Walk(PayoutStore& store, const std::string& id, const std::vector<PayoutUpdate>& steps) {
+  for (PayoutUpdate u : steps) {
+    u.id = id;
+    Status s = store.Apply({u});
+    ASSERT_TRUE(s.ok()) << s.message();
+  }
+}
+
+int64_t CountPayouts(const std::string& path, const std::string& batch_id) {
+  sqlite3* db = nullptr;
+  EXPECT_EQ(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+  sqlite3_stmt* s = nullptr;
+  EXPECT_EQ(sqlite3_prepare_v2(db, "SELECT count(*) FROM payouts WHERE batch_id = ?1", -1, &s, nullptr), SQLITE_OK);
+  sqlite3_bind_text(s, 1, batch_id.c_str(), -1, SQLITE_TRANSIENT);
+  EXPECT_EQ(sqlite3_step(s), SQLITE_ROW);
+  int64_t n = sqlite3_column_int64(s, 0);
+  sqlite3_finalize(s);
+  sqlite3_close(db);
+  return n;
+}
+
+TEST(PayoutStore, CreateBatchPersistsBatchAndPayoutsAcrossReopen) {
+  TempDir dir;
+  std::string path = dir.File("state.db");
+  std::vector<Payout> payouts = MakePayouts("b1", 3);
+  {
+    auto store = OpenOrDie(path);
+    ASSERT_TRUE(store);
+    Status s = store->CreateBatch(MakeBatch("b1", 3), payouts);
+    ASSERT_TRUE(s.ok()) << s.message();
+  }
+  auto store = OpenOrDie(path);
+  ASSERT_TRUE(store);
+  auto batch = store->GetBatch("b1");
+  ASSERT_TRUE(batch.ok());
+  ASSERT_TRUE(batch->has_value());
+  EXPECT_EQ((*batch)->sha256, "sha-of-b1");
+  EXPECT_EQ((*batch)->file_name, "b1.csv");
+  EXPECT_EQ((*batch)->rows, 3);
+  EXPECT_EQ((*batch)->status, BatchRecord::Status::kActive);
+  EXPECT_EQ((*batch)->started_at_ms, 1'790'000'000'000);
+  EXPECT_TRUE(*store->HasBatchId("b1"));
+  EXPECT_FALSE(*store->HasBatchId("b2"));
+  EXPECT_TRUE(*store->HasContent("sha-of-b1"));
+  EXPECT_FALSE(*store->HasContent("sha-of-b2"));
+
+  auto row = store->GetPayout("b1-1");
+  ASSERT_TRUE(row.ok());
+  ASSERT_TRUE(row->has_value());
+  const PayoutRow& r = **row;
+  EXPECT_EQ(r.batch_id, "b1");
+  EXPECT_EQ(r.payout.line, 3u);
+  EXPECT_EQ(r.payout.amount_minor, 101);
+  EXPECT_EQ(r.payout.currency, "USD");
+  EXPECT_EQ(r.payout.account_number, payouts[1].account_number);
+  EXPECT_EQ(r.payout.account_name, "Jane Roe 1");
+  EXPECT_EQ(r.payout.operator_code, "OP1");
+  EXPECT_EQ(r.payout.method, "BANK_TRANSFER");
+  EXPECT_EQ(r.payout.email, "jane@example.com");
+  EXPECT_EQ(r.stage, Stage::kNew);
+  EXPECT_EQ(r.state, FinalState::kNone);
+  EXPECT_EQ(r.attempts, 0);
+  EXPECT_FALSE(store->GetPayout("nope")->has_value());
+
+  auto list = store->ListBatches();
+  ASSERT_TRUE(list.ok());
+  ASSERT_EQ(list->size(), 1u);
+  EXPECT_EQ((*list)[0].id, "b1");
+}
+
+TEST(PayoutStore, CreateBatchRefusesSeenBatchIdAndRecordsNothing) {
+  TempDir dir;
+  auto store = OpenOrDie(dir.File("state.db"));
+  ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 2), MakePayouts("b1", 2)).ok());
+  BatchRecord again = MakeBatch("b1", 2);
+  again.sha256 = "other-content";
+  Status s = store->CreateBatch(again, MakePayouts("x", 2));
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("batch id 'b1'"), std::string::npos) << s.message();
+  EXPECT_FALSE(*store->HasContent("other-content"));
+  EXPECT_FALSE(store->GetPayout("x-0")->has_value());
+}
+
+TEST(PayoutStore, CreateBatchRefusesSeenContentAndRecordsNothing) {
+  TempDir dir;
+  auto store = OpenOrDie(dir.File("state.db"));
+  ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 2), MakePayouts("b1", 2)).ok());
+  BatchRecord copy = MakeBatch("b2", 2);
+  copy.sha256 = "sha-of-b1";
+  Status s = store->CreateBatch(copy, MakePayouts("b2", 2));
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("sha256"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("'b1'"), std::string::npos) << s.message();
+  EXPECT_FALSE(*store->HasBatchId("b2"));
+  EXPECT_FALSE(store->GetPayout("b2-0")->has_value());
+}
+
+TEST(PayoutStore, CreateBatchRefusesPayoutIdOfEarlierBatchAndRecordsNothing) {
+  TempDir dir;
+  std::string path = dir.File("state.db");
+  auto store = OpenOrDie(path);
+  ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 2), MakePayouts("b1", 2)).ok());
+  std::vector<Payout> second = MakePayouts("b2", 5);
+  second[3].id = "b1-1";  // reused
+  Status s = store->CreateBatch(MakeBatch("b2", 5), second);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("payout id 'b1-1'"), std::string::npos) << s.message();
+  EXPECT_FALSE(*store->HasBatchId("b2"));
+  EXPECT_FALSE(*store->HasContent("sha-of-b2"));
+  EXPECT_EQ(CountPayouts(path, "b2"), 0);
+  EXPECT_EQ((*store->GetPayout("b1-1"))->batch_id, "b1");
+}
+
+TEST(PayoutStore, CreateBatchRefusesPayoutIdRepeatedInsideTheBatch) {
+  TempDir dir;
+  std::string path = dir.File("state.db");
+  auto store = OpenOrDie(path);
+  std::vector<Payout> payouts = MakePayouts("b1", 4);
+  payouts[2].id = payouts[0].id;
+  Status s = store->CreateBatch(MakeBatch("b1", 4), payouts);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("'b1-0'"), std::string::npos) << s.message();
+  EXPECT_FALSE(*store->HasBatchId("b1"));
+  EXPECT_EQ(CountPayouts(path, "b1"), 0);
+}
+
+TEST(PayoutStore, FindUsedPayoutIdsReturnsOnlyUsedIdsInTheOrderGiven) {
+  TempDir dir;
+  auto store = OpenOrDie(dir.File("state.db"));
+  ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 3), MakePayouts("b1", 3)).ok());
+  std::vector<Payout> candidates = {MakePayout("n", 0), MakePayout("b1", 2), MakePayout("n", 1), MakePayout("b1", 0)};
+  auto used = store->FindUsedPayoutIds(candidates);
+  ASSERT_TRUE(used.ok()) << used.error();
+  EXPECT_EQ(*used, (std::vector<std::string>{"b1-2", "b1-0"}));
+}
+
+TEST(PayoutStore, ApplyPersistsAllowedTransitionsAndEveryField) {
+  TempDir dir;
+  std::string path = dir.File("state.db");
+  {
+    auto store = OpenOrDie(path);
+    ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 1), MakePayouts("b1", 1)).ok());
+    PayoutUpdate sub = UpdateTo("b1-0", Stage::kSubmitting);
+    sub.attempts = 1;
+    PayoutUpdate unknown = UpdateTo("b1-0", Stage::kUnknown);
+    unknown.attempts = 1;
+    unknown.next_at_ms = 500;
+    PayoutUpdate poll = UpdateTo("b1-0", Stage::kPolling);
+    poll.attempts = 2;
+    poll.since_ms = 400;
+    poll.gateway_status = "PENDING";
+    PayoutUpdate poll_again = poll;  // same stage: always allowed
+    poll_again.next_at_ms = 900;
+    ASSERT_TRUE(store->Apply({sub, unknown, UpdateTo("b1-0", Stage::kSubmitting), poll, poll_again}).ok());
+    auto row = *store->GetPayout("b1-0");
+    EXPECT_EQ(row->stage, Stage::kPolling);
+    EXPECT_EQ(row->next_at_ms, 900);
+
+    PayoutUpdate fin = UpdateTo("b1-0", Stage::kFinal, FinalState::kSuccess);
+    fin.attempts = 2;
+    fin.next_at_ms = 0;
+    fin.since_ms = 400;
+    fin.gateway_status = "SUCCESS";
+    fin.has_fee = true;
+    fin.fee_minor = 125;
+    fin.fee_currency = "EUR";
+    fin.processed_at = "2026-11-24T01:02:03Z";
+    fin.error = "none";
+    ASSERT_TRUE(store->Apply({fin}).ok());
+    ASSERT_TRUE(store->Apply({fin}).ok()) << "re-applying the same final outcome is idempotent";
+  }
+  auto store = OpenOrDie(path, /*read_only=*/true);
+  auto row = *store->GetPayout("b1-0");
+  ASSERT_TRUE(row.has_value());
+  EXPECT_EQ(row->stage, Stage::kFinal);
+  EXPECT_EQ(row->state, FinalState::kSuccess);
+  EXPECT_EQ(row->attempts, 2);
+  EXPECT_EQ(row->since_ms, 400);
+  EXPECT_EQ(row->gateway_status, "SUCCESS");
+  EXPECT_TRUE(row->has_fee);
+  EXPECT_EQ(row->fee_minor, 125);
+  EXPECT_EQ(row->fee_currency, "EUR");
+  EXPECT_EQ(row->processed_at, "2026-11-24T01:02:03Z");
+  EXPECT_EQ(row->error, "none");
+}
+
+TEST(PayoutStore, ApplyWithUnknownIdFailsAndWritesNothingOfTheGroup) {
+  TempDir dir;
+  auto store = OpenOrDie(dir.File("state.db"));
+  ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 1), MakePayouts("b1", 1)).ok());
+  Status s = store->Apply({UpdateTo("b1-0", Stage::kSubmitting), UpdateTo("ghost", Stage::kSubmitting)});
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("'ghost'"), std::string::npos) << s.message();
+  EXPECT_EQ((*store->GetPayout("b1-0"))->stage, Stage::kNew);
+}
+
+TEST(PayoutStoreDeathTest, ApplyAbortsOnForbiddenTransitionAndTheGroupIsNotCommitted) {
+  TempDir dir;
+  std::string path = dir.File("state.db");
+  {
+    auto store = OpenOrDie(path);
+    ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 2), MakePayouts("b1", 2)).ok());
+  }
+  // The child opens its own connection: an SQLite connection must not cross fork().
+  EXPECT_DEATH(
+      {
+        auto store = PayoutStore::Open(path);
+        (void)(*store)->Apply({UpdateTo("b1-0", Stage::kSubmitting), UpdateTo("b1-1", Stage::kPolling)});
+      },
+      "invariant violated");
+  auto store = OpenOrDie(path);
+  EXPECT_EQ((*store->GetPayout("b1-0"))->stage, Stage::kNew);
+  EXPECT_EQ((*store->GetPayout("b1-1"))->stage, Stage::kNew);
+}
+
+TEST(PayoutStoreDeathTest, ApplyAbortsWhenAFinalPayoutWouldChangeItsOutcome) {
+  TempDir dir;
+  std::string path = dir.File("state.db");
+  {
+    auto store = OpenOrDie(path);
+    ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 1), MakePayouts("b1", 1)).ok());
+    Walk(*store, "b1-0", {UpdateTo("", Stage::kSubmitting), UpdateTo("", Stage::kFinal, FinalState::kRejected)});
+  }
+  EXPECT_DEATH((void)(*PayoutStore::Open(path))->Apply({UpdateTo("b1-0", Stage::kFinal, FinalState::kSuccess)}),
+               "invariant violated");
+  EXPECT_DEATH((void)(*PayoutStore::Open(path))->Apply({UpdateTo("b1-0", Stage::kPolling)}), "invariant violated");
+  auto store = OpenOrDie(path);
+  EXPECT_EQ((*store->GetPayout("b1-0"))->state, FinalState::kRejected);
+}
+
+TEST(PayoutStoreDeathTest, ApplyAbortsOnFinalStageWithoutOutcome) {
+  TempDir dir;
+  std::string path = dir.File("state.db");
+  {
+    auto store = OpenOrDie(path);
+    ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 1), MakePayouts("b1", 1)).ok());
+    Walk(*store, "b1-0", {UpdateTo("", Stage::kSubmitting)});
+  }
+  EXPECT_DEATH((void)(*PayoutStore::Open(path))->Apply({UpdateTo("b1-0", Stage::kFinal, FinalState::kNone)}),
+               "invariant violated");
+}
+
+TEST(PayoutStore, LoadByStagePagesInLineOrderAfterTheGivenLine) {
+  TempDir dir;
+  auto store = OpenOrDie(dir.File("state.db"));
+  std::vector<Payout> payouts = MakePayouts("b1", 10);  // lines 2..11
+  std::swap(payouts[0], payouts[9]);                    // insertion order is not line order
+  ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 10), payouts).ok());
+  ASSERT_TRUE(store->CreateBatch(MakeBatch("b2", 3), MakePayouts("b2", 3)).ok());
+  ASSERT_TRUE(store->Apply({UpdateTo("b1-4", Stage::kSubmitting), UpdateTo("b1-5", Stage::kSubmitting)}).ok());
+
+  std::vector<uint32_t> lines;
+  uint32_t after = 0;
+  for (int pages = 0; pages < 10; ++pages) {
+    auto page = store->LoadByStage("b1", Stage::kNew, after, 3);
+    ASSERT_TRUE(page.ok()) << page.error();
+    EXPECT_LE(page->size(), 3u);
+    if (page->empty()) break;
+    for (const PayoutRow& r : *page) {
+      EXPECT_EQ(r.batch_id, "b1");
+      EXPECT_EQ(r.stage, Stage::kNew);
+      lines.push_back(r.payout.line);
+    }
+    after = page->back().payout.line;
+  }
+  EXPECT_EQ(lines, (std::vector<uint32_t>{2, 3, 4, 5, 8, 9, 10, 11}));
+  auto submitting = store->LoadByStage("b1", Stage::kSubmitting, 0, 100);
+  ASSERT_EQ(submitting->size(), 2u);
+  EXPECT_EQ((*submitting)[0].payout.id, "b1-4");
+  EXPECT_EQ((*submitting)[1].payout.id, "b1-5");
+}
+
+TEST(PayoutStore, LoadDueReturnsDueUnknownAndPollingPayoutsEarliestFirst) {
+  TempDir dir;
+  auto store = OpenOrDie(dir.File("state.db"));
+  ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 6), MakePayouts("b1", 6)).ok());
+  ASSERT_TRUE(store->CreateBatch(MakeBatch("b2", 1), MakePayouts("b2", 1)).ok());
+  EXPECT_FALSE(store->NextDueAt()->has_value());
+
+  auto at = [](const std::string& id, Stage stage, int64_t next) {
+    PayoutUpdate u = UpdateTo(id, stage);
+    u.next_at_ms = next;
+    return u;
+  };
+  // b1-0 stays kNew; b1-1 submitting (not due: a POST is in flight) even with an old next_at.
+  ASSERT_TRUE(store
+                  ->Apply({at("b1-1", Stage::kSubmitting, 1), at("b1-2", Stage::kSubmitting, 0),
+                           at("b1-2", Stage::kPolling, 300), at("b1-3", Stage::kSubmitting, 0),
+                           at("b1-3", Stage::kUnknown, 100), at("b1-4", Stage::kSubmitting, 0),
+                           at("b1-4", Stage::kPolling, 900), at("b2-0", Stage::kSubmitting, 0),
+                           at("b2-0", Stage::kPolling, 200), at("b1-5", Stage::kSubmitting, 0)})
+                  .ok());
+  Walk(*store, "b1-5", {UpdateTo("", Stage::kFinal, FinalState::kError)});
+
+  auto due = store->LoadDue(300, 100);
+  ASSERT_TRUE(due.ok()) << due.error();
+  std::vector<std::string> ids;
+  for (const PayoutRow& r : *due) ids.push_back(r.payout.id);
+  EXPECT_EQ(ids, (std::vector<std::string>{"b1-3", "b2-0", "b1-2"}));
+
+  auto limited = store->LoadDue(1000, 2);
+  ASSERT_EQ(limited->size(), 2u);
+  EXPECT_EQ((*limited)[0].payout.id, "b1-3");
+  EXPECT_EQ((*limited)[1].payout.id, "b2-0");
+  EXPECT_TRUE(store->LoadDue(99, 100)->empty());
+
+  EXPECT_EQ(store->NextDueAt()->value_or(-1), 100);
+  Walk(*store, "b1-3", {at("", Stage::kPolling, 950)});
+  EXPECT_EQ(store->NextDueAt()->value_or(-1), 200);
+}
+
+TEST(PayoutStore, ProgressCountsAndTotalsAreExactPerCurrency) {
+  TempDir dir;
+  auto store = OpenOrDie(dir.File("state.db"));
+  std::vector<Payout> payouts = {MakePayout("b", 1, 1000, "USD"), MakePayout("b", 2, 2000, "USD"),
+                                 MakePayout("b", 3, 300, "USD"),  MakePayout("b", 4, 400, "USD"),
+                                 MakePayout("b", 5, 50, "EUR"),   MakePayout("b", 6, 70, "EUR"),
+                                 MakePayout("b", 7, 9, "JPY")};
+  ASSERT_TRUE(store->CreateBatch(MakeBatch("b", 7), payouts).ok());
+  ASSERT_TRUE(store->CreateBatch(MakeBatch("other", 1), {MakePayout("other", 1, 5555, "USD")}).ok());
+
+  PayoutUpdate sub = UpdateTo("", Stage::kSubmitting);
+  PayoutUpdate poll = UpdateTo("", Stage::kPolling);
+  poll.since_ms = 7000;
+  PayoutUpdate success = UpdateTo("", Stage::kFinal, FinalState::kSuccess);
+  success.since_ms = 1000;  // final: never the oldest pending
+  success.has_fee = true;
+  success.fee_minor = 10;
+  success.fee_currency = "USD";
+  PayoutUpdate rejected = UpdateTo("", Stage::kFinal, FinalState::kRejected);
+  rejected.has_fee = true;
+  rejected.fee_minor = 5;
+  rejected.fee_currency = "EUR";
+  PayoutUpdate polling_since_5000 = poll;
+  polling_since_5000.since_ms = 5000;
+  PayoutUpdate unknown_since_3000 = UpdateTo("", Stage::kUnknown);
+  unknown_since_3000.since_ms = 3000;
+
+  Walk(*store, "b-1", {sub, poll, success});
+  Walk(*store, "b-2", {sub, poll, UpdateTo("", Stage::kFinal, FinalState::kFailed)});
+  Walk(*store, "b-3", {sub, rejected});
+  Walk(*store, "b-4", {sub, polling_since_5000});
+  Walk(*store, "b-5", {sub, unknown_since_3000});
+  Walk(*store, "b-7", {sub, UpdateTo("", Stage::kFinal, FinalState::kError)});
+  Walk(*store, "other-1", {sub, UpdateTo("", Stage::kUnknown)});
+
+  auto p = store->Progress("b");
+  ASSERT_TRUE(p.ok()) << p.error();
+  EXPECT_EQ(p->batch.id, "b");
+  EXPECT_EQ(p->stages, (std::map<Stage, int64_t>{{Stage::kNew, 1}, {Stage::kUnknown, 1}, {Stage::kPolling, 1},
+                                                  {Stage::kFinal, 4}}));
+  EXPECT_EQ(p->states, (std::map<FinalState, int64_t>{{FinalState::kSuccess, 1}, {FinalState::kFailed, 1},
+                                                       {FinalState::kRejected, 1}, {FinalState::kError, 1}}));
+  ASSERT_EQ(p->totals.size(), 3u);
+  const CurrencyTotals& usd = p->totals.at("USD");
+  EXPECT_EQ(usd.requested, 3700);
+  EXPECT_EQ(usd.succeeded, 1000);
+  EXPECT_EQ(usd.failed, 2300);
+  EXPECT_EQ(usd.pending, 400);
+  EXPECT_EQ(usd.fees, (std::map<std::string, int64_t>{{"EUR", 5}, {"USD", 10}}));
+  const CurrencyTotals& eur = p->totals.at("EUR");
+  EXPECT_EQ(eur.requested, 120);
+  EXPECT_EQ(eur.succeeded, 0);
+  EXPECT_EQ(eur.failed, 0);
+  EXPECT_EQ(eur.pending, 120);
+  EXPECT_TRUE(eur.fees.empty());
+  const CurrencyTotals& jpy = p->totals.at("JPY");
+  EXPECT_EQ(jpy.requested, 9);
+  EXPECT_EQ(jpy.failed, 9);
+  EXPECT_EQ(p->oldest_pending_since_ms, 3000);
+
+  EXPECT_FALSE(store->Progress("missing").ok());
+}
+
+TEST(PayoutStore, ForEachPayoutStreamsEveryPayoutInLineOrderWhateverItsStage) {
+  TempDir dir;
+  auto store = OpenOrDie(dir.File("state.db"));
+  std::vector<Payout> payouts = MakePayouts("b1", 8);
+  std::swap(payouts[1], payouts[6]);
+  ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 8), payouts).ok());
+  ASSERT_TRUE(store->CreateBatch(MakeBatch("b2", 2), MakePayouts("b2", 2)).ok());
+  Walk(*store, "b1-2", {UpdateTo("", Stage::kSubmitting)});
+  Walk(*store, "b1-5", {UpdateTo("", Stage::kSubmitting), UpdateTo("", Stage::kFinal, FinalState::kRejected)});
+  Walk(*store, "b1-6", {UpdateTo("", Stage::kSubmitting), UpdateTo("", Stage::kPolling)});
+
+  std::vector<uint32_t> lines;
+  std::vector<Stage> stages;
+  Status s = store->ForEachPayout("b1", [&](const PayoutRow& r) {
+    EXPECT_EQ(r.batch_id, "b1");
+    lines.push_back(r.payout.line);
+    stages.push_back(r.stage);
+  });
+  ASSERT_TRUE(s.ok()) << s.message();
+  EXPECT_EQ(lines, (std::vector<uint32_t>{2, 3, 4, 5, 6, 7, 8, 9}));
+  EXPECT_EQ(stages[2], Stage::kSubmitting);
+  EXPECT_EQ(stages[5], Stage::kFinal);
+  EXPECT_EQ(stages[6], Stage::kPolling);
+  // The store stays usable afterwards (the scan's snapshot is released).
+  EXPECT_TRUE(store->Apply({UpdateTo("b1-0", Stage::kSubmitting)}).ok());
+}
+
+TEST(PayoutStore, SetBatchStatusMovesForwardAndPersists) {
+  TempDir dir;
+  std::string path = dir.File("state.db");
+  {
+    auto store = OpenOrDie(path);
+    ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 1), MakePayouts("b1", 1)).ok());
+    Walk(*store, "b1-0", {UpdateTo("", Stage::kSubmitting), UpdateTo("", Stage::kFinal, FinalState::kRejected)});
+    ASSERT_TRUE(store->SetBatchStatus("b1", BatchRecord::Status::kFinished, 42).ok());
+    ASSERT_TRUE(store->SetBatchStatus("b1", BatchRecord::Status::kReported, 42).ok());
+    EXPECT_FALSE(store->SetBatchStatus("nope", BatchRecord::Status::kFinished, 1).ok());
+  }
+  auto batch = *(*PayoutStore::Open(path, true))->GetBatch("b1");
+  EXPECT_EQ(batch->status, BatchRecord::Status::kReported);
+  EXPECT_EQ(batch->finished_at_ms, 42);
+}
+
+TEST(PayoutStoreDeathTest, SetBatchStatusAbortsWhenFinishingABatchWithPendingPayouts) {
+  TempDir dir;
+  std::string path = dir.File("state.db");
+  {
+    auto store = OpenOrDie(path);
+    ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 2), MakePayouts("b1", 2)).ok());
+    Walk(*store, "b1-0", {UpdateTo("", Stage::kSubmitting), UpdateTo("", Stage::kFinal, FinalState::kRejected)});
+  }
+  EXPECT_DEATH((void)(*PayoutStore::Open(path))->SetBatchStatus("b1", BatchRecord::Status::kFinished, 1),
+               "invariant violated");
+  EXPECT_EQ((*(*PayoutStore::Open(path))->GetBatch("b1"))->status, BatchRecord::Status::kActive);
+}
+
+TEST(PayoutStore, ReadOnlyStoreReadsCommittedStateWhileAWriterHoldsAnOpenTransaction) {
+  TempDir dir;
+  std::string path = dir.File("state.db");
+  auto writer = OpenOrDie(path);
+  ASSERT_TRUE(writer->CreateBatch(MakeBatch("b1", 2), MakePayouts("b1", 2)).ok());
+
+  // Another connection (as `payoutd run` would) holds the write lock with uncommitted changes.
+  sqlite3* raw = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &raw), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(raw, "BEGIN IMMEDIATE; UPDATE payouts SET stage = 1 WHERE id = 'b1-0';", nullptr, nullptr,
+                         nullptr),
+            SQLITE_OK);
+
+  auto reader = OpenOrDie(path, /*read_only=*/true);
+  ASSERT_TRUE(reader);
+  auto progress = reader->Progress("b1");
+  ASSERT_TRUE(progress.ok()) << progress.error();
+  EXPECT_EQ(progress->stages, (std::map<Stage, int64_t>{{Stage::kNew, 2}}));
+  EXPECT_EQ(reader->ListBatches()->size(), 1u);
+  Status refused = reader->CreateBatch(MakeBatch("b2", 1), MakePayouts("b2", 1));
+  EXPECT_FALSE(refused.ok());
+
+  ASSERT_EQ(sqlite3_exec(raw, "COMMIT", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(raw);
+  EXPECT_EQ((*reader->GetPayout("b1-0"))->stage, Stage::kSubmitting);
+}
+
+TEST(PayoutStore, ReadOnlyOpenOfAMissingFileFailsAndCreatesNothing) {
+  TempDir dir;
+  std::string path = dir.File("absent.db");
+  EXPECT_FALSE(PayoutStore::Open(path, /*read_only=*/true).ok());
+  EXPECT_FALSE(fs::exists(path));
+}
+
+TEST(PayoutStore, OpenRefusesAStateFileFromANewerSchema) {
+  TempDir dir;
+  std::string path = dir.File("state.db");
+  { ASSERT_TRUE(OpenOrDie(path)); }
+  sqlite3* raw = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &raw), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(raw, "PRAGMA user_version = 99", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(raw);
+  auto r = PayoutStore::Open(path);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().find("99"), std::string::npos) << r.error();
+  EXPECT_FALSE(PayoutStore::Open(path, true).ok());
+}
+
+// --- Crash safety -------------------------------------------------------------------------------
+// A VFS that passes everything to the default one but kills the process (as a crash would) just
+// before its Nth write to a WAL file. The child runs a store operation under it; the parent then
+// recovers the file and must see all of the transaction or none of it.
+namespace crash {
+sqlite3_vfs* g_real = nullptr;
+sqlite3_vfs g_vfs;
+sqlite3_io_methods g_wal_methods;
+const sqlite3_io_methods* g_real_wal_methods = nullptr;
+long g_writes_left = 0;
+constexpr int kCrashedExit = 77;
+
+int WalWrite(sqlite3_file* f, const void* buf, int n, sqlite3_int64 off) {
+  if (g_writes_left-- == 0) _exit(kCrashedExit);
+  return g_real_wal_methods->xWrite(f, buf, n, off);
+}
+
+int Open(sqlite3_vfs*, sqlite3_filename name, sqlite3_file* f, int flags, int* out_flags) {
+  int rc = g_real->xOpen(g_real, name, f, flags, out_flags);
+  if (rc == SQLITE_OK && (flags & SQLITE_OPEN_WAL) && f->pMethods) {
+    g_real_wal_methods = f->pMethods;
+    g_wal_methods = *f->pMethods;
+    g_wal_methods.xWrite = WalWrite;
+    f->pMethods = &g_wal_methods;
+  }
+  return rc;
+}
+
+void Install(long writes_before_crash) {
+  g_writes_left = writes_before_crash;
+  g_real = sqlite3_vfs_find(nullptr);
+  g_vfs = *g_real;
+  g_vfs.zName = "crash-at-nth-wal-write";
+  g_vfs.xOpen = Open;
+  sqlite3_vfs_register(&g_vfs, /*makeDflt=*/1);
+}
+
+// Runs `op` in a child that crashes before WAL write number `n`. Returns true if it crashed, false
+// if `op` completed (and succeeded) first.
+bool RunAndCrashAt(long n, const std::string& path, const std::function<Status(PayoutStore&)>& op) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    Install(n);
+    auto store = PayoutStore::Open(path);
+    if (!store.ok()) _exit(2);
+    _exit(op(**store).ok() ? 0 : 3);  // no destructors: the file is left as a crash leaves it
+  }
+  int status = 0;
+  EXPECT_EQ(waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(status));
+  int code = WEXITSTATUS(status);
+  EXPECT_TRUE(code == 0 || code == kCrashedExit) << "child exit " << code;
+  return code == kCrashedExit;
+}
+}  // namespace crash
+
+TEST(PayoutStore, CreateBatchIsAllOrNothingWhenTheProcessDiesAtAnyWalWrite) {
+  TempDir dir;
+  constexpr int kRows = 1000;
+  bool saw_none = false, saw_all = false;
+  for (long n = 0; n < 5000; ++n) {
+    std::string path = dir.File("state-" + std::to_string(n) + ".db");
+    { ASSERT_TRUE(OpenOrDie(path)); }  // schema committed before the crash experiment
+    bool crashed = crash::RunAndCrashAt(
+        n, path, [](PayoutStore& s) { return s.CreateBatch(MakeBatch("big", kRows), MakePayouts("big", kRows)); });
+    auto store = OpenOrDie(path);
+    ASSERT_TRUE(store);
+    bool has_batch = *store->HasBatchId("big");
+    int64_t count = CountPayouts(path, "big");
+    ASSERT_TRUE((has_batch && count == kRows) || (!has_batch && count == 0))
+        << "crash at WAL write " << n << ": batch " << has_batch << ", payouts " << count;
+    (has_batch ? saw_all : saw_none) = true;
+    store.reset();
+    fs::remove(path);
+    if (!crashed) break;
+  }
+  EXPECT_TRUE(saw_none);
+  EXPECT_TRUE(saw_all);
+}
+
+TEST(PayoutStore, ApplyGroupIsAllOrNothingWhenTheProcessDiesAtAnyWalWrite) {
+  TempDir dir;
+  constexpr int kRows = 600;
+  std::vector<PayoutUpdate> group;
+  for (int i = 0; i < kRows; ++i) {
+    PayoutUpdate u = UpdateTo("b-" + std::to_string(i), Stage::kSubmitting);
+    u.attempts = 1;
+    group.push_back(u);
+  }
+  bool saw_none = false, saw_all = false;
+  for (long n = 0; n < 5000; ++n) {
+    std::string path = dir.File("state-" + std::to_string(n) + ".db");
+    {
+      auto store = OpenOrDie(path);
+      ASSERT_TRUE(store->CreateBatch(MakeBatch("b", kRows), MakePayouts("b", kRows)).ok());
+    }
+    bool crashed = crash::RunAndCrashAt(n, path, [&](PayoutStore& s) { return s.Apply(group); });
+    auto store = OpenOrDie(path);
+    ASSERT_TRUE(store);
+    auto p = store->Progress("b");
+    ASSERT_TRUE(p.ok()) << p.error();
+    bool none = p->stages == std::map<Stage, int64_t>{{Stage::kNew, kRows}};
+    bool all = p->stages == std::map<Stage, int64_t>{{Stage::kSubmitting, kRows}};
+    ASSERT_TRUE(none || all) << "crash at WAL write " << n;
+    (all ? saw_all : saw_none) = true;
+    store.reset();
+    fs::remove(path);
+    if (!crashed) break;
+  }
+  EXPECT_TRUE(saw_none);
+  EXPECT_TRUE(saw_all);
+}
+
+}  // namespace
+}  // namespace payoutd
