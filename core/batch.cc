@@ -1,1 +1,557 @@
-// placeholder: filled in by the module's owner
+#include "core/batch.h"
+
+#include <openssl/evp.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <istream>
+#include <stdexcept>
+
+#include "core/csv_reader.h"
+#include "core/result.h"
+
+namespace payoutd {
+
+// ---------------------------------------------------------------------------------------------
+// PayoutList
+
+namespace {
+constexpr size_t kBlockBytes = 1 << 20;
+enum Text { kId = 0, kAccountNumber, kAccountName, kOperatorCode, kMethod, kEmail, kCurrency, kTexts };
+}  // namespace
+
+PayoutList::PayoutList() = default;
+PayoutList::~PayoutList() = default;
+PayoutList::PayoutList(PayoutList&&) noexcept = default;
+PayoutList& PayoutList::operator=(PayoutList&&) noexcept = default;
+
+PayoutList::PayoutList(const PayoutList& other) {
+  rows_.reserve(other.size());
+  for (const Payout& p : other) push_back(p);
+}
+
+PayoutList& PayoutList::operator=(const PayoutList& other) {
+  if (this != &other) {
+    PayoutList copy(other);
+    *this = std::move(copy);
+  }
+  return *this;
+}
+
+void PayoutList::clear() {
+  rows_.clear();
+  rows_.shrink_to_fit();
+  blocks_.clear();
+  block_used_ = 0;
+  block_size_ = 0;
+}
+
+// Text lives in blocks that never move, so a Row may point into them for its whole life.
+const char* PayoutList::Store(size_t n) {
+  if (blocks_.empty() || block_size_ - block_used_ < n) {
+    block_size_ = std::max(kBlockBytes, n);
+    blocks_.push_back(std::make_unique<char[]>(block_size_));
+    block_used_ = 0;
+  }
+  char* p = blocks_.back().get() + block_used_;
+  block_used_ += n;
+  return p;
+}
+
+void PayoutList::emplace_back(uint32_t line, int64_t amount_minor, std::string_view id,
+                              std::string_view currency, std::string_view account_number,
+                              std::string_view account_name, std::string_view operator_code,
+                              std::string_view method, std::string_view email) {
+  std::array<std::string_view, kTexts> texts;
+  texts[kId] = id;
+  texts[kAccountNumber] = account_number;
+  texts[kAccountName] = account_name;
+  texts[kOperatorCode] = operator_code;
+  texts[kMethod] = method;
+  texts[kEmail] = email;
+  texts[kCurrency] = currency;
+  size_t n = 0;
+  for (auto t : texts) n += t.size();
+  char* p = const_cast<char*>(Store(n));
+  Row row{p, amount_minor, line, {}};
+  for (int k = 0; k < kTexts; ++k) {
+    PAYOUTD_CHECK(texts[k].size() <= UINT32_MAX);
+    row.len[k] = static_cast<uint32_t>(texts[k].size());
+    if (!texts[k].empty()) std::memcpy(p, texts[k].data(), texts[k].size());
+    p += texts[k].size();
+  }
+  rows_.push_back(row);
+}
+
+void PayoutList::push_back(const Payout& p) {
+  emplace_back(p.line, p.amount_minor, p.id, p.currency, p.account_number, p.account_name,
+               p.operator_code, p.method, p.email);
+}
+
+std::string_view PayoutList::Field(const Row& r, int k) const {
+  size_t off = 0;
+  for (int i = 0; i < k; ++i) off += r.len[i];
+  return std::string_view(r.text + off, r.len[k]);
+}
+
+std::string_view PayoutList::id(size_t i) const { return Field(rows_[i], kId); }
+
+Payout PayoutList::operator[](size_t i) const {
+  const Row& r = rows_[i];
+  Payout p;
+  p.line = r.line;
+  p.amount_minor = r.amount_minor;
+  p.id = Field(r, kId);
+  p.currency = Field(r, kCurrency);
+  p.account_number = Field(r, kAccountNumber);
+  p.account_name = Field(r, kAccountName);
+  p.operator_code = Field(r, kOperatorCode);
+  p.method = Field(r, kMethod);
+  p.email = Field(r, kEmail);
+  return p;
+}
+
+Payout PayoutList::at(size_t i) const {
+  if (i >= size()) throw std::out_of_range("PayoutList::at");
+  return (*this)[i];
+}
+
+std::vector<Payout> PayoutList::ToVector() const {
+  std::vector<Payout> v;
+  v.reserve(size());
+  for (const Payout& p : *this) v.push_back(p);
+  return v;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validation
+
+namespace {
+
+enum Column { kColId = 0, kColAmount, kColCurrency, kColAccountNumber, kColAccountName, kColOperatorCode,
+              kColMethod, kColEmail, kColumns };
+constexpr const char* kColumnNames[kColumns] = {"id", "amount", "currency", "account_number",
+                                                "account_name", "operator_code", "method", "email"};
+
+std::string_view Trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+std::string Lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  return out;
+}
+
+// User text quoted into a message: control characters shown as '?', long values cut, so that one
+// bad cell cannot make an unreadable errors file.
+std::string Shown(std::string_view s) {
+  constexpr size_t kMax = 70;
+  std::string out = "'";
+  for (size_t i = 0; i < s.size() && i < kMax; ++i) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    out += (c < 0x20 || c == 0x7f) ? '?' : s[i];
+  }
+  if (s.size() > kMax) out += "...";
+  out += "'";
+  return out;
+}
+
+// Code points in valid UTF-8 (the reader has checked it).
+size_t CharCount(std::string_view s) {
+  size_t n = 0;
+  for (char c : s) n += (static_cast<unsigned char>(c) & 0xC0) != 0x80;
+  return n;
+}
+
+// C0 controls, DEL, and C1 controls (U+0080..U+009F, encoded C2 80..C2 9F).
+bool HasControl(std::string_view s) {
+  for (size_t i = 0; i < s.size(); ++i) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c < 0x20 || c == 0x7f) return true;
+    if (c == 0xC2 && i + 1 < s.size() && static_cast<unsigned char>(s[i + 1]) <= 0x9F) return true;
+  }
+  return false;
+}
+
+bool PrintableAscii(std::string_view s) {
+  for (char c : s)
+    if (c < 0x20 || c > 0x7e) return false;
+  return true;
+}
+
+// A sanity check, not RFC 5322: one '@', something before it, a dotted domain after it, no spaces.
+bool LooksLikeEmail(std::string_view s) {
+  if (s.size() > 254) return false;
+  size_t at = s.find('@');
+  if (at == std::string_view::npos || at == 0 || s.find('@', at + 1) != std::string_view::npos) return false;
+  std::string_view domain = s.substr(at + 1);
+  size_t dot = domain.find('.');
+  if (dot == std::string_view::npos || dot == 0 || domain.back() == '.' ||
+      domain.find("..") != std::string_view::npos)
+    return false;
+  for (char c : s) {
+    unsigned char u = static_cast<unsigned char>(c);
+    if (u <= 0x20 || u == 0x7f || c == ',' || c == ';' || c == '<' || c == '>' || c == '"') return false;
+  }
+  return true;
+}
+
+std::string IdRule() {
+  return "1 to 64 characters: letters, digits, '.', '_' or '-', starting with a letter or digit";
+}
+
+class Sha256 {
+ public:
+  Sha256() : ctx_(EVP_MD_CTX_new()) {
+    PAYOUTD_CHECK(ctx_ != nullptr);
+    PAYOUTD_CHECK(EVP_DigestInit_ex(ctx_, EVP_sha256(), nullptr) == 1);
+  }
+  ~Sha256() { EVP_MD_CTX_free(ctx_); }
+  Sha256(const Sha256&) = delete;
+  Sha256& operator=(const Sha256&) = delete;
+  void Update(std::string_view b) { PAYOUTD_CHECK(EVP_DigestUpdate(ctx_, b.data(), b.size()) == 1); }
+  std::string HexDigest() {
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    PAYOUTD_CHECK(EVP_DigestFinal_ex(ctx_, md, &n) == 1);
+    std::string hex;
+    for (unsigned i = 0; i < n; ++i) {
+      hex += "0123456789abcdef"[md[i] >> 4];
+      hex += "0123456789abcdef"[md[i] & 0xF];
+    }
+    return hex;
+  }
+
+ private:
+  EVP_MD_CTX* ctx_;
+};
+
+// Open-addressing set of payout indexes keyed by id: a few bytes per payout instead of a node per
+// id, so duplicate detection stays cheap at a million rows.
+class IdIndex {
+ public:
+  explicit IdIndex(const PayoutList& list) : list_(list), slots_(1024, 0) {}
+
+  // Index of an earlier payout with this id, or -1 (and `index` is recorded).
+  int64_t FindOrInsert(std::string_view id, uint32_t index) {
+    if ((used_ + 1) * 2 > slots_.size()) Grow();
+    size_t mask = slots_.size() - 1;
+    for (size_t i = std::hash<std::string_view>{}(id) & mask;; i = (i + 1) & mask) {
+      if (slots_[i] == 0) {
+        slots_[i] = index + 1;
+        ++used_;
+        return -1;
+      }
+      if (list_.id(slots_[i] - 1) == id) return slots_[i] - 1;
+    }
+  }
+
+ private:
+  void Grow() {
+    std::vector<uint32_t> old;
+    old.swap(slots_);
+    slots_.assign(old.size() * 2, 0);
+    size_t mask = slots_.size() - 1;
+    for (uint32_t v : old) {
+      if (v == 0) continue;
+      size_t i = std::hash<std::string_view>{}(list_.id(v - 1)) & mask;
+      while (slots_[i] != 0) i = (i + 1) & mask;
+      slots_[i] = v;
+    }
+  }
+
+  const PayoutList& list_;
+  std::vector<uint32_t> slots_;  // payout index + 1; 0 = empty
+  size_t used_ = 0;
+};
+
+class ErrorSink {
+ public:
+  explicit ErrorSink(ValidatedBatch* out) : out_(out) {}
+  void Add(uint32_t line, std::string_view column, std::string message) {
+    ++out_->error_count;
+    if (out_->errors.size() < BatchValidator::kMaxErrors)
+      out_->errors.push_back(BatchError{line, std::string(column), std::move(message)});
+  }
+
+ private:
+  ValidatedBatch* out_;
+};
+
+}  // namespace
+
+BatchValidator::BatchValidator(BatchRules rules) : rules_(std::move(rules)) {}
+
+ValidatedBatch BatchValidator::ValidateFile(std::string_view batch_id, const std::string& path) const {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    ValidatedBatch out;
+    out.batch_id = std::string(batch_id);
+    ErrorSink(&out).Add(0, "", "cannot open the batch file: " + std::string(std::strerror(errno)));
+    return out;
+  }
+  return Validate(batch_id, in);
+}
+
+ValidatedBatch BatchValidator::Validate(std::string_view batch_id, std::istream& in) const {
+  ValidatedBatch out;
+  out.batch_id = std::string(batch_id);
+  ErrorSink errors(&out);
+  Sha256 sha;
+
+  const bool batch_id_ok = IsValidId(batch_id);
+  if (!batch_id_ok)
+    errors.Add(0, "", "the batch id " + Shown(batch_id) + " (the file name without .csv) is not valid: use " +
+                          IdRule());
+
+  CsvOptions csv_options;
+  csv_options.delimiter = rules_.delimiter;
+  CsvReader reader(in, csv_options);
+  reader.OnBytes([&sha](std::string_view b) { sha.Update(b); });
+
+  // Header.
+  std::array<int, kColumns> col;
+  col.fill(-1);
+  bool header_ok = false;
+  switch (reader.Read()) {
+    case CsvReader::Next::kEnd:
+      errors.Add(0, "", "the file is empty; expected a header row (id,amount,currency,account_number,"
+                        "account_name,operator_code,...) and at least one payout");
+      break;
+    case CsvReader::Next::kError:
+      errors.Add(reader.error().line, "", "header row: " + reader.error().message);
+      break;
+    case CsvReader::Next::kRecord: {
+      header_ok = true;
+      const auto& names = reader.fields();
+      for (size_t i = 0; i < names.size(); ++i) {
+        std::string name = Lower(Trim(names[i]));
+        for (int c = 0; c < kColumns; ++c) {
+          if (name != kColumnNames[c]) continue;
+          if (col[c] >= 0) {
+            errors.Add(1, kColumnNames[c], "the header names the " + name + " column twice");
+            header_ok = false;
+          }
+          col[c] = static_cast<int>(i);
+        }
+      }
+      for (int c : {kColAmount, kColCurrency, kColAccountNumber, kColAccountName, kColOperatorCode}) {
+        if (col[c] >= 0) continue;
+        if (c == kColOperatorCode && !rules_.default_operator_code.empty()) continue;
+        std::string message = std::string("the header has no ") + kColumnNames[c] + " column, which is required";
+        if (c == kColOperatorCode) message += " (no batches.default_operator_code is configured)";
+        errors.Add(1, kColumnNames[c], std::move(message));
+        header_ok = false;
+      }
+      break;
+    }
+  }
+  auto column_of_field = [&](uint32_t field) -> std::string_view {
+    for (int c = 0; c < kColumns; ++c)
+      if (field > 0 && col[c] == static_cast<int>(field - 1)) return kColumnNames[c];
+    return "";
+  };
+
+  // Rows. Every row is checked even after errors, so one pass reports every bad row.
+  IdIndex ids(out.payouts);
+  std::map<std::string, bool, std::less<>> over_total;  // currency -> max_total already reported
+  std::string default_id;
+  std::string currency;
+  const uint64_t max_rows = rules_.max_rows > 0 ? static_cast<uint64_t>(rules_.max_rows) : 0;
+  uint32_t first_excess_line = 0;
+  for (;;) {
+    CsvReader::Next next = reader.Read();
+    if (next == CsvReader::Next::kEnd) break;
+    const uint64_t data_row = ++out.rows;
+    if (!header_ok) continue;  // columns unknown: only count rows (and hash the file)
+    if (next == CsvReader::Next::kError) {
+      errors.Add(reader.error().line, column_of_field(reader.error().field), reader.error().message);
+      continue;
+    }
+    const uint32_t line = reader.record_line();
+    if (data_row > max_rows) {
+      // The batch is rejected for its size; stop keeping payouts so memory stays bounded.
+      if (first_excess_line == 0) first_excess_line = line;
+      continue;
+    }
+    const auto& f = reader.fields();
+    auto get = [&](int c) { return col[c] < 0 ? std::string_view() : Trim(f[static_cast<size_t>(col[c])]); };
+
+    // id
+    std::string_view id = get(kColId);
+    bool id_ok = true;
+    if (id.empty()) {
+      default_id.assign(batch_id);
+      default_id += '-';
+      default_id += std::to_string(data_row);
+      id = default_id;
+      if (!IsValidId(id)) {
+        id_ok = false;
+        if (batch_id_ok)  // an invalid batch id is reported once, not on every row
+          errors.Add(line, "id", "the default id " + Shown(id) +
+                                     " (batch id + row number) is too long; give this row an id (" +
+                                     IdRule() + ")");
+      }
+    } else if (!IsValidId(id)) {
+      id_ok = false;
+      errors.Add(line, "id", "id " + Shown(id) + " is not valid: use " + IdRule());
+    }
+
+    // currency and amount
+    currency.assign(get(kColCurrency));
+    for (char& c : currency)
+      if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
+    std::optional<int> minor_units;
+    if (currency.empty()) {
+      errors.Add(line, "currency", "currency is empty");
+    } else if (!(minor_units = rules_.currencies.MinorUnits(currency))) {
+      errors.Add(line, "currency", "currency " + Shown(currency) + " is not a known ISO 4217 currency code");
+    }
+    int64_t amount = 0;
+    if (minor_units) {
+      auto parsed = ParseAmount(get(kColAmount), *minor_units, currency);
+      if (!parsed.ok()) {
+        errors.Add(line, "amount", parsed.error());
+      } else {
+        amount = *parsed;
+        if (auto cap = rules_.max_amount.find(currency); cap != rules_.max_amount.end() && amount > cap->second)
+          errors.Add(line, "amount",
+                     "amount " + FormatFixedAmount(amount, *minor_units) + " " + currency +
+                         " is above the limit of " + FormatFixedAmount(cap->second, *minor_units) + " " +
+                         currency + " per payout (batches.max_amount)");
+        int64_t& total = out.totals[currency];
+        if (!AddMinor(total, amount, &total)) {
+          if (!over_total[currency])
+            errors.Add(line, "amount", "the " + currency + " total of this batch is too large to add up exactly");
+          over_total[currency] = true;
+        } else if (auto cap = rules_.max_total.find(currency);
+                   cap != rules_.max_total.end() && total > cap->second && !over_total[currency]) {
+          over_total[currency] = true;
+          errors.Add(line, "amount",
+                     "the " + currency + " total reaches " + FormatFixedAmount(total, *minor_units) +
+                         " at this row, above the batch limit of " + FormatFixedAmount(cap->second, *minor_units) +
+                         " " + currency + " (batches.max_total)");
+        }
+      }
+    }
+
+    // account
+    std::string_view account_number = get(kColAccountNumber);
+    if (account_number.empty()) {
+      errors.Add(line, "account_number", "account_number is empty");
+    } else if (!PrintableAscii(account_number)) {
+      // Never echo the account number: it is not to appear in files or logs in full.
+      errors.Add(line, "account_number",
+                 "account_number may only hold printable ASCII characters (letters, digits, spaces, punctuation)");
+    } else if (account_number.size() > 34) {
+      errors.Add(line, "account_number",
+                 "account_number has " + std::to_string(account_number.size()) + " characters; at most 34 are allowed");
+    }
+    std::string_view account_name = get(kColAccountName);
+    if (account_name.empty()) {
+      errors.Add(line, "account_name", "account_name is empty");
+    } else if (HasControl(account_name)) {
+      errors.Add(line, "account_name", "account_name contains a control character (such as a line break or a tab)");
+    } else if (size_t n = CharCount(account_name); n > 140) {
+      errors.Add(line, "account_name", "account_name has " + std::to_string(n) + " characters; at most 140 are allowed");
+    }
+
+    // operator, method, email
+    std::string_view operator_code = get(kColOperatorCode);
+    if (operator_code.empty()) operator_code = rules_.default_operator_code;
+    if (operator_code.empty())
+      errors.Add(line, "operator_code", "operator_code is empty (no batches.default_operator_code is configured)");
+    else if (HasControl(operator_code))
+      errors.Add(line, "operator_code", "operator_code contains a control character");
+    std::string_view method = get(kColMethod);
+    if (method.empty()) method = rules_.default_method;
+    if (method.empty())
+      errors.Add(line, "method", "method is empty (no batches.default_method is configured)");
+    else if (HasControl(method))
+      errors.Add(line, "method", "method contains a control character");
+    std::string_view email = get(kColEmail);
+    if (!email.empty() && !LooksLikeEmail(email))
+      errors.Add(line, "email", "email does not look like an e-mail address (expected name@example.com)");
+
+    // Every row with a usable id is kept until the end, so that a later duplicate can name the
+    // line of the first; the list is dropped if the batch has any error.
+    if (!id_ok) continue;
+    uint32_t index = static_cast<uint32_t>(out.payouts.size());
+    int64_t earlier = ids.FindOrInsert(id, index);
+    if (earlier >= 0) {
+      errors.Add(line, "id", "id " + Shown(id) + " appears twice in this batch; first on line " +
+                                 std::to_string(out.payouts.line(static_cast<size_t>(earlier))));
+      continue;
+    }
+    out.payouts.emplace_back(line, amount, id, currency, account_number, account_name, operator_code, method,
+                             email);
+  }
+
+  if (reader.stream_failed())
+    errors.Add(0, "", "the batch file could not be read to its end (read error)");
+  if (header_ok && out.rows == 0)
+    errors.Add(0, "", "the file has a header but no payouts");
+  if (first_excess_line != 0)
+    errors.Add(first_excess_line, "",
+               "the batch has " + std::to_string(out.rows) + " rows; at most " + std::to_string(max_rows) +
+                   " are allowed (batches.max_rows); this is the first row over the limit");
+
+  out.sha256 = sha.HexDigest();
+  std::stable_sort(out.errors.begin(), out.errors.end(),
+                   [](const BatchError& a, const BatchError& b) { return a.line < b.line; });
+  if (!out.ok()) out.payouts.clear();  // nothing of a rejected batch may be sent (SPEC §8.3)
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// errors.csv
+
+namespace {
+void AppendCsvField(std::string* out, std::string_view s) {
+  bool quote = s.find_first_of(",\"\r\n") != std::string_view::npos ||
+               (!s.empty() && (s.front() == ' ' || s.back() == ' '));
+  if (!quote) {
+    out->append(s);
+    return;
+  }
+  out->push_back('"');
+  for (char c : s) {
+    if (c == '"') out->push_back('"');
+    out->push_back(c);
+  }
+  out->push_back('"');
+}
+}  // namespace
+
+std::string FormatErrorsCsv(const ValidatedBatch& batch) {
+  constexpr size_t kMaxRows = 1000;
+  std::string out = "line,column,error\n";
+  const bool truncated = batch.error_count > batch.errors.size() || batch.errors.size() > kMaxRows;
+  const size_t shown = truncated ? std::min(batch.errors.size(), kMaxRows - 1) : batch.errors.size();
+  for (size_t i = 0; i < shown; ++i) {
+    const BatchError& e = batch.errors[i];
+    if (e.line != 0) out += std::to_string(e.line);
+    out += ',';
+    AppendCsvField(&out, e.column);
+    out += ',';
+    AppendCsvField(&out, e.message);
+    out += '\n';
+  }
+  if (truncated) {
+    out += ",,";
+    AppendCsvField(&out, "and " + std::to_string(batch.error_count - shown) +
+                             " more errors not listed; fix the ones above and validate again");
+    out += '\n';
+  }
+  return out;
+}
+
+}  // namespace payoutd

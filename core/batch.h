@@ -54,6 +54,10 @@ class PayoutList {
   PayoutList& operator=(PayoutList&&) noexcept;
 
   void push_back(const Payout& p);
+  // The same without building a Payout first (the validator's hot path).
+  void emplace_back(uint32_t line, int64_t amount_minor, std::string_view id, std::string_view currency,
+                    std::string_view account_number, std::string_view account_name,
+                    std::string_view operator_code, std::string_view method, std::string_view email);
   size_t size() const { return rows_.size(); }
   bool empty() const { return rows_.empty(); }
   void clear();
@@ -104,7 +108,8 @@ struct ValidatedBatch {
   std::string sha256;                      // lower-case hex of every byte of the file
   uint64_t rows = 0;                       // data records read (header not counted), good or bad
   PayoutList payouts;                      // in input order; empty unless ok()
-  std::map<std::string, int64_t> totals;   // currency -> sum of amounts (minor units); valid rows only
+  std::map<std::string, int64_t> totals;   // currency -> sum of amounts (minor units) of the rows
+                                           // whose amount and currency are valid
   std::vector<BatchError> errors;          // the first kMaxErrors found, sorted by line
   uint64_t error_count = 0;                // all errors found, including those not kept
   bool ok() const { return error_count == 0; }
@@ -129,8 +134,9 @@ class BatchValidator {
 };
 
 // The `<batch>.errors.csv` text (SPEC §2): header `line,column,error`, then one row per kept error,
-// RFC 4180 quoted, LF line ends, at most 1000 rows. When errors were dropped
-// (error_count > errors kept), the last row says how many more there were.
+// RFC 4180 quoted, LF line ends, at most 1000 rows. The line is left empty for file-level errors
+// (line 0). When errors were dropped (error_count > errors kept), the last row says how many more
+// there were.
 std::string FormatErrorsCsv(const ValidatedBatch& batch);
 
 }  // namespace payoutd
