@@ -23,6 +23,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -63,6 +64,9 @@ struct GatewayOptions {
   Duration token_ttl = std::chrono::minutes(10);
 
   std::string callback_url;         // sent as callbackUrl when not empty
+  // Minor-unit digits that override or extend the built-in ISO 4217 table (config
+  // `batches.currencies`); must match what the batch validator used, or amounts would be wrong.
+  std::map<std::string, int> currency_minor_units;
   LimitOptions limits;
   RetryOptions retry;
 };

@@ -1,1 +1,389 @@
-// placeholder: filled in by the module's owner
+#include "core/http_client.h"
+
+#include <curl/curl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <boost/asio/post.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
+#include <map>
+#include <mutex>
+#include <unordered_map>
+
+#include "core/result.h"
+
+namespace payoutd {
+namespace {
+
+namespace asio = boost::asio;
+
+void GlobalInitOnce() {
+  static std::once_flag once;
+  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+}
+
+bool NeverConnected(CURLcode code) {
+  switch (code) {
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_RESOLVE_PROXY:
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_UNSUPPORTED_PROTOCOL:
+    case CURLE_URL_MALFORMAT:
+      return true;
+    default:
+      return false;
+  }
+}
+
+}  // namespace
+
+// One watched socket. Waits are never cancelled to change interest: a wait that completes while
+// its direction is no longer wanted is dropped, and at most one wait per direction is pending, so a
+// readiness edge is never lost while curl still wants that direction.
+struct Watch {
+  explicit Watch(asio::io_context& io) : sd(io) {}
+  asio::posix::stream_descriptor sd;
+  int want = 0;            // CURL_POLL_IN | CURL_POLL_OUT
+  bool owned = false;      // opened by our CURLOPT_OPENSOCKETFUNCTION: we close it
+  bool closed = false;     // closed or released: pending waits must do nothing
+  bool reading = false;    // a read wait is pending
+  bool writing = false;
+};
+
+struct Transfer {
+  uint64_t id = 0;
+  CURL* easy = nullptr;
+  curl_slist* headers = nullptr;
+  std::string request_body;   // CURLOPT_POSTFIELDS points here: must live as long as the transfer
+  HttpResponse response;
+  HttpClient::Callback done;
+  std::chrono::steady_clock::time_point started;
+  char error[CURL_ERROR_SIZE] = {0};
+};
+
+struct HttpClient::Impl {
+  Impl(asio::io_context& io_, HttpClientOptions options_)
+      : io(io_), options(std::move(options_)), timer(io_), alive(std::make_shared<int>(0)) {}
+
+  asio::io_context& io;
+  HttpClientOptions options;
+  CURLM* multi = nullptr;
+  asio::steady_timer timer;
+  std::map<curl_socket_t, std::shared_ptr<Watch>> watches;
+  std::unordered_map<uint64_t, std::unique_ptr<Transfer>> transfers;
+  std::vector<CURL*> idle_easies;
+  uint64_t next_id = 1;
+  // Handlers hold a weak reference: once the client is gone they do nothing.
+  std::shared_ptr<int> alive;
+
+  // --- curl callbacks (static trampolines) ---
+  static curl_socket_t OpenSocket(void* clientp, curlsocktype purpose, curl_sockaddr* address) {
+    auto* self = static_cast<Impl*>(clientp);
+    if (purpose != CURLSOCKTYPE_IPCXN) return CURL_SOCKET_BAD;
+    const int fd = ::socket(address->family, address->socktype | SOCK_CLOEXEC, address->protocol);
+    if (fd < 0) return CURL_SOCKET_BAD;
+    auto w = std::make_shared<Watch>(self->io);
+    boost::system::error_code ec;
+    w->sd.assign(fd, ec);
+    if (ec) {
+      ::close(fd);
+      return CURL_SOCKET_BAD;
+    }
+    w->owned = true;
+    self->watches[fd] = std::move(w);
+    return fd;
+  }
+
+  static int CloseSocket(void* clientp, curl_socket_t fd) {
+    auto* self = static_cast<Impl*>(clientp);
+    auto it = self->watches.find(fd);
+    if (it == self->watches.end() || !it->second->owned) return ::close(fd);
+    std::shared_ptr<Watch> w = std::move(it->second);
+    self->watches.erase(it);
+    w->closed = true;
+    w->want = 0;
+    boost::system::error_code ec;
+    w->sd.close(ec);  // deregisters from the reactor, aborts pending waits, closes the fd
+    return ec ? -1 : 0;
+  }
+
+  static int OnSocket(CURL*, curl_socket_t fd, int what, void* userp, void*) {
+    auto* self = static_cast<Impl*>(userp);
+    auto it = self->watches.find(fd);
+    if (what == CURL_POLL_REMOVE) {
+      if (it == self->watches.end()) return 0;
+      it->second->want = 0;
+      if (!it->second->owned) {
+        // A descriptor curl opened itself (e.g. the resolver's socketpair): stop watching it
+        // without closing it.
+        it->second->closed = true;
+        it->second->sd.release();
+        self->watches.erase(it);
+      }
+      return 0;
+    }
+    std::shared_ptr<Watch> w;
+    if (it == self->watches.end()) {
+      w = std::make_shared<Watch>(self->io);
+      boost::system::error_code ec;
+      w->sd.assign(fd, ec);
+      if (ec) return -1;
+      self->watches[fd] = w;
+    } else {
+      w = it->second;
+    }
+    w->want = what;
+    self->Arm(fd, w);
+    return 0;
+  }
+
+  static int OnTimer(CURLM*, long timeout_ms, void* userp) {
+    auto* self = static_cast<Impl*>(userp);
+    self->timer.cancel();
+    if (timeout_ms < 0) return 0;
+    self->timer.expires_after(std::chrono::milliseconds(timeout_ms));
+    // Never call back into curl from here: the action runs from the io_context.
+    self->timer.async_wait([self, alive = std::weak_ptr<int>(self->alive)](const boost::system::error_code& ec) {
+      if (ec || alive.expired()) return;
+      self->Action(CURL_SOCKET_TIMEOUT, 0);
+    });
+    return 0;
+  }
+
+  static size_t OnBody(char* data, size_t size, size_t n, void* userp) {
+    auto* t = static_cast<Transfer*>(userp);
+    t->response.body.append(data, size * n);
+    return size * n;
+  }
+
+  // --- the loop ---
+  void Arm(curl_socket_t fd, const std::shared_ptr<Watch>& w) {
+    if ((w->want & CURL_POLL_IN) && !w->reading) {
+      w->reading = true;
+      w->sd.async_wait(asio::posix::stream_descriptor::wait_read,
+                       [this, fd, w, alive = std::weak_ptr<int>(alive)](const boost::system::error_code& ec) {
+                         w->reading = false;
+                         if (alive.expired() || w->closed) return;
+                         if (ec && ec != asio::error::operation_aborted) {
+                           Action(fd, CURL_CSELECT_ERR);
+                         } else if (!ec && (w->want & CURL_POLL_IN)) {
+                           Action(fd, CURL_CSELECT_IN);
+                         }
+                         if (!w->closed) Arm(fd, w);
+                       });
+    }
+    if ((w->want & CURL_POLL_OUT) && !w->writing) {
+      w->writing = true;
+      w->sd.async_wait(asio::posix::stream_descriptor::wait_write,
+                       [this, fd, w, alive = std::weak_ptr<int>(alive)](const boost::system::error_code& ec) {
+                         w->writing = false;
+                         if (alive.expired() || w->closed) return;
+                         if (ec && ec != asio::error::operation_aborted) {
+                           Action(fd, CURL_CSELECT_ERR);
+                         } else if (!ec && (w->want & CURL_POLL_OUT)) {
+                           Action(fd, CURL_CSELECT_OUT);
+                         }
+                         if (!w->closed) Arm(fd, w);
+                       });
+    }
+  }
+
+  void Action(curl_socket_t fd, int events) {
+    int running = 0;
+    curl_multi_socket_action(multi, fd, events, &running);
+    CollectDone();
+  }
+
+  void CollectDone() {
+    std::vector<std::unique_ptr<Transfer>> finished;
+    int left = 0;
+    while (CURLMsg* msg = curl_multi_info_read(multi, &left)) {
+      if (msg->msg != CURLMSG_DONE) continue;
+      Transfer* raw = nullptr;
+      curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, reinterpret_cast<char**>(&raw));
+      PAYOUTD_CHECK(raw != nullptr);
+      auto it = transfers.find(raw->id);
+      PAYOUTD_CHECK(it != transfers.end());
+      std::unique_ptr<Transfer> t = std::move(it->second);
+      transfers.erase(it);
+      Finish(*t, msg->data.result);
+      finished.push_back(std::move(t));
+    }
+    // Callbacks run after curl is done with this round; they may start or abort requests.
+    for (auto& t : finished) {
+      Callback done = std::move(t->done);
+      HttpResponse response = std::move(t->response);
+      t.reset();
+      done(std::move(response));
+    }
+  }
+
+  // Fills the response of a finished transfer and gives its easy handle back to the pool.
+  void Finish(Transfer& t, CURLcode code) {
+    HttpResponse& r = t.response;
+    r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t.started).count();
+    if (code == CURLE_OK) {
+      long status = 0;
+      curl_easy_getinfo(t.easy, CURLINFO_RESPONSE_CODE, &status);
+      r.status = static_cast<int>(status);
+      curl_header* h = nullptr;
+      if (curl_easy_header(t.easy, "Retry-After", 0, CURLH_HEADER, -1, &h) == CURLHE_OK && h) r.retry_after = h->value;
+    } else {
+      r.status = 0;
+      r.timed_out = code == CURLE_OPERATION_TIMEDOUT;
+      r.error = t.error[0] ? t.error : curl_easy_strerror(code);
+      long request_size = 0;
+      curl_easy_getinfo(t.easy, CURLINFO_REQUEST_SIZE, &request_size);
+      curl_off_t pretransfer_us = 0;
+      curl_easy_getinfo(t.easy, CURLINFO_PRETRANSFER_TIME_T, &pretransfer_us);
+      // Not a byte of the request can have left when the connection never came up, or when the
+      // transfer never got past connecting and sent nothing.
+      r.maybe_sent = !(NeverConnected(code) || (request_size == 0 && pretransfer_us == 0));
+      r.body.clear();
+    }
+    Release(t);
+  }
+
+  void Release(Transfer& t) {
+    curl_multi_remove_handle(multi, t.easy);
+    curl_slist_free_all(t.headers);
+    t.headers = nullptr;
+    idle_easies.push_back(t.easy);
+    t.easy = nullptr;
+  }
+
+  CURL* TakeEasy() {
+    if (!idle_easies.empty()) {
+      CURL* e = idle_easies.back();
+      idle_easies.pop_back();
+      curl_easy_reset(e);
+      return e;
+    }
+    return curl_easy_init();
+  }
+};
+
+HttpClient::HttpClient(asio::io_context& io, HttpClientOptions options)
+    : impl_(std::make_unique<Impl>(io, std::move(options))) {
+  GlobalInitOnce();
+  Impl* i = impl_.get();
+  i->multi = curl_multi_init();
+  PAYOUTD_CHECK(i->multi != nullptr);
+  curl_multi_setopt(i->multi, CURLMOPT_SOCKETFUNCTION, &Impl::OnSocket);
+  curl_multi_setopt(i->multi, CURLMOPT_SOCKETDATA, i);
+  curl_multi_setopt(i->multi, CURLMOPT_TIMERFUNCTION, &Impl::OnTimer);
+  curl_multi_setopt(i->multi, CURLMOPT_TIMERDATA, i);
+  curl_multi_setopt(i->multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
+  curl_multi_setopt(i->multi, CURLMOPT_MAXCONNECTS, std::max(i->options.max_connections, 1L));
+}
+
+HttpClient::~HttpClient() {
+  Impl* i = impl_.get();
+  for (auto& [id, t] : i->transfers) {
+    curl_multi_remove_handle(i->multi, t->easy);
+    curl_slist_free_all(t->headers);
+    curl_easy_cleanup(t->easy);
+  }
+  i->transfers.clear();
+  for (CURL* e : i->idle_easies) curl_easy_cleanup(e);
+  i->idle_easies.clear();
+  // Closes cached connections through CloseSocket, which still finds its watches.
+  curl_multi_cleanup(i->multi);
+  for (auto& [fd, w] : i->watches) {
+    w->closed = true;
+    if (!w->owned) w->sd.release();
+  }
+  i->watches.clear();
+  i->timer.cancel();
+}
+
+uint64_t HttpClient::Start(HttpRequest request, Callback done) {
+  Impl* i = impl_.get();
+  auto t = std::make_unique<Transfer>();
+  t->id = i->next_id++;
+  t->done = std::move(done);
+  t->request_body = std::move(request.body);
+  t->started = std::chrono::steady_clock::now();
+  t->easy = i->TakeEasy();
+  PAYOUTD_CHECK(t->easy != nullptr);
+  CURL* e = t->easy;
+
+  for (const std::string& h : request.headers) t->headers = curl_slist_append(t->headers, h.c_str());
+  // No "Expect: 100-continue" round trip for our small bodies.
+  t->headers = curl_slist_append(t->headers, "Expect:");
+
+  curl_easy_setopt(e, CURLOPT_URL, request.url.c_str());
+  curl_easy_setopt(e, CURLOPT_PRIVATE, t.get());
+  curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->error);
+  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->headers);
+  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, &Impl::OnBody);
+  curl_easy_setopt(e, CURLOPT_WRITEDATA, t.get());
+  curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, &Impl::OpenSocket);
+  curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, i);
+  curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, &Impl::CloseSocket);
+  curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, i);
+  curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, static_cast<long>(request.timeout.count()));
+  curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(request.connect_timeout.count()));
+  curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+  curl_easy_setopt(e, CURLOPT_HTTP_VERSION, static_cast<long>(CURL_HTTP_VERSION_2TLS));
+  // Wait for a connection that can multiplex rather than opening another (matters for HTTP/2
+  // over TLS only; plain HTTP/1.1 would be serialised by it).
+  if (request.url.rfind("https://", 0) == 0) curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
+  curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, i->options.verify_tls ? 1L : 0L);
+  curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, i->options.verify_tls ? 2L : 0L);
+  if (!i->options.ca_file.empty()) curl_easy_setopt(e, CURLOPT_CAINFO, i->options.ca_file.c_str());
+  if (request.method == "POST") {
+    curl_easy_setopt(e, CURLOPT_POST, 1L);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, t->request_body.data());
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(t->request_body.size()));
+  } else if (request.method == "GET") {
+    curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+  } else {
+    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, request.method.c_str());
+  }
+
+  const uint64_t id = t->id;
+  Transfer* raw = t.get();
+  i->transfers.emplace(id, std::move(t));
+  // add_handle only arms the timer (posted); the transfer starts from the io_context.
+  if (curl_multi_add_handle(i->multi, e) != CURLM_OK) {
+    auto node = i->transfers.extract(id);
+    raw->response.error = "curl_multi_add_handle failed";
+    curl_slist_free_all(raw->headers);
+    raw->headers = nullptr;
+    i->idle_easies.push_back(raw->easy);
+    std::shared_ptr<Transfer> owned(std::move(node.mapped()));
+    asio::post(i->io, [owned] { owned->done(std::move(owned->response)); });
+  }
+  return id;
+}
+
+void HttpClient::Abort(uint64_t handle) {
+  Impl* i = impl_.get();
+  auto it = i->transfers.find(handle);
+  if (it == i->transfers.end()) return;
+  std::shared_ptr<Transfer> t(std::move(it->second));
+  i->transfers.erase(it);
+  i->Release(*t);
+  t->response.cancelled = true;
+  t->response.maybe_sent = true;
+  t->response.error = "cancelled";
+  asio::post(i->io, [t] { t->done(std::move(t->response)); });
+}
+
+void HttpClient::AbortAll() {
+  std::vector<uint64_t> ids;
+  for (auto& [id, t] : impl_->transfers) ids.push_back(id);
+  for (uint64_t id : ids) Abort(id);
+}
+
+size_t HttpClient::active() const { return impl_->transfers.size(); }
+
+}  // namespace payoutd

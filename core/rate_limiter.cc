@@ -1,1 +1,52 @@
-// placeholder: filled in by the module's owner
+#include "core/rate_limiter.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace payoutd {
+
+RateLimiter::RateLimiter(const LimitOptions& options, SteadyTime now) : options_(options) { Reset(now); }
+
+void RateLimiter::Reconfigure(const LimitOptions& options, SteadyTime now) {
+  options_ = options;
+  Reset(now);
+}
+
+void RateLimiter::Reset(SteadyTime now) {
+  if (options_.requests_per_second > 0) {
+    // Round the interval up: the granted rate never exceeds the configured one.
+    interval_ns_ = static_cast<int64_t>(std::ceil(1e9 / options_.requests_per_second));
+    interval_ns_ = std::max<int64_t>(interval_ns_, 1);
+  } else {
+    interval_ns_ = 0;
+  }
+  capacity_ = std::max(options_.burst, 1);
+  // Empty: the bucket is full again only after capacity_ intervals.
+  full_at_ = now + std::chrono::nanoseconds(capacity_ * interval_ns_);
+}
+
+SteadyTime RateLimiter::NextStartTime(SteadyTime now) const {
+  SteadyTime t = now;
+  if (interval_ns_ > 0) {
+    // One token is available once full_at_ - t <= (capacity - 1) * interval.
+    t = std::max(t, full_at_ - std::chrono::nanoseconds((capacity_ - 1) * interval_ns_));
+  }
+  return std::max(t, pause_until_);
+}
+
+bool RateLimiter::TryStart(SteadyTime now) {
+  if (FullyInFlight()) return false;
+  if (NextStartTime(now) > now) return false;
+  if (interval_ns_ > 0) full_at_ = std::max(full_at_, now) + std::chrono::nanoseconds(interval_ns_);
+  ++in_flight_;
+  return true;
+}
+
+void RateLimiter::Finished() {
+  PAYOUTD_CHECK(in_flight_ > 0);
+  --in_flight_;
+}
+
+void RateLimiter::PauseUntil(SteadyTime until) { pause_until_ = std::max(pause_until_, until); }
+
+}  // namespace payoutd

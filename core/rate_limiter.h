@@ -1,0 +1,61 @@
+// The client-wide request limiter (SPEC §4 `limits`, §8.6): a token bucket of `burst` tokens
+// refilled at `requests_per_second`, plus a cap on requests in flight, plus a pause (429
+// Retry-After) that holds every start until a given time.
+//
+// Guarantees:
+// - Over any one-second window at most requests_per_second + burst starts are granted. The bucket
+//   starts EMPTY, so a restart (a new limiter) cannot exceed the window either.
+// - Exact integer arithmetic on nanoseconds; the rate is rounded down (the interval between
+//   tokens rounded up to a whole nanosecond), never up.
+// - A pure function of the times passed in: no clock is read, so tests drive it with FakeClock.
+//
+// requests_per_second == 0 disables the rate (benchmarks only); max_in_flight <= 0 disables that
+// cap. Not thread-safe; the gateway client uses it from its io_context thread.
+#pragma once
+
+#include <cstdint>
+
+#include "core/clock.h"
+#include "core/gateway_client.h"
+
+namespace payoutd {
+
+class RateLimiter {
+ public:
+  RateLimiter(const LimitOptions& options, SteadyTime now);
+
+  // New settings. The bucket restarts empty at `now` (conservative across the change); requests
+  // in flight and any pause are kept.
+  void Reconfigure(const LimitOptions& options, SteadyTime now);
+
+  // Grants one start at `now` when a token is available, no pause is in force and fewer than
+  // max_in_flight are running; the caller must call Finished() once that request completes.
+  bool TryStart(SteadyTime now);
+  void Finished();
+
+  // The earliest time at which the bucket and the pause allow the next start (<= now: already).
+  // Ignores max_in_flight: a start waiting only for a free slot waits for Finished() instead.
+  SteadyTime NextStartTime(SteadyTime now) const;
+
+  // Holds every start until `until` (a later pause extends, an earlier one is ignored).
+  void PauseUntil(SteadyTime until);
+  bool PausedAt(SteadyTime now) const { return now < pause_until_; }
+
+  bool FullyInFlight() const { return options_.max_in_flight > 0 && in_flight_ >= options_.max_in_flight; }
+  int in_flight() const { return in_flight_; }
+  const LimitOptions& options() const { return options_; }
+
+ private:
+  void Reset(SteadyTime now);
+
+  LimitOptions options_;
+  int64_t interval_ns_ = 0;   // time to earn one token; 0 = unlimited
+  int64_t capacity_ = 1;      // tokens the bucket holds: max(burst, 1)
+  // The time at which the bucket would be full again (GCRA's "theoretical arrival time" shifted
+  // by the capacity): tokens(t) = capacity - (full_at_ - t) / interval, capped at capacity.
+  SteadyTime full_at_{};
+  SteadyTime pause_until_{};
+  int in_flight_ = 0;
+};
+
+}  // namespace payoutd
