@@ -1,0 +1,33 @@
+// Taking a batch in: validate the whole file, refuse what was seen before, and record it durably.
+// Shared by the spool (`run`) and `process`.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "core/batch.h"
+#include "core/payout_store.h"
+
+namespace payoutd {
+
+struct Intake {
+  enum class Kind {
+    kAccepted,   // recorded in the store (durable); ready for the engine
+    kResumed,    // the same batch (id and content) was already recorded: nothing new to record
+    kRejected,   // invalid or a duplicate: errors say why; nothing recorded, nothing to send
+    kFailed,     // could not read the file or write the store: try again later
+  };
+  Kind kind = Kind::kFailed;
+  ValidatedBatch batch;      // errors include the duplicate checks
+  std::string message;       // for kFailed
+};
+
+// Validates `path` as batch `batch_id` and, when it is valid and new, records it (CreateBatch) with
+// `file_name` and `now_ms`. With record=false nothing is written (`payoutd validate`).
+Intake TakeBatch(PayoutStore* store, const BatchValidator& validator, const std::string& batch_id,
+                 const std::string& path, const std::string& file_name, int64_t now_ms, bool record);
+
+// "payroll-2026-11.csv" -> "payroll-2026-11"
+std::string BatchIdFromFileName(const std::string& file_name);
+
+}  // namespace payoutd

@@ -1,0 +1,482 @@
+#include "daemon/service.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <iostream>
+#include <memory>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include "core/batch.h"
+#include "core/log.h"
+#include "core/payout_engine.h"
+#include "core/payout_store.h"
+#include "core/results.h"
+#include "daemon/callbacks.h"
+#include "daemon/files.h"
+#include "daemon/intake.h"
+#include "daemon/metrics.h"
+#include "daemon/sd_notify.h"
+#include "daemon/spool.h"
+
+#ifndef PAYOUTD_VERSION
+#define PAYOUTD_VERSION "dev"
+#endif
+
+namespace payoutd {
+
+BatchRules ToBatchRules(const Config& c) {
+  BatchRules r;
+  r.delimiter = c.batches.delimiter;
+  r.default_method = c.batches.default_method;
+  r.default_operator_code = c.batches.default_operator_code;
+  r.max_rows = c.batches.max_rows;
+  r.max_amount = c.batches.max_amount;
+  r.max_total = c.batches.max_total;
+  r.currencies = c.batches.currencies;
+  return r;
+}
+
+EngineOptions ToEngineOptions(const Config& c) {
+  EngineOptions o;
+  o.polling.initial_delay = c.polling.initial_delay;
+  o.polling.max_interval = c.polling.max_interval;
+  o.polling.give_up_after = c.polling.give_up_after;
+  o.polling.final_statuses = c.polling.final_statuses;
+  o.polling.success_statuses = c.polling.success_statuses;
+  // Enough calls with the client to keep every connection busy while the rest wait in the store.
+  size_t window = static_cast<size_t>(std::max(16, c.gateway.limits.max_in_flight * 2));
+  o.submit_window = window;
+  o.poll_window = window;
+  return o;
+}
+
+namespace {
+
+int64_t WallMs(const Clock& clock) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(clock.WallNow().time_since_epoch()).count();
+}
+
+class Service final : public EngineObserver {
+ public:
+  explicit Service(ServiceOptions options)
+      : opt_(std::move(options)),
+        cfg_(opt_.config),
+        validator_(ToBatchRules(cfg_)),
+        signals_(io_, SIGTERM, SIGINT),
+        hup_(io_, SIGHUP),
+        grace_timer_(io_),
+        tick_timer_(io_),
+        watchdog_timer_(io_),
+        retry_timer_(io_) {}
+
+  int Run();
+
+  // EngineObserver
+  void OnFinal(const PayoutRow& row) override;
+  void OnUnknownStatus(const std::string& status) override;
+  void OnBatchFinished(const std::string& batch_id) override;
+  void OnStoreError(const std::string& message) override;
+
+ private:
+  bool Process() const { return opt_.mode == ServiceOptions::Mode::kProcess; }
+  Status Lock();
+  Status Recover();
+  void OnClaimed(const std::string& file_name);
+  Status Report(const std::string& batch_id);
+  void Shutdown(const std::string& why, int exit_code);
+  void Reload();
+  void Tick();
+  void Watchdog();
+
+  ServiceOptions opt_;
+  Config cfg_;
+  boost::asio::io_context io_;
+  SystemClock clock_;
+  SystemRandom random_;
+  BatchValidator validator_;
+  std::unique_ptr<PayoutStore> store_;
+  std::unique_ptr<Metrics> metrics_;
+  std::unique_ptr<GatewayClient> client_;
+  std::unique_ptr<PayoutEngine> engine_;
+  std::unique_ptr<Spool> spool_;
+  std::unique_ptr<CallbackReceiver> callbacks_;
+  boost::asio::signal_set signals_;
+  boost::asio::signal_set hup_;
+  boost::asio::steady_timer grace_timer_;
+  boost::asio::steady_timer tick_timer_;
+  boost::asio::steady_timer watchdog_timer_;
+  boost::asio::steady_timer retry_timer_;
+  std::vector<std::string> retry_files_;  // claimed files whose intake failed for a passing reason
+  int lock_fd_ = -1;
+  int exit_code_ = kExitOk;
+  bool stopping_ = false;
+  std::string process_batch_;   // kProcess: the batch id
+  int64_t done_batches_ = 0;
+};
+
+Status Service::Lock() {
+  std::string path = cfg_.state_path + ".lock";
+  lock_fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (lock_fd_ < 0) return Status::Error("cannot open lock file " + path);
+  if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0)
+    return Status::Error("another payoutd (run or process) is using the state " + cfg_.state_path);
+  return Status::Ok();
+}
+
+int Service::Run() {
+  log::SetLevel(cfg_.log_level);
+  log::SetFormat(cfg_.log_format);
+  if (Status st = MakeDirs(DirName(cfg_.state_path)); !st.ok()) {
+    log::Error("startup.failed", {{"error", st.message()}});
+    return kExitFailure;
+  }
+  if (Status st = Lock(); !st.ok()) {
+    log::Error("startup.failed", {{"error", st.message()}});
+    return kExitFailure;
+  }
+  auto store = PayoutStore::Open(cfg_.state_path);
+  if (!store.ok()) {
+    log::Error("startup.failed", {{"error", "state " + cfg_.state_path + ": " + store.error()}});
+    return kExitFailure;
+  }
+  store_ = std::move(*store);
+
+  auto metrics = Metrics::Create(Process() ? std::string() : cfg_.metrics_listen, PAYOUTD_VERSION);
+  if (!metrics.ok()) {
+    log::Error("startup.failed", {{"error", "metrics: " + metrics.error()}});
+    return kExitFailure;
+  }
+  metrics_ = std::move(*metrics);
+
+  auto client = GatewayClient::Create(io_, cfg_.gateway, clock_, random_, metrics_.get());
+  if (!client.ok()) {
+    log::Error("startup.failed", {{"error", "gateway: " + client.error()}});
+    return kExitFailure;
+  }
+  client_ = std::move(*client);
+  engine_ = std::make_unique<PayoutEngine>(io_, *store_, *client_, clock_, ToEngineOptions(cfg_), this);
+
+  if (!cfg_.callbacks_listen.empty()) {
+    auto cb = CallbackReceiver::Create(io_, cfg_.callbacks_listen, [this](const std::string& id) {
+      return engine_->Nudge(id);
+    }, metrics_.get());
+    if (!cb.ok()) {
+      log::Error("startup.failed", {{"error", "callbacks.listen: " + cb.error()}});
+      return kExitFailure;
+    }
+    callbacks_ = std::move(*cb);
+  }
+
+  if (Process()) {
+    std::string file_name = BaseName(opt_.batch_path);
+    process_batch_ = BatchIdFromFileName(file_name);
+    if (Status st = MakeDirs(opt_.out_dir); !st.ok()) {
+      log::Error("startup.failed", {{"error", st.message()}});
+      return kExitFailure;
+    }
+    Intake in = TakeBatch(store_.get(), validator_, process_batch_, opt_.batch_path, file_name, WallMs(clock_), true);
+    if (in.kind == Intake::Kind::kFailed) {
+      log::Error("batch.intake_failed", {{"batch", process_batch_}, {"error", in.message}});
+      return kExitFailure;
+    }
+    if (in.kind == Intake::Kind::kRejected) {
+      std::string errors = FormatErrorsCsv(in.batch);
+      std::string path = opt_.out_dir + "/" + process_batch_ + ".errors.csv";
+      (void)WriteFileAtomically(path, errors);
+      std::cout << errors;
+      log::Warn("batch.rejected", {{"batch", process_batch_}, {"errors", std::to_string(in.batch.error_count)},
+                                   {"report", path}});
+      return kExitBatchInvalid;
+    }
+    log::Info(in.kind == Intake::Kind::kResumed ? "batch.resumed" : "batch.accepted",
+              {{"batch", process_batch_}, {"rows", std::to_string(in.batch.payouts.size())}});
+    auto rec = store_->GetBatch(process_batch_);
+    if (rec.ok() && rec->has_value() && (*rec)->status != BatchRecord::Status::kActive) {
+      // Finished earlier: write its reports again and stop.
+      boost::asio::post(io_, [this] { OnBatchFinished(process_batch_); });
+    }
+  } else {
+    spool_ = std::make_unique<Spool>(io_, cfg_.spool.dir, cfg_.spool.settle,
+                                     [this](const std::string& name) { OnClaimed(name); });
+    if (Status st = spool_->Prepare(); !st.ok()) {
+      log::Error("startup.failed", {{"error", st.message()}});
+      return kExitFailure;
+    }
+    if (Status st = Recover(); !st.ok()) {
+      log::Error("startup.failed", {{"error", "recovery: " + st.message()}});
+      return kExitFailure;
+    }
+  }
+  if (Status st = engine_->Start(); !st.ok()) {
+    log::Error("startup.failed", {{"error", "state: " + st.message()}});
+    return kExitFailure;
+  }
+  if (spool_) spool_->Start();
+
+  signals_.async_wait([this](const boost::system::error_code& ec, int sig) {
+    if (!ec) Shutdown(sig == SIGTERM ? "SIGTERM" : "SIGINT", Process() ? kExitFailure : kExitOk);
+  });
+  Reload();  // arms the SIGHUP handler
+  log::Info("payoutd.ready", {{"version", PAYOUTD_VERSION},
+                              {"mode", Process() ? "process" : "run"},
+                              {"gateway", cfg_.gateway.base_url},
+                              {"metrics", metrics_->port() ? cfg_.metrics_listen + " (port " + std::to_string(metrics_->port()) + ")" : "off"},
+                              {"spool", Process() ? "" : cfg_.spool.dir}});
+  systemd::Ready();
+  Tick();
+  Watchdog();
+  io_.run();
+  if (lock_fd_ >= 0) ::close(lock_fd_);
+  return exit_code_;
+}
+
+// Recovery of the spool. The engine resumes unfinished payouts from the store by itself; here:
+// finished batches whose reports were cut off are reported again, and files in work/ that have no
+// complete batch record (a crash between claim and record) are taken in again.
+Status Service::Recover() {
+  auto batches = store_->ListBatches();
+  if (!batches.ok()) return batches.status();
+  for (const auto& b : *batches) {
+    if (b.status == BatchRecord::Status::kFinished) {
+      if (Status st = Report(b.id); !st.ok()) return st;
+    }
+  }
+  for (const auto& name : spool_->WorkFiles()) {
+    std::string batch_id = BatchIdFromFileName(name);
+    auto rec = store_->GetBatch(batch_id);
+    if (!rec.ok()) return rec.status();
+    if (rec->has_value()) {
+      if ((*rec)->status == BatchRecord::Status::kReported) {
+        if (Status st = spool_->Finish(name); !st.ok()) return st;
+      }
+      continue;  // active: the engine resumes it
+    }
+    log::Info("spool.retake", {{"file", name}});
+    OnClaimed(name);
+  }
+  return Status::Ok();
+}
+
+void Service::OnClaimed(const std::string& file_name) {
+  if (stopping_) return;
+  std::string batch_id = BatchIdFromFileName(file_name);
+  std::string path = spool_->work() + "/" + file_name;
+  Intake in = TakeBatch(store_.get(), validator_, batch_id, path, file_name, WallMs(clock_), true);
+  if (in.kind == Intake::Kind::kResumed) {
+    // Claimed from inbox/ yet already known: the same batch dropped again after it was paid.
+    in.batch.errors.insert(in.batch.errors.begin(),
+                           BatchError{0, "", "batch '" + batch_id + "' was already processed"});
+    in.batch.error_count += 1;
+    in.kind = Intake::Kind::kRejected;
+  }
+  switch (in.kind) {
+    case Intake::Kind::kAccepted:
+      log::Info("batch.accepted", {{"batch", batch_id},
+                                   {"rows", std::to_string(in.batch.payouts.size())},
+                                   {"sha256", in.batch.sha256}});
+      metrics_->OnBatch(Metrics::BatchResult::kAccepted);
+      engine_->AddBatch(batch_id);
+      break;
+    case Intake::Kind::kRejected: {
+      const BatchError& first = in.batch.errors.front();
+      log::Warn("batch.rejected", {{"batch", batch_id},
+                                   {"errors", std::to_string(in.batch.error_count)},
+                                   {"first_line", std::to_string(first.line)},
+                                   {"first_error", first.message}});
+      metrics_->OnBatch(Metrics::BatchResult::kRejected);
+      if (Status st = spool_->Reject(file_name, FormatErrorsCsv(in.batch)); !st.ok())
+        log::Error("spool.reject_failed", {{"batch", batch_id}, {"error", st.message()}});
+      break;
+    }
+    case Intake::Kind::kFailed:
+    case Intake::Kind::kResumed:
+      log::Error("batch.intake_failed", {{"batch", batch_id}, {"error", in.message}, {"retry_in", "5s"}});
+      retry_files_.push_back(file_name);
+      retry_timer_.expires_after(std::chrono::seconds(5));
+      retry_timer_.async_wait([this](const boost::system::error_code& ec) {
+        if (ec) return;
+        auto files = std::move(retry_files_);
+        retry_files_.clear();
+        for (const auto& f : files) OnClaimed(f);
+      });
+      break;
+  }
+}
+
+// Reports are written before the input moves to done/ and before the batch is marked reported, so
+// a crash in between only means writing them again.
+Status Service::Report(const std::string& batch_id) {
+  auto progress = store_->Progress(batch_id);
+  if (!progress.ok()) return progress.status();
+  const CurrencyTable& currencies = cfg_.batches.currencies;
+  std::string dir = Process() ? opt_.out_dir : spool_->done();
+  Status st = WriteFileAtomically(dir + "/" + batch_id + ".results.csv", [&](std::ostream& out) {
+    return WriteResultsCsv(*store_, batch_id, currencies, out);
+  });
+  if (!st.ok()) return st;
+  std::string summary = SummaryJson(*progress, currencies);
+  if (st = WriteFileAtomically(dir + "/" + batch_id + ".summary.json", summary); !st.ok()) return st;
+  if (!Process()) {
+    std::string file_name = progress->batch.file_name;
+    if (FileExists(spool_->work() + "/" + file_name))
+      if (st = spool_->Finish(file_name); !st.ok()) return st;
+  }
+  if (st = store_->SetBatchStatus(batch_id, BatchRecord::Status::kReported, progress->batch.finished_at_ms); !st.ok())
+    return st;
+  int64_t not_success = 0;
+  for (const auto& [s, n] : progress->states)
+    if (s != FinalState::kSuccess) not_success += n;
+  log::Info("batch.done", {{"batch", batch_id},
+                           {"rows", std::to_string(progress->batch.rows)},
+                           {"not_success", std::to_string(not_success)},
+                           {"results", dir + "/" + batch_id + ".results.csv"}});
+  ++done_batches_;
+  metrics_->OnBatch(Metrics::BatchResult::kDone);
+  if (Process() && batch_id == process_batch_) {
+    std::cout << summary;
+    Shutdown("batch finished", not_success ? kExitNotAllSuccess : kExitOk);
+  }
+  return Status::Ok();
+}
+
+void Service::OnFinal(const PayoutRow& row) {
+  int digits = cfg_.batches.currencies.MinorUnits(row.payout.currency).value_or(2);
+  metrics_->OnPayoutFinal(row.state, row.payout.currency, row.payout.amount_minor, digits);
+  bool ok = row.state == FinalState::kSuccess;
+  log::Write(ok ? log::Level::kDebug : log::Level::kInfo, "payout.final",
+             {{"batch", row.batch_id},
+              {"payout", row.payout.id},
+              {"state", std::string(FinalStateName(row.state))},
+              {"gateway_status", row.gateway_status},
+              {"account", MaskAccount(row.payout.account_number)},
+              {"attempts", std::to_string(row.attempts)},
+              {"error", row.error}});
+}
+
+void Service::OnUnknownStatus(const std::string&) { metrics_->OnUnknownGatewayStatus(); }
+
+void Service::OnBatchFinished(const std::string& batch_id) {
+  if (Status st = Report(batch_id); !st.ok()) {
+    log::Error("batch.report_failed", {{"batch", batch_id}, {"error", st.message()}});
+    if (Process()) Shutdown("report failed", kExitFailure);
+  }
+}
+
+void Service::OnStoreError(const std::string& message) {
+  log::Error("state.write_failed", {{"error", message}});
+  Shutdown("state write failed", kExitFailure);
+}
+
+void Service::Shutdown(const std::string& why, int exit_code) {
+  if (stopping_) return;
+  stopping_ = true;
+  exit_code_ = exit_code;
+  log::Info("payoutd.stopping", {{"reason", why}, {"in_flight", std::to_string(client_->in_flight())}});
+  systemd::Stopping();
+  if (spool_) spool_->Stop();
+  if (callbacks_) callbacks_->Stop();
+  signals_.cancel();
+  hup_.cancel();
+  tick_timer_.cancel();
+  watchdog_timer_.cancel();
+  retry_timer_.cancel();
+  grace_timer_.expires_after(cfg_.shutdown_grace);
+  grace_timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (ec) return;
+    log::Warn("payoutd.grace_expired", {{"in_flight", std::to_string(client_->in_flight())}});
+    client_->Cancel();
+  });
+  engine_->Drain([this] {
+    grace_timer_.cancel();
+    log::Info("payoutd.stopped", {{"exit_code", std::to_string(exit_code_)}});
+    io_.stop();
+  });
+}
+
+void Service::Reload() {
+  hup_.async_wait([this](const boost::system::error_code& ec, int) {
+    if (ec || stopping_) return;
+    systemd::Reloading();
+    auto fresh = LoadConfig(cfg_.path);
+    if (!fresh.ok()) {
+      log::Error("config.reload_failed", {{"error", fresh.error()}});
+    } else {
+      cfg_.gateway.limits = fresh->gateway.limits;
+      cfg_.gateway.retry = fresh->gateway.retry;
+      cfg_.polling = fresh->polling;
+      cfg_.log_level = fresh->log_level;
+      cfg_.log_format = fresh->log_format;
+      log::SetLevel(cfg_.log_level);
+      log::SetFormat(cfg_.log_format);
+      client_->Reconfigure(cfg_.gateway.limits, cfg_.gateway.retry);
+      engine_->Reconfigure(ToEngineOptions(cfg_).polling);
+      log::Info("config.reloaded", {{"requests_per_second", std::to_string(cfg_.gateway.limits.requests_per_second)},
+                                    {"burst", std::to_string(cfg_.gateway.limits.burst)},
+                                    {"max_in_flight", std::to_string(cfg_.gateway.limits.max_in_flight)}});
+    }
+    systemd::Ready();
+    Reload();
+  });
+}
+
+// Every few seconds: pending gauges, the oldest pending payout, and systemd's STATUS line.
+void Service::Tick() {
+  if (stopping_) return;
+  std::map<Stage, int64_t> pending;
+  int64_t oldest = 0;
+  int64_t active = 0;
+  if (auto batches = store_->ListBatches(); batches.ok()) {
+    for (const auto& b : *batches) {
+      if (b.status != BatchRecord::Status::kActive) continue;
+      ++active;
+      auto p = store_->Progress(b.id);
+      if (!p.ok()) continue;
+      for (const auto& [stage, n] : p->stages)
+        if (stage != Stage::kFinal) pending[stage] += n;
+      if (p->oldest_pending_since_ms && (!oldest || p->oldest_pending_since_ms < oldest))
+        oldest = p->oldest_pending_since_ms;
+    }
+  }
+  int64_t total_pending = 0;
+  for (Stage s : {Stage::kNew, Stage::kSubmitting, Stage::kUnknown, Stage::kPolling}) {
+    metrics_->SetPending(s, pending[s]);
+    total_pending += pending[s];
+  }
+  metrics_->SetOldestPendingAge(oldest ? (WallMs(clock_) - oldest) / 1000.0 : 0.0);
+  std::string status = std::to_string(active) + " batch(es) active, " + std::to_string(total_pending) +
+                       " payout(s) pending, " + std::to_string(done_batches_) + " batch(es) done";
+  if (client_->paused()) status += ", SENDING PAUSED (gateway refuses our token)";
+  systemd::Status(status);
+  tick_timer_.expires_after(std::chrono::seconds(2));
+  tick_timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (!ec) Tick();
+  });
+}
+
+// WATCHDOG=1 from the event loop itself: if the loop stalls, systemd notices.
+void Service::Watchdog() {
+  auto interval = systemd::WatchdogInterval();
+  if (interval.count() == 0 || stopping_) return;
+  systemd::Watchdog();
+  watchdog_timer_.expires_after(interval / 2);
+  watchdog_timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (!ec) Watchdog();
+  });
+}
+
+}  // namespace
+
+int RunService(ServiceOptions options) {
+  ::signal(SIGPIPE, SIG_IGN);
+  Service service(std::move(options));
+  return service.Run();
+}
+
+}  // namespace payoutd

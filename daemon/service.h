@@ -1,0 +1,33 @@
+// `payoutd run` and `payoutd process`: the engine wired to the world (spool or one file, signals,
+// sd_notify, metrics, callbacks). Returns the process exit code (SPEC §5).
+#pragma once
+
+#include <string>
+
+#include "config/config.h"
+
+namespace payoutd {
+
+struct ServiceOptions {
+  enum class Mode { kRun, kProcess } mode = Mode::kRun;
+  Config config;
+  std::string batch_path;   // kProcess: the batch file
+  std::string out_dir;      // kProcess: where results (or errors) go
+};
+
+int RunService(ServiceOptions options);
+
+// Exit codes (SPEC §5).
+constexpr int kExitOk = 0;
+constexpr int kExitFailure = 1;
+constexpr int kExitUsage = 2;
+constexpr int kExitNotAllSuccess = 3;
+constexpr int kExitBatchInvalid = 4;
+
+// Conversions from the configuration to the engine's and validator's own option structs.
+struct BatchRules;
+struct EngineOptions;
+BatchRules ToBatchRules(const Config& config);
+EngineOptions ToEngineOptions(const Config& config);
+
+}  // namespace payoutd

@@ -1,0 +1,191 @@
+#include "daemon/spool.h"
+
+#include <dirent.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+#include <boost/asio/post.hpp>
+
+#include "core/log.h"
+#include "daemon/files.h"
+#include "daemon/intake.h"
+
+namespace payoutd {
+
+bool IsBatchFileName(const std::string& name) {
+  if (name.empty() || name[0] == '.') return false;
+  auto ends = [&](const std::string& ext) {
+    return name.size() >= ext.size() && name.compare(name.size() - ext.size(), ext.size(), ext) == 0;
+  };
+  return ends(".csv") && name.size() > 4;
+}
+
+Spool::Spool(boost::asio::io_context& io, std::string dir, Duration settle,
+             std::function<void(const std::string&)> on_claimed)
+    : io_(io),
+      dir_(std::move(dir)),
+      settle_(settle),
+      on_claimed_(std::move(on_claimed)),
+      timer_(io),
+      alive_(std::make_shared<bool>(true)) {}
+
+Spool::~Spool() {
+  *alive_ = false;
+  Stop();
+}
+
+Status Spool::Prepare() {
+  for (const auto& d : {inbox(), work(), done(), rejected()})
+    if (Status st = MakeDirs(d); !st.ok()) return st;
+  return Status::Ok();
+}
+
+void Spool::Start() {
+  running_ = true;
+  WatchInotify();
+  Scan();
+}
+
+void Spool::Stop() {
+  running_ = false;
+  timer_.cancel();
+  if (inotify_) {
+    boost::system::error_code ec;
+    inotify_->close(ec);
+    inotify_.reset();
+  }
+}
+
+void Spool::ScanSoon() {
+  if (!running_) return;
+  boost::asio::post(io_, [this, alive = alive_] {
+    if (*alive && running_) Scan();
+  });
+}
+
+void Spool::WatchInotify() {
+  int fd = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+  if (fd < 0) {
+    log::Warn("spool.inotify_unavailable", {{"reason", "inotify_init1 failed; rescanning every second"}});
+    return;
+  }
+  if (::inotify_add_watch(fd, inbox().c_str(), IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_MODIFY | IN_ATTRIB) < 0) {
+    ::close(fd);
+    log::Warn("spool.inotify_unavailable", {{"reason", "cannot watch inbox; rescanning every second"}});
+    return;
+  }
+  inotify_ = std::make_unique<boost::asio::posix::stream_descriptor>(io_, fd);
+  auto again = std::make_shared<std::function<void()>>();
+  *again = [this, alive = alive_, again_weak = std::weak_ptr<std::function<void()>>(again)] {
+    if (!*alive || !inotify_) return;
+    inotify_->async_read_some(boost::asio::buffer(inotify_buf_),
+                              [this, alive, again_weak](const boost::system::error_code& ec, size_t) {
+                                if (!*alive || ec || !running_) return;
+                                Scan();
+                                if (auto a = again_weak.lock()) (*a)();
+                              });
+  };
+  // Keep the reader alive as long as the spool: the lambda holds only a weak reference to itself.
+  inotify_reader_ = again;
+  (*again)();
+}
+
+void Spool::ArmTimer() {
+  // Rescan at least every second: settle deadlines and missed events (network filesystems).
+  auto wait = std::min<Duration>(settle_, std::chrono::seconds(1));
+  if (wait < std::chrono::milliseconds(50)) wait = std::chrono::milliseconds(50);
+  timer_.expires_after(wait);
+  timer_.async_wait([this, alive = alive_](const boost::system::error_code& ec) {
+    if (!*alive || ec || !running_) return;
+    Scan();
+  });
+}
+
+void Spool::Scan() {
+  if (!running_) return;
+  auto now = std::chrono::steady_clock::now();
+  std::map<std::string, Seen> still_there;
+  if (DIR* d = ::opendir(inbox().c_str())) {
+    while (dirent* e = ::readdir(d)) {
+      std::string name = e->d_name;
+      if (!IsBatchFileName(name)) continue;
+      struct stat st;
+      if (::stat((inbox() + "/" + name).c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
+      int64_t mtime_ns = int64_t(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
+      Seen s{st.st_size, mtime_ns, now};
+      auto it = seen_.find(name);
+      if (it != seen_.end() && it->second.size == s.size && it->second.mtime_ns == s.mtime_ns)
+        s.still_since = it->second.still_since;
+      still_there[name] = s;
+    }
+    ::closedir(d);
+  } else {
+    log::Error("spool.scan_failed", {{"dir", inbox()}});
+  }
+  seen_ = std::move(still_there);
+  std::vector<std::string> ready;
+  for (const auto& [name, s] : seen_)
+    if (now - s.still_since >= settle_) ready.push_back(name);
+  for (const auto& name : ready) {
+    seen_.erase(name);
+    Claim(name);
+  }
+  ArmTimer();
+}
+
+void Spool::Claim(const std::string& name) {
+  std::string from = inbox() + "/" + name;
+  std::string to = work() + "/" + name;
+  if (FileExists(to)) {
+    // A batch of that name is being paid: refuse the newcomer without touching the one in work/.
+    std::string batch = BatchIdFromFileName(name);
+    std::string dest = FreePath(rejected(), batch, ".csv");
+    std::string stem = BaseName(dest).substr(0, BaseName(dest).size() - 4);
+    Status st = MoveFile(from, dest);
+    if (st.ok())
+      st = WriteFileAtomically(rejected() + "/" + stem + ".errors.csv",
+                               "line,column,error\n0,,\"batch id '" + batch + "' is already being processed\"\n");
+    log::Warn("batch.rejected", {{"batch", batch}, {"reason", "a batch with this name is in progress"}});
+    return;
+  }
+  if (Status st = MoveFile(from, to); !st.ok()) {
+    log::Error("spool.claim_failed", {{"file", name}, {"error", st.message()}});
+    return;
+  }
+  log::Info("spool.claimed", {{"file", name}});
+  on_claimed_(name);
+}
+
+Status Spool::Reject(const std::string& file_name, const std::string& errors_csv) {
+  std::string batch = BatchIdFromFileName(file_name);
+  std::string dest = FreePath(rejected(), batch, ".csv");
+  std::string stem = BaseName(dest).substr(0, BaseName(dest).size() - 4);
+  // The report first: a batch in rejected/ always has its reasons beside it.
+  if (Status st = WriteFileAtomically(rejected() + "/" + stem + ".errors.csv", errors_csv); !st.ok()) return st;
+  return MoveFile(work() + "/" + file_name, dest);
+}
+
+Status Spool::Finish(const std::string& file_name) {
+  std::string batch = BatchIdFromFileName(file_name);
+  std::string dest = done() + "/" + file_name;
+  if (FileExists(dest)) dest = FreePath(done(), batch, ".input.csv");
+  return MoveFile(work() + "/" + file_name, dest);
+}
+
+std::vector<std::string> Spool::WorkFiles() const {
+  std::vector<std::string> out;
+  if (DIR* d = ::opendir(work().c_str())) {
+    while (dirent* e = ::readdir(d)) {
+      std::string name = e->d_name;
+      if (IsBatchFileName(name)) out.push_back(name);
+    }
+    ::closedir(d);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+}  // namespace payoutd

@@ -1,0 +1,83 @@
+// The spool folder (SPEC §2): inbox/ where finance ops drop batches, work/ for batches being paid,
+// done/ for finished batches and their reports, rejected/ for refused batches and their errors.
+//
+// A `*.csv` file in inbox/ (not hidden, not *.tmp or *.part) is claimed once its size and mtime have
+// been still for `settle`, by a rename into work/. Changes are noticed through inotify and, for
+// network filesystems and missed events, by a rescan every second.
+//
+// Threading: all on the io_context's thread.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+#include <sys/types.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include "core/clock.h"
+#include "core/result.h"
+
+namespace payoutd {
+
+class Spool {
+ public:
+  // `on_claimed(file_name)` runs for each file claimed into work/.
+  Spool(boost::asio::io_context& io, std::string dir, Duration settle,
+        std::function<void(const std::string& file_name)> on_claimed);
+  ~Spool();
+
+  // Creates inbox/, work/, done/ and rejected/ when missing.
+  Status Prepare();
+  // Starts watching inbox/. Stop() stops claiming (files already claimed are not affected).
+  void Start();
+  void Stop();
+
+  std::string inbox() const { return dir_ + "/inbox"; }
+  std::string work() const { return dir_ + "/work"; }
+  std::string done() const { return dir_ + "/done"; }
+  std::string rejected() const { return dir_ + "/rejected"; }
+
+  // Moves work/<file_name> to rejected/ (never overwriting) and writes `<batch>.errors.csv` beside it.
+  Status Reject(const std::string& file_name, const std::string& errors_csv);
+  // Moves work/<file_name> into done/ (never overwriting). The reports are written first by the caller.
+  Status Finish(const std::string& file_name);
+
+  // Files names in work/ (`*.csv`), for recovery at start-up.
+  std::vector<std::string> WorkFiles() const;
+
+  // A claim is a name the spool should pick up on its next scan, e.g. after a rescan request.
+  void ScanSoon();
+
+ private:
+  struct Seen {
+    off_t size = 0;
+    int64_t mtime_ns = 0;
+    SteadyTime still_since{};
+  };
+  void Scan();
+  void ArmTimer();
+  void WatchInotify();
+  void Claim(const std::string& name);
+
+  boost::asio::io_context& io_;
+  std::string dir_;
+  Duration settle_;
+  std::function<void(const std::string&)> on_claimed_;
+  std::map<std::string, Seen> seen_;
+  boost::asio::steady_timer timer_;
+  std::unique_ptr<boost::asio::posix::stream_descriptor> inotify_;
+  std::shared_ptr<std::function<void()>> inotify_reader_;
+  char inotify_buf_[4096];
+  bool running_ = false;
+  std::shared_ptr<bool> alive_;
+};
+
+// True for names the spool takes: `*.csv`, not hidden, not `*.tmp`/`*.part`.
+bool IsBatchFileName(const std::string& name);
+
+}  // namespace payoutd
