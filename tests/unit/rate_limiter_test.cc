@@ -1,0 +1,154 @@
+#include "core/rate_limiter.h"
+
+#include <gtest/gtest.h>
+
+#include <deque>
+#include <vector>
+
+namespace payoutd {
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::nanoseconds;
+using std::chrono::seconds;
+
+LimitOptions Limits(double rps, int burst, int max_in_flight = 1'000'000) {
+  LimitOptions o;
+  o.requests_per_second = rps;
+  o.burst = burst;
+  o.max_in_flight = max_in_flight;
+  return o;
+}
+
+// Drives the limiter as a client with an endless backlog would: start whenever allowed, jumping
+// the fake clock to the next allowed time. Returns the start times.
+std::vector<SteadyTime> StartGreedily(RateLimiter& limiter, FakeClock& clock, Duration span) {
+  std::vector<SteadyTime> starts;
+  const SteadyTime end = clock.Now() + span;
+  while (clock.Now() < end) {
+    if (limiter.TryStart(clock.Now())) {
+      starts.push_back(clock.Now());
+      limiter.Finished();
+      continue;
+    }
+    const SteadyTime next = limiter.NextStartTime(clock.Now());
+    if (next <= clock.Now()) {
+      ADD_FAILURE() << "refused a start but says one is allowed now";
+      break;
+    }
+    clock.Advance(next - clock.Now());
+  }
+  return starts;
+}
+
+// The largest number of starts inside any half-open one-second window [t, t + 1s).
+size_t MaxInAnySecond(const std::vector<SteadyTime>& starts) {
+  size_t best = 0, lo = 0;
+  for (size_t hi = 0; hi < starts.size(); ++hi) {
+    while (starts[hi] - starts[lo] >= seconds(1)) ++lo;
+    best = std::max(best, hi - lo + 1);
+  }
+  return best;
+}
+
+TEST(RateLimiter, StartsEmptySoTheFirstRequestWaitsOneInterval) {
+  FakeClock clock;
+  RateLimiter limiter(Limits(10, 5), clock.Now());
+  EXPECT_FALSE(limiter.TryStart(clock.Now()));
+  EXPECT_EQ(limiter.NextStartTime(clock.Now()) - clock.Now(), milliseconds(100));
+  clock.Advance(milliseconds(99));
+  EXPECT_FALSE(limiter.TryStart(clock.Now()));
+  clock.Advance(milliseconds(1));
+  EXPECT_TRUE(limiter.TryStart(clock.Now()));
+}
+
+TEST(RateLimiter, IdleBucketFillsToBurstAndNoFurther) {
+  FakeClock clock;
+  RateLimiter limiter(Limits(10, 5), clock.Now());
+  clock.Advance(seconds(60));
+  int granted = 0;
+  while (limiter.TryStart(clock.Now())) ++granted;
+  EXPECT_EQ(granted, 5);
+}
+
+TEST(RateLimiter, NeverMoreThanRpsPlusBurstInAnySecondUnderBacklog) {
+  FakeClock clock;
+  RateLimiter limiter(Limits(200, 10), clock.Now());
+  std::vector<SteadyTime> starts = StartGreedily(limiter, clock, seconds(5));
+  EXPECT_LE(MaxInAnySecond(starts), 210u);
+  // A backlog uses the whole rate: about rps per second.
+  EXPECT_GE(starts.size(), 995u);
+  EXPECT_LE(starts.size(), 1000u);
+}
+
+TEST(RateLimiter, WindowHoldsWithIdleGapsAndRandomArrivals) {
+  FakeClock clock;
+  SystemRandom random(42);
+  const double rps = 37;
+  const int burst = 13;
+  RateLimiter limiter(Limits(rps, burst), clock.Now());
+  std::vector<SteadyTime> starts;
+  for (int i = 0; i < 20000; ++i) {
+    // Arrivals bunched and spread: sometimes idle long enough to refill the bucket.
+    clock.Advance(nanoseconds(random.Below(i % 500 < 50 ? 2'000'000'000 : 20'000'000)));
+    if (limiter.TryStart(clock.Now())) {
+      starts.push_back(clock.Now());
+      limiter.Finished();
+    }
+  }
+  ASSERT_GT(starts.size(), 1000u);
+  EXPECT_LE(MaxInAnySecond(starts), static_cast<size_t>(rps) + burst);
+}
+
+TEST(RateLimiter, FractionalRateIsRoundedDown) {
+  FakeClock clock;
+  RateLimiter limiter(Limits(3, 1), clock.Now());
+  // 1e9/3 is not whole: the interval rounds up to 333'333'334 ns.
+  EXPECT_EQ(limiter.NextStartTime(clock.Now()) - clock.Now(), nanoseconds(333'333'334));
+}
+
+TEST(RateLimiter, MaxInFlightCapsConcurrentStarts) {
+  FakeClock clock;
+  RateLimiter limiter(Limits(0, 0, 3), clock.Now());
+  EXPECT_TRUE(limiter.TryStart(clock.Now()));
+  EXPECT_TRUE(limiter.TryStart(clock.Now()));
+  EXPECT_TRUE(limiter.TryStart(clock.Now()));
+  EXPECT_TRUE(limiter.FullyInFlight());
+  EXPECT_FALSE(limiter.TryStart(clock.Now()));
+  limiter.Finished();
+  EXPECT_EQ(limiter.in_flight(), 2);
+  EXPECT_TRUE(limiter.TryStart(clock.Now()));
+}
+
+TEST(RateLimiter, ZeroRateMeansUnlimited) {
+  FakeClock clock;
+  RateLimiter limiter(Limits(0, 0), clock.Now());
+  for (int i = 0; i < 10000; ++i) ASSERT_TRUE(limiter.TryStart(clock.Now()));
+}
+
+TEST(RateLimiter, PauseHoldsEveryStartUntilItsEnd) {
+  FakeClock clock;
+  RateLimiter limiter(Limits(100, 10), clock.Now());
+  clock.Advance(seconds(1));
+  limiter.PauseUntil(clock.Now() + seconds(3));
+  EXPECT_FALSE(limiter.TryStart(clock.Now()));
+  EXPECT_EQ(limiter.NextStartTime(clock.Now()) - clock.Now(), seconds(3));
+  limiter.PauseUntil(clock.Now() + seconds(1));  // an earlier end does not shorten the pause
+  clock.Advance(seconds(2));
+  EXPECT_TRUE(limiter.PausedAt(clock.Now()));
+  EXPECT_FALSE(limiter.TryStart(clock.Now()));
+  clock.Advance(seconds(1));
+  EXPECT_TRUE(limiter.TryStart(clock.Now()));
+}
+
+TEST(RateLimiter, ReconfigureRestartsEmptyAtTheNewRate) {
+  FakeClock clock;
+  RateLimiter limiter(Limits(10, 5), clock.Now());
+  clock.Advance(seconds(10));
+  limiter.Reconfigure(Limits(100, 2), clock.Now());
+  EXPECT_FALSE(limiter.TryStart(clock.Now()));
+  EXPECT_EQ(limiter.NextStartTime(clock.Now()) - clock.Now(), milliseconds(10));
+}
+
+}  // namespace
+}  // namespace payoutd
