@@ -53,8 +53,9 @@ void PayoutList::clear() {
 // Text lives in blocks that never move, so a Row may point into them for its whole life.
 const char* PayoutList::Store(size_t n) {
   if (blocks_.empty() || block_size_ - block_used_ < n) {
-    block_size_ = std::max(kBlockBytes, n);
-    blocks_.push_back(std::make_unique<char[]>(block_size_));
+    // Blocks grow from 4 KiB to 1 MiB, so a small batch does not pay for a big one.
+    block_size_ = std::max(std::min(kBlockBytes, std::max<size_t>(4096, block_size_ * 2)), n);
+    blocks_.push_back(std::make_unique_for_overwrite<char[]>(block_size_));
     block_used_ = 0;
   }
   char* p = blocks_.back().get() + block_used_;
@@ -155,11 +156,16 @@ std::string Lower(std::string_view s) {
 std::string Shown(std::string_view s) {
   constexpr size_t kMax = 70;
   std::string out = "'";
-  for (size_t i = 0; i < s.size() && i < kMax; ++i) {
+  size_t n = s.size();
+  if (n > kMax) {
+    n = kMax;  // cut on a character boundary so the message stays valid UTF-8
+    while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) --n;
+  }
+  for (size_t i = 0; i < n; ++i) {
     unsigned char c = static_cast<unsigned char>(s[i]);
     out += (c < 0x20 || c == 0x7f) ? '?' : s[i];
   }
-  if (s.size() > kMax) out += "...";
+  if (n < s.size()) out += "...";
   out += "'";
   return out;
 }

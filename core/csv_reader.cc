@@ -8,6 +8,8 @@
 namespace payoutd {
 namespace {
 
+// Reads start small (cheap for small inputs) and grow to 1 MiB chunks for big files.
+constexpr size_t kFirstChunkBytes = 4 << 10;
 constexpr size_t kChunkBytes = 1 << 20;
 
 // Length of the valid UTF-8 sequence at s[0..n), or 0 when it is not valid (overlong forms,
@@ -54,13 +56,14 @@ char Hex(unsigned v) { return "0123456789ABCDEF"[v & 0xF]; }
 
 }  // namespace
 
-CsvReader::CsvReader(std::istream& in, CsvOptions options) : in_(in), opt_(options), buf_(kChunkBytes) {
+CsvReader::CsvReader(std::istream& in, CsvOptions options) : in_(in), opt_(options), buf_(kFirstChunkBytes) {
   PAYOUTD_CHECK(opt_.delimiter != '"' && opt_.delimiter != '\r' && opt_.delimiter != '\n');
   for (char c : {opt_.delimiter, '"', '\r', '\n'}) special_[static_cast<unsigned char>(c)] = true;
 }
 
 bool CsvReader::Fill() {
   if (eof_) return false;
+  if (end_ == buf_.size() && buf_.size() < kChunkBytes) buf_.resize(buf_.size() * 2);
   in_.read(buf_.data(), static_cast<std::streamsize>(buf_.size()));
   size_t n = static_cast<size_t>(in_.gcount());
   if (in_.bad()) stream_failed_ = true;
