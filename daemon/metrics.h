@@ -44,9 +44,10 @@ class Metrics final : public GatewayObserver {
   enum class BatchResult { kAccepted, kRejected, kDone };
   enum class CallbackResult { kAccepted, kUnknownId, kBadRequest, kTooLarge };
 
-  // Serves /metrics on `listen` ("host:port", "[v6addr]:port"; port 0 = let the OS choose, see
-  // port()). An empty `listen` serves nothing, but Render() still works. Fails with a message
-  // naming the address when it is malformed or cannot be bound. `version` goes to build_info.
+  // Serves /metrics on `listen` ("host:port"; port 0 = let the OS choose, see port()). The host is
+  // an IPv4 address or name: "[v6addr]:port" needs a civetweb built with IPv6, and Debian 12's is
+  // not. An empty `listen` serves nothing, but Render() still works. Fails with a message naming
+  // the address when it is malformed or cannot be bound. `version` goes to build_info.
   static Result<std::unique_ptr<Metrics>> Create(const std::string& listen, std::string_view version);
   // Stops serving. Takes up to ~2s when serving (civetweb's poll quantum); destroy it after the
   // pipeline has stopped, not within shutdown_grace.

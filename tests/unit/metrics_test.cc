@@ -20,6 +20,8 @@
 #include <optional>
 #include <sstream>
 #include <string>
+#include <thread>
+#include <vector>
 
 namespace payoutd {
 namespace {
@@ -176,6 +178,33 @@ TEST(Metrics, ScrapeCountsEveryEventFedIn) {
   EXPECT_EQ(Sample(t, "payoutd_callbacks_total{result=\"too_large\"}"), 1.0);
   EXPECT_EQ(Sample(t, "payoutd_callbacks_total{result=\"unknown_id\"}"), 0.0);
   EXPECT_EQ(Sample(t, "payoutd_build_info{version=\"0.1.0\"}"), 1.0);
+}
+
+TEST(Metrics, CountsEveryEventFromConcurrentThreadsWhileBeingScraped) {
+  auto created = Metrics::Create("127.0.0.1:0", "0.1.0");
+  ASSERT_TRUE(created.ok()) << created.error();
+  Metrics& m = **created;
+  constexpr int kThreads = 4;
+  constexpr int kEach = 500;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&m, t] {
+      for (int i = 0; i < kEach; ++i) {
+        m.OnResponse(t % 2 ? "GET" : "POST", 200, 0.01);
+        m.OnRetry("GET", "network");
+        m.OnPayoutFinal(FinalState::kSuccess, "EUR", 100, 2);
+      }
+    });
+  }
+  // Scrapes run on the exposer's thread meanwhile.
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(Get(m.port(), "/metrics").status, 200);
+  for (auto& th : threads) th.join();
+  const std::string t = Get(m.port(), "/metrics").body;
+  EXPECT_EQ(Sample(t, "payoutd_http_requests_total{code=\"200\",method=\"POST\"}"), kThreads / 2 * kEach);
+  EXPECT_EQ(Sample(t, "payoutd_http_requests_total{code=\"200\",method=\"GET\"}"), kThreads / 2 * kEach);
+  EXPECT_EQ(Sample(t, "payoutd_http_retries_total{method=\"GET\",reason=\"network\"}"), kThreads * kEach);
+  EXPECT_EQ(Sample(t, "payoutd_payouts_total{state=\"SUCCESS\"}"), kThreads * kEach);
+  EXPECT_DOUBLE_EQ(*Sample(t, "payoutd_amount_total{currency=\"EUR\",state=\"SUCCESS\"}"), kThreads * kEach * 1.0);
 }
 
 TEST(Metrics, SendingPausedDropsBackToZeroWhenResumed) {
