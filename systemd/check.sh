@@ -64,6 +64,12 @@ sysroot="$scratch/root"
 mkdir -p "$sysroot/etc"
 : > "$sysroot/etc/passwd"
 : > "$sysroot/etc/group"
+if [ "$(id -u)" -ne 0 ]; then
+  # Not root: tmpfiles can chown only to ourselves, so payoutd is us in the scratch root (sysusers
+  # then finds the user present and only parses its file).
+  echo "payoutd:x:$(id -u):$(id -g)::/var/lib/payoutd:/usr/sbin/nologin" > "$sysroot/etc/passwd"
+  echo "payoutd:x:$(id -g):" > "$sysroot/etc/group"
+fi
 cp "$here/payoutd.sysusers" "$sysroot/payoutd.sysusers.conf"
 cp "$here/payoutd.tmpfiles" "$sysroot/payoutd.tmpfiles.conf"
 out=$(systemd-sysusers --root="$sysroot" "$sysroot/payoutd.sysusers.conf" 2>&1)
