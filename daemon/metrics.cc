@@ -200,6 +200,23 @@ void Metrics::SetPending(Stage stage, int64_t count) {
 
 void Metrics::SetOldestPendingAge(double seconds) { oldest_pending_age_->Set(seconds < 0 ? 0 : seconds); }
 
+void Metrics::SetPendingFrom(const std::vector<BatchProgress>& unfinished, int64_t now_wall_ms) {
+  int64_t oldest_since_ms = 0;
+  for (Stage stage : kPendingStages) {
+    int64_t count = 0;
+    for (const BatchProgress& p : unfinished) {
+      auto it = p.stages.find(stage);
+      if (it != p.stages.end()) count += it->second;
+    }
+    SetPending(stage, count);
+  }
+  for (const BatchProgress& p : unfinished) {
+    if (p.oldest_pending_since_ms > 0 && (oldest_since_ms == 0 || p.oldest_pending_since_ms < oldest_since_ms))
+      oldest_since_ms = p.oldest_pending_since_ms;
+  }
+  SetOldestPendingAge(oldest_since_ms == 0 ? 0 : static_cast<double>(now_wall_ms - oldest_since_ms) / 1000.0);
+}
+
 void Metrics::OnBatch(BatchResult result) {
   batches_->Add({{"result", std::string(BatchResultName(result))}}).Increment();
 }

@@ -22,9 +22,11 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "core/gateway_client.h"
 #include "core/payout.h"
+#include "core/payout_store.h"
 #include "core/result.h"
 
 namespace prometheus {
@@ -85,6 +87,10 @@ class Metrics final : public GatewayObserver {
   void SetPending(Stage stage, int64_t count);
   // oldest_pending_payout_age_seconds: age of the oldest submitted, not yet final payout; 0 when none.
   void SetOldestPendingAge(double seconds);
+  // Both of the above at once from the store: `unfinished` holds PayoutStore::Progress() of every
+  // batch not yet kFinished; `now_wall_ms` is the wall clock (since_ms is wall time). Stages absent
+  // from every batch are set to 0.
+  void SetPendingFrom(const std::vector<BatchProgress>& unfinished, int64_t now_wall_ms);
 
   void OnBatch(BatchResult result);     // batches_total{result}
   void OnUnknownGatewayStatus();        // unknown_gateway_status_total

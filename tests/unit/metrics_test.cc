@@ -215,6 +215,31 @@ TEST(Metrics, SendingPausedDropsBackToZeroWhenResumed) {
   EXPECT_EQ(Sample((*m)->Render(), "payoutd_sending_paused"), 0.0);
 }
 
+TEST(Metrics, PendingFromStoreSumsStagesOverBatchesAndAgesTheOldest) {
+  auto m = Metrics::Create("", "0.1.0");
+  ASSERT_TRUE(m.ok()) << m.error();
+  (*m)->SetPending(Stage::kUnknown, 9);  // stale: no batch has it any more
+  BatchProgress a;
+  a.stages = {{Stage::kNew, 3}, {Stage::kPolling, 5}, {Stage::kFinal, 100}};
+  a.oldest_pending_since_ms = 1'000'000;
+  BatchProgress b;
+  b.stages = {{Stage::kPolling, 2}, {Stage::kSubmitting, 1}};
+  b.oldest_pending_since_ms = 400'000;
+  BatchProgress c;  // nothing submitted yet
+  c.stages = {{Stage::kNew, 4}};
+  (*m)->SetPendingFrom({a, b, c}, 1'000'000 + 90'500);
+  const std::string t = (*m)->Render();
+  EXPECT_EQ(Sample(t, "payoutd_payouts_pending{stage=\"new\"}"), 7.0);
+  EXPECT_EQ(Sample(t, "payoutd_payouts_pending{stage=\"polling\"}"), 7.0);
+  EXPECT_EQ(Sample(t, "payoutd_payouts_pending{stage=\"submitting\"}"), 1.0);
+  EXPECT_EQ(Sample(t, "payoutd_payouts_pending{stage=\"unknown\"}"), 0.0);
+  EXPECT_EQ(Sample(t, "payoutd_payouts_pending{stage=\"final\"}"), std::nullopt);
+  EXPECT_EQ(Sample(t, "payoutd_oldest_pending_payout_age_seconds"), 690.5);
+
+  (*m)->SetPendingFrom({c}, 2'000'000);
+  EXPECT_EQ(Sample((*m)->Render(), "payoutd_oldest_pending_payout_age_seconds"), 0.0) << "nothing submitted";
+}
+
 TEST(Metrics, AlertedSeriesExistAtZeroBeforeAnyEvent) {
   auto m = Metrics::Create("", "0.1.0");
   ASSERT_TRUE(m.ok()) << m.error();
