@@ -299,6 +299,8 @@ class GatewayClientImpl final : public GatewayClient {
         ++call.attempts;
         call.maybe_created = true;
         call.next = Method::kGet;
+        call.message = "id exists; not yet compared";
+        if (!policy_.MayRetry(call.attempts)) return Report(id, SubmitResult::Outcome::kUnknown);
         return Requeue(call);
       case Verdict::kRejected:
         ++call.attempts;
@@ -309,6 +311,8 @@ class GatewayClientImpl final : public GatewayClient {
         if (call.kind == Call::Kind::kPoll) return Report(id, std::nullopt, PollResult::Outcome::kNotFound);
         // Our earlier POST did not land (or not yet): send it again, same id and body.
         call.next = Method::kPost;
+        if (!policy_.MayRetry(call.attempts))
+          return Report(id, call.maybe_created ? SubmitResult::Outcome::kUnknown : SubmitResult::Outcome::kNotCreated);
         return Requeue(call);
       case Verdict::kThrottled: {
         observer_->OnThrottled();
