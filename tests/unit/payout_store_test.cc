@@ -486,6 +486,24 @@ TEST(PayoutStore, ForEachPayoutStreamsEveryPayoutInLineOrderWhateverItsStage) {
   EXPECT_TRUE(store->Apply({UpdateTo("b1-0", Stage::kSubmitting)}).ok());
 }
 
+TEST(PayoutStore, ForEachPayoutCallbackMayReadTheStoreButItsWritesAreRefused) {
+  TempDir dir;
+  auto store = OpenOrDie(dir.File("state.db"));
+  ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 3), MakePayouts("b1", 3)).ok());
+  int visited = 0;
+  Status s = store->ForEachPayout("b1", [&](const PayoutRow& r) {
+    ++visited;
+    auto progress = store->Progress("b1");
+    ASSERT_TRUE(progress.ok()) << progress.error();
+    EXPECT_EQ(progress->stages.at(Stage::kNew), 3);
+    EXPECT_EQ((*store->GetPayout(r.payout.id))->payout.line, r.payout.line);
+    EXPECT_FALSE(store->Apply({UpdateTo(r.payout.id, Stage::kSubmitting)}).ok());
+  });
+  ASSERT_TRUE(s.ok()) << s.message();
+  EXPECT_EQ(visited, 3);
+  EXPECT_EQ(store->Progress("b1")->stages.at(Stage::kNew), 3);
+}
+
 TEST(PayoutStore, SetBatchStatusMovesForwardAndPersists) {
   TempDir dir;
   std::string path = dir.File("state.db");
