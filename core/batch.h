@@ -61,6 +61,7 @@ class PayoutList {
   size_t size() const { return rows_.size(); }
   bool empty() const { return rows_.empty(); }
   void clear();
+  void reserve(size_t n);
   Payout operator[](size_t i) const;
   Payout at(size_t i) const;  // throws std::out_of_range
   Payout front() const { return (*this)[0]; }
@@ -98,7 +99,8 @@ class PayoutList {
   std::string_view Field(const Row& r, int k) const;
   const char* Store(size_t n);
   std::vector<Row> rows_;
-  std::vector<std::unique_ptr<char[]>> blocks_;
+  struct FreeBlock { void operator()(char* p) const; };
+  std::vector<std::unique_ptr<char, FreeBlock>> blocks_;
   size_t block_used_ = 0;
   size_t block_size_ = 0;
 };

@@ -113,15 +113,19 @@ CsvReader::Next CsvReader::Fail(uint32_t line, uint32_t field, std::string messa
 }
 
 bool CsvReader::ValidateUtf8(CsvError* error) const {
-  if (AllAscii(record_.data(), record_.size())) return true;
-  const auto* s = reinterpret_cast<const unsigned char*>(record_.data());
-  size_t begin = 0;
-  for (size_t k = 0; k < ends_.size(); ++k) {
-    for (size_t i = begin; i < ends_[k];) {
-      size_t len = Utf8SequenceLength(s + i, ends_[k] - i);
+  if (fields_.empty()) return true;
+  // The fields lie in order in one buffer (record_, or buf_ on the fast path), so the text from the
+  // first field's start to a bad byte tells how many line breaks precede it.
+  const char* first = fields_.front().data();
+  const char* last = fields_.back().data() + fields_.back().size();
+  if (AllAscii(first, static_cast<size_t>(last - first))) return true;
+  for (size_t k = 0; k < fields_.size(); ++k) {
+    const auto* s = reinterpret_cast<const unsigned char*>(fields_[k].data());
+    const size_t n = fields_[k].size();
+    for (size_t i = 0; i < n;) {
+      size_t len = Utf8SequenceLength(s + i, n - i);
       if (len == 0) {
-        // The physical line of the bad byte, which a quoted field may put below the field's start.
-        error->line = field_lines_[k] + CountLineBreaks(std::string_view(record_).substr(begin, i - begin));
+        error->line = record_line_ + CountLineBreaks(std::string_view(first, fields_[k].data() + i - first));
         error->field = static_cast<uint32_t>(k + 1);
         error->message = std::string("invalid UTF-8 (byte 0x") + Hex(s[i] >> 4) + Hex(s[i]) +
                          "); save the file as UTF-8";
@@ -129,15 +133,50 @@ bool CsvReader::ValidateUtf8(CsvError* error) const {
       }
       i += len;
     }
-    begin = ends_[k];
   }
   return true;
+}
+
+bool CsvReader::ReadSimpleLine() {
+  const char* p = buf_.data() + pos_;
+  const char* e = buf_.data() + end_;
+  const char* nl = static_cast<const char*>(std::memchr(p, '\n', static_cast<size_t>(e - p)));
+  if (nl == nullptr) return false;  // the line continues in the next chunk
+  const char* line_end = (nl > p && nl[-1] == '\r') ? nl - 1 : nl;
+  const size_t n = static_cast<size_t>(line_end - p);
+  if (n > opt_.max_record_bytes || std::memchr(p, '"', n) != nullptr || std::memchr(p, '\r', n) != nullptr)
+    return false;
+  for (;;) {
+    const char* d = static_cast<const char*>(std::memchr(p, opt_.delimiter, static_cast<size_t>(line_end - p)));
+    if (d == nullptr) {
+      fields_.emplace_back(p, static_cast<size_t>(line_end - p));
+      break;
+    }
+    fields_.emplace_back(p, static_cast<size_t>(d - p));
+    p = d + 1;
+  }
+  pos_ = static_cast<size_t>(nl + 1 - buf_.data());
+  ++line_;
+  return true;
+}
+
+CsvReader::Next CsvReader::Finish() {
+  if (width_ == 0) {
+    width_ = fields_.size();
+  } else if (opt_.uniform_width && fields_.size() != width_) {
+    return Fail(record_line_, 0,
+                "row has " + std::to_string(fields_.size()) + " fields but the header has " +
+                    std::to_string(width_) +
+                    "; check for a missing or extra delimiter, or a value with a delimiter that is not quoted",
+                false);
+  }
+  if (!ValidateUtf8(&error_)) return Next::kError;
+  return Next::kRecord;
 }
 
 CsvReader::Next CsvReader::Read() {
   record_.clear();
   ends_.clear();
-  field_lines_.clear();
   fields_.clear();
 
   // Empty lines between records carry nothing; skip them (they still count as lines).
@@ -156,6 +195,8 @@ CsvReader::Next CsvReader::Read() {
     }
   }
   record_line_ = line_;
+  // Most lines have no quote and lie whole in the buffer: split them in place with memchr.
+  if (ReadSimpleLine()) return Finish();
 
   auto too_long = [&] { return record_.size() > opt_.max_record_bytes; };
   auto too_long_error = [&] {
@@ -173,7 +214,6 @@ CsvReader::Next CsvReader::Read() {
   bool record_done = false;
   while (!record_done) {
     const uint32_t field_no = static_cast<uint32_t>(ends_.size() + 1);
-    field_lines_.push_back(line_);
     if (!AtEnd() && buf_[pos_] == '"') {
       ++pos_;
       const uint32_t open_line = line_;
@@ -262,18 +302,7 @@ CsvReader::Next CsvReader::Read() {
     begin = end;
   }
 
-  if (width_ == 0) {
-    width_ = fields_.size();
-  } else if (opt_.uniform_width && fields_.size() != width_) {
-    return Fail(record_line_, 0,
-                "row has " + std::to_string(fields_.size()) + " fields but the header has " +
-                    std::to_string(width_) +
-                    "; check for a missing or extra delimiter, or a value with a delimiter that is not quoted",
-                false);
-  }
-
-  if (!ValidateUtf8(&error_)) return Next::kError;
-  return Next::kRecord;
+  return Finish();
 }
 
 }  // namespace payoutd

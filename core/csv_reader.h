@@ -72,6 +72,8 @@ class CsvReader {
   void SkipRestOfLine();
   void FinishRecord();
   bool ValidateUtf8(CsvError* error) const;  // fills *error when the record is not UTF-8
+  bool ReadSimpleLine();   // fast path: a quote-free line wholly in buf_; false = use the slow path
+  Next Finish();           // width and UTF-8 checks of fields_
 
   std::istream& in_;
   CsvOptions opt_;
@@ -86,10 +88,9 @@ class CsvReader {
   uint32_t line_ = 1;          // physical line at pos_
   uint32_t record_line_ = 0;
   size_t width_ = 0;
-  std::string record_;         // unescaped field bytes of the current record, back to back
+  std::string record_;         // slow path: unescaped field bytes of the current record, back to back
   std::vector<size_t> ends_;   // end offset of each field in record_
-  std::vector<uint32_t> field_lines_;  // physical line where each field starts
-  std::vector<std::string_view> fields_;
+  std::vector<std::string_view> fields_;  // into record_, or into buf_ on the fast path
   CsvError error_;
   bool special_[256] = {};     // bytes that end a run of an unquoted field
 };
