@@ -1,6 +1,7 @@
 #include "core/batch.h"
 
 #include <gtest/gtest.h>
+#include <openssl/evp.h>
 
 #include <algorithm>
 #include <sstream>
@@ -96,6 +97,29 @@ TEST(BatchValidator_Accepts, Sha256IsOfTheFilesBytes) {
   ASSERT_TRUE(b.ok());
   // printf the text above | sha256sum
   EXPECT_EQ(b.sha256, "d25f8bf5843f36b16913c7c517b824982aeddf61538d4539ad77498c5e6c9558");
+}
+
+TEST(BatchValidator_Accepts, BigBatchIsHashedWholeAndKeptInOrder) {
+  // Over 1 MiB, so reading goes to big chunks and hashing to its worker thread.
+  std::string csv = kHeader;
+  for (int i = 1; i <= 40000; ++i)
+    csv += "pay-" + std::to_string(i) + ",12.34,EUR,DE89370400440532013000,Jane Doe,OP1,,jane@example.com\n";
+  ASSERT_GT(csv.size(), 2u << 20);
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  ASSERT_EQ(EVP_Digest(csv.data(), csv.size(), md, &n, EVP_sha256(), nullptr), 1);
+  std::string hex;
+  for (unsigned i = 0; i < n; ++i) {
+    hex += "0123456789abcdef"[md[i] >> 4];
+    hex += "0123456789abcdef"[md[i] & 0xF];
+  }
+  auto b = Check(csv);
+  ASSERT_TRUE(b.ok()) << b.errors[0].message;
+  EXPECT_EQ(b.sha256, hex);
+  ASSERT_EQ(b.payouts.size(), 40000u);
+  EXPECT_EQ(b.payouts.back().id, "pay-40000");
+  EXPECT_EQ(b.payouts.back().line, 40001u);
+  EXPECT_EQ(b.totals.at("EUR"), 40000 * 1234);
 }
 
 TEST(BatchValidator_File, EmptyFileIsRejected) {
