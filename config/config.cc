@@ -17,6 +17,7 @@
 #include <sstream>
 #include <utility>
 
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 namespace payoutd {
@@ -364,7 +365,9 @@ Section ConfigParser::Open(const YAML::Node& node, const std::string& path, int 
   }
   s.present = true;
   for (auto it = node.begin(); it != node.end(); ++it) {
-    const YAML::Node& k = it->first;
+    // Copies: the iterator hands out a temporary pair.
+    YAML::Node k = it->first;
+    YAML::Node v = it->second;
     int kline = LineOf(k);
     if (!k.IsScalar()) {
       Error(path.empty() ? "configuration" : path, kline, "expected a plain key, got " + Describe(k));
@@ -389,7 +392,7 @@ Section ConfigParser::Open(const YAML::Node& node, const std::string& path, int 
             "duplicate key (first at line " + std::to_string(LineOf(s.entries[name].key)) + ")");
       continue;
     }
-    s.entries.emplace(name, Entry{k, it->second});
+    s.entries.emplace(name, Entry{k, v});
   }
   return s;
 }
@@ -573,7 +576,7 @@ bool ConfigParser::StatusList(const Section& s, std::string_view key, std::vecto
   std::vector<std::string> statuses;
   bool ok = true;
   for (size_t i = 0; i < e->value.size(); ++i) {
-    const YAML::Node& item = e->value[i];
+    YAML::Node item = e->value[i];
     std::string item_path = path + "[" + std::to_string(i) + "]";
     int item_line = LineOf(item) > 0 ? LineOf(item) : line;
     if (!item.IsScalar() || item.Scalar().empty() || HasControlChars(item.Scalar()) ||
@@ -829,6 +832,21 @@ void ConfigParser::ParseRest(const Section& top, Config* c) {
   PositiveDuration(top, "shutdown_grace", &c->shutdown_grace);
 }
 
+// Records where each document of a YAML stream starts, and nothing else.
+class DocumentCounter final : public YAML::EventHandler {
+ public:
+  std::vector<YAML::Mark> starts;
+  void OnDocumentStart(const YAML::Mark& mark) override { starts.push_back(mark); }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t, const std::string&) override {}
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
+  void OnMapEnd() override {}
+};
+
 // Units of a duration, longest first; FormatDuration writes them in this order.
 struct Unit {
   std::string_view name;
@@ -882,17 +900,32 @@ std::string FormatDuration(Duration d) {
 
 Result<Config> ParseConfig(const std::string& yaml_text, const std::string& origin, bool read_secret) {
   std::string where = origin.empty() ? "configuration" : origin;
-  std::vector<YAML::Node> docs;
+  YAML::Node root;
   try {
-    docs = YAML::LoadAll(yaml_text);
+    // YAML::LoadAll loops forever on some malformed input (a stray ',' at block level makes the
+    // parser report the same empty document again and again), so count documents with a bounded
+    // scan and load only the first.
+    std::istringstream in(yaml_text);
+    YAML::Parser scan(in);
+    DocumentCounter counter;
+    for (int i = 0; i < 3 && scan.HandleNextDocument(counter); ++i) {
+    }
+    const std::vector<YAML::Mark>& starts = counter.starts;
+    for (size_t i = 1; i < starts.size(); ++i) {
+      if (starts[i].pos <= starts[i - 1].pos) {
+        return Status::Error(where + ": not valid YAML: unexpected text (line " +
+                             std::to_string(starts[i].line + 1) + ")");
+      }
+    }
+    if (starts.size() > 1) {
+      return Status::Error(where + ": holds more than one YAML document (line " +
+                           std::to_string(starts[1].line + 1) + "); a configuration is one document");
+    }
+    root = YAML::Load(yaml_text);
   } catch (const YAML::Exception& e) {
     std::string text = where + ": not valid YAML: " + e.msg;
     if (!e.mark.is_null()) text += " (line " + std::to_string(e.mark.line + 1) + ")";
     return Status::Error(text);
-  }
-  if (docs.size() > 1) {
-    return Status::Error(where + ": holds " + std::to_string(docs.size()) +
-                         " YAML documents; a configuration is one document");
   }
 
   std::error_code ec;
@@ -903,7 +936,7 @@ Result<Config> ParseConfig(const std::string& yaml_text, const std::string& orig
   config.path = origin;
   ConfigParser parser(base, read_secret);
   try {
-    parser.Parse(docs.empty() ? YAML::Node() : docs.front(), &config);
+    parser.Parse(root, &config);
   } catch (const YAML::Exception& e) {
     // The parser reads only nodes it has checked; this is a safety net, not a path we expect.
     parser.issues().push_back({0, where + ": cannot read the configuration: " + e.msg});

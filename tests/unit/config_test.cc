@@ -572,7 +572,15 @@ TEST(ParseConfig, YamlSyntaxErrorNamesTheOriginAndLine) {
 TEST(ParseConfig, SeveralDocumentsAreRefused) {
   Result<Config> r = ParseConfig(std::string(kMinimal) + "---\n" + kMinimal, "/etc/p.yaml", false);
   ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.error(), "/etc/p.yaml: holds 2 YAML documents; a configuration is one document");
+  EXPECT_EQ(r.error(), "/etc/p.yaml: holds more than one YAML document (line 10); a configuration is one document");
+}
+
+// yaml-cpp's LoadAll never returns on these; found by fuzz_config.
+TEST(ParseConfig, StrayFlowCommaIsASyntaxErrorNotAHang) {
+  EXPECT_EQ(ErrorsOf(","), "/etc/payoutd/payoutd.yaml: not valid YAML: unexpected text (line 1)");
+  EXPECT_EQ(ErrorsOf("[a],"), "/etc/payoutd/payoutd.yaml: not valid YAML: unexpected text (line 1)");
+  EXPECT_THAT(ErrorsOf(std::string(kMinimal) + "log: {level: info},\n"),
+              AllOf(HasSubstr("not valid YAML"), HasSubstr("(line 10)")));
 }
 
 TEST(ParseConfig, NonMappingDocumentIsRefused) {
