@@ -10,8 +10,9 @@
 namespace payoutd {
 namespace {
 
-// Schema, version 1 (PRAGMA user_version). A newer binary migrates from user_version upwards;
-// an older binary refuses a newer file rather than guess.
+// Schema (PRAGMA user_version = kSchemaVersion). A new file gets version 1 and then every
+// migration in order, the same path an old file takes; each step runs in the opening transaction.
+// An older binary refuses a newer file rather than guess.
 //
 // Durability (every write below commits with synchronous=FULL in WAL mode, so a commit has reached
 // the disk when the call returns):
@@ -26,9 +27,14 @@ namespace {
 // - batches.status moves forward only (active -> finished -> reported), and finished only when every
 //   payout of the batch is final; the daemon writes its report files before marking it reported.
 //
+// - batch_totals (v2): per batch, the count and sums of its payouts in each (stage, state, currency,
+//   fee) bucket, moved by the same transaction that moves the payouts, so Progress() reads a
+//   handful of rows instead of aggregating a million every few seconds. Invariant: it equals the
+//   GROUP BY of payouts (the tests recount it).
+//
 // Payout ids are unique across all batches forever (the primary key), which is how a reused id is
 // refused (SPEC §8.4).
-constexpr int kSchemaVersion = 1;
+constexpr int kSchemaVersion = 2;
 constexpr const char* kSchemaV1 = R"sql(
 CREATE TABLE batches (
   id             TEXT    PRIMARY KEY NOT NULL,
@@ -71,6 +77,43 @@ CREATE INDEX payouts_by_batch_stage ON payouts (batch_id, stage, line);
 -- exact WHERE term "stage IN (2, 3)" for SQLite to use it.
 CREATE INDEX payouts_due ON payouts (next_at_ms) WHERE stage IN (2, 3);
 )sql";
+
+constexpr const char* kMigrateV1ToV2 = R"sql(
+CREATE TABLE batch_totals (
+  batch_id     TEXT    NOT NULL,
+  stage        INTEGER NOT NULL,
+  state        INTEGER NOT NULL,
+  currency     TEXT    NOT NULL,
+  has_fee      INTEGER NOT NULL,
+  fee_currency TEXT    NOT NULL,
+  payouts      INTEGER NOT NULL,   -- >= 0 (asserted on read; a CHECK would refuse the upsert's delta row)
+  amount_minor INTEGER NOT NULL,   -- STRICT: an int64 overflow becomes REAL and is refused
+  fee_minor    INTEGER NOT NULL,
+  PRIMARY KEY (batch_id, stage, state, currency, has_fee, fee_currency)
+) STRICT, WITHOUT ROWID;
+INSERT INTO batch_totals
+  SELECT batch_id, stage, state, currency, has_fee, fee_currency, count(*), sum(amount_minor), sum(fee_minor)
+  FROM payouts GROUP BY batch_id, stage, state, currency, has_fee, fee_currency;
+-- Progress: the oldest pending submission of a batch, by min() on an index of pending rows only.
+-- Queries must repeat the exact WHERE term for SQLite to use it.
+CREATE INDEX payouts_pending_since ON payouts (batch_id, since_ms) WHERE stage < 4 AND since_ms > 0;
+)sql";
+
+// One bucket of batch_totals and the change a transaction makes to it.
+struct TotalsKey {
+  std::string batch_id;
+  int stage = 0;
+  int state = 0;
+  std::string currency;
+  bool has_fee = false;
+  std::string fee_currency;
+  auto operator<=>(const TotalsKey&) const = default;
+};
+struct TotalsDelta {
+  int64_t payouts = 0;
+  int64_t amount_minor = 0;
+  int64_t fee_minor = 0;
+};
 
 constexpr const char* kPayoutColumns =
     "id, batch_id, line, amount_minor, currency, account_number, account_name, operator_code, method, email, "
@@ -264,6 +307,7 @@ class SqlitePayoutStore final : public PayoutStore {
         "fee_minor, fee_currency, processed_at, error) "
         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 0, 0, 0, 0, 0, '', 0, 0, '', '', '')");
     if (!ip) return DbError("prepare payout insert");
+    std::map<TotalsKey, TotalsDelta> deltas;
     for (const Payout& p : payouts) {
       StmtUse use(ip);
       BindText(ip, 1, p.id);
@@ -281,13 +325,20 @@ class SqlitePayoutStore final : public PayoutStore {
         return Status::Error("payout id '" + p.id + "' (line " + std::to_string(p.line) + ") was used before");
       }
       if (rc != SQLITE_DONE) return DbError("insert payout '" + p.id + "'");
+      TotalsDelta& d = deltas[TotalsKey{batch.id, 0, 0, p.currency, false, ""}];
+      if (!AddChecked(&d.payouts, 1) || !AddChecked(&d.amount_minor, p.amount_minor)) {
+        return Status::Error("batch '" + batch.id + "': the " + p.currency + " total overflows int64");
+      }
     }
+    if (Status s = ApplyTotals(deltas); !s.ok()) return s;
     return txn.Commit();
   }
 
   Status Apply(const std::vector<PayoutUpdate>& updates) override {
     if (updates.empty()) return Status::Ok();
-    sqlite3_stmt* sel = Prepare("SELECT stage, state FROM payouts WHERE id = ?1");
+    sqlite3_stmt* sel = Prepare(
+        "SELECT stage, state, batch_id, currency, amount_minor, has_fee, fee_minor, fee_currency "
+        "FROM payouts WHERE id = ?1");
     sqlite3_stmt* upd = Prepare(
         "UPDATE payouts SET stage = ?2, state = ?3, attempts = ?4, next_at_ms = ?5, since_ms = ?6, "
         "gateway_status = ?7, has_fee = ?8, fee_minor = ?9, fee_currency = ?10, processed_at = ?11, error = ?12 "
@@ -295,6 +346,7 @@ class SqlitePayoutStore final : public PayoutStore {
     if (!sel || !upd) return DbError("prepare payout update");
     Txn txn(this, "BEGIN IMMEDIATE");
     if (!txn.status().ok()) return txn.status();
+    std::map<TotalsKey, TotalsDelta> deltas;
     for (const PayoutUpdate& u : updates) {
       // An outcome goes with the final stage and only with it: results.csv is written from it.
       PAYOUTD_CHECK((u.stage == Stage::kFinal) == (u.state != FinalState::kNone));
@@ -308,6 +360,19 @@ class SqlitePayoutStore final : public PayoutStore {
         if (rc != SQLITE_ROW) return DbError("read payout '" + u.id + "'");
         old_stage = StageFromDb(ColInt(sel, 0));
         old_state = StateFromDb(ColInt(sel, 1));
+        std::string batch_id = ColText(sel, 2);
+        std::string currency = ColText(sel, 3);
+        int64_t amount = ColInt(sel, 4);
+        TotalsDelta& from = deltas[TotalsKey{batch_id, static_cast<int>(old_stage), static_cast<int>(old_state),
+                                             currency, ColInt(sel, 5) != 0, ColText(sel, 7)}];
+        TotalsDelta& to = deltas[TotalsKey{std::move(batch_id), static_cast<int>(u.stage), static_cast<int>(u.state),
+                                           std::move(currency), u.has_fee, u.fee_currency}];
+        // The fee comes from the gateway: an absurd one is an error, not a crash.
+        if (!AddChecked(&from.payouts, -1) || !AddChecked(&from.amount_minor, -amount) ||
+            !AddChecked(&from.fee_minor, -ColInt(sel, 6)) || !AddChecked(&to.payouts, 1) ||
+            !AddChecked(&to.amount_minor, amount) || !AddChecked(&to.fee_minor, u.fee_minor)) {
+          return Status::Error("apply: totals overflow int64 at payout '" + u.id + "'");
+        }
       }
       // The state machine, enforced where it becomes durable. A final payout keeps its outcome
       // forever: re-applying the same final state is allowed (idempotent), changing it is a bug.
@@ -328,6 +393,7 @@ class SqlitePayoutStore final : public PayoutStore {
       BindText(upd, 12, u.error);
       if (sqlite3_step(upd) != SQLITE_DONE) return DbError("update payout '" + u.id + "'");
     }
+    if (Status s = ApplyTotals(deltas); !s.ok()) return s;
     return txn.Commit();
   }
 
@@ -478,11 +544,10 @@ class SqlitePayoutStore final : public PayoutStore {
     BatchProgress progress;
     progress.batch = std::move(**batch);
 
-    // One pass over the batch's rows; SQLite's sum() fails on int64 overflow rather than wrap.
+    // batch_totals holds the GROUP BY of the batch's payouts, kept by CreateBatch and Apply.
     sqlite3_stmt* s = Prepare(
-        "SELECT stage, state, currency, has_fee, fee_currency, count(*), sum(amount_minor), sum(fee_minor), "
-        "min(CASE WHEN stage < 4 AND since_ms > 0 THEN since_ms END) "
-        "FROM payouts WHERE batch_id = ?1 GROUP BY stage, state, currency, has_fee, fee_currency");
+        "SELECT stage, state, currency, has_fee, fee_currency, payouts, amount_minor, fee_minor "
+        "FROM batch_totals WHERE batch_id = ?1");
     if (!s) return DbError("prepare progress");
     StmtUse use(s);
     BindText(s, 1, batch_id);
@@ -494,6 +559,12 @@ class SqlitePayoutStore final : public PayoutStore {
       bool has_fee = ColInt(s, 3) != 0;
       int64_t count = ColInt(s, 5);
       int64_t amount = ColInt(s, 6);
+      int64_t fee = ColInt(s, 7);
+      PAYOUTD_CHECK(count >= 0);
+      if (count == 0) {
+        PAYOUTD_CHECK(amount == 0 && fee == 0);  // an emptied bucket; skipped
+        continue;
+      }
       bool ok = AddChecked(&progress.stages[stage], count);
       if (stage == Stage::kFinal) ok = ok && AddChecked(&progress.states[state], count);
       CurrencyTotals& t = progress.totals[currency];
@@ -505,16 +576,18 @@ class SqlitePayoutStore final : public PayoutStore {
       } else {
         ok = ok && AddChecked(&t.failed, amount);
       }
-      if (has_fee) ok = ok && AddChecked(&t.fees[ColText(s, 4)], ColInt(s, 7));
+      if (has_fee) ok = ok && AddChecked(&t.fees[ColText(s, 4)], fee);
       if (!ok) return Status::Error("progress of batch '" + std::string(batch_id) + "': total overflows int64");
-      if (sqlite3_column_type(s, 8) != SQLITE_NULL) {
-        int64_t since = ColInt(s, 8);
-        if (progress.oldest_pending_since_ms == 0 || since < progress.oldest_pending_since_ms) {
-          progress.oldest_pending_since_ms = since;
-        }
-      }
     }
     if (rc != SQLITE_DONE) return DbError("progress of batch '" + std::string(batch_id) + "'");
+
+    sqlite3_stmt* o = Prepare(
+        "SELECT min(since_ms) FROM payouts WHERE batch_id = ?1 AND stage < 4 AND since_ms > 0");
+    if (!o) return DbError("prepare oldest pending");
+    StmtUse use_oldest(o);
+    BindText(o, 1, batch_id);
+    if (sqlite3_step(o) != SQLITE_ROW) return DbError("oldest pending of batch '" + std::string(batch_id) + "'");
+    progress.oldest_pending_since_ms = ColInt(o, 0);  // NULL (none) reads as 0
     if (Status st = txn.Commit(); !st.ok()) return st;
     return progress;
   }
@@ -550,6 +623,33 @@ class SqlitePayoutStore final : public PayoutStore {
     bool open_ = false;
   };
 
+  // Adds the deltas to batch_totals, inside the caller's transaction.
+  Status ApplyTotals(const std::map<TotalsKey, TotalsDelta>& deltas) {
+    sqlite3_stmt* s = Prepare(
+        "INSERT INTO batch_totals (batch_id, stage, state, currency, has_fee, fee_currency, payouts, amount_minor, "
+        "fee_minor) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) "
+        "ON CONFLICT DO UPDATE SET payouts = payouts + excluded.payouts, "
+        "amount_minor = amount_minor + excluded.amount_minor, fee_minor = fee_minor + excluded.fee_minor");
+    if (!s) return DbError("prepare totals update");
+    for (const auto& [key, d] : deltas) {
+      if (d.payouts == 0 && d.amount_minor == 0 && d.fee_minor == 0) continue;
+      StmtUse use(s);
+      BindText(s, 1, key.batch_id);
+      BindInt(s, 2, key.stage);
+      BindInt(s, 3, key.state);
+      BindText(s, 4, key.currency);
+      BindInt(s, 5, key.has_fee ? 1 : 0);
+      BindText(s, 6, key.fee_currency);
+      BindInt(s, 7, d.payouts);
+      BindInt(s, 8, d.amount_minor);
+      BindInt(s, 9, d.fee_minor);
+      int rc = sqlite3_step(s);
+      if (rc == SQLITE_CONSTRAINT_DATATYPE) return Status::Error("batch '" + key.batch_id + "': totals overflow int64");
+      if (rc != SQLITE_DONE) return DbError("update totals of batch '" + key.batch_id + "'");
+    }
+    return Status::Ok();
+  }
+
   Status CheckVersion() {
     auto v = QueryInt("PRAGMA user_version");
     if (!v.ok()) return v.status();
@@ -558,18 +658,28 @@ class SqlitePayoutStore final : public PayoutStore {
       return Status::Error("state " + path_ + " has schema version " + std::to_string(*v) +
                            ", newer than this payoutd understands (" + std::to_string(kSchemaVersion) + ")");
     }
+    if (*v < kSchemaVersion) {  // only a read-only open gets here: it cannot migrate
+      return Status::Error("state " + path_ + " has schema version " + std::to_string(*v) +
+                           "; it is upgraded when payoutd next opens it for writing (payoutd run)");
+    }
     return Status::Ok();
   }
 
   Status CreateOrCheckSchema() {
     auto v = QueryInt("PRAGMA user_version");
     if (!v.ok()) return v.status();
-    if (*v == 0) {
+    if (*v > kSchemaVersion) return CheckVersion();
+    int64_t version = *v;
+    if (version == 0) {
       if (Status s = Exec(kSchemaV1); !s.ok()) return s;
-      return Exec("PRAGMA user_version = " + std::to_string(kSchemaVersion));
+      version = 1;
     }
-    // Future migrations: if (*v == 1) { ...; user_version = 2 } — each step in this transaction.
-    return CheckVersion();
+    if (version == 1) {
+      if (Status s = Exec(kMigrateV1ToV2); !s.ok()) return s;
+      version = 2;
+    }
+    if (version == *v) return Status::Ok();
+    return Exec("PRAGMA user_version = " + std::to_string(version));
   }
 
   Result<std::optional<std::string>> FindBatchByContent(std::string_view sha256) {

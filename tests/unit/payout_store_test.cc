@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <functional>
 #include <optional>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -457,6 +458,141 @@ TEST(PayoutStore, ProgressCountsAndTotalsAreExactPerCurrency) {
   EXPECT_EQ(p->oldest_pending_since_ms, 3000);
 
   EXPECT_FALSE(store->Progress("missing").ok());
+}
+
+// Progress as the definition says, from the rows themselves.
+BatchProgress RecountFromRows(PayoutStore& store, const std::string& batch_id) {
+  BatchProgress p;
+  Status s = store.ForEachPayout(batch_id, [&](const PayoutRow& r) {
+    p.stages[r.stage] += 1;
+    CurrencyTotals& t = p.totals[r.payout.currency];
+    t.requested += r.payout.amount_minor;
+    if (r.stage != Stage::kFinal) {
+      t.pending += r.payout.amount_minor;
+      if (r.since_ms > 0 && (p.oldest_pending_since_ms == 0 || r.since_ms < p.oldest_pending_since_ms))
+        p.oldest_pending_since_ms = r.since_ms;
+    } else {
+      p.states[r.state] += 1;
+      (r.state == FinalState::kSuccess ? t.succeeded : t.failed) += r.payout.amount_minor;
+    }
+    if (r.has_fee) t.fees[r.fee_currency] += r.fee_minor;
+  });
+  EXPECT_TRUE(s.ok()) << s.message();
+  return p;
+}
+
+void ExpectSameProgress(const BatchProgress& got, const BatchProgress& want) {
+  EXPECT_EQ(got.stages, want.stages);
+  EXPECT_EQ(got.states, want.states);
+  EXPECT_EQ(got.oldest_pending_since_ms, want.oldest_pending_since_ms);
+  ASSERT_EQ(got.totals.size(), want.totals.size());
+  for (const auto& [currency, w] : want.totals) {
+    const CurrencyTotals& g = got.totals.at(currency);
+    EXPECT_EQ(g.requested, w.requested) << currency;
+    EXPECT_EQ(g.succeeded, w.succeeded) << currency;
+    EXPECT_EQ(g.failed, w.failed) << currency;
+    EXPECT_EQ(g.pending, w.pending) << currency;
+    EXPECT_EQ(g.fees, w.fees) << currency;
+  }
+}
+
+TEST(PayoutStore, ProgressEqualsARecountOfTheRowsAfterRandomAllowedTransitions) {
+  TempDir dir;
+  auto store = OpenOrDie(dir.File("state.db"));
+  const char* currencies[] = {"USD", "EUR", "JPY"};
+  std::vector<Payout> payouts;
+  for (int i = 0; i < 200; ++i) payouts.push_back(MakePayout("b", i, 1 + i * 37, currencies[i % 3]));
+  ASSERT_TRUE(store->CreateBatch(MakeBatch("b", 200), payouts).ok());
+  ASSERT_TRUE(store->CreateBatch(MakeBatch("other", 5), MakePayouts("other", 5)).ok());
+
+  std::mt19937 rng(20261125);
+  std::map<std::string, Stage> stage;
+  for (const Payout& p : payouts) stage[p.id] = Stage::kNew;
+  for (int round = 0; round < 60; ++round) {
+    std::vector<PayoutUpdate> group;
+    for (int k = 0, n = 1 + static_cast<int>(rng() % 40); k < n; ++k) {
+      const std::string& id = payouts[rng() % payouts.size()].id;
+      std::vector<Stage> next;
+      for (int to = 0; to <= 4; ++to)
+        if (IsAllowedTransition(stage[id], static_cast<Stage>(to))) next.push_back(static_cast<Stage>(to));
+      if (next.empty()) continue;  // final
+      PayoutUpdate u = UpdateTo(id, next[rng() % next.size()]);
+      if (u.stage == Stage::kFinal) u.state = static_cast<FinalState>(1 + rng() % 4);
+      u.since_ms = 1000 + static_cast<int64_t>(rng() % 5000);
+      u.next_at_ms = static_cast<int64_t>(rng() % 10000);
+      u.has_fee = rng() % 2;
+      u.fee_minor = u.has_fee ? static_cast<int64_t>(rng() % 500) : 0;
+      u.fee_currency = u.has_fee ? currencies[rng() % 3] : "";
+      stage[id] = u.stage;
+      group.push_back(u);
+    }
+    Status s = store->Apply(group);
+    ASSERT_TRUE(s.ok()) << s.message();
+    if (round % 10 == 9) {
+      auto got = store->Progress("b");
+      ASSERT_TRUE(got.ok()) << got.error();
+      ExpectSameProgress(*got, RecountFromRows(*store, "b"));
+    }
+  }
+  auto other = store->Progress("other");
+  ASSERT_TRUE(other.ok());
+  EXPECT_EQ(other->stages, (std::map<Stage, int64_t>{{Stage::kNew, 5}}));
+}
+
+TEST(PayoutStore, ApplyRefusesAFeeThatWouldOverflowTheTotalsAndKeepsThemExact) {
+  TempDir dir;
+  auto store = OpenOrDie(dir.File("state.db"));
+  ASSERT_TRUE(store->CreateBatch(MakeBatch("b", 3), MakePayouts("b", 3)).ok());
+  auto absurd = [](const std::string& id) {
+    PayoutUpdate u = UpdateTo(id, Stage::kFinal, FinalState::kSuccess);
+    u.has_fee = true;
+    u.fee_minor = INT64_MAX;
+    u.fee_currency = "USD";
+    return u;
+  };
+  for (const char* id : {"b-0", "b-1", "b-2"}) Walk(*store, id, {UpdateTo("", Stage::kSubmitting)});
+  Status in_group = store->Apply({absurd("b-1"), absurd("b-2")});
+  EXPECT_FALSE(in_group.ok()) << "two huge fees in one group overflow before reaching SQLite";
+  EXPECT_NE(in_group.message().find("overflow"), std::string::npos) << in_group.message();
+  ASSERT_TRUE(store->Apply({absurd("b-0")}).ok());
+  Status in_db = store->Apply({absurd("b-1")});
+  EXPECT_FALSE(in_db.ok()) << "the stored total plus this fee overflows";
+  EXPECT_NE(in_db.message().find("overflow"), std::string::npos) << in_db.message();
+  EXPECT_EQ((*store->GetPayout("b-1"))->stage, Stage::kSubmitting);
+  EXPECT_EQ((*store->GetPayout("b-2"))->stage, Stage::kSubmitting);
+  auto p = store->Progress("b");
+  ASSERT_TRUE(p.ok()) << p.error();
+  EXPECT_EQ(p->totals.at("USD").fees, (std::map<std::string, int64_t>{{"USD", INT64_MAX}}));
+}
+
+TEST(PayoutStore, OpeningAVersion1FileMigratesItAndKeepsProgressExact) {
+  TempDir dir;
+  std::string path = dir.File("state.db");
+  {
+    auto store = OpenOrDie(path);
+    ASSERT_TRUE(store->CreateBatch(MakeBatch("b", 4), MakePayouts("b", 4)).ok());
+    PayoutUpdate poll = UpdateTo("", Stage::kPolling);
+    poll.since_ms = 777;
+    Walk(*store, "b-0", {UpdateTo("", Stage::kSubmitting), poll});
+    Walk(*store, "b-1", {UpdateTo("", Stage::kSubmitting), UpdateTo("", Stage::kFinal, FinalState::kFailed)});
+  }
+  // Turn it back into what version 1 wrote.
+  sqlite3* raw = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &raw), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(raw,
+                         "DROP TABLE batch_totals; DROP INDEX payouts_pending_since; PRAGMA user_version = 1;",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(raw);
+  EXPECT_FALSE(PayoutStore::Open(path, /*read_only=*/true).ok()) << "a reader cannot migrate; it must say so";
+
+  auto store = OpenOrDie(path);
+  ASSERT_TRUE(store);
+  auto p = store->Progress("b");
+  ASSERT_TRUE(p.ok()) << p.error();
+  ExpectSameProgress(*p, RecountFromRows(*store, "b"));
+  EXPECT_EQ(p->oldest_pending_since_ms, 777);
+  EXPECT_EQ(p->states, (std::map<FinalState, int64_t>{{FinalState::kFailed, 1}}));
 }
 
 TEST(PayoutStore, ForEachPayoutStreamsEveryPayoutInLineOrderWhateverItsStage) {
