@@ -52,6 +52,13 @@ void Generate(const std::string& path, long rows) {
   }
 }
 
+double CpuSeconds() {  // user + system, all threads of this process
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  auto sec = [](timeval t) { return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6; };
+  return sec(u.ru_utime) + sec(u.ru_stime);
+}
+
 long PeakRssKb() {
   rusage u{};
   getrusage(RUSAGE_SELF, &u);
@@ -86,10 +93,12 @@ int main(int argc, char** argv) {
   payoutd::BatchRules rules;
   rules.max_rows = 10'000'000;
   payoutd::BatchValidator validator(rules);
+  const double cpu0 = CpuSeconds();
   auto t0 = std::chrono::steady_clock::now();
   payoutd::ValidatedBatch batch = validator.ValidateFile("bench-batch", path);
   auto t1 = std::chrono::steady_clock::now();
   const double s = std::chrono::duration<double>(t1 - t0).count();
+  const double cpu = CpuSeconds() - cpu0;
 
   std::printf("file: %s (%.1f MB, %llu rows)\n", path.c_str(), mb, static_cast<unsigned long long>(batch.rows));
   std::printf("valid: %s (%llu errors), payouts kept: %zu, sha256 %.16s...\n", batch.ok() ? "yes" : "no",
@@ -97,6 +106,7 @@ int main(int argc, char** argv) {
   if (!batch.ok()) std::printf("first error: line %u %s: %s\n", batch.errors[0].line, batch.errors[0].column.c_str(),
                                batch.errors[0].message.c_str());
   std::printf("parse+validate: %.3f s, %.0f rows/s, %.1f MB/s\n", s, static_cast<double>(batch.rows) / s, mb / s);
+  std::printf("cpu: %.3f s (user+sys, all threads)\n", cpu);
   std::printf("peak RSS: %.1f MB (before validating: %.1f MB)\n", PeakRssKb() / 1024.0, rss_before / 1024.0);
   if (generated && !keep) std::filesystem::remove(path);
   return batch.ok() ? 0 : 1;

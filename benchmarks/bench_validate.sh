@@ -17,15 +17,17 @@ rm -f "$file"  # bench_validate generates the file when it does not exist
 
 "$bin" --rows "$rows" --file "$file" --keep >/dev/null  # generate (not timed)
 echo "== payoutd (C++): parse + validate"
-cpp_out="$(/usr/bin/time -f 'cpu: %U s user + %S s sys' "$bin" --file "$file" 2>&1)"
+cpp_out="$("$bin" --file "$file")"
 echo "$cpp_out"
 cpp_s="$(sed -n 's/^parse+validate: \([0-9.]*\) s.*/\1/p' <<<"$cpp_out")"
+cpp_cpu="$(sed -n 's/^cpu: \([0-9.]*\) s.*/\1/p' <<<"$cpp_out")"
 
 echo "== Python csv.DictReader: parse only"
-py_s="$(python3 "$here/bench_validate_dictreader.py" "$file")"
+read -r py_s py_cpu < <(python3 "$here/bench_validate_dictreader.py" "$file" 2>/dev/stderr)
 
-python3 - "$cpp_s" "$py_s" <<'PY'
+python3 - "$cpp_s" "$py_s" "$cpp_cpu" "$py_cpu" <<'PY'
 import sys
-cpp, py = float(sys.argv[1]), float(sys.argv[2])
-print(f"ratio: payoutd is {py / cpp:.1f}x faster than csv.DictReader ({cpp:.3f} s vs {py:.3f} s)")
+cpp, py, cpp_cpu, py_cpu = map(float, sys.argv[1:])
+print(f"ratio (wall): payoutd is {py / cpp:.1f}x faster than csv.DictReader ({cpp:.3f} s vs {py:.3f} s)")
+print(f"ratio (CPU):  payoutd is {py_cpu / cpp_cpu:.1f}x faster ({cpp_cpu:.3f} s vs {py_cpu:.3f} s)")
 PY

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <array>
+#include <bit>
 #include <cerrno>
 #include <condition_variable>
 #include <cstring>
@@ -366,54 +367,69 @@ class FileHasher {
   bool done_ = false;
 };
 
-// Open-addressing set of payout indexes keyed by id: 8 bytes a slot instead of a node per id, so
-// duplicate detection stays cheap at a million rows. A slot keeps 32 bits of the id's hash, so a
-// probe rarely has to look at the id itself and growing never rehashes strings.
-class IdIndex {
- public:
-  explicit IdIndex(const PayoutList& list) : list_(list), slots_(1024, 0) {}
+uint64_t IdHash(std::string_view id) { return std::hash<std::string_view>{}(id); }
 
-  static uint32_t Hash(std::string_view id) {
-    return static_cast<uint32_t>(std::hash<std::string_view>{}(id) >> 16);
+// Sorts in place, ascending, with four 16-bit LSD passes: linear and sequential in memory, which
+// at a million ids beats a hash table's random probes (a cache miss each).
+void RadixSort(std::vector<uint64_t>* keys) {
+  std::vector<uint64_t> tmp(keys->size());
+  std::vector<size_t> count(1 << 16);
+  for (int shift = 0; shift < 64; shift += 16) {
+    std::fill(count.begin(), count.end(), 0);
+    for (uint64_t k : *keys) ++count[(k >> shift) & 0xFFFF];
+    size_t sum = 0;
+    for (size_t& c : count) {
+      size_t n = c;
+      c = sum;
+      sum += n;
+    }
+    for (uint64_t k : *keys) tmp[count[(k >> shift) & 0xFFFF]++] = k;
+    keys->swap(tmp);
   }
-  // Starts loading the slot for `hash` into cache while the caller does other work.
-  void Prefetch(uint32_t hash) const { __builtin_prefetch(&slots_[hash & (slots_.size() - 1)]); }
+}
 
-  // Index of an earlier payout with this id, or -1 (and `index` is recorded).
-  int64_t FindOrInsert(std::string_view id, uint32_t hash, uint32_t index) {
-    if ((used_ + 1) * 2 > slots_.size()) Grow();
-    const size_t mask = slots_.size() - 1;
-    for (size_t i = hash & mask;; i = (i + 1) & mask) {
-      const uint64_t slot = slots_[i];
-      if (slot == 0) {
-        slots_[i] = (static_cast<uint64_t>(hash) << 32) | (static_cast<uint64_t>(index) + 1);
-        ++used_;
-        return -1;
+// Calls on_duplicate(later, first) for every payout whose id repeats an earlier one, `first` being
+// the index of that id's first occurrence. `hashes[i]` is IdHash(list.id(i)); it is consumed.
+template <typename F>
+void ForEachDuplicateId(const PayoutList& list, std::vector<uint64_t> hashes, F on_duplicate) {
+  const size_t n = hashes.size();
+  if (n < 2) return;
+  // Key = the hash's high bits, then the index: sorting groups equal hashes, in input order.
+  const int bits = std::bit_width(n);
+  const uint64_t index_mask = (uint64_t{1} << bits) - 1;
+  for (size_t i = 0; i < n; ++i) hashes[i] = (hashes[i] & ~index_mask) | i;
+  RadixSort(&hashes);
+  std::vector<size_t> firsts;  // distinct ids of one hash group, by first occurrence
+  for (size_t i = 0; i < n;) {
+    size_t j = i + 1;
+    while (j < n && (hashes[j] & ~index_mask) == (hashes[i] & ~index_mask)) ++j;
+    if (j - i > 1) {
+      firsts.clear();
+      for (size_t k = i; k < j; ++k) {
+        const size_t index = hashes[k] & index_mask;
+        bool repeated = false;
+        for (size_t f : firsts) {
+          if (list.id(f) == list.id(index)) {
+            on_duplicate(index, f);
+            repeated = true;
+            break;
+          }
+        }
+        if (!repeated) firsts.push_back(index);
       }
-      const uint32_t other = static_cast<uint32_t>(slot) - 1;
-      if (static_cast<uint32_t>(slot >> 32) == hash && list_.id(other) == id) return other;
     }
+    i = j;
   }
+}
 
- private:
-  void Grow() {
-    std::vector<uint64_t> old;
-    old.swap(slots_);
-    slots_.reserve(old.size() * 2);
-    AdviseHugePages(slots_.data(), old.size() * 2 * sizeof(uint64_t));
-    slots_.assign(old.size() * 2, 0);
-    const size_t mask = slots_.size() - 1;
-    for (uint64_t v : old) {
-      if (v == 0) continue;
-      size_t i = (v >> 32) & mask;
-      while (slots_[i] != 0) i = (i + 1) & mask;
-      slots_[i] = v;
-    }
-  }
-
-  const PayoutList& list_;
-  std::vector<uint64_t> slots_;  // hash << 32 | (payout index + 1); 0 = empty
-  size_t used_ = 0;
+// What the validator needs of one currency, looked up once per batch instead of once per row.
+struct CurrencyState {
+  std::string code;
+  int minor_units = 0;
+  std::optional<int64_t> max_amount;  // batches.max_amount, if set for this currency
+  std::optional<int64_t> max_total;   // batches.max_total, if set for this currency
+  int64_t* total = nullptr;           // into ValidatedBatch::totals, once a valid amount is seen
+  bool total_reported = false;        // the total's error is reported once per batch
 };
 
 class ErrorSink {
@@ -516,12 +532,12 @@ ValidatedBatch BatchValidator::Validate(std::string_view batch_id, std::istream&
   };
 
   // Rows. Every row is checked even after errors, so one pass reports every bad row.
-  IdIndex ids(out.payouts);
-  std::map<std::string, bool, std::less<>> over_total;  // currency -> max_total already reported
+  std::vector<uint64_t> id_hashes;  // IdHash of each kept payout's id, for duplicate detection
+  id_hashes.reserve(out.payouts.capacity());
   std::string default_id;
   std::string currency;
-  std::string cached_currency;
-  std::optional<int> cached_minor_units;
+  std::vector<std::unique_ptr<CurrencyState>> currencies;  // known codes met in this batch
+  CurrencyState* last_currency = nullptr;
   const uint64_t max_rows = rules_.max_rows > 0 ? static_cast<uint64_t>(rules_.max_rows) : 0;
   uint32_t first_excess_line = 0;
   for (;;) {
@@ -541,6 +557,7 @@ ValidatedBatch BatchValidator::Validate(std::string_view batch_id, std::istream&
     }
     const auto& f = reader.fields();
     auto get = [&](int c) { return col[c] < 0 ? std::string_view() : Trim(f[static_cast<size_t>(col[c])]); };
+    const uint64_t errors_before = out.error_count;
 
     // id
     std::string_view id = get(kColId);
@@ -562,46 +579,62 @@ ValidatedBatch BatchValidator::Validate(std::string_view batch_id, std::istream&
       errors.Add(line, "id", "id " + Shown(id) + " is not valid: use " + IdRule());
     }
 
-    const uint32_t id_hash = id_ok ? IdIndex::Hash(id) : 0;
-    if (id_ok) ids.Prefetch(id_hash);
-
     // currency and amount
     currency.assign(get(kColCurrency));
     for (char& c : currency)
       if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
-    if (currency != cached_currency) {  // batches mostly repeat a currency; skip the table walk
-      cached_currency = currency;
-      cached_minor_units = rules_.currencies.MinorUnits(currency);
+    CurrencyState* cs = nullptr;
+    if (last_currency != nullptr && last_currency->code == currency) {
+      cs = last_currency;
+    } else {
+      for (auto& known : currencies) {
+        if (known->code == currency) cs = known.get();
+      }
+      if (cs == nullptr && !currency.empty()) {
+        if (std::optional<int> digits = rules_.currencies.MinorUnits(currency)) {
+          // Only known codes are cached, so garbage in the column cannot grow this list.
+          auto state = std::make_unique<CurrencyState>();
+          state->code = currency;
+          state->minor_units = *digits;
+          if (auto cap = rules_.max_amount.find(currency); cap != rules_.max_amount.end())
+            state->max_amount = cap->second;
+          if (auto cap = rules_.max_total.find(currency); cap != rules_.max_total.end())
+            state->max_total = cap->second;
+          currencies.push_back(std::move(state));
+          cs = currencies.back().get();
+        }
+      }
+      if (cs != nullptr) last_currency = cs;
     }
-    const std::optional<int> minor_units = cached_minor_units;
     if (currency.empty()) {
       errors.Add(line, "currency", "currency is empty");
-    } else if (!minor_units) {
+    } else if (cs == nullptr) {
       errors.Add(line, "currency", "currency " + Shown(currency) + " is not a known ISO 4217 currency code");
     }
     int64_t amount = 0;
-    if (minor_units) {
-      auto parsed = ParseAmount(get(kColAmount), *minor_units, currency);
+    if (cs != nullptr) {
+      const int digits = cs->minor_units;
+      auto parsed = ParseAmount(get(kColAmount), digits, currency);
       if (!parsed.ok()) {
         errors.Add(line, "amount", parsed.error());
       } else {
         amount = *parsed;
-        if (auto cap = rules_.max_amount.find(currency); cap != rules_.max_amount.end() && amount > cap->second)
+        if (cs->max_amount && amount > *cs->max_amount)
           errors.Add(line, "amount",
-                     "amount " + FormatFixedAmount(amount, *minor_units) + " " + currency +
-                         " is above the limit of " + FormatFixedAmount(cap->second, *minor_units) + " " +
-                         currency + " per payout (batches.max_amount)");
-        int64_t& total = out.totals[currency];
+                     "amount " + FormatFixedAmount(amount, digits) + " " + currency + " is above the limit of " +
+                         FormatFixedAmount(*cs->max_amount, digits) + " " + currency +
+                         " per payout (batches.max_amount)");
+        if (cs->total == nullptr) cs->total = &out.totals[currency];  // map nodes never move
+        int64_t& total = *cs->total;
         if (!AddMinor(total, amount, &total)) {
-          if (!over_total[currency])
+          if (!cs->total_reported)
             errors.Add(line, "amount", "the " + currency + " total of this batch is too large to add up exactly");
-          over_total[currency] = true;
-        } else if (auto cap = rules_.max_total.find(currency);
-                   cap != rules_.max_total.end() && total > cap->second && !over_total[currency]) {
-          over_total[currency] = true;
+          cs->total_reported = true;
+        } else if (cs->max_total && total > *cs->max_total && !cs->total_reported) {
+          cs->total_reported = true;
           errors.Add(line, "amount",
-                     "the " + currency + " total reaches " + FormatFixedAmount(total, *minor_units) +
-                         " at this row, above the batch limit of " + FormatFixedAmount(cap->second, *minor_units) +
+                     "the " + currency + " total reaches " + FormatFixedAmount(total, digits) +
+                         " at this row, above the batch limit of " + FormatFixedAmount(*cs->max_total, digits) +
                          " " + currency + " (batches.max_total)");
         }
       }
@@ -645,19 +678,22 @@ ValidatedBatch BatchValidator::Validate(std::string_view batch_id, std::istream&
     if (!email.empty() && !LooksLikeEmail(email))
       errors.Add(line, "email", "email does not look like an e-mail address (expected name@example.com)");
 
-    // Every row with a usable id is kept until the end, so that a later duplicate can name the
-    // line of the first; the list is dropped if the batch has any error.
+    // Every row with a usable id is kept until the end, so that duplicates can be found and name
+    // the line of the first; the list is dropped if the batch has any error.
     if (!id_ok) continue;
-    uint32_t index = static_cast<uint32_t>(out.payouts.size());
-    int64_t earlier = ids.FindOrInsert(id, id_hash, index);
-    if (earlier >= 0) {
-      errors.Add(line, "id", "id " + Shown(id) + " appears twice in this batch; first on line " +
-                                 std::to_string(out.payouts.line(static_cast<size_t>(earlier))));
-      continue;
-    }
-    out.payouts.emplace_back(line, amount, id, currency, account_number, account_name, operator_code, method,
-                             email);
+    id_hashes.push_back(IdHash(id));
+    if (out.error_count == errors_before)
+      out.payouts.emplace_back(line, amount, id, currency, account_number, account_name, operator_code, method,
+                               email);
+    else  // the batch is rejected anyway: keep only what duplicate detection needs
+      out.payouts.emplace_back(line, 0, id, {}, {}, {}, {}, {}, {});
   }
+
+  ForEachDuplicateId(out.payouts, std::move(id_hashes), [&](size_t later, size_t first) {
+    errors.Add(out.payouts.line(later), "id",
+               "id " + Shown(out.payouts.id(later)) + " appears twice in this batch; first on line " +
+                   std::to_string(out.payouts.line(first)));
+  });
 
   if (reader.stream_failed())
     errors.Add(0, "", "the batch file could not be read to its end (read error)");

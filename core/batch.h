@@ -62,6 +62,7 @@ class PayoutList {
   bool empty() const { return rows_.empty(); }
   void clear();
   void reserve(size_t n);
+  size_t capacity() const { return rows_.capacity(); }
   Payout operator[](size_t i) const;
   Payout at(size_t i) const;  // throws std::out_of_range
   Payout front() const { return (*this)[0]; }

@@ -192,6 +192,22 @@ TEST(BatchValidator_Id, DetectsDuplicatesAmongManyIds) {
   ExpectOnlyError(Check(csv), 5002, "id", "first on line 4323");
 }
 
+TEST(BatchValidator_Id, EveryRepeatNamesTheFirstLine) {
+  auto b = Check(std::string(kHeader) + "p1,1,EUR,1,A,O,,\np1,1,EUR,1,A,O,,\np1,1,EUR,1,A,O,,\n");
+  ASSERT_EQ(b.error_count, 2u);
+  EXPECT_EQ(b.errors[0], (BatchError{3, "id", "id 'p1' appears twice in this batch; first on line 2"}));
+  EXPECT_EQ(b.errors[1], (BatchError{4, "id", "id 'p1' appears twice in this batch; first on line 2"}));
+}
+
+TEST(BatchValidator_Id, ManyCopiesOfOneIdAreCountedQuickly) {
+  std::string csv = kHeader;
+  for (int i = 0; i < 20000; ++i) csv += "same,1,EUR,1,A,O,,\n";
+  auto b = Check(csv);
+  EXPECT_EQ(b.error_count, 19999u);
+  EXPECT_EQ(b.errors.size(), BatchValidator::kMaxErrors);
+  EXPECT_EQ(b.errors[0].line, 3u);
+}
+
 TEST(BatchValidator_Amount, RejectsTooManyDecimalsNamingTheCurrency) {
   ExpectOnlyError(Check(std::string(kHeader) + "p1,42.055,USD,1,A,O,,\n"), 2, "amount",
                   "amount has 3 decimal places but USD allows 2");
