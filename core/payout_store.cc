@@ -307,7 +307,7 @@ class SqlitePayoutStore final : public PayoutStore {
         "fee_minor, fee_currency, processed_at, error) "
         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 0, 0, 0, 0, 0, '', 0, 0, '', '', '')");
     if (!ip) return DbError("prepare payout insert");
-    std::map<TotalsKey, TotalsDelta> deltas;
+    std::map<std::string, TotalsDelta, std::less<>> by_currency;  // all at stage kNew
     for (const Payout& p : payouts) {
       StmtUse use(ip);
       BindText(ip, 1, p.id);
@@ -325,11 +325,14 @@ class SqlitePayoutStore final : public PayoutStore {
         return Status::Error("payout id '" + p.id + "' (line " + std::to_string(p.line) + ") was used before");
       }
       if (rc != SQLITE_DONE) return DbError("insert payout '" + p.id + "'");
-      TotalsDelta& d = deltas[TotalsKey{batch.id, 0, 0, p.currency, false, ""}];
-      if (!AddChecked(&d.payouts, 1) || !AddChecked(&d.amount_minor, p.amount_minor)) {
+      auto it = by_currency.find(p.currency);
+      if (it == by_currency.end()) it = by_currency.emplace(p.currency, TotalsDelta{}).first;
+      if (!AddChecked(&it->second.payouts, 1) || !AddChecked(&it->second.amount_minor, p.amount_minor)) {
         return Status::Error("batch '" + batch.id + "': the " + p.currency + " total overflows int64");
       }
     }
+    std::map<TotalsKey, TotalsDelta> deltas;
+    for (const auto& [currency, d] : by_currency) deltas[TotalsKey{batch.id, 0, 0, currency, false, ""}] = d;
     if (Status s = ApplyTotals(deltas); !s.ok()) return s;
     return txn.Commit();
   }
