@@ -242,6 +242,11 @@ class GatewayClientImpl final : public GatewayClient {
   // --- handling responses ---
 
   void OnResponse(uint64_t id, Method method, HttpResponse r) {
+    HandleResponse(id, method, std::move(r));
+    Dispatch();  // a slot is free now
+  }
+
+  void HandleResponse(uint64_t id, Method method, HttpResponse r) {
     limiter_.Finished();
     observer_->OnInFlight(limiter_.in_flight());
     const std::string_view method_name = method == Method::kPost ? "POST" : "GET";
@@ -254,9 +259,7 @@ class GatewayClientImpl final : public GatewayClient {
     if (r.cancelled || call.cancelled) {
       if (method == Method::kPost) call.maybe_created = true;  // cut off mid-request
       call.message = "cancelled";
-      Report(id, std::nullopt);
-      Dispatch();
-      return;
+      return Report(id, std::nullopt);
     }
 
     Verdict verdict = Classify(method, r.status, r.maybe_sent);
@@ -264,9 +267,7 @@ class GatewayClientImpl final : public GatewayClient {
     const bool was_probe = call.probe;
     call.probe = false;
     if (verdict == Verdict::kAuth) {
-      OnAuthRefused(call, method_name, r.status);
-      Dispatch();
-      return;
+      return OnAuthRefused(call, method_name, r.status);
     }
     call.auth_retried = false;
     if (auth_paused_) Resume(was_probe);

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <unordered_map>
 
 #include "core/result.h"
@@ -79,6 +80,11 @@ struct HttpClient::Impl {
   std::unordered_map<uint64_t, std::unique_ptr<Transfer>> transfers;
   std::vector<CURL*> idle_easies;
   uint64_t next_id = 1;
+  std::optional<std::chrono::steady_clock::time_point> curl_deadline;  // curl's current timeout
+  bool timer_armed = false;
+  std::chrono::steady_clock::time_point timer_at;
+  uint64_t timer_generation = 0;
+  bool run_now_posted = false;
   // Handlers hold a weak reference: once the client is gone they do nothing.
   std::shared_ptr<int> alive;
 
@@ -143,17 +149,54 @@ struct HttpClient::Impl {
     return 0;
   }
 
+  // curl keeps one timeout and moves it often. Re-arming the Asio timer each time costs a
+  // timerfd syscall, so the timer is only re-armed when the deadline moves earlier; a wake-up
+  // before a later deadline re-arms to it. "Now" (0) is a post, not a timer.
   static int OnTimer(CURLM*, long timeout_ms, void* userp) {
     auto* self = static_cast<Impl*>(userp);
-    self->timer.cancel();
-    if (timeout_ms < 0) return 0;
-    self->timer.expires_after(std::chrono::milliseconds(timeout_ms));
-    // Never call back into curl from here: the action runs from the io_context.
-    self->timer.async_wait([self, alive = std::weak_ptr<int>(self->alive)](const boost::system::error_code& ec) {
-      if (ec || alive.expired()) return;
-      self->Action(CURL_SOCKET_TIMEOUT, 0);
-    });
+    if (timeout_ms < 0) {
+      // Nothing to time: drop the wake-up too, so an idle client leaves the io_context idle.
+      self->curl_deadline.reset();
+      if (self->timer_armed) {
+        self->timer_armed = false;
+        ++self->timer_generation;
+        self->timer.cancel();
+      }
+    } else if (timeout_ms == 0) {
+      self->curl_deadline.reset();
+      self->PostRunNow();
+    } else {
+      const auto at = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+      self->curl_deadline = at;
+      if (!self->timer_armed || at < self->timer_at) self->ArmTimer(at);
+    }
     return 0;
+  }
+
+  void ArmTimer(std::chrono::steady_clock::time_point at) {
+    timer_armed = true;
+    timer_at = at;
+    const uint64_t generation = ++timer_generation;
+    timer.expires_at(at);
+    timer.async_wait([this, generation, alive = std::weak_ptr<int>(alive)](const boost::system::error_code& ec) {
+      if (ec || alive.expired() || generation != timer_generation) return;
+      timer_armed = false;
+      if (!curl_deadline) return;
+      if (std::chrono::steady_clock::now() < *curl_deadline) return ArmTimer(*curl_deadline);
+      curl_deadline.reset();
+      // Never called back into curl from its own callback: this runs from the io_context.
+      Action(CURL_SOCKET_TIMEOUT, 0);
+    });
+  }
+
+  void PostRunNow() {
+    if (run_now_posted) return;
+    run_now_posted = true;
+    asio::post(io, [this, alive = std::weak_ptr<int>(alive)] {
+      if (alive.expired()) return;
+      run_now_posted = false;
+      Action(CURL_SOCKET_TIMEOUT, 0);
+    });
   }
 
   static size_t OnBody(char* data, size_t size, size_t n, void* userp) {

@@ -8,8 +8,19 @@ namespace payoutd {
 RateLimiter::RateLimiter(const LimitOptions& options, SteadyTime now) : options_(options) { Reset(now); }
 
 void RateLimiter::Reconfigure(const LimitOptions& options, SteadyTime now) {
+  // Keep the recent starts: the window spans the change.
+  std::vector<SteadyTime> starts;
+  for (size_t i = 0; i < recent_count_; ++i)
+    starts.push_back(recent_[(recent_next_ + recent_.size() - recent_count_ + i) % recent_.size()]);
   options_ = options;
   Reset(now);
+  if (recent_.empty()) return;
+  const size_t keep = std::min(starts.size(), recent_.size());
+  for (size_t i = starts.size() - keep; i < starts.size(); ++i) {
+    recent_[recent_next_] = starts[i];
+    recent_next_ = (recent_next_ + 1) % recent_.size();
+    recent_count_ = std::min(recent_count_ + 1, recent_.size());
+  }
 }
 
 void RateLimiter::Reset(SteadyTime now) {
@@ -21,6 +32,13 @@ void RateLimiter::Reset(SteadyTime now) {
     interval_ns_ = 0;
   }
   capacity_ = std::max(options_.burst, 1);
+  recent_.clear();
+  recent_next_ = 0;
+  recent_count_ = 0;
+  if (interval_ns_ > 0) {
+    const double window = std::floor(options_.requests_per_second) + options_.burst;
+    recent_.assign(static_cast<size_t>(std::clamp(window, 1.0, 1e6)), SteadyTime{});
+  }
   // Empty: the bucket is full again only after capacity_ intervals.
   full_at_ = now + std::chrono::nanoseconds(capacity_ * interval_ns_);
 }
@@ -30,6 +48,8 @@ SteadyTime RateLimiter::NextStartTime(SteadyTime now) const {
   if (interval_ns_ > 0) {
     // One token is available once full_at_ - t <= (capacity - 1) * interval.
     t = std::max(t, full_at_ - std::chrono::nanoseconds((capacity_ - 1) * interval_ns_));
+    // The window: the start that many starts ago must be more than 1s + guard in the past.
+    if (recent_count_ == recent_.size()) t = std::max(t, recent_[recent_next_] + std::chrono::seconds(1) + kJitterGuard);
   }
   return std::max(t, pause_until_);
 }
@@ -37,7 +57,12 @@ SteadyTime RateLimiter::NextStartTime(SteadyTime now) const {
 bool RateLimiter::TryStart(SteadyTime now) {
   if (FullyInFlight()) return false;
   if (NextStartTime(now) > now) return false;
-  if (interval_ns_ > 0) full_at_ = std::max(full_at_, now) + std::chrono::nanoseconds(interval_ns_);
+  if (interval_ns_ > 0) {
+    full_at_ = std::max(full_at_, now) + std::chrono::nanoseconds(interval_ns_);
+    recent_[recent_next_] = now;
+    recent_next_ = (recent_next_ + 1) % recent_.size();
+    recent_count_ = std::min(recent_count_ + 1, recent_.size());
+  }
   ++in_flight_;
   return true;
 }

@@ -7,6 +7,11 @@
 //   starts EMPTY, so a restart (a new limiter) cannot exceed the window either.
 // - Exact integer arithmetic on nanoseconds; the rate is rounded down (the interval between
 //   tokens rounded up to a whole nanosecond), never up.
+// - Besides the bucket, a sliding window: at most rps + burst starts in any 1s + kJitterGuard.
+//   The gateway counts arrivals, not our starts; requests that leave late (a stalled loop, a new
+//   connection) can bunch up on the way, and the guard keeps the gateway's one-second windows
+//   within rps + burst too for up to kJitterGuard of such delay. It costs no throughput while
+//   burst >= rps * kJitterGuard (e.g. 200 rps needs burst >= 20; with burst 10 it gets 191/s).
 // - A pure function of the times passed in: no clock is read, so tests drive it with FakeClock.
 //
 // requests_per_second == 0 disables the rate (benchmarks only); max_in_flight <= 0 disables that
@@ -14,6 +19,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "core/clock.h"
 #include "core/gateway_client.h"
@@ -22,6 +28,8 @@ namespace payoutd {
 
 class RateLimiter {
  public:
+  static constexpr Duration kJitterGuard = std::chrono::milliseconds(100);
+
   RateLimiter(const LimitOptions& options, SteadyTime now);
 
   // New settings. The bucket restarts empty at `now` (conservative across the change); requests
@@ -55,6 +63,10 @@ class RateLimiter {
   // by the capacity): tokens(t) = capacity - (full_at_ - t) / interval, capped at capacity.
   SteadyTime full_at_{};
   SteadyTime pause_until_{};
+  // The last rps + burst start times (a ring), for the sliding window; empty when unlimited.
+  std::vector<SteadyTime> recent_;
+  size_t recent_next_ = 0;   // the oldest entry once the ring is full
+  size_t recent_count_ = 0;
   int in_flight_ = 0;
 };
 
