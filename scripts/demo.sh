@@ -8,8 +8,8 @@ root=$(pwd)
 bash scripts/setup.sh
 
 echo "== building payoutd and payout-sandbox (Release)"
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build -j"$(nproc)" --target payoutd payout-sandbox
+cmake -S . -B ${BUILD:-build} -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build ${BUILD:-build} -j"$(nproc)" --target payoutd payout-sandbox
 
 run=$(mktemp -d /tmp/payoutd-demo.XXXXXX)
 pids=()
@@ -24,7 +24,7 @@ printf 'demo-merchant-secret-%s\n' "$RANDOM$RANDOM" > "$run/secret.key"
 mkdir -p "$run/spool"
 
 echo "== starting the sandbox gateway (accounts ending 13 fail, operator BNK_REJECT is refused)"
-./build/tests/sandbox/payout-sandbox --listen 127.0.0.1:0 --port-file "$run/sandbox.port" \
+./${BUILD:-build}/tests/sandbox/payout-sandbox --listen 127.0.0.1:0 --port-file "$run/sandbox.port" \
   --secret-file "$run/secret.key" --merchant DEMO_MERCHANT --final-after-ms 1500 \
   >"$run/sandbox.log" 2>&1 &
 pids+=($!)
@@ -56,10 +56,10 @@ log:
 YAML
 
 echo "== payoutd check"
-./build/daemon/payoutd check --config "$run/payoutd.yaml"
+./${BUILD:-build}/daemon/payoutd check --config "$run/payoutd.yaml"
 
 echo "== starting payoutd run (log: $run/payoutd.log)"
-./build/daemon/payoutd run --config "$run/payoutd.yaml" >"$run/payoutd.log" 2>&1 &
+./${BUILD:-build}/daemon/payoutd run --config "$run/payoutd.yaml" >"$run/payoutd.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 100); do grep -q payoutd.ready "$run/payoutd.log" && break; sleep 0.1; done
 metrics_port=$(grep -o 'port [0-9]*' "$run/payoutd.log" | head -1 | awk '{print $2}')
@@ -71,7 +71,7 @@ echo "== dropped $batch.csv into $run/spool/inbox; waiting for results"
 for i in $(seq 1 120); do
   [ -f "$run/spool/done/$batch.summary.json" ] && break
   if [ $((i % 4)) -eq 1 ]; then
-    ./build/daemon/payoutd status --config "$run/payoutd.yaml" "$batch" 2>/dev/null | sed -n '2p' || true
+    ./${BUILD:-build}/daemon/payoutd status --config "$run/payoutd.yaml" "$batch" 2>/dev/null | sed -n '2p' || true
   fi
   sleep 0.5
 done
