@@ -26,7 +26,6 @@ namespace {
 //   groups them. Losing them is safe (a payout id is bound to one body; restart GETs before re-POST).
 // - batches.status moves forward only (active -> finished -> reported), and finished only when every
 //   payout of the batch is final; the daemon writes its report files before marking it reported.
-//
 // - batch_totals (v2): per batch, the count and sums of its payouts in each (stage, state, currency,
 //   fee) bucket, moved by the same transaction that moves the payouts, so Progress() reads a
 //   handful of rows instead of aggregating a million every few seconds. Invariant: it equals the
@@ -584,13 +583,16 @@ class SqlitePayoutStore final : public PayoutStore {
     }
     if (rc != SQLITE_DONE) return DbError("progress of batch '" + std::string(batch_id) + "'");
 
-    sqlite3_stmt* o = Prepare(
-        "SELECT min(since_ms) FROM payouts WHERE batch_id = ?1 AND stage < 4 AND since_ms > 0");
-    if (!o) return DbError("prepare oldest pending");
-    StmtUse use_oldest(o);
-    BindText(o, 1, batch_id);
-    if (sqlite3_step(o) != SQLITE_ROW) return DbError("oldest pending of batch '" + std::string(batch_id) + "'");
-    progress.oldest_pending_since_ms = ColInt(o, 0);  // NULL (none) reads as 0
+    {
+      sqlite3_stmt* o = Prepare(
+          "SELECT min(since_ms) FROM payouts WHERE batch_id = ?1 AND stage < 4 AND since_ms > 0");
+      if (!o) return DbError("prepare oldest pending");
+      StmtUse use_oldest(o);
+      BindText(o, 1, batch_id);
+      if (sqlite3_step(o) != SQLITE_ROW) return DbError("oldest pending of batch '" + std::string(batch_id) + "'");
+      progress.oldest_pending_since_ms = ColInt(o, 0);  // NULL (none) reads as 0
+    }
+    sqlite3_reset(s);
     if (Status st = txn.Commit(); !st.ok()) return st;
     return progress;
   }
