@@ -1,0 +1,297 @@
+// PayoutEngine against a scripted fake gateway and a real store in a temp file: the decisions of
+// the state machine (what happens after each gateway answer), without a network.
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <deque>
+#include <filesystem>
+#include <map>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+
+#include "core/payout_engine.h"
+#include "core/payout_store.h"
+
+namespace payoutd {
+namespace {
+
+// Answers each call from a script per payout id (front first); when a script runs out the payout
+// is created and SUCCESS. Records every call.
+class FakeGateway final : public GatewayClient {
+ public:
+  explicit FakeGateway(boost::asio::io_context& io) : io_(io) {}
+  std::map<std::string, std::deque<SubmitResult>> submit_script;
+  std::map<std::string, std::deque<PollResult>> poll_script;
+  std::vector<std::string> calls;  // "POST id" / "GET id"
+  std::map<std::string, Payout> bodies;
+
+  void Submit(const Payout& p, std::function<void(SubmitResult)> done) override {
+    calls.push_back("POST " + p.id);
+    if (bodies.count(p.id)) {
+      EXPECT_EQ(bodies[p.id].amount_minor, p.amount_minor) << "a re-POST changed the body";
+    }
+    bodies[p.id] = p;
+    SubmitResult r;
+    r.outcome = SubmitResult::Outcome::kCreated;
+    r.post_attempts = 1;
+    auto& q = submit_script[p.id];
+    if (!q.empty()) {
+      r = q.front();
+      q.pop_front();
+    }
+    ++outstanding_;
+    boost::asio::post(io_, [this, r, done] {
+      --outstanding_;
+      done(r);
+    });
+  }
+  void Poll(const std::string& id, std::function<void(PollResult)> done) override {
+    calls.push_back("GET " + id);
+    PollResult r;
+    r.outcome = PollResult::Outcome::kFound;
+    r.payout.id = id;
+    r.payout.status = "SUCCESS";
+    if (bodies.count(id)) {
+      r.payout.amount_minor = bodies[id].amount_minor;
+      r.payout.currency = bodies[id].currency;
+    }
+    auto& q = poll_script[id];
+    if (!q.empty()) {
+      r = q.front();
+      q.pop_front();
+    }
+    ++outstanding_;
+    boost::asio::post(io_, [this, r, done] {
+      --outstanding_;
+      done(r);
+    });
+  }
+  void Reconfigure(const LimitOptions&, const RetryOptions&) override {}
+  void Shutdown() override {}
+  void Cancel() override {}
+  size_t outstanding() const override { return outstanding_; }
+  int in_flight() const override { return static_cast<int>(outstanding_); }
+  bool paused() const override { return false; }
+
+ private:
+  boost::asio::io_context& io_;
+  size_t outstanding_ = 0;
+};
+
+class Observer final : public EngineObserver {
+ public:
+  std::vector<std::string> finished;
+  std::map<std::string, FinalState> finals;
+  void OnFinal(const PayoutRow& row) override { finals[row.payout.id] = row.state; }
+  void OnBatchFinished(const std::string& batch_id) override { finished.push_back(batch_id); }
+};
+
+Payout MakePayout(const std::string& id, uint32_t line, int64_t amount) {
+  Payout p;
+  p.line = line;
+  p.id = id;
+  p.amount_minor = amount;
+  p.currency = "USD";
+  p.account_number = "11223344";
+  p.account_name = "Test";
+  p.operator_code = "BNK_000";
+  p.method = "BANK_TRANSFER";
+  return p;
+}
+
+class EngineTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() / ("engine_test_" + std::to_string(::getpid()) + "_" +
+                                                     ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+    auto s = PayoutStore::Open((dir_ / "state.db").string());
+    ASSERT_TRUE(s.ok()) << s.error();
+    store_ = std::move(*s);
+    options_.polling.initial_delay = std::chrono::milliseconds(1);
+    options_.polling.max_interval = std::chrono::milliseconds(5);
+    options_.commit_interval = std::chrono::milliseconds(1);
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  void AddBatch(const std::string& id, const std::vector<Payout>& payouts) {
+    BatchRecord b;
+    b.id = id;
+    b.sha256 = "sha-" + id;
+    b.file_name = id + ".csv";
+    b.rows = static_cast<int64_t>(payouts.size());
+    b.started_at_ms = 1;
+    ASSERT_TRUE(store_->CreateBatch(b, payouts).ok());
+  }
+
+  // Runs the engine until every batch is finished, or fails after a deadline.
+  void RunToEnd(size_t expect_batches) {
+    PayoutEngine engine(io_, *store_, gateway_, clock_, options_, &observer_);
+    ASSERT_TRUE(engine.Start().ok());
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (observer_.finished.size() < expect_batches && std::chrono::steady_clock::now() < deadline) {
+      io_.run_for(std::chrono::milliseconds(10));
+    }
+    ASSERT_EQ(observer_.finished.size(), expect_batches) << "batches did not finish in time";
+  }
+
+  PayoutRow Row(const std::string& id) {
+    auto r = store_->GetPayout(id);
+    EXPECT_TRUE(r.ok() && r->has_value());
+    return **r;
+  }
+
+  std::filesystem::path dir_;
+  std::unique_ptr<PayoutStore> store_;
+  boost::asio::io_context io_;
+  FakeGateway gateway_{io_};
+  SystemClock clock_;
+  Observer observer_;
+  EngineOptions options_;
+};
+
+TEST_F(EngineTest, Engine_PaysEveryPayoutOnceAndFinishesTheBatch) {
+  std::vector<Payout> ps;
+  for (int i = 1; i <= 500; ++i) ps.push_back(MakePayout("P-" + std::to_string(i), i + 1, 100 * i));
+  AddBatch("B1", ps);
+  RunToEnd(1);
+  std::map<std::string, int> posts;
+  for (const auto& c : gateway_.calls)
+    if (c.rfind("POST ", 0) == 0) ++posts[c.substr(5)];
+  EXPECT_EQ(posts.size(), 500u);
+  for (const auto& [id, n] : posts) EXPECT_EQ(n, 1) << id;
+  auto progress = store_->Progress("B1");
+  ASSERT_TRUE(progress.ok());
+  EXPECT_EQ(progress->states[FinalState::kSuccess], 500);
+  EXPECT_EQ(progress->batch.status, BatchRecord::Status::kFinished);
+}
+
+TEST_F(EngineTest, Engine_UnknownOutcomeIsResolvedWithGetBeforeAnyResend) {
+  AddBatch("B1", {MakePayout("U-1", 2, 500)});
+  SubmitResult unknown;
+  unknown.outcome = SubmitResult::Outcome::kUnknown;
+  unknown.post_attempts = 8;
+  unknown.message = "timeout";
+  gateway_.submit_script["U-1"].push_back(unknown);
+  PollResult not_found;
+  not_found.outcome = PollResult::Outcome::kNotFound;
+  gateway_.poll_script["U-1"].push_back(not_found);
+  RunToEnd(1);
+  ASSERT_GE(gateway_.calls.size(), 4u);
+  EXPECT_EQ(gateway_.calls[0], "POST U-1");
+  EXPECT_EQ(gateway_.calls[1], "GET U-1") << "an unknown outcome must be checked before a re-send";
+  EXPECT_EQ(gateway_.calls[2], "POST U-1") << "404 after an unknown outcome: send again, same id";
+  EXPECT_EQ(Row("U-1").state, FinalState::kSuccess);
+  EXPECT_EQ(Row("U-1").attempts, 9);
+}
+
+TEST_F(EngineTest, Engine_RejectedAndConflictAndNotCreatedAreFinal) {
+  AddBatch("B1", {MakePayout("R-1", 2, 1), MakePayout("C-1", 3, 2), MakePayout("N-1", 4, 3)});
+  SubmitResult r;
+  r.outcome = SubmitResult::Outcome::kRejected;
+  r.message = "INVALID_ACCOUNT: no such account";
+  r.post_attempts = 1;
+  gateway_.submit_script["R-1"].push_back(r);
+  r.outcome = SubmitResult::Outcome::kConflict;
+  r.message = "amount differs";
+  gateway_.submit_script["C-1"].push_back(r);
+  r.outcome = SubmitResult::Outcome::kNotCreated;
+  r.message = "connection refused";
+  r.post_attempts = 8;
+  gateway_.submit_script["N-1"].push_back(r);
+  RunToEnd(1);
+  EXPECT_EQ(Row("R-1").state, FinalState::kRejected);
+  EXPECT_NE(Row("R-1").error.find("INVALID_ACCOUNT"), std::string::npos);
+  EXPECT_EQ(Row("C-1").state, FinalState::kError);
+  EXPECT_NE(Row("C-1").error.find("conflict"), std::string::npos);
+  EXPECT_EQ(Row("N-1").state, FinalState::kError);
+  EXPECT_EQ(gateway_.calls.size(), 3u) << "final answers need no poll";
+}
+
+TEST_F(EngineTest, Engine_GatewayHoldingADifferentAmountIsAnIdConflict) {
+  AddBatch("B1", {MakePayout("X-1", 2, 1000)});
+  PollResult other;
+  other.outcome = PollResult::Outcome::kFound;
+  other.payout.status = "PENDING";
+  other.payout.amount_minor = 999;
+  other.payout.currency = "USD";
+  gateway_.poll_script["X-1"].push_back(other);
+  RunToEnd(1);
+  EXPECT_EQ(Row("X-1").state, FinalState::kError);
+}
+
+TEST_F(EngineTest, Engine_PollsUntilFinalAndKeepsFeeAndStatus) {
+  AddBatch("B1", {MakePayout("F-1", 2, 1000)});
+  PollResult pending;
+  pending.outcome = PollResult::Outcome::kFound;
+  pending.payout.status = "PENDING";
+  pending.payout.amount_minor = 1000;
+  pending.payout.currency = "USD";
+  gateway_.poll_script["F-1"] = {pending, pending};
+  PollResult failed = pending;
+  failed.payout.status = "EXPIRED";
+  failed.payout.has_fee = true;
+  failed.payout.fee_minor = 7;
+  failed.payout.fee_currency = "USD";
+  failed.payout.processed_at = "2026-11-24T01:00:00Z";
+  gateway_.poll_script["F-1"].push_back(failed);
+  RunToEnd(1);
+  PayoutRow row = Row("F-1");
+  EXPECT_EQ(row.state, FinalState::kFailed);
+  EXPECT_EQ(row.gateway_status, "EXPIRED");
+  EXPECT_TRUE(row.has_fee);
+  EXPECT_EQ(row.fee_minor, 7);
+  EXPECT_EQ(row.processed_at, "2026-11-24T01:00:00Z");
+  EXPECT_EQ(std::count(gateway_.calls.begin(), gateway_.calls.end(), "GET F-1"), 3);
+}
+
+TEST_F(EngineTest, Engine_GivesUpWithErrorAfterGiveUpAfter) {
+  options_.polling.give_up_after = std::chrono::milliseconds(30);
+  AddBatch("B1", {MakePayout("G-1", 2, 1000)});
+  PollResult pending;
+  pending.outcome = PollResult::Outcome::kFound;
+  pending.payout.status = "PROCESSING";
+  pending.payout.amount_minor = 1000;
+  pending.payout.currency = "USD";
+  for (int i = 0; i < 1000; ++i) gateway_.poll_script["G-1"].push_back(pending);
+  RunToEnd(1);
+  PayoutRow row = Row("G-1");
+  EXPECT_EQ(row.state, FinalState::kError);
+  EXPECT_NE(row.error.find("no final status"), std::string::npos) << row.error;
+}
+
+TEST_F(EngineTest, Engine_SubmittingAtStartIsResolvedWithGetFirst) {
+  AddBatch("B1", {MakePayout("S-1", 2, 1000)});
+  PayoutUpdate u;
+  u.id = "S-1";
+  u.stage = Stage::kSubmitting;
+  u.since_ms = 1;
+  ASSERT_TRUE(store_->Apply({u}).ok());
+  gateway_.bodies["S-1"] = MakePayout("S-1", 2, 1000);  // the gateway got it before the "crash"
+  RunToEnd(1);
+  ASSERT_FALSE(gateway_.calls.empty());
+  EXPECT_EQ(gateway_.calls[0], "GET S-1");
+  EXPECT_EQ(std::count(gateway_.calls.begin(), gateway_.calls.end(), "POST S-1"), 0);
+  EXPECT_EQ(Row("S-1").state, FinalState::kSuccess);
+}
+
+TEST_F(EngineTest, Engine_SmallBatchIsNotStuckBehindALargeOne) {
+  options_.submit_window = 4;
+  std::vector<Payout> big;
+  for (int i = 1; i <= 400; ++i) big.push_back(MakePayout("BIG-" + std::to_string(i), i + 1, 1));
+  AddBatch("A-big", big);
+  AddBatch("B-small", {MakePayout("SMALL-1", 2, 1), MakePayout("SMALL-2", 3, 1)});
+  RunToEnd(2);
+  ASSERT_EQ(observer_.finished.size(), 2u);
+  EXPECT_EQ(observer_.finished[0], "B-small");
+  size_t first_small = 0;
+  for (size_t i = 0; i < gateway_.calls.size(); ++i)
+    if (gateway_.calls[i] == "POST SMALL-1") first_small = i;
+  EXPECT_LT(first_small, 10u) << "the small batch shares the submission window from the start";
+}
+
+}  // namespace
+}  // namespace payoutd
