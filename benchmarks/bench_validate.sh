@@ -21,13 +21,18 @@ cpp_out="$("$bin" --file "$file")"
 echo "$cpp_out"
 cpp_s="$(sed -n 's/^parse+validate: \([0-9.]*\) s.*/\1/p' <<<"$cpp_out")"
 cpp_cpu="$(sed -n 's/^cpu: \([0-9.]*\) s.*/\1/p' <<<"$cpp_out")"
+parse_s="$(sed -n 's/^parse only: \([0-9.]*\) s.*/\1/p' <<<"$cpp_out")"
+parse_cpu="$(sed -n 's/^parse only: .*cpu \([0-9.]*\) s.*/\1/p' <<<"$cpp_out")"
 
 echo "== Python csv.DictReader: parse only"
 read -r py_s py_cpu < <(python3 "$here/bench_validate_dictreader.py" "$file" 2>/dev/stderr)
 
-python3 - "$cpp_s" "$py_s" "$cpp_cpu" "$py_cpu" <<'PY'
+python3 - "$cpp_s" "$py_s" "$cpp_cpu" "$py_cpu" "$parse_s" "$parse_cpu" <<'PY'
 import sys
-cpp, py, cpp_cpu, py_cpu = map(float, sys.argv[1:])
-print(f"ratio (wall): payoutd is {py / cpp:.1f}x faster than csv.DictReader ({cpp:.3f} s vs {py:.3f} s)")
-print(f"ratio (CPU):  payoutd is {py_cpu / cpp_cpu:.1f}x faster ({cpp_cpu:.3f} s vs {py_cpu:.3f} s)")
+cpp, py, cpp_cpu, py_cpu, parse, parse_cpu = map(float, sys.argv[1:])
+print("== ratios against csv.DictReader (parse only)")
+print(f"payoutd parse+validate+sha256, wall: {py / cpp:.1f}x ({cpp:.3f} s vs {py:.3f} s)")
+print(f"payoutd parse+validate+sha256, CPU:  {py_cpu / cpp_cpu:.1f}x ({cpp_cpu:.3f} s vs {py_cpu:.3f} s)")
+print(f"CsvReader parse only, wall:          {py / parse:.1f}x ({parse:.3f} s vs {py:.3f} s)")
+print(f"CsvReader parse only, CPU:           {py_cpu / parse_cpu:.1f}x ({parse_cpu:.3f} s vs {py_cpu:.3f} s)")
 PY

@@ -44,7 +44,35 @@ void AdviseHugePages(void* p, size_t n) {
   (void)n;
 #endif
 }
-enum Text { kId = 0, kAccountNumber, kAccountName, kOperatorCode, kMethod, kEmail, kCurrency, kTexts };
+size_t VarintSize(size_t n) {
+  size_t k = 1;
+  for (; n >= 0x80; n >>= 7) ++k;
+  return k;
+}
+
+// Writes `s` as a varint length and its bytes; returns the end.
+char* Put(char* p, std::string_view s) {
+  size_t n = s.size();
+  for (; n >= 0x80; n >>= 7) *p++ = static_cast<char>(n | 0x80);
+  *p++ = static_cast<char>(n);
+  if (!s.empty()) std::memcpy(p, s.data(), s.size());
+  return p + s.size();
+}
+
+// Reads what Put wrote at *p and moves *p past it.
+std::string_view Take(const char** p) {
+  size_t n = 0;
+  int shift = 0;
+  unsigned char b;
+  do {
+    b = static_cast<unsigned char>(*(*p)++);
+    n |= static_cast<size_t>(b & 0x7F) << shift;
+    shift += 7;
+  } while (b & 0x80);
+  std::string_view s(*p, n);
+  *p += n;
+  return s;
+}
 }  // namespace
 
 PayoutList::PayoutList() = default;
@@ -75,6 +103,9 @@ void PayoutList::reserve(size_t n) {
 void PayoutList::clear() {
   rows_.clear();
   rows_.shrink_to_fit();
+  shared_.clear();
+  shared_index_.clear();
+  std::fill(std::begin(last_shared_), std::end(last_shared_), kInline);
   blocks_.clear();
   block_used_ = 0;
   block_size_ = 0;
@@ -102,28 +133,41 @@ const char* PayoutList::Store(size_t n) {
   return p;
 }
 
+uint16_t PayoutList::Intern(int kind, std::string_view value) {
+  uint16_t last = last_shared_[kind];
+  if (last != kInline && shared_[last] == value) return last;
+  uint16_t index;
+  if (auto it = shared_index_.find(value); it != shared_index_.end()) {
+    index = it->second;
+  } else if (shared_.size() < kInline) {
+    index = static_cast<uint16_t>(shared_.size());
+    shared_.emplace_back(value);
+    shared_index_.emplace(std::string(value), index);
+  } else {
+    return kInline;  // so many distinct values that sharing does not pay: keep them in the text
+  }
+  last_shared_[kind] = index;
+  return index;
+}
+
 void PayoutList::emplace_back(uint32_t line, int64_t amount_minor, std::string_view id,
                               std::string_view currency, std::string_view account_number,
                               std::string_view account_name, std::string_view operator_code,
                               std::string_view method, std::string_view email) {
-  std::array<std::string_view, kTexts> texts;
-  texts[kId] = id;
-  texts[kAccountNumber] = account_number;
-  texts[kAccountName] = account_name;
-  texts[kOperatorCode] = operator_code;
-  texts[kMethod] = method;
-  texts[kEmail] = email;
-  texts[kCurrency] = currency;
+  const std::string_view texts[] = {id, account_number, account_name, email};
+  const std::string_view shared[3] = {currency, method, operator_code};
+  Row row{nullptr, amount_minor, line, {}};
   size_t n = 0;
-  for (auto t : texts) n += t.size();
-  char* p = const_cast<char*>(Store(n));
-  Row row{p, amount_minor, line, {}};
-  for (int k = 0; k < kTexts; ++k) {
-    PAYOUTD_CHECK(texts[k].size() <= UINT32_MAX);
-    row.len[k] = static_cast<uint32_t>(texts[k].size());
-    if (!texts[k].empty()) std::memcpy(p, texts[k].data(), texts[k].size());
-    p += texts[k].size();
+  for (auto t : texts) n += VarintSize(t.size()) + t.size();
+  for (int k = 0; k < 3; ++k) {
+    row.shared[k] = Intern(k, shared[k]);
+    if (row.shared[k] == kInline) n += VarintSize(shared[k].size()) + shared[k].size();
   }
+  char* p = const_cast<char*>(Store(n));
+  row.text = p;
+  for (auto t : texts) p = Put(p, t);
+  for (int k = 0; k < 3; ++k)
+    if (row.shared[k] == kInline) p = Put(p, shared[k]);
   rows_.push_back(row);
 }
 
@@ -132,27 +176,34 @@ void PayoutList::push_back(const Payout& p) {
                p.operator_code, p.method, p.email);
 }
 
-std::string_view PayoutList::Field(const Row& r, int k) const {
-  size_t off = 0;
-  for (int i = 0; i < k; ++i) off += r.len[i];
-  return std::string_view(r.text + off, r.len[k]);
+std::string_view PayoutList::SharedField(const Row& r, int kind) const {
+  if (r.shared[kind] != kInline) return shared_[r.shared[kind]];
+  const char* p = r.text;
+  for (int i = 0; i < 4; ++i) Take(&p);
+  for (int k = 0; k < kind; ++k)
+    if (r.shared[k] == kInline) Take(&p);
+  return Take(&p);
 }
 
-std::string_view PayoutList::id(size_t i) const { return Field(rows_[i], kId); }
+std::string_view PayoutList::id(size_t i) const {
+  const char* p = rows_[i].text;
+  return Take(&p);
+}
 
 Payout PayoutList::operator[](size_t i) const {
   const Row& r = rows_[i];
-  Payout p;
-  p.line = r.line;
-  p.amount_minor = r.amount_minor;
-  p.id = Field(r, kId);
-  p.currency = Field(r, kCurrency);
-  p.account_number = Field(r, kAccountNumber);
-  p.account_name = Field(r, kAccountName);
-  p.operator_code = Field(r, kOperatorCode);
-  p.method = Field(r, kMethod);
-  p.email = Field(r, kEmail);
-  return p;
+  Payout out;
+  out.line = r.line;
+  out.amount_minor = r.amount_minor;
+  const char* p = r.text;
+  out.id = Take(&p);
+  out.account_number = Take(&p);
+  out.account_name = Take(&p);
+  out.email = Take(&p);
+  out.currency = SharedField(r, kCurrency);
+  out.method = SharedField(r, kMethod);
+  out.operator_code = SharedField(r, kOperatorCode);
+  return out;
 }
 
 Payout PayoutList::at(size_t i) const {

@@ -91,15 +91,25 @@ class PayoutList {
   const_iterator end() const { return {this, size()}; }
 
  private:
+  // 32 bytes a payout plus its text. The text holds id, account_number, account_name and email,
+  // each as a varint length then its bytes. Currency, method and operator_code repeat from row to
+  // row, so they are kept once in shared_ and referred to by index (kInline: in the text after the
+  // others, once shared_ is full).
+  static constexpr uint16_t kInline = 0xFFFF;
   struct Row {
-    const char* text;       // id, account_number, account_name, operator_code, method, email, currency
+    const char* text;
     int64_t amount_minor;
     uint32_t line;
-    uint32_t len[7];
+    uint16_t shared[3];     // currency, method, operator_code
   };
-  std::string_view Field(const Row& r, int k) const;
+  enum Shared { kCurrency = 0, kMethod = 1, kOperatorCode = 2 };
+  uint16_t Intern(int kind, std::string_view value);
+  std::string_view SharedField(const Row& r, int kind) const;
   const char* Store(size_t n);
   std::vector<Row> rows_;
+  std::vector<std::string> shared_;
+  std::map<std::string, uint16_t, std::less<>> shared_index_;
+  uint16_t last_shared_[3] = {kInline, kInline, kInline};
   struct FreeBlock { void operator()(char* p) const; };
   std::vector<std::unique_ptr<char, FreeBlock>> blocks_;
   size_t block_used_ = 0;

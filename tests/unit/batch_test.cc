@@ -358,5 +358,38 @@ TEST(PayoutList, BehavesLikeAVectorOfPayouts) {
   EXPECT_THROW(copy.at(1), std::out_of_range);
 }
 
+TEST(PayoutList, RoundTripsLongFieldsAndManyDistinctSharedValues) {
+  // More distinct operator codes than the shared table holds, and texts needing multi-byte lengths.
+  PayoutList list;
+  const std::string long_name(300, 'n');
+  for (uint32_t i = 0; i < 70000; ++i) {
+    Payout p;
+    p.line = i + 2;
+    p.id = "id" + std::to_string(i);
+    p.amount_minor = i + 1;
+    p.currency = i % 2 ? "EUR" : "USD";
+    p.account_number = std::to_string(i);
+    p.account_name = i % 1000 == 0 ? long_name : "A";
+    p.operator_code = "OP" + std::to_string(i);
+    p.method = "BANK_TRANSFER";
+    p.email = i % 3 ? "" : "x@example.com";
+    list.push_back(p);
+  }
+  ASSERT_EQ(list.size(), 70000u);
+  for (uint32_t i : {0u, 1u, 1000u, 65534u, 65535u, 65536u, 69999u}) {
+    Payout p = list[i];
+    EXPECT_EQ(p.line, i + 2);
+    EXPECT_EQ(p.id, "id" + std::to_string(i));
+    EXPECT_EQ(list.id(i), p.id);
+    EXPECT_EQ(p.amount_minor, i + 1);
+    EXPECT_EQ(p.currency, i % 2 ? "EUR" : "USD");
+    EXPECT_EQ(p.account_number, std::to_string(i));
+    EXPECT_EQ(p.account_name, i % 1000 == 0 ? long_name : "A");
+    EXPECT_EQ(p.operator_code, "OP" + std::to_string(i)) << i;
+    EXPECT_EQ(p.method, "BANK_TRANSFER");
+    EXPECT_EQ(p.email, i % 3 ? "" : "x@example.com");
+  }
+}
+
 }  // namespace
 }  // namespace payoutd
