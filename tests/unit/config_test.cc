@@ -715,6 +715,17 @@ TEST(LoadConfig, SecretThatIsAFolderIsRefused) {
   EXPECT_THAT(r.error(), HasSubstr("is not a regular file"));
 }
 
+TEST(LoadConfig, UnreadableCaFileIsAnError) {
+  TempDir dir;
+  dir.Write("secret.key", "x\n", kOwnerOnly);
+  std::string yaml = ConfigWithSecret("secret.key");
+  yaml.insert(yaml.find("auth:"), "  ca_file: certs/missing.pem\n");
+  Result<Config> r = LoadConfig(dir.Write("p.yaml", yaml, kOwnerOnly));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error(), "gateway.ca_file: cannot read " + (dir.path() / "certs/missing.pem").string() +
+                           ": No such file or directory (line 3)");
+}
+
 TEST(LoadConfig, MissingConfigFileIsAnError) {
   TempDir dir;
   Result<Config> r = LoadConfig((dir.path() / "absent.yaml").string());
