@@ -137,6 +137,14 @@ uint16_t PayoutList::Intern(int kind, std::string_view value) {
   uint16_t last = last_shared_[kind];
   if (last != kInline && shared_[last] == value) return last;
   uint16_t index;
+  if (shared_.size() <= 16) {  // the usual batch: a few currencies, methods and operators
+    for (size_t i = 0; i < shared_.size(); ++i) {
+      if (shared_[i] == value) {
+        last_shared_[kind] = static_cast<uint16_t>(i);
+        return static_cast<uint16_t>(i);
+      }
+    }
+  }
   if (auto it = shared_index_.find(value); it != shared_index_.end()) {
     index = it->second;
   } else if (shared_.size() < kInline) {
