@@ -250,6 +250,22 @@ class SqlitePayoutStore final : public PayoutStore {
   }
 
   Result<std::vector<std::string>> FindUsedPayoutIds(const std::vector<Payout>& payouts) override {
+    return FindUsedImpl(payouts);
+  }
+  Result<std::vector<std::string>> FindUsedPayoutIds(const PayoutList& payouts) override {
+    return FindUsedImpl(payouts);
+  }
+  Status CreateBatch(const BatchRecord& batch, const std::vector<Payout>& payouts) override {
+    return CreateBatchImpl(batch, payouts);
+  }
+  Status CreateBatch(const BatchRecord& batch, const PayoutList& payouts) override {
+    return CreateBatchImpl(batch, payouts);
+  }
+
+  // Templates over std::vector<Payout> and the validator's compact PayoutList, so that a batch of a
+  // million rows is never copied into a vector of strings to be recorded.
+  template <class List>
+  Result<std::vector<std::string>> FindUsedImpl(const List& payouts) {
     sqlite3_stmt* s = Prepare("SELECT 1 FROM payouts WHERE id = ?1");
     if (!s) return DbError("prepare payout lookup");
     Txn txn(this, "BEGIN");  // one read snapshot for all lookups, and far fewer lock round trips
@@ -269,7 +285,8 @@ class SqlitePayoutStore final : public PayoutStore {
     return used;
   }
 
-  Status CreateBatch(const BatchRecord& batch, const std::vector<Payout>& payouts) override {
+  template <class List>
+  Status CreateBatchImpl(const BatchRecord& batch, const List& payouts) {
     Txn txn(this, "BEGIN IMMEDIATE");
     if (!txn.status().ok()) return txn.status();
 

@@ -23,6 +23,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/batch.h"
 #include "core/payout.h"
 #include "core/result.h"
 
@@ -99,10 +100,12 @@ class PayoutStore {
   virtual Result<bool> HasContent(std::string_view sha256) = 0;
   // The ids among `payouts` already used by an earlier batch (in the order given).
   virtual Result<std::vector<std::string>> FindUsedPayoutIds(const std::vector<Payout>& payouts) = 0;
+  virtual Result<std::vector<std::string>> FindUsedPayoutIds(const PayoutList& payouts) = 0;
 
   // Durably records an accepted batch and all its payouts at stage kNew, in one transaction.
   // Fails (and records nothing) if the batch id, content or a payout id exists already.
   virtual Status CreateBatch(const BatchRecord& batch, const std::vector<Payout>& payouts) = 0;
+  virtual Status CreateBatch(const BatchRecord& batch, const PayoutList& payouts) = 0;
 
   // Writes these payout states in one transaction. Each id must exist; a transition not allowed by
   // IsAllowedTransition from the stored stage is a bug and aborts (PAYOUTD_CHECK), except that an
