@@ -758,7 +758,7 @@ TEST(ShippedExample, IsAcceptedWithoutItsSecret) {
   Result<Config> r = ParseConfig(yaml, "/etc/payoutd/payoutd.yaml", false);
   ASSERT_TRUE(r.ok()) << r.error();
   EXPECT_EQ(r->secret_file, "/etc/payoutd/secret.key");
-  EXPECT_EQ(r->spool.dir, "/var/lib/payoutd/spool");
+  EXPECT_EQ(r->spool.dir, "/var/spool/payoutd");
   EXPECT_EQ(r->state_path, "/var/lib/payoutd/state.db");
 }
 
