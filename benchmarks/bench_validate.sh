@@ -25,7 +25,7 @@ parse_s="$(sed -n 's/^parse only: \([0-9.]*\) s.*/\1/p' <<<"$cpp_out")"
 parse_cpu="$(sed -n 's/^parse only: .*cpu \([0-9.]*\) s.*/\1/p' <<<"$cpp_out")"
 
 echo "== Python csv.DictReader: parse only"
-read -r py_s py_cpu < <(python3 "$here/bench_validate_dictreader.py" "$file" 2>/dev/stderr)
+read -r py_s py_cpu < <(python3 "$here/bench_validate_dictreader.py" "$file")
 
 python3 - "$cpp_s" "$py_s" "$cpp_cpu" "$py_cpu" "$parse_s" "$parse_cpu" <<'PY'
 import sys
