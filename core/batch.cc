@@ -536,8 +536,9 @@ ValidatedBatch BatchValidator::Validate(std::string_view batch_id, std::istream&
     std::streamoff size = in.tellg();
     in.seekg(here);
     if (size > here) {
-      uint64_t hint = static_cast<uint64_t>(size - here) / 32 + 1;
-      out.payouts.reserve(static_cast<size_t>(std::min<uint64_t>(hint, static_cast<uint64_t>(std::max<int64_t>(rules_.max_rows, 0)))));
+      const uint64_t hint = static_cast<uint64_t>(size - here) / 32 + 1;
+      const uint64_t cap = static_cast<uint64_t>(std::max<int64_t>(rules_.max_rows, 0));
+      out.payouts.reserve(static_cast<size_t>(std::min(hint, cap)));
     }
   }
   in.clear();  // a stream that cannot seek only loses the hint
@@ -572,6 +573,13 @@ ValidatedBatch BatchValidator::Validate(std::string_view batch_id, std::istream&
           }
           col[c] = static_cast<int>(i);
         }
+      }
+      if (std::all_of(col.begin(), col.end(), [](int i) { return i < 0; })) {
+        // Not one known name: most likely the header row is missing and this is the first payout.
+        errors.Add(1, "", "the first line is not a header row; it must name the columns, e.g. "
+                          "id,amount,currency,account_number,account_name,operator_code");
+        header_ok = false;
+        break;
       }
       for (int c : {kColAmount, kColCurrency, kColAccountNumber, kColAccountName, kColOperatorCode}) {
         if (col[c] >= 0) continue;

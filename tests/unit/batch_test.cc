@@ -140,6 +140,12 @@ TEST(BatchValidator_File, MissingRequiredColumnsAreNamed) {
   EXPECT_EQ(b.rows, 1u);
 }
 
+TEST(BatchValidator_File, MissingHeaderRowIsSaidPlainly) {
+  auto b = Check("p1,42.05,USD,DE89,Jane,OP\np2,1,USD,DE89,Jane,OP\n");
+  ExpectOnlyError(b, 1, "", "the first line is not a header row");
+  EXPECT_EQ(b.rows, 1u);
+}
+
 TEST(BatchValidator_File, DuplicateHeaderColumnIsAnError) {
   auto b = Check("amount,currency,account_number,account_name,operator_code,AMOUNT\n1,EUR,1,A,O,2\n");
   ExpectOnlyError(b, 1, "amount", "twice");
