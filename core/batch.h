@@ -2,8 +2,20 @@
 // into the list of everything wrong with it. Nothing is sent from a batch that has any error, so
 // ValidatedBatch::payouts is only filled when ok().
 //
+// What is checked (each error names its line and SPEC column): the batch id; the header (names
+// trimmed and case-insensitive, required columns present, none twice, other columns ignored); the
+// CSV itself (quoting, UTF-8, same field count as the header); per row: id (given, or
+// `<batch id>-<data row number>`, data row 1 being the first after the header; must fit the id
+// rule; unique in the batch, reported at the later line), amount (money.h ParseAmount with the
+// currency's digits; batches.max_amount), currency (known to rules.currencies; lower case is
+// accepted and upper-cased), account_number (1-34 printable ASCII; never echoed in messages),
+// account_name (1-140 characters, no control characters), operator_code (or the default), method
+// (or the default), email (a sanity check). Per batch: at least one row, batches.max_rows, and each
+// currency's total against batches.max_total and int64. Cell values are trimmed of spaces and tabs.
+//
 // Memory does not follow the file: the CSV is read as a stream and payouts are kept in a compact
-// arena (about the size of their text), never as the raw file.
+// arena (about the size of their text), never as the raw file. SHA-256 of a big file is computed on
+// one short-lived worker thread per Validate call.
 #pragma once
 
 #include <cstddef>
@@ -128,6 +140,7 @@ struct ValidatedBatch {
   bool ok() const { return error_count == 0; }
 };
 
+// Immutable once built: Validate may run on several threads at once.
 class BatchValidator {
  public:
   static constexpr size_t kMaxErrors = 1000;
