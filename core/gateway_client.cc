@@ -76,6 +76,7 @@ class GatewayClientImpl final : public GatewayClient {
     options_.limits = limits;
     options_.retry = retry;
     limiter_.Reconfigure(limits, clock_.Now());
+    http_.SetMaxConnections(std::max(limits.max_in_flight, 1));
     policy_ = RetryPolicy(retry);
     dispatch_armed_ = false;
     dispatch_timer_.cancel();
@@ -270,7 +271,9 @@ class GatewayClientImpl final : public GatewayClient {
       return OnAuthRefused(call, method_name, r.status);
     }
     call.auth_retried = false;
-    if (auth_paused_) Resume(was_probe);
+    // Only an answer the gateway gives after checking the token proves it is accepted again; a
+    // transport failure, a 5xx or a 429 may come before any token check.
+    if (auth_paused_ && r.status != 0 && r.status < 500 && r.status != 429) Resume(was_probe);
 
     std::string bad_body;
     if (verdict == Verdict::kOk) {

@@ -429,4 +429,9 @@ void HttpClient::AbortAll() {
 
 size_t HttpClient::active() const { return impl_->transfers.size(); }
 
+void HttpClient::SetMaxConnections(long n) {
+  impl_->options.max_connections = std::max(n, 1L);
+  curl_multi_setopt(impl_->multi, CURLMOPT_MAXCONNECTS, impl_->options.max_connections);
+}
+
 }  // namespace payoutd

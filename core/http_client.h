@@ -63,6 +63,8 @@ class HttpClient {
   void Abort(uint64_t handle);
   void AbortAll();
   size_t active() const;
+  // Resizes the idle-connection cache (e.g. after max_in_flight changes).
+  void SetMaxConnections(long n);
 
  private:
   struct Impl;
