@@ -250,8 +250,9 @@ std::string Lower(std::string_view s) {
 }
 
 // User text quoted into a message: control characters shown as '?', long values cut, so that one
-// bad cell cannot make an unreadable errors file.
-std::string Shown(std::string_view s) {
+// bad cell cannot make an unreadable errors file. `ascii_only` is for text that was never checked
+// as UTF-8 (the batch id comes from a file name): its other bytes are shown as '?' too.
+std::string Shown(std::string_view s, bool ascii_only = false) {
   constexpr size_t kMax = 70;
   std::string out = "'";
   size_t n = s.size();
@@ -261,7 +262,7 @@ std::string Shown(std::string_view s) {
   }
   for (size_t i = 0; i < n; ++i) {
     unsigned char c = static_cast<unsigned char>(s[i]);
-    out += (c < 0x20 || c == 0x7f) ? '?' : s[i];
+    out += (c < 0x20 || c == 0x7f || (ascii_only && c >= 0x80)) ? '?' : s[i];
   }
   if (n < s.size()) out += "...";
   out += "'";
@@ -527,7 +528,7 @@ ValidatedBatch BatchValidator::Validate(std::string_view batch_id, std::istream&
 
   const bool batch_id_ok = IsValidId(batch_id);
   if (!batch_id_ok)
-    errors.Add(0, "", "the batch id " + Shown(batch_id) + " (the file name without .csv) is not valid: use " +
+    errors.Add(0, "", "the batch id " + Shown(batch_id, true) + " (the file name without .csv) is not valid: use " +
                           IdRule());
 
   // Reserve the payout index once from the stream's size (a row takes well over 32 bytes), so it

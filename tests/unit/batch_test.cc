@@ -155,6 +155,8 @@ TEST(BatchValidator_File, InvalidBatchIdIsAFileLevelErrorReportedOnce) {
   auto b = Check("amount,currency,account_number,account_name,operator_code\n1,EUR,1,A,O\n2,EUR,1,A,O\n",
                  {}, "bad batch!");
   ExpectOnlyError(b, 0, "", "batch id 'bad batch!'");
+  auto latin1 = Check("amount,currency,account_number,account_name,operator_code\n1,EUR,1,A,O\n", {}, "caf\xE9");
+  ExpectOnlyError(latin1, 0, "", "batch id 'caf?'");  // the errors file stays valid UTF-8
 }
 
 TEST(BatchValidator_File, CsvErrorsCarryLineAndColumnName) {
