@@ -800,7 +800,7 @@ void AppendCsvField(std::string* out, std::string_view s) {
 }  // namespace
 
 std::string FormatErrorsCsv(const ValidatedBatch& batch) {
-  constexpr size_t kMaxRows = 1000;
+  constexpr size_t kMaxRows = 999;  // with the header, at most 1000 lines (SPEC §2)
   std::string out = "line,column,error\n";
   const bool truncated = batch.error_count > batch.errors.size() || batch.errors.size() > kMaxRows;
   const size_t shown = truncated ? std::min(batch.errors.size(), kMaxRows - 1) : batch.errors.size();

@@ -160,7 +160,7 @@ class BatchValidator {
 };
 
 // The `<batch>.errors.csv` text (SPEC §2): header `line,column,error`, then one row per kept error,
-// RFC 4180 quoted, LF line ends, at most 1000 rows. The line is left empty for file-level errors
+// RFC 4180 quoted, LF line ends, at most 1000 lines in all. The line is left empty for file-level errors
 // (line 0). When errors were dropped (error_count > errors kept), the last row says how many more
 // there were.
 std::string FormatErrorsCsv(const ValidatedBatch& batch);

