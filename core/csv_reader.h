@@ -1,5 +1,5 @@
-// A streaming RFC 4180 CSV reader. It pulls bytes from a std::istream in fixed-size chunks, so
-// memory stays bounded by the longest record, never by the file.
+// A streaming RFC 4180 CSV reader. It pulls bytes from a std::istream in chunks (4 KiB, growing to
+// 1 MiB), so memory stays bounded by the chunk and the longest record, never by the file.
 //
 // Accepted: quoted fields holding delimiters, doubled quotes ("") and line breaks; a UTF-8 BOM at
 // the very start (dropped); CRLF, LF or lone CR line breaks, mixed; a missing final line break;
@@ -26,7 +26,7 @@
 namespace payoutd {
 
 struct CsvOptions {
-  char delimiter = ',';                    // must not be '"', '\r' or '\n'
+  char delimiter = ',';                    // must not be '"', '\r' or '\n' (a bug: aborts)
   size_t max_record_bytes = 1 << 20;       // a longer record is an error (bounds memory)
   bool uniform_width = true;               // every record must have the first record's field count
 };
