@@ -246,6 +246,10 @@ Reply SandboxGateway::Handle(const Request& r, Clock::time_point now) {
       e.headers.push_back(RetryAfter(1));
       return e;
     }
+    if (refuse_auth_) {
+      ++stats_["unauthorized"];
+      return Error(401, "UNAUTHORIZED", "tokens are refused (POST /_sandbox/refuse-auth)");
+    }
     if (options_.auth) {
       std::string_view auth = r.authorization;
       if (auth.substr(0, 7) != "Bearer ") {
@@ -506,6 +510,10 @@ Reply SandboxGateway::HandleSandbox(const Request& r, Clock::time_point now) {
     rep.body = ArrivalsJson();
   } else if (r.method == "GET" && path == "/_sandbox/stats") {
     rep.body = StatsJson();
+  } else if (r.method == "POST" && path == "/_sandbox/refuse-auth") {
+    std::string_view query = r.target.substr(path.size());
+    refuse_auth_ = query != "?on=0";
+    rep.body = std::string(R"({"refuse_auth":)") + (refuse_auth_ ? "true" : "false") + "}";
   } else if (r.method == "POST" && path == "/_sandbox/reset") {
     entries_.clear();
     arrivals_.clear();
@@ -513,9 +521,10 @@ Reply SandboxGateway::HandleSandbox(const Request& r, Clock::time_point now) {
     window_size_ = 0;
     stats_.clear();
     by_status_.clear();
+    refuse_auth_ = false;
     rep.body = R"({"reset":true})";
   } else {
-    return Error(404, "NOT_FOUND", "sandbox endpoints: GET ledger, arrivals, stats; POST reset");
+    return Error(404, "NOT_FOUND", "sandbox endpoints: GET ledger, arrivals, stats; POST reset, refuse-auth?on=1|0");
   }
   return rep;
 }

@@ -156,6 +156,7 @@ class SandboxGateway {
   size_t window_size_ = 0;
   std::map<std::string, int64_t> stats_;
   std::map<int, int64_t> by_status_;
+  bool refuse_auth_ = false;  // POST /_sandbox/refuse-auth?on=1: every /payouts request gets 401
 };
 
 }  // namespace payoutd::sandbox

@@ -67,6 +67,7 @@ Inspection (no auth):
                             t_us = microseconds since start (monotonic); status 0 = dropped
   GET /_sandbox/stats       counters: requests, posts, gets, created, duplicates, conflicts, ...
   POST /_sandbox/reset      forget everything
+  POST /_sandbox/refuse-auth?on=1   answer 401 to every /payouts request until ?on=0 (or reset)
 )";
 
 [[noreturn]] void Usage(const std::string& why) {

@@ -22,6 +22,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
@@ -203,6 +204,8 @@ class SandboxProcess {
     pid_ = ::fork();
     if (pid_ < 0) throw std::runtime_error("fork failed");
     if (pid_ == 0) {
+      // Die with the test process, even when it is killed (e.g. by a ctest timeout).
+      ::prctl(PR_SET_PDEATHSIG, SIGTERM);
       ::dup2(out[1], STDOUT_FILENO);
       std::vector<char*> argv;
       for (std::string& a : args) argv.push_back(a.data());
@@ -289,7 +292,9 @@ class SandboxProcess {
     simdjson::dom::parser parser;
     simdjson::dom::element doc = Fetch(parser, "/_sandbox/ledger");
     std::map<std::string, SandboxLedgerEntry> out;
-    for (auto [key, v] : doc["payouts"].get_object().value()) {
+    simdjson::dom::object payouts;
+    if (doc["payouts"].get_object().get(payouts)) throw std::runtime_error("ledger: no payouts");
+    for (auto [key, v] : payouts) {
       SandboxLedgerEntry e;
       e.created = v["created"].get_bool().value();
       e.posts_received = v["posts_received"].get_int64().value();
@@ -313,7 +318,9 @@ class SandboxProcess {
     simdjson::dom::parser parser;
     simdjson::dom::element doc = Fetch(parser, "/_sandbox/arrivals");
     std::vector<SandboxArrival> out;
-    for (simdjson::dom::element a : doc["arrivals"].get_array().value()) {
+    simdjson::dom::array arrivals;
+    if (doc["arrivals"].get_array().get(arrivals)) throw std::runtime_error("arrivals: no array");
+    for (simdjson::dom::element a : arrivals) {
       SandboxArrival r;
       r.t_us = a["t_us"].get_int64().value();
       r.method = std::string(a["method"].get_string().value());
@@ -333,7 +340,13 @@ class SandboxProcess {
     return v;
   }
 
-  // POST /_sandbox/reset: forget all payouts, arrivals and counters.
+  // While on, every /payouts request is answered 401, whatever its token (for pause/resume tests).
+  void SetRefuseAuth(bool on) {
+    HttpReply r = Send("POST", std::string("/_sandbox/refuse-auth?on=") + (on ? "1" : "0"));
+    if (r.status != 200) throw std::runtime_error("sandbox refuse-auth failed");
+  }
+
+  // POST /_sandbox/reset: forget all payouts, arrivals and counters; tokens accepted again.
   void Reset() {
     HttpReply r = Send("POST", "/_sandbox/reset");
     if (r.status != 200) throw std::runtime_error("sandbox reset failed");

@@ -384,6 +384,15 @@ TEST(Sandbox, SendsCallbackWithGetShapedBodyWhenPayoutBecomesFinal) {
   EXPECT_EQ(JsonString(body, "/paymentMethodResponse/idPayout"), "C-1");
 }
 
+TEST(Sandbox, RefuseAuthSwitchAnswers401UntilTurnedOff) {
+  SandboxProcess sandbox;
+  sandbox.SetRefuseAuth(true);
+  EXPECT_EQ(sandbox.Post("U-1", PayoutBody("1")).status, 401);
+  EXPECT_FALSE(sandbox.Ledger().at("U-1").created);
+  sandbox.SetRefuseAuth(false);
+  EXPECT_EQ(sandbox.Post("U-1", PayoutBody("1")).status, 201);
+}
+
 TEST(Sandbox, ResetForgetsEverything) {
   SandboxProcess sandbox;
   ASSERT_EQ(sandbox.Post("Y-1", PayoutBody("1")).status, 201);
