@@ -74,7 +74,7 @@ std::string ClaimsJson(const JwtClaims& c) {
 }
 
 Status CheckHeader(std::string_view json) {
-  simdjson::dom::parser parser;
+  thread_local simdjson::dom::parser parser;  // reused: a parser allocates on first use
   simdjson::dom::element doc;
   if (parser.parse(json.data(), json.size()).get(doc)) return Status::Error("token header is not JSON");
   simdjson::dom::object obj;
@@ -90,7 +90,7 @@ Status CheckHeader(std::string_view json) {
 }
 
 Result<JwtClaims> ParseClaims(std::string_view json) {
-  simdjson::dom::parser parser;
+  thread_local simdjson::dom::parser parser;  // reused: a parser allocates on first use
   simdjson::dom::element doc;
   if (parser.parse(json.data(), json.size()).get(doc)) return Status::Error("token claims are not JSON");
   simdjson::dom::object obj;
