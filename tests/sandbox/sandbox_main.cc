@@ -131,7 +131,10 @@ SandboxOptions ParseArgs(int argc, char** argv) {
     else if (a == "--slow-ms") o.slow_ms = Int(a, value());
     else if (a == "--malformed-share") o.malformed_share = Share(a, value());
     else if (a == "--stuck-share") o.stuck_share = Share(a, value());
-    else if (a == "--rate-limit") o.rate_limit = Int(a, value());
+    else if (a == "--rate-limit") {
+      o.rate_limit = Int(a, value());
+      if (o.rate_limit > 1'000'000) Usage("--rate-limit is at most 1000000 (it keeps one slot per request)");
+    }
     else Usage("unknown flag " + a);
   }
   if (o.auth) {
