@@ -153,15 +153,13 @@ bool EndsWith(std::string_view s, std::string_view suffix) {
 
 }  // namespace
 
-std::string SandboxGateway::Body::Key() const {
-  std::string k;
+uint64_t SandboxGateway::Body::Fingerprint() const {
+  uint64_t h = std::hash<int64_t>{}(amount_minor);
   for (const std::string* s : {&currency, &method_code, &account_name, &account_number,
                                &operator_code, &email, &callback_url}) {
-    k += *s;
-    k.push_back('\x1f');
+    h = (h ^ std::hash<std::string>{}(*s)) * 0x9E3779B97F4A7C15ULL;
   }
-  k += std::to_string(amount_minor);
-  return k;
+  return h;
 }
 
 SandboxGateway::SandboxGateway(SandboxOptions options)
@@ -395,10 +393,12 @@ Reply SandboxGateway::HandlePost(const std::string& id, const Request& r, Clock:
 
   Entry& e = entries_[id];
   ++e.post_count;
-  std::string key = b.Key();
-  e.bodies.insert(key);
+  uint64_t fingerprint = b.Fingerprint();
+  if (std::find(e.bodies.begin(), e.bodies.end(), fingerprint) == e.bodies.end()) {
+    e.bodies.push_back(fingerprint);
+  }
   if (e.created) {
-    if (e.body.Key() != key) {
+    if (!(e.body == b)) {
       ++stats_["conflicts"];
       return Error(409, "CONFLICT", "idPayout already exists with a different request");
     }

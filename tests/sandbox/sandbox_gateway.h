@@ -12,7 +12,7 @@
 #include <mutex>
 #include <optional>
 #include <random>
-#include <set>
+#include <unordered_map>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -108,12 +108,13 @@ class SandboxGateway {
     std::string operator_code;
     std::string email;
     std::string callback_url;
-    std::string Key() const;
+    bool operator==(const Body&) const = default;
+    uint64_t Fingerprint() const;  // for counting distinct bodies; equality uses operator==
   };
   struct Entry {
     bool created = false;
     Body body;                       // the stored payout (first accepted body)
-    std::set<std::string> bodies;    // keys of distinct valid bodies seen
+    std::vector<uint64_t> bodies;    // fingerprints of distinct valid bodies seen
     int64_t posts_received = 0;      // every POST arrival for this id
     int64_t post_count = 0;          // POSTs that reached the payout logic (valid body)
     int64_t get_count = 0;
@@ -148,7 +149,7 @@ class SandboxGateway {
   const Clock::time_point start_;
   std::mutex mu_;
   std::mt19937_64 random_;
-  std::map<std::string, Entry, std::less<>> entries_;
+  std::unordered_map<std::string, Entry> entries_;
   std::vector<Arrival> arrivals_;
   int64_t arrivals_dropped_ = 0;
   std::vector<Clock::time_point> window_;  // accepted request times in the last second (ring)
