@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <cstdlib>
 #include <array>
-#include <bit>
 #include <cerrno>
 #include <condition_variable>
 #include <cstring>
@@ -137,9 +136,11 @@ uint16_t PayoutList::Intern(int kind, std::string_view value) {
   uint16_t last = last_shared_[kind];
   if (last != kInline && shared_[last] == value) return last;
   uint16_t index;
-  if (shared_.size() <= 16) {  // the usual batch: a few currencies, methods and operators
+  if (shared_.size() <= 32) {  // the usual batch: a few currencies, methods and operators
     for (size_t i = 0; i < shared_.size(); ++i) {
-      if (shared_[i] == value) {
+      const std::string& v = shared_[i];
+      if (v.size() == value.size() && (v.empty() || (v[0] == value[0] && v.back() == value.back())) &&
+          v == value) {
         last_shared_[kind] = static_cast<uint16_t>(i);
         return static_cast<uint16_t>(i);
       }
@@ -429,12 +430,12 @@ class FileHasher {
 
 uint64_t IdHash(std::string_view id) { return std::hash<std::string_view>{}(id); }
 
-// Sorts in place, ascending, with four 16-bit LSD passes: linear and sequential in memory, which
-// at a million ids beats a hash table's random probes (a cache miss each).
-void RadixSort(std::vector<uint64_t>* keys) {
+// Stable sort on the upper 32 bits, in place, with two 16-bit LSD passes: linear and sequential in
+// memory, which at a million ids beats a hash table's random probes (a cache miss each).
+void RadixSortHighHalf(std::vector<uint64_t>* keys) {
   std::vector<uint64_t> tmp(keys->size());
   std::vector<size_t> count(1 << 16);
-  for (int shift = 0; shift < 64; shift += 16) {
+  for (int shift = 32; shift < 64; shift += 16) {
     std::fill(count.begin(), count.end(), 0);
     for (uint64_t k : *keys) ++count[(k >> shift) & 0xFFFF];
     size_t sum = 0;
@@ -454,11 +455,12 @@ template <typename F>
 void ForEachDuplicateId(const PayoutList& list, std::vector<uint64_t> hashes, F on_duplicate) {
   const size_t n = hashes.size();
   if (n < 2) return;
-  // Key = the hash's high bits, then the index: sorting groups equal hashes, in input order.
-  const int bits = std::bit_width(n);
-  const uint64_t index_mask = (uint64_t{1} << bits) - 1;
+  // Key = 32 bits of hash, then the index. The keys start in index order and LSD radix sort is
+  // stable, so sorting on the hash half alone groups equal hashes in input order.
+  PAYOUTD_CHECK(n <= UINT32_MAX);
+  const uint64_t index_mask = 0xFFFFFFFFu;
   for (size_t i = 0; i < n; ++i) hashes[i] = (hashes[i] & ~index_mask) | i;
-  RadixSort(&hashes);
+  RadixSortHighHalf(&hashes);
   std::vector<size_t> firsts;  // distinct ids of one hash group, by first occurrence
   for (size_t i = 0; i < n;) {
     size_t j = i + 1;
