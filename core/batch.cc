@@ -134,7 +134,7 @@ const char* PayoutList::Store(size_t n) {
 
 uint16_t PayoutList::Intern(int kind, std::string_view value) {
   uint16_t last = last_shared_[kind];
-  if (last != kInline && shared_[last] == value) return last;
+  if (last < shared_.size() && shared_[last] == value) return last;  // (a moved-from list has none)
   uint16_t index;
   if (shared_.size() <= 32) {  // the usual batch: a few currencies, methods and operators
     for (size_t i = 0; i < shared_.size(); ++i) {

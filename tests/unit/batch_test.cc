@@ -364,6 +364,10 @@ TEST(PayoutList, BehavesLikeAVectorOfPayouts) {
   for (const Payout& q : copy) n += q.id == "x";
   EXPECT_EQ(n, 1);
   EXPECT_THROW(copy.at(1), std::out_of_range);
+  PayoutList moved = std::move(copy);
+  copy.push_back(p);  // NOLINT(bugprone-use-after-move): a moved-from list is still usable
+  EXPECT_EQ(copy[0].currency, "EUR");
+  EXPECT_EQ(moved[0].account_name, p.account_name);
 }
 
 TEST(PayoutList, RoundTripsLongFieldsAndManyDistinctSharedValues) {
