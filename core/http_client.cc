@@ -60,7 +60,9 @@ struct Watch {
 struct Transfer {
   uint64_t id = 0;
   CURL* easy = nullptr;
-  curl_slist* headers = nullptr;
+  // The header list curl reads, built in place over header_text (no allocation per header).
+  std::vector<std::string> header_text;
+  std::vector<curl_slist> headers;
   std::string request_body;   // CURLOPT_POSTFIELDS points here: must live as long as the transfer
   HttpResponse response;
   HttpClient::Callback done;
@@ -295,20 +297,36 @@ struct HttpClient::Impl {
 
   void Release(Transfer& t) {
     curl_multi_remove_handle(multi, t.easy);
-    curl_slist_free_all(t.headers);
-    t.headers = nullptr;
+    // The handle goes back to the pool: nothing may point into the finished transfer.
+    curl_easy_setopt(t.easy, CURLOPT_ERRORBUFFER, nullptr);
+    curl_easy_setopt(t.easy, CURLOPT_HTTPHEADER, nullptr);
     idle_easies.push_back(t.easy);
     t.easy = nullptr;
   }
 
+  // A handle with the options every request shares. Pooled handles keep them (no
+  // curl_easy_reset: it would free and rebuild curl's per-handle state each time).
   CURL* TakeEasy() {
     if (!idle_easies.empty()) {
       CURL* e = idle_easies.back();
       idle_easies.pop_back();
-      curl_easy_reset(e);
       return e;
     }
-    return curl_easy_init();
+    CURL* e = curl_easy_init();
+    if (!e) return nullptr;
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, &Impl::OnBody);
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, &Impl::OpenSocket);
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, this);
+    curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, &Impl::CloseSocket);
+    curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, this);
+    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 4096L);
+    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, static_cast<long>(CURL_HTTP_VERSION_2TLS));
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, options.verify_tls ? 1L : 0L);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, options.verify_tls ? 2L : 0L);
+    if (!options.ca_file.empty()) curl_easy_setopt(e, CURLOPT_CAINFO, options.ca_file.c_str());
+    return e;
   }
 };
 
@@ -330,7 +348,6 @@ HttpClient::~HttpClient() {
   Impl* i = impl_.get();
   for (auto& [id, t] : i->transfers) {
     curl_multi_remove_handle(i->multi, t->easy);
-    curl_slist_free_all(t->headers);
     curl_easy_cleanup(t->easy);
   }
   i->transfers.clear();
@@ -357,39 +374,33 @@ uint64_t HttpClient::Start(HttpRequest request, Callback done) {
   PAYOUTD_CHECK(t->easy != nullptr);
   CURL* e = t->easy;
 
-  for (const std::string& h : request.headers) t->headers = curl_slist_append(t->headers, h.c_str());
   // No "Expect: 100-continue" round trip for our small bodies.
-  t->headers = curl_slist_append(t->headers, "Expect:");
+  static char kNoExpect[] = "Expect:";
+  t->header_text = std::move(request.headers);
+  t->headers.resize(t->header_text.size() + 1);
+  for (size_t k = 0; k < t->header_text.size(); ++k) t->headers[k] = {t->header_text[k].data(), &t->headers[k + 1]};
+  t->headers.back() = {kNoExpect, nullptr};
 
   curl_easy_setopt(e, CURLOPT_URL, request.url.c_str());
   curl_easy_setopt(e, CURLOPT_PRIVATE, t.get());
   curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->error);
-  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->headers);
-  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, &Impl::OnBody);
+  curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->headers.data());
   curl_easy_setopt(e, CURLOPT_WRITEDATA, t.get());
-  curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, &Impl::OpenSocket);
-  curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, i);
-  curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, &Impl::CloseSocket);
-  curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, i);
   curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, static_cast<long>(request.timeout.count()));
   curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(request.connect_timeout.count()));
-  curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-  curl_easy_setopt(e, CURLOPT_HTTP_VERSION, static_cast<long>(CURL_HTTP_VERSION_2TLS));
   // Wait for a connection that can multiplex rather than opening another (matters for HTTP/2
   // over TLS only; plain HTTP/1.1 would be serialised by it).
-  if (request.url.rfind("https://", 0) == 0) curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
-  curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, i->options.verify_tls ? 1L : 0L);
-  curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, i->options.verify_tls ? 2L : 0L);
-  if (!i->options.ca_file.empty()) curl_easy_setopt(e, CURLOPT_CAINFO, i->options.ca_file.c_str());
+  curl_easy_setopt(e, CURLOPT_PIPEWAIT, request.url.rfind("https://", 0) == 0 ? 1L : 0L);
+  // Every method option is set each time: the handle may last have carried another method.
+  curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, nullptr);
   if (request.method == "POST") {
-    curl_easy_setopt(e, CURLOPT_POST, 1L);
-    curl_easy_setopt(e, CURLOPT_POSTFIELDS, t->request_body.data());
     curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(t->request_body.size()));
-  } else if (request.method == "GET") {
-    curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, t->request_body.data());
   } else {
-    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, request.method.c_str());
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, nullptr);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(-1));
+    curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);  // after POSTFIELDS, which would make it a POST
+    if (request.method != "GET") curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, request.method.c_str());
   }
 
   const uint64_t id = t->id;
@@ -399,8 +410,6 @@ uint64_t HttpClient::Start(HttpRequest request, Callback done) {
   if (curl_multi_add_handle(i->multi, e) != CURLM_OK) {
     auto node = i->transfers.extract(id);
     raw->response.error = "curl_multi_add_handle failed";
-    curl_slist_free_all(raw->headers);
-    raw->headers = nullptr;
     i->idle_easies.push_back(raw->easy);
     std::shared_ptr<Transfer> owned(std::move(node.mapped()));
     asio::post(i->io, [owned] { owned->done(std::move(owned->response)); });

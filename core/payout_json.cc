@@ -179,7 +179,8 @@ simdjson::error_code ReadPaymentMethod(od::value v, RawPayout* p) {
 simdjson::error_code ReadPayout(std::string_view body, RawPayout* p) {
   // ondemand needs SIMDJSON_PADDING readable bytes past the end; copy into a padded buffer.
   simdjson::padded_string padded(body);
-  od::parser parser;
+  // One parser per thread: it keeps its buffers between documents.
+  thread_local od::parser parser;
   od::document doc;
   PAYOUTD_JSON_TRY(parser.iterate(padded).get(doc));
   od::object root;
@@ -360,7 +361,7 @@ std::string ErrorMessageFromBody(std::string_view body, size_t max_len) {
   std::string message;
   {
     simdjson::padded_string padded(body);
-    od::parser parser;
+    thread_local od::parser parser;
     od::document doc;
     std::string code, text;
     bool found = false;
