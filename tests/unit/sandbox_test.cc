@@ -1,6 +1,7 @@
 // The sandbox gateway, run as the real binary and driven over loopback.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <thread>
 
 #include "tests/support/sandbox_process.h"
@@ -391,6 +392,36 @@ TEST(Sandbox, RefuseAuthSwitchAnswers401UntilTurnedOff) {
   EXPECT_FALSE(sandbox.Ledger().at("U-1").created);
   sandbox.SetRefuseAuth(false);
   EXPECT_EQ(sandbox.Post("U-1", PayoutBody("1")).status, 201);
+}
+
+TEST(Sandbox, ServesConcurrentClientsOnSeveralThreadsWithoutLosingPayouts) {
+  SandboxProcess sandbox({"--threads", "2", "--no-auth"});
+  constexpr int kClients = 4, kEach = 25;
+  std::vector<std::thread> clients;
+  std::atomic<int> created{0};
+  for (int c = 0; c < kClients; ++c) {
+    clients.emplace_back([&, c] {
+      for (int i = 0; i < kEach; ++i) {
+        std::string id = "T" + std::to_string(c) + "-" + std::to_string(i);
+        HttpReply r = HttpRequest(sandbox.port(), "POST", "/payouts/" + id, PayoutBody("1"),
+                                  {{"X-API-Version", "2"}});
+        if (r.status == 201) ++created;
+      }
+    });
+  }
+  for (std::thread& t : clients) t.join();
+  EXPECT_EQ(created.load(), kClients * kEach);
+  auto ledger = sandbox.Ledger();
+  EXPECT_EQ(ledger.size(), static_cast<size_t>(kClients * kEach));
+  for (const auto& [id, e] : ledger) EXPECT_EQ(e.post_count, 1) << id;
+  EXPECT_EQ(sandbox.Arrivals().size(), static_cast<size_t>(kClients * kEach));
+}
+
+TEST(Sandbox, BasePathPrefixesThePayoutEndpoints) {
+  SandboxProcess sandbox({"--base-path", "/v1", "--no-auth"});
+  EXPECT_EQ(sandbox.Send("POST", "/v1/payouts/BP-1", PayoutBody("1"), {{"X-API-Version", "2"}}).status, 201);
+  EXPECT_EQ(sandbox.Send("GET", "/payouts/BP-1", "", {{"X-API-Version", "2"}}).status, 404);
+  EXPECT_EQ(sandbox.Send("GET", "/v1/payouts/BP-1", "", {{"X-API-Version", "2"}}).status, 200);
 }
 
 TEST(Sandbox, ResetForgetsEverything) {
