@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <string>
 
 #include "core/gateway_client.h"
@@ -70,16 +71,20 @@ int main(int argc, char** argv) {
   p.operator_code = "BNK_000";
   p.method = "BANK_TRANSFER";
 
-  int created = 0, other = 0;
-  const double cpu0 = CpuSeconds();
-  const auto t0 = std::chrono::steady_clock::now();
-  for (int i = 0; i < n; ++i) {
-    p.id = prefix + "-" + std::to_string(i);
+  // A closed loop like wrk's: keep twice the connections' worth of payouts outstanding, and submit
+  // the next one as each reports (as the daemon's pipeline does).
+  int created = 0, other = 0, next = 0;
+  std::function<void()> submit_one = [&] {
+    p.id = prefix + "-" + std::to_string(next++);
     (*client)->Submit(p, [&](payoutd::SubmitResult r) {
       if (r.outcome == payoutd::SubmitResult::Outcome::kCreated) ++created;
       else ++other;
+      if (next < n) submit_one();
     });
-  }
+  };
+  const double cpu0 = CpuSeconds();
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < std::min(n, 2 * connections); ++i) submit_one();
   io.run();
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const double cpu = CpuSeconds() - cpu0;

@@ -7,7 +7,7 @@
 # BUILD_DIR must hold a Release build of bench_client and payout-sandbox:
 #   cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release
 #   cmake --build build-release -j2 --target bench_client payout-sandbox
-# Env: SANDBOX_BIN (the sandbox is always built -O2, so any build folder's will do), SECONDS_WRK [10], N_HEY [50000], N_CLIENT [100000], CONNECTIONS [64].
+# Env: ROUNDS [3], SANDBOX_BIN (the sandbox is always built -O2, so any build folder's will do), SECONDS_WRK [5], N_HEY [40000], N_CLIENT [60000], CONNECTIONS [64].
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 build=${1:-$here/../build-release}
@@ -36,26 +36,37 @@ cat >"$tmp/body.json" <<'JSON'
 {"paymentRequested":{"money":{"amount":42.05,"currencyCode":"USD"}},"paymentMethod":{"paymentMethodCode":"BANK_TRANSFER","account":{"accountName":"Bench Account","accountNumber":"DE89370400440532013000"},"paymentOperatorCode":"BNK_000"}}
 JSON
 
-# A fresh sandbox for each tool, so the ledger size is the same at the start of each run.
-start_sandbox
-wrk_rate=$(BENCH_PREFIX=WRK wrk -t2 -c"$c" -d"${SECONDS_WRK:-10}s" -s "$here/bench_client_post.lua" \
-  "http://127.0.0.1:$port/" | awk '/Requests\/sec/ {print $2}')
-stop_sandbox
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
-start_sandbox
-# hey cannot vary the URL: one id, so after the first POST the sandbox answers 409 (no new payout).
-hey_rate=$(hey -n "${N_HEY:-50000}" -c "$c" -m POST -T application/json -H "X-API-Version: 2" \
-  -D "$tmp/body.json" "http://127.0.0.1:$port/payouts/HEY-1" | awk '/Requests\/sec/ {print $2}')
-stop_sandbox
+# The machine is shared, so the tools take turns, ROUNDS times, each against a fresh sandbox (same
+# ledger size at the start of each run); the medians are compared.
+wrk_rates=() hey_rates=() our_rates=() cpus=()
+for round in $(seq "${ROUNDS:-3}"); do
+  start_sandbox
+  wrk_rates+=("$(BENCH_PREFIX=WRK$round wrk -t2 -c"$c" -d"${SECONDS_WRK:-5}s" -s "$here/bench_client_post.lua" \
+    "http://127.0.0.1:$port/" | awk '/Requests\/sec/ {print $2}')")
+  stop_sandbox
 
-start_sandbox
-ours=$("$client_bin" --url "http://127.0.0.1:$port" --n "${N_CLIENT:-100000}" --connections "$c")
-stop_sandbox
-our_rate=$(sed -E 's/.* rate=([0-9.]+).*/\1/' <<<"$ours")
-cpu_us=$(sed -E 's/.*cpu_us_per_request=([0-9.]+).*/\1/' <<<"$ours")
+  start_sandbox
+  # hey cannot vary the URL: one id, so after the first POST the sandbox answers 409 (no new payout).
+  hey_rates+=("$(hey -n "${N_HEY:-40000}" -c "$c" -m POST -T application/json -H "X-API-Version: 2" \
+    -D "$tmp/body.json" "http://127.0.0.1:$port/payouts/HEY-1" | awk '/Requests\/sec/ {print $2}')")
+  stop_sandbox
 
-printf 'wrk  (unique ids, %s conns): %10.0f req/s\n' "$c" "$wrk_rate"
-printf 'hey  (one id -> 409s, %s conns): %6.0f req/s\n' "$c" "$hey_rate"
-printf 'ours (unique ids, %s in flight): %6.0f req/s   %s\n' "$c" "$our_rate" "$ours"
-printf 'ours / wrk = %.2f (target >= 0.6); our CPU per request = %s us (user+sys)\n' \
+  start_sandbox
+  ours=$("$client_bin" --url "http://127.0.0.1:$port" --n "${N_CLIENT:-60000}" --connections "$c" --prefix "OURS$round")
+  stop_sandbox
+  echo "round $round: wrk ${wrk_rates[-1]}  hey ${hey_rates[-1]}  ours: $ours"
+  our_rates+=("$(sed -E 's/.* rate=([0-9.]+).*/\1/' <<<"$ours")")
+  cpus+=("$(sed -E 's/.*cpu_us_per_request=([0-9.]+).*/\1/' <<<"$ours")")
+done
+wrk_rate=$(printf '%s\n' "${wrk_rates[@]}" | median)
+hey_rate=$(printf '%s\n' "${hey_rates[@]}" | median)
+our_rate=$(printf '%s\n' "${our_rates[@]}" | median)
+cpu_us=$(printf '%s\n' "${cpus[@]}" | median)
+
+printf 'median wrk  (unique ids, %s conns):        %8.0f req/s\n' "$c" "$wrk_rate"
+printf 'median hey  (one id -> 409s, %s conns):    %8.0f req/s\n' "$c" "$hey_rate"
+printf 'median ours (unique ids, %s in flight):    %8.0f req/s\n' "$c" "$our_rate"
+printf 'ours / wrk = %.2f (target >= 0.6); our CPU per request = %s us (user+sys, median)\n' \
   "$(echo "$our_rate / $wrk_rate" | bc -l)" "$cpu_us"
