@@ -281,6 +281,7 @@ class GatewayClientImpl final : public GatewayClient {
         Result<GatewayPayout> parsed = ParsePostResponse(r.body, call.payout_id, currencies_);
         if (parsed) {
           ++call.attempts;
+          call.message.clear();
           return Report(id, SubmitResult::Outcome::kCreated);
         }
         bad_body = parsed.error();
@@ -354,12 +355,21 @@ class GatewayClientImpl final : public GatewayClient {
     Backoff(call, policy_.Backoff(call.attempts, random_));
   }
 
-  SubmitResult::Outcome CompareWithOurs(const Call& call) const {
+  // After a 409 (or an ambiguous POST), is the gateway's payout under this id ours?
+  SubmitResult::Outcome CompareWithOurs(Call& call) const {
     const GatewayPayout& v = *call.view;
     const Payout& p = call.payout;
     const bool same = v.amount_minor == p.amount_minor && v.currency == p.currency &&
                       (v.account_number.empty() || v.account_number == p.account_number);
-    return same ? SubmitResult::Outcome::kCreated : SubmitResult::Outcome::kConflict;
+    if (same) {
+      call.message.clear();
+      return SubmitResult::Outcome::kCreated;
+    }
+    const int digits = currencies_.MinorUnits(v.currency).value_or(0);
+    call.message = "the gateway holds " + FormatFixedAmount(v.amount_minor, digits) + " " + v.currency +
+                   (v.account_number.empty() ? "" : " to " + MaskAccount(v.account_number)) +
+                   " under this id";
+    return SubmitResult::Outcome::kConflict;
   }
 
   void OnAuthRefused(Call& call, std::string_view method_name, int status) {
@@ -476,7 +486,6 @@ class GatewayClientImpl final : public GatewayClient {
         // Cut short: if a POST may have landed, say so; otherwise nothing is known.
         result.outcome = call.maybe_created ? SubmitResult::Outcome::kUnknown : SubmitResult::Outcome::kCancelled;
       }
-      if (result.outcome == SubmitResult::Outcome::kConflict) call.message = "id conflict";
       result.http_status = call.http_status;
       result.message = std::move(call.message);
       result.post_attempts = call.post_attempts;

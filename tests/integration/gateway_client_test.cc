@@ -2,6 +2,7 @@
 // the rate limit as the gateway saw it, auth pause/resume, and 10,000 payouts through faults.
 // No sleeps: the io_context runs until a condition holds or a deadline passes.
 #include "core/gateway_client.h"
+#include "core/log.h"
 
 #include <curl/curl.h>
 #include <fcntl.h>
@@ -323,6 +324,11 @@ TEST(GatewayClient, Post409WithSameBodyIsCreatedAndWithOtherBodyIsConflict) {
 
   SubmitResult other = h.SubmitAndWait(MakePayout("DUP-1", 2000));
   EXPECT_EQ(other.outcome, SubmitResult::Outcome::kConflict);
+  // Says what the gateway holds, with the account masked.
+  const std::string account = MakePayout("DUP-1").account_number;
+  EXPECT_NE(other.message.find("10.00 USD"), std::string::npos) << other.message;
+  EXPECT_NE(other.message.find(MaskAccount(account)), std::string::npos) << other.message;
+  EXPECT_EQ(other.message.find(account), std::string::npos) << other.message;
   ASSERT_TRUE(other.payout.has_value());
   EXPECT_EQ(other.payout->amount_minor, 1000);
   EXPECT_EQ(h.observer.responses["POST 409"], 2);
