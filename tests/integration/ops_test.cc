@@ -1,0 +1,662 @@
+// What operators rely on, checked against the real binaries: payoutd run (PAYOUTD_BIN) paying
+// batches through payout-sandbox (PAYOUT_SANDBOX_BIN) over loopback.
+//  - /metrics after a batch matches the batch and passes `promtool check metrics`;
+//  - no log line (debug level, text and json) carries a secret, a token or a full account number,
+//    whatever happens: rejected batch, 5xx, dropped connections, bad JSON, 401 pause, 422;
+//  - the callback receiver: a forged callback cannot set a status; size, JSON and id checks.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <optional>
+#include <regex>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "tests/support/sandbox_process.h"
+
+#ifndef PAYOUTD_BIN
+#error "PAYOUTD_BIN must name the payoutd binary (payoutd_test defines it)"
+#endif
+
+namespace payoutd {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+using testing::HttpReply;
+using testing::HttpRequest;
+using testing::SandboxProcess;
+
+// Polls `cond` every few milliseconds until it holds or `timeout` passes; returns its last value.
+bool WaitFor(const std::function<bool()>& cond, std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    if (cond()) return true;
+    if (std::chrono::steady_clock::now() >= deadline) return cond();
+    std::this_thread::sleep_for(10ms);  // polling interval of a deadline-bounded wait
+  }
+}
+
+std::string ReadAll(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+void WriteFile(const fs::path& p, const std::string& text, mode_t mode = 0600) {
+  {
+    std::ofstream out(p, std::ios::binary | std::ios::trunc);
+    out << text;
+  }
+  ::chmod(p.c_str(), mode);
+}
+
+class TempDir {
+ public:
+  TempDir() {
+    char tmpl[] = "/tmp/payoutd-ops-test-XXXXXX";
+    if (::mkdtemp(tmpl) == nullptr) throw std::runtime_error("mkdtemp failed");
+    path_ = tmpl;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    if (!::getenv("OPS_TEST_KEEP")) fs::remove_all(path_, ec);
+  }
+  const fs::path& path() const { return path_; }
+
+ private:
+  fs::path path_;
+};
+
+// A TCP port the OS chose on 127.0.0.1, held (bound, SO_REUSEADDR, not listening) until Release()
+// so nobody else gets it, while a listener with SO_REUSEADDR (payoutd's callback receiver) can
+// still bind and listen on it. Needed because callbacks.url must name the port before start.
+class ReservedPort {
+ public:
+  ReservedPort() {
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    ::setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) throw std::runtime_error("bind failed");
+    socklen_t len = sizeof a;
+    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+  }
+  ~ReservedPort() { Release(); }
+  void Release() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+  uint16_t port() const { return port_; }
+
+ private:
+  int fd_ = -1;
+  uint16_t port_ = 0;
+};
+
+struct DaemonConfig {
+  std::string base_url;
+  std::string merchant = "TEST_MERCHANT";
+  std::string secret;
+  std::string log_format = "text";
+  std::string log_level = "debug";
+  std::string callbacks_url;
+  std::string callbacks_listen;
+  std::string polling_initial = "20ms";
+  std::string polling_max = "100ms";
+  int max_attempts = 10;
+};
+
+// A payoutd run in its own folder: config, secret file, spool, state; stderr kept in a file.
+class Daemon {
+ public:
+  explicit Daemon(const fs::path& dir) : dir_(dir) {
+    fs::create_directories(dir_ / "spool");
+  }
+  ~Daemon() { Stop(); }
+
+  fs::path spool() const { return dir_ / "spool"; }
+  fs::path log_path() const { return dir_ / ("payoutd-" + std::to_string(runs_) + ".log"); }
+  const fs::path& dir() const { return dir_; }
+
+  void WriteConfig(const DaemonConfig& c) {
+    WriteFile(dir_ / "secret.key", c.secret + "\n", 0600);
+    std::string yaml =
+        "gateway:\n"
+        "  base_url: " + c.base_url + "\n"
+        "  timeout: 2s\n"
+        "  connect_timeout: 1s\n"
+        "auth:\n"
+        "  merchant_code: " + c.merchant + "\n"
+        "  secret_file: " + (dir_ / "secret.key").string() + "\n"
+        "limits:\n"
+        "  requests_per_second: 100000\n"
+        "  burst: 1000\n"
+        "  max_in_flight: 32\n"
+        "retry:\n"
+        "  max_attempts: " + std::to_string(c.max_attempts) + "\n"
+        "  initial_backoff: 5ms\n"
+        "  max_backoff: 50ms\n"
+        "polling:\n"
+        "  initial_delay: " + c.polling_initial + "\n"
+        "  max_interval: " + c.polling_max + "\n"
+        "spool:\n"
+        "  dir: " + spool().string() + "\n"
+        "  settle: 50ms\n"
+        "state:\n"
+        "  path: " + (dir_ / "state" / "payoutd.db").string() + "\n"
+        "metrics:\n"
+        "  listen: 127.0.0.1:0\n";
+    if (!c.callbacks_url.empty() || !c.callbacks_listen.empty())
+      yaml += "callbacks:\n  url: \"" + c.callbacks_url + "\"\n  listen: \"" + c.callbacks_listen + "\"\n";
+    yaml += "log:\n  level: " + c.log_level + "\n  format: " + c.log_format + "\nshutdown_grace: 2s\n";
+    WriteFile(dir_ / "payoutd.yaml", yaml, 0600);
+  }
+
+  // Starts `payoutd run` and waits for its payoutd.ready line; returns false (with the log in
+  // *why) when it does not come.
+  bool Start(std::string* why) {
+    ++runs_;
+    std::string log = log_path().string();
+    std::string config = (dir_ / "payoutd.yaml").string();
+    pid_ = ::fork();
+    if (pid_ < 0) return false;
+    if (pid_ == 0) {
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // a crashed test leaves no daemon behind
+      FILE* f = std::freopen(log.c_str(), "w", stderr);
+      (void)f;
+      ::execl(PAYOUTD_BIN, PAYOUTD_BIN, "run", "--config", config.c_str(), static_cast<char*>(nullptr));
+      ::_exit(127);
+    }
+    std::smatch m;
+    bool ready = WaitFor([&] {
+      std::string text = ReadAll(log_path());
+      if (text.find("payoutd.ready") == std::string::npos) return !Alive();
+      static const std::regex port_re(R"(\(port ([0-9]+)\))");
+      if (std::regex_search(text, m, port_re)) metrics_port_ = static_cast<uint16_t>(std::stoi(m[1]));
+      return true;
+    }, 15s);
+    if (!ready || !Alive() || metrics_port_ == 0) {
+      if (why) *why = ReadAll(log_path());
+      return false;
+    }
+    return true;
+  }
+
+  bool Alive() {
+    if (pid_ <= 0) return false;
+    int status = 0;
+    pid_t r = ::waitpid(pid_, &status, WNOHANG);
+    if (r == pid_) {
+      exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      pid_ = -1;
+      return false;
+    }
+    return true;
+  }
+
+  // SIGTERM, wait up to 15 s (SIGKILL after). Returns the exit code.
+  int Stop() {
+    if (pid_ <= 0) return exit_code_;
+    ::kill(pid_, SIGTERM);
+    int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid_, 0));
+    if (pidfd >= 0) {
+      pollfd p{pidfd, POLLIN, 0};
+      if (::poll(&p, 1, 15000) <= 0) ::kill(pid_, SIGKILL);
+      ::close(pidfd);
+    }
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+    exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    pid_ = -1;
+    return exit_code_;
+  }
+
+  uint16_t metrics_port() const { return metrics_port_; }
+
+  std::string Scrape() {
+    HttpReply r = HttpRequest(metrics_port_, "GET", "/metrics");
+    return r.status == 200 ? r.body : std::string();
+  }
+
+  // Drops a batch the way finance ops do: write beside, rename into inbox/.
+  void Drop(const std::string& batch, const std::string& csv) {
+    fs::path part = spool() / "inbox" / (batch + ".csv.part");
+    WriteFile(part, csv, 0644);
+    fs::rename(part, spool() / "inbox" / (batch + ".csv"));
+  }
+
+  bool WaitDone(const std::string& batch, std::chrono::milliseconds timeout) {
+    return WaitFor([&] { return fs::exists(spool() / "done" / (batch + ".summary.json")); }, timeout);
+  }
+
+ private:
+  fs::path dir_;
+  pid_t pid_ = -1;
+  int exit_code_ = -1;
+  int runs_ = 0;
+  uint16_t metrics_port_ = 0;
+};
+
+// The value of the sample `name{labels...}` whose labels include every pair of `labels`; nullopt
+// when no line matches. Sums when several lines match (e.g. code="201" across no other labels).
+std::optional<double> Sample(const std::string& text, const std::string& name,
+                             const std::map<std::string, std::string>& labels = {}) {
+  std::istringstream in(text);
+  std::string line;
+  std::optional<double> total;
+  while (std::getline(in, line)) {
+    if (line.empty() || line[0] == '#') continue;
+    size_t name_end = line.find_first_of("{ ");
+    if (name_end == std::string::npos || line.compare(0, name_end, name) != 0 || name_end != name.size()) continue;
+    std::string label_text;
+    size_t value_pos = name_end;
+    if (line[name_end] == '{') {
+      size_t close = line.find('}', name_end);
+      if (close == std::string::npos) continue;
+      label_text = line.substr(name_end + 1, close - name_end - 1);
+      value_pos = close + 1;
+    }
+    bool all = true;
+    for (const auto& [k, v] : labels)
+      if (label_text.find(k + "=\"" + v + "\"") == std::string::npos) all = false;
+    if (!all) continue;
+    double v = std::strtod(line.c_str() + value_pos, nullptr);
+    total = total.value_or(0) + v;
+  }
+  return total;
+}
+
+double SampleOr0(const std::string& text, const std::string& name, const std::map<std::string, std::string>& labels = {}) {
+  return Sample(text, name, labels).value_or(-1);
+}
+
+// id -> state from a results.csv (columns line,id,amount,currency,state,...).
+std::map<std::string, std::string> ResultStates(const fs::path& results) {
+  std::map<std::string, std::string> out;
+  std::istringstream in(ReadAll(results));
+  std::string line;
+  std::getline(in, line);  // header
+  while (std::getline(in, line)) {
+    std::vector<std::string> cols;
+    std::stringstream ls(line);
+    std::string c;
+    while (cols.size() < 5 && std::getline(ls, c, ',')) cols.push_back(c);
+    if (cols.size() == 5) out[cols[1]] = cols[4];
+  }
+  return out;
+}
+
+// The sandbox's /_sandbox/ledger and /_sandbox/arrivals, read here rather than through
+// SandboxProcess::Ledger()/Arrivals(): those iterate `doc[...].get_object().value()` in a range-for,
+// which binds to a destroyed temporary and crashes in a Release build.
+simdjson::dom::element FetchJson(SandboxProcess& sandbox, simdjson::dom::parser& parser, const std::string& path) {
+  HttpReply r = sandbox.Send("GET", path);
+  simdjson::dom::element doc;
+  if (r.status != 200 || parser.parse(r.body).get(doc)) throw std::runtime_error("GET " + path + " failed");
+  return doc;
+}
+
+// id -> created, from the ledger.
+std::map<std::string, bool> LedgerCreated(SandboxProcess& sandbox) {
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc = FetchJson(sandbox, parser, "/_sandbox/ledger");
+  simdjson::dom::object payouts = doc["payouts"].get_object().value();
+  std::map<std::string, bool> out;
+  for (auto [key, v] : payouts) out[std::string(key)] = v["created"].get_bool().value();
+  return out;
+}
+
+// Statuses of the /payouts requests the sandbox saw, in arrival order.
+std::vector<int> ArrivalStatuses(SandboxProcess& sandbox) {
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc = FetchJson(sandbox, parser, "/_sandbox/arrivals");
+  simdjson::dom::array arrivals = doc["arrivals"].get_array().value();
+  std::vector<int> out;
+  for (simdjson::dom::element a : arrivals) out.push_back(static_cast<int>(a["status"].get_int64().value()));
+  return out;
+}
+
+const char kHeader[] = "id,amount,currency,account_number,account_name,operator_code\n";
+
+// ---------------------------------------------------------------------------------------------
+// 1. Metrics after a batch.
+
+TEST(OpsMetrics, AfterABatchCountersMatchItsOutcomesAndTheTextPassesPromtool) {
+  SandboxProcess sandbox({"--final-after-ms", "0"});
+  TempDir tmp;
+  Daemon d(tmp.path());
+  DaemonConfig c;
+  c.base_url = sandbox.base_url();
+  c.secret = sandbox.secret();
+  c.log_level = "info";
+  d.WriteConfig(c);
+  std::string why;
+  ASSERT_TRUE(d.Start(&why)) << why;
+
+  // 6 SUCCESS (USD 1.00..6.00 = 21.00), 3 FAILED (account ends 13), 2 REJECTED (BNK_REJECT).
+  std::string csv = kHeader;
+  for (int i = 1; i <= 6; ++i)
+    csv += "M-S" + std::to_string(i) + "," + std::to_string(i) + ".00,USD,DE0000111122" + std::to_string(20 + i) + ",Ann,BNK_000\n";
+  for (int i = 1; i <= 3; ++i) csv += "M-F" + std::to_string(i) + ",2.50,USD,DE00001111" + std::to_string(10 + i) + "13,Bob,BNK_000\n";
+  for (int i = 1; i <= 2; ++i) csv += "M-R" + std::to_string(i) + ",7,USD,DE00001111333" + std::to_string(i) + ",Cy,BNK_REJECT\n";
+  d.Drop("metrics-batch", csv);
+  d.Drop("metrics-bad", std::string(kHeader) + "M-X1,-5,USD,DE1,Dee,BNK_000\n");  // rejected: signed amount
+  ASSERT_TRUE(d.WaitDone("metrics-batch", 20s)) << ReadAll(d.log_path());
+  ASSERT_TRUE(WaitFor([&] { return fs::exists(d.spool() / "rejected" / "metrics-bad.errors.csv"); }, 10s));
+
+  // The done counter is raised right after the reports are written; wait for it, not for time.
+  std::string text;
+  ASSERT_TRUE(WaitFor([&] {
+    text = d.Scrape();
+    return SampleOr0(text, "payoutd_batches_total", {{"result", "done"}}) == 1 &&
+           SampleOr0(text, "payoutd_batches_total", {{"result", "rejected"}}) == 1;
+  }, 10s)) << text;
+
+  EXPECT_EQ(SampleOr0(text, "payoutd_payouts_total", {{"state", "SUCCESS"}}), 6);
+  EXPECT_EQ(SampleOr0(text, "payoutd_payouts_total", {{"state", "FAILED"}}), 3);
+  EXPECT_EQ(SampleOr0(text, "payoutd_payouts_total", {{"state", "REJECTED"}}), 2);
+  EXPECT_EQ(SampleOr0(text, "payoutd_payouts_total", {{"state", "ERROR"}}), 0);
+  EXPECT_EQ(SampleOr0(text, "payoutd_batches_total", {{"result", "accepted"}}), 1);
+  EXPECT_EQ(SampleOr0(text, "payoutd_batches_total", {{"result", "done"}}), 1);
+  EXPECT_EQ(SampleOr0(text, "payoutd_batches_total", {{"result", "rejected"}}), 1);
+  // 9 payouts created (201), 2 refused (422); no faults, so no other POST codes.
+  EXPECT_EQ(SampleOr0(text, "payoutd_http_requests_total", {{"method", "POST"}, {"code", "201"}}), 9);
+  EXPECT_EQ(SampleOr0(text, "payoutd_http_requests_total", {{"method", "POST"}, {"code", "422"}}), 2);
+  EXPECT_EQ(SampleOr0(text, "payoutd_http_requests_total", {{"method", "POST"}}), 11);
+  EXPECT_GE(SampleOr0(text, "payoutd_http_requests_total", {{"method", "GET"}, {"code", "200"}}), 9);
+  EXPECT_EQ(SampleOr0(text, "payoutd_http_request_duration_seconds_count", {{"method", "POST"}}), 11);
+  EXPECT_DOUBLE_EQ(SampleOr0(text, "payoutd_amount_total", {{"currency", "USD"}, {"state", "SUCCESS"}}), 21.0);
+  EXPECT_DOUBLE_EQ(SampleOr0(text, "payoutd_amount_total", {{"currency", "USD"}, {"state", "FAILED"}}), 7.5);
+  EXPECT_DOUBLE_EQ(SampleOr0(text, "payoutd_amount_total", {{"currency", "USD"}, {"state", "REJECTED"}}), 14.0);
+  EXPECT_EQ(SampleOr0(text, "payoutd_sending_paused"), 0);
+  EXPECT_EQ(SampleOr0(text, "payoutd_in_flight_requests"), 0);
+  EXPECT_EQ(SampleOr0(text, "payoutd_throttled_total"), 0);
+  EXPECT_TRUE(Sample(text, "payoutd_build_info").has_value()) << text;
+  EXPECT_TRUE(Sample(text, "payoutd_oldest_pending_payout_age_seconds").has_value()) << text;
+  EXPECT_TRUE(Sample(text, "payoutd_payouts_pending", {{"stage", "polling"}}).has_value()) << text;
+
+  // The summary agrees with the metrics.
+  std::string summary = ReadAll(d.spool() / "done" / "metrics-batch.summary.json");
+  EXPECT_NE(summary.find("\"SUCCESS\": 6"), std::string::npos) << summary;
+  EXPECT_NE(summary.find("\"FAILED\": 3"), std::string::npos) << summary;
+  EXPECT_NE(summary.find("\"REJECTED\": 2"), std::string::npos) << summary;
+
+  if (std::system("command -v promtool > /dev/null 2>&1") != 0) GTEST_SKIP() << "promtool not installed";
+  fs::path scraped = tmp.path() / "metrics.txt";
+  WriteFile(scraped, text, 0644);
+  std::string cmd = "promtool check metrics < '" + scraped.string() + "' > '" + (tmp.path() / "promtool.out").string() + "' 2>&1";
+  int rc = std::system(cmd.c_str());
+  EXPECT_EQ(rc, 0) << ReadAll(tmp.path() / "promtool.out") << "\n" << text;
+  EXPECT_EQ(d.Stop(), 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. Log secrecy.
+
+struct SecrecyRun {
+  std::vector<std::string> accounts;  // every account number the batches carry
+  std::string logs;                   // every line payoutd wrote, all runs
+  std::string exports;                // errors.csv, results.csv, summary.json, metrics
+};
+
+// Drives payouts through every log path at debug level in `format`: a rejected batch, 500s,
+// dropped connections and broken JSON, a wrong secret (401 -> sending paused, nothing failed),
+// then the right secret (a restart) and a gateway refusal (422). Returns what was written.
+void RunSecrecyScenario(const std::string& format, const std::string& secret, const std::string& wrong_secret,
+                        SecrecyRun* out) {
+  SandboxProcess sandbox({"--final-after-ms", "30", "--500-share", "0.15", "--drop-share", "0.15",
+                          "--malformed-share", "0.15", "--seed", "7"},
+                         "TEST_MERCHANT", secret);
+  TempDir tmp;
+  Daemon d(tmp.path());
+  DaemonConfig c;
+  c.base_url = sandbox.base_url();
+  c.secret = wrong_secret;
+  c.log_format = format;
+  c.max_attempts = 30;  // faults must not exhaust retries: the batch is to finish with real outcomes
+  d.WriteConfig(c);
+
+  // Accounts: distinctive, so any leak of the unmasked part is found.
+  std::string csv = kHeader;
+  for (int i = 0; i < 12; ++i) {
+    std::string acct = "QZXSECRETACCT" + std::to_string(700000 + i) + (i % 4 == 1 ? "13" : "55");
+    out->accounts.push_back(acct);
+    csv += "S" + format + "-" + std::to_string(i) + ",1" + std::to_string(i) + ".25,EUR," + acct + ",Holder " +
+           std::to_string(i) + "," + (i % 4 == 3 ? "BNK_REJECT" : "BNK_000") + "\n";
+  }
+  // A bad batch whose rows carry account numbers next to errors (too many decimals, too long, a
+  // control character), so its error report and log line are tested too.
+  std::string bad_long = "QZXSECRETLONG" + std::string(30, '7');
+  std::string bad_ok = "QZXSECRETBADROW4455";
+  out->accounts.push_back(bad_long);
+  out->accounts.push_back(bad_ok);
+  std::string bad_csv = std::string(kHeader) + "B" + format + "-1,1.234,EUR," + bad_ok + ",Holder,BNK_000\n" +
+                        "B" + format + "-2,5.00,EUR," + bad_long + ",Holder,BNK_000\n" + "B" + format +
+                        "-3,5.00,EUR,QZXSECRETCTRL\x01" "9911,Holder,BNK_000\n";
+  out->accounts.push_back("QZXSECRETCTRL\x01" "9911");
+
+  std::string why;
+  ASSERT_TRUE(d.Start(&why)) << why;
+  d.Drop("bad-" + format, bad_csv);
+  ASSERT_TRUE(WaitFor([&] { return fs::exists(d.spool() / "rejected" / ("bad-" + format + ".errors.csv")); }, 10s));
+
+  // Wrong secret: the sandbox answers 401; sending pauses and nothing is marked failed for it.
+  const std::string batch = "pay-" + format;
+  d.Drop(batch, csv);
+  std::string text;
+  ASSERT_TRUE(WaitFor([&] {
+    text = d.Scrape();
+    return SampleOr0(text, "payoutd_sending_paused") == 1;
+  }, 15s)) << text << ReadAll(d.log_path());
+  // While paused the probe keeps being refused; wait for a few probes' worth of refusals.
+  ASSERT_TRUE(WaitFor([&] {
+    int n401 = 0;
+    for (int status : ArrivalStatuses(sandbox)) n401 += status == 401;
+    return n401 >= 5;
+  }, 10s));
+  text = d.Scrape();
+  EXPECT_EQ(SampleOr0(text, "payoutd_sending_paused"), 1);
+  for (const char* s : {"SUCCESS", "FAILED", "REJECTED", "ERROR"})
+    EXPECT_EQ(SampleOr0(text, "payoutd_payouts_total", {{"state", s}}), 0) << s;
+  for (const auto& [id, created] : LedgerCreated(sandbox)) EXPECT_FALSE(created) << id;
+  EXPECT_FALSE(fs::exists(d.spool() / "done" / (batch + ".summary.json")));
+  out->exports += text;
+  EXPECT_EQ(d.Stop(), 0);
+  std::string first_log = ReadAll(d.log_path());
+  EXPECT_NE(first_log.find("gateway_auth_refused"), std::string::npos) << first_log;
+
+  // The right secret: a restart resumes the batch, which ends with real outcomes despite faults.
+  c.secret = secret;
+  d.WriteConfig(c);
+  ASSERT_TRUE(d.Start(&why)) << why;
+  ASSERT_TRUE(d.WaitDone(batch, 40s)) << ReadAll(d.log_path());
+  auto states = ResultStates(d.spool() / "done" / (batch + ".results.csv"));
+  ASSERT_EQ(states.size(), 12u);
+  for (int i = 0; i < 12; ++i) {
+    std::string id = "S" + format + "-" + std::to_string(i);
+    const char* want = i % 4 == 3 ? "REJECTED" : i % 4 == 1 ? "FAILED" : "SUCCESS";
+    EXPECT_EQ(states[id], want) << id;
+  }
+  text = d.Scrape();
+  EXPECT_GT(SampleOr0(text, "payoutd_http_retries_total"), 0) << text;  // faults were met
+  out->exports += text;
+  EXPECT_EQ(d.Stop(), 0);
+  std::string second_log = ReadAll(d.log_path());
+
+  // The paths were really taken (so the absence checks below mean something).
+  std::string all = first_log + second_log;
+  for (const char* event : {"batch.rejected", "gateway_retry", "gateway_auth_refused", "payout.final", "batch.done"})
+    EXPECT_NE(all.find(event), std::string::npos) << "no " << event << " in the " << format << " log";
+  EXPECT_NE(all.find("REJECTED"), std::string::npos);
+  if (format == "json") {
+    EXPECT_EQ(all.find("{\""), 0u) << all.substr(0, 200);
+  }
+  out->logs += all;
+  for (const auto& entry : fs::directory_iterator(d.spool() / "done")) {
+    if (entry.path().extension() != ".csv" || entry.path().string().find(".results.") != std::string::npos)
+      out->exports += ReadAll(entry.path());
+  }
+  out->exports += ReadAll(d.spool() / "rejected" / ("bad-" + format + ".errors.csv"));
+}
+
+void ExpectNothingSecret(const std::string& where, const std::string& text, const SecrecyRun& run,
+                         const std::vector<std::string>& secrets) {
+  for (const auto& s : secrets) EXPECT_EQ(text.find(s), std::string::npos) << where << " holds a secret";
+  EXPECT_EQ(text.find("eyJ"), std::string::npos) << where << " holds a JWT: "
+                                                  << text.substr(text.find("eyJ") == std::string::npos ? 0 : text.find("eyJ"), 120);
+  EXPECT_EQ(text.find("Bearer"), std::string::npos) << where;
+  for (const auto& acct : run.accounts) {
+    EXPECT_EQ(text.find(acct), std::string::npos) << where << " holds the account number " << acct;
+    // Not even the part a mask hides.
+    std::string hidden = acct.substr(0, acct.size() - 4);
+    size_t at = text.find(hidden);
+    EXPECT_EQ(at, std::string::npos) << where << " holds the unmasked part of " << acct << ": "
+                                     << (at == std::string::npos ? "" : text.substr(at > 40 ? at - 40 : 0, 120));
+  }
+}
+
+class OpsLogSecrecy : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(OpsLogSecrecy, NoSecretTokenOrFullAccountNumberIsEverLoggedOrExported) {
+  const std::string secret = "ops-secret-" + GetParam() + "-b7e1c4d2a9f0";
+  const std::string wrong = "ops-wrong-secret-" + GetParam() + "-5c3e8a71";
+  SecrecyRun run;
+  RunSecrecyScenario(GetParam(), secret, wrong, &run);
+  if (HasFatalFailure()) return;
+  ASSERT_FALSE(run.logs.empty());
+  ExpectNothingSecret(GetParam() + " log", run.logs, run, {secret, wrong});
+  ExpectNothingSecret(GetParam() + " reports and metrics", run.exports, run, {secret, wrong});
+  // Masked forms may appear (and do: FAILED and REJECTED payouts are logged at info with the account).
+  EXPECT_NE(run.logs.find("****" + run.accounts[1].substr(run.accounts[1].size() - 4)), std::string::npos);
+}
+
+INSTANTIATE_TEST_SUITE_P(Formats, OpsLogSecrecy, ::testing::Values("text", "json"),
+                         [](const auto& info) { return info.param; });
+
+// ---------------------------------------------------------------------------------------------
+// 3. Callbacks.
+
+std::string CallbackBody(const std::string& id, const std::string& status) {
+  return R"({"paymentRequested":{"money":{"amount":3.5,"currencyCode":"USD"}},)"
+         R"("paymentMethodResponse":{"paymentMethodCode":"BANK_TRANSFER","idPayout":")" +
+         id + R"("},"process":{"status":")" + status +
+         R"(","createdAt":"2026-11-25T10:00:00Z","processedAt":"2026-11-25T10:00:01Z","isTest":true},)"
+         R"("fee":{"amount":0.1,"currencyCode":"USD"}})";
+}
+
+const testing::Headers kJson = {{"Content-Type", "application/json"}};
+
+TEST(OpsCallbacks, AForgedSuccessCallbackCannotOverrideTheGatewaysFailedStatus) {
+  // The gateway makes payouts final 1.5 s after creation and then posts a callback; polling is
+  // slowed to 20 s so the status can only arrive through a callback's nudge + GET.
+  SandboxProcess sandbox({"--final-after-ms", "1500"});
+  TempDir tmp;
+  Daemon d(tmp.path());
+  ReservedPort cb_port;
+  DaemonConfig c;
+  c.base_url = sandbox.base_url();
+  c.secret = sandbox.secret();
+  c.callbacks_listen = "127.0.0.1:" + std::to_string(cb_port.port());
+  c.callbacks_url = "http://127.0.0.1:" + std::to_string(cb_port.port()) + "/callback";
+  c.polling_initial = "20s";
+  c.polling_max = "20s";
+  d.WriteConfig(c);
+  std::string why;
+  ASSERT_TRUE(d.Start(&why)) << why;
+  cb_port.Release();
+
+  d.Drop("cb-batch", std::string(kHeader) + "CB-FAIL,3.50,USD,US0000999913,Eve,BNK_000\n" +
+                         "CB-OK,4.00,USD,US0000999955,Fay,BNK_000\n");
+  ASSERT_TRUE(WaitFor([&] {
+    auto l = LedgerCreated(sandbox);
+    return l.count("CB-FAIL") && l.at("CB-FAIL");
+  }, 10s));
+  // Forged: "SUCCESS" for a payout the gateway will end FAILED. The receiver says 200 (a hint).
+  HttpReply forged = HttpRequest(cb_port.port(), "POST", "/callback", CallbackBody("CB-FAIL", "SUCCESS"), kJson);
+  EXPECT_EQ(forged.status, 200) << forged.error;
+
+  ASSERT_TRUE(d.WaitDone("cb-batch", 15s)) << ReadAll(d.log_path());
+  auto states = ResultStates(d.spool() / "done" / "cb-batch.results.csv");
+  EXPECT_EQ(states["CB-FAIL"], "FAILED");
+  EXPECT_EQ(states["CB-OK"], "SUCCESS");
+  EXPECT_TRUE(WaitFor([&] { return sandbox.Stat("callbacks_delivered") >= 2; }, 5s));
+  // After it is final a second forged callback changes nothing either.
+  EXPECT_EQ(HttpRequest(cb_port.port(), "POST", "/callback", CallbackBody("CB-FAIL", "SUCCESS"), kJson).status, 200);
+  std::string text = d.Scrape();
+  EXPECT_GE(SampleOr0(text, "payoutd_callbacks_total", {{"result", "accepted"}}), 3) << text;
+  EXPECT_EQ(SampleOr0(text, "payoutd_payouts_total", {{"state", "SUCCESS"}}), 1);
+  EXPECT_EQ(SampleOr0(text, "payoutd_payouts_total", {{"state", "FAILED"}}), 1);
+  EXPECT_EQ(d.Stop(), 0);
+  EXPECT_EQ(ResultStates(d.spool() / "done" / "cb-batch.results.csv")["CB-FAIL"], "FAILED");
+}
+
+TEST(OpsCallbacks, ReceiverRefusesOversizedAndBadBodiesAndCountsUnknownIds) {
+  SandboxProcess sandbox({"--final-after-ms", "0"});
+  TempDir tmp;
+  Daemon d(tmp.path());
+  ReservedPort cb_port;
+  DaemonConfig c;
+  c.base_url = sandbox.base_url();
+  c.secret = sandbox.secret();
+  c.callbacks_listen = "127.0.0.1:" + std::to_string(cb_port.port());
+  c.callbacks_url = "http://127.0.0.1:" + std::to_string(cb_port.port()) + "/callback";
+  d.WriteConfig(c);
+  std::string why;
+  ASSERT_TRUE(d.Start(&why)) << why;
+  cb_port.Release();
+  const uint16_t port = cb_port.port();
+
+  std::string big = CallbackBody("NOPE-1", "SUCCESS");
+  big.insert(big.size() - 1, ",\"pad\":\"" + std::string(70 * 1024, 'x') + "\"");
+  HttpReply r = HttpRequest(port, "POST", "/callback", big, kJson);
+  EXPECT_EQ(r.status, 413) << r.error;
+  // Exactly 64 KiB is still allowed (the limit is "over 64 KiB").
+  std::string at_limit = CallbackBody("NOPE-2", "SUCCESS");
+  size_t pad = 64 * 1024 - at_limit.size() - std::string(",\"pad\":\"\"").size();
+  at_limit.insert(at_limit.size() - 1, ",\"pad\":\"" + std::string(pad, 'y') + "\"");
+  ASSERT_EQ(at_limit.size(), 64u * 1024);
+  EXPECT_EQ(HttpRequest(port, "POST", "/callback", at_limit, kJson).status, 200);
+
+  EXPECT_EQ(HttpRequest(port, "POST", "/callback", "{not json", kJson).status, 400);
+  EXPECT_EQ(HttpRequest(port, "POST", "/callback", R"({"process":{"status":"SUCCESS"}})", kJson).status, 400);
+  EXPECT_EQ(HttpRequest(port, "POST", "/callback", CallbackBody("NOPE-3", "SUCCESS"), kJson).status, 200);
+
+  std::string text;
+  ASSERT_TRUE(WaitFor([&] {
+    text = d.Scrape();
+    return SampleOr0(text, "payoutd_callbacks_total", {{"result", "unknown_id"}}) == 2;
+  }, 5s)) << text;
+  EXPECT_EQ(SampleOr0(text, "payoutd_callbacks_total", {{"result", "too_large"}}), 1);
+  EXPECT_EQ(SampleOr0(text, "payoutd_callbacks_total", {{"result", "bad_request"}}), 2);
+  EXPECT_EQ(SampleOr0(text, "payoutd_callbacks_total", {{"result", "accepted"}}), 0);
+  // Nothing was sent to the gateway on a callback's word.
+  EXPECT_TRUE(ArrivalStatuses(sandbox).empty());
+  EXPECT_EQ(d.Stop(), 0);
+}
+
+}  // namespace
+}  // namespace payoutd
