@@ -35,20 +35,11 @@ constexpr char kSecret[] = "integration-secret-0123456789";
 constexpr char kMerchant[] = "MERCHANT-1";
 
 // ---------------------------------------------------------------------------------------------
-// A payout-sandbox child process on 127.0.0.1 with an OS-chosen port.
-class Sandbox {
+// A child process that prints the port it listens on in a line starting with `prefix`, e.g.
+// "listening on 127.0.0.1:PORT" (payout-sandbox) or "ACCEPT 127.0.0.1:PORT" (openssl s_server).
+class ChildProcess {
  public:
-  explicit Sandbox(std::vector<std::string> flags, uint16_t port = 0) {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("gwtest-" + std::to_string(::getpid()) + "-" + std::to_string(counter_++));
-    std::filesystem::create_directories(dir_);
-    const std::string secret_file = (dir_ / "secret").string();
-    std::ofstream(secret_file) << kSecret << "\n";
-    // $PAYOUT_SANDBOX overrides the binary, e.g. an optimised one under a sanitizer build.
-    const char* bin = std::getenv("PAYOUT_SANDBOX");
-    std::vector<std::string> args = {bin && *bin ? bin : PAYOUT_SANDBOX_BIN, "--listen", "127.0.0.1:" + std::to_string(port),
-                                     "--secret-file", secret_file, "--merchant", kMerchant, "--no-callbacks"};
-    args.insert(args.end(), flags.begin(), flags.end());
+  ChildProcess(std::vector<std::string> args, const std::string& prefix) {
     int out[2];
     if (::pipe2(out, O_CLOEXEC) != 0) std::abort();
     pid_ = ::fork();
@@ -57,40 +48,60 @@ class Sandbox {
       std::vector<char*> argv;
       for (auto& a : args) argv.push_back(a.data());
       argv.push_back(nullptr);
-      ::execv(argv[0], argv.data());
+      ::execvp(argv[0], argv.data());
       ::_exit(127);
     }
     ::close(out[1]);
-    // Wait (with a deadline) for "listening on 127.0.0.1:PORT".
-    std::string line;
+    out_ = out[0];
+    // Read lines (with a deadline) until the one that names the port.
+    std::string text;
     const auto deadline = std::chrono::steady_clock::now() + seconds(20);
-    while (line.find('\n') == std::string::npos && std::chrono::steady_clock::now() < deadline) {
-      pollfd p{out[0], POLLIN, 0};
+    while (port_ == 0 && std::chrono::steady_clock::now() < deadline) {
+      pollfd p{out_, POLLIN, 0};
       if (::poll(&p, 1, 200) <= 0) continue;
       char buf[256];
-      const ssize_t n = ::read(out[0], buf, sizeof buf);
+      const ssize_t n = ::read(out_, buf, sizeof buf);
       if (n <= 0) break;
-      line.append(buf, static_cast<size_t>(n));
+      text.append(buf, static_cast<size_t>(n));
+      for (size_t eol; (eol = text.find('\n')) != std::string::npos; text.erase(0, eol + 1)) {
+        const std::string line = text.substr(0, eol);
+        const size_t colon = line.rfind(':');
+        if (line.rfind(prefix, 0) == 0 && colon != std::string::npos)
+          port_ = static_cast<uint16_t>(std::atoi(line.c_str() + colon + 1));
+      }
     }
-    ::close(out[0]);
-    const size_t colon = line.rfind(':');
-    if (line.rfind("listening on ", 0) == 0 && colon != std::string::npos) port_ = static_cast<uint16_t>(std::atoi(line.c_str() + colon + 1));
   }
-  ~Sandbox() {
-    Stop();
-    std::error_code ec;
-    std::filesystem::remove_all(dir_, ec);
-  }
+  ~ChildProcess() { Stop(); }
   void Stop() {
     if (pid_ <= 0) return;
     ::kill(pid_, SIGTERM);
     int status = 0;
     ::waitpid(pid_, &status, 0);
     pid_ = -1;
+    ::close(out_);  // kept open until now so the child never writes into a closed pipe
   }
-  bool ok() const { return port_ != 0; }
   uint16_t port() const { return port_; }
-  std::string base_url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+
+ private:
+  pid_t pid_ = -1;
+  int out_ = -1;
+  uint16_t port_ = 0;
+};
+
+// A payout-sandbox child process on 127.0.0.1 with an OS-chosen port (or `port`).
+class Sandbox {
+ public:
+  explicit Sandbox(std::vector<std::string> flags, uint16_t port = 0)
+      : dir_(MakeDir()), process_(Args(dir_, std::move(flags), port), "listening on ") {}
+  ~Sandbox() {
+    Stop();
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+  void Stop() { process_.Stop(); }
+  bool ok() const { return process_.port() != 0; }
+  uint16_t port() const { return process_.port(); }
+  std::string base_url() const { return "http://127.0.0.1:" + std::to_string(port()); }
 
   // Blocking GET of an inspection endpoint.
   std::string Fetch(const std::string& path) const {
@@ -156,10 +167,27 @@ class Sandbox {
   }
 
  private:
-  static inline int counter_ = 0;
+  static std::filesystem::path MakeDir() {
+    static int counter = 0;
+    auto dir = std::filesystem::temp_directory_path() /
+               ("gwtest-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
+    std::filesystem::create_directories(dir);
+    std::ofstream(dir / "secret") << kSecret << "\n";
+    return dir;
+  }
+  static std::vector<std::string> Args(const std::filesystem::path& dir, std::vector<std::string> flags,
+                                       uint16_t port) {
+    // $PAYOUT_SANDBOX overrides the binary, e.g. an optimised one under a sanitizer build.
+    const char* bin = std::getenv("PAYOUT_SANDBOX");
+    std::vector<std::string> args = {bin && *bin ? bin : PAYOUT_SANDBOX_BIN, "--listen",
+                                     "127.0.0.1:" + std::to_string(port), "--secret-file",
+                                     (dir / "secret").string(), "--merchant", kMerchant, "--no-callbacks"};
+    args.insert(args.end(), flags.begin(), flags.end());
+    return args;
+  }
+
   std::filesystem::path dir_;
-  pid_t pid_ = -1;
-  uint16_t port_ = 0;
+  ChildProcess process_;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -668,6 +696,46 @@ TEST(GatewayClient, CancelAbortsRequestsInFlight) {
   // A POST cut off mid-flight may have landed: the caller must resolve it.
   for (auto& r : results) EXPECT_EQ(r.outcome, SubmitResult::Outcome::kUnknown);
   EXPECT_EQ(h.client->in_flight(), 0);
+}
+
+// TLS against `openssl s_server -www` (it answers any GET with an HTML status page, which is no
+// payout JSON: a handshake that succeeds shows up as a GET 200 with an unusable body).
+TEST(GatewayClient, TlsVerifiesThePeerByDefaultAndHonoursCaFile) {
+  const auto dir = std::filesystem::temp_directory_path() / ("gwtls-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const std::string cert = (dir / "cert.pem").string(), key = (dir / "key.pem").string();
+  const std::string make_cert = "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost "
+                                "-addext subjectAltName=IP:127.0.0.1 -keyout " + key + " -out " + cert +
+                                " >/dev/null 2>&1";
+  if (std::system(make_cert.c_str()) != 0) GTEST_SKIP() << "no openssl command to make a certificate";
+  ChildProcess server({"openssl", "s_server", "-accept", "127.0.0.1:0", "-cert", cert, "-key", key, "-www"},
+                      "ACCEPT");
+  ASSERT_NE(server.port(), 0);
+  const std::string url = "https://127.0.0.1:" + std::to_string(server.port());
+
+  auto poll_once = [&](GatewayOptions o) {
+    o.retry.max_attempts = 1;
+    Harness h(o);
+    PollResult r = h.PollAndWait("TLS-1");
+    return std::make_pair(r, h.observer.responses["GET 200"]);
+  };
+  // Default: verify on, system store: the self-signed certificate is refused.
+  auto [refused, refused_200s] = poll_once(Options(url));
+  EXPECT_EQ(refused.outcome, PollResult::Outcome::kFailed);
+  EXPECT_NE(refused.message.find("certificate"), std::string::npos) << refused.message;
+  EXPECT_EQ(refused_200s, 0);
+  // ca_file names it: the handshake succeeds and the request is answered.
+  GatewayOptions with_ca = Options(url);
+  with_ca.ca_file = cert;
+  auto [trusted, trusted_200s] = poll_once(with_ca);
+  EXPECT_EQ(trusted_200s, 1) << trusted.message;
+  EXPECT_EQ(trusted.message.find("certificate"), std::string::npos) << trusted.message;
+  // verify_tls off: answered too.
+  GatewayOptions unverified = Options(url);
+  unverified.verify_tls = false;
+  EXPECT_EQ(poll_once(unverified).second, 1);
+  server.Stop();
+  std::filesystem::remove_all(dir);
 }
 
 TEST(GatewayClient, TenThousandPayoutsThroughFaultsAreEachCreatedOnceWithOneBody) {
