@@ -1,0 +1,508 @@
+// End to end, real processes: payout-sandbox (the gateway) and payoutd (run / process / status /
+// validate / check). Each test starts its own sandbox and daemon in a fresh temp folder and checks
+// what SPEC §2, §3, §5, §6 and §8 promise against the sandbox's ledger: every payout created once
+// with one body, amounts exact to the minor unit, reports complete and in input order.
+#include <signal.h>
+
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <random>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "tests/support/daemon_process.h"
+#include "tests/support/sandbox_process.h"
+
+namespace payoutd::testing {
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+using ::testing::HasSubstr;
+
+// One input row.
+struct In {
+  std::string id, amount, currency, account, name, op;
+};
+
+int Digits(const std::string& currency) {
+  if (currency == "JPY") return 0;
+  if (currency == "KWD" || currency == "BHD") return 3;
+  return 2;
+}
+
+// "42.5" with 2 digits -> 4250. The test's own parser: input amounts are well formed.
+int64_t ToMinor(const std::string& amount, int digits) {
+  size_t dot = amount.find('.');
+  std::string whole = amount.substr(0, dot);
+  std::string frac = dot == std::string::npos ? "" : amount.substr(dot + 1);
+  frac.resize(static_cast<size_t>(digits), '0');
+  return std::stoll(whole + frac);
+}
+
+// The sandbox's rules (payout-sandbox --help).
+std::string ExpectedState(const In& r) {
+  if (r.op == "BNK_REJECT") return "REJECTED";
+  if (r.account.size() >= 2 && r.account.compare(r.account.size() - 2, 2, "13") == 0) return "FAILED";
+  return "SUCCESS";
+}
+
+std::string Csv(const std::vector<In>& rows) {
+  std::string s = "id,amount,currency,account_number,account_name,operator_code\n";
+  for (const auto& r : rows) s += r.id + "," + r.amount + "," + r.currency + "," + r.account + "," + r.name + "," + r.op + "\n";
+  return s;
+}
+
+// n USD payouts "<prefix>-<i>"; every 50th fails by the account rule, every 97th is refused.
+std::vector<In> UsdRows(const std::string& prefix, int n) {
+  std::vector<In> rows;
+  for (int i = 1; i <= n; ++i) {
+    In r;
+    r.id = prefix + "-" + std::to_string(i);
+    r.amount = std::to_string(1 + i % 500) + "." + (i % 10 ? std::to_string(10 + i % 90) : "05");
+    r.currency = "USD";
+    r.account = "DE" + std::to_string(100000 + i) + (i % 50 == 0 ? "13" : "44");
+    r.name = "Payee " + std::to_string(i);
+    r.op = i % 97 == 0 ? "BNK_REJECT" : "BNK_000";
+    rows.push_back(r);
+  }
+  return rows;
+}
+
+// SPEC §8.1, §8.3, §8.5 against the sandbox ledger: every input payout reached the gateway with one
+// body, exact amount, created once (refused ones never created); nothing else was sent.
+void ExpectLedgerExactlyOnce(const std::vector<In>& rows, SandboxProcess& sandbox) {
+  auto ledger = sandbox.Ledger();
+  EXPECT_EQ(ledger.size(), rows.size()) << "the gateway saw payouts outside the batch, or missed some";
+  int64_t want_created = 0;
+  int problems = 0;
+  for (const auto& r : rows) {
+    auto it = ledger.find(r.id);
+    if (it == ledger.end()) {
+      ADD_FAILURE() << r.id << " never reached the gateway";
+      if (++problems > 10) return;
+      continue;
+    }
+    const SandboxLedgerEntry& e = it->second;
+    bool refused = ExpectedState(r) == "REJECTED";
+    if (!refused) ++want_created;
+    bool ok = e.created == !refused && e.distinct_bodies == 1 &&
+              e.amount_minor == ToMinor(r.amount, Digits(r.currency)) && e.currency == r.currency &&
+              e.account_number == r.account;
+    if (!ok) {
+      ADD_FAILURE() << r.id << ": created=" << e.created << " distinct_bodies=" << e.distinct_bodies
+                    << " amount_minor=" << e.amount_minor << " (want " << ToMinor(r.amount, Digits(r.currency))
+                    << ") currency=" << e.currency << " account=" << e.account_number
+                    << " post_count=" << e.post_count;
+      if (++problems > 10) return;
+    }
+  }
+  EXPECT_EQ(sandbox.Stat("created"), want_created) << "a payout was created more than once";
+  EXPECT_EQ(sandbox.Stat("conflicts"), 0);
+}
+
+// SPEC §3: one results row per input row in input order, states by the sandbox's rules, amounts and
+// fees exact; the summary's counts and per-currency totals exact to the minor unit.
+// min_attempts: 1 normally; 0 after a crash (attempts are written late by design, so a payout
+// whose POST went out just before a SIGKILL is found by GET after the restart with attempts 0).
+void ExpectReport(const std::string& batch_id, const std::vector<In>& rows, const std::vector<ResultRow>& results,
+                  const Summary& summary, int min_attempts = 1) {
+  ASSERT_EQ(results.size(), rows.size());
+  std::map<std::string, int64_t> states;
+  struct Tot {
+    int64_t requested = 0, succeeded = 0, failed = 0, fees = 0;
+  };
+  std::map<std::string, Tot> totals;
+  int problems = 0;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const In& in = rows[i];
+    const ResultRow& r = results[i];
+    int d = Digits(in.currency);
+    int64_t minor = ToMinor(in.amount, d);
+    std::string want_state = ExpectedState(in);
+    // The sandbox's fee: 1% rounded down, at least one minor unit, on every payout it created.
+    std::string want_fee = want_state == "REJECTED" ? "" : FormatMinor(std::max<int64_t>(1, minor / 100), d);
+    bool ok = r.line == static_cast<int>(i) + 2 && r.id == in.id && r.amount == FormatMinor(minor, d) &&
+              r.currency == in.currency && r.state == want_state &&
+              r.gateway_status == (want_state == "REJECTED" ? "" : want_state) && r.fee == want_fee &&
+              r.fee_currency == (want_fee.empty() ? "" : in.currency) &&
+              (want_state == "REJECTED" ? !r.error.empty() : !r.processed_at.empty()) && r.attempts >= min_attempts;
+    if (!ok) {
+      if (++problems <= 10)
+        ADD_FAILURE() << "results row " << i << ": line=" << r.line << " id=" << r.id << " amount=" << r.amount
+                    << " currency=" << r.currency << " state=" << r.state << " (want " << want_state
+                    << ") gateway_status=" << r.gateway_status << " fee=" << r.fee << " (want " << want_fee
+                    << ") fee_currency=" << r.fee_currency << " processed_at=" << r.processed_at
+                    << " attempts=" << r.attempts << " error=" << r.error;
+    }
+    ++states[want_state];
+    Tot& t = totals[in.currency];
+    t.requested += minor;
+    (want_state == "SUCCESS" ? t.succeeded : t.failed) += minor;
+    if (!want_fee.empty()) t.fees += std::max<int64_t>(1, minor / 100);
+  }
+  EXPECT_EQ(summary.batch, batch_id);
+  EXPECT_EQ(summary.rows, static_cast<int64_t>(rows.size()));
+  EXPECT_EQ(summary.states, states);
+  EXPECT_EQ(summary.sha256.size(), 64u);
+  EXPECT_FALSE(summary.started_at.empty());
+  EXPECT_FALSE(summary.finished_at.empty());
+  ASSERT_EQ(summary.totals.size(), totals.size());
+  for (const auto& [cur, t] : totals) {
+    ASSERT_TRUE(summary.totals.count(cur)) << cur;
+    const SummaryTotals& s = summary.totals.at(cur);
+    int d = Digits(cur);
+    EXPECT_EQ(s.requested, FormatMinor(t.requested, d)) << cur;
+    EXPECT_EQ(s.succeeded, FormatMinor(t.succeeded, d)) << cur;
+    EXPECT_EQ(s.failed, FormatMinor(t.failed, d)) << cur;
+    EXPECT_EQ(s.fees, FormatMinor(t.fees, d)) << cur;
+  }
+}
+
+// A scratch folder, a sandbox and a config for one test.
+class DaemonTest : public ::testing::Test {
+ protected:
+  void StartSandbox(std::vector<std::string> args) {
+    sandbox_ = std::make_unique<SandboxProcess>(std::move(args));
+    cfg_ = DaemonConfig::For(*sandbox_);
+  }
+  std::string WriteConfig() { return cfg_.Write(dir_.path()); }
+  std::string spool() const { return cfg_.spool_dir(dir_.path()); }
+  std::string done(const std::string& name) const { return spool() + "/done/" + name; }
+  std::string rejected(const std::string& name) const { return spool() + "/rejected/" + name; }
+
+  // Waits for done/<batch>.summary.json; on timeout, fails with the daemon's log tail.
+  bool WaitDone(DaemonProcess& d, const std::string& batch, milliseconds timeout) {
+    bool ok = WaitForFile(done(batch + ".summary.json"), timeout);
+    if (!ok) {
+      std::string log = d.log();
+      ADD_FAILURE() << "no summary for " << batch << " in time; log tail:\n"
+                    << log.substr(log.size() > 3000 ? log.size() - 3000 : 0);
+    }
+    return ok;
+  }
+
+  TempDir dir_;
+  std::unique_ptr<SandboxProcess> sandbox_;
+  DaemonConfig cfg_;
+};
+
+// 1 -------------------------------------------------------------------------------------------
+TEST_F(DaemonTest, PaysBatchInZeroTwoAndThreeDigitCurrenciesExactlyAndReportsInInputOrder) {
+  StartSandbox({"--final-after-ms", "0"});
+  DaemonProcess daemon(WriteConfig());
+  daemon.Start();
+  ASSERT_TRUE(daemon.WaitReady()) << daemon.log();
+  EXPECT_GT(daemon.metrics_port(), 0);
+
+  std::vector<In> rows = {
+      {"HP-JPY-1", "310000", "JPY", "JP1234567890", "Chiyo Tanaka", "BNK_000"},
+      {"HP-USD-1", "1875.50", "USD", "GB29NWBK6016", "Bob Chen", "BNK_000"},
+      {"HP-KWD-1", "420.250", "KWD", "KW81CBKU0000", "Dana Al-Sabah", "BNK_000"},
+      {"HP-USD-2", "0.01", "USD", "US000000044", "Tiny Amount", "BNK_000"},
+      {"HP-KWD-2", "0.001", "KWD", "KW000000001", "Smallest Fils", "BNK_000"},
+      {"HP-JPY-2", "88000", "JPY", "JP0000000013", "Fails By Rule", "BNK_000"},
+      {"HP-USD-3", "990.00", "USD", "US0000000013", "Fails Too", "BNK_000"},
+      {"HP-KWD-3", "3.125", "KWD", "KW000000077", "Refused", "BNK_REJECT"},
+      {"HP-USD-4", "42.5", "USD", "US000000055", "Short Decimals", "BNK_000"},
+      {"HP-JPY-3", "1", "JPY", "JP000000066", "One Yen", "BNK_000"},
+      {"HP-USD-5", "12345678.99", "USD", "US000000099", "Large Amount", "BNK_000"},
+      {"HP-KWD-4", "7", "KWD", "KW000000088", "Whole Dinars", "BNK_000"},
+  };
+  DropBatch(spool(), "happy", Csv(rows));
+  ASSERT_TRUE(WaitDone(daemon, "happy", seconds(60)));
+
+  ExpectReport("happy", rows, ReadResultsCsv(done("happy.results.csv")), ReadSummary(done("happy.summary.json")));
+  ExpectLedgerExactlyOnce(rows, *sandbox_);
+  ASSERT_TRUE(WaitForFile(done("happy.csv"), seconds(10)));
+  EXPECT_EQ(ReadFile(done("happy.csv")), Csv(rows)) << "the input moves to done/ unchanged";
+  EXPECT_TRUE(ListDir(spool() + "/inbox").empty());
+  EXPECT_TRUE(ListDir(spool() + "/work").empty());
+  EXPECT_TRUE(ListDir(spool() + "/rejected").empty());
+  EXPECT_EQ(daemon.Terminate(), 0) << daemon.log();
+}
+
+// 2 -------------------------------------------------------------------------------------------
+TEST_F(DaemonTest, EveryPayoutCreatedOnceWithOneBodyUnderGatewayFaults) {
+  StartSandbox({"--final-after-ms", "0", "--seed", "7", "--500-share", "0.08", "--503-share", "0.08",
+                "--429-share", "0.08", "--retry-after-s", "0", "--drop-share", "0.08", "--slow-share", "0.08",
+                "--slow-ms", "1500", "--malformed-share", "0.08"});
+  cfg_.gateway_timeout = "1s";
+  cfg_.max_attempts = 30;
+  cfg_.initial_backoff = "10ms";
+  cfg_.max_backoff = "100ms";
+  DaemonProcess daemon(WriteConfig());
+  daemon.Start();
+  ASSERT_TRUE(daemon.WaitReady()) << daemon.log();
+
+  std::vector<In> rows = UsdRows("FLT", 300);
+  rows[10].currency = "JPY";
+  rows[10].amount = "12345";
+  rows[20].currency = "KWD";
+  rows[20].amount = "1.005";
+  DropBatch(spool(), "faults", Csv(rows));
+  ASSERT_TRUE(WaitDone(daemon, "faults", seconds(90)));
+
+  ExpectReport("faults", rows, ReadResultsCsv(done("faults.results.csv")), ReadSummary(done("faults.summary.json")));
+  ExpectLedgerExactlyOnce(rows, *sandbox_);
+  // The faults did happen: some payouts needed more than one POST.
+  int64_t retried = 0;
+  for (const auto& [id, e] : sandbox_->Ledger()) retried += e.posts_received > 1;
+  EXPECT_GT(retried, 0);
+  EXPECT_EQ(daemon.Terminate(), 0) << daemon.log();
+}
+
+// 3 -------------------------------------------------------------------------------------------
+TEST_F(DaemonTest, SigkillAtRandomMomentsLosesNothingAndPaysNothingTwice) {
+  StartSandbox({"--final-after-ms", "20", "--latency-ms", "10", "--jitter-ms", "10"});
+  cfg_.max_in_flight = 32;
+  DaemonProcess daemon(WriteConfig());
+  const int kRows = 5000;
+  std::vector<In> rows = UsdRows("CR", kRows);
+  DropBatch(spool(), "crash", Csv(rows));
+
+  std::mt19937 rng(20261125);
+  std::uniform_int_distribution<int> delay_ms(100, 600);
+  int kills = 0;
+  int64_t created_before_last_kill = 0;
+  for (; kills < 10; ++kills) {
+    daemon.Start();
+    auto at = std::chrono::steady_clock::now() + milliseconds(delay_ms(rng));
+    // A condition wait for the moment of the kill (or for the daemon dying on its own: a failure).
+    WaitFor([&] { return !daemon.running(); }, std::chrono::duration_cast<milliseconds>(at - std::chrono::steady_clock::now()));
+    ASSERT_TRUE(daemon.running()) << "payoutd exited by itself (run " << daemon.starts() << "):\n" << daemon.log();
+    EXPECT_EQ(daemon.Kill(), 128 + SIGKILL);
+  }
+  created_before_last_kill = sandbox_->Stat("created");
+  EXPECT_LT(created_before_last_kill, kRows) << "the batch finished before the last kill; make it slower";
+
+  daemon.Start();
+  ASSERT_TRUE(daemon.WaitReady()) << daemon.log();
+  ASSERT_TRUE(WaitDone(daemon, "crash", seconds(120)));
+  auto results = ReadResultsCsv(done("crash.results.csv"));
+  ExpectReport("crash", rows, results, ReadSummary(done("crash.summary.json")), /*min_attempts=*/0);
+  ExpectLedgerExactlyOnce(rows, *sandbox_);
+  EXPECT_TRUE(WaitForFile(done("crash.csv"), seconds(10)));
+  EXPECT_TRUE(ListDir(spool() + "/work").empty());
+  EXPECT_TRUE(ListDir(spool() + "/rejected").empty()) << "a crash made the batch look like a duplicate";
+  EXPECT_EQ(daemon.Terminate(), 0) << daemon.log();
+}
+
+// 4 -------------------------------------------------------------------------------------------
+TEST_F(DaemonTest, BatchWithBadRowsIsRejectedWithExactlyThoseLinesAndNothingIsSent) {
+  StartSandbox({"--final-after-ms", "0"});
+  DaemonProcess daemon(WriteConfig());
+  daemon.Start();
+  ASSERT_TRUE(daemon.WaitReady()) << daemon.log();
+
+  std::string csv =
+      "id,amount,currency,account_number,account_name,operator_code\n"
+      "BAD-1,10.00,USD,US0001,Good One,BNK_000\n"        // line 2
+      "BAD-2,-5.00,USD,US0002,Negative,BNK_000\n"        // line 3: sign
+      "BAD-3,11.00,USD,US0003,Good Two,BNK_000\n"        // line 4
+      "BAD-4,1.234,USD,US0004,Too Many Digits,BNK_000\n" // line 5: 3 decimals for USD
+      "BAD-5,12.00,XXQ,US0005,Bad Currency,BNK_000\n"    // line 6: unknown currency
+      "BAD-6,13.00,USD,US0006,Good Three,BNK_000\n"      // line 7
+      "BAD-7,5,JPY,,No Account,BNK_000\n";               // line 8: empty account
+  DropBatch(spool(), "bad", csv);
+  ASSERT_TRUE(WaitForFile(rejected("bad.errors.csv"), seconds(30))) << daemon.log();
+  ASSERT_TRUE(WaitForFile(rejected("bad.csv"), seconds(10)));
+  std::set<int> lines;
+  for (const auto& e : ReadErrorsCsv(rejected("bad.errors.csv"))) lines.insert(e.line);
+  EXPECT_EQ(lines, (std::set<int>{3, 5, 6, 8}));
+  EXPECT_TRUE(sandbox_->Ledger().empty()) << "a rejected batch sent something";
+  EXPECT_EQ(sandbox_->Arrivals().size(), 0u);
+  EXPECT_FALSE(FileExists(done("bad.summary.json")));
+  EXPECT_EQ(daemon.Terminate(), 0) << daemon.log();
+}
+
+TEST_F(DaemonTest, SameContentUnderAnotherNameAndReusedPayoutIdAreRejectedAsDuplicates) {
+  StartSandbox({"--final-after-ms", "0"});
+  DaemonProcess daemon(WriteConfig());
+  daemon.Start();
+  ASSERT_TRUE(daemon.WaitReady()) << daemon.log();
+
+  std::vector<In> rows = UsdRows("DUP", 5);
+  DropBatch(spool(), "first", Csv(rows));
+  ASSERT_TRUE(WaitDone(daemon, "first", seconds(30)));
+  ExpectLedgerExactlyOnce(rows, *sandbox_);
+  size_t requests = sandbox_->Arrivals().size();
+
+  // The same bytes under another name.
+  DropBatch(spool(), "copy", Csv(rows));
+  ASSERT_TRUE(WaitForFile(rejected("copy.errors.csv"), seconds(30))) << daemon.log();
+  EXPECT_THAT(ReadFile(rejected("copy.errors.csv")), HasSubstr("content"));
+  EXPECT_TRUE(FileExists(rejected("copy.csv")));
+
+  // New content, but its third row reuses a payout id of the first batch.
+  std::vector<In> reuse = UsdRows("NEW", 4);
+  reuse[2].id = "DUP-3";
+  DropBatch(spool(), "reuse", Csv(reuse));
+  ASSERT_TRUE(WaitForFile(rejected("reuse.errors.csv"), seconds(30))) << daemon.log();
+  auto errors = ReadErrorsCsv(rejected("reuse.errors.csv"));
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_EQ(errors[0].line, 4);
+  EXPECT_EQ(errors[0].column, "id");
+  EXPECT_THAT(errors[0].error, HasSubstr("DUP-3"));
+
+  // The first batch's name again, new content.
+  DropBatch(spool(), "first", Csv(UsdRows("OTHER", 2)));
+  ASSERT_TRUE(WaitFor([&] {
+    for (const auto& n : ListDir(spool() + "/rejected"))
+      if (n.rfind("first", 0) == 0 && n.find("errors.csv") != std::string::npos) return true;
+    return false;
+  }, seconds(30))) << daemon.log();
+
+  EXPECT_EQ(sandbox_->Arrivals().size(), requests) << "a rejected batch sent something";
+  EXPECT_EQ(sandbox_->Ledger().size(), rows.size());
+  EXPECT_FALSE(FileExists(done("copy.summary.json")));
+  EXPECT_FALSE(FileExists(done("reuse.summary.json")));
+  EXPECT_EQ(daemon.Terminate(), 0) << daemon.log();
+}
+
+// 5 -------------------------------------------------------------------------------------------
+TEST_F(DaemonTest, SigtermMidBatchExitsZeroWithinGraceAndRestartFinishesTheBatch) {
+  StartSandbox({"--final-after-ms", "50", "--latency-ms", "100"});
+  cfg_.max_in_flight = 8;
+  cfg_.shutdown_grace = "2s";
+  DaemonProcess daemon(WriteConfig());
+  daemon.Start();
+  ASSERT_TRUE(daemon.WaitReady()) << daemon.log();
+  std::vector<In> rows = UsdRows("TERM", 200);
+  DropBatch(spool(), "term", Csv(rows));
+  ASSERT_TRUE(WaitFor([&] { return sandbox_->Stat("created") >= 20; }, seconds(30))) << daemon.log();
+
+  auto t0 = std::chrono::steady_clock::now();
+  daemon.Signal(SIGTERM);
+  auto code = daemon.Wait(seconds(2) + seconds(5));
+  auto took = std::chrono::steady_clock::now() - t0;
+  ASSERT_TRUE(code.has_value()) << "payoutd did not stop within shutdown_grace + 5s:\n" << daemon.log();
+  EXPECT_EQ(*code, 0) << daemon.log();
+  EXPECT_LT(took, seconds(2) + seconds(5));
+  EXPECT_FALSE(FileExists(done("term.summary.json"))) << "the batch finished before SIGTERM; make it slower";
+  int64_t created_at_stop = sandbox_->Stat("created");
+  EXPECT_LT(created_at_stop, static_cast<int64_t>(rows.size()));
+
+  daemon.Start();
+  ASSERT_TRUE(daemon.WaitReady()) << daemon.log();
+  ASSERT_TRUE(WaitDone(daemon, "term", seconds(90)));
+  ExpectReport("term", rows, ReadResultsCsv(done("term.results.csv")), ReadSummary(done("term.summary.json")));
+  ExpectLedgerExactlyOnce(rows, *sandbox_);
+  EXPECT_EQ(daemon.Terminate(), 0) << daemon.log();
+}
+
+// 6 -------------------------------------------------------------------------------------------
+TEST_F(DaemonTest, ProcessExitsZeroThreeOrFourAndWritesResultsOrErrors) {
+  StartSandbox({"--final-after-ms", "0"});
+  std::string config = WriteConfig();
+  std::string out = dir_.path() + "/out";
+
+  std::vector<In> ok_rows = UsdRows("PROC-OK", 5);
+  ok_rows[3].op = "BNK_000";
+  for (auto& r : ok_rows) r.account = "US00000044";
+  WriteFile(dir_.path() + "/allgood.csv", Csv(ok_rows));
+  CommandResult r = RunPayoutd({"process", "--config", config, dir_.path() + "/allgood.csv", "--out", out});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  ASSERT_TRUE(FileExists(out + "/allgood.summary.json")) << r.err;
+  ExpectReport("allgood", ok_rows, ReadResultsCsv(out + "/allgood.results.csv"), ReadSummary(out + "/allgood.summary.json"));
+  EXPECT_THAT(r.out, HasSubstr("\"batch\": \"allgood\""));
+
+  std::vector<In> some_fail = UsdRows("PROC-FAIL", 5);
+  some_fail[1].account = "US00000013";
+  WriteFile(dir_.path() + "/somefail.csv", Csv(some_fail));
+  r = RunPayoutd({"process", "--config", config, dir_.path() + "/somefail.csv", "--out", out});
+  EXPECT_EQ(r.exit_code, 3) << r.err;
+  ASSERT_TRUE(FileExists(out + "/somefail.results.csv")) << r.err;
+  ExpectReport("somefail", some_fail, ReadResultsCsv(out + "/somefail.results.csv"), ReadSummary(out + "/somefail.summary.json"));
+
+  WriteFile(dir_.path() + "/invalid.csv",
+            "id,amount,currency,account_number,account_name,operator_code\nPROC-BAD-1,abc,USD,US1,X,BNK_000\n");
+  r = RunPayoutd({"process", "--config", config, dir_.path() + "/invalid.csv", "--out", out});
+  EXPECT_EQ(r.exit_code, 4) << r.err;
+  ASSERT_TRUE(FileExists(out + "/invalid.errors.csv"));
+  auto errors = ReadErrorsCsv(out + "/invalid.errors.csv");
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_EQ(errors[0].line, 2);
+  EXPECT_EQ(errors[0].column, "amount");
+
+  std::vector<In> both = ok_rows;
+  both.insert(both.end(), some_fail.begin(), some_fail.end());
+  ExpectLedgerExactlyOnce(both, *sandbox_);
+}
+
+TEST_F(DaemonTest, StatusShowsTheRunningBatchAndItsCounts) {
+  StartSandbox({"--final-after-ms", "0", "--latency-ms", "100"});
+  cfg_.max_in_flight = 4;
+  DaemonProcess daemon(WriteConfig());
+  daemon.Start();
+  ASSERT_TRUE(daemon.WaitReady()) << daemon.log();
+  std::vector<In> rows = UsdRows("STAT", 300);
+  DropBatch(spool(), "stat", Csv(rows));
+  ASSERT_TRUE(WaitFor([&] { return sandbox_->Stat("created") >= 5; }, seconds(30))) << daemon.log();
+
+  CommandResult r = RunPayoutd({"status", "--config", daemon.config_path()});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("batch stat (active), 300 payouts"));
+  // "states: SUCCESS=a FAILED=b REJECTED=c ERROR=d pending=e": they add up to the batch.
+  size_t at = r.out.find("states:");
+  ASSERT_NE(at, std::string::npos) << r.out;
+  int64_t sum = 0;
+  for (const char* key : {"SUCCESS=", "FAILED=", "REJECTED=", "ERROR=", "pending="}) {
+    size_t k = r.out.find(key, at);
+    ASSERT_NE(k, std::string::npos) << key << " in " << r.out;
+    sum += std::atoll(r.out.c_str() + k + std::strlen(key));
+  }
+  EXPECT_EQ(sum, 300) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("USD: requested "));
+  EXPECT_FALSE(FileExists(done("stat.summary.json"))) << "the batch finished before status ran";
+
+  CommandResult one = RunPayoutd({"status", "--config", daemon.config_path(), "stat"});
+  EXPECT_EQ(one.exit_code, 0) << one.err;
+  EXPECT_THAT(one.out, HasSubstr("batch stat (active)"));
+  EXPECT_EQ(daemon.Terminate(), 0) << daemon.log();
+}
+
+TEST_F(DaemonTest, ValidateCheckAndUsageExitCodes) {
+  StartSandbox({"--final-after-ms", "0"});
+  std::string config = WriteConfig();
+
+  WriteFile(dir_.path() + "/good.csv", Csv(UsdRows("VAL", 3)));
+  CommandResult r = RunPayoutd({"validate", "--config", config, dir_.path() + "/good.csv"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("valid, 3 payouts"));
+
+  WriteFile(dir_.path() + "/bad.csv",
+            "id,amount,currency,account_number,account_name,operator_code\nV-1,1.00,USD,A1,X,BNK_000\nV-2,1.00,ZZZ,A2,Y,BNK_000\n");
+  r = RunPayoutd({"validate", "--config", config, dir_.path() + "/bad.csv"});
+  EXPECT_EQ(r.exit_code, 4) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("3,currency,"));
+  EXPECT_EQ(sandbox_->Arrivals().size(), 0u) << "validate sent something";
+
+  r = RunPayoutd({"check", "--config", config});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("configuration OK"));
+  EXPECT_THAT(r.out + r.err, ::testing::Not(HasSubstr(cfg_.secret))) << "check printed the secret";
+
+  DaemonConfig bad = cfg_;
+  bad.extra_yaml = "no_such_key: 1\n";
+  std::string bad_config = bad.Write(dir_.path(), "bad.yaml");
+  r = RunPayoutd({"check", "--config", bad_config});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.err, HasSubstr("no_such_key"));
+
+  r = RunPayoutd({"check", "--config", config, "--no-such-flag"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.err, HasSubstr("--no-such-flag"));
+  r = RunPayoutd({"frobnicate"});
+  EXPECT_EQ(r.exit_code, 2);
+}
+
+}  // namespace
+}  // namespace payoutd::testing
