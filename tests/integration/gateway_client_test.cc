@@ -2,6 +2,7 @@
 // the rate limit as the gateway saw it, auth pause/resume, and 10,000 payouts through faults.
 // No sleeps: the io_context runs until a condition holds or a deadline passes.
 #include "core/gateway_client.h"
+#include "core/jwt.h"
 #include "core/log.h"
 
 #include <curl/curl.h>
@@ -607,6 +608,23 @@ TEST(GatewayClient, TokensAreAcceptedByTheGateway) {
   for (int i = 0; i < 3; ++i) EXPECT_EQ(h.PollAndWait("TOK-1").outcome, PollResult::Outcome::kFound);
   EXPECT_EQ(h.observer.Retries("POST auth") + h.observer.Retries("GET auth"), 0);
   EXPECT_FALSE(h.client->paused());
+}
+
+TEST(GatewayClient, StaticAuthSendsTheSecretAsTheBearerTokenAsIs) {
+  Sandbox sandbox({});
+  ASSERT_TRUE(sandbox.ok());
+  // A token made elsewhere (here: signed by the test) is the whole secret in static mode.
+  SystemRandom random(3);
+  const int64_t now = std::chrono::duration_cast<seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  GatewayOptions o = Options(sandbox.base_url());
+  o.auth_mode = GatewayOptions::AuthMode::kStatic;
+  o.merchant_code.clear();
+  o.secret = SignJwt(NewJwtClaims({"POST /payouts/STATIC-1", "GET /payouts/STATIC-1"}, kMerchant, now, 600, random),
+                     kSecret);
+  Harness h(o);
+  EXPECT_EQ(h.SubmitAndWait(MakePayout("STATIC-1")).outcome, SubmitResult::Outcome::kCreated);
+  EXPECT_EQ(h.PollAndWait("STATIC-1").outcome, PollResult::Outcome::kFound);
+  EXPECT_EQ(h.observer.Retries("POST auth"), 0);
 }
 
 TEST(GatewayClient, WrongSecretPausesSendingAndNeverFailsThePayout) {
