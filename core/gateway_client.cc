@@ -55,9 +55,9 @@ class GatewayClientImpl final : public GatewayClient {
     call->payout = payout;
     call->next = Method::kPost;
     const std::optional<int> digits = currencies_.MinorUnits(payout.currency);
-    if (!digits || payout.amount_minor <= 0) {
+    if (!digits || payout.amount_minor <= 0 || !IsValidId(payout.id)) {
       // The validator never lets this through; refuse without sending anything.
-      call->message = "cannot build the request: unknown currency or non-positive amount";
+      call->message = "cannot build the request: invalid id, unknown currency or non-positive amount";
       PostReport(std::move(call), SubmitResult::Outcome::kNotCreated);
       return;
     }
@@ -69,6 +69,18 @@ class GatewayClientImpl final : public GatewayClient {
     auto call = NewCall(Call::Kind::kPoll, id);
     call->poll_done = std::move(done);
     call->next = Method::kGet;
+    if (!IsValidId(id)) {
+      // Never put an id that breaks the URL on the wire. The validator never lets one through.
+      call->message = "invalid payout id";
+      ++posted_reports_;
+      std::shared_ptr<Call> shared(std::move(call));
+      asio::post(io_, [this, shared, alive = std::weak_ptr<int>(alive_)] {
+        if (alive.expired()) return;
+        --posted_reports_;
+        Deliver(*shared, std::nullopt, PollResult::Outcome::kFailed);
+      });
+      return;
+    }
     Accept(std::move(call));
   }
 

@@ -326,6 +326,17 @@ TEST(GatewayClient, PollOfUnknownIdIsNotFound) {
   EXPECT_EQ(pr.http_status, 404);
 }
 
+TEST(GatewayClient, IdsThatBreakTheUrlAreNeverSent) {
+  Sandbox sandbox({});
+  ASSERT_TRUE(sandbox.ok());
+  Harness h(Options(sandbox.base_url()));
+  EXPECT_EQ(h.PollAndWait("../_sandbox/reset").outcome, PollResult::Outcome::kFailed);
+  SubmitResult r = h.SubmitAndWait(MakePayout("A/B?x=1"));
+  EXPECT_EQ(r.outcome, SubmitResult::Outcome::kNotCreated);
+  EXPECT_EQ(r.post_attempts, 0);
+  EXPECT_TRUE(sandbox.Arrivals().empty());
+}
+
 TEST(GatewayClient, Rejection422IsFinalWithTheGatewaysMessage) {
   Sandbox sandbox({});
   ASSERT_TRUE(sandbox.ok());
