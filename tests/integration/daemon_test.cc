@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -216,6 +217,10 @@ TEST_F(DaemonTest, PaysBatchInZeroTwoAndThreeDigitCurrenciesExactlyAndReportsInI
       {"HP-USD-5", "12345678.99", "USD", "US000000099", "Large Amount", "BNK_000"},
       {"HP-KWD-4", "7", "KWD", "KW000000088", "Whole Dinars", "BNK_000"},
   };
+  // SPEC §2: hidden files, *.tmp and *.part are never taken.
+  WriteFile(spool() + "/inbox/.hidden.csv", Csv(UsdRows("HIDDEN", 1)));
+  WriteFile(spool() + "/inbox/later.csv.part", Csv(UsdRows("PART", 1)));
+  WriteFile(spool() + "/inbox/later.tmp", Csv(UsdRows("TMP", 1)));
   DropBatch(spool(), "happy", Csv(rows));
   ASSERT_TRUE(WaitDone(daemon, "happy", seconds(60)));
 
@@ -223,9 +228,31 @@ TEST_F(DaemonTest, PaysBatchInZeroTwoAndThreeDigitCurrenciesExactlyAndReportsInI
   ExpectLedgerExactlyOnce(rows, *sandbox_);
   ASSERT_TRUE(WaitForFile(done("happy.csv"), seconds(10)));
   EXPECT_EQ(ReadFile(done("happy.csv")), Csv(rows)) << "the input moves to done/ unchanged";
-  EXPECT_TRUE(ListDir(spool() + "/inbox").empty());
+  EXPECT_EQ(ListDir(spool() + "/inbox"), (std::vector<std::string>{".hidden.csv", "later.csv.part", "later.tmp"}));
   EXPECT_TRUE(ListDir(spool() + "/work").empty());
   EXPECT_TRUE(ListDir(spool() + "/rejected").empty());
+  EXPECT_EQ(daemon.Terminate(), 0) << daemon.log();
+}
+
+TEST_F(DaemonTest, BomCrlfQuotingHeaderCaseAndDefaultIdsArePaidExactly) {
+  StartSandbox({"--final-after-ms", "0"});
+  DaemonProcess daemon(WriteConfig());
+  daemon.Start();
+  ASSERT_TRUE(daemon.WaitReady()) << daemon.log();
+  // BOM, CRLF, header names padded and in mixed case, columns reordered, an extra column, no id
+  // column (ids default to <batch>-<data row number>), a quoted name with a comma and a quote.
+  std::string csv =
+      "\xEF\xBB\xBF Currency ,AMOUNT,note,account_number,Account_Name,operator_code\r\n"
+      "KWD,0.5,ignored,KW0001,\"Al-Sabah, Dana\",BNK_000\r\n"
+      "JPY,1000,x,JP0002,\"Tanaka \"\"Chiyo\"\"\",BNK_000\r\n"
+      "USD,99.99,,US0013,Plain,BNK_000\r\n";
+  DropBatch(spool(), "fmt", csv);
+  ASSERT_TRUE(WaitDone(daemon, "fmt", seconds(60)));
+  std::vector<In> rows = {{"fmt-1", "0.5", "KWD", "KW0001", "", "BNK_000"},
+                          {"fmt-2", "1000", "JPY", "JP0002", "", "BNK_000"},
+                          {"fmt-3", "99.99", "USD", "US0013", "", "BNK_000"}};
+  ExpectReport("fmt", rows, ReadResultsCsv(done("fmt.results.csv")), ReadSummary(done("fmt.summary.json")));
+  ExpectLedgerExactlyOnce(rows, *sandbox_);
   EXPECT_EQ(daemon.Terminate(), 0) << daemon.log();
 }
 
@@ -256,6 +283,8 @@ TEST_F(DaemonTest, EveryPayoutCreatedOnceWithOneBodyUnderGatewayFaults) {
   int64_t retried = 0;
   for (const auto& [id, e] : sandbox_->Ledger()) retried += e.posts_received > 1;
   EXPECT_GT(retried, 0);
+  for (const char* stat : {"injected_500", "injected_503", "injected_429", "injected_drop", "injected_malformed"})
+    EXPECT_GT(sandbox_->Stat(stat), 0) << stat;
   EXPECT_EQ(daemon.Terminate(), 0) << daemon.log();
 }
 
@@ -268,9 +297,11 @@ TEST_F(DaemonTest, SigkillAtRandomMomentsLosesNothingAndPaysNothingTwice) {
   std::vector<In> rows = UsdRows("CR", kRows);
   DropBatch(spool(), "crash", Csv(rows));
 
-  std::mt19937 rng(20261125);
+  const char* seed_env = std::getenv("PAYOUTD_CRASH_SEED");
+  std::mt19937 rng(seed_env ? static_cast<unsigned>(std::atoi(seed_env)) : 20261125u);
   std::uniform_int_distribution<int> delay_ms(100, 600);
   int kills = 0;
+  int kills_mid_batch = 0;
   int64_t created_before_last_kill = 0;
   for (; kills < 10; ++kills) {
     daemon.Start();
@@ -279,9 +310,12 @@ TEST_F(DaemonTest, SigkillAtRandomMomentsLosesNothingAndPaysNothingTwice) {
     WaitFor([&] { return !daemon.running(); }, std::chrono::duration_cast<milliseconds>(at - std::chrono::steady_clock::now()));
     ASSERT_TRUE(daemon.running()) << "payoutd exited by itself (run " << daemon.starts() << "):\n" << daemon.log();
     EXPECT_EQ(daemon.Kill(), 128 + SIGKILL);
+    int64_t created = sandbox_->Stat("created");
+    if (created > 0 && !FileExists(done("crash.summary.json"))) ++kills_mid_batch;
   }
   created_before_last_kill = sandbox_->Stat("created");
   EXPECT_LT(created_before_last_kill, kRows) << "the batch finished before the last kill; make it slower";
+  EXPECT_GE(kills_mid_batch, 5) << "most kills should hit the batch while payouts are in flight";
 
   daemon.Start();
   ASSERT_TRUE(daemon.WaitReady()) << daemon.log();
@@ -395,6 +429,47 @@ TEST_F(DaemonTest, SigtermMidBatchExitsZeroWithinGraceAndRestartFinishesTheBatch
   ASSERT_TRUE(WaitDone(daemon, "term", seconds(90)));
   ExpectReport("term", rows, ReadResultsCsv(done("term.results.csv")), ReadSummary(done("term.summary.json")));
   ExpectLedgerExactlyOnce(rows, *sandbox_);
+  EXPECT_EQ(daemon.Terminate(), 0) << daemon.log();
+}
+
+TEST_F(DaemonTest, SigtermWithSlowRequestsExitsZeroWhenGraceExpires) {
+  StartSandbox({"--final-after-ms", "0", "--latency-ms", "20000"});
+  cfg_.gateway_timeout = "30s";
+  cfg_.shutdown_grace = "500ms";
+  DaemonProcess daemon(WriteConfig());
+  daemon.Start();
+  ASSERT_TRUE(daemon.WaitReady()) << daemon.log();
+  DropBatch(spool(), "slow", Csv(UsdRows("SLOW", 20)));
+  // Requests are in flight once the sandbox has seen them arrive (it answers 20 s later).
+  ASSERT_TRUE(WaitFor([&] { return sandbox_->Stat("posts") >= 1; }, seconds(30))) << daemon.log();
+  auto t0 = std::chrono::steady_clock::now();
+  daemon.Signal(SIGTERM);
+  auto code = daemon.Wait(seconds(6));
+  ASSERT_TRUE(code.has_value()) << "payoutd waited for slow requests past shutdown_grace:\n" << daemon.log();
+  EXPECT_EQ(*code, 0) << daemon.log();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, seconds(6));
+  EXPECT_THAT(daemon.log(), HasSubstr("payoutd.grace_expired"));
+}
+
+TEST_F(DaemonTest, SameBatchNameDroppedWhileInProgressIsRejectedAndTheFirstIsPaid) {
+  StartSandbox({"--final-after-ms", "0", "--latency-ms", "50"});
+  cfg_.max_in_flight = 2;
+  DaemonProcess daemon(WriteConfig());
+  daemon.Start();
+  ASSERT_TRUE(daemon.WaitReady()) << daemon.log();
+  std::vector<In> rows = UsdRows("SAME", 40);
+  DropBatch(spool(), "same", Csv(rows));
+  ASSERT_TRUE(WaitFor([&] { return sandbox_->Stat("created") >= 1; }, seconds(30))) << daemon.log();
+  DropBatch(spool(), "same", Csv(UsdRows("SAME-NEW", 3)));
+  ASSERT_TRUE(WaitForFile(rejected("same.errors.csv"), seconds(30))) << daemon.log();
+  EXPECT_THAT(ReadFile(rejected("same.errors.csv")), HasSubstr("same"));
+  EXPECT_EQ(ReadFile(rejected("same.csv")), Csv(UsdRows("SAME-NEW", 3)));
+  ASSERT_TRUE(WaitDone(daemon, "same", seconds(60)));
+  EXPECT_EQ(sandbox_->Ledger().count("SAME-NEW-1"), 0u) << "the second file was paid";
+  ExpectReport("same", rows, ReadResultsCsv(done("same.results.csv")), ReadSummary(done("same.summary.json")));
+  ExpectLedgerExactlyOnce(rows, *sandbox_);
+  ASSERT_TRUE(WaitForFile(done("same.csv"), seconds(10)));
+  EXPECT_EQ(ReadFile(done("same.csv")), Csv(rows));
   EXPECT_EQ(daemon.Terminate(), 0) << daemon.log();
 }
 
