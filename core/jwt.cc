@@ -1,4 +1,5 @@
 #include "core/jwt.h"
+#include "core/json_text.h"
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -37,38 +38,16 @@ std::string HmacSha256(std::string_view key, std::string_view data) {
   return std::string(reinterpret_cast<const char*>(mac.data()), len);
 }
 
-void AppendJsonString(std::string* out, std::string_view s) {
-  out->push_back('"');
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"': out->append("\\\""); break;
-      case '\\': out->append("\\\\"); break;
-      case '\n': out->append("\\n"); break;
-      case '\r': out->append("\\r"); break;
-      case '\t': out->append("\\t"); break;
-      default:
-        if (c < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out->append(buf);
-        } else {
-          out->push_back(static_cast<char>(c));
-        }
-    }
-  }
-  out->push_back('"');
-}
-
 std::string ClaimsJson(const JwtClaims& c) {
   std::string out = R"({"operations":[)";
   for (size_t i = 0; i < c.operations.size(); ++i) {
     if (i) out.push_back(',');
-    AppendJsonString(&out, c.operations[i]);
+    AppendJsonString(out, c.operations[i]);
   }
   out += R"(],"iat":)" + std::to_string(c.iat) + R"(,"exp":)" + std::to_string(c.exp) + R"(,"jti":)";
-  AppendJsonString(&out, c.jti);
+  AppendJsonString(out, c.jti);
   out += R"(,"sub":)";
-  AppendJsonString(&out, c.sub);
+  AppendJsonString(out, c.sub);
   out.push_back('}');
   return out;
 }

@@ -1,5 +1,7 @@
 #include "core/results.h"
 
+#include "core/json_text.h"
+
 #include <ctime>
 #include <map>
 
@@ -7,23 +9,6 @@ namespace payoutd {
 namespace {
 
 int Digits(const CurrencyTable& t, const std::string& code) { return t.MinorUnits(code).value_or(2); }
-
-void AppendJsonString(std::string& out, std::string_view s) {
-  out.push_back('"');
-  for (unsigned char c : s) {
-    if (c == '"' || c == '\\') {
-      out.push_back('\\');
-      out.push_back(static_cast<char>(c));
-    } else if (c < 0x20) {
-      char b[8];
-      std::snprintf(b, sizeof b, "\\u%04x", c);
-      out += b;
-    } else {
-      out.push_back(static_cast<char>(c));
-    }
-  }
-  out.push_back('"');
-}
 
 }  // namespace
 

@@ -1,4 +1,5 @@
 #include "tests/sandbox/sandbox_gateway.h"
+#include "core/json_text.h"
 
 #include <time.h>
 
@@ -70,31 +71,9 @@ bool ParseJsonAmount(std::string_view t, int digits, int64_t* minor, std::string
   return true;
 }
 
-void AppendJsonString(std::string* out, std::string_view s) {
-  out->push_back('"');
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"': out->append("\\\""); break;
-      case '\\': out->append("\\\\"); break;
-      case '\n': out->append("\\n"); break;
-      case '\r': out->append("\\r"); break;
-      case '\t': out->append("\\t"); break;
-      default:
-        if (c < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out->append(buf);
-        } else {
-          out->push_back(static_cast<char>(c));
-        }
-    }
-  }
-  out->push_back('"');
-}
-
 std::string Quote(std::string_view s) {
   std::string out;
-  AppendJsonString(&out, s);
+  AppendJsonString(out, s);
   return out;
 }
 
@@ -540,7 +519,7 @@ std::string SandboxGateway::LedgerJson(Clock::time_point now) const {
   for (const auto& [id, e] : entries_) {
     if (!first) out.push_back(',');
     first = false;
-    AppendJsonString(&out, id);
+    AppendJsonString(out, id);
     out += R"(:{"created":)" + std::string(e.created ? "true" : "false") +
            R"(,"posts_received":)" + std::to_string(e.posts_received) + R"(,"post_count":)" +
            std::to_string(e.post_count) + R"(,"get_count":)" + std::to_string(e.get_count) +
@@ -564,7 +543,7 @@ std::string SandboxGateway::ArrivalsJson() const {
     if (i) out.push_back(',');
     out += R"({"t_us":)" + std::to_string(a.t_us) + R"(,"method":)" +
            (a.post ? R"("POST")" : R"("GET")") + R"(,"id":)";
-    AppendJsonString(&out, a.id);
+    AppendJsonString(out, a.id);
     out += R"(,"status":)" + std::to_string(a.status) + "}";
   }
   out += R"(],"not_recorded":)" + std::to_string(arrivals_dropped_) + "}";
@@ -574,7 +553,7 @@ std::string SandboxGateway::ArrivalsJson() const {
 std::string SandboxGateway::StatsJson() const {
   std::string out = "{";
   for (const auto& [k, v] : stats_) {
-    AppendJsonString(&out, k);
+    AppendJsonString(out, k);
     out += ":" + std::to_string(v) + ",";
   }
   out += R"("payouts":)" + std::to_string(entries_.size()) + R"(,"by_status":{)";
