@@ -473,6 +473,71 @@ TEST_F(DaemonTest, SameBatchNameDroppedWhileInProgressIsRejectedAndTheFirstIsPai
   EXPECT_EQ(daemon.Terminate(), 0) << daemon.log();
 }
 
+TEST_F(DaemonTest, IdHeldByGatewayWithAnotherBodyIsErrorAndWithTheSameBodyIsSuccess) {
+  StartSandbox({"--final-after-ms", "0"});
+  // Someone else created CF-1 with another amount; CF-2 exists with exactly our body (a payout
+  // whose 201 we never saw, say).
+  HttpReply pre = sandbox_->Post("CF-1", PayoutBody("1", "USD", "11223344"));
+  ASSERT_EQ(pre.status, 201) << pre.body;
+  ASSERT_EQ(sandbox_->Post("CF-2", PayoutBody("3", "USD", "55667788")).status, 201);
+  DaemonProcess daemon(WriteConfig());
+  daemon.Start();
+  ASSERT_TRUE(daemon.WaitReady()) << daemon.log();
+  // PayoutBody's fixed fields: account name "Test account", BANK_TRANSFER, customer@test.com.
+  DropBatch(spool(), "conflict",
+            "id,amount,currency,account_number,account_name,operator_code,email\n"
+            "CF-1,2.00,USD,11223344,Test account,BNK_000,customer@test.com\n"
+            "CF-2,3.00,USD,55667788,Test account,BNK_000,customer@test.com\n"
+            "CF-3,4.00,USD,99887766,Test account,BNK_000,customer@test.com\n");
+  ASSERT_TRUE(WaitDone(daemon, "conflict", seconds(60)));
+  auto results = ReadResultsCsv(done("conflict.results.csv"));
+  ASSERT_EQ(results.size(), 3u);
+  EXPECT_EQ(results[0].state, "ERROR");
+  EXPECT_THAT(results[0].error, HasSubstr("conflict"));
+  EXPECT_EQ(results[1].state, "SUCCESS") << results[1].error;
+  EXPECT_EQ(results[2].state, "SUCCESS") << results[2].error;
+  Summary summary = ReadSummary(done("conflict.summary.json"));
+  EXPECT_EQ(summary.states, (std::map<std::string, int64_t>{{"ERROR", 1}, {"SUCCESS", 2}}));
+  EXPECT_EQ(summary.totals.at("USD").requested, "9.00");
+  EXPECT_EQ(summary.totals.at("USD").succeeded, "7.00");
+  EXPECT_EQ(summary.totals.at("USD").failed, "2.00");
+  auto ledger = sandbox_->Ledger();
+  EXPECT_EQ(ledger.at("CF-1").amount_minor, 100) << "the gateway's payout was not replaced";
+  EXPECT_EQ(ledger.at("CF-2").distinct_bodies, 1);
+  EXPECT_EQ(ledger.at("CF-3").distinct_bodies, 1);
+  EXPECT_EQ(sandbox_->Stat("created"), 3);
+  EXPECT_EQ(daemon.Terminate(), 0) << daemon.log();
+}
+
+TEST_F(DaemonTest, ValidateRejectsBatchesOverTheConfiguredCaps) {
+  StartSandbox({"--final-after-ms", "0"});
+  cfg_.extra_yaml = "batches:\n  max_rows: 3\n  max_amount: {USD: \"100.00\"}\n  max_total: {JPY: \"1000\"}\n";
+  std::string config = WriteConfig();
+  auto validate = [&](const std::string& name, const std::string& csv) {
+    WriteFile(dir_.path() + "/" + name, csv);
+    return RunPayoutd({"validate", "--config", config, dir_.path() + "/" + name});
+  };
+  const std::string header = "id,amount,currency,account_number,account_name,operator_code\n";
+  CommandResult r = validate("ok.csv", header + "C-1,100.00,USD,A1,X,BNK_000\nC-2,600,JPY,A2,Y,BNK_000\n"
+                                                "C-3,400,JPY,A3,Z,BNK_000\n");
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+
+  r = validate("rows.csv", header + "C-1,1.00,USD,A1,X,BNK_000\nC-2,1.00,USD,A2,X,BNK_000\n"
+                                    "C-3,1.00,USD,A3,X,BNK_000\nC-4,1.00,USD,A4,X,BNK_000\n");
+  EXPECT_EQ(r.exit_code, 4) << r.out << r.err;
+  EXPECT_THAT(r.out, HasSubstr("max_rows"));
+
+  r = validate("amount.csv", header + "C-1,100.01,USD,A1,X,BNK_000\nC-2,5.00,USD,A2,X,BNK_000\n");
+  EXPECT_EQ(r.exit_code, 4) << r.out << r.err;
+  EXPECT_THAT(r.out, HasSubstr("2,amount,"));
+  EXPECT_THAT(r.out, ::testing::Not(HasSubstr("\n3,")));
+
+  r = validate("total.csv", header + "C-1,600,JPY,A1,X,BNK_000\nC-2,401,JPY,A2,X,BNK_000\n");
+  EXPECT_EQ(r.exit_code, 4) << r.out << r.err;
+  EXPECT_THAT(r.out, HasSubstr("max_total"));
+  EXPECT_EQ(sandbox_->Arrivals().size(), 0u);
+}
+
 // 6 -------------------------------------------------------------------------------------------
 TEST_F(DaemonTest, ProcessExitsZeroThreeOrFourAndWritesResultsOrErrors) {
   StartSandbox({"--final-after-ms", "0"});
