@@ -273,6 +273,9 @@ TEST(ParseConfig, ReadsEveryKeyIntoTheStruct) {
   EXPECT_EQ(c.batches.currencies.MinorUnits("XYZ"), 3);
   EXPECT_EQ(c.batches.currencies.MinorUnits("JPY"), 2);
   EXPECT_EQ(c.batches.currencies.MinorUnits("USD"), 2);
+  // The gateway client writes amounts with the same digits the validator used (SPEC §8.5).
+  EXPECT_EQ(c.gateway.currency_minor_units.at("XYZ"), 3);
+  EXPECT_EQ(c.gateway.currency_minor_units.at("JPY"), 2);
   EXPECT_EQ(c.batches.max_amount,
             (std::map<std::string, int64_t>{{"USD", 500000}, {"JPY", 10050}, {"XYZ", 1234}}));
   EXPECT_EQ(c.batches.max_total, (std::map<std::string, int64_t>{{"USD", 25000000}}));
