@@ -596,8 +596,13 @@ TEST(OpsCallbacks, AForgedSuccessCallbackCannotOverrideTheGatewaysFailedStatus) 
     return l.count("CB-FAIL") && l.at("CB-FAIL");
   }, 10s));
   // Forged: "SUCCESS" for a payout the gateway will end FAILED. The receiver says 200 (a hint).
-  HttpReply forged = HttpRequest(cb_port.port(), "POST", "/callback", CallbackBody("CB-FAIL", "SUCCESS"), kJson);
-  EXPECT_EQ(forged.status, 200) << forged.error;
+  // Until the daemon has recorded the POST's outcome the id is not waiting for a status and counts
+  // as unknown_id; repeat until one is accepted (it then makes the daemon GET, and GET says PENDING).
+  ASSERT_TRUE(WaitFor([&] {
+    HttpReply forged = HttpRequest(cb_port.port(), "POST", "/callback", CallbackBody("CB-FAIL", "SUCCESS"), kJson);
+    EXPECT_EQ(forged.status, 200) << forged.error;
+    return SampleOr0(d.Scrape(), "payoutd_callbacks_total", {{"result", "accepted"}}) >= 1;
+  }, 10s));
 
   ASSERT_TRUE(d.WaitDone("cb-batch", 15s)) << ReadAll(d.log_path());
   auto states = ResultStates(d.spool() / "done" / "cb-batch.results.csv");
