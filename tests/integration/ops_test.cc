@@ -428,8 +428,8 @@ struct SecrecyRun {
 // then the right secret (a restart) and a gateway refusal (422). Returns what was written.
 void RunSecrecyScenario(const std::string& format, const std::string& secret, const std::string& wrong_secret,
                         SecrecyRun* out) {
-  SandboxProcess sandbox({"--final-after-ms", "30", "--500-share", "0.15", "--drop-share", "0.15",
-                          "--malformed-share", "0.15", "--seed", "7"},
+  SandboxProcess sandbox({"--final-after-ms", "30", "--500-share", "0.15", "--drop-share", "0.3",
+                          "--malformed-share", "0.15", "--faults-on", "post", "--seed", "7"},
                          "TEST_MERCHANT", secret);
   TempDir tmp;
   Daemon d(tmp.path());
@@ -503,13 +503,19 @@ void RunSecrecyScenario(const std::string& format, const std::string& secret, co
   }
   text = d.Scrape();
   EXPECT_GT(SampleOr0(text, "payoutd_http_retries_total"), 0) << text;  // faults were met
+  // Every fault and refusal really happened: 401 (wrong secret), 500, a dropped connection
+  // (status 0 at the sandbox), 422; broken JSON shows as a bad_json retry in the log below.
+  std::map<int, int> seen;
+  for (int status : ArrivalStatuses(sandbox)) ++seen[status];
+  for (int status : {401, 500, 0, 422}) EXPECT_GE(seen[status], 1) << "no reply with status " << status;
   out->exports += text;
   EXPECT_EQ(d.Stop(), 0);
   std::string second_log = ReadAll(d.log_path());
 
   // The paths were really taken (so the absence checks below mean something).
   std::string all = first_log + second_log;
-  for (const char* event : {"batch.rejected", "gateway_retry", "gateway_auth_refused", "payout.final", "batch.done"})
+  for (const char* event : {"batch.rejected", "gateway_retry", "gateway_auth_refused", "payout.final", "batch.done",
+                            "bad_json", "OPERATOR_REJECTED"})
     EXPECT_NE(all.find(event), std::string::npos) << "no " << event << " in the " << format << " log";
   EXPECT_NE(all.find("REJECTED"), std::string::npos);
   if (format == "json") {
