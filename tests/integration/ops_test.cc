@@ -310,9 +310,8 @@ std::map<std::string, std::string> ResultStates(const fs::path& results) {
   return out;
 }
 
-// The sandbox's /_sandbox/ledger and /_sandbox/arrivals, read here rather than through
-// SandboxProcess::Ledger()/Arrivals(): those iterate `doc[...].get_object().value()` in a range-for,
-// which binds to a destroyed temporary and crashes in a Release build.
+// The two fields of /_sandbox/ledger and /_sandbox/arrivals this test needs. (Written when
+// SandboxProcess::Ledger()/Arrivals() still bound a destroyed simdjson temporary; fixed in 1eede0d.)
 simdjson::dom::element FetchJson(SandboxProcess& sandbox, simdjson::dom::parser& parser, const std::string& path) {
   HttpReply r = sandbox.Send("GET", path);
   simdjson::dom::element doc;
