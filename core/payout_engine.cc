@@ -106,12 +106,15 @@ void PayoutEngine::AddBatch(const std::string& batch_id) {
 }
 
 bool PayoutEngine::Nudge(const std::string& payout_id) {
-  if (draining_ || busy_.count(payout_id)) return false;
+  if (draining_) return false;
   auto row = store_.GetPayout(payout_id);
   if (!row.ok() || !row->has_value()) return false;
-  if ((*row)->stage != Stage::kPolling && (*row)->stage != Stage::kUnknown) return false;
-  nudged_.insert(payout_id);
-  SchedulePump();
+  // A callback may overtake our own record of the POST's outcome: keep the hint until the payout
+  // is waiting for a poll, then poll it at once.
+  if ((*row)->stage != Stage::kFinal) {
+    nudged_.insert(payout_id);
+    SchedulePump();
+  }
   return true;
 }
 
@@ -210,14 +213,15 @@ bool PayoutEngine::Commit() {
 }
 
 void PayoutEngine::FillPolls() {
-  while (polls_out_ < options_.poll_window && !nudged_.empty()) {
-    std::string id = *nudged_.begin();
-    nudged_.erase(nudged_.begin());
-    if (busy_.count(id)) continue;
-    auto row = store_.GetPayout(id);
+  for (auto it = nudged_.begin(); it != nudged_.end() && polls_out_ < options_.poll_window;) {
+    if (busy_.count(*it)) {
+      ++it;  // its submission or poll is under way; the hint waits for the answer
+      continue;
+    }
+    auto row = store_.GetPayout(*it);
+    it = nudged_.erase(it);
     if (!row.ok() || !row->has_value()) continue;
-    if ((*row)->stage != Stage::kPolling && (*row)->stage != Stage::kUnknown) continue;
-    StartPoll(std::move(**row));
+    if ((*row)->stage == Stage::kPolling || (*row)->stage == Stage::kUnknown) StartPoll(std::move(**row));
   }
   if (polls_out_ >= options_.poll_window) return;
   size_t room = options_.poll_window - polls_out_;

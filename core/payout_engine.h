@@ -80,8 +80,9 @@ class PayoutEngine {
   Status Start();
   // A batch just recorded by PayoutStore::CreateBatch: start on it.
   void AddBatch(const std::string& batch_id);
-  // A hint (callback) that this payout may have changed: poll it soon, if we know it and it is
-  // waiting for a poll. The hint never sets a status by itself.
+  // A hint (callback) that this payout may have changed: poll it as soon as it is waiting for a
+  // poll (at once, or right after its submission is answered). The hint never sets a status by
+  // itself. Returns false when the id is not a payout of ours.
   bool Nudge(const std::string& payout_id);
   void Reconfigure(const PollingPolicy& polling);
 

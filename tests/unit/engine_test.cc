@@ -293,5 +293,23 @@ TEST_F(EngineTest, Engine_SmallBatchIsNotStuckBehindALargeOne) {
   EXPECT_LT(first_small, 10u) << "the small batch shares the submission window from the start";
 }
 
+TEST_F(EngineTest, Engine_CallbackDuringSubmissionMakesItPollAtOnce) {
+  options_.polling.initial_delay = std::chrono::seconds(30);  // without the hint: no poll for 30 s
+  options_.polling.max_interval = std::chrono::seconds(60);
+  AddBatch("B1", {MakePayout("N-1", 2, 1000)});
+  PayoutEngine engine(io_, *store_, gateway_, clock_, options_, &observer_);
+  ASSERT_TRUE(engine.Start().ok());
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (gateway_.calls.empty() && std::chrono::steady_clock::now() < deadline)
+    io_.run_one_for(std::chrono::milliseconds(10));
+  ASSERT_EQ(gateway_.calls, std::vector<std::string>{"POST N-1"});
+  EXPECT_TRUE(engine.Nudge("N-1")) << "a payout of ours is known even while its POST is answered";
+  EXPECT_FALSE(engine.Nudge("NOT-OURS"));
+  while (observer_.finished.empty() && std::chrono::steady_clock::now() < deadline)
+    io_.run_for(std::chrono::milliseconds(10));
+  ASSERT_EQ(observer_.finished.size(), 1u) << "the hint was lost: no poll before initial_delay";
+  EXPECT_EQ(Row("N-1").state, FinalState::kSuccess);
+}
+
 }  // namespace
 }  // namespace payoutd
