@@ -378,6 +378,9 @@ void PayoutEngine::ApplyGatewayView(PayoutRow& row, const GatewayPayout& view) {
     Finalize(row, FinalState::kError, "id conflict: the gateway holds a different payout under this id");
     return;
   }
+  // The gateway holds it, so at least one POST of ours reached it, even if a crash cut off our
+  // count of it (attempts are counted when the POST's answer arrives).
+  if (row.attempts == 0) row.attempts = 1;
   row.gateway_status = view.status;
   row.has_fee = view.has_fee;
   row.fee_minor = view.fee_minor;
