@@ -186,6 +186,19 @@ int Service::Run() {
       log::Error("batch.intake_failed", {{"batch", process_batch_}, {"error", in.message}});
       return kExitFailure;
     }
+    if (in.kind == Intake::Kind::kResumed) {
+      // The same batch again: an interrupted run is resumed; a finished one is a duplicate (§2).
+      auto rec = store_->GetBatch(process_batch_);
+      if (rec.ok() && rec->has_value() && (*rec)->status == BatchRecord::Status::kFinished) {
+        // Every payout final but the reports were cut off: write them and stop.
+        boost::asio::post(io_, [this] { OnBatchFinished(process_batch_); });
+      } else if (rec.ok() && rec->has_value() && (*rec)->status == BatchRecord::Status::kReported) {
+        in.batch.errors.insert(in.batch.errors.begin(),
+                               BatchError{0, "", "batch '" + process_batch_ + "' was already processed"});
+        in.batch.error_count += 1;
+        in.kind = Intake::Kind::kRejected;
+      }
+    }
     if (in.kind == Intake::Kind::kRejected) {
       std::string errors = FormatErrorsCsv(in.batch);
       std::string path = opt_.out_dir + "/" + process_batch_ + ".errors.csv";
@@ -197,11 +210,6 @@ int Service::Run() {
     }
     log::Info(in.kind == Intake::Kind::kResumed ? "batch.resumed" : "batch.accepted",
               {{"batch", process_batch_}, {"rows", std::to_string(in.batch.payouts.size())}});
-    auto rec = store_->GetBatch(process_batch_);
-    if (rec.ok() && rec->has_value() && (*rec)->status != BatchRecord::Status::kActive) {
-      // Finished earlier: write its reports again and stop.
-      boost::asio::post(io_, [this] { OnBatchFinished(process_batch_); });
-    }
   } else {
     spool_ = std::make_unique<Spool>(io_, cfg_.spool.dir, cfg_.spool.settle,
                                      [this](const std::string& name) { OnClaimed(name); });

@@ -572,6 +572,12 @@ TEST_F(DaemonTest, ProcessExitsZeroThreeOrFourAndWritesResultsOrErrors) {
   EXPECT_EQ(errors[0].line, 2);
   EXPECT_EQ(errors[0].column, "amount");
 
+  // The same finished batch again is a duplicate (SPEC §2, §8.4): exit 4, nothing sent again.
+  r = RunPayoutd({"process", "--config", config, dir_.path() + "/allgood.csv", "--out", out + "/again"});
+  EXPECT_EQ(r.exit_code, 4) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("already processed"));
+  EXPECT_TRUE(FileExists(out + "/again/allgood.errors.csv"));
+
   std::vector<In> both = ok_rows;
   both.insert(both.end(), some_fail.begin(), some_fail.end());
   ExpectLedgerExactlyOnce(both, *sandbox_);
