@@ -35,7 +35,12 @@ void RateLimiter::Reset(SteadyTime now) {
   recent_.clear();
   recent_next_ = 0;
   recent_count_ = 0;
+  guard_ = Duration::zero();
   if (interval_ns_ > 0) {
+    // burst / (2 * rps) seconds, capped: the window never costs the backlog its rate.
+    const auto half_burst = std::chrono::nanoseconds(static_cast<int64_t>(
+        std::floor(options_.burst * 1e9 / (2 * options_.requests_per_second))));
+    guard_ = std::min<Duration>(kMaxJitterGuard, std::chrono::duration_cast<Duration>(half_burst));
     const double window = std::floor(options_.requests_per_second) + options_.burst;
     recent_.assign(static_cast<size_t>(std::clamp(window, 1.0, 1e6)), SteadyTime{});
   }
@@ -49,7 +54,7 @@ SteadyTime RateLimiter::NextStartTime(SteadyTime now) const {
     // One token is available once full_at_ - t <= (capacity - 1) * interval.
     t = std::max(t, full_at_ - std::chrono::nanoseconds((capacity_ - 1) * interval_ns_));
     // The window: the start that many starts ago must be more than 1s + guard in the past.
-    if (recent_count_ == recent_.size()) t = std::max(t, recent_[recent_next_] + std::chrono::seconds(1) + kJitterGuard);
+    if (recent_count_ == recent_.size()) t = std::max(t, recent_[recent_next_] + std::chrono::seconds(1) + guard_);
   }
   return std::max(t, pause_until_);
 }

@@ -7,11 +7,13 @@
 //   starts EMPTY, so a restart (a new limiter) cannot exceed the window either.
 // - Exact integer arithmetic on nanoseconds; the rate is rounded down (the interval between
 //   tokens rounded up to a whole nanosecond), never up.
-// - Besides the bucket, a sliding window: at most rps + burst starts in any 1s + kJitterGuard.
+// - Besides the bucket, a sliding window: at most rps + burst starts in any 1s + jitter_guard().
 //   The gateway counts arrivals, not our starts; requests that leave late (a stalled loop, a new
 //   connection) can bunch up on the way, and the guard keeps the gateway's one-second windows
-//   within rps + burst too for up to kJitterGuard of such delay. It costs no throughput while
-//   burst >= rps * kJitterGuard (e.g. 200 rps needs burst >= 20; with burst 10 it gets 191/s).
+//   within rps + burst too for up to jitter_guard() of such delay. The guard is
+//   min(kMaxJitterGuard, burst / (2 * rps)): rps + burst starts per 1s + guard is then still at
+//   least rps + burst / 2 per second, so a backlog always gets the full rate (a fixed 100 ms guard
+//   capped 2,000 rps with burst 100 at 1,909/s).
 // - A pure function of the times passed in: no clock is read, so tests drive it with FakeClock.
 //
 // requests_per_second == 0 disables the rate (benchmarks only); max_in_flight <= 0 disables that
@@ -28,7 +30,7 @@ namespace payoutd {
 
 class RateLimiter {
  public:
-  static constexpr Duration kJitterGuard = std::chrono::milliseconds(100);
+  static constexpr Duration kMaxJitterGuard = std::chrono::milliseconds(100);
 
   RateLimiter(const LimitOptions& options, SteadyTime now);
 
@@ -51,6 +53,8 @@ class RateLimiter {
 
   bool FullyInFlight() const { return options_.max_in_flight > 0 && in_flight_ >= options_.max_in_flight; }
   int in_flight() const { return in_flight_; }
+  // The window's extra span beyond one second (see the guarantees above); 0 when unlimited.
+  Duration jitter_guard() const { return guard_; }
   const LimitOptions& options() const { return options_; }
 
  private:
@@ -63,6 +67,7 @@ class RateLimiter {
   // by the capacity): tokens(t) = capacity - (full_at_ - t) / interval, capped at capacity.
   SteadyTime full_at_{};
   SteadyTime pause_until_{};
+  Duration guard_{};
   // The last rps + burst start times (a ring), for the sliding window; empty when unlimited.
   std::vector<SteadyTime> recent_;
   size_t recent_next_ = 0;   // the oldest entry once the ring is full
