@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config git ca-certificates python3
   libboost-dev libboost-system-dev libcurl4-openssl-dev libsimdjson-dev libyaml-cpp-dev
-  prometheus-cpp-dev libsqlite3-dev libssl-dev libsystemd-dev
+  prometheus-cpp-dev libsqlite3-dev libssl-dev libsystemd-dev libjemalloc-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   clang libclang-rt-14-dev
   prometheus systemd wrk hey sqlite3 procps
