@@ -37,13 +37,14 @@ constexpr size_t kPageSize = 256;
 }  // namespace
 
 PayoutEngine::PayoutEngine(boost::asio::io_context& io, PayoutStore& store, GatewayClient& client, Clock& clock,
-                           EngineOptions options, EngineObserver* observer)
+                           EngineOptions options, EngineObserver* observer, StoreThread* writer)
     : io_(io),
       store_(store),
       client_(client),
       clock_(clock),
       options_(std::move(options)),
       observer_(observer),
+      writer_(writer),
       timer_(io),
       alive_(std::make_shared<bool>(true)) {}
 
@@ -75,7 +76,9 @@ Status PayoutEngine::Start() {
         row.next_at_ms = NowMs();
         Record(row);
       }
-      if (!Commit()) return Status::Error("cannot commit recovery of in-flight payouts");
+      auto job = TakeCommitJob();
+      if (!FinishCommit(*job, WriteCommit(store_, *job)))
+        return Status::Error("cannot commit recovery of in-flight payouts");
     }
     AddBatch(b.id);
   }
@@ -128,7 +131,7 @@ void PayoutEngine::Drain(std::function<void()> done) {
 }
 
 PayoutEngine::Snapshot PayoutEngine::snapshot() const {
-  return Snapshot{batches_.size(), submits_out_, polls_out_, pending_.size()};
+  return Snapshot{batches_.size(), submits_out_, polls_out_, pending_.size() + committing_};
 }
 
 // Pumps run at most once per commit_interval, so that state changes are committed in groups.
@@ -175,47 +178,80 @@ void PayoutEngine::Pump() {
 
 bool PayoutEngine::Commit() {
   if (pending_.empty() && pending_final_count_.empty()) return true;
-  if (!pending_.empty()) {
-    Status st = store_.Apply(pending_);
-    if (!st.ok()) {
-      stopped_ = true;
-      log::Error("engine.commit_failed", {{"error", st.message()}});
-      if (observer_) observer_->OnStoreError(st.message());
-      return false;
-    }
+  if (!writer_) {
+    auto job = TakeCommitJob();
+    return FinishCommit(*job, WriteCommit(store_, *job));
   }
+  if (commit_in_flight_) return true;  // these changes go with the next group
+  auto job = TakeCommitJob();
+  commit_in_flight_ = true;
+  committing_ = job->updates.size();
+  writer_->Post([job](PayoutStore& store) { return WriteCommit(store, *job); },
+                [this, alive = alive_, job](Status written) {
+                  if (!*alive) return;
+                  commit_in_flight_ = false;
+                  committing_ = 0;
+                  if (!FinishCommit(*job, written)) return;
+                  SchedulePump();  // the next group, and the payouts this one settled
+                });
+  return true;
+}
+
+std::shared_ptr<PayoutEngine::CommitJob> PayoutEngine::TakeCommitJob() {
+  auto job = std::make_shared<CommitJob>();
+  job->updates = std::move(pending_);
   pending_.clear();
-  auto finals = std::move(pending_finals_);
+  job->finals = std::move(pending_finals_);
   pending_finals_.clear();
-  auto counts = std::move(pending_final_count_);
-  pending_final_count_.clear();
-  if (observer_)
-    for (const auto& row : finals) observer_->OnFinal(row);
-  for (const auto& [batch_id, n] : counts) {
+  job->now_ms = NowMs();
+  for (const auto& [batch_id, n] : pending_final_count_) {
     auto it = batches_.find(batch_id);
     if (it == batches_.end()) continue;
     it->second.remaining -= n;
     PAYOUTD_CHECK(it->second.remaining >= 0);
-    if (it->second.remaining > 0) continue;
-    Status st = store_.SetBatchStatus(batch_id, BatchRecord::Status::kFinished, NowMs());
-    if (!st.ok()) {
-      stopped_ = true;
-      log::Error("engine.commit_failed", {{"error", st.message()}});
-      if (observer_) observer_->OnStoreError(st.message());
-      return false;
-    }
+    if (it->second.remaining == 0) job->finished.push_back(batch_id);
+  }
+  pending_final_count_.clear();
+  return job;
+}
+
+// Runs on the writer's thread (or the io thread without one): nothing here touches the engine.
+Status PayoutEngine::WriteCommit(PayoutStore& store, const CommitJob& job) {
+  if (!job.updates.empty())
+    if (Status st = store.Apply(job.updates); !st.ok()) return st;
+  // After the finals above: a batch is kFinished only once every payout's final state is durable.
+  for (const auto& batch_id : job.finished)
+    if (Status st = store.SetBatchStatus(batch_id, BatchRecord::Status::kFinished, job.now_ms); !st.ok()) return st;
+  return Status::Ok();
+}
+
+bool PayoutEngine::FinishCommit(const CommitJob& job, const Status& written) {
+  if (!written.ok()) {
+    stopped_ = true;
+    log::Error("engine.commit_failed", {{"error", written.message()}});
+    if (observer_) observer_->OnStoreError(written.message());
+    return false;
+  }
+  for (const auto& u : job.updates) {
+    auto it = unsettled_.find(u.id);
+    if (it != unsettled_.end() && --it->second == 0) unsettled_.erase(it);
+  }
+  if (observer_)
+    for (const auto& row : job.finals) observer_->OnFinal(row);
+  for (const auto& batch_id : job.finished) {
     if (rr_next_ == batch_id) rr_next_.clear();
-    batches_.erase(it);
+    batches_.erase(batch_id);
     log::Info("engine.batch_finished", {{"batch", batch_id}});
     if (observer_) observer_->OnBatchFinished(batch_id);
   }
+  CheckDrained();
   return true;
 }
 
 void PayoutEngine::FillPolls() {
   for (auto it = nudged_.begin(); it != nudged_.end() && polls_out_ < options_.poll_window;) {
-    if (busy_.count(*it)) {
-      ++it;  // its submission or poll is under way; the hint waits for the answer
+    if (!Settled(*it)) {
+      ++it;  // its submission or poll is under way, or not committed yet; the hint waits
       continue;
     }
     auto row = store_.GetPayout(*it);
@@ -225,15 +261,16 @@ void PayoutEngine::FillPolls() {
   }
   if (polls_out_ >= options_.poll_window) return;
   size_t room = options_.poll_window - polls_out_;
-  // Rows with a call at the client are still due in the store; ask for enough to skip them.
-  auto rows = store_.LoadDue(NowMs(), room + polls_out_);
+  // Rows with a call at the client, or with changes not yet committed, may still be due in the
+  // store; ask for enough to skip them.
+  auto rows = store_.LoadDue(NowMs(), room + polls_out_ + unsettled_.size());
   if (!rows.ok()) {
     log::Error("engine.load_failed", {{"error", rows.error()}});
     return;
   }
   for (auto& row : *rows) {
     if (polls_out_ >= options_.poll_window) break;
-    if (busy_.count(row.payout.id)) continue;
+    if (!Settled(row.payout.id)) continue;
     StartPoll(std::move(row));
   }
 }
@@ -437,11 +474,14 @@ void PayoutEngine::Finalize(PayoutRow& row, FinalState state, std::string error)
   pending_final_count_[row.batch_id] += 1;
 }
 
-void PayoutEngine::Record(const PayoutRow& row) { pending_.push_back(ToUpdate(row)); }
+void PayoutEngine::Record(const PayoutRow& row) {
+  pending_.push_back(ToUpdate(row));
+  ++unsettled_[row.payout.id];
+}
 
 void PayoutEngine::CheckDrained() {
   if (!draining_ || !drained_) return;
-  if (submits_out_ != 0 || polls_out_ != 0 || !pending_.empty()) return;
+  if (submits_out_ != 0 || polls_out_ != 0 || !pending_.empty() || commit_in_flight_) return;
   auto done = std::move(drained_);
   drained_ = nullptr;
   boost::asio::post(io_, std::move(done));

@@ -12,8 +12,12 @@
 // - Group commit: state changes are written in one transaction per pump cycle (commit_interval).
 //   A final state is committed before the batch can be reported (on_batch_finished runs after the
 //   commit that made the last payout final and after the batch is marked kFinished).
+// - With a StoreThread, commits run there (one at a time, in order) and the network loop never
+//   waits for an fsync; changes made meanwhile form the next group. A payout with changes not yet
+//   committed is not read back from the store (its stored row is stale) until they are.
 //
-// Threading: everything runs on the io_context's thread.
+// Threading: everything runs on the io_context's thread; `store` is read there (and written there
+// when there is no StoreThread, and by Start()'s recovery).
 #pragma once
 
 #include <chrono>
@@ -34,6 +38,7 @@
 #include "core/gateway_client.h"
 #include "core/payout.h"
 #include "core/payout_store.h"
+#include "core/store_thread.h"
 
 namespace payoutd {
 
@@ -70,8 +75,9 @@ class EngineObserver {
 
 class PayoutEngine {
  public:
+  // `writer`, when given, must outlive the engine; it commits the engine's changes on its thread.
   PayoutEngine(boost::asio::io_context& io, PayoutStore& store, GatewayClient& client, Clock& clock,
-               EngineOptions options, EngineObserver* observer);
+               EngineOptions options, EngineObserver* observer, StoreThread* writer = nullptr);
   ~PayoutEngine();
   PayoutEngine(const PayoutEngine&) = delete;
   PayoutEngine& operator=(const PayoutEngine&) = delete;
@@ -109,10 +115,24 @@ class PayoutEngine {
     int64_t remaining = 0;        // payouts not final (committed or pending)
   };
 
+  // One group of changes on its way to the store.
+  struct CommitJob {
+    std::vector<PayoutUpdate> updates;
+    std::vector<PayoutRow> finals;          // for the observer, once committed
+    std::vector<std::string> finished;      // batches whose last payout is final in this group
+    int64_t now_ms = 0;
+  };
+
   void SchedulePump();
   void ScheduleAt(SteadyTime at);
   void Pump();
+  // Commits what is pending: at once without a writer (false on a store error), else hands it to
+  // the writer unless a commit is already under way (then it goes with the next one).
   bool Commit();
+  std::shared_ptr<CommitJob> TakeCommitJob();
+  static Status WriteCommit(PayoutStore& store, const CommitJob& job);
+  bool FinishCommit(const CommitJob& job, const Status& written);
+  bool Settled(const std::string& payout_id) const { return !busy_.count(payout_id) && !unsettled_.count(payout_id); }
   void FillPolls();
   void FillSubmissions();
   bool NextReady(Cursor& c, PayoutRow* out);
@@ -139,13 +159,17 @@ class PayoutEngine {
 
   std::map<std::string, Cursor> batches_;           // active batches by id
   std::string rr_next_;                             // round-robin position among batches_
+  StoreThread* writer_;
   std::unordered_set<std::string> busy_;            // payout ids with a call at the client
+  std::unordered_map<std::string, int> unsettled_;  // ids with changes not yet committed: how many
   std::vector<PayoutUpdate> pending_;               // uncommitted changes
   std::vector<PayoutRow> pending_finals_;           // finals in pending_, for the observer
   std::map<std::string, int64_t> pending_final_count_;  // per batch, finals in pending_
   std::unordered_set<std::string> nudged_;          // ids to poll at once
   size_t submits_out_ = 0;
   size_t polls_out_ = 0;
+  bool commit_in_flight_ = false;                   // a CommitJob is with the writer
+  size_t committing_ = 0;                           // its size, for snapshot()
   bool pump_scheduled_ = false;
   bool stopped_ = false;                            // after a store error
   bool draining_ = false;

@@ -4,6 +4,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <deque>
 #include <filesystem>
 #include <map>
@@ -13,6 +14,7 @@
 
 #include "core/payout_engine.h"
 #include "core/payout_store.h"
+#include "core/store_thread.h"
 
 namespace payoutd {
 namespace {
@@ -101,11 +103,13 @@ Payout MakePayout(const std::string& id, uint32_t line, int64_t amount) {
   return p;
 }
 
-class EngineTest : public ::testing::Test {
+// Every engine test runs twice: commits on the io thread, and on a StoreThread (as the daemon does).
+class EngineTest : public ::testing::TestWithParam<bool> {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() / ("engine_test_" + std::to_string(::getpid()) + "_" +
-                                                     ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::string name = ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    std::replace(name.begin(), name.end(), '/', '_');  // "Engine_X/OnStoreThread"
+    dir_ = std::filesystem::temp_directory_path() / ("engine_test_" + std::to_string(::getpid()) + "_" + name);
     std::filesystem::remove_all(dir_);
     std::filesystem::create_directories(dir_);
     auto s = PayoutStore::Open((dir_ / "state.db").string());
@@ -114,8 +118,16 @@ class EngineTest : public ::testing::Test {
     options_.polling.initial_delay = std::chrono::milliseconds(1);
     options_.polling.max_interval = std::chrono::milliseconds(5);
     options_.commit_interval = std::chrono::milliseconds(1);
+    if (GetParam()) {
+      auto w = PayoutStore::Open((dir_ / "state.db").string());
+      ASSERT_TRUE(w.ok()) << w.error();
+      writer_ = std::make_unique<StoreThread>(io_, std::move(*w));
+    }
   }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
+  void TearDown() override {
+    writer_.reset();
+    std::filesystem::remove_all(dir_);
+  }
 
   void AddBatch(const std::string& id, const std::vector<Payout>& payouts) {
     BatchRecord b;
@@ -129,7 +141,7 @@ class EngineTest : public ::testing::Test {
 
   // Runs the engine until every batch is finished, or fails after a deadline.
   void RunToEnd(size_t expect_batches) {
-    PayoutEngine engine(io_, *store_, gateway_, clock_, options_, &observer_);
+    PayoutEngine engine(io_, *store_, gateway_, clock_, options_, &observer_, writer_.get());
     ASSERT_TRUE(engine.Start().ok());
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
     while (observer_.finished.size() < expect_batches && std::chrono::steady_clock::now() < deadline) {
@@ -151,9 +163,10 @@ class EngineTest : public ::testing::Test {
   SystemClock clock_;
   Observer observer_;
   EngineOptions options_;
+  std::unique_ptr<StoreThread> writer_;  // after io_: destroyed first
 };
 
-TEST_F(EngineTest, Engine_PaysEveryPayoutOnceAndFinishesTheBatch) {
+TEST_P(EngineTest, Engine_PaysEveryPayoutOnceAndFinishesTheBatch) {
   std::vector<Payout> ps;
   for (int i = 1; i <= 500; ++i) ps.push_back(MakePayout("P-" + std::to_string(i), i + 1, 100 * i));
   AddBatch("B1", ps);
@@ -169,7 +182,7 @@ TEST_F(EngineTest, Engine_PaysEveryPayoutOnceAndFinishesTheBatch) {
   EXPECT_EQ(progress->batch.status, BatchRecord::Status::kFinished);
 }
 
-TEST_F(EngineTest, Engine_UnknownOutcomeIsResolvedWithGetBeforeAnyResend) {
+TEST_P(EngineTest, Engine_UnknownOutcomeIsResolvedWithGetBeforeAnyResend) {
   AddBatch("B1", {MakePayout("U-1", 2, 500)});
   SubmitResult unknown;
   unknown.outcome = SubmitResult::Outcome::kUnknown;
@@ -188,7 +201,7 @@ TEST_F(EngineTest, Engine_UnknownOutcomeIsResolvedWithGetBeforeAnyResend) {
   EXPECT_EQ(Row("U-1").attempts, 9);
 }
 
-TEST_F(EngineTest, Engine_RejectedAndConflictAndNotCreatedAreFinal) {
+TEST_P(EngineTest, Engine_RejectedAndConflictAndNotCreatedAreFinal) {
   AddBatch("B1", {MakePayout("R-1", 2, 1), MakePayout("C-1", 3, 2), MakePayout("N-1", 4, 3)});
   SubmitResult r;
   r.outcome = SubmitResult::Outcome::kRejected;
@@ -211,7 +224,7 @@ TEST_F(EngineTest, Engine_RejectedAndConflictAndNotCreatedAreFinal) {
   EXPECT_EQ(gateway_.calls.size(), 3u) << "final answers need no poll";
 }
 
-TEST_F(EngineTest, Engine_GatewayHoldingADifferentAmountIsAnIdConflict) {
+TEST_P(EngineTest, Engine_GatewayHoldingADifferentAmountIsAnIdConflict) {
   AddBatch("B1", {MakePayout("X-1", 2, 1000)});
   PollResult other;
   other.outcome = PollResult::Outcome::kFound;
@@ -223,7 +236,7 @@ TEST_F(EngineTest, Engine_GatewayHoldingADifferentAmountIsAnIdConflict) {
   EXPECT_EQ(Row("X-1").state, FinalState::kError);
 }
 
-TEST_F(EngineTest, Engine_PollsUntilFinalAndKeepsFeeAndStatus) {
+TEST_P(EngineTest, Engine_PollsUntilFinalAndKeepsFeeAndStatus) {
   AddBatch("B1", {MakePayout("F-1", 2, 1000)});
   PollResult pending;
   pending.outcome = PollResult::Outcome::kFound;
@@ -248,7 +261,7 @@ TEST_F(EngineTest, Engine_PollsUntilFinalAndKeepsFeeAndStatus) {
   EXPECT_EQ(std::count(gateway_.calls.begin(), gateway_.calls.end(), "GET F-1"), 3);
 }
 
-TEST_F(EngineTest, Engine_GivesUpWithErrorAfterGiveUpAfter) {
+TEST_P(EngineTest, Engine_GivesUpWithErrorAfterGiveUpAfter) {
   options_.polling.give_up_after = std::chrono::milliseconds(30);
   AddBatch("B1", {MakePayout("G-1", 2, 1000)});
   PollResult pending;
@@ -263,7 +276,7 @@ TEST_F(EngineTest, Engine_GivesUpWithErrorAfterGiveUpAfter) {
   EXPECT_NE(row.error.find("no final status"), std::string::npos) << row.error;
 }
 
-TEST_F(EngineTest, Engine_SubmittingAtStartIsResolvedWithGetFirst) {
+TEST_P(EngineTest, Engine_SubmittingAtStartIsResolvedWithGetFirst) {
   AddBatch("B1", {MakePayout("S-1", 2, 1000)});
   PayoutUpdate u;
   u.id = "S-1";
@@ -278,7 +291,7 @@ TEST_F(EngineTest, Engine_SubmittingAtStartIsResolvedWithGetFirst) {
   EXPECT_EQ(Row("S-1").state, FinalState::kSuccess);
 }
 
-TEST_F(EngineTest, Engine_SmallBatchIsNotStuckBehindALargeOne) {
+TEST_P(EngineTest, Engine_SmallBatchIsNotStuckBehindALargeOne) {
   options_.submit_window = 4;
   std::vector<Payout> big;
   for (int i = 1; i <= 400; ++i) big.push_back(MakePayout("BIG-" + std::to_string(i), i + 1, 1));
@@ -293,11 +306,11 @@ TEST_F(EngineTest, Engine_SmallBatchIsNotStuckBehindALargeOne) {
   EXPECT_LT(first_small, 10u) << "the small batch shares the submission window from the start";
 }
 
-TEST_F(EngineTest, Engine_CallbackDuringSubmissionMakesItPollAtOnce) {
+TEST_P(EngineTest, Engine_CallbackDuringSubmissionMakesItPollAtOnce) {
   options_.polling.initial_delay = std::chrono::seconds(30);  // without the hint: no poll for 30 s
   options_.polling.max_interval = std::chrono::seconds(60);
   AddBatch("B1", {MakePayout("N-1", 2, 1000)});
-  PayoutEngine engine(io_, *store_, gateway_, clock_, options_, &observer_);
+  PayoutEngine engine(io_, *store_, gateway_, clock_, options_, &observer_, writer_.get());
   ASSERT_TRUE(engine.Start().ok());
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   while (gateway_.calls.empty() && std::chrono::steady_clock::now() < deadline)
@@ -310,6 +323,11 @@ TEST_F(EngineTest, Engine_CallbackDuringSubmissionMakesItPollAtOnce) {
   ASSERT_EQ(observer_.finished.size(), 1u) << "the hint was lost: no poll before initial_delay";
   EXPECT_EQ(Row("N-1").state, FinalState::kSuccess);
 }
+
+INSTANTIATE_TEST_SUITE_P(Commits, EngineTest, ::testing::Values(false, true),
+                         [](const ::testing::TestParamInfo<bool>& info) {
+                           return info.param ? std::string("OnStoreThread") : std::string("OnIoThread");
+                         });
 
 }  // namespace
 }  // namespace payoutd
