@@ -18,6 +18,7 @@
 #include "core/payout_engine.h"
 #include "core/payout_store.h"
 #include "core/results.h"
+#include "core/store_thread.h"
 #include "daemon/callbacks.h"
 #include "daemon/files.h"
 #include "daemon/intake.h"
@@ -63,6 +64,17 @@ int64_t WallMs(const Clock& clock) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(clock.WallNow().time_since_epoch()).count();
 }
 
+// What writing a batch's reports came to (WriteReport, on the store thread).
+struct ReportOutcome {
+  Status status = Status::Ok();
+  BatchProgress progress;
+  std::string summary;        // the summary.json text
+  std::string results_path;
+};
+
+ReportOutcome WriteReport(PayoutStore& store, const std::string& batch_id, const CurrencyTable& currencies,
+                          const std::string& dir, Spool* spool);
+
 class Service final : public EngineObserver {
  public:
   explicit Service(ServiceOptions options)
@@ -89,7 +101,10 @@ class Service final : public EngineObserver {
   Status Lock();
   Status Recover();
   void OnClaimed(const std::string& file_name);
-  Status Report(const std::string& batch_id);
+  void OnIntake(const std::string& file_name, Intake in);
+  void RetryLater(const std::string& file_name);
+  void Report(const std::string& batch_id);
+  void OnReported(const std::string& batch_id, const ReportOutcome& out);
   void Shutdown(const std::string& why, int exit_code);
   void Reload();
   void Tick();
@@ -101,7 +116,8 @@ class Service final : public EngineObserver {
   SystemClock clock_;
   SystemRandom random_;
   BatchValidator validator_;
-  std::unique_ptr<PayoutStore> store_;
+  std::unique_ptr<PayoutStore> store_;     // the io thread's connection
+  std::unique_ptr<StoreThread> writer_;    // commits off the io thread (own connection); outlives engine_
   std::unique_ptr<Metrics> metrics_;
   std::unique_ptr<GatewayClient> client_;
   std::unique_ptr<PayoutEngine> engine_;
@@ -147,6 +163,12 @@ int Service::Run() {
     return kExitFailure;
   }
   store_ = std::move(*store);
+  auto writer_store = PayoutStore::Open(cfg_.state_path);
+  if (!writer_store.ok()) {
+    log::Error("startup.failed", {{"error", "state " + cfg_.state_path + ": " + writer_store.error()}});
+    return kExitFailure;
+  }
+  writer_ = std::make_unique<StoreThread>(io_, std::move(*writer_store));
 
   auto metrics = Metrics::Create(Process() ? std::string() : cfg_.metrics_listen, PAYOUTD_VERSION);
   if (!metrics.ok()) {
@@ -161,7 +183,7 @@ int Service::Run() {
     return kExitFailure;
   }
   client_ = std::move(*client);
-  engine_ = std::make_unique<PayoutEngine>(io_, *store_, *client_, clock_, ToEngineOptions(cfg_), this);
+  engine_ = std::make_unique<PayoutEngine>(io_, *store_, *client_, clock_, ToEngineOptions(cfg_), this, writer_.get());
 
   if (!cfg_.callbacks_listen.empty()) {
     auto cb = CallbackReceiver::Create(io_, cfg_.callbacks_listen, [this](const std::string& id) {
@@ -252,9 +274,7 @@ Status Service::Recover() {
   auto batches = store_->ListBatches();
   if (!batches.ok()) return batches.status();
   for (const auto& b : *batches) {
-    if (b.status == BatchRecord::Status::kFinished) {
-      if (Status st = Report(b.id); !st.ok()) return st;
-    }
+    if (b.status == BatchRecord::Status::kFinished) Report(b.id);  // queued on the store thread
   }
   for (const auto& name : spool_->WorkFiles()) {
     std::string batch_id = BatchIdFromFileName(name);
@@ -272,11 +292,22 @@ Status Service::Recover() {
   return Status::Ok();
 }
 
+// Validation and the durable record of a batch (up to max_rows rows, seconds for a million) run on
+// the store thread: the network loop keeps paying the batches already in progress meanwhile.
 void Service::OnClaimed(const std::string& file_name) {
   if (stopping_) return;
   std::string batch_id = BatchIdFromFileName(file_name);
   std::string path = spool_->work() + "/" + file_name;
-  Intake in = TakeBatch(store_.get(), validator_, batch_id, path, file_name, WallMs(clock_), true);
+  int64_t now_ms = WallMs(clock_);
+  writer_->Post(
+      [validator = validator_, batch_id, path, file_name, now_ms](PayoutStore& store) {
+        return TakeBatch(&store, validator, batch_id, path, file_name, now_ms, true);
+      },
+      [this, file_name](Intake in) { OnIntake(file_name, std::move(in)); });
+}
+
+void Service::OnIntake(const std::string& file_name, Intake in) {
+  std::string batch_id = BatchIdFromFileName(file_name);
   if (in.kind == Intake::Kind::kResumed) {
     // Claimed from inbox/ yet already known: the same batch dropped again after it was paid.
     in.batch.errors.insert(in.batch.errors.begin(),
@@ -290,7 +321,8 @@ void Service::OnClaimed(const std::string& file_name) {
                                    {"rows", std::to_string(in.batch.payouts.size())},
                                    {"sha256", in.batch.sha256}});
       metrics_->OnBatch(Metrics::BatchResult::kAccepted);
-      engine_->AddBatch(batch_id);
+      // Shutting down: the batch is durable and its file in work/; the next start resumes it.
+      if (!stopping_) engine_->AddBatch(batch_id);
       break;
     case Intake::Kind::kRejected: {
       const BatchError& first = in.batch.errors.front();
@@ -306,52 +338,87 @@ void Service::OnClaimed(const std::string& file_name) {
     case Intake::Kind::kFailed:
     case Intake::Kind::kResumed:
       log::Error("batch.intake_failed", {{"batch", batch_id}, {"error", in.message}, {"retry_in", "5s"}});
-      retry_files_.push_back(file_name);
-      retry_timer_.expires_after(std::chrono::seconds(5));
-      retry_timer_.async_wait([this](const boost::system::error_code& ec) {
-        if (ec) return;
-        auto files = std::move(retry_files_);
-        retry_files_.clear();
-        for (const auto& f : files) OnClaimed(f);
-      });
+      RetryLater(file_name);
       break;
   }
 }
 
-// Reports are written before the input moves to done/ and before the batch is marked reported, so
-// a crash in between only means writing them again.
-Status Service::Report(const std::string& batch_id) {
-  auto progress = store_->Progress(batch_id);
-  if (!progress.ok()) return progress.status();
-  const CurrencyTable& currencies = cfg_.batches.currencies;
-  std::string dir = Process() ? opt_.out_dir : spool_->done();
-  Status st = WriteFileAtomically(dir + "/" + batch_id + ".results.csv", [&](std::ostream& out) {
-    return WriteResultsCsv(*store_, batch_id, currencies, out);
+void Service::RetryLater(const std::string& file_name) {
+  if (stopping_) return;
+  retry_files_.push_back(file_name);
+  retry_timer_.expires_after(std::chrono::seconds(5));
+  retry_timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (ec) return;
+    auto files = std::move(retry_files_);
+    retry_files_.clear();
+    for (const auto& f : files) OnClaimed(f);
   });
-  if (!st.ok()) return st;
-  std::string summary = SummaryJson(*progress, currencies);
-  if (st = WriteFileAtomically(dir + "/" + batch_id + ".summary.json", summary); !st.ok()) return st;
-  if (!Process()) {
-    std::string file_name = progress->batch.file_name;
-    if (FileExists(spool_->work() + "/" + file_name))
-      if (st = spool_->Finish(file_name); !st.ok()) return st;
+}
+
+// Runs on the store thread. Reports are written before the input moves to done/ and before the
+// batch is marked reported, so a crash in between only means writing them again.
+ReportOutcome WriteReport(PayoutStore& store, const std::string& batch_id, const CurrencyTable& currencies,
+                          const std::string& dir, Spool* spool) {
+  ReportOutcome out;
+  auto progress = store.Progress(batch_id);
+  if (!progress.ok()) {
+    out.status = progress.status();
+    return out;
   }
-  if (st = store_->SetBatchStatus(batch_id, BatchRecord::Status::kReported, progress->batch.finished_at_ms); !st.ok())
-    return st;
+  out.progress = std::move(*progress);
+  out.results_path = dir + "/" + batch_id + ".results.csv";
+  out.status = WriteFileAtomically(out.results_path, [&](std::ostream& os) {
+    return WriteResultsCsv(store, batch_id, currencies, os);
+  });
+  if (!out.status.ok()) return out;
+  out.summary = SummaryJson(out.progress, currencies);
+  if (out.status = WriteFileAtomically(dir + "/" + batch_id + ".summary.json", out.summary); !out.status.ok())
+    return out;
+  if (spool) {
+    const std::string& file_name = out.progress.batch.file_name;
+    if (FileExists(spool->work() + "/" + file_name))
+      if (out.status = spool->Finish(file_name); !out.status.ok()) return out;
+  }
+  out.status = store.SetBatchStatus(batch_id, BatchRecord::Status::kReported, out.progress.batch.finished_at_ms);
+  return out;
+}
+
+void Service::Report(const std::string& batch_id) {
+  std::string dir = Process() ? opt_.out_dir : spool_->done();
+  writer_->Post(
+      [batch_id, dir, currencies = cfg_.batches.currencies, spool = spool_.get()](PayoutStore& store) {
+        return WriteReport(store, batch_id, currencies, dir, spool);
+      },
+      [this, batch_id](ReportOutcome out) { OnReported(batch_id, out); });
+}
+
+void Service::OnReported(const std::string& batch_id, const ReportOutcome& out) {
+  if (!out.status.ok()) {
+    log::Error("batch.report_failed", {{"batch", batch_id}, {"error", out.status.message()}, {"retry_in", "30s"}});
+    if (Process()) {
+      Shutdown("report failed", kExitFailure);
+      return;
+    }
+    // The batch stays kFinished: try again (and again at the next start) rather than forget it.
+    auto timer = std::make_shared<boost::asio::steady_timer>(io_, std::chrono::seconds(30));
+    timer->async_wait([this, timer, batch_id](const boost::system::error_code& ec) {
+      if (!ec && !stopping_) Report(batch_id);
+    });
+    return;
+  }
   int64_t not_success = 0;
-  for (const auto& [s, n] : progress->states)
+  for (const auto& [s, n] : out.progress.states)
     if (s != FinalState::kSuccess) not_success += n;
   log::Info("batch.done", {{"batch", batch_id},
-                           {"rows", std::to_string(progress->batch.rows)},
+                           {"rows", std::to_string(out.progress.batch.rows)},
                            {"not_success", std::to_string(not_success)},
-                           {"results", dir + "/" + batch_id + ".results.csv"}});
+                           {"results", out.results_path}});
   ++done_batches_;
   metrics_->OnBatch(Metrics::BatchResult::kDone);
   if (Process() && batch_id == process_batch_) {
-    std::cout << summary;
+    std::cout << out.summary;
     Shutdown("batch finished", not_success ? kExitNotAllSuccess : kExitOk);
   }
-  return Status::Ok();
 }
 
 void Service::OnFinal(const PayoutRow& row) {
@@ -370,12 +437,7 @@ void Service::OnFinal(const PayoutRow& row) {
 
 void Service::OnUnknownStatus(const std::string&) { metrics_->OnUnknownGatewayStatus(); }
 
-void Service::OnBatchFinished(const std::string& batch_id) {
-  if (Status st = Report(batch_id); !st.ok()) {
-    log::Error("batch.report_failed", {{"batch", batch_id}, {"error", st.message()}});
-    if (Process()) Shutdown("report failed", kExitFailure);
-  }
-}
+void Service::OnBatchFinished(const std::string& batch_id) { Report(batch_id); }
 
 void Service::OnStoreError(const std::string& message) {
   log::Error("state.write_failed", {{"error", message}});
