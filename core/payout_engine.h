@@ -82,7 +82,8 @@ class PayoutEngine {
   PayoutEngine(const PayoutEngine&) = delete;
   PayoutEngine& operator=(const PayoutEngine&) = delete;
 
-  // Resumes every active batch in the store. Call once.
+  // Resumes every active batch in the store. Call once, before anything else writes to the store:
+  // the recovery of payouts cut off mid-POST is committed through `store` itself, at once.
   Status Start();
   // A batch just recorded by PayoutStore::CreateBatch: start on it.
   void AddBatch(const std::string& batch_id);

@@ -239,16 +239,20 @@ int Service::Run() {
       log::Error("startup.failed", {{"error", st.message()}});
       return kExitFailure;
     }
-    if (Status st = Recover(); !st.ok()) {
-      log::Error("startup.failed", {{"error", "recovery: " + st.message()}});
-      return kExitFailure;
-    }
   }
+  // The engine's recovery writes through the io thread's connection, so it runs before anything is
+  // handed to the store thread (Recover's intakes and reports): no two writers at once.
   if (Status st = engine_->Start(); !st.ok()) {
     log::Error("startup.failed", {{"error", "state: " + st.message()}});
     return kExitFailure;
   }
-  if (spool_) spool_->Start();
+  if (spool_) {
+    if (Status st = Recover(); !st.ok()) {
+      log::Error("startup.failed", {{"error", "recovery: " + st.message()}});
+      return kExitFailure;
+    }
+    spool_->Start();
+  }
 
   signals_.async_wait([this](const boost::system::error_code& ec, int sig) {
     if (!ec) Shutdown(sig == SIGTERM ? "SIGTERM" : "SIGINT", Process() ? kExitFailure : kExitOk);
