@@ -32,6 +32,11 @@ void RateLimiter::Reset(SteadyTime now) {
     interval_ns_ = 0;
   }
   capacity_ = std::max(options_.burst, 1);
+  if (options_.requests_per_second > 0) {
+    const double paced = std::ceil(options_.requests_per_second * std::chrono::duration<double>(kPaceSpan).count());
+    // At least two: a wake-up a little late (timer slack, a busy loop) still finds the next token.
+    capacity_ = std::min<int64_t>(capacity_, static_cast<int64_t>(std::max(2.0, paced)));
+  }
   recent_.clear();
   recent_next_ = 0;
   recent_count_ = 0;
