@@ -235,6 +235,9 @@ bool PayoutEngine::FinishCommit(const CommitJob& job, const Status& written) {
   for (const auto& u : job.updates) {
     auto it = unsettled_.find(u.id);
     if (it != unsettled_.end() && --it->second == 0) unsettled_.erase(it);
+    // A commit can land after the sweep of due rows has passed this row's next_at: step back.
+    if ((u.stage == Stage::kPolling || u.stage == Stage::kUnknown) && u.next_at_ms <= due_from_.next_at_ms)
+      due_from_ = DuePosition{u.next_at_ms, INT64_MIN};
   }
   if (observer_)
     for (const auto& row : job.finals) observer_->OnFinal(row);
@@ -259,19 +262,32 @@ void PayoutEngine::FillPolls() {
     if (!row.ok() || !row->has_value()) continue;
     if ((*row)->stage == Stage::kPolling || (*row)->stage == Stage::kUnknown) StartPoll(std::move(**row));
   }
-  if (polls_out_ >= options_.poll_window) return;
-  size_t room = options_.poll_window - polls_out_;
-  // Rows with a call at the client, or with changes not yet committed, may still be due in the
-  // store; ask for enough to skip them.
-  auto rows = store_.LoadDue(NowMs(), room + polls_out_ + unsettled_.size());
-  if (!rows.ok()) {
-    log::Error("engine.load_failed", {{"error", rows.error()}});
-    return;
-  }
-  for (auto& row : *rows) {
-    if (polls_out_ >= options_.poll_window) break;
-    if (!Settled(row.payout.id)) continue;
-    StartPoll(std::move(row));
+  // The due rows are read as a sweep, on from where the last read stopped, so the rows with a call
+  // at the client (or changes not yet committed) are passed over once per sweep instead of being
+  // read again at every pump. A row passed over gets a later next_at_ms when its call ends, so the
+  // sweep meets it again; a commit that lands a row behind the sweep steps it back (FinishCommit).
+  // A new sweep from the start, at most once a second, picks up whatever was left behind (a poll
+  // cancelled at shutdown, a wall clock stepped back).
+  const int64_t now_ms = NowMs();
+  const SteadyTime now = std::chrono::steady_clock::now();
+  for (int reads = 0; reads < 4 && polls_out_ < options_.poll_window; ++reads) {
+    const size_t limit = options_.poll_window - polls_out_ + 64;
+    auto rows = store_.LoadDueAfter(now_ms, due_from_, limit);
+    if (!rows.ok()) {
+      log::Error("engine.load_failed", {{"error", rows.error()}});
+      return;
+    }
+    for (auto& due : *rows) {
+      if (polls_out_ >= options_.poll_window) return;  // the sweep goes on from here next time
+      due_from_ = due.position;
+      if (!Settled(due.row.payout.id)) continue;
+      StartPoll(std::move(due.row));
+    }
+    if (rows->size() < limit) {  // the end of what is due now
+      if (now - sweep_started_ < std::chrono::seconds(1)) return;
+      due_from_ = DuePosition{};
+      sweep_started_ = now;
+    }
   }
 }
 

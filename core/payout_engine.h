@@ -169,6 +169,8 @@ class PayoutEngine {
   std::unordered_set<std::string> nudged_;          // ids to poll at once
   size_t submits_out_ = 0;
   size_t polls_out_ = 0;
+  DuePosition due_from_;                            // where the sweep of due rows goes on
+  SteadyTime sweep_started_{};                      // when the current sweep began at the start
   bool commit_in_flight_ = false;                   // a CommitJob is with the writer
   size_t committing_ = 0;                           // its size, for snapshot()
   bool pump_scheduled_ = false;

@@ -118,6 +118,7 @@ constexpr const char* kPayoutColumns =
     "id, batch_id, line, amount_minor, currency, account_number, account_name, operator_code, method, email, "
     "stage, state, attempts, next_at_ms, since_ms, gateway_status, has_fee, fee_minor, fee_currency, "
     "processed_at, error";
+constexpr int kPayoutColumnCount = 21;
 
 struct StmtFinalizer {
   void operator()(sqlite3_stmt* s) const { sqlite3_finalize(s); }
@@ -487,6 +488,29 @@ class SqlitePayoutStore final : public PayoutStore {
     BindInt(s, 1, now_ms);
     BindInt(s, 2, ClampLimit(limit));
     return CollectRows(s, "load due payouts");
+  }
+
+  Result<std::vector<DueRow>> LoadDueAfter(int64_t now_ms, DuePosition after, size_t limit) override {
+    // The partial index payouts_due is (next_at_ms, rowid): this reads it in order, without a sort.
+    sqlite3_stmt* s = Prepare(std::string("SELECT ") + kPayoutColumns +
+                              ", rowid FROM payouts WHERE stage IN (2, 3) AND next_at_ms <= ?1"
+                              " AND (next_at_ms, rowid) > (?3, ?4) ORDER BY next_at_ms, rowid LIMIT ?2");
+    if (!s) return DbError("prepare load due");
+    StmtUse use(s);
+    BindInt(s, 1, now_ms);
+    BindInt(s, 2, ClampLimit(limit));
+    BindInt(s, 3, after.next_at_ms);
+    BindInt(s, 4, after.row);
+    std::vector<DueRow> rows;
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+      DueRow d;
+      d.row = ReadPayoutRow(s);
+      d.position = DuePosition{d.row.next_at_ms, ColInt(s, kPayoutColumnCount)};
+      rows.push_back(std::move(d));
+    }
+    if (rc != SQLITE_DONE) return DbError("load due payouts");
+    return rows;
   }
 
   Result<std::optional<int64_t>> NextDueAt() override {

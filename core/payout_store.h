@@ -73,6 +73,17 @@ struct PayoutUpdate {
   std::string error;
 };
 
+// A place in the order LoadDue reads rows in. The default is before every row.
+struct DuePosition {
+  int64_t next_at_ms = INT64_MIN;
+  int64_t row = INT64_MIN;   // the row's storage key: ties on next_at_ms
+};
+
+struct DueRow {
+  PayoutRow row;
+  DuePosition position;
+};
+
 struct CurrencyTotals {
   int64_t requested = 0;   // all payouts
   int64_t succeeded = 0;   // state SUCCESS
@@ -121,6 +132,10 @@ class PayoutStore {
                                                      size_t limit) = 0;
   // Payouts (any batch) at kUnknown or kPolling whose next_at_ms <= now_ms, earliest first.
   virtual Result<std::vector<PayoutRow>> LoadDue(int64_t now_ms, size_t limit) = 0;
+  // The same, read on from a position: only rows after `after` in LoadDue's order (next_at_ms, then
+  // the order rows were stored in), each with its position. Lets a caller sweep the due rows
+  // without reading again, at every call, the ones it has already passed over.
+  virtual Result<std::vector<DueRow>> LoadDueAfter(int64_t now_ms, DuePosition after, size_t limit) = 0;
   // Earliest next_at_ms among kUnknown and kPolling payouts, or nullopt when there are none.
   virtual Result<std::optional<int64_t>> NextDueAt() = 0;
   virtual Result<std::optional<PayoutRow>> GetPayout(std::string_view payout_id) = 0;

@@ -397,6 +397,41 @@ TEST(PayoutStore, LoadDueReturnsDueUnknownAndPollingPayoutsEarliestFirst) {
   EXPECT_EQ(store->NextDueAt()->value_or(-1), 200);
 }
 
+TEST(PayoutStore, LoadDueAfterReadsOnFromAPositionWithTiesInStoredOrder) {
+  TempDir dir;
+  auto store = OpenOrDie(dir.File("state.db"));
+  ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 5), MakePayouts("b1", 5)).ok());
+  std::vector<PayoutUpdate> updates;
+  // b1-1, b1-2 and b1-3 share next_at 100: stored order breaks the tie. b1-4 is not due at 150.
+  for (auto [id, next] : std::vector<std::pair<std::string, int64_t>>{
+           {"b1-0", 50}, {"b1-1", 100}, {"b1-2", 100}, {"b1-3", 100}, {"b1-4", 200}}) {
+    updates.push_back(UpdateTo(id, Stage::kSubmitting));
+    PayoutUpdate u = UpdateTo(id, Stage::kPolling);
+    u.next_at_ms = next;
+    updates.push_back(u);
+  }
+  ASSERT_TRUE(store->Apply(updates).ok());
+  auto ids = [](const std::vector<DueRow>& rows) {
+    std::vector<std::string> out;
+    for (const auto& d : rows) out.push_back(d.row.payout.id);
+    return out;
+  };
+  auto first = store->LoadDueAfter(150, DuePosition{}, 2);
+  ASSERT_TRUE(first.ok()) << first.error();
+  EXPECT_EQ(ids(*first), (std::vector<std::string>{"b1-0", "b1-1"}));
+  EXPECT_EQ(first->back().position.next_at_ms, 100);
+  // On from b1-1: the rest of the tie, then the end of what is due.
+  auto rest = store->LoadDueAfter(150, first->back().position, 10);
+  ASSERT_TRUE(rest.ok()) << rest.error();
+  EXPECT_EQ(ids(*rest), (std::vector<std::string>{"b1-2", "b1-3"}));
+  EXPECT_TRUE(store->LoadDueAfter(150, rest->back().position, 10)->empty());
+  // A row given a later next_at is met again further on.
+  PayoutUpdate later = UpdateTo("b1-0", Stage::kPolling);
+  later.next_at_ms = 120;
+  ASSERT_TRUE(store->Apply({later}).ok());
+  EXPECT_EQ(ids(*store->LoadDueAfter(150, rest->back().position, 10)), (std::vector<std::string>{"b1-0"}));
+}
+
 TEST(PayoutStore, ProgressCountsAndTotalsAreExactPerCurrency) {
   TempDir dir;
   auto store = OpenOrDie(dir.File("state.db"));
