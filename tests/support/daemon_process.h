@@ -184,6 +184,7 @@ struct DaemonConfig {
   std::string merchant = "TEST_MERCHANT";
   std::string secret = "sandbox-test-secret";
   std::string gateway_timeout = "5s";
+  std::string connect_timeout = "2s";
   int requests_per_second = 2000;
   int burst = 200;
   int max_in_flight = 64;
@@ -216,7 +217,7 @@ struct DaemonConfig {
 
   std::string Yaml() const {
     std::string y;
-    y += "gateway:\n  base_url: " + base_url + "\n  timeout: " + gateway_timeout + "\n  connect_timeout: 2s\n";
+    y += "gateway:\n  base_url: " + base_url + "\n  timeout: " + gateway_timeout + "\n  connect_timeout: " + connect_timeout + "\n";
     y += "auth:\n  merchant_code: " + merchant + "\n  secret_file: secret.key\n";
     y += "limits:\n  requests_per_second: " + std::to_string(requests_per_second) +
          "\n  burst: " + std::to_string(burst) + "\n  max_in_flight: " + std::to_string(max_in_flight) + "\n";
