@@ -106,6 +106,18 @@ class Service final : public EngineObserver {
   void Report(const std::string& batch_id);
   void OnReported(const std::string& batch_id, const ReportOutcome& out);
   void Shutdown(const std::string& why, int exit_code);
+  // Hands work to the store thread; a shutdown waits for its completion (the log line and metrics
+  // of a batch whose reports were written must not be lost to a SIGTERM in between).
+  template <typename Job, typename Done>
+  void PostToStore(Job job, Done done) {
+    ++store_jobs_;
+    writer_->Post(std::move(job), [this, done = std::move(done)](auto result) mutable {
+      --store_jobs_;
+      done(std::move(result));
+      StopWhenIdle();
+    });
+  }
+  void StopWhenIdle();
   void Reload();
   void Tick();
   void Watchdog();
@@ -133,6 +145,8 @@ class Service final : public EngineObserver {
   int lock_fd_ = -1;
   int exit_code_ = kExitOk;
   bool stopping_ = false;
+  bool drained_ = false;       // the engine has drained (after Shutdown)
+  int store_jobs_ = 0;         // PostToStore jobs whose completion has not run
   std::string process_batch_;   // kProcess: the batch id
   int64_t done_batches_ = 0;
 };
@@ -303,7 +317,7 @@ void Service::OnClaimed(const std::string& file_name) {
   std::string batch_id = BatchIdFromFileName(file_name);
   std::string path = spool_->work() + "/" + file_name;
   int64_t now_ms = WallMs(clock_);
-  writer_->Post(
+  PostToStore(
       [validator = validator_, batch_id, path, file_name, now_ms](PayoutStore& store) {
         return TakeBatch(&store, validator, batch_id, path, file_name, now_ms, true);
       },
@@ -389,7 +403,7 @@ ReportOutcome WriteReport(PayoutStore& store, const std::string& batch_id, const
 
 void Service::Report(const std::string& batch_id) {
   std::string dir = Process() ? opt_.out_dir : spool_->done();
-  writer_->Post(
+  PostToStore(
       [batch_id, dir, currencies = cfg_.batches.currencies, spool = spool_.get()](PayoutStore& store) {
         return WriteReport(store, batch_id, currencies, dir, spool);
       },
@@ -468,10 +482,16 @@ void Service::Shutdown(const std::string& why, int exit_code) {
     client_->Cancel();
   });
   engine_->Drain([this] {
-    grace_timer_.cancel();
-    log::Info("payoutd.stopped", {{"exit_code", std::to_string(exit_code_)}});
-    io_.stop();
+    drained_ = true;
+    StopWhenIdle();
   });
+}
+
+void Service::StopWhenIdle() {
+  if (!drained_ || store_jobs_ != 0) return;
+  grace_timer_.cancel();
+  log::Info("payoutd.stopped", {{"exit_code", std::to_string(exit_code_)}});
+  io_.stop();
 }
 
 void Service::Reload() {

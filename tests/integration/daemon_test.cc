@@ -2,7 +2,10 @@
 // validate / check). Each test starts its own sandbox and daemon in a fresh temp folder and checks
 // what SPEC §2, §3, §5, §6 and §8 promise against the sandbox's ledger: every payout created once
 // with one body, amounts exact to the minor unit, reports complete and in input order.
+#include <poll.h>
 #include <signal.h>
+#include <sys/inotify.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdint>
@@ -449,6 +452,45 @@ TEST_F(DaemonTest, SigtermWithSlowRequestsExitsZeroWhenGraceExpires) {
   EXPECT_EQ(*code, 0) << daemon.log();
   EXPECT_LT(std::chrono::steady_clock::now() - t0, seconds(6));
   EXPECT_THAT(daemon.log(), HasSubstr("payoutd.grace_expired"));
+}
+
+TEST_F(DaemonTest, SigtermAsTheReportAppearsStillLogsTheBatchAsDone) {
+  StartSandbox({"--final-after-ms", "0"});
+  DaemonProcess daemon(WriteConfig());
+  daemon.Start();
+  ASSERT_TRUE(daemon.WaitReady()) << daemon.log();
+  // The reports are written on the store thread and batch.done is logged afterwards on the io
+  // thread: a SIGTERM in between must wait for that. inotify sends it the moment summary.json is
+  // renamed into done/, ahead of the input's move and the state's commit that follow it. The drain
+  // itself takes a pump (10 ms), so this fails only when those fsyncs are slower than that: it
+  // caught the bug on a loaded machine (ops_test lost the line in 6 runs of 8), not on an idle one.
+  int watch = ::inotify_init1(IN_CLOEXEC);
+  ASSERT_GE(watch, 0);
+  ASSERT_GE(::inotify_add_watch(watch, (spool() + "/done").c_str(), IN_MOVED_TO | IN_CLOSE_WRITE), 0);
+  DropBatch(spool(), "quick", Csv(UsdRows("QUICK", 20)));
+  bool signalled = false;
+  const auto deadline = std::chrono::steady_clock::now() + seconds(60);
+  alignas(inotify_event) char buf[4096];
+  while (!signalled && std::chrono::steady_clock::now() < deadline) {
+    pollfd p{watch, POLLIN, 0};
+    if (::poll(&p, 1, 100) <= 0) continue;
+    ssize_t n = ::read(watch, buf, sizeof buf);
+    for (ssize_t off = 0; off < n && !signalled;) {
+      const auto* e = reinterpret_cast<const inotify_event*>(buf + off);
+      if (e->len && std::string(e->name) == "quick.summary.json") {
+        daemon.Signal(SIGTERM);
+        signalled = true;
+      }
+      off += static_cast<ssize_t>(sizeof(inotify_event) + e->len);
+    }
+  }
+  ::close(watch);
+  ASSERT_TRUE(signalled) << "no summary in time:\n" << daemon.log();
+  auto code = daemon.Wait(seconds(10));
+  ASSERT_TRUE(code.has_value()) << daemon.log();
+  EXPECT_EQ(*code, 0) << daemon.log();
+  EXPECT_THAT(daemon.log(), HasSubstr("batch.done"));
+  EXPECT_TRUE(FileExists(done("quick.csv"))) << "the input moves to done/ with its reports";
 }
 
 TEST_F(DaemonTest, SameBatchNameDroppedWhileInProgressIsRejectedAndTheFirstIsPaid) {
