@@ -135,7 +135,9 @@ std::optional<double> Sample(const std::string& text, const std::string& name,
   return total;
 }
 
-double SampleOr0(const std::string& text, const std::string& name, const std::map<std::string, std::string>& labels = {}) {
+// -1 when the series is missing, so that an expected 0 fails for an absent series (SPEC §7: every
+// label set is exported from the start, at 0).
+double SampleOrMinusOne(const std::string& text, const std::string& name, const std::map<std::string, std::string>& labels = {}) {
   return Sample(text, name, labels).value_or(-1);
 }
 
@@ -204,29 +206,29 @@ TEST(OpsMetrics, AfterABatchCountersMatchItsOutcomesAndTheTextPassesPromtool) {
   std::string text;
   ASSERT_TRUE(WaitFor([&] {
     text = Scrape(d);
-    return SampleOr0(text, "payoutd_batches_total", {{"result", "done"}}) == 1 &&
-           SampleOr0(text, "payoutd_batches_total", {{"result", "rejected"}}) == 1;
+    return SampleOrMinusOne(text, "payoutd_batches_total", {{"result", "done"}}) == 1 &&
+           SampleOrMinusOne(text, "payoutd_batches_total", {{"result", "rejected"}}) == 1;
   }, 10s)) << text;
 
-  EXPECT_EQ(SampleOr0(text, "payoutd_payouts_total", {{"state", "SUCCESS"}}), 6);
-  EXPECT_EQ(SampleOr0(text, "payoutd_payouts_total", {{"state", "FAILED"}}), 3);
-  EXPECT_EQ(SampleOr0(text, "payoutd_payouts_total", {{"state", "REJECTED"}}), 2);
-  EXPECT_EQ(SampleOr0(text, "payoutd_payouts_total", {{"state", "ERROR"}}), 0);
-  EXPECT_EQ(SampleOr0(text, "payoutd_batches_total", {{"result", "accepted"}}), 1);
-  EXPECT_EQ(SampleOr0(text, "payoutd_batches_total", {{"result", "done"}}), 1);
-  EXPECT_EQ(SampleOr0(text, "payoutd_batches_total", {{"result", "rejected"}}), 1);
+  EXPECT_EQ(SampleOrMinusOne(text, "payoutd_payouts_total", {{"state", "SUCCESS"}}), 6);
+  EXPECT_EQ(SampleOrMinusOne(text, "payoutd_payouts_total", {{"state", "FAILED"}}), 3);
+  EXPECT_EQ(SampleOrMinusOne(text, "payoutd_payouts_total", {{"state", "REJECTED"}}), 2);
+  EXPECT_EQ(SampleOrMinusOne(text, "payoutd_payouts_total", {{"state", "ERROR"}}), 0);
+  EXPECT_EQ(SampleOrMinusOne(text, "payoutd_batches_total", {{"result", "accepted"}}), 1);
+  EXPECT_EQ(SampleOrMinusOne(text, "payoutd_batches_total", {{"result", "done"}}), 1);
+  EXPECT_EQ(SampleOrMinusOne(text, "payoutd_batches_total", {{"result", "rejected"}}), 1);
   // 9 payouts created (201), 2 refused (422); no faults, so no other POST codes.
-  EXPECT_EQ(SampleOr0(text, "payoutd_http_requests_total", {{"method", "POST"}, {"code", "201"}}), 9);
-  EXPECT_EQ(SampleOr0(text, "payoutd_http_requests_total", {{"method", "POST"}, {"code", "422"}}), 2);
-  EXPECT_EQ(SampleOr0(text, "payoutd_http_requests_total", {{"method", "POST"}}), 11);
-  EXPECT_GE(SampleOr0(text, "payoutd_http_requests_total", {{"method", "GET"}, {"code", "200"}}), 9);
-  EXPECT_EQ(SampleOr0(text, "payoutd_http_request_duration_seconds_count", {{"method", "POST"}}), 11);
-  EXPECT_DOUBLE_EQ(SampleOr0(text, "payoutd_amount_total", {{"currency", "USD"}, {"state", "SUCCESS"}}), 21.0);
-  EXPECT_DOUBLE_EQ(SampleOr0(text, "payoutd_amount_total", {{"currency", "USD"}, {"state", "FAILED"}}), 7.5);
-  EXPECT_DOUBLE_EQ(SampleOr0(text, "payoutd_amount_total", {{"currency", "USD"}, {"state", "REJECTED"}}), 14.0);
-  EXPECT_EQ(SampleOr0(text, "payoutd_sending_paused"), 0);
-  EXPECT_EQ(SampleOr0(text, "payoutd_in_flight_requests"), 0);
-  EXPECT_EQ(SampleOr0(text, "payoutd_throttled_total"), 0);
+  EXPECT_EQ(SampleOrMinusOne(text, "payoutd_http_requests_total", {{"method", "POST"}, {"code", "201"}}), 9);
+  EXPECT_EQ(SampleOrMinusOne(text, "payoutd_http_requests_total", {{"method", "POST"}, {"code", "422"}}), 2);
+  EXPECT_EQ(SampleOrMinusOne(text, "payoutd_http_requests_total", {{"method", "POST"}}), 11);
+  EXPECT_GE(SampleOrMinusOne(text, "payoutd_http_requests_total", {{"method", "GET"}, {"code", "200"}}), 9);
+  EXPECT_EQ(SampleOrMinusOne(text, "payoutd_http_request_duration_seconds_count", {{"method", "POST"}}), 11);
+  EXPECT_DOUBLE_EQ(SampleOrMinusOne(text, "payoutd_amount_total", {{"currency", "USD"}, {"state", "SUCCESS"}}), 21.0);
+  EXPECT_DOUBLE_EQ(SampleOrMinusOne(text, "payoutd_amount_total", {{"currency", "USD"}, {"state", "FAILED"}}), 7.5);
+  EXPECT_DOUBLE_EQ(SampleOrMinusOne(text, "payoutd_amount_total", {{"currency", "USD"}, {"state", "REJECTED"}}), 14.0);
+  EXPECT_EQ(SampleOrMinusOne(text, "payoutd_sending_paused"), 0);
+  EXPECT_EQ(SampleOrMinusOne(text, "payoutd_in_flight_requests"), 0);
+  EXPECT_EQ(SampleOrMinusOne(text, "payoutd_throttled_total"), 0);
   EXPECT_TRUE(Sample(text, "payoutd_build_info").has_value()) << text;
   EXPECT_TRUE(Sample(text, "payoutd_oldest_pending_payout_age_seconds").has_value()) << text;
   EXPECT_TRUE(Sample(text, "payoutd_payouts_pending", {{"stage", "polling"}}).has_value()) << text;
@@ -305,7 +307,7 @@ void RunSecrecyScenario(const std::string& format, const std::string& secret, co
   std::string text;
   ASSERT_TRUE(WaitFor([&] {
     text = Scrape(d);
-    return SampleOr0(text, "payoutd_sending_paused") == 1;
+    return SampleOrMinusOne(text, "payoutd_sending_paused") == 1;
   }, 15s)) << text << d.log();
   // While paused the probe keeps being refused; wait for a few probes' worth of refusals.
   ASSERT_TRUE(WaitFor([&] {
@@ -314,9 +316,9 @@ void RunSecrecyScenario(const std::string& format, const std::string& secret, co
     return n401 >= 5;
   }, 10s));
   text = Scrape(d);
-  EXPECT_EQ(SampleOr0(text, "payoutd_sending_paused"), 1);
+  EXPECT_EQ(SampleOrMinusOne(text, "payoutd_sending_paused"), 1);
   for (const char* s : {"SUCCESS", "FAILED", "REJECTED", "ERROR"})
-    EXPECT_EQ(SampleOr0(text, "payoutd_payouts_total", {{"state", s}}), 0) << s;
+    EXPECT_EQ(SampleOrMinusOne(text, "payoutd_payouts_total", {{"state", s}}), 0) << s;
   for (const auto& [id, created] : LedgerCreated(sandbox)) EXPECT_FALSE(created) << id;
   EXPECT_FALSE(FileExists(spool + "/done/" + batch + ".summary.json"));
   out->exports += text;
@@ -341,7 +343,7 @@ void RunSecrecyScenario(const std::string& format, const std::string& secret, co
     EXPECT_EQ(states[id], want) << id;
   }
   text = Scrape(d);
-  EXPECT_GT(SampleOr0(text, "payoutd_http_retries_total"), 0) << text;  // faults were met
+  EXPECT_GT(SampleOrMinusOne(text, "payoutd_http_retries_total"), 0) << text;  // faults were met
   // Every fault and refusal really happened: 401 (wrong secret), 500, a dropped connection
   // (status 0 at the sandbox), 422; broken JSON shows as a bad_json retry in the log below.
   std::map<int, int> seen;
@@ -442,7 +444,7 @@ TEST(OpsCallbacks, AForgedSuccessCallbackCannotOverrideTheGatewaysFailedStatus) 
   ASSERT_TRUE(WaitFor([&] {
     HttpReply forged = HttpRequest(cb_port.port(), "POST", "/callback", CallbackBody("CB-FAIL", "SUCCESS"), kJson);
     EXPECT_EQ(forged.status, 200) << forged.error;
-    return SampleOr0(Scrape(d), "payoutd_callbacks_total", {{"result", "accepted"}}) >= 1;
+    return SampleOrMinusOne(Scrape(d), "payoutd_callbacks_total", {{"result", "accepted"}}) >= 1;
   }, 10s));
 
   ASSERT_TRUE(WaitDone(spool, "cb-batch", 15s)) << d.log();
@@ -453,9 +455,9 @@ TEST(OpsCallbacks, AForgedSuccessCallbackCannotOverrideTheGatewaysFailedStatus) 
   // After it is final a second forged callback changes nothing either.
   EXPECT_EQ(HttpRequest(cb_port.port(), "POST", "/callback", CallbackBody("CB-FAIL", "SUCCESS"), kJson).status, 200);
   std::string text = Scrape(d);
-  EXPECT_GE(SampleOr0(text, "payoutd_callbacks_total", {{"result", "accepted"}}), 3) << text;
-  EXPECT_EQ(SampleOr0(text, "payoutd_payouts_total", {{"state", "SUCCESS"}}), 1);
-  EXPECT_EQ(SampleOr0(text, "payoutd_payouts_total", {{"state", "FAILED"}}), 1);
+  EXPECT_GE(SampleOrMinusOne(text, "payoutd_callbacks_total", {{"result", "accepted"}}), 3) << text;
+  EXPECT_EQ(SampleOrMinusOne(text, "payoutd_payouts_total", {{"state", "SUCCESS"}}), 1);
+  EXPECT_EQ(SampleOrMinusOne(text, "payoutd_payouts_total", {{"state", "FAILED"}}), 1);
   EXPECT_EQ(d.Terminate(15s), 0) << d.log();
   EXPECT_EQ(ResultStates(spool + "/done/cb-batch.results.csv")["CB-FAIL"], "FAILED");
 }
@@ -489,11 +491,11 @@ TEST(OpsCallbacks, ReceiverRefusesOversizedAndBadBodiesAndCountsUnknownIds) {
   std::string text;
   ASSERT_TRUE(WaitFor([&] {
     text = Scrape(d);
-    return SampleOr0(text, "payoutd_callbacks_total", {{"result", "unknown_id"}}) == 2;
+    return SampleOrMinusOne(text, "payoutd_callbacks_total", {{"result", "unknown_id"}}) == 2;
   }, 5s)) << text;
-  EXPECT_EQ(SampleOr0(text, "payoutd_callbacks_total", {{"result", "too_large"}}), 1);
-  EXPECT_EQ(SampleOr0(text, "payoutd_callbacks_total", {{"result", "bad_request"}}), 2);
-  EXPECT_EQ(SampleOr0(text, "payoutd_callbacks_total", {{"result", "accepted"}}), 0);
+  EXPECT_EQ(SampleOrMinusOne(text, "payoutd_callbacks_total", {{"result", "too_large"}}), 1);
+  EXPECT_EQ(SampleOrMinusOne(text, "payoutd_callbacks_total", {{"result", "bad_request"}}), 2);
+  EXPECT_EQ(SampleOrMinusOne(text, "payoutd_callbacks_total", {{"result", "accepted"}}), 0);
   // Nothing was sent to the gateway on a callback's word.
   EXPECT_TRUE(ArrivalStatuses(sandbox).empty());
   EXPECT_EQ(d.Terminate(15s), 0) << d.log();
