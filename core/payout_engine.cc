@@ -155,7 +155,7 @@ void PayoutEngine::Pump() {
   last_pump_ = std::chrono::steady_clock::now();
   if (stopped_) return;
   if (!Commit()) return;
-  if (!draining_) {
+  if (!draining_ && pending_.size() + committing_ < options_.max_uncommitted) {
     FillPolls();
     FillSubmissions();
   }

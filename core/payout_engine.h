@@ -14,7 +14,8 @@
 //   commit that made the last payout final and after the batch is marked kFinished).
 // - With a StoreThread, commits run there (one at a time, in order) and the network loop never
 //   waits for an fsync; changes made meanwhile form the next group. A payout with changes not yet
-//   committed is not read back from the store (its stored row is stale) until they are.
+//   committed is not read back from the store (its stored row is stale) until they are. When the
+//   store falls behind by max_uncommitted changes, no new work starts until it catches up.
 //
 // Threading: everything runs on the io_context's thread; `store` is read there (and written there
 // when there is no StoreThread, and by Start()'s recovery).
@@ -57,6 +58,9 @@ struct EngineOptions {
   size_t submit_window = 128;
   size_t poll_window = 128;
   Duration commit_interval = std::chrono::milliseconds(10);
+  // Changes waiting for the store (pending plus the commit under way) past which no new submission
+  // or poll starts: memory stays bounded when the disk falls behind (about 300 bytes each).
+  size_t max_uncommitted = 50000;
 };
 
 // Told what happens, for metrics, logs and sd_notify STATUS. Called on the io_context thread.

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <deque>
 #include <filesystem>
+#include <future>
 #include <map>
 
 #include <boost/asio/io_context.hpp>
@@ -322,6 +323,38 @@ TEST_P(EngineTest, Engine_CallbackDuringSubmissionMakesItPollAtOnce) {
     io_.run_for(std::chrono::milliseconds(10));
   ASSERT_EQ(observer_.finished.size(), 1u) << "the hint was lost: no poll before initial_delay";
   EXPECT_EQ(Row("N-1").state, FinalState::kSuccess);
+}
+
+TEST_P(EngineTest, Engine_StopsTakingWorkWhileTheStoreIsTooFarBehind) {
+  if (!GetParam()) GTEST_SKIP() << "commits on the io thread never fall behind";
+  options_.submit_window = 4;
+  options_.poll_window = 4;
+  options_.max_uncommitted = 20;
+  std::vector<Payout> ps;
+  for (int i = 1; i <= 100; ++i) ps.push_back(MakePayout("S-" + std::to_string(i), i + 1, 100 * i));
+  AddBatch("B1", ps);
+  // The disk is stuck: the store thread is busy with a job that waits for us.
+  std::promise<void> unstick;
+  std::shared_future<void> unstuck = unstick.get_future().share();
+  writer_->Post([unstuck](PayoutStore&) { return unstuck.wait_for(std::chrono::seconds(30)) == std::future_status::ready; },
+                [](bool) {});
+  PayoutEngine engine(io_, *store_, gateway_, clock_, options_, &observer_, writer_.get());
+  ASSERT_TRUE(engine.Start().ok());
+  io_.run_for(std::chrono::milliseconds(300));  // a stall: asserts what does NOT happen meanwhile
+  size_t posts = 0;
+  for (const auto& c : gateway_.calls) posts += c.rfind("POST ", 0) == 0;
+  EXPECT_GT(posts, 0u);
+  // Each payout leaves 2-3 changes; past 20 nothing new starts, only calls under way finish.
+  EXPECT_LE(posts, 20u + options_.submit_window) << "kept sending while nothing was committed";
+  EXPECT_LE(engine.snapshot().uncommitted, 20u + 2 * (options_.submit_window + options_.poll_window));
+  unstick.set_value();
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (observer_.finished.empty() && std::chrono::steady_clock::now() < deadline)
+    io_.run_for(std::chrono::milliseconds(10));
+  ASSERT_EQ(observer_.finished.size(), 1u);
+  auto progress = store_->Progress("B1");
+  ASSERT_TRUE(progress.ok());
+  EXPECT_EQ(progress->states[FinalState::kSuccess], 100);
 }
 
 INSTANTIATE_TEST_SUITE_P(Commits, EngineTest, ::testing::Values(false, true),
