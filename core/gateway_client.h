@@ -80,6 +80,7 @@ struct GatewayPayout {
   bool has_fee = false;
   int64_t fee_minor = 0;            // in fee_currency's minor units
   std::string fee_currency;
+  std::string fee_problem;          // a fee was reported but cannot be kept exactly (has_fee false)
   // Echo of paymentRequested / account, for the id-conflict check after a 409.
   int64_t amount_minor = 0;
   std::string currency;

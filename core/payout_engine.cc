@@ -440,7 +440,13 @@ void PayoutEngine::ApplyGatewayView(PayoutRow& row, const GatewayPayout& view) {
   row.fee_currency = view.fee_currency;
   row.processed_at = view.processed_at;
   if (IsFinalStatus(view.status)) {
-    Finalize(row, IsSuccessStatus(view.status) ? FinalState::kSuccess : FinalState::kFailed, "");
+    std::string note;
+    if (!view.fee_problem.empty()) {
+      // The outcome stands; the fee is left out of the totals, and the results row says why.
+      note = "fee not recorded: " + view.fee_problem;
+      log::Warn("engine.fee_not_recorded", {{"payout", row.payout.id}, {"why", view.fee_problem}});
+    }
+    Finalize(row, IsSuccessStatus(view.status) ? FinalState::kSuccess : FinalState::kFailed, std::move(note));
     return;
   }
   if (!IsPendingStatus(view.status)) {

@@ -46,9 +46,13 @@ simdjson::error_code ReadString(od::value v, std::optional<std::string>* out) {
   return simdjson::SUCCESS;
 }
 
+// An amount: a JSON number, kept as its text so it converts exactly. A string holding a number
+// ("42.05") is taken too: what it says is just as exact, and refusing it would leave a payout
+// unresolved over how the gateway chose to quote a figure. ParseJsonAmount checks the grammar.
 simdjson::error_code ReadNumberText(od::value v, std::optional<std::string>* out) {
   od::json_type t;
   PAYOUTD_JSON_TRY(v.type().get(t));
+  if (t == od::json_type::string) return ReadString(v, out);
   if (t != od::json_type::number) return simdjson::INCORRECT_TYPE;
   *out = std::string(Trim(v.raw_json_token()));
   return simdjson::SUCCESS;
@@ -113,7 +117,9 @@ simdjson::error_code ReadProcess(od::value v, RawPayout* p) {
     if (key == "status") {
       PAYOUTD_JSON_TRY(ReadString(fv, &p->status));
     } else if (key == "createdAt") {
-      PAYOUTD_JSON_TRY(ReadString(fv, &p->created_at));
+      bool is_null = false;
+      PAYOUTD_JSON_TRY(fv.is_null().get(is_null));
+      if (!is_null) PAYOUTD_JSON_TRY(ReadString(fv, &p->created_at));
     } else if (key == "processedAt") {
       bool is_null = false;
       PAYOUTD_JSON_TRY(fv.is_null().get(is_null));
@@ -205,15 +211,26 @@ Result<GatewayPayout> Convert(const RawPayout& raw, std::string_view expected_id
   if (raw.created_at) out.created_at = *raw.created_at;
   out.processed_at = raw.processed_at;
   out.account_number = raw.account_number;
+  // A fee we cannot keep exactly does not make the status unusable: the payout's outcome matters
+  // more than its fee, and retrying would not change the figure. It is reported, not dropped.
   if (raw.fee_amount_text || raw.fee_currency) {
-    if (!raw.fee_amount_text || !raw.fee_currency) return Status::Error("response fee lacks amount or currencyCode");
-    const std::optional<int> fee_digits = currencies.MinorUnits(*raw.fee_currency);
-    if (!fee_digits) return Status::Error("response fee has an unknown currency");
-    Result<int64_t> fee = ParseJsonAmount(*raw.fee_amount_text, *fee_digits);
-    if (!fee) return Status::Error("response fee: " + fee.error());
-    out.has_fee = true;
-    out.fee_minor = *fee;
-    out.fee_currency = *raw.fee_currency;
+    const std::string shown = raw.fee_amount_text.value_or("?") + " " + raw.fee_currency.value_or("?");
+    const std::optional<int> fee_digits =
+        raw.fee_currency ? currencies.MinorUnits(*raw.fee_currency) : std::optional<int>();
+    if (!raw.fee_amount_text || !raw.fee_currency) {
+      out.fee_problem = "fee " + shown + " lacks amount or currencyCode";
+    } else if (!fee_digits) {
+      out.fee_problem = "fee " + shown + " has an unknown currency";
+    } else if (Result<int64_t> fee = ParseJsonAmount(*raw.fee_amount_text, *fee_digits); !fee) {
+      out.fee_problem = "fee " + shown + ": " + fee.error();
+    } else {
+      out.has_fee = true;
+      out.fee_minor = *fee;
+      out.fee_currency = *raw.fee_currency;
+    }
+    if (out.fee_problem.size() > 200) out.fee_problem.resize(200);
+    for (char& c : out.fee_problem)
+      if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = ' ';
   }
   return out;
 }
@@ -330,7 +347,6 @@ Result<GatewayPayout> ParseGetResponse(std::string_view body, std::string_view e
   Result<RawPayout> raw = Read(body);
   if (!raw) return raw.status();
   if (!raw->status) return Status::Error("response lacks process.status");
-  if (!raw->created_at) return Status::Error("response lacks process.createdAt");
   return Convert(*raw, expected_id, currencies);
 }
 

@@ -262,6 +262,22 @@ TEST_P(EngineTest, Engine_PollsUntilFinalAndKeepsFeeAndStatus) {
   EXPECT_EQ(std::count(gateway_.calls.begin(), gateway_.calls.end(), "GET F-1"), 3);
 }
 
+TEST_P(EngineTest, Engine_SuccessWithAnUnusableFeeStaysSuccessAndSaysSo) {
+  AddBatch("B1", {MakePayout("F-1", 2, 1000)});
+  PollResult done;
+  done.outcome = PollResult::Outcome::kFound;
+  done.payout.status = "SUCCESS";
+  done.payout.amount_minor = 1000;
+  done.payout.currency = "USD";
+  done.payout.fee_problem = "fee 0.125 USD: amount has more decimals than the currency allows";
+  gateway_.poll_script["F-1"] = {done};
+  RunToEnd(1);
+  PayoutRow row = Row("F-1");
+  EXPECT_EQ(row.state, FinalState::kSuccess);
+  EXPECT_FALSE(row.has_fee);
+  EXPECT_EQ(row.error, "fee not recorded: fee 0.125 USD: amount has more decimals than the currency allows");
+}
+
 TEST_P(EngineTest, Engine_GivesUpWithErrorAfterGiveUpAfter) {
   options_.polling.give_up_after = std::chrono::milliseconds(30);
   AddBatch("B1", {MakePayout("G-1", 2, 1000)});

@@ -125,8 +125,12 @@ TEST(PayoutJson, GetResponseLackingFieldsWeUseIsAnError) {
   const CurrencyTable& t = CurrencyTable::Iso4217();
   EXPECT_FALSE(ParseGetResponse(R"({"paymentRequested":{"money":{"amount":1,"currencyCode":"USD"}},
       "paymentMethodResponse":{"idPayout":"A"}})", "A", t).ok());  // no process
-  EXPECT_FALSE(ParseGetResponse(R"({"paymentRequested":{"money":{"amount":"1","currencyCode":"USD"}},
+  EXPECT_FALSE(ParseGetResponse(R"({"paymentRequested":{"money":{"amount":"1 USD","currencyCode":"USD"}},
       "process":{"status":"SUCCESS","createdAt":"c"},"paymentMethodResponse":{"idPayout":"A"}})", "A", t).ok());
+  EXPECT_FALSE(ParseGetResponse(R"({"paymentRequested":{"money":{"amount":true,"currencyCode":"USD"}},
+      "process":{"status":"SUCCESS","createdAt":"c"},"paymentMethodResponse":{"idPayout":"A"}})", "A", t).ok());
+  EXPECT_FALSE(ParseGetResponse(R"({"paymentRequested":{"money":{"amount":1,"currencyCode":"USD"}},
+      "process":{"createdAt":"c"},"paymentMethodResponse":{"idPayout":"A"}})", "A", t).ok());  // no status
   EXPECT_FALSE(ParseGetResponse(R"({"paymentRequested":{"money":{"amount":1,"currencyCode":"USD"}},
       "process":{"status":"SUCCESS","createdAt":"c"},"paymentMethodResponse":{"idPayout":"B"}})", "A", t).ok());
   EXPECT_FALSE(ParseGetResponse(R"({"paymentRequested":{"money":{"amount":1,"currencyCode":"USD"}},
@@ -134,6 +138,57 @@ TEST(PayoutJson, GetResponseLackingFieldsWeUseIsAnError) {
   EXPECT_FALSE(ParseGetResponse(R"({"paymentRequested":{"money":{"amount":1,"currencyCode":"USD"}},)", "A", t).ok());
   EXPECT_FALSE(ParseGetResponse("<html>502 Bad Gateway</html>", "A", t).ok());
   EXPECT_FALSE(ParseGetResponse("", "A", t).ok());
+}
+
+TEST(PayoutJson, GetResponseTakesAmountsQuotedAsStringsExactly) {
+  Result<GatewayPayout> r = ParseGetResponse(
+      R"({"paymentRequested":{"money":{"amount":"42.05","currencyCode":"USD"}},
+          "process":{"status":"SUCCESS"},"fee":{"amount":"0.10","currencyCode":"USD"},
+          "paymentMethodResponse":{"idPayout":"A"}})",
+      "A", CurrencyTable::Iso4217());
+  ASSERT_TRUE(r.ok()) << r.error();
+  EXPECT_EQ(r->amount_minor, 4205);
+  EXPECT_EQ(r->created_at, "");  // createdAt is not needed to act on a status
+  EXPECT_TRUE(r->has_fee);
+  EXPECT_EQ(r->fee_minor, 10);
+  EXPECT_EQ(r->fee_problem, "");
+}
+
+// The status is what decides the payout; a fee we cannot keep exactly must not hide it.
+TEST(PayoutJson, UnusableFeeKeepsTheStatusAndSaysWhy) {
+  const CurrencyTable& t = CurrencyTable::Iso4217();
+  auto parse = [&](std::string_view fee) {
+    std::string body = R"({"paymentRequested":{"money":{"amount":42.05,"currencyCode":"USD"}},
+        "process":{"status":"SUCCESS","createdAt":null,"processedAt":"p"},)";
+    body += fee;
+    body += R"(,"paymentMethodResponse":{"idPayout":"A"}})";
+    return ParseGetResponse(body, "A", t);
+  };
+  Result<GatewayPayout> r = parse(R"("fee":{"amount":0.125,"currencyCode":"USD"})");
+  ASSERT_TRUE(r.ok()) << r.error();
+  EXPECT_EQ(r->status, "SUCCESS");
+  EXPECT_FALSE(r->has_fee);
+  EXPECT_EQ(r->fee_problem, "fee 0.125 USD: amount has more decimals than the currency allows");
+
+  r = parse(R"("fee":{"amount":1,"currencyCode":"XYZ"})");
+  ASSERT_TRUE(r.ok()) << r.error();
+  EXPECT_FALSE(r->has_fee);
+  EXPECT_EQ(r->fee_problem, "fee 1 XYZ has an unknown currency");
+
+  r = parse(R"("fee":{"amount":1})");
+  ASSERT_TRUE(r.ok()) << r.error();
+  EXPECT_FALSE(r->has_fee);
+  EXPECT_EQ(r->fee_problem, "fee 1 ? lacks amount or currencyCode");
+
+  r = parse(R"("fee":{"amount":"1\n2","currencyCode":"USD"})");
+  ASSERT_TRUE(r.ok()) << r.error();
+  EXPECT_FALSE(r->has_fee);
+  EXPECT_EQ(r->fee_problem.find('\n'), std::string::npos);  // no control characters reach a log or CSV
+
+  r = parse(R"("fee":null)");
+  ASSERT_TRUE(r.ok()) << r.error();
+  EXPECT_FALSE(r->has_fee);
+  EXPECT_EQ(r->fee_problem, "");
 }
 
 TEST(PayoutJson, ParsesSeedPostResponse) {
