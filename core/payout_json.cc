@@ -20,6 +20,20 @@ std::string_view Trim(std::string_view s) {
   return s;
 }
 
+// Text from the gateway made fit for a log line or a CSV cell: control characters become spaces,
+// and it is cut to max_len bytes (never inside a UTF-8 sequence) with "..." to show the cut.
+std::string CleanGatewayText(std::string text, size_t max_len) {
+  for (char& c : text)
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = ' ';
+  if (text.size() > max_len) {
+    size_t cut = max_len;
+    while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;
+    text.resize(cut);
+    text += "...";
+  }
+  return text;
+}
+
 // What we read from a response, before amounts are converted (the currency may come after the
 // amount in the document).
 struct RawPayout {
@@ -28,7 +42,7 @@ struct RawPayout {
   std::optional<std::string> currency;
   std::optional<std::string> status;
   std::optional<std::string> created_at;
-  std::string processed_at;
+  std::optional<std::string> processed_at;
   std::optional<std::string> fee_amount_text;
   std::optional<std::string> fee_currency;
   std::string account_number;
@@ -49,6 +63,14 @@ simdjson::error_code ReadString(od::value v, std::optional<std::string>* out) {
 // An amount: a JSON number, kept as its text so it converts exactly. A string holding a number
 // ("42.05") is taken too: what it says is just as exact, and refusing it would leave a payout
 // unresolved over how the gateway chose to quote a figure. ParseJsonAmount checks the grammar.
+// A string that may be null or absent: null leaves *out unset.
+simdjson::error_code ReadNullableString(od::value v, std::optional<std::string>* out) {
+  bool is_null = false;
+  PAYOUTD_JSON_TRY(v.is_null().get(is_null));
+  if (is_null) return simdjson::SUCCESS;
+  return ReadString(v, out);
+}
+
 simdjson::error_code ReadNumberText(od::value v, std::optional<std::string>* out) {
   od::json_type t;
   PAYOUTD_JSON_TRY(v.type().get(t));
@@ -117,17 +139,9 @@ simdjson::error_code ReadProcess(od::value v, RawPayout* p) {
     if (key == "status") {
       PAYOUTD_JSON_TRY(ReadString(fv, &p->status));
     } else if (key == "createdAt") {
-      bool is_null = false;
-      PAYOUTD_JSON_TRY(fv.is_null().get(is_null));
-      if (!is_null) PAYOUTD_JSON_TRY(ReadString(fv, &p->created_at));
+      PAYOUTD_JSON_TRY(ReadNullableString(fv, &p->created_at));
     } else if (key == "processedAt") {
-      bool is_null = false;
-      PAYOUTD_JSON_TRY(fv.is_null().get(is_null));
-      if (!is_null) {
-        std::optional<std::string> s;
-        PAYOUTD_JSON_TRY(ReadString(fv, &s));
-        p->processed_at = *s;
-      }
+      PAYOUTD_JSON_TRY(ReadNullableString(fv, &p->processed_at));
     }
   }
   return simdjson::SUCCESS;
@@ -208,8 +222,8 @@ Result<GatewayPayout> Convert(const RawPayout& raw, std::string_view expected_id
   if (!amount) return Status::Error("response amount: " + amount.error());
   out.amount_minor = *amount;
   if (raw.status) out.status = *raw.status;
-  if (raw.created_at) out.created_at = *raw.created_at;
-  out.processed_at = raw.processed_at;
+  out.created_at = raw.created_at.value_or("");
+  out.processed_at = raw.processed_at.value_or("");
   out.account_number = raw.account_number;
   // A fee we cannot keep exactly does not make the status unusable: the payout's outcome matters
   // more than its fee, and retrying would not change the figure. It is reported, not dropped.
@@ -228,9 +242,7 @@ Result<GatewayPayout> Convert(const RawPayout& raw, std::string_view expected_id
       out.fee_minor = *fee;
       out.fee_currency = *raw.fee_currency;
     }
-    if (out.fee_problem.size() > 200) out.fee_problem.resize(200);
-    for (char& c : out.fee_problem)
-      if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = ' ';
+    out.fee_problem = CleanGatewayText(std::move(out.fee_problem), 200);
   }
   return out;
 }
@@ -389,16 +401,7 @@ std::string ErrorMessageFromBody(std::string_view body, size_t max_len) {
     if (found) message = code.empty() ? text : (text.empty() ? code : code + ": " + text);
     else message = std::string(Trim(body));
   }
-  for (char& c : message)
-    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = ' ';
-  if (message.size() > max_len) {
-    size_t cut = max_len;
-    // Do not split a UTF-8 sequence: back up over continuation bytes.
-    while (cut > 0 && (static_cast<unsigned char>(message[cut]) & 0xC0) == 0x80) --cut;
-    message.resize(cut);
-    message += "...";
-  }
-  return message;
+  return CleanGatewayText(std::move(message), max_len);
 }
 
 }  // namespace payoutd
