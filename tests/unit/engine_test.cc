@@ -104,6 +104,16 @@ Payout MakePayout(const std::string& id, uint32_t line, int64_t amount) {
   return p;
 }
 
+// A poll answer: the gateway holds the payout with this status, amount and currency USD.
+PollResult Found(const std::string& status, int64_t amount_minor) {
+  PollResult r;
+  r.outcome = PollResult::Outcome::kFound;
+  r.payout.status = status;
+  r.payout.amount_minor = amount_minor;
+  r.payout.currency = "USD";
+  return r;
+}
+
 // Every engine test runs twice: commits on the io thread, and on a StoreThread (as the daemon does).
 class EngineTest : public ::testing::TestWithParam<bool> {
  protected:
@@ -227,26 +237,16 @@ TEST_P(EngineTest, Engine_RejectedAndConflictAndNotCreatedAreFinal) {
 
 TEST_P(EngineTest, Engine_GatewayHoldingADifferentAmountIsAnIdConflict) {
   AddBatch("B1", {MakePayout("X-1", 2, 1000)});
-  PollResult other;
-  other.outcome = PollResult::Outcome::kFound;
-  other.payout.status = "PENDING";
-  other.payout.amount_minor = 999;
-  other.payout.currency = "USD";
-  gateway_.poll_script["X-1"].push_back(other);
+  gateway_.poll_script["X-1"].push_back(Found("PENDING", 999));
   RunToEnd(1);
   EXPECT_EQ(Row("X-1").state, FinalState::kError);
 }
 
 TEST_P(EngineTest, Engine_PollsUntilFinalAndKeepsFeeAndStatus) {
   AddBatch("B1", {MakePayout("F-1", 2, 1000)});
-  PollResult pending;
-  pending.outcome = PollResult::Outcome::kFound;
-  pending.payout.status = "PENDING";
-  pending.payout.amount_minor = 1000;
-  pending.payout.currency = "USD";
+  const PollResult pending = Found("PENDING", 1000);
   gateway_.poll_script["F-1"] = {pending, pending};
-  PollResult failed = pending;
-  failed.payout.status = "EXPIRED";
+  PollResult failed = Found("EXPIRED", 1000);
   failed.payout.has_fee = true;
   failed.payout.fee_minor = 7;
   failed.payout.fee_currency = "USD";
@@ -264,11 +264,7 @@ TEST_P(EngineTest, Engine_PollsUntilFinalAndKeepsFeeAndStatus) {
 
 TEST_P(EngineTest, Engine_SuccessWithAnUnusableFeeStaysSuccessAndSaysSo) {
   AddBatch("B1", {MakePayout("F-1", 2, 1000)});
-  PollResult done;
-  done.outcome = PollResult::Outcome::kFound;
-  done.payout.status = "SUCCESS";
-  done.payout.amount_minor = 1000;
-  done.payout.currency = "USD";
+  PollResult done = Found("SUCCESS", 1000);
   done.payout.fee_problem = "fee 0.125 USD: amount has more decimals than the currency allows";
   gateway_.poll_script["F-1"] = {done};
   RunToEnd(1);
@@ -281,12 +277,7 @@ TEST_P(EngineTest, Engine_SuccessWithAnUnusableFeeStaysSuccessAndSaysSo) {
 TEST_P(EngineTest, Engine_GivesUpWithErrorAfterGiveUpAfter) {
   options_.polling.give_up_after = std::chrono::milliseconds(30);
   AddBatch("B1", {MakePayout("G-1", 2, 1000)});
-  PollResult pending;
-  pending.outcome = PollResult::Outcome::kFound;
-  pending.payout.status = "PROCESSING";
-  pending.payout.amount_minor = 1000;
-  pending.payout.currency = "USD";
-  for (int i = 0; i < 1000; ++i) gateway_.poll_script["G-1"].push_back(pending);
+  for (int i = 0; i < 1000; ++i) gateway_.poll_script["G-1"].push_back(Found("PROCESSING", 1000));
   RunToEnd(1);
   PayoutRow row = Row("G-1");
   EXPECT_EQ(row.state, FinalState::kError);
