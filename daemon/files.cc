@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -23,6 +24,25 @@ Status FsyncPath(const std::string& path, bool dir) {
   ::close(fd);
   if (rc != 0) return Errno("cannot fsync", path);
   return Status::Ok();
+}
+
+Status WriteTemp(const std::string& tmp, const std::function<Status(std::ostream&)>& write) {
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    if (!out) return Errno("cannot create", tmp);
+    Status st = write(out);
+    if (!st.ok()) return st;
+    out.flush();
+    if (!out) return Errno("cannot write", tmp);
+  }
+  return FsyncPath(tmp, false);
+}
+
+std::function<Status(std::ostream&)> Content(const std::string& content) {
+  return [&content](std::ostream& out) {
+    out << content;
+    return Status::Ok();
+  };
 }
 
 }  // namespace
@@ -47,31 +67,47 @@ Status MakeDirs(const std::string& dir) {
 }
 
 Status WriteFileAtomically(const std::string& path, const std::function<Status(std::ostream&)>& write) {
-  std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) return Errno("cannot create", tmp);
-    Status st = write(out);
-    if (!st.ok()) return st;
-    out.flush();
-    if (!out) return Errno("cannot write", tmp);
-  }
-  if (Status st = FsyncPath(tmp, false); !st.ok()) return st;
-  if (::rename(tmp.c_str(), path.c_str()) != 0) return Errno("cannot rename", tmp);
-  return FsyncPath(DirName(path), true);
+  FileSet set;
+  if (Status st = set.Write(path, write); !st.ok()) return st;
+  return set.Commit();
 }
 
 Status WriteFileAtomically(const std::string& path, const std::string& content) {
-  return WriteFileAtomically(path, [&](std::ostream& out) {
-    out << content;
-    return Status::Ok();
-  });
+  return WriteFileAtomically(path, Content(content));
 }
 
 Status MoveFile(const std::string& from, const std::string& to) {
-  if (::rename(from.c_str(), to.c_str()) != 0) return Errno("cannot move", from);
-  if (Status st = FsyncPath(DirName(to), true); !st.ok()) return st;
-  if (DirName(from) != DirName(to)) return FsyncPath(DirName(from), true);
+  FileSet set;
+  set.Move(from, to);
+  return set.Commit();
+}
+
+Status FileSet::Write(const std::string& path, const std::function<Status(std::ostream&)>& write) {
+  std::string tmp = path + ".tmp";
+  if (Status st = WriteTemp(tmp, write); !st.ok()) return st;
+  renames_.emplace_back(tmp, path);
+  return Status::Ok();
+}
+
+Status FileSet::Write(const std::string& path, const std::string& content) { return Write(path, Content(content)); }
+
+void FileSet::Move(const std::string& from, const std::string& to) { renames_.emplace_back(from, to); }
+
+Status FileSet::Commit() {
+  auto renames = std::move(renames_);
+  renames_.clear();
+  // Folders to fsync: where files arrived first (that is what makes them durable), then where they left.
+  std::vector<std::string> dirs;
+  auto note = [&dirs](const std::string& dir) {
+    if (std::find(dirs.begin(), dirs.end(), dir) == dirs.end()) dirs.push_back(dir);
+  };
+  for (const auto& [from, to] : renames) {
+    if (::rename(from.c_str(), to.c_str()) != 0) return Errno("cannot move", from);
+    note(DirName(to));
+  }
+  for (const auto& [from, to] : renames) note(DirName(from));
+  for (const auto& dir : dirs)
+    if (Status st = FsyncPath(dir, true); !st.ok()) return st;
   return Status::Ok();
 }
 

@@ -4,6 +4,8 @@
 #include <functional>
 #include <ostream>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "core/result.h"
 
@@ -16,6 +18,24 @@ Status WriteFileAtomically(const std::string& path, const std::string& content);
 
 // rename(2) then fsync of both folders, so the move survives a crash.
 Status MoveFile(const std::string& from, const std::string& to);
+
+// Files that appear together: a batch's reports and its input in done/, or its errors and its input in
+// rejected/. Write() fills `path.tmp` and fsyncs it; Move() notes a rename; Commit() makes every
+// rename back to back, in the order given, and only then fsyncs each folder touched. Someone who waits
+// for any one of the files finds the others already there: there is no folder fsync between two
+// renames, which used to leave milliseconds in which a report was there and its input was not.
+// Renames in one folder reach the disk in order on a journalling file system (ext4, xfs); if the
+// last rename is lost in a crash, the caller's state says the work is not done and it is redone.
+class FileSet {
+ public:
+  Status Write(const std::string& path, const std::function<Status(std::ostream&)>& write);
+  Status Write(const std::string& path, const std::string& content);
+  void Move(const std::string& from, const std::string& to);
+  Status Commit();
+
+ private:
+  std::vector<std::pair<std::string, std::string>> renames_;  // from, to
+};
 
 // `dir/stem + ext`, or `dir/stem.N + ext` with the smallest N >= 1 that does not exist yet, so that
 // nothing already in `dir` is overwritten.

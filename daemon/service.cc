@@ -373,8 +373,9 @@ void Service::RetryLater(const std::string& file_name) {
   });
 }
 
-// Runs on the store thread. Reports are written before the input moves to done/ and before the
-// batch is marked reported, so a crash in between only means writing them again.
+// Runs on the store thread. Reports land in done/ with the input (results, summary, then the input,
+// renamed back to back) before the batch is marked reported, so a crash in between only means
+// writing them again.
 ReportOutcome WriteReport(PayoutStore& store, const std::string& batch_id, const CurrencyTable& currencies,
                           const std::string& dir, Spool* spool) {
   ReportOutcome out;
@@ -385,18 +386,18 @@ ReportOutcome WriteReport(PayoutStore& store, const std::string& batch_id, const
   }
   out.progress = std::move(*progress);
   out.results_path = dir + "/" + batch_id + ".results.csv";
-  out.status = WriteFileAtomically(out.results_path, [&](std::ostream& os) {
+  FileSet set;  // results, summary, then the input: they appear in done/ together
+  out.status = set.Write(out.results_path, [&](std::ostream& os) {
     return WriteResultsCsv(store, batch_id, currencies, os);
   });
   if (!out.status.ok()) return out;
   out.summary = SummaryJson(out.progress, currencies);
-  if (out.status = WriteFileAtomically(dir + "/" + batch_id + ".summary.json", out.summary); !out.status.ok())
-    return out;
+  if (out.status = set.Write(dir + "/" + batch_id + ".summary.json", out.summary); !out.status.ok()) return out;
   if (spool) {
     const std::string& file_name = out.progress.batch.file_name;
-    if (FileExists(spool->work() + "/" + file_name))
-      if (out.status = spool->Finish(file_name); !out.status.ok()) return out;
+    if (FileExists(spool->work() + "/" + file_name)) spool->Finish(file_name, &set);
   }
+  if (out.status = set.Commit(); !out.status.ok()) return out;
   out.status = store.SetBatchStatus(batch_id, BatchRecord::Status::kReported, out.progress.batch.finished_at_ms);
   return out;
 }

@@ -144,10 +144,15 @@ void Spool::Claim(const std::string& name) {
     std::string batch = BatchIdFromFileName(name);
     std::string dest = FreePath(rejected(), batch, ".csv");
     std::string stem = BaseName(dest).substr(0, BaseName(dest).size() - 4);
-    Status st = MoveFile(from, dest);
-    if (st.ok())
-      st = WriteFileAtomically(rejected() + "/" + stem + ".errors.csv",
-                               "line,column,error\n0,,\"batch id '" + batch + "' is already being processed\"\n");
+    FileSet set;
+    Status st = set.Write(rejected() + "/" + stem + ".errors.csv",
+                          "line,column,error\n0,,\"batch id '" + batch + "' is already being processed\"\n");
+    set.Move(from, dest);
+    if (st.ok()) st = set.Commit();
+    if (!st.ok()) {  // left in inbox/: the next scan tries again
+      log::Error("spool.reject_failed", {{"batch", batch}, {"error", st.message()}});
+      return;
+    }
     log::Warn("batch.rejected", {{"batch", batch}, {"reason", "a batch with this name is in progress"}});
     return;
   }
@@ -163,16 +168,24 @@ Status Spool::Reject(const std::string& file_name, const std::string& errors_csv
   std::string batch = BatchIdFromFileName(file_name);
   std::string dest = FreePath(rejected(), batch, ".csv");
   std::string stem = BaseName(dest).substr(0, BaseName(dest).size() - 4);
-  // The report first: a batch in rejected/ always has its reasons beside it.
-  if (Status st = WriteFileAtomically(rejected() + "/" + stem + ".errors.csv", errors_csv); !st.ok()) return st;
-  return MoveFile(work() + "/" + file_name, dest);
+  // The reasons first, then the batch, back to back: a batch in rejected/ always has its reasons beside it.
+  FileSet set;
+  if (Status st = set.Write(rejected() + "/" + stem + ".errors.csv", errors_csv); !st.ok()) return st;
+  set.Move(work() + "/" + file_name, dest);
+  return set.Commit();
 }
 
-Status Spool::Finish(const std::string& file_name) {
+void Spool::Finish(const std::string& file_name, FileSet* set) const {
   std::string batch = BatchIdFromFileName(file_name);
   std::string dest = done() + "/" + file_name;
   if (FileExists(dest)) dest = FreePath(done(), batch, ".input.csv");
-  return MoveFile(work() + "/" + file_name, dest);
+  set->Move(work() + "/" + file_name, dest);
+}
+
+Status Spool::Finish(const std::string& file_name) const {
+  FileSet set;
+  Finish(file_name, &set);
+  return set.Commit();
 }
 
 std::vector<std::string> Spool::WorkFiles() const {

@@ -21,6 +21,7 @@
 
 #include "core/clock.h"
 #include "core/result.h"
+#include "daemon/files.h"
 
 namespace payoutd {
 
@@ -42,10 +43,12 @@ class Spool {
   std::string done() const { return dir_ + "/done"; }
   std::string rejected() const { return dir_ + "/rejected"; }
 
-  // Moves work/<file_name> to rejected/ (never overwriting) and writes `<batch>.errors.csv` beside it.
+  // Writes `<batch>.errors.csv` into rejected/ and moves work/<file_name> beside it (never overwriting).
   Status Reject(const std::string& file_name, const std::string& errors_csv);
-  // Moves work/<file_name> into done/ (never overwriting). The reports are written first by the caller.
-  Status Finish(const std::string& file_name);
+  // Adds the move of work/<file_name> into done/ (never overwriting) to `set`, after the reports the
+  // caller wrote into it; the second form moves it on its own.
+  void Finish(const std::string& file_name, FileSet* set) const;
+  Status Finish(const std::string& file_name) const;
 
   // Files names in work/ (`*.csv`), for recovery at start-up.
   std::vector<std::string> WorkFiles() const;

@@ -193,6 +193,16 @@ class DaemonTest : public ::testing::Test {
     return ok;
   }
 
+  // Waits for rejected/<stem>.csv, the last file of a rejection to appear; its reasons must be there by then.
+  bool WaitRejected(DaemonProcess& d, const std::string& stem, milliseconds timeout) {
+    if (!WaitForFile(rejected(stem + ".csv"), timeout)) {
+      ADD_FAILURE() << stem << ".csv not in rejected/ in time; log:\n" << d.log();
+      return false;
+    }
+    EXPECT_TRUE(FileExists(rejected(stem + ".errors.csv"))) << "a rejected batch without its reasons";
+    return true;
+  }
+
   TempDir dir_;
   std::unique_ptr<SandboxProcess> sandbox_;
   DaemonConfig cfg_;
@@ -349,8 +359,7 @@ TEST_F(DaemonTest, BatchWithBadRowsIsRejectedWithExactlyThoseLinesAndNothingIsSe
       "BAD-6,13.00,USD,US0006,Good Three,BNK_000\n"      // line 7
       "BAD-7,5,JPY,,No Account,BNK_000\n";               // line 8: empty account
   DropBatch(spool(), "bad", csv);
-  ASSERT_TRUE(WaitForFile(rejected("bad.errors.csv"), seconds(30))) << daemon.log();
-  ASSERT_TRUE(WaitForFile(rejected("bad.csv"), seconds(10)));
+  ASSERT_TRUE(WaitRejected(daemon, "bad", seconds(30)));
   std::set<int> lines;
   for (const auto& e : ReadErrorsCsv(rejected("bad.errors.csv"))) lines.insert(e.line);
   EXPECT_EQ(lines, (std::set<int>{3, 5, 6, 8}));
@@ -374,15 +383,14 @@ TEST_F(DaemonTest, SameContentUnderAnotherNameAndReusedPayoutIdAreRejectedAsDupl
 
   // The same bytes under another name.
   DropBatch(spool(), "copy", Csv(rows));
-  ASSERT_TRUE(WaitForFile(rejected("copy.errors.csv"), seconds(30))) << daemon.log();
+  ASSERT_TRUE(WaitRejected(daemon, "copy", seconds(30)));
   EXPECT_THAT(ReadFile(rejected("copy.errors.csv")), HasSubstr("content"));
-  EXPECT_TRUE(FileExists(rejected("copy.csv")));
 
   // New content, but its third row reuses a payout id of the first batch.
   std::vector<In> reuse = UsdRows("NEW", 4);
   reuse[2].id = "DUP-3";
   DropBatch(spool(), "reuse", Csv(reuse));
-  ASSERT_TRUE(WaitForFile(rejected("reuse.errors.csv"), seconds(30))) << daemon.log();
+  ASSERT_TRUE(WaitRejected(daemon, "reuse", seconds(30)));
   auto errors = ReadErrorsCsv(rejected("reuse.errors.csv"));
   ASSERT_EQ(errors.size(), 1u);
   EXPECT_EQ(errors[0].line, 4);
@@ -503,7 +511,7 @@ TEST_F(DaemonTest, SameBatchNameDroppedWhileInProgressIsRejectedAndTheFirstIsPai
   DropBatch(spool(), "same", Csv(rows));
   ASSERT_TRUE(WaitFor([&] { return sandbox_->Stat("created") >= 1; }, seconds(30))) << daemon.log();
   DropBatch(spool(), "same", Csv(UsdRows("SAME-NEW", 3)));
-  ASSERT_TRUE(WaitForFile(rejected("same.errors.csv"), seconds(30))) << daemon.log();
+  ASSERT_TRUE(WaitRejected(daemon, "same", seconds(30)));
   EXPECT_THAT(ReadFile(rejected("same.errors.csv")), HasSubstr("same"));
   EXPECT_EQ(ReadFile(rejected("same.csv")), Csv(UsdRows("SAME-NEW", 3)));
   ASSERT_TRUE(WaitDone(daemon, "same", seconds(60)));
