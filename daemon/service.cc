@@ -248,7 +248,8 @@ int Service::Run() {
               {{"batch", process_batch_}, {"rows", std::to_string(in.batch.payouts.size())}});
   } else {
     spool_ = std::make_unique<Spool>(io_, cfg_.spool.dir, cfg_.spool.settle,
-                                     [this](const std::string& name) { OnClaimed(name); });
+                                     [this](const std::string& name) { OnClaimed(name); },
+                                     [this](const std::string&) { metrics_->OnBatch(Metrics::BatchResult::kRejected); });
     if (Status st = spool_->Prepare(); !st.ok()) {
       log::Error("startup.failed", {{"error", st.message()}});
       return kExitFailure;

@@ -24,11 +24,13 @@ bool IsBatchFileName(const std::string& name) {
 }
 
 Spool::Spool(boost::asio::io_context& io, std::string dir, Duration settle,
-             std::function<void(const std::string&)> on_claimed)
+             std::function<void(const std::string&)> on_claimed,
+             std::function<void(const std::string&)> on_refused)
     : io_(io),
       dir_(std::move(dir)),
       settle_(settle),
       on_claimed_(std::move(on_claimed)),
+      on_refused_(std::move(on_refused)),
       timer_(io),
       alive_(std::make_shared<bool>(true)) {}
 
@@ -154,6 +156,7 @@ void Spool::Claim(const std::string& name) {
       return;
     }
     log::Warn("batch.rejected", {{"batch", batch}, {"reason", "a batch with this name is in progress"}});
+    on_refused_(batch);
     return;
   }
   if (Status st = MoveFile(from, to); !st.ok()) {

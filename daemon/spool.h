@@ -27,9 +27,11 @@ namespace payoutd {
 
 class Spool {
  public:
-  // `on_claimed(file_name)` runs for each file claimed into work/.
+  // `on_claimed(file_name)` runs for each file claimed into work/; `on_refused(batch)` for each file
+  // refused at the claim because a batch of that name is in work/ (it goes to rejected/).
   Spool(boost::asio::io_context& io, std::string dir, Duration settle,
-        std::function<void(const std::string& file_name)> on_claimed);
+        std::function<void(const std::string& file_name)> on_claimed,
+        std::function<void(const std::string& batch)> on_refused);
   ~Spool();
 
   // Creates inbox/, work/, done/ and rejected/ when missing.
@@ -71,6 +73,7 @@ class Spool {
   std::string dir_;
   Duration settle_;
   std::function<void(const std::string&)> on_claimed_;
+  std::function<void(const std::string&)> on_refused_;
   std::map<std::string, Seen> seen_;
   boost::asio::steady_timer timer_;
   std::unique_ptr<boost::asio::posix::stream_descriptor> inotify_;
