@@ -60,9 +60,6 @@ simdjson::error_code ReadString(od::value v, std::optional<std::string>* out) {
   return simdjson::SUCCESS;
 }
 
-// An amount: a JSON number, kept as its text so it converts exactly. A string holding a number
-// ("42.05") is taken too: what it says is just as exact, and refusing it would leave a payout
-// unresolved over how the gateway chose to quote a figure. ParseJsonAmount checks the grammar.
 // A string that may be null or absent: null leaves *out unset.
 simdjson::error_code ReadNullableString(od::value v, std::optional<std::string>* out) {
   bool is_null = false;
@@ -71,6 +68,9 @@ simdjson::error_code ReadNullableString(od::value v, std::optional<std::string>*
   return ReadString(v, out);
 }
 
+// An amount: a JSON number, kept as its text so it converts exactly. A string holding a number
+// ("42.05") is taken too: what it says is just as exact, and refusing it would leave a payout
+// unresolved over how the gateway chose to quote a figure. ParseJsonAmount checks the grammar.
 simdjson::error_code ReadNumberText(od::value v, std::optional<std::string>* out) {
   od::json_type t;
   PAYOUTD_JSON_TRY(v.type().get(t));
