@@ -144,13 +144,8 @@ void Spool::Claim(const std::string& name) {
   if (FileExists(to)) {
     // A batch of that name is being paid: refuse the newcomer without touching the one in work/.
     std::string batch = BatchIdFromFileName(name);
-    std::string dest = FreePath(rejected(), batch, ".csv");
-    std::string stem = BaseName(dest).substr(0, BaseName(dest).size() - 4);
-    FileSet set;
-    Status st = set.Write(rejected() + "/" + stem + ".errors.csv",
-                          "line,column,error\n0,,\"batch id '" + batch + "' is already being processed\"\n");
-    set.Move(from, dest);
-    if (st.ok()) st = set.Commit();
+    Status st = MoveToRejected(from, batch,
+                               "line,column,error\n0,,\"batch id '" + batch + "' is already being processed\"\n");
     if (!st.ok()) {  // left in inbox/: the next scan tries again
       log::Error("spool.reject_failed", {{"batch", batch}, {"error", st.message()}});
       return;
@@ -168,13 +163,16 @@ void Spool::Claim(const std::string& name) {
 }
 
 Status Spool::Reject(const std::string& file_name, const std::string& errors_csv) {
-  std::string batch = BatchIdFromFileName(file_name);
+  return MoveToRejected(work() + "/" + file_name, BatchIdFromFileName(file_name), errors_csv);
+}
+
+Status Spool::MoveToRejected(const std::string& from, const std::string& batch, const std::string& errors_csv) {
   std::string dest = FreePath(rejected(), batch, ".csv");
   std::string stem = BaseName(dest).substr(0, BaseName(dest).size() - 4);
   // The reasons first, then the batch, back to back: a batch in rejected/ always has its reasons beside it.
   FileSet set;
   if (Status st = set.Write(rejected() + "/" + stem + ".errors.csv", errors_csv); !st.ok()) return st;
-  set.Move(work() + "/" + file_name, dest);
+  set.Move(from, dest);
   return set.Commit();
 }
 

@@ -59,6 +59,10 @@ class Spool {
   void ScanSoon();
 
  private:
+  // Writes `<batch>.errors.csv` into rejected/ and moves `from` beside it as `<batch>.csv` (or
+  // `<batch>.N.csv`, never overwriting).
+  Status MoveToRejected(const std::string& from, const std::string& batch, const std::string& errors_csv);
+
   struct Seen {
     off_t size = 0;
     int64_t mtime_ns = 0;
