@@ -514,9 +514,12 @@ TEST_F(DaemonTest, SameBatchNameDroppedWhileInProgressIsRejectedAndTheFirstIsPai
   ASSERT_TRUE(WaitRejected(daemon, "same", seconds(30)));
   EXPECT_THAT(ReadFile(rejected("same.errors.csv")), HasSubstr("same"));
   EXPECT_EQ(ReadFile(rejected("same.csv")), Csv(UsdRows("SAME-NEW", 3)));
-  HttpReply metrics = HttpRequest(daemon.metrics_port(), "GET", "/metrics");
-  EXPECT_THAT(metrics.body, HasSubstr("payoutd_batches_total{result=\"rejected\"} 1\n"))
-      << "the refused file counts as a rejected batch";
+  // The counter moves just after the files land (and their folders are fsynced): wait for it.
+  std::string metrics;
+  EXPECT_TRUE(WaitFor([&] {
+    metrics = HttpRequest(daemon.metrics_port(), "GET", "/metrics").body;
+    return metrics.find("payoutd_batches_total{result=\"rejected\"} 1\n") != std::string::npos;
+  }, seconds(10))) << "the refused file counts as a rejected batch:\n" << metrics;
   ASSERT_TRUE(WaitDone(daemon, "same", seconds(60)));
   EXPECT_EQ(sandbox_->Ledger().count("SAME-NEW-1"), 0u) << "the second file was paid";
   ExpectReport("same", rows, ReadResultsCsv(done("same.results.csv")), ReadSummary(done("same.summary.json")));
