@@ -48,23 +48,35 @@ struct HttpResponse {
   double seconds = 0;        // total time of the exchange
 };
 
-class HttpClient {
+// What the gateway client needs of HTTP. HttpClient is the real one; the engine tests put a
+// simulated gateway behind this interface to run in fake time.
+class HttpTransport {
  public:
   using Callback = std::function<void(HttpResponse)>;
+  virtual ~HttpTransport() = default;
 
+  // Starts a request; `done` runs once, later, with its response. Returns a handle for Abort().
+  virtual uint64_t Start(HttpRequest request, Callback done) = 0;
+  // Ends a request early; its callback runs (posted) with cancelled = true. No-op for unknown ids.
+  virtual void Abort(uint64_t handle) = 0;
+  virtual void AbortAll() = 0;
+  virtual size_t active() const = 0;
+  // Resizes the idle-connection cache (e.g. after max_in_flight changes).
+  virtual void SetMaxConnections(long n) = 0;
+};
+
+class HttpClient final : public HttpTransport {
+ public:
   HttpClient(boost::asio::io_context& io, HttpClientOptions options);
-  ~HttpClient();
+  ~HttpClient() override;
   HttpClient(const HttpClient&) = delete;
   HttpClient& operator=(const HttpClient&) = delete;
 
-  // Starts a request; `done` runs once, later, with its response. Returns a handle for Abort().
-  uint64_t Start(HttpRequest request, Callback done);
-  // Ends a request early; its callback runs (posted) with cancelled = true. No-op for unknown ids.
-  void Abort(uint64_t handle);
-  void AbortAll();
-  size_t active() const;
-  // Resizes the idle-connection cache (e.g. after max_in_flight changes).
-  void SetMaxConnections(long n);
+  uint64_t Start(HttpRequest request, Callback done) override;
+  void Abort(uint64_t handle) override;
+  void AbortAll() override;
+  size_t active() const override;
+  void SetMaxConnections(long n) override;
 
  private:
   struct Impl;
