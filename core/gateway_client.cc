@@ -1,10 +1,10 @@
 #include "core/gateway_client.h"
 
 #include <boost/asio/post.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <deque>
 #include <unordered_map>
 
+#include "core/circuit_breaker.h"
 #include "core/http_client.h"
 #include "core/jwt.h"
 #include "core/log.h"
@@ -27,26 +27,23 @@ std::chrono::milliseconds ToMillis(Duration d) {
 class GatewayClientImpl final : public GatewayClient {
  public:
   GatewayClientImpl(asio::io_context& io, GatewayOptions options, CurrencyTable currencies, Clock& clock,
-                    Random& random, GatewayObserver* observer)
+                    Random& random, GatewayObserver* observer, std::unique_ptr<HttpTransport> transport)
       : io_(io),
         options_(std::move(options)),
         currencies_(std::move(currencies)),
         clock_(clock),
         random_(random),
         observer_(observer ? observer : &null_observer_),
-        http_(io, HttpClientOptions{options_.ca_file, options_.verify_tls,
-                                    std::max<long>(options_.limits.max_in_flight, 1)}),
+        http_(transport ? std::move(transport)
+                        : std::make_unique<HttpClient>(
+                              io, HttpClientOptions{options_.ca_file, options_.verify_tls,
+                                                    std::max<long>(options_.limits.max_in_flight, 1)})),
         limiter_(options_.limits, clock.Now()),
         policy_(options_.retry),
-        dispatch_timer_(io),
-        probe_timer_(io),
+        dispatch_timer_(clock.NewTimer(io)),
+        probe_timer_(clock.NewTimer(io)),
         alive_(std::make_shared<int>(0)) {
     while (!options_.base_url.empty() && options_.base_url.back() == '/') options_.base_url.pop_back();
-  }
-
-  ~GatewayClientImpl() override {
-    dispatch_timer_.cancel();
-    probe_timer_.cancel();
   }
 
   void Submit(const Payout& payout, std::function<void(SubmitResult)> done) override {
@@ -88,18 +85,19 @@ class GatewayClientImpl final : public GatewayClient {
     options_.limits = limits;
     options_.retry = retry;
     limiter_.Reconfigure(limits, clock_.Now());
-    http_.SetMaxConnections(std::max(limits.max_in_flight, 1));
+    http_->SetMaxConnections(std::max(limits.max_in_flight, 1));
     policy_ = RetryPolicy(retry);
     dispatch_armed_ = false;
-    dispatch_timer_.cancel();
+    dispatch_timer_->Cancel();
     Dispatch();
   }
 
   void Shutdown() override {
     if (shutdown_) return;
     shutdown_ = true;
-    dispatch_timer_.cancel();
-    probe_timer_.cancel();
+    dispatch_timer_->Cancel();
+    probe_timer_->Cancel();
+    probe_armed_ = false;
     ready_.clear();
     // Everything not in flight (queued or waiting for its backoff) reports now; requests in flight
     // report when they finish.
@@ -109,7 +107,7 @@ class GatewayClientImpl final : public GatewayClient {
     for (uint64_t id : waiting) {
       auto node = calls_.extract(id);
       std::unique_ptr<Call> call = std::move(node.mapped());
-      if (call->backoff) call->backoff->cancel();
+      call->backoff.reset();
       PostReport(std::move(call), std::nullopt);
     }
   }
@@ -118,12 +116,42 @@ class GatewayClientImpl final : public GatewayClient {
     Shutdown();
     for (auto& [id, call] : calls_)
       if (call->in_flight) call->cancelled = true;
-    http_.AbortAll();
+    http_->AbortAll();
   }
 
   size_t outstanding() const override { return calls_.size() + posted_reports_; }
   int in_flight() const override { return limiter_.in_flight(); }
   bool paused() const override { return auth_paused_; }
+
+  CircuitState circuit() const override {
+    CircuitState s;
+    s.open = breaker_.open();
+    if (!s.open) return s;
+    s.since = breaker_.opened_at();
+    s.cause = breaker_.cause();
+    s.probes = breaker_.probes();
+    return s;
+  }
+
+  void SetCircuitListener(std::function<void(const CircuitEvent&)> listener) override {
+    circuit_listener_ = std::move(listener);
+  }
+
+  void OpenCircuit(WallTime since, const std::string& cause) override {
+    if (breaker_.open()) return;
+    breaker_.OpenSince(clock_.Now(), since, cause);
+    log::Warn("gateway.circuit_open", {{"cause", cause},
+                                       {"since", std::to_string(ToMillis(since.time_since_epoch()).count())},
+                                       {"restored", "true"},
+                                       {"action", "no request starts but probes until the gateway answers"}});
+    CircuitEvent e;
+    e.kind = CircuitEvent::Kind::kOpened;
+    e.since = since;
+    e.cause = cause;
+    e.next_probe = clock_.WallNow() + ProbeDelay();
+    NotifyCircuit(e);
+    ArmProbeTimer();
+  }
 
  private:
   struct Call {
@@ -135,15 +163,17 @@ class GatewayClientImpl final : public GatewayClient {
     Method next = Method::kPost;
     bool in_flight = false;
     bool cancelled = false;
-    bool probe = false;      // sent to test the credentials while paused
+    bool probe = false;      // sent to test the gateway (credentials or outage) while paused
     bool auth_retried = false;
     bool maybe_created = false;  // a POST may have reached the gateway, or it said the id exists
     int attempts = 0;        // requests that count towards retry.max_attempts
+    int systemic = 0;        // of those, gateway-wide failures: given back if the circuit opens
+    int unbilled = 0;        // failed requests that cost no attempt (never reached the gateway)
     int post_attempts = 0;
     int http_status = 0;
     std::string message;
     std::optional<GatewayPayout> view;  // the gateway's view, from a GET
-    std::unique_ptr<asio::steady_timer> backoff;
+    std::unique_ptr<Timer> backoff;
     std::function<void(SubmitResult)> submit_done;
     std::function<void(PollResult)> poll_done;
   };
@@ -177,8 +207,8 @@ class GatewayClientImpl final : public GatewayClient {
   void Dispatch() {
     if (shutdown_) return;
     while (!ready_.empty()) {
-      if (auth_paused_) {
-        ScheduleProbe();
+      if (auth_paused_ || breaker_.open()) {
+        MaybeProbe();
         return;
       }
       if (limiter_.FullyInFlight()) return;  // a finishing request calls Dispatch again
@@ -197,9 +227,7 @@ class GatewayClientImpl final : public GatewayClient {
     if (dispatch_armed_ && dispatch_at_ <= at) return;
     dispatch_armed_ = true;
     dispatch_at_ = at;
-    dispatch_timer_.expires_after(std::max(at - clock_.Now(), Duration::zero()));
-    dispatch_timer_.async_wait([this, alive = std::weak_ptr<int>(alive_)](const boost::system::error_code& ec) {
-      if (ec || alive.expired()) return;
+    dispatch_timer_->WaitUntil(at, [this] {
       dispatch_armed_ = false;
       Dispatch();
     });
@@ -220,12 +248,11 @@ class GatewayClientImpl final : public GatewayClient {
     if (post) {
       request.headers.push_back("Content-Type: application/json");
       request.body = call.body;
-      ++call.post_attempts;
     }
     call.in_flight = true;
     observer_->OnInFlight(limiter_.in_flight());
     const uint64_t id = call.id;
-    http_.Start(std::move(request), [this, id, post, alive = std::weak_ptr<int>(alive_)](HttpResponse response) {
+    http_->Start(std::move(request), [this, id, post, alive = std::weak_ptr<int>(alive_)](HttpResponse response) {
       if (alive.expired()) return;
       OnResponse(id, post ? Method::kPost : Method::kGet, std::move(response));
     });
@@ -269,6 +296,11 @@ class GatewayClientImpl final : public GatewayClient {
     Call& call = *it->second;
     call.in_flight = false;
     call.http_status = r.status;
+    const bool was_probe = call.probe;
+    call.probe = false;
+    if (was_probe) probe_in_flight_ = false;
+    // A POST counts once it may have reached the gateway; a refused connection carried nothing.
+    if (method == Method::kPost && (r.status != 0 || r.maybe_sent || r.cancelled)) ++call.post_attempts;
     if (r.cancelled || call.cancelled) {
       if (method == Method::kPost) call.maybe_created = true;  // cut off mid-request
       call.message = "cancelled";
@@ -276,9 +308,23 @@ class GatewayClientImpl final : public GatewayClient {
     }
 
     Verdict verdict = Classify(method, r.status, r.maybe_sent);
+    std::optional<GatewayPayout> parsed;
+    std::string bad_body;
+    if (verdict == Verdict::kOk) {
+      Result<GatewayPayout> p = method == Method::kPost ? ParsePostResponse(r.body, call.payout_id, currencies_)
+                                                        : ParseGetResponse(r.body, call.payout_id, currencies_);
+      if (p) {
+        parsed = std::move(*p);
+      } else {
+        bad_body = p.error();
+        verdict = Verdict::kAmbiguous;  // a 2xx we cannot use: the POST may have been accepted
+      }
+    }
     if (verdict != Verdict::kThrottled) throttle_streak_ = 0;
-    const bool was_probe = call.probe;
-    call.probe = false;
+    const CircuitBreaker::Outcome health = HealthOf(verdict, r.status);
+    RecordHealth(call, health, r, bad_body);
+    if (health != CircuitBreaker::Outcome::kHealthy && was_probe) breaker_.ProbeFailed();
+
     if (verdict == Verdict::kAuth) {
       return OnAuthRefused(call, method_name, r.status);
     }
@@ -287,30 +333,14 @@ class GatewayClientImpl final : public GatewayClient {
     // transport failure, a 5xx or a 429 may come before any token check.
     if (auth_paused_ && r.status != 0 && r.status < 500 && r.status != 429) Resume(was_probe);
 
-    std::string bad_body;
-    if (verdict == Verdict::kOk) {
-      if (method == Method::kPost) {
-        Result<GatewayPayout> parsed = ParsePostResponse(r.body, call.payout_id, currencies_);
-        if (parsed) {
-          ++call.attempts;
-          call.message.clear();
-          return Report(id, SubmitResult::Outcome::kCreated);
-        }
-        bad_body = parsed.error();
-      } else {
-        Result<GatewayPayout> parsed = ParseGetResponse(r.body, call.payout_id, currencies_);
-        if (parsed) {
-          ++call.attempts;
-          call.view = std::move(*parsed);
-          if (call.kind == Call::Kind::kPoll) return Report(id, std::nullopt, PollResult::Outcome::kFound);
-          return Report(id, CompareWithOurs(call));
-        }
-        bad_body = parsed.error();
-      }
-      verdict = Verdict::kAmbiguous;  // a 2xx we cannot use: the POST may have been accepted
-    }
-
     switch (verdict) {
+      case Verdict::kOk:
+        ++call.attempts;
+        call.message.clear();
+        if (method == Method::kPost) return Report(id, SubmitResult::Outcome::kCreated);
+        call.view = std::move(parsed);
+        if (call.kind == Call::Kind::kPoll) return Report(id, std::nullopt, PollResult::Outcome::kFound);
+        return Report(id, CompareWithOurs(call));
       case Verdict::kExists:
         // The id exists at the gateway: read it back and compare with what we sent.
         ++call.attempts;
@@ -343,9 +373,14 @@ class GatewayClientImpl final : public GatewayClient {
       default:
         break;
     }
+    OnTransientFailure(call, method, verdict, health, r, bad_body);
+  }
 
-    // Transient: 5xx, transport failure, unusable body, unexpected status.
-    ++call.attempts;
+  // 5xx, transport failure, unusable body, unexpected status: retried after a backoff, within the
+  // payout's budget, or (circuit open) held until the gateway is back.
+  void OnTransientFailure(Call& call, Method method, Verdict verdict, CircuitBreaker::Outcome health,
+                          const HttpResponse& r, const std::string& bad_body) {
+    const std::string_view method_name = method == Method::kPost ? "POST" : "GET";
     const bool ambiguous = verdict == Verdict::kAmbiguous;
     std::string_view reason = bad_body.empty() ? RetryReason(verdict, r.status, r.timed_out) : "bad_json";
     if (method == Method::kPost) {
@@ -357,14 +392,100 @@ class GatewayClientImpl final : public GatewayClient {
     call.message = !bad_body.empty() ? "unusable response: " + bad_body
                    : r.status != 0   ? "HTTP " + std::to_string(r.status)
                                      : r.error;
+    if (health != CircuitBreaker::Outcome::kHealthy && breaker_.open()) {
+      // The gateway as a whole is failing: this says nothing about the payout. It waits for the
+      // circuit to close, its budget untouched; a probe keeps its place at the front.
+      ++call.unbilled;
+      observer_->OnRetry(method_name, reason);
+      return Requeue(call, /*front=*/true);
+    }
+    if (verdict == Verdict::kNotSent) {
+      ++call.unbilled;  // nothing reached the gateway: a retry costs the payout nothing
+    } else {
+      ++call.attempts;
+      if (health != CircuitBreaker::Outcome::kHealthy) ++call.systemic;
+    }
     if (!policy_.MayRetry(call.attempts)) {
-      if (call.kind == Call::Kind::kPoll) return Report(id, std::nullopt, PollResult::Outcome::kFailed);
-      return Report(id, call.maybe_created ? SubmitResult::Outcome::kUnknown : SubmitResult::Outcome::kNotCreated);
+      if (call.kind == Call::Kind::kPoll) return Report(call.id, std::nullopt, PollResult::Outcome::kFailed);
+      return Report(call.id, call.maybe_created ? SubmitResult::Outcome::kUnknown : SubmitResult::Outcome::kNotCreated);
     }
     observer_->OnRetry(method_name, reason);
     log::Debug("gateway_retry", {{"id", call.payout_id}, {"method", std::string(method_name)},
                                  {"reason", std::string(reason)}, {"attempt", std::to_string(call.attempts)}});
-    Backoff(call, policy_.Backoff(call.attempts, random_));
+    Backoff(call, policy_.Backoff(call.attempts + call.unbilled, random_));
+  }
+
+  static CircuitBreaker::Outcome HealthOf(Verdict verdict, int http_status) {
+    switch (verdict) {
+      case Verdict::kNotSent:
+        return CircuitBreaker::Outcome::kTransportFailure;
+      case Verdict::kAmbiguous:
+        return http_status == 0 ? CircuitBreaker::Outcome::kTransportFailure
+                                : CircuitBreaker::Outcome::kServerFailure;
+      case Verdict::kThrottled:
+        return CircuitBreaker::Outcome::kServerFailure;
+      default:
+        return CircuitBreaker::Outcome::kHealthy;
+    }
+  }
+
+  // --- the circuit ---
+
+  void RecordHealth(const Call& call, CircuitBreaker::Outcome health, const HttpResponse& r,
+                    const std::string& bad_body) {
+    const bool was_open = breaker_.open();
+    const std::string cause = health == CircuitBreaker::Outcome::kHealthy ? std::string()
+                              : !bad_body.empty()                         ? "unusable response"
+                              : r.status != 0 ? "HTTP " + std::to_string(r.status)
+                                              : CleanCause(r.error);
+    const bool opened = breaker_.Record(clock_.Now(), clock_.WallNow(), call.payout_id, health, cause);
+    if (opened) return OnCircuitOpened();
+    if (was_open && !breaker_.open()) OnCircuitClosed();
+  }
+
+  static std::string CleanCause(const std::string& error) {
+    return error.empty() ? "no answer" : error.substr(0, 200);
+  }
+
+  void OnCircuitOpened() {
+    // The failures that led up to the opening were the outage, not the payouts' own: give them back.
+    for (auto& [id, c] : calls_) {
+      c->attempts -= c->systemic;
+      c->systemic = 0;
+    }
+    log::Warn("gateway.circuit_open",
+              {{"cause", breaker_.cause()},
+               {"failures", std::to_string(CircuitBreaker::kOpenAfter) + " in a row"},
+               {"action", "no request starts but probes until the gateway answers"}});
+    CircuitEvent e;
+    e.kind = CircuitEvent::Kind::kOpened;
+    e.since = breaker_.opened_at();
+    e.cause = breaker_.cause();
+    e.next_probe = clock_.WallNow() + ProbeDelay();
+    NotifyCircuit(e);
+    ArmProbeTimer();
+  }
+
+  void OnCircuitClosed() {
+    const Duration lasted = clock_.Now() - breaker_.opened_steady();
+    probe_timer_->Cancel();
+    probe_armed_ = false;
+    probe_due_ = false;
+    log::Info("gateway.circuit_closed",
+              {{"outage_s", std::to_string(std::chrono::duration_cast<std::chrono::seconds>(lasted).count())},
+               {"action", "sending resumed at the configured pace"}});
+    CircuitEvent e;
+    e.kind = CircuitEvent::Kind::kClosed;
+    e.lasted = lasted;
+    NotifyCircuit(e);
+    asio::post(io_, [this, alive = std::weak_ptr<int>(alive_)] {
+      if (!alive.expired()) Dispatch();
+    });
+  }
+
+  void NotifyCircuit(const CircuitEvent& e) {
+    observer_->OnCircuit(e);
+    if (circuit_listener_) circuit_listener_(e);
   }
 
   // After a 409 (or an ambiguous POST), is the gateway's payout under this id ours?
@@ -403,8 +524,11 @@ class GatewayClientImpl final : public GatewayClient {
 
   void Resume(bool by_probe) {
     auth_paused_ = false;
-    probe_timer_.cancel();
-    probe_armed_ = false;
+    if (!breaker_.open()) {
+      probe_timer_->Cancel();
+      probe_armed_ = false;
+      probe_due_ = false;
+    }
     log::Info("gateway_auth_accepted", {{"action", "sending resumed"}, {"by_probe", by_probe ? "true" : "false"}});
     observer_->OnPaused(false);
     asio::post(io_, [this, alive = std::weak_ptr<int>(alive_)] {
@@ -412,32 +536,44 @@ class GatewayClientImpl final : public GatewayClient {
     });
   }
 
-  // While paused for auth, one queued call is sent every retry.max_backoff to test the credentials.
-  void ScheduleProbe() {
-    if (probe_armed_ || shutdown_) return;
+  // --- probes, while paused (credentials refused, or the circuit open) ---
+
+  // Outage: initial_backoff doubling to max_backoff with each failed probe. Credentials refused:
+  // max_backoff (a token does not come back by itself; someone has to fix the secret).
+  Duration ProbeDelay() const {
+    if (breaker_.open()) return policy_.Ceiling(breaker_.probes() + 1);
+    return options_.retry.max_backoff;
+  }
+
+  void ArmProbeTimer() {
+    if (probe_armed_ || probe_due_ || shutdown_) return;
     probe_armed_ = true;
-    probe_timer_.expires_after(std::max(options_.retry.max_backoff, Duration(std::chrono::milliseconds(1))));
-    probe_timer_.async_wait([this, alive = std::weak_ptr<int>(alive_)](const boost::system::error_code& ec) {
-      if (ec || alive.expired()) return;
+    const Duration delay = std::max(ProbeDelay(), Duration(std::chrono::milliseconds(1)));
+    if (breaker_.open()) {
+      CircuitEvent e;
+      e.kind = CircuitEvent::Kind::kProbeScheduled;
+      e.since = breaker_.opened_at();
+      e.cause = breaker_.cause();
+      e.next_probe = clock_.WallNow() + delay;
+      NotifyCircuit(e);
+    }
+    probe_timer_->WaitUntil(clock_.Now() + delay, [this] {
       probe_armed_ = false;
-      SendProbe();
+      probe_due_ = true;
+      Dispatch();
     });
   }
 
-  void SendProbe() {
-    if (!auth_paused_ || shutdown_ || ready_.empty()) return;  // new work schedules the next probe
+  // One probe at a time: the first waiting call, once its wait is over and the limiter allows.
+  void MaybeProbe() {
+    if (shutdown_ || probe_in_flight_) return;
+    if (!probe_due_) return ArmProbeTimer();
+    if (ready_.empty()) return;  // the next call to arrive is the probe
     const SteadyTime now = clock_.Now();
-    if (!limiter_.TryStart(now)) {
-      // Wait for a start; keep the probe cadence otherwise.
-      probe_armed_ = true;
-      probe_timer_.expires_after(std::max(limiter_.NextStartTime(now) - now, Duration(std::chrono::milliseconds(1))));
-      probe_timer_.async_wait([this, alive = std::weak_ptr<int>(alive_)](const boost::system::error_code& ec) {
-        if (ec || alive.expired()) return;
-        probe_armed_ = false;
-        SendProbe();
-      });
-      return;
-    }
+    if (limiter_.FullyInFlight()) return;  // a finishing request calls Dispatch again
+    if (!limiter_.TryStart(now)) return ArmDispatchTimer(limiter_.NextStartTime(now));
+    probe_due_ = false;
+    probe_in_flight_ = true;
     const uint64_t id = ready_.front();
     ready_.pop_front();
     Call& call = *calls_.at(id);
@@ -454,11 +590,9 @@ class GatewayClientImpl final : public GatewayClient {
 
   void Backoff(Call& call, Duration wait) {
     if (shutdown_) return Report(call.id, std::nullopt);
-    if (!call.backoff) call.backoff = std::make_unique<asio::steady_timer>(io_);
-    call.backoff->expires_after(wait);
+    if (!call.backoff) call.backoff = clock_.NewTimer(io_);
     const uint64_t id = call.id;
-    call.backoff->async_wait([this, id, alive = std::weak_ptr<int>(alive_)](const boost::system::error_code& ec) {
-      if (ec || alive.expired()) return;
+    call.backoff->WaitUntil(clock_.Now() + wait, [this, id] {
       if (!calls_.count(id)) return;
       ready_.push_back(id);
       Dispatch();
@@ -524,9 +658,11 @@ class GatewayClientImpl final : public GatewayClient {
   Random& random_;
   NullObserver null_observer_;
   GatewayObserver* observer_;
-  HttpClient http_;
+  std::unique_ptr<HttpTransport> http_;
   RateLimiter limiter_;
   RetryPolicy policy_;
+  CircuitBreaker breaker_;
+  std::function<void(const CircuitEvent&)> circuit_listener_;
 
   std::unordered_map<uint64_t, std::unique_ptr<Call>> calls_;
   std::deque<uint64_t> ready_;  // calls waiting for a start from the limiter
@@ -534,11 +670,13 @@ class GatewayClientImpl final : public GatewayClient {
   uint64_t next_call_id_ = 1;
   size_t posted_reports_ = 0;
 
-  asio::steady_timer dispatch_timer_;
+  std::unique_ptr<Timer> dispatch_timer_;
   bool dispatch_armed_ = false;
   SteadyTime dispatch_at_{};
-  asio::steady_timer probe_timer_;
-  bool probe_armed_ = false;
+  std::unique_ptr<Timer> probe_timer_;
+  bool probe_armed_ = false;     // the probe timer runs
+  bool probe_due_ = false;       // its wait is over: the next call to start is the probe
+  bool probe_in_flight_ = false;
   bool auth_paused_ = false;
   bool shutdown_ = false;
   int throttle_streak_ = 0;
@@ -549,7 +687,8 @@ class GatewayClientImpl final : public GatewayClient {
 
 Result<std::unique_ptr<GatewayClient>> GatewayClient::Create(asio::io_context& io, GatewayOptions options,
                                                               Clock& clock, Random& random,
-                                                              GatewayObserver* observer) {
+                                                              GatewayObserver* observer,
+                                                              std::unique_ptr<HttpTransport> transport) {
   if (options.base_url.rfind("http://", 0) != 0 && options.base_url.rfind("https://", 0) != 0)
     return Status::Error("gateway.base_url must start with http:// or https://");
   if (options.secret.empty()) return Status::Error("auth: the secret is empty");
@@ -561,7 +700,8 @@ Result<std::unique_ptr<GatewayClient>> GatewayClient::Create(asio::io_context& i
   if (options.retry.max_attempts < 1) return Status::Error("retry.max_attempts must be >= 1");
   CurrencyTable currencies = CurrencyTable::Iso4217().WithOverrides(options.currency_minor_units);
   return std::unique_ptr<GatewayClient>(
-      new GatewayClientImpl(io, std::move(options), std::move(currencies), clock, random, observer));
+      new GatewayClientImpl(io, std::move(options), std::move(currencies), clock, random, observer,
+                            std::move(transport)));
 }
 
 }  // namespace payoutd

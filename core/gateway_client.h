@@ -14,6 +14,12 @@
 //   (paused() is true, the observer is told) and queued work waits; a probe request is retried
 //   every retry.max_backoff and sending resumes when a token is accepted. Payouts are never
 //   failed for it.
+// - A gateway outage opens the circuit (core/circuit_breaker.h): no request starts but one probe
+//   at a time, at a wait that doubles from retry.initial_backoff to retry.max_backoff, and the
+//   first healthy answer closes it. A payout's retry budget (retry.max_attempts) is spent only on
+//   failures that can be its own: never on a request that certainly did not reach the gateway,
+//   never while the circuit is open, and the failures that led up to an opening are given back.
+//   What may have reached the gateway is still resolved with GET before any re-send.
 //
 // Threading: every method must be called on the io_context's thread, and every callback is run
 // there. The client must outlive the callbacks it has not yet delivered (call Shutdown() and run
@@ -33,6 +39,7 @@
 #include <boost/asio/io_context.hpp>
 
 #include "core/clock.h"
+#include "core/http_client.h"
 #include "core/payout.h"
 #include "core/result.h"
 
@@ -99,7 +106,7 @@ struct SubmitResult {
   Outcome outcome = Outcome::kUnknown;
   int http_status = 0;              // last HTTP status, 0 when none
   std::string message;              // the gateway's error text or our reason; no secrets
-  int post_attempts = 0;            // POSTs sent for this call
+  int post_attempts = 0;            // POSTs that may have reached the gateway (not refused ones)
   std::optional<GatewayPayout> payout;  // when a GET was made along the way
 };
 
@@ -116,6 +123,23 @@ struct PollResult {
   GatewayPayout payout;
 };
 
+// The circuit opening, closing, or arming its next probe.
+struct CircuitEvent {
+  enum class Kind { kOpened, kProbeScheduled, kClosed };
+  Kind kind = Kind::kOpened;
+  WallTime since{};           // when the outage began
+  std::string cause;          // the failure that opened it: an HTTP status or the transport error
+  WallTime next_probe{};      // kOpened, kProbeScheduled: when the next probe may start
+  Duration lasted{};          // kClosed: how long the circuit was open in this process
+};
+
+struct CircuitState {
+  bool open = false;
+  WallTime since{};
+  std::string cause;
+  int probes = 0;             // probes sent and failed since it opened
+};
+
 // Told about every request, for metrics. Called on the io_context thread.
 class GatewayObserver {
  public:
@@ -127,14 +151,18 @@ class GatewayObserver {
   virtual void OnThrottled() {}
   virtual void OnPaused(bool /*paused*/) {}
   virtual void OnInFlight(int /*in_flight*/) {}
+  virtual void OnCircuit(const CircuitEvent& /*event*/) {}
 };
+
 
 class GatewayClient {
  public:
-  // `clock`, `random` and `observer` (may be null) must outlive the client.
+  // `clock`, `random` and `observer` (may be null) must outlive the client. `transport` null
+  // means HTTP with libcurl (HttpClient); tests pass a simulated gateway.
   static Result<std::unique_ptr<GatewayClient>> Create(boost::asio::io_context& io, GatewayOptions options,
                                                        Clock& clock, Random& random,
-                                                       GatewayObserver* observer);
+                                                       GatewayObserver* observer,
+                                                       std::unique_ptr<HttpTransport> transport = nullptr);
   virtual ~GatewayClient() = default;
 
   // Creates `payout` at the gateway (POST, with the retries described above) and reports once.
@@ -155,6 +183,13 @@ class GatewayClient {
   virtual int in_flight() const = 0;
   virtual bool paused() const = 0;
   bool idle() const { return outstanding() == 0; }
+
+  // The circuit: its state now, a listener for its events (one; the engine, which keeps the
+  // outage durable), and a start in the open state (a restart during an outage: the first request
+  // is a probe).
+  virtual CircuitState circuit() const = 0;
+  virtual void SetCircuitListener(std::function<void(const CircuitEvent&)> listener) = 0;
+  virtual void OpenCircuit(WallTime since, const std::string& cause) = 0;
 };
 
 }  // namespace payoutd

@@ -45,12 +45,14 @@ PayoutEngine::PayoutEngine(boost::asio::io_context& io, PayoutStore& store, Gate
       options_(std::move(options)),
       observer_(observer),
       writer_(writer),
-      timer_(io),
-      alive_(std::make_shared<bool>(true)) {}
+      timer_(clock.NewTimer(io)),
+      alive_(std::make_shared<bool>(true)) {
+  client_.SetCircuitListener([this](const CircuitEvent& e) { OnCircuit(e); });
+}
 
 PayoutEngine::~PayoutEngine() {
   *alive_ = false;
-  timer_.cancel();
+  client_.SetCircuitListener(nullptr);
 }
 
 int64_t PayoutEngine::NowMs() const {
@@ -62,6 +64,14 @@ bool PayoutEngine::IsSuccessStatus(const std::string& s) const { return Contains
 bool PayoutEngine::IsPendingStatus(const std::string& s) const { return Contains(options_.polling.pending_statuses, s); }
 
 Status PayoutEngine::Start() {
+  // Outages that may still matter to give_up_after; one still open means we stopped during it.
+  auto outages = store_.LoadOutages(NowMs() - ToMs(options_.polling.give_up_after));
+  if (!outages.ok()) return outages.status();
+  outages_ = std::move(*outages);
+  if (!outages_.empty() && outages_.back().ended_at_ms == 0) {
+    const GatewayOutage& o = outages_.back();
+    client_.OpenCircuit(WallTime(std::chrono::milliseconds(o.started_at_ms)), o.cause);
+  }
   auto batches = store_.ListBatches();
   if (!batches.ok()) return batches.status();
   for (const auto& b : *batches) {
@@ -136,23 +146,21 @@ PayoutEngine::Snapshot PayoutEngine::snapshot() const {
 
 // Pumps run at most once per commit_interval, so that state changes are committed in groups.
 void PayoutEngine::SchedulePump() {
-  ScheduleAt(std::max(std::chrono::steady_clock::now(), last_pump_ + options_.commit_interval));
+  ScheduleAt(std::max(clock_.Now(), last_pump_ + options_.commit_interval));
 }
 
 void PayoutEngine::ScheduleAt(SteadyTime at) {
   if (stopped_ || (pump_scheduled_ && at >= wake_at_)) return;
   pump_scheduled_ = true;
   wake_at_ = at;
-  timer_.expires_at(at);  // an earlier wait, if any, completes as aborted
-  timer_.async_wait([this, alive = alive_](const boost::system::error_code& ec) {
-    if (!*alive || ec == boost::asio::error::operation_aborted) return;
+  timer_->WaitUntil(at, [this] {  // replaces an earlier wait, if any
     pump_scheduled_ = false;
     Pump();
   });
 }
 
 void PayoutEngine::Pump() {
-  last_pump_ = std::chrono::steady_clock::now();
+  last_pump_ = clock_.Now();
   if (stopped_) return;
   if (!Commit()) return;
   if (!draining_ && pending_.size() + committing_ < options_.max_uncommitted) {
@@ -173,11 +181,11 @@ void PayoutEngine::Pump() {
     }
   }
   int64_t delay = std::clamp<int64_t>(**next - NowMs(), ToMs(options_.commit_interval), 5000);
-  ScheduleAt(std::chrono::steady_clock::now() + std::chrono::milliseconds(delay));
+  ScheduleAt(clock_.Now() + std::chrono::milliseconds(delay));
 }
 
 bool PayoutEngine::Commit() {
-  if (pending_.empty() && pending_final_count_.empty()) return true;
+  if (pending_.empty() && pending_final_count_.empty() && pending_outages_.empty()) return true;
   if (!writer_) {
     auto job = TakeCommitJob();
     return FinishCommit(*job, WriteCommit(store_, *job));
@@ -203,6 +211,8 @@ std::shared_ptr<PayoutEngine::CommitJob> PayoutEngine::TakeCommitJob() {
   pending_.clear();
   job->finals = std::move(pending_finals_);
   pending_finals_.clear();
+  job->outages = std::move(pending_outages_);
+  pending_outages_.clear();
   job->now_ms = NowMs();
   for (const auto& [batch_id, n] : pending_final_count_) {
     auto it = batches_.find(batch_id);
@@ -219,6 +229,8 @@ std::shared_ptr<PayoutEngine::CommitJob> PayoutEngine::TakeCommitJob() {
 Status PayoutEngine::WriteCommit(PayoutStore& store, const CommitJob& job) {
   if (!job.updates.empty())
     if (Status st = store.Apply(job.updates); !st.ok()) return st;
+  for (const auto& outage : job.outages)
+    if (Status st = store.RecordOutage(outage); !st.ok()) return st;
   // After the finals above: a batch is kFinished only once every payout's final state is durable.
   for (const auto& batch_id : job.finished)
     if (Status st = store.SetBatchStatus(batch_id, BatchRecord::Status::kFinished, job.now_ms); !st.ok()) return st;
@@ -269,7 +281,7 @@ void PayoutEngine::FillPolls() {
   // A new sweep from the start, at most once a second, picks up whatever was left behind (a poll
   // cancelled at shutdown, a wall clock stepped back).
   const int64_t now_ms = NowMs();
-  const SteadyTime now = std::chrono::steady_clock::now();
+  const SteadyTime now = clock_.Now();
   for (int reads = 0; reads < 4 && polls_out_ < options_.poll_window; ++reads) {
     const size_t limit = options_.poll_window - polls_out_ + 64;
     auto rows = store_.LoadDueAfter(now_ms, due_from_, limit);
@@ -464,12 +476,13 @@ void PayoutEngine::ApplyGatewayView(PayoutRow& row, const GatewayPayout& view) {
 }
 
 // Polls back off by doubling: the next wait is the time since the first submission, clamped to
-// [initial_delay, max_interval]. After give_up_after without a final status the payout is ERROR.
+// [initial_delay, max_interval]. After give_up_after without a final status the payout is ERROR;
+// the time the gateway circuit was open does not count (nobody could have got an answer then).
 void PayoutEngine::ScheduleNextPoll(PayoutRow& row, Stage stage) {
   int64_t now = NowMs();
   if (row.since_ms == 0) row.since_ms = now;
   int64_t elapsed = now - row.since_ms;
-  if (elapsed >= ToMs(options_.polling.give_up_after)) {
+  if (elapsed - OutageMs(row.since_ms, now) >= ToMs(options_.polling.give_up_after)) {
     std::string why = stage == Stage::kUnknown
                           ? "outcome unknown after " + std::to_string(elapsed / 1000) + "s"
                           : "no final status after " + std::to_string(elapsed / 1000) + "s";
@@ -501,9 +514,49 @@ void PayoutEngine::Record(const PayoutRow& row) {
   ++unsettled_[row.payout.id];
 }
 
+void PayoutEngine::OnCircuit(const CircuitEvent& e) {
+  const auto ms = [](WallTime t) {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+  };
+  switch (e.kind) {
+    case CircuitEvent::Kind::kOpened:
+      if (outages_.empty() || outages_.back().ended_at_ms != 0)
+        outages_.push_back(GatewayOutage{ms(e.since), 0, ms(e.next_probe), e.cause});
+      break;
+    case CircuitEvent::Kind::kProbeScheduled:
+      if (outages_.empty() || outages_.back().ended_at_ms != 0) return;
+      outages_.back().next_probe_at_ms = ms(e.next_probe);
+      break;
+    case CircuitEvent::Kind::kClosed:
+      if (outages_.empty() || outages_.back().ended_at_ms != 0) return;
+      // Never an empty interval: an outage has ended once it has a non-zero end.
+      outages_.back().ended_at_ms = std::max(NowMs(), outages_.back().started_at_ms + 1);
+      outages_.back().next_probe_at_ms = 0;
+      break;
+  }
+  pending_outages_.push_back(outages_.back());
+  // Only recent ones matter to give_up_after; a daemon that runs for months keeps a bounded list.
+  constexpr size_t kKeep = 1000;
+  if (outages_.size() > kKeep) outages_.erase(outages_.begin(), outages_.end() - kKeep);
+  SchedulePump();
+}
+
+int64_t PayoutEngine::OutageMs(int64_t from_ms, int64_t to_ms) const {
+  int64_t down = 0;
+  // Outages do not overlap and are kept in order, so their ends are in order too.
+  for (auto it = outages_.rbegin(); it != outages_.rend(); ++it) {
+    const int64_t end = std::min(it->ended_at_ms == 0 ? to_ms : it->ended_at_ms, to_ms);
+    if (end <= from_ms) break;
+    down += std::max<int64_t>(0, end - std::max(it->started_at_ms, from_ms));
+  }
+  return down;
+}
+
 void PayoutEngine::CheckDrained() {
   if (!draining_ || !drained_) return;
-  if (submits_out_ != 0 || polls_out_ != 0 || !pending_.empty() || commit_in_flight_) return;
+  if (submits_out_ != 0 || polls_out_ != 0 || !pending_.empty() || !pending_outages_.empty() ||
+      commit_in_flight_)
+    return;
   auto done = std::move(drained_);
   drained_ = nullptr;
   boost::asio::post(io_, std::move(done));

@@ -17,8 +17,12 @@
 //   committed is not read back from the store (its stored row is stale) until they are. When the
 //   store falls behind by max_uncommitted changes, no new work starts until it catches up.
 //
+// - A gateway outage (the client's circuit open) is durable: each opening and closing is committed
+//   with the next group, a restart during one starts with the circuit open, and the time the
+//   circuit was open does not count towards polling.give_up_after.
+//
 // Threading: everything runs on the io_context's thread; `store` is read there (and written there
-// when there is no StoreThread, and by Start()'s recovery).
+// when there is no StoreThread, and by Start()'s recovery). Timers and time come from `clock`.
 #pragma once
 
 #include <chrono>
@@ -33,7 +37,6 @@
 #include <vector>
 
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/steady_timer.hpp>
 
 #include "core/clock.h"
 #include "core/gateway_client.h"
@@ -125,6 +128,7 @@ class PayoutEngine {
     std::vector<PayoutUpdate> updates;
     std::vector<PayoutRow> finals;          // for the observer, once committed
     std::vector<std::string> finished;      // batches whose last payout is final in this group
+    std::vector<GatewayOutage> outages;     // circuit openings and closings
     int64_t now_ms = 0;
   };
 
@@ -149,6 +153,9 @@ class PayoutEngine {
   void Finalize(PayoutRow& row, FinalState state, std::string error);
   void ScheduleNextPoll(PayoutRow& row, Stage stage);
   void Record(const PayoutRow& row);
+  void OnCircuit(const CircuitEvent& event);
+  // How much of [from_ms, to_ms] the gateway circuit was open.
+  int64_t OutageMs(int64_t from_ms, int64_t to_ms) const;
   void CheckDrained();
   int64_t NowMs() const;
   bool IsFinalStatus(const std::string& s) const;
@@ -171,6 +178,8 @@ class PayoutEngine {
   std::vector<PayoutRow> pending_finals_;           // finals in pending_, for the observer
   std::map<std::string, int64_t> pending_final_count_;  // per batch, finals in pending_
   std::unordered_set<std::string> nudged_;          // ids to poll at once
+  std::vector<GatewayOutage> outages_;              // recent and ongoing, oldest first
+  std::vector<GatewayOutage> pending_outages_;      // changes to them, not yet committed
   size_t submits_out_ = 0;
   size_t polls_out_ = 0;
   DuePosition due_from_;                            // where the sweep of due rows goes on
@@ -183,7 +192,7 @@ class PayoutEngine {
   std::function<void()> drained_;
   SteadyTime last_pump_{};
   SteadyTime wake_at_{};
-  boost::asio::steady_timer timer_;
+  std::unique_ptr<Timer> timer_;
   std::shared_ptr<bool> alive_;
 };
 

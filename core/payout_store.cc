@@ -30,10 +30,13 @@ namespace {
 //   fee) bucket, moved by the same transaction that moves the payouts, so Progress() reads a
 //   handful of rows instead of aggregating a million every few seconds. Invariant: it equals the
 //   GROUP BY of payouts (the tests recount it).
+// - gateway_outages (v3): the gateway circuit's openings, one row each, written with the engine's
+//   next group commit. An ongoing one (ended_at_ms 0) is reopened at start, so a restart during an
+//   outage resumes paused; the rows also keep outage time out of polling.give_up_after.
 //
 // Payout ids are unique across all batches forever (the primary key), which is how a reused id is
 // refused (SPEC §8.4).
-constexpr int kSchemaVersion = 2;
+constexpr int kSchemaVersion = 3;
 constexpr const char* kSchemaV1 = R"sql(
 CREATE TABLE batches (
   id             TEXT    PRIMARY KEY NOT NULL,
@@ -96,6 +99,15 @@ INSERT INTO batch_totals
 -- Progress: the oldest pending submission of a batch, by min() on an index of pending rows only.
 -- Queries must repeat the exact WHERE term for SQLite to use it.
 CREATE INDEX payouts_pending_since ON payouts (batch_id, since_ms) WHERE stage < 4 AND since_ms > 0;
+)sql";
+
+constexpr const char* kMigrateV2ToV3 = R"sql(
+CREATE TABLE gateway_outages (
+  started_at_ms    INTEGER PRIMARY KEY NOT NULL,
+  ended_at_ms      INTEGER NOT NULL,   -- 0 while it lasts
+  next_probe_at_ms INTEGER NOT NULL,
+  cause            TEXT    NOT NULL
+) STRICT;
 )sql";
 
 // One bucket of batch_totals and the change a transaction makes to it.
@@ -417,6 +429,35 @@ class SqlitePayoutStore final : public PayoutStore {
     return txn.Commit();
   }
 
+  Status RecordOutage(const GatewayOutage& o) override {
+    sqlite3_stmt* s = Prepare(
+        "INSERT INTO gateway_outages (started_at_ms, ended_at_ms, next_probe_at_ms, cause) VALUES (?1, ?2, ?3, ?4) "
+        "ON CONFLICT (started_at_ms) DO UPDATE SET ended_at_ms = ?2, next_probe_at_ms = ?3, cause = ?4");
+    if (!s) return DbError("prepare outage record");
+    StmtUse use(s);
+    BindInt(s, 1, o.started_at_ms);
+    BindInt(s, 2, o.ended_at_ms);
+    BindInt(s, 3, o.next_probe_at_ms);
+    BindText(s, 4, o.cause);
+    if (sqlite3_step(s) != SQLITE_DONE) return DbError("record gateway outage");
+    return Status::Ok();
+  }
+
+  Result<std::vector<GatewayOutage>> LoadOutages(int64_t ended_after_ms) override {
+    sqlite3_stmt* s = Prepare(
+        "SELECT started_at_ms, ended_at_ms, next_probe_at_ms, cause FROM gateway_outages "
+        "WHERE ended_at_ms = 0 OR ended_at_ms > ?1 ORDER BY started_at_ms");
+    if (!s) return DbError("prepare outage list");
+    StmtUse use(s);
+    BindInt(s, 1, ended_after_ms);
+    std::vector<GatewayOutage> out;
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+      out.push_back(GatewayOutage{ColInt(s, 0), ColInt(s, 1), ColInt(s, 2), ColText(s, 3)});
+    if (rc != SQLITE_DONE) return DbError("list gateway outages");
+    return out;
+  }
+
   Result<std::vector<BatchRecord>> ListBatches() override {
     sqlite3_stmt* s = Prepare(std::string("SELECT ") + kBatchColumns + " FROM batches ORDER BY started_at_ms, id");
     if (!s) return DbError("prepare batch list");
@@ -723,6 +764,10 @@ class SqlitePayoutStore final : public PayoutStore {
     if (version == 1) {
       if (Status s = Exec(kMigrateV1ToV2); !s.ok()) return s;
       version = 2;
+    }
+    if (version == 2) {
+      if (Status s = Exec(kMigrateV2ToV3); !s.ok()) return s;
+      version = 3;
     }
     if (version == *v) return Status::Ok();
     return Exec("PRAGMA user_version = " + std::to_string(version));

@@ -100,6 +100,14 @@ struct BatchProgress {
   int64_t oldest_pending_since_ms = 0;        // min since_ms over non-final submitted payouts; 0 = none
 };
 
+// A time the gateway circuit was open (core/circuit_breaker.h). Wall clock, ms since the epoch.
+struct GatewayOutage {
+  int64_t started_at_ms = 0;
+  int64_t ended_at_ms = 0;        // 0 while it lasts
+  int64_t next_probe_at_ms = 0;   // while it lasts: when the next probe may start
+  std::string cause;              // the failure that opened it
+};
+
 class PayoutStore {
  public:
   // Opens (creating if needed, unless read_only) the state file and its schema.
@@ -142,6 +150,11 @@ class PayoutStore {
   // Every payout of the batch in line order (streamed; memory does not follow the batch size).
   virtual Status ForEachPayout(std::string_view batch_id, const std::function<void(const PayoutRow&)>& fn) = 0;
   virtual Result<BatchProgress> Progress(std::string_view batch_id) = 0;
+
+  // Gateway outages: insert or update (by started_at_ms); list the ongoing ones and those that
+  // ended after `ended_after_ms`, oldest first.
+  virtual Status RecordOutage(const GatewayOutage& outage) = 0;
+  virtual Result<std::vector<GatewayOutage>> LoadOutages(int64_t ended_after_ms) = 0;
 };
 
 }  // namespace payoutd

@@ -180,6 +180,24 @@ void PrintProgress(const BatchProgress& p, const CurrencyTable& t, int64_t now_m
               << (now_ms - p.oldest_pending_since_ms) / 1000 << "s ago)\n";
 }
 
+// The gateway circuit, as the running daemon last recorded it: an outage going on, or the last one
+// of the past day.
+void PrintGatewayOutage(PayoutStore& store, int64_t now_ms) {
+  auto outages = store.LoadOutages(now_ms - 24 * 3600 * 1000);
+  if (!outages.ok() || outages->empty()) return;
+  const GatewayOutage& o = outages->back();
+  if (o.ended_at_ms == 0) {
+    std::cout << "gateway unreachable since " << FormatIsoTime(o.started_at_ms) << " ("
+              << (now_ms - o.started_at_ms) / 1000 << "s), cause: " << o.cause;
+    if (o.next_probe_at_ms)
+      std::cout << "; next probe in " << std::max<int64_t>(0, (o.next_probe_at_ms - now_ms + 999) / 1000) << "s";
+    std::cout << "\n  sending is paused; no payout fails for it, each is sent or checked once the gateway answers\n";
+    return;
+  }
+  std::cout << "last gateway outage: " << FormatIsoTime(o.started_at_ms) << " to " << FormatIsoTime(o.ended_at_ms)
+            << " (" << (o.ended_at_ms - o.started_at_ms) / 1000 << "s), cause: " << o.cause << "\n";
+}
+
 int StatusCommand(const Args& a) {
   auto cfg = Load(a);
   if (!cfg.ok()) {
@@ -210,6 +228,7 @@ int StatusCommand(const Args& a) {
     for (const auto& b : *batches) ids.push_back(b.id);
     if (ids.empty()) std::cout << "no batches yet\n";
   }
+  PrintGatewayOutage(**store, now_ms);
   for (const auto& id : ids) {
     auto p = (*store)->Progress(id);
     if (!p.ok()) {

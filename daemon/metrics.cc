@@ -92,6 +92,17 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                          .Help("1 while sending is paused because the gateway refuses our token, else 0.")
                          .Register(r)
                          .Add({});
+  circuit_open_ = &prometheus::BuildGauge()
+                       .Name("payoutd_gateway_circuit_open")
+                       .Help("1 while the gateway circuit is open (the gateway as a whole is failing and "
+                             "only probes are sent), else 0.")
+                       .Register(r)
+                       .Add({});
+  outage_seconds_ = &prometheus::BuildCounter()
+                         .Name("payoutd_gateway_outage_seconds_total")
+                         .Help("Seconds the gateway circuit has been open.")
+                         .Register(r)
+                         .Add({});
   payouts_ = &prometheus::BuildCounter()
                   .Name("payoutd_payouts_total")
                   .Help("Payouts that reached a final state, by state.")
@@ -182,6 +193,34 @@ void Metrics::OnThrottled() { throttled_->Increment(); }
 void Metrics::OnPaused(bool paused) { sending_paused_->Set(paused ? 1 : 0); }
 
 void Metrics::OnInFlight(int in_flight) { in_flight_->Set(in_flight); }
+
+void Metrics::OnCircuit(const CircuitEvent& event) {
+  std::lock_guard<std::mutex> lock(outage_mu_);
+  const auto now = std::chrono::steady_clock::now();
+  switch (event.kind) {
+    case CircuitEvent::Kind::kOpened:
+      if (outage_counted_to_) return;
+      circuit_open_->Set(1);
+      outage_counted_to_ = now;
+      break;
+    case CircuitEvent::Kind::kProbeScheduled:
+      break;
+    case CircuitEvent::Kind::kClosed:
+      if (!outage_counted_to_) return;
+      outage_seconds_->Increment(std::chrono::duration<double>(now - *outage_counted_to_).count());
+      outage_counted_to_.reset();
+      circuit_open_->Set(0);
+      break;
+  }
+}
+
+void Metrics::CountOutageSoFar() {
+  std::lock_guard<std::mutex> lock(outage_mu_);
+  if (!outage_counted_to_) return;
+  const auto now = std::chrono::steady_clock::now();
+  outage_seconds_->Increment(std::chrono::duration<double>(now - *outage_counted_to_).count());
+  outage_counted_to_ = now;
+}
 
 void Metrics::OnPayoutFinal(FinalState state, std::string_view currency, int64_t amount_minor, int minor_units) {
   PAYOUTD_CHECK(state != FinalState::kNone);

@@ -18,8 +18,11 @@
 // GatewayObserver methods are cheap enough for the io_context thread.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -75,6 +78,11 @@ class Metrics final : public GatewayObserver {
   void OnThrottled() override;                                              // throttled_total
   void OnPaused(bool paused) override;                                      // sending_paused 1/0
   void OnInFlight(int in_flight) override;                                  // in_flight_requests
+  // gateway_circuit_open 1/0, and gateway_outage_seconds_total when it closes.
+  void OnCircuit(const CircuitEvent& event) override;
+  // Adds the time the circuit has been open since last counted, so that the outage counter moves
+  // during a long outage and not only when it ends (the daemon calls it every few seconds).
+  void CountOutageSoFar();
 
   // --- The pipeline ----------------------------------------------------------------------------
   // A payout reached its final state: payouts_total{state} += 1 and
@@ -119,6 +127,10 @@ class Metrics final : public GatewayObserver {
   prometheus::Gauge* sending_paused_ = nullptr;
   prometheus::Gauge* oldest_pending_age_ = nullptr;
   prometheus::Counter* unknown_status_ = nullptr;
+  prometheus::Gauge* circuit_open_ = nullptr;
+  prometheus::Counter* outage_seconds_ = nullptr;
+  std::mutex outage_mu_;
+  std::optional<std::chrono::steady_clock::time_point> outage_counted_to_;  // set while open
 };
 
 }  // namespace payoutd

@@ -550,6 +550,12 @@ void Service::Tick() {
   std::string status = std::to_string(active) + " batch(es) active, " + std::to_string(total_pending) +
                        " payout(s) pending, " + std::to_string(done_batches_) + " batch(es) done";
   if (client_->paused()) status += ", SENDING PAUSED (gateway refuses our token)";
+  if (CircuitState c = client_->circuit(); c.open) {
+    status += ", GATEWAY UNREACHABLE since " +
+              FormatIsoTime(std::chrono::duration_cast<std::chrono::milliseconds>(c.since.time_since_epoch()).count()) +
+              " (" + c.cause + ")";
+  }
+  metrics_->CountOutageSoFar();
   systemd::Status(status);
   // The counts are aggregates over the active batches; on very large batches keep their cost
   // under 5% of the event loop.

@@ -443,6 +443,51 @@ TEST_F(DaemonTest, SigtermMidBatchExitsZeroWithinGraceAndRestartFinishesTheBatch
   EXPECT_EQ(daemon.Terminate(), 0) << daemon.log();
 }
 
+// A gateway that refuses every connection: the circuit opens and says so (log, metrics, status),
+// SIGTERM still stops the daemon at once, a restart resumes paused, and once the gateway listens
+// again every payout is paid once; none is ERROR however long it took.
+TEST_F(DaemonTest, GatewayDownAcrossARestartPausesSendingAndFailsNoPayout) {
+  StartSandbox({"--final-after-ms", "0"});
+  const uint16_t port = sandbox_->port();
+  sandbox_->Stop();  // nothing listens on its port now: connection refused
+  cfg_.max_attempts = 2;  // refusals beyond it must not end a payout
+  cfg_.max_backoff = "500ms";
+  DaemonProcess daemon(WriteConfig());
+  daemon.Start();
+  ASSERT_TRUE(daemon.WaitReady()) << daemon.log();
+  std::vector<In> rows = UsdRows("DOWN", 30);
+  DropBatch(spool(), "down", Csv(rows));
+  ASSERT_TRUE(WaitFor([&] { return daemon.log().find("gateway.circuit_open") != std::string::npos; }, seconds(30)))
+      << daemon.log();
+  std::string metrics;
+  ASSERT_TRUE(WaitFor([&] {
+    metrics = HttpRequest(daemon.metrics_port(), "GET", "/metrics").body;
+    return metrics.find("payoutd_gateway_circuit_open 1") != std::string::npos;
+  }, seconds(10))) << metrics;
+  CommandResult status;
+  ASSERT_TRUE(WaitFor([&] {
+    status = RunPayoutd({"status", "--config", dir_.path() + "/payoutd.yaml"});
+    return status.out.find("gateway unreachable since") != std::string::npos;
+  }, seconds(10))) << status.out << status.err;
+  EXPECT_THAT(status.out, HasSubstr("next probe in"));
+  EXPECT_THAT(status.out, HasSubstr("onnect"));  // the cause: curl's "Couldn't connect to server"
+
+  EXPECT_EQ(daemon.Terminate(seconds(10)), 0) << daemon.log();
+  EXPECT_FALSE(FileExists(done("down.summary.json")));
+
+  daemon.Start();
+  ASSERT_TRUE(daemon.WaitReady()) << daemon.log();
+  EXPECT_THAT(daemon.log(), HasSubstr("restored=true")) << "a restart during an outage resumes paused";
+  SandboxProcess gateway({"--listen", "127.0.0.1:" + std::to_string(port), "--final-after-ms", "0"});
+  ASSERT_TRUE(WaitDone(daemon, "down", seconds(60)));
+  ExpectReport("down", rows, ReadResultsCsv(done("down.results.csv")), ReadSummary(done("down.summary.json")));
+  ExpectLedgerExactlyOnce(rows, gateway);
+  EXPECT_THAT(daemon.log(), HasSubstr("gateway.circuit_closed"));
+  status = RunPayoutd({"status", "--config", dir_.path() + "/payoutd.yaml"});
+  EXPECT_THAT(status.out, HasSubstr("last gateway outage"));
+  EXPECT_EQ(daemon.Terminate(), 0) << daemon.log();
+}
+
 TEST_F(DaemonTest, SigtermWithSlowRequestsExitsZeroWhenGraceExpires) {
   StartSandbox({"--final-after-ms", "0", "--latency-ms", "20000"});
   cfg_.gateway_timeout = "30s";

@@ -199,6 +199,10 @@ class RecordingObserver final : public GatewayObserver {
   void OnThrottled() override { ++throttled; }
   void OnPaused(bool p) override { pauses.push_back(p); }
   void OnInFlight(int n) override { max_in_flight = std::max(max_in_flight, n); }
+  void OnCircuit(const CircuitEvent& e) override {
+    if (e.kind == CircuitEvent::Kind::kOpened) ++circuit_opened;
+    if (e.kind == CircuitEvent::Kind::kClosed) ++circuit_closed;
+  }
   int Retries(const std::string& key) const { auto it = retries.find(key); return it == retries.end() ? 0 : it->second; }
 
   std::map<std::string, int> responses;
@@ -206,6 +210,8 @@ class RecordingObserver final : public GatewayObserver {
   int throttled = 0;
   std::vector<bool> pauses;
   int max_in_flight = 0;
+  int circuit_opened = 0;
+  int circuit_closed = 0;
 };
 
 GatewayOptions Options(const std::string& base_url) {
@@ -441,15 +447,29 @@ TEST(GatewayClient, TransientServerErrorsAreRetriedUntilCreated) {
   }
 }
 
-TEST(GatewayClient, ConnectionRefusedEndsNotCreatedAfterMaxAttempts) {
-  GatewayOptions o = Options("http://127.0.0.1:" + std::to_string(UnusedPort()));
-  o.retry.max_attempts = 3;
+// A refused connection carries nothing: it costs the payout no attempt, however long it lasts.
+// Five in a row open the circuit, and the payout is created once the gateway listens again.
+TEST(GatewayClient, ConnectionRefusedSpendsNoAttemptAndTheCallWaitsForTheGateway) {
+  const uint16_t port = UnusedPort();
+  GatewayOptions o = Options("http://127.0.0.1:" + std::to_string(port));
+  o.retry.max_attempts = 2;
   Harness h(o);
-  SubmitResult r = h.SubmitAndWait(MakePayout("REFUSED-1"));
-  EXPECT_EQ(r.outcome, SubmitResult::Outcome::kNotCreated) << r.message;
-  EXPECT_EQ(r.post_attempts, 3);
-  EXPECT_EQ(h.observer.Retries("POST network"), 2);
-  EXPECT_EQ(h.observer.responses["POST 0"], 3);
+  std::optional<SubmitResult> result;
+  h.client->Submit(MakePayout("REFUSED-1"), [&](SubmitResult r) { result = std::move(r); });
+  ASSERT_TRUE(RunUntil(h.io, [&] { return h.client->circuit().open; }));
+  EXPECT_NE(h.client->circuit().cause.find("onnect"), std::string::npos) << h.client->circuit().cause;
+  EXPECT_EQ(h.observer.circuit_opened, 1);
+  EXPECT_GE(h.observer.responses["POST 0"], 5) << "five refusals in a row open the circuit";
+  EXPECT_FALSE(result.has_value()) << "refusals beyond max_attempts must not end the payout";
+
+  Sandbox sandbox({"--final-after-ms", "0"}, port);
+  ASSERT_TRUE(sandbox.ok()) << "port " << port << " was taken meanwhile";
+  ASSERT_TRUE(RunUntil(h.io, [&] { return result.has_value(); }));
+  EXPECT_EQ(result->outcome, SubmitResult::Outcome::kCreated) << result->message;
+  EXPECT_EQ(result->post_attempts, 1) << "refused connections are not POSTs sent";
+  EXPECT_EQ(h.observer.circuit_closed, 1);
+  EXPECT_FALSE(h.client->circuit().open);
+  EXPECT_EQ(sandbox.Ledger()["REFUSED-1"].posts_received, 1);
 }
 
 TEST(GatewayClient, TimedOutPostIsResolvedWithGet) {
@@ -748,11 +768,17 @@ TEST(GatewayClient, TlsVerifiesThePeerByDefaultAndHonoursCaFile) {
     PollResult r = h.PollAndWait("TLS-1");
     return std::make_pair(r, h.observer.responses["GET 200"]);
   };
-  // Default: verify on, system store: the self-signed certificate is refused.
-  auto [refused, refused_200s] = poll_once(Options(url));
-  EXPECT_EQ(refused.outcome, PollResult::Outcome::kFailed);
-  EXPECT_NE(refused.message.find("certificate"), std::string::npos) << refused.message;
-  EXPECT_EQ(refused_200s, 0);
+  // Default: verify on, system store: the self-signed certificate is refused. No request reaches
+  // the gateway, so the call waits (the circuit opens and says why) instead of failing.
+  {
+    Harness h(Options(url));
+    std::optional<PollResult> refused;
+    h.client->Poll("TLS-1", [&](PollResult r) { refused = std::move(r); });
+    ASSERT_TRUE(RunUntil(h.io, [&] { return h.client->circuit().open; }));
+    EXPECT_NE(h.client->circuit().cause.find("certificate"), std::string::npos) << h.client->circuit().cause;
+    EXPECT_FALSE(refused.has_value());
+    EXPECT_EQ(h.observer.responses["GET 200"], 0);
+  }
   // ca_file names it: the handshake succeeds and the request is answered.
   GatewayOptions with_ca = Options(url);
   with_ca.ca_file = cert;

@@ -77,6 +77,9 @@ class FakeGateway final : public GatewayClient {
   size_t outstanding() const override { return outstanding_; }
   int in_flight() const override { return static_cast<int>(outstanding_); }
   bool paused() const override { return false; }
+  CircuitState circuit() const override { return CircuitState{}; }
+  void SetCircuitListener(std::function<void(const CircuitEvent&)>) override {}
+  void OpenCircuit(WallTime, const std::string&) override {}
 
  private:
   boost::asio::io_context& io_;

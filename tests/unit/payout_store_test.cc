@@ -615,7 +615,8 @@ TEST(PayoutStore, OpeningAVersion1FileMigratesItAndKeepsProgressExact) {
   sqlite3* raw = nullptr;
   ASSERT_EQ(sqlite3_open(path.c_str(), &raw), SQLITE_OK);
   ASSERT_EQ(sqlite3_exec(raw,
-                         "DROP TABLE batch_totals; DROP INDEX payouts_pending_since; PRAGMA user_version = 1;",
+                         "DROP TABLE batch_totals; DROP INDEX payouts_pending_since; DROP TABLE gateway_outages; "
+                         "PRAGMA user_version = 1;",
                          nullptr, nullptr, nullptr),
             SQLITE_OK);
   sqlite3_close(raw);
