@@ -10,6 +10,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   clang libclang-rt-14-dev
   prometheus systemd wrk hey sqlite3 procps
+  scdoc lintian dpkg-dev man-db
 )
 
 missing=()
