@@ -117,12 +117,13 @@ else
   if out=$(python3 - "$dash" "$prom/payoutd-alerts.yml" "$scratch/dashboard-rules.yml" 2>&1 <<'EOF'
 import json, re, sys
 dash_path, alerts_path, rules_path = sys.argv[1:4]
-# SPEC §7 and daemon/metrics.h; a histogram also has _bucket, _count and _sum series.
+# docs/operations.md and daemon/metrics.h; a histogram also has _bucket, _count and _sum series.
 known = {"payoutd_payouts_total", "payoutd_payouts_pending", "payoutd_http_requests_total",
          "payoutd_http_request_duration_seconds", "payoutd_http_retries_total", "payoutd_in_flight_requests",
          "payoutd_throttled_total", "payoutd_batches_total", "payoutd_amount_total",
          "payoutd_oldest_pending_payout_age_seconds", "payoutd_sending_paused", "payoutd_build_info",
-         "payoutd_unknown_gateway_status_total", "payoutd_callbacks_total"}
+         "payoutd_unknown_gateway_status_total", "payoutd_callbacks_total",
+         "payoutd_gateway_circuit_open", "payoutd_gateway_outage_seconds_total"}
 def base(name):
     m = re.fullmatch(r"(payoutd_http_request_duration_seconds)_(bucket|count|sum)", name)
     return m.group(1) if m else name
