@@ -13,7 +13,7 @@
 #include <functional>
 #include <string>
 
-#include "core/gateway_client.h"
+#include "core/gateway/gateway_client.h"
 
 namespace {
 

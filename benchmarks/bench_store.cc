@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "core/payout_store.h"
+#include "core/store/payout_store.h"
 
 namespace payoutd {
 namespace {

@@ -16,8 +16,8 @@
 #include <fstream>
 #include <string>
 
-#include "core/batch.h"
-#include "core/csv_reader.h"
+#include "core/batch/batch.h"
+#include "core/batch/csv_reader.h"
 
 namespace {
 

@@ -9,11 +9,11 @@
 #include <string>
 #include <vector>
 
-#include "core/clock.h"
-#include "core/gateway_client.h"
-#include "core/log.h"
-#include "core/money.h"
-#include "core/result.h"
+#include "core/base/clock.h"
+#include "core/gateway/gateway_client.h"
+#include "core/base/log.h"
+#include "core/money/money.h"
+#include "core/base/status.h"
 
 namespace payoutd {
 

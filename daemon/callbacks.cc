@@ -5,7 +5,7 @@
 #include <boost/beast/http.hpp>
 #include <simdjson.h>
 
-#include "core/log.h"
+#include "core/base/log.h"
 #include "daemon/metrics.h"
 
 namespace payoutd {

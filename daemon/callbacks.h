@@ -12,7 +12,7 @@
 
 #include <boost/asio/io_context.hpp>
 
-#include "core/result.h"
+#include "core/base/status.h"
 
 namespace payoutd {
 

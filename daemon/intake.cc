@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <unordered_map>
 
-#include "core/log.h"
+#include "core/base/log.h"
 
 namespace payoutd {
 

@@ -5,8 +5,8 @@
 #include <string>
 #include <vector>
 
-#include "core/batch.h"
-#include "core/payout_store.h"
+#include "core/batch/batch.h"
+#include "core/store/payout_store.h"
 
 namespace payoutd {
 

@@ -9,10 +9,10 @@
 #include <vector>
 
 #include "config/config.h"
-#include "core/batch.h"
-#include "core/log.h"
-#include "core/payout_store.h"
-#include "core/results.h"
+#include "core/batch/batch.h"
+#include "core/base/log.h"
+#include "core/store/payout_store.h"
+#include "core/engine/results.h"
 #include "daemon/intake.h"
 #include "daemon/service.h"
 

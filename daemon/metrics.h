@@ -27,10 +27,10 @@
 #include <string_view>
 #include <vector>
 
-#include "core/gateway_client.h"
-#include "core/payout.h"
-#include "core/payout_store.h"
-#include "core/result.h"
+#include "core/gateway/gateway_client.h"
+#include "core/batch/payout.h"
+#include "core/store/payout_store.h"
+#include "core/base/status.h"
 
 namespace prometheus {
 class Counter;

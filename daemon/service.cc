@@ -13,12 +13,12 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 
-#include "core/batch.h"
-#include "core/log.h"
-#include "core/payout_engine.h"
-#include "core/payout_store.h"
-#include "core/results.h"
-#include "core/store_thread.h"
+#include "core/batch/batch.h"
+#include "core/base/log.h"
+#include "core/engine/payout_engine.h"
+#include "core/store/payout_store.h"
+#include "core/engine/results.h"
+#include "core/store/store_thread.h"
 #include "daemon/callbacks.h"
 #include "daemon/files.h"
 #include "daemon/intake.h"

@@ -9,7 +9,7 @@
 
 #include <boost/asio/post.hpp>
 
-#include "core/log.h"
+#include "core/base/log.h"
 #include "daemon/files.h"
 #include "daemon/intake.h"
 

@@ -7,9 +7,9 @@
 #include <sstream>
 #include <string>
 
-#include "core/batch.h"
-#include "core/csv_reader.h"
-#include "core/money.h"
+#include "core/batch/batch.h"
+#include "core/batch/csv_reader.h"
+#include "core/money/money.h"
 
 namespace {
 

@@ -1,9 +1,9 @@
 // The gateway client against the real payout-sandbox over loopback: every row of SPEC §1's table,
 // the rate limit as the gateway saw it, auth pause/resume, and 10,000 payouts through faults.
 // No sleeps: the io_context runs until a condition holds or a deadline passes.
-#include "core/gateway_client.h"
-#include "core/jwt.h"
-#include "core/log.h"
+#include "core/gateway/gateway_client.h"
+#include "core/gateway/jwt.h"
+#include "core/base/log.h"
 
 #include <curl/curl.h>
 #include <fcntl.h>

@@ -1,5 +1,5 @@
 #include "tests/sandbox/sandbox_gateway.h"
-#include "core/json_text.h"
+#include "core/base/json_text.h"
 
 #include <time.h>
 
@@ -8,7 +8,7 @@
 
 #include <simdjson.h>
 
-#include "core/jwt.h"
+#include "core/gateway/jwt.h"
 
 namespace payoutd::sandbox {
 namespace {

@@ -42,8 +42,8 @@
 
 #include <simdjson.h>
 
-#include "core/clock.h"
-#include "core/jwt.h"
+#include "core/base/clock.h"
+#include "core/gateway/jwt.h"
 
 #ifndef PAYOUT_SANDBOX_BIN
 #error "PAYOUT_SANDBOX_BIN must name the payout-sandbox binary (payoutd_test defines it)"

@@ -39,8 +39,8 @@
 #include <boost/asio/post.hpp>
 #include <simdjson.h>
 
-#include "core/clock.h"
-#include "core/http_client.h"
+#include "core/base/clock.h"
+#include "core/gateway/http_client.h"
 #include "tests/sandbox/sandbox_gateway.h"
 
 namespace payoutd::testing {

@@ -1,4 +1,4 @@
-#include "core/batch.h"
+#include "core/batch/batch.h"
 
 #include <gtest/gtest.h>
 #include <openssl/evp.h>

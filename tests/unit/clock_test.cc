@@ -1,6 +1,6 @@
 // Timers on the system clock and on the fake clock behave alike: one pending wait per timer, its
 // function posted to the io_context when due, a re-arm or cancel drops the wait before it.
-#include "core/clock.h"
+#include "core/base/clock.h"
 
 #include <gtest/gtest.h>
 

@@ -1,4 +1,4 @@
-#include "core/csv_reader.h"
+#include "core/batch/csv_reader.h"
 
 #include <gtest/gtest.h>
 

@@ -17,10 +17,10 @@
 
 #include <boost/asio/io_context.hpp>
 
-#include "core/gateway_client.h"
-#include "core/payout_engine.h"
-#include "core/payout_store.h"
-#include "core/store_thread.h"
+#include "core/gateway/gateway_client.h"
+#include "core/engine/payout_engine.h"
+#include "core/store/payout_store.h"
+#include "core/store/store_thread.h"
 #include "tests/support/simulated_gateway.h"
 
 namespace payoutd {

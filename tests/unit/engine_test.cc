@@ -13,9 +13,9 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 
-#include "core/payout_engine.h"
-#include "core/payout_store.h"
-#include "core/store_thread.h"
+#include "core/engine/payout_engine.h"
+#include "core/store/payout_store.h"
+#include "core/store/store_thread.h"
 
 namespace payoutd {
 namespace {

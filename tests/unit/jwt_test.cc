@@ -1,4 +1,4 @@
-#include "core/jwt.h"
+#include "core/gateway/jwt.h"
 
 #include <gtest/gtest.h>
 

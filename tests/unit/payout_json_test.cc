@@ -1,4 +1,4 @@
-#include "core/payout_json.h"
+#include "core/gateway/payout_json.h"
 
 #include <gtest/gtest.h>
 

@@ -1,6 +1,6 @@
 // PayoutStore: persistence, duplicate refusal, the state machine at the durable boundary, queries,
 // aggregates, concurrent read-only access and all-or-nothing commits under a crash.
-#include "core/payout_store.h"
+#include "core/store/payout_store.h"
 
 #include <gtest/gtest.h>
 #include <sqlite3.h>

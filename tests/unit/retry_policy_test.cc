@@ -1,4 +1,4 @@
-#include "core/retry_policy.h"
+#include "core/gateway/retry_policy.h"
 
 #include <gtest/gtest.h>
 

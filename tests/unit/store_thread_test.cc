@@ -1,4 +1,4 @@
-#include "core/store_thread.h"
+#include "core/store/store_thread.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>

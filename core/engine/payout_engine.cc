@@ -1,0 +1,565 @@
+#include "core/engine/payout_engine.h"
+
+#include <algorithm>
+
+#include <boost/asio/post.hpp>
+
+#include "core/base/log.h"
+
+namespace payoutd {
+namespace {
+
+int64_t ToMs(Duration d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); }
+
+PayoutUpdate ToUpdate(const PayoutRow& r) {
+  PayoutUpdate u;
+  u.id = r.payout.id;
+  u.stage = r.stage;
+  u.state = r.state;
+  u.attempts = r.attempts;
+  u.next_at_ms = r.next_at_ms;
+  u.since_ms = r.since_ms;
+  u.gateway_status = r.gateway_status;
+  u.has_fee = r.has_fee;
+  u.fee_minor = r.fee_minor;
+  u.fee_currency = r.fee_currency;
+  u.processed_at = r.processed_at;
+  u.error = r.error;
+  return u;
+}
+
+bool Contains(const std::vector<std::string>& v, const std::string& s) {
+  return std::find(v.begin(), v.end(), s) != v.end();
+}
+
+constexpr size_t kPageSize = 256;
+
+}  // namespace
+
+PayoutEngine::PayoutEngine(boost::asio::io_context& io, PayoutStore& store, GatewayClient& client, Clock& clock,
+                           EngineOptions options, EngineObserver* observer, StoreThread* writer)
+    : io_(io),
+      store_(store),
+      client_(client),
+      clock_(clock),
+      options_(std::move(options)),
+      observer_(observer),
+      writer_(writer),
+      timer_(clock.NewTimer(io)),
+      alive_(std::make_shared<bool>(true)) {
+  client_.SetCircuitListener([this](const CircuitEvent& e) { OnCircuit(e); });
+}
+
+PayoutEngine::~PayoutEngine() {
+  *alive_ = false;
+  client_.SetCircuitListener(nullptr);
+}
+
+int64_t PayoutEngine::NowMs() const {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(clock_.WallNow().time_since_epoch()).count();
+}
+
+bool PayoutEngine::IsFinalStatus(const std::string& s) const { return Contains(options_.polling.final_statuses, s); }
+bool PayoutEngine::IsSuccessStatus(const std::string& s) const { return Contains(options_.polling.success_statuses, s); }
+bool PayoutEngine::IsPendingStatus(const std::string& s) const { return Contains(options_.polling.pending_statuses, s); }
+
+Status PayoutEngine::Start() {
+  // Outages that may still matter to give_up_after; one still open means we stopped during it.
+  auto outages = store_.LoadOutages(NowMs() - ToMs(options_.polling.give_up_after));
+  if (!outages.ok()) return outages.status();
+  outages_ = std::move(*outages);
+  if (!outages_.empty() && outages_.back().ended_at_ms == 0) {
+    const GatewayOutage& o = outages_.back();
+    client_.OpenCircuit(WallTime(std::chrono::milliseconds(o.started_at_ms)), o.cause);
+  }
+  auto batches = store_.ListBatches();
+  if (!batches.ok()) return batches.status();
+  for (const auto& b : *batches) {
+    if (b.status != BatchRecord::Status::kActive) continue;
+    // A POST cut off by a crash may or may not have reached the gateway: resolve with GET first.
+    for (;;) {
+      auto rows = store_.LoadByStage(b.id, Stage::kSubmitting, 0, 4096);
+      if (!rows.ok()) return rows.status();
+      if (rows->empty()) break;
+      for (auto& row : *rows) {
+        row.stage = Stage::kUnknown;
+        row.next_at_ms = NowMs();
+        Record(row);
+      }
+      auto job = TakeCommitJob();
+      if (!FinishCommit(*job, WriteCommit(store_, *job)))
+        return Status::Error("cannot commit recovery of in-flight payouts");
+    }
+    AddBatch(b.id);
+  }
+  SchedulePump();
+  return Status::Ok();
+}
+
+void PayoutEngine::AddBatch(const std::string& batch_id) {
+  if (batches_.count(batch_id)) return;
+  auto progress = store_.Progress(batch_id);
+  if (!progress.ok()) {
+    log::Error("engine.batch_load_failed", {{"batch", batch_id}, {"error", progress.error()}});
+    return;
+  }
+  int64_t finals = 0;
+  for (const auto& [state, n] : progress->states) finals += n;
+  Cursor c;
+  c.batch_id = batch_id;
+  c.remaining = progress->batch.rows - finals;
+  log::Info("engine.batch_started", {{"batch", batch_id},
+                                     {"rows", std::to_string(progress->batch.rows)},
+                                     {"remaining", std::to_string(c.remaining)}});
+  batches_.emplace(batch_id, std::move(c));
+  if (batches_.at(batch_id).remaining <= 0) {
+    pending_final_count_[batch_id] += 0;  // finished on the next commit
+  }
+  SchedulePump();
+}
+
+bool PayoutEngine::Nudge(const std::string& payout_id) {
+  if (draining_) return false;
+  auto row = store_.GetPayout(payout_id);
+  if (!row.ok() || !row->has_value()) return false;
+  // A callback may overtake our own record of the POST's outcome: keep the hint until the payout
+  // is waiting for a poll, then poll it at once.
+  if ((*row)->stage != Stage::kFinal) {
+    nudged_.insert(payout_id);
+    SchedulePump();
+  }
+  return true;
+}
+
+void PayoutEngine::Reconfigure(const PollingPolicy& polling) { options_.polling = polling; }
+
+void PayoutEngine::Drain(std::function<void()> done) {
+  draining_ = true;
+  drained_ = std::move(done);
+  client_.Shutdown();
+  SchedulePump();
+}
+
+PayoutEngine::Snapshot PayoutEngine::snapshot() const {
+  return Snapshot{batches_.size(), submits_out_, polls_out_, pending_.size() + committing_};
+}
+
+// Pumps run at most once per commit_interval, so that state changes are committed in groups.
+void PayoutEngine::SchedulePump() {
+  ScheduleAt(std::max(clock_.Now(), last_pump_ + options_.commit_interval));
+}
+
+void PayoutEngine::ScheduleAt(SteadyTime at) {
+  if (stopped_ || (pump_scheduled_ && at >= wake_at_)) return;
+  pump_scheduled_ = true;
+  wake_at_ = at;
+  timer_->WaitUntil(at, [this] {  // replaces an earlier wait, if any
+    pump_scheduled_ = false;
+    Pump();
+  });
+}
+
+void PayoutEngine::Pump() {
+  last_pump_ = clock_.Now();
+  if (stopped_) return;
+  if (!Commit()) return;
+  if (!draining_ && pending_.size() + committing_ < options_.max_uncommitted) {
+    FillPolls();
+    FillSubmissions();
+  }
+  CheckDrained();
+  if (stopped_ || draining_) return;
+
+  // Wake for the next due poll; completions wake us earlier through SchedulePump().
+  auto next = store_.NextDueAt();
+  if (!next.ok() || !next->has_value()) {
+    if (!batches_.empty() && submits_out_ == 0 && polls_out_ == 0) {
+      // Nothing due and nothing outstanding: a safety net in case a row was skipped.
+      next = std::optional<int64_t>(NowMs() + 1000);
+    } else {
+      return;
+    }
+  }
+  int64_t delay = std::clamp<int64_t>(**next - NowMs(), ToMs(options_.commit_interval), 5000);
+  ScheduleAt(clock_.Now() + std::chrono::milliseconds(delay));
+}
+
+bool PayoutEngine::Commit() {
+  if (pending_.empty() && pending_final_count_.empty() && pending_outages_.empty()) return true;
+  if (!writer_) {
+    auto job = TakeCommitJob();
+    return FinishCommit(*job, WriteCommit(store_, *job));
+  }
+  if (commit_in_flight_) return true;  // these changes go with the next group
+  auto job = TakeCommitJob();
+  commit_in_flight_ = true;
+  committing_ = job->updates.size();
+  writer_->Post([job](PayoutStore& store) { return WriteCommit(store, *job); },
+                [this, alive = alive_, job](Status written) {
+                  if (!*alive) return;
+                  commit_in_flight_ = false;
+                  committing_ = 0;
+                  if (!FinishCommit(*job, written)) return;
+                  SchedulePump();  // the next group, and the payouts this one settled
+                });
+  return true;
+}
+
+std::shared_ptr<PayoutEngine::CommitJob> PayoutEngine::TakeCommitJob() {
+  auto job = std::make_shared<CommitJob>();
+  job->updates = std::move(pending_);
+  pending_.clear();
+  job->finals = std::move(pending_finals_);
+  pending_finals_.clear();
+  job->outages = std::move(pending_outages_);
+  pending_outages_.clear();
+  job->now_ms = NowMs();
+  for (const auto& [batch_id, n] : pending_final_count_) {
+    auto it = batches_.find(batch_id);
+    if (it == batches_.end()) continue;
+    it->second.remaining -= n;
+    PAYOUTD_CHECK(it->second.remaining >= 0);
+    if (it->second.remaining == 0) job->finished.push_back(batch_id);
+  }
+  pending_final_count_.clear();
+  return job;
+}
+
+// Runs on the writer's thread (or the io thread without one): nothing here touches the engine.
+Status PayoutEngine::WriteCommit(PayoutStore& store, const CommitJob& job) {
+  if (!job.updates.empty())
+    if (Status st = store.Apply(job.updates); !st.ok()) return st;
+  for (const auto& outage : job.outages)
+    if (Status st = store.RecordOutage(outage); !st.ok()) return st;
+  // After the finals above: a batch is kFinished only once every payout's final state is durable.
+  for (const auto& batch_id : job.finished)
+    if (Status st = store.SetBatchStatus(batch_id, BatchRecord::Status::kFinished, job.now_ms); !st.ok()) return st;
+  return Status::Ok();
+}
+
+bool PayoutEngine::FinishCommit(const CommitJob& job, const Status& written) {
+  if (!written.ok()) {
+    stopped_ = true;
+    log::Error("engine.commit_failed", {{"error", written.message()}});
+    if (observer_) observer_->OnStoreError(written.message());
+    return false;
+  }
+  for (const auto& u : job.updates) {
+    auto it = unsettled_.find(u.id);
+    if (it != unsettled_.end() && --it->second == 0) unsettled_.erase(it);
+    // A commit can land after the sweep of due rows has passed this row's next_at: step back.
+    if ((u.stage == Stage::kPolling || u.stage == Stage::kUnknown) && u.next_at_ms <= due_from_.next_at_ms)
+      due_from_ = DuePosition{u.next_at_ms, INT64_MIN};
+  }
+  if (observer_)
+    for (const auto& row : job.finals) observer_->OnFinal(row);
+  for (const auto& batch_id : job.finished) {
+    if (rr_next_ == batch_id) rr_next_.clear();
+    batches_.erase(batch_id);
+    log::Info("engine.batch_finished", {{"batch", batch_id}});
+    if (observer_) observer_->OnBatchFinished(batch_id);
+  }
+  CheckDrained();
+  return true;
+}
+
+void PayoutEngine::FillPolls() {
+  for (auto it = nudged_.begin(); it != nudged_.end() && polls_out_ < options_.poll_window;) {
+    if (!Settled(*it)) {
+      ++it;  // its submission or poll is under way, or not committed yet; the hint waits
+      continue;
+    }
+    auto row = store_.GetPayout(*it);
+    it = nudged_.erase(it);
+    if (!row.ok() || !row->has_value()) continue;
+    if ((*row)->stage == Stage::kPolling || (*row)->stage == Stage::kUnknown) StartPoll(std::move(**row));
+  }
+  // The due rows are read as a sweep, on from where the last read stopped, so the rows with a call
+  // at the client (or changes not yet committed) are passed over once per sweep instead of being
+  // read again at every pump. A row passed over gets a later next_at_ms when its call ends, so the
+  // sweep meets it again; a commit that lands a row behind the sweep steps it back (FinishCommit).
+  // A new sweep from the start, at most once a second, picks up whatever was left behind (a poll
+  // cancelled at shutdown, a wall clock stepped back).
+  const int64_t now_ms = NowMs();
+  const SteadyTime now = clock_.Now();
+  for (int reads = 0; reads < 4 && polls_out_ < options_.poll_window; ++reads) {
+    const size_t limit = options_.poll_window - polls_out_ + 64;
+    auto rows = store_.LoadDueAfter(now_ms, due_from_, limit);
+    if (!rows.ok()) {
+      log::Error("engine.load_failed", {{"error", rows.error()}});
+      return;
+    }
+    for (auto& due : *rows) {
+      if (polls_out_ >= options_.poll_window) return;  // the sweep goes on from here next time
+      due_from_ = due.position;
+      if (!Settled(due.row.payout.id)) continue;
+      StartPoll(std::move(due.row));
+    }
+    if (rows->size() < limit) {  // the end of what is due now
+      if (now - sweep_started_ < std::chrono::seconds(1)) return;
+      due_from_ = DuePosition{};
+      sweep_started_ = now;
+    }
+  }
+}
+
+bool PayoutEngine::NextReady(Cursor& c, PayoutRow* out) {
+  if (c.ready.empty() && !c.exhausted) {
+    auto rows = store_.LoadByStage(c.batch_id, Stage::kNew, c.last_line, kPageSize);
+    if (!rows.ok()) {
+      log::Error("engine.load_failed", {{"batch", c.batch_id}, {"error", rows.error()}});
+      return false;
+    }
+    if (rows->empty()) c.exhausted = true;
+    for (auto& r : *rows) {
+      c.last_line = std::max(c.last_line, r.payout.line);
+      c.ready.push_back(std::move(r));
+    }
+  }
+  if (c.ready.empty()) return false;
+  *out = std::move(c.ready.front());
+  c.ready.pop_front();
+  return true;
+}
+
+void PayoutEngine::FillSubmissions() {
+  if (batches_.empty()) return;
+  auto it = batches_.lower_bound(rr_next_);
+  size_t idle = 0;
+  while (submits_out_ < options_.submit_window && idle < batches_.size()) {
+    if (it == batches_.end()) it = batches_.begin();
+    PayoutRow row;
+    if (NextReady(it->second, &row)) {
+      idle = 0;
+      StartSubmit(std::move(row));
+    } else {
+      ++idle;
+    }
+    ++it;
+  }
+  rr_next_ = it == batches_.end() ? std::string() : it->first;
+}
+
+void PayoutEngine::StartSubmit(PayoutRow row) {
+  PAYOUTD_CHECK(row.stage == Stage::kNew || row.stage == Stage::kUnknown);
+  PAYOUTD_CHECK(!busy_.count(row.payout.id));
+  row.stage = Stage::kSubmitting;
+  if (row.since_ms == 0) row.since_ms = NowMs();
+  Record(row);
+  busy_.insert(row.payout.id);
+  ++submits_out_;
+  Payout payout = row.payout;
+  client_.Submit(payout, [this, alive = alive_, row = std::move(row)](SubmitResult r) mutable {
+    if (!*alive) return;
+    OnSubmitted(std::move(row), r);
+  });
+}
+
+void PayoutEngine::StartPoll(PayoutRow row) {
+  PAYOUTD_CHECK(row.stage == Stage::kPolling || row.stage == Stage::kUnknown);
+  busy_.insert(row.payout.id);
+  ++polls_out_;
+  std::string id = row.payout.id;
+  client_.Poll(id, [this, alive = alive_, row = std::move(row)](PollResult r) mutable {
+    if (!*alive) return;
+    OnPolled(std::move(row), r);
+  });
+}
+
+void PayoutEngine::OnSubmitted(PayoutRow row, const SubmitResult& r) {
+  busy_.erase(row.payout.id);
+  --submits_out_;
+  row.attempts += r.post_attempts;
+  using O = SubmitResult::Outcome;
+  switch (r.outcome) {
+    case O::kCreated:
+      row.error.clear();
+      if (r.payout) {
+        ApplyGatewayView(row, *r.payout);
+      } else {
+        row.stage = Stage::kPolling;
+        row.next_at_ms = NowMs() + ToMs(options_.polling.initial_delay);
+        Record(row);
+      }
+      break;
+    case O::kRejected:
+      Finalize(row, FinalState::kRejected, r.message.empty() ? "refused by the gateway" : r.message);
+      break;
+    case O::kConflict:
+      Finalize(row, FinalState::kError, "id conflict: " + r.message);
+      break;
+    case O::kNotCreated:
+      Finalize(row, FinalState::kError,
+               "not created after " + std::to_string(r.post_attempts) + " attempts: " + r.message);
+      break;
+    case O::kUnknown:
+      row.error = r.message;
+      ScheduleNextPoll(row, Stage::kUnknown);
+      break;
+    case O::kCancelled:
+      // Shutting down. A payout never POSTed goes back to new; otherwise its outcome is unknown.
+      row.stage = row.attempts > 0 ? Stage::kUnknown : Stage::kNew;
+      row.next_at_ms = NowMs();
+      Record(row);
+      break;
+  }
+  SchedulePump();
+}
+
+void PayoutEngine::OnPolled(PayoutRow row, const PollResult& r) {
+  busy_.erase(row.payout.id);
+  --polls_out_;
+  using O = PollResult::Outcome;
+  switch (r.outcome) {
+    case O::kFound:
+      row.error.clear();
+      ApplyGatewayView(row, r.payout);
+      break;
+    case O::kNotFound:
+      if (row.stage == Stage::kUnknown && !draining_) {
+        // Our POST never reached the gateway: send it again, same id and same body.
+        StartSubmit(std::move(row));
+      } else {
+        row.error = "the gateway reports no such payout";
+        ScheduleNextPoll(row, row.stage);
+      }
+      break;
+    case O::kFailed:
+      row.error = r.message;
+      ScheduleNextPoll(row, row.stage);
+      break;
+    case O::kCancelled:
+      break;  // the store still holds the stage it had before the poll
+  }
+  SchedulePump();
+}
+
+void PayoutEngine::ApplyGatewayView(PayoutRow& row, const GatewayPayout& view) {
+  // The gateway must hold *our* payout under this id (SPEC §1: an id conflict is final ERROR).
+  bool differs = (!view.currency.empty() && (view.amount_minor != row.payout.amount_minor ||
+                                             view.currency != row.payout.currency)) ||
+                 (!view.account_number.empty() && view.account_number != row.payout.account_number);
+  if (differs) {
+    Finalize(row, FinalState::kError, "id conflict: the gateway holds a different payout under this id");
+    return;
+  }
+  // The gateway holds it, so at least one POST of ours reached it, even if a crash cut off our
+  // count of it (attempts are counted when the POST's answer arrives).
+  if (row.attempts == 0) row.attempts = 1;
+  row.gateway_status = view.status;
+  row.has_fee = view.has_fee;
+  row.fee_minor = view.fee_minor;
+  row.fee_currency = view.fee_currency;
+  row.processed_at = view.processed_at;
+  if (IsFinalStatus(view.status)) {
+    std::string note;
+    if (!view.fee_problem.empty()) {
+      // The outcome stands; the fee is left out of the totals, and the results row says why.
+      note = "fee not recorded: " + view.fee_problem;
+      log::Warn("engine.fee_not_recorded", {{"payout", row.payout.id}, {"why", view.fee_problem}});
+    }
+    Finalize(row, IsSuccessStatus(view.status) ? FinalState::kSuccess : FinalState::kFailed, std::move(note));
+    return;
+  }
+  if (!IsPendingStatus(view.status)) {
+    log::Warn("engine.unknown_status", {{"payout", row.payout.id}, {"status", view.status}});
+    if (observer_) observer_->OnUnknownStatus(view.status);
+  }
+  if (row.stage == Stage::kUnknown || row.stage == Stage::kSubmitting) {
+    // First sight of it at the gateway: the first poll comes after initial_delay.
+    row.stage = Stage::kPolling;
+    row.next_at_ms = NowMs() + ToMs(options_.polling.initial_delay);
+    Record(row);
+    return;
+  }
+  ScheduleNextPoll(row, Stage::kPolling);
+}
+
+// Polls back off by doubling: the next wait is the time since the first submission, clamped to
+// [initial_delay, max_interval]. After give_up_after without a final status the payout is ERROR;
+// the time the gateway circuit was open does not count (nobody could have got an answer then).
+void PayoutEngine::ScheduleNextPoll(PayoutRow& row, Stage stage) {
+  int64_t now = NowMs();
+  if (row.since_ms == 0) row.since_ms = now;
+  int64_t elapsed = now - row.since_ms;
+  if (elapsed - OutageMs(row.since_ms, now) >= ToMs(options_.polling.give_up_after)) {
+    std::string why = stage == Stage::kUnknown
+                          ? "outcome unknown after " + std::to_string(elapsed / 1000) + "s"
+                          : "no final status after " + std::to_string(elapsed / 1000) + "s";
+    if (!row.gateway_status.empty()) why += " (last status " + row.gateway_status + ")";
+    if (!row.error.empty()) why += ": " + row.error;
+    Finalize(row, FinalState::kError, why);
+    return;
+  }
+  int64_t interval = std::clamp(elapsed, ToMs(options_.polling.initial_delay), ToMs(options_.polling.max_interval));
+  row.stage = stage;
+  row.next_at_ms = now + interval;
+  Record(row);
+}
+
+void PayoutEngine::Finalize(PayoutRow& row, FinalState state, std::string error) {
+  PAYOUTD_CHECK(state != FinalState::kNone);
+  PAYOUTD_CHECK(row.stage != Stage::kFinal);
+  row.stage = Stage::kFinal;
+  row.state = state;
+  row.error = std::move(error);
+  row.next_at_ms = 0;
+  Record(row);
+  pending_finals_.push_back(row);
+  pending_final_count_[row.batch_id] += 1;
+}
+
+void PayoutEngine::Record(const PayoutRow& row) {
+  pending_.push_back(ToUpdate(row));
+  ++unsettled_[row.payout.id];
+}
+
+void PayoutEngine::OnCircuit(const CircuitEvent& e) {
+  const auto ms = [](WallTime t) {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+  };
+  switch (e.kind) {
+    case CircuitEvent::Kind::kOpened:
+      if (outages_.empty() || outages_.back().ended_at_ms != 0)
+        outages_.push_back(GatewayOutage{ms(e.since), 0, ms(e.next_probe), e.cause});
+      break;
+    case CircuitEvent::Kind::kProbeScheduled:
+      if (outages_.empty() || outages_.back().ended_at_ms != 0) return;
+      outages_.back().next_probe_at_ms = ms(e.next_probe);
+      break;
+    case CircuitEvent::Kind::kClosed:
+      if (outages_.empty() || outages_.back().ended_at_ms != 0) return;
+      // Never an empty interval: an outage has ended once it has a non-zero end.
+      outages_.back().ended_at_ms = std::max(NowMs(), outages_.back().started_at_ms + 1);
+      outages_.back().next_probe_at_ms = 0;
+      break;
+  }
+  pending_outages_.push_back(outages_.back());
+  // Only recent ones matter to give_up_after; a daemon that runs for months keeps a bounded list.
+  constexpr size_t kKeep = 1000;
+  if (outages_.size() > kKeep) outages_.erase(outages_.begin(), outages_.end() - kKeep);
+  SchedulePump();
+}
+
+int64_t PayoutEngine::OutageMs(int64_t from_ms, int64_t to_ms) const {
+  int64_t down = 0;
+  // Outages do not overlap and are kept in order, so their ends are in order too.
+  for (auto it = outages_.rbegin(); it != outages_.rend(); ++it) {
+    const int64_t end = std::min(it->ended_at_ms == 0 ? to_ms : it->ended_at_ms, to_ms);
+    if (end <= from_ms) break;
+    down += std::max<int64_t>(0, end - std::max(it->started_at_ms, from_ms));
+  }
+  return down;
+}
+
+void PayoutEngine::CheckDrained() {
+  if (!draining_ || !drained_) return;
+  if (submits_out_ != 0 || polls_out_ != 0 || !pending_.empty() || !pending_outages_.empty() ||
+      commit_in_flight_)
+    return;
+  auto done = std::move(drained_);
+  drained_ = nullptr;
+  boost::asio::post(io_, std::move(done));
+}
+
+}  // namespace payoutd

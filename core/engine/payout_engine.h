@@ -1,0 +1,199 @@
+// The pipeline that moves every payout of every accepted batch to a final state:
+// submit (POST) -> poll (GET) on a schedule -> final, with all progress kept in the PayoutStore.
+//
+// Guarantees:
+// - Works from the store alone: Start() resumes every batch not yet finished, so recovery after a
+//   crash is the same code as a normal start. Payouts found at kSubmitting are moved to kUnknown and
+//   resolved with GET before any re-send.
+// - Memory and requests are bounded: at most `submit_window` submissions and `poll_window` polls are
+//   handed to the gateway client at once, and only those payouts are held in memory; the rest wait
+//   in the store. Active batches share the submission window round-robin, so a small batch is not
+//   stuck behind a large one; polls and submissions have separate windows and neither starves.
+// - Group commit: state changes are written in one transaction per pump cycle (commit_interval).
+//   A final state is committed before the batch can be reported (on_batch_finished runs after the
+//   commit that made the last payout final and after the batch is marked kFinished).
+// - With a StoreThread, commits run there (one at a time, in order) and the network loop never
+//   waits for an fsync; changes made meanwhile form the next group. A payout with changes not yet
+//   committed is not read back from the store (its stored row is stale) until they are. When the
+//   store falls behind by max_uncommitted changes, no new work starts until it catches up.
+//
+// - A gateway outage (the client's circuit open) is durable: each opening and closing is committed
+//   with the next group, a restart during one starts with the circuit open, and the time the
+//   circuit was open does not count towards polling.give_up_after.
+//
+// Threading: everything runs on the io_context's thread; `store` is read there (and written there
+// when there is no StoreThread, and by Start()'s recovery). Timers and time come from `clock`.
+#pragma once
+
+#include <chrono>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include <boost/asio/io_context.hpp>
+
+#include "core/base/clock.h"
+#include "core/gateway/gateway_client.h"
+#include "core/batch/payout.h"
+#include "core/store/payout_store.h"
+#include "core/store/store_thread.h"
+
+namespace payoutd {
+
+struct PollingPolicy {
+  Duration initial_delay = std::chrono::seconds(2);
+  Duration max_interval = std::chrono::seconds(60);
+  Duration give_up_after = std::chrono::hours(72);
+  std::vector<std::string> final_statuses{"SUCCESS", "FAILED", "REJECTED", "CANCELLED", "EXPIRED"};
+  std::vector<std::string> success_statuses{"SUCCESS"};
+  // Statuses known to be non-final; anything neither final nor here is counted as unknown.
+  std::vector<std::string> pending_statuses{"CREATED", "PENDING", "PROCESSING"};
+};
+
+struct EngineOptions {
+  PollingPolicy polling;
+  size_t submit_window = 128;
+  size_t poll_window = 128;
+  Duration commit_interval = std::chrono::milliseconds(10);
+  // Changes waiting for the store (pending plus the commit under way) past which no new submission
+  // or poll starts: memory stays bounded when the disk falls behind (about 300 bytes each).
+  size_t max_uncommitted = 50000;
+};
+
+// Told what happens, for metrics, logs and sd_notify STATUS. Called on the io_context thread.
+class EngineObserver {
+ public:
+  virtual ~EngineObserver() = default;
+  // A payout's final state was committed.
+  virtual void OnFinal(const PayoutRow& /*row*/) {}
+  // The gateway reported a status in neither the final nor the pending list.
+  virtual void OnUnknownStatus(const std::string& /*status*/) {}
+  // Every payout of the batch is final and committed; the batch is kFinished.
+  virtual void OnBatchFinished(const std::string& /*batch_id*/) {}
+  // A commit of the store failed; the engine stops (the daemon should exit non-zero).
+  virtual void OnStoreError(const std::string& /*message*/) {}
+};
+
+class PayoutEngine {
+ public:
+  // `writer`, when given, must outlive the engine; it commits the engine's changes on its thread.
+  PayoutEngine(boost::asio::io_context& io, PayoutStore& store, GatewayClient& client, Clock& clock,
+               EngineOptions options, EngineObserver* observer, StoreThread* writer = nullptr);
+  ~PayoutEngine();
+  PayoutEngine(const PayoutEngine&) = delete;
+  PayoutEngine& operator=(const PayoutEngine&) = delete;
+
+  // Resumes every active batch in the store. Call once, before anything else writes to the store:
+  // the recovery of payouts cut off mid-POST is committed through `store` itself, at once.
+  Status Start();
+  // A batch just recorded by PayoutStore::CreateBatch: start on it.
+  void AddBatch(const std::string& batch_id);
+  // A hint (callback) that this payout may have changed: poll it as soon as it is waiting for a
+  // poll (at once, or right after its submission is answered). The hint never sets a status by
+  // itself. Returns false when the id is not a payout of ours.
+  bool Nudge(const std::string& payout_id);
+  void Reconfigure(const PollingPolicy& polling);
+
+  // Stops taking new work: no new submission or poll starts; calls already with the client finish.
+  // `done` runs once nothing is outstanding and every change is committed.
+  void Drain(std::function<void()> done);
+
+  // Counts for metrics: payouts held in memory by stage, and the active batches.
+  struct Snapshot {
+    size_t active_batches = 0;
+    size_t submitting = 0;
+    size_t polling = 0;
+    size_t uncommitted = 0;
+  };
+  Snapshot snapshot() const;
+  bool draining() const { return draining_; }
+
+ private:
+  struct Cursor {
+    std::string batch_id;
+    uint32_t last_line = 0;       // highest line loaded at kNew
+    std::deque<PayoutRow> ready;  // kNew rows loaded and not yet submitted
+    bool exhausted = false;       // no kNew rows left after last_line
+    int64_t remaining = 0;        // payouts not final (committed or pending)
+  };
+
+  // One group of changes on its way to the store.
+  struct CommitJob {
+    std::vector<PayoutUpdate> updates;
+    std::vector<PayoutRow> finals;          // for the observer, once committed
+    std::vector<std::string> finished;      // batches whose last payout is final in this group
+    std::vector<GatewayOutage> outages;     // circuit openings and closings
+    int64_t now_ms = 0;
+  };
+
+  void SchedulePump();
+  void ScheduleAt(SteadyTime at);
+  void Pump();
+  // Commits what is pending: at once without a writer (false on a store error), else hands it to
+  // the writer unless a commit is already under way (then it goes with the next one).
+  bool Commit();
+  std::shared_ptr<CommitJob> TakeCommitJob();
+  static Status WriteCommit(PayoutStore& store, const CommitJob& job);
+  bool FinishCommit(const CommitJob& job, const Status& written);
+  bool Settled(const std::string& payout_id) const { return !busy_.count(payout_id) && !unsettled_.count(payout_id); }
+  void FillPolls();
+  void FillSubmissions();
+  bool NextReady(Cursor& c, PayoutRow* out);
+  void StartSubmit(PayoutRow row);
+  void StartPoll(PayoutRow row);
+  void OnSubmitted(PayoutRow row, const SubmitResult& r);
+  void OnPolled(PayoutRow row, const PollResult& r);
+  void ApplyGatewayView(PayoutRow& row, const GatewayPayout& view);
+  void Finalize(PayoutRow& row, FinalState state, std::string error);
+  void ScheduleNextPoll(PayoutRow& row, Stage stage);
+  void Record(const PayoutRow& row);
+  void OnCircuit(const CircuitEvent& event);
+  // How much of [from_ms, to_ms] the gateway circuit was open.
+  int64_t OutageMs(int64_t from_ms, int64_t to_ms) const;
+  void CheckDrained();
+  int64_t NowMs() const;
+  bool IsFinalStatus(const std::string& s) const;
+  bool IsSuccessStatus(const std::string& s) const;
+  bool IsPendingStatus(const std::string& s) const;
+
+  boost::asio::io_context& io_;
+  PayoutStore& store_;
+  GatewayClient& client_;
+  Clock& clock_;
+  EngineOptions options_;
+  EngineObserver* observer_;
+
+  std::map<std::string, Cursor> batches_;           // active batches by id
+  std::string rr_next_;                             // round-robin position among batches_
+  StoreThread* writer_;
+  std::unordered_set<std::string> busy_;            // payout ids with a call at the client
+  std::unordered_map<std::string, int> unsettled_;  // ids with changes not yet committed: how many
+  std::vector<PayoutUpdate> pending_;               // uncommitted changes
+  std::vector<PayoutRow> pending_finals_;           // finals in pending_, for the observer
+  std::map<std::string, int64_t> pending_final_count_;  // per batch, finals in pending_
+  std::unordered_set<std::string> nudged_;          // ids to poll at once
+  std::vector<GatewayOutage> outages_;              // recent and ongoing, oldest first
+  std::vector<GatewayOutage> pending_outages_;      // changes to them, not yet committed
+  size_t submits_out_ = 0;
+  size_t polls_out_ = 0;
+  DuePosition due_from_;                            // where the sweep of due rows goes on
+  SteadyTime sweep_started_{};                      // when the current sweep began at the start
+  bool commit_in_flight_ = false;                   // a CommitJob is with the writer
+  size_t committing_ = 0;                           // its size, for snapshot()
+  bool pump_scheduled_ = false;
+  bool stopped_ = false;                            // after a store error
+  bool draining_ = false;
+  std::function<void()> drained_;
+  SteadyTime last_pump_{};
+  SteadyTime wake_at_{};
+  std::unique_ptr<Timer> timer_;
+  std::shared_ptr<bool> alive_;
+};
+
+}  // namespace payoutd

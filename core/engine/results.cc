@@ -1,0 +1,95 @@
+#include "core/engine/results.h"
+
+#include "core/base/json_text.h"
+
+#include <ctime>
+#include <map>
+
+namespace payoutd {
+namespace {
+
+int Digits(const CurrencyTable& t, const std::string& code) { return t.MinorUnits(code).value_or(2); }
+
+}  // namespace
+
+std::string CsvField(std::string_view s) {
+  if (s.find_first_of(",\"\r\n") == std::string_view::npos) return std::string(s);
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"') out.push_back('"');
+    out.push_back(c);
+  }
+  out.push_back('"');
+  return out;
+}
+
+std::string FormatIsoTime(int64_t unix_ms) {
+  std::time_t t = static_cast<std::time_t>(unix_ms / 1000);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+Status WriteResultsCsv(PayoutStore& store, std::string_view batch_id, const CurrencyTable& currencies,
+                       std::ostream& out) {
+  out << "line,id,amount,currency,state,gateway_status,fee,fee_currency,processed_at,attempts,error\n";
+  Status st = store.ForEachPayout(batch_id, [&](const PayoutRow& r) {
+    const Payout& p = r.payout;
+    out << p.line << ',' << CsvField(p.id) << ','
+        << FormatFixedAmount(p.amount_minor, Digits(currencies, p.currency)) << ',' << p.currency << ','
+        << FinalStateName(r.state) << ',' << CsvField(r.gateway_status) << ',';
+    if (r.has_fee) out << FormatFixedAmount(r.fee_minor, Digits(currencies, r.fee_currency));
+    out << ',' << (r.has_fee ? r.fee_currency : std::string()) << ',' << CsvField(r.processed_at) << ','
+        << r.attempts << ',' << CsvField(r.error) << '\n';
+  });
+  if (!st.ok()) return st;
+  if (!out) return Status::Error("cannot write results");
+  return Status::Ok();
+}
+
+std::string SummaryJson(const BatchProgress& progress, const CurrencyTable& currencies) {
+  const BatchRecord& b = progress.batch;
+  std::string out = "{\"batch\": ";
+  AppendJsonString(out, b.id);
+  out += ", \"sha256\": ";
+  AppendJsonString(out, b.sha256);
+  out += ", \"rows\": " + std::to_string(b.rows);
+  out += ",\n \"states\": {";
+  bool first = true;
+  for (FinalState s : {FinalState::kSuccess, FinalState::kFailed, FinalState::kRejected, FinalState::kError}) {
+    auto it = progress.states.find(s);
+    if (it == progress.states.end() || it->second == 0) continue;
+    if (!first) out += ", ";
+    first = false;
+    AppendJsonString(out, FinalStateName(s));
+    out += ": " + std::to_string(it->second);
+  }
+  out += "},\n \"totals\": {";
+
+  // Fees are reported in the fee's own currency, whatever the payout's currency was.
+  std::map<std::string, int64_t> fees;
+  for (const auto& [cur, t] : progress.totals)
+    for (const auto& [fee_cur, amount] : t.fees) fees[fee_cur] += amount;
+  std::map<std::string, CurrencyTotals> totals = progress.totals;
+  for (const auto& [fee_cur, amount] : fees) totals[fee_cur];
+  first = true;
+  for (const auto& [cur, t] : totals) {
+    int d = Digits(currencies, cur);
+    if (!first) out += ", ";
+    first = false;
+    AppendJsonString(out, cur);
+    out += ": {\"requested\": \"" + FormatFixedAmount(t.requested, d) + "\", \"succeeded\": \"" +
+           FormatFixedAmount(t.succeeded, d) + "\", \"failed\": \"" + FormatFixedAmount(t.failed, d) +
+           "\", \"fees\": \"" + FormatFixedAmount(fees.count(cur) ? fees[cur] : 0, d) + "\"}";
+  }
+  out += "},\n \"started_at\": ";
+  AppendJsonString(out, FormatIsoTime(b.started_at_ms));
+  out += ", \"finished_at\": ";
+  AppendJsonString(out, b.finished_at_ms ? FormatIsoTime(b.finished_at_ms) : std::string());
+  out += "}\n";
+  return out;
+}
+
+}  // namespace payoutd

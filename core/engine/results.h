@@ -1,0 +1,32 @@
+// The reports of a finished batch (SPEC §3): <batch>.results.csv and <batch>.summary.json.
+// Pure formatting from the store; the daemon writes them to files atomically.
+#pragma once
+
+#include <cstdint>
+#include <ostream>
+#include <string>
+#include <string_view>
+
+#include "core/money/money.h"
+#include "core/store/payout_store.h"
+#include "core/base/status.h"
+
+namespace payoutd {
+
+// results.csv: header `line,id,amount,currency,state,gateway_status,fee,fee_currency,processed_at,attempts,error`
+// and one row per payout in input order. Amounts use the currency's fixed minor digits.
+Status WriteResultsCsv(PayoutStore& store, std::string_view batch_id, const CurrencyTable& currencies,
+                       std::ostream& out);
+
+// summary.json: {"batch","sha256","rows","states":{STATE:n, non-zero only},
+// "totals":{CUR:{"requested","succeeded","failed","fees"}}, "started_at","finished_at"}.
+// `failed` is every final payout not SUCCESS; `fees` sums the fees reported in that currency.
+std::string SummaryJson(const BatchProgress& progress, const CurrencyTable& currencies);
+
+// 1764000000123 -> "2025-11-24T16:00:00Z" (UTC, whole seconds).
+std::string FormatIsoTime(int64_t unix_ms);
+
+// RFC 4180 field quoting for `,` separated output.
+std::string CsvField(std::string_view s);
+
+}  // namespace payoutd
