@@ -179,20 +179,25 @@ class OutageTest : public ::testing::Test {
   // still waited for: the gateway also answers requests that timed out long ago, once it runs).
   void PrintRecovery(const std::string& label, int64_t outage_end_t_us) {
     std::optional<int64_t> first;
+    int64_t abandoned = 0;
     for (const SandboxArrival& a : sandbox_->Arrivals()) {
-      if (a.t_us >= outage_end_t_us && a.status / 100 == 2 && !a.abandoned) {
+      abandoned += a.abandoned;
+      if (!first && a.t_us >= outage_end_t_us && a.status / 100 == 2 && !a.abandoned) {
         first = a.t_us;
-        break;
       }
     }
     std::cout << "[outage] " << label << ": ";
     if (first) {
       std::cout << "moving again " << std::fixed << std::setprecision(1)
                 << static_cast<double>(*first - outage_end_t_us) / 1e6
-                << " s after the gateway came back" << std::endl;
+                << " s after the gateway came back";
     } else {
-      std::cout << "no request answered 2xx after the gateway came back" << std::endl;
+      std::cout << "no request answered 2xx after the gateway came back";
     }
+    if (abandoned > 0) {
+      std::cout << " (" << abandoned << " requests handled after their client gave up)";
+    }
+    std::cout << std::endl;
   }
 
   TempDir dir_;
