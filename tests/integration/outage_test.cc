@@ -1,10 +1,10 @@
-// Gateway outages end to end (issue 14), real processes: payoutd run, with the retry settings it
-// ships with, pays a batch of 300 while the gateway goes away for minutes (refusing connections,
-// answering 503, or its process stopped), and no payout may end ERROR for it: every payout is
-// created once with one body and reported as the gateway holds it. Each test also prints how
-// long after the gateway came back the batch was moving again, a figure for our notes.
+// Gateway outages end to end (issue 14), real processes: payoutd run, with the limits and retry
+// settings it ships with, pays a batch of 300 while the gateway goes away for minutes (refusing
+// connections, answering 503, or its process stopped), and no payout may end ERROR for it: every
+// payout is created once with one body and reported as the gateway holds it. Each test also
+// prints how long after the gateway came back the batch was moving again, for our notes.
 //
-// Each test takes 3 to 6 minutes (ctest label "outage"). They run in parallel with each other
+// Each test takes 1 to 6 minutes (ctest label "outage"). They run in parallel with each other
 // and with the rest: each has its own temp folder, and the sandbox and metrics ports are
 // OS-chosen.
 #include <chrono>
