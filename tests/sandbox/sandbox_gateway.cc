@@ -130,6 +130,38 @@ bool EndsWith(std::string_view s, std::string_view suffix) {
   return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
 }
 
+// The value of `name` in the target's query ("/x?a=1&b=2"); nullopt when absent. No unescaping:
+// the admin endpoints take plain words and numbers.
+std::optional<std::string_view> QueryParam(std::string_view target, std::string_view name) {
+  size_t q = target.find('?');
+  if (q == std::string_view::npos) return std::nullopt;
+  std::string_view query = target.substr(q + 1);
+  while (!query.empty()) {
+    size_t amp = query.find('&');
+    std::string_view pair = query.substr(0, amp);
+    size_t eq = pair.find('=');
+    if (pair.substr(0, eq) == name) {
+      return eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1);
+    }
+    if (amp == std::string_view::npos) break;
+    query.remove_prefix(amp + 1);
+  }
+  return std::nullopt;
+}
+
+// Milliseconds in [1, one day]; nullopt when not a plain number in that range.
+std::optional<int64_t> ParseOutageMs(std::string_view text) {
+  constexpr int64_t kDay = 24 * 3600 * 1000;
+  if (text.empty() || text.size() > 9) return std::nullopt;
+  int64_t ms = 0;
+  for (char c : text) {
+    if (c < '0' || c > '9') return std::nullopt;
+    ms = ms * 10 + (c - '0');
+  }
+  if (ms < 1 || ms > kDay) return std::nullopt;
+  return ms;
+}
+
 }  // namespace
 
 uint64_t SandboxGateway::Body::Fingerprint() const {
@@ -208,13 +240,18 @@ Reply SandboxGateway::Handle(const Request& r, Clock::time_point now) {
   size_t arrival = SIZE_MAX;
   if (arrivals_.size() < options_.max_arrivals) {
     arrival = arrivals_.size();
-    arrivals_.push_back(
-        {std::chrono::duration_cast<std::chrono::microseconds>(now - start_).count(), post, id, 0});
+    arrivals_.push_back({SinceStartUs(now), post, id, 0, r.abandoned});
   } else {
     ++arrivals_dropped_;
   }
   ++stats_[post ? "posts" : "gets"];
   if (post && ValidId(id)) ++entries_[id].posts_received;
+  if (r.abandoned) ++stats_["abandoned"];
+  // Before rate limiting, auth and faults: a gateway that is down does none of its work.
+  if (std::optional<Reply> down = DuringOutage(now)) {
+    Record(arrival, *down);
+    return std::move(*down);
+  }
 
   Reply reply = [&]() -> Reply {
     if (RateLimited(now)) {
@@ -297,10 +334,72 @@ Reply SandboxGateway::Handle(const Request& r, Clock::time_point now) {
     }
     reply.delay = std::chrono::milliseconds(ms);
   }
+  Record(arrival, reply);
+  return reply;
+}
+
+void SandboxGateway::Record(size_t arrival, const Reply& reply) {
   int status = reply.drop ? 0 : reply.status;
   if (arrival != SIZE_MAX) arrivals_[arrival].status = status;
   Count(status);
-  return reply;
+}
+
+int64_t SandboxGateway::SinceStartUs(Clock::time_point t) const {
+  return std::chrono::duration_cast<std::chrono::microseconds>(t - start_).count();
+}
+
+std::optional<Reply> SandboxGateway::DuringOutage(Clock::time_point now) {
+  if (outage_ == Outage::kNone) return std::nullopt;
+  if (now >= outage_end_) {
+    outage_ = Outage::kNone;
+    return std::nullopt;
+  }
+  Reply down;
+  switch (outage_) {
+    case Outage::kRefuse:
+      // Only a request that was read just as the listener closed gets here.
+      ++stats_["outage_dropped"];
+      down.drop = true;
+      return down;
+    case Outage::k503:
+      ++stats_["outage_503"];
+      return Error(503, "UNAVAILABLE", "the gateway is down (POST /_sandbox/outage)");
+    case Outage::kHang:
+      ++stats_["outage_hung"];
+      down.drop = true;
+      down.delay = std::chrono::ceil<std::chrono::milliseconds>(outage_end_ - now);
+      return down;
+    case Outage::kNone:
+      break;
+  }
+  return std::nullopt;
+}
+
+Reply SandboxGateway::StartOutage(const Request& r, Clock::time_point now) {
+  std::optional<std::string_view> kind = QueryParam(r.target, "kind");
+  std::optional<std::string_view> ms_text = QueryParam(r.target, "ms");
+  std::optional<int64_t> ms = ms_text ? ParseOutageMs(*ms_text) : std::nullopt;
+  if (!ms) {
+    return Error(400, "INVALID_OUTAGE", "ms must be a whole number of milliseconds, 1..86400000");
+  }
+  std::chrono::milliseconds duration(*ms);
+  Reply rep;
+  if (kind == "refuse") {
+    outage_ = Outage::kRefuse;
+    rep.refuse_connections_for = duration;
+  } else if (kind == "503") {
+    outage_ = Outage::k503;
+  } else if (kind == "hang") {
+    outage_ = Outage::kHang;
+  } else {
+    return Error(400, "INVALID_OUTAGE", "kind must be refuse, 503 or hang");
+  }
+  outage_end_ = now + duration;
+  ++stats_["outages"];
+  rep.body = R"({"outage":)" + Quote(*kind) + R"(,"ms":)" + std::to_string(*ms) +
+             R"(,"start_t_us":)" + std::to_string(SinceStartUs(now)) + R"(,"end_t_us":)" +
+             std::to_string(SinceStartUs(outage_end_)) + "}";
+  return rep;
 }
 
 Reply SandboxGateway::HandlePost(const std::string& id, const Request& r, Clock::time_point now) {
@@ -498,6 +597,13 @@ Reply SandboxGateway::HandleSandbox(const Request& r, Clock::time_point now) {
     std::string_view query = r.target.substr(path.size());
     refuse_auth_ = query != "?on=0";
     rep.body = std::string(R"({"refuse_auth":)") + (refuse_auth_ ? "true" : "false") + "}";
+  } else if (r.method == "GET" && path == "/_sandbox/clock") {
+    int64_t steady_us =
+        std::chrono::duration_cast<std::chrono::microseconds>(now.time_since_epoch()).count();
+    rep.body = R"({"t_us":)" + std::to_string(SinceStartUs(now)) + R"(,"steady_us":)" +
+               std::to_string(steady_us) + "}";
+  } else if (r.method == "POST" && path == "/_sandbox/outage") {
+    return StartOutage(r, now);
   } else if (r.method == "POST" && path == "/_sandbox/reset") {
     entries_.clear();
     arrivals_.clear();
@@ -506,9 +612,12 @@ Reply SandboxGateway::HandleSandbox(const Request& r, Clock::time_point now) {
     stats_.clear();
     by_status_.clear();
     refuse_auth_ = false;
+    outage_ = Outage::kNone;
     rep.body = R"({"reset":true})";
   } else {
-    return Error(404, "NOT_FOUND", "sandbox endpoints: GET ledger, arrivals, stats; POST reset, refuse-auth?on=1|0");
+    return Error(404, "NOT_FOUND",
+                 "sandbox endpoints: GET ledger, arrivals, stats, clock; POST reset, "
+                 "refuse-auth?on=1|0, outage?kind=refuse|503|hang&ms=N");
   }
   return rep;
 }
@@ -544,7 +653,9 @@ std::string SandboxGateway::ArrivalsJson() const {
     out += R"({"t_us":)" + std::to_string(a.t_us) + R"(,"method":)" +
            (a.post ? R"("POST")" : R"("GET")") + R"(,"id":)";
     AppendJsonString(out, a.id);
-    out += R"(,"status":)" + std::to_string(a.status) + "}";
+    out += R"(,"status":)" + std::to_string(a.status);
+    if (a.abandoned) out += R"(,"abandoned":true)";
+    out.push_back('}');
   }
   out += R"(],"not_recorded":)" + std::to_string(arrivals_dropped_) + "}";
   return out;

@@ -71,9 +71,12 @@ struct Reply {
   int status = 200;
   std::string body;                     // JSON
   std::vector<Header> headers;          // besides Content-Type
-  std::chrono::milliseconds delay{0};   // wait this long before answering
+  std::chrono::milliseconds delay{0};   // wait this long before answering (or before dropping)
   bool drop = false;                    // close the connection without answering
   std::optional<CallbackPlan> callback; // schedule this callback
+  // Once this reply is written, close the listener and every connection, and listen again on the
+  // same port after this long (POST /_sandbox/outage?kind=refuse). Sockets are the server's.
+  std::chrono::milliseconds refuse_connections_for{0};
 };
 
 struct Request {
@@ -82,6 +85,9 @@ struct Request {
   std::string_view authorization;   // the Authorization header, "" when absent
   bool has_api_version = false;
   std::string_view body;
+  // The client had closed its connection before the request was handled (it gave up waiting,
+  // e.g. while the gateway process was stopped): no reply can reach it. Recorded in arrivals.
+  bool abandoned = false;
 };
 
 class SandboxGateway {
@@ -128,11 +134,19 @@ class SandboxGateway {
     bool post;
     std::string id;
     int status;  // 0 = dropped (no reply)
+    bool abandoned;
   };
+  // POST /_sandbox/outage: the whole gateway down for a while, every /payouts request failing
+  // the same way (the failures SPEC §1 calls transient, all at once).
+  enum class Outage { kNone, kRefuse, k503, kHang };
 
   Reply HandleSandbox(const Request& r, Clock::time_point now);
   Reply HandlePost(const std::string& id, const Request& r, Clock::time_point now);
   Reply HandleGet(const std::string& id, Clock::time_point now);
+  Reply StartOutage(const Request& r, Clock::time_point now);
+  std::optional<Reply> DuringOutage(Clock::time_point now);
+  void Record(size_t arrival, const Reply& reply);
+  int64_t SinceStartUs(Clock::time_point t) const;
   bool Draw(double share);
   bool RateLimited(Clock::time_point now);
   std::string StatusOf(const Entry& e, Clock::time_point now) const;
@@ -158,6 +172,8 @@ class SandboxGateway {
   std::map<std::string, int64_t> stats_;
   std::map<int, int64_t> by_status_;
   bool refuse_auth_ = false;  // POST /_sandbox/refuse-auth?on=1: every /payouts request gets 401
+  Outage outage_ = Outage::kNone;
+  Clock::time_point outage_end_{};
 };
 
 }  // namespace payoutd::sandbox

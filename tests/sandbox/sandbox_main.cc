@@ -63,11 +63,24 @@ Faults (shares are probabilities 0..1; they apply to /payouts requests):
 Inspection (no auth):
   GET /_sandbox/ledger      {"payouts":{ID:{created,posts_received,post_count,get_count,
                             distinct_bodies,status,amount:{minor,currency},account_number}}}
-  GET /_sandbox/arrivals    {"arrivals":[{t_us,method,id,status}],"not_recorded":N}
-                            t_us = microseconds since start (monotonic); status 0 = dropped
+  GET /_sandbox/arrivals    {"arrivals":[{t_us,method,id,status[,abandoned]}],"not_recorded":N}
+                            t_us = microseconds since start (monotonic); status 0 = dropped;
+                            abandoned: true when the client had closed its connection before
+                            the request was handled (it gave up; the reply reached nobody)
   GET /_sandbox/stats       counters: requests, posts, gets, created, duplicates, conflicts, ...
-  POST /_sandbox/reset      forget everything
+  GET /_sandbox/clock       {"t_us":N,"steady_us":M}: the arrivals' clock now, and the monotonic
+                            clock (CLOCK_MONOTONIC, std::chrono::steady_clock) in microseconds
+  POST /_sandbox/reset      forget everything; ends a 503 or hang outage
   POST /_sandbox/refuse-auth?on=1   answer 401 to every /payouts request until ?on=0 (or reset)
+  POST /_sandbox/outage?kind=K&ms=N   the gateway is down for N ms (1..86400000); answers
+                            {"outage":K,"ms":N,"start_t_us":S,"end_t_us":E} (the arrivals' clock)
+      kind=refuse           once this reply is written, close the listening socket and every
+                            open connection: connects fail with ECONNREFUSED (/_sandbox/* too);
+                            after N ms listen again on the same port. The ledger is kept.
+      kind=503              answer every /payouts request 503 without doing anything
+      kind=hang             read /payouts requests, never answer them, close each connection
+                            unanswered when the N ms are over (nothing is done)
+                            A later 503 or hang outage replaces the running one.
 )";
 
 [[noreturn]] void Usage(const std::string& why) {

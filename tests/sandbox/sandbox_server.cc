@@ -1,9 +1,20 @@
 #include "tests/sandbox/sandbox_server.h"
 
-#include <cstdio>
+#include <sys/socket.h>
 
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <functional>
+#include <mutex>
+#include <utility>
+#include <vector>
+
+#include <boost/asio/bind_executor.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
@@ -25,17 +36,32 @@ namespace {
 
 std::string_view Sv(beast::string_view s) { return {s.data(), s.size()}; }
 
+// What a session asks of its server. Owned by SandboxServer::Impl, which outlives every handler
+// that runs (handlers still queued when the io_context is destroyed are dropped, never run).
+struct ServerHooks {
+  std::function<void(const CallbackPlan&)> schedule_callback;
+  std::function<void(std::chrono::milliseconds)> refuse_connections;
+};
+
 // One keep-alive connection: read a request, let the gateway decide, wait if told, answer.
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(Socket socket, SandboxGateway& gateway,
-          std::function<void(const CallbackPlan&)> schedule_callback)
+  Session(Socket socket, SandboxGateway& gateway, const ServerHooks& hooks)
       : socket_(std::move(socket)),
         timer_(socket_.get_executor()),
         gateway_(gateway),
-        schedule_callback_(std::move(schedule_callback)) {}
+        hooks_(hooks) {}
 
   void Start() { ReadRequest(); }
+
+  // Ends the connection from another thread (the acceptor's strand, for an outage) while this
+  // session's own handlers may be running: shutdown(2) makes its pending read or write fail, and
+  // it then closes itself on its own thread. The mutex keeps the descriptor from being closed, and
+  // reused by another socket, under us.
+  void Abort() {
+    std::lock_guard<std::mutex> lock(close_mu_);
+    if (socket_.is_open()) ::shutdown(socket_.native_handle(), SHUT_RDWR);
+  }
 
  private:
   void ReadRequest() {
@@ -55,9 +81,11 @@ class Session : public std::enable_shared_from_this<Session> {
     if (auth != req.end()) r.authorization = Sv(auth->value());
     r.has_api_version = req.find("X-API-Version") != req.end();
     r.body = req.body();
+    r.abandoned = PeerClosed();
     Reply reply = gateway_.Handle(r, Clock::now());
-    if (reply.callback) schedule_callback_(*reply.callback);
-    if (reply.drop) return Close();
+    if (reply.callback) hooks_.schedule_callback(*reply.callback);
+    if (reply.drop) return Drop(reply.delay);
+    refuse_after_write_ = reply.refuse_connections_for;
 
     keep_alive_ = req.keep_alive();
     res_ = {};
@@ -81,12 +109,33 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void WriteResponse() {
     http::async_write(socket_, res_, [self = shared_from_this()](beast::error_code ec, size_t) {
+      // After the write, so the client that asked for the outage has its answer.
+      if (self->refuse_after_write_.count() > 0) {
+        self->hooks_.refuse_connections(std::exchange(self->refuse_after_write_, {}));
+      }
       if (ec || !self->keep_alive_) return self->Close();
       self->ReadRequest();
     });
   }
 
+  // Closes without answering, at once or after `after` (a hanging gateway holds the connection).
+  void Drop(std::chrono::milliseconds after) {
+    if (after.count() <= 0) return Close();
+    timer_.expires_after(after);
+    timer_.async_wait([self = shared_from_this()](beast::error_code) { self->Close(); });
+  }
+
+  // True when the client has closed its side (or reset) before we answered: an HTTP/1.1 client
+  // does that when it gives up waiting. One non-blocking peek at the kernel's buffer.
+  bool PeerClosed() {
+    char c;
+    ssize_t n = ::recv(socket_.native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n == 0) return true;
+    return n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
+  }
+
   void Close() {
+    std::lock_guard<std::mutex> lock(close_mu_);
     beast::error_code ignored;
     socket_.shutdown(Socket::shutdown_both, ignored);
     socket_.close(ignored);
@@ -95,11 +144,13 @@ class Session : public std::enable_shared_from_this<Session> {
   Socket socket_;
   Timer timer_;
   SandboxGateway& gateway_;
-  std::function<void(const CallbackPlan&)> schedule_callback_;
+  const ServerHooks& hooks_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   http::response<http::string_body> res_;
   bool keep_alive_ = true;
+  std::chrono::milliseconds refuse_after_write_{0};
+  std::mutex close_mu_;  // Close() against Abort()
 };
 
 struct Url {
@@ -189,21 +240,92 @@ class CallbackSender : public std::enable_shared_from_this<CallbackSender> {
 
 }  // namespace
 
+// The acceptor, the session list and the outage timer are touched only on `strand`, so an outage
+// asked for on one io thread never races an accept completing on another.
 struct SandboxServer::Impl {
   Impl(asio::io_context& io, SandboxGateway& gateway)
-      : io(io), gateway(gateway), acceptor(io.get_executor()) {}
+      : io(io),
+        gateway(gateway),
+        strand(asio::make_strand(io.get_executor())),
+        acceptor(io.get_executor()),
+        reopen_timer(io.get_executor()) {
+    hooks.schedule_callback = [this](const CallbackPlan& p) { ScheduleCallback(p); };
+    hooks.refuse_connections = [this](std::chrono::milliseconds d) {
+      asio::post(strand, [this, d] { RefuseConnections(d); });
+    };
+  }
 
   void Accept() {
-    acceptor.async_accept([this](beast::error_code ec, Socket socket) {
-      if (ec == asio::error::operation_aborted || !acceptor.is_open()) return;
+    acceptor.async_accept(asio::bind_executor(strand, [this](beast::error_code ec, Socket socket) {
+      if (ec == asio::error::operation_aborted || !acceptor.is_open() || !listening) return;
       if (!ec) {
         socket.set_option(tcp::no_delay(true), ec);
-        std::make_shared<Session>(std::move(socket), gateway,
-                                  [this](const CallbackPlan& p) { ScheduleCallback(p); })
-            ->Start();
+        auto session = std::make_shared<Session>(std::move(socket), gateway, hooks);
+        Track(session);
+        session->Start();
       }
       Accept();
-    });
+    }));
+  }
+
+  // Opens the acceptor and binds it to `endpoint` without listening: a bound socket that does not
+  // listen answers a connect with RST (ECONNREFUSED), and it keeps the port ours meanwhile.
+  void Bind(beast::error_code& ec) {
+    acceptor.open(endpoint.protocol(), ec);
+    if (!ec) acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
+    if (!ec) acceptor.bind(endpoint, ec);
+    if (ec) {
+      beast::error_code ignored;
+      acceptor.close(ignored);
+    }
+  }
+
+  void Track(const std::shared_ptr<Session>& session) {
+    if (sessions.size() >= purge_at) {
+      std::erase_if(sessions, [](const std::weak_ptr<Session>& s) { return s.expired(); });
+      purge_at = std::max<size_t>(1024, 2 * sessions.size());
+    }
+    sessions.push_back(session);
+  }
+
+  // The gateway host as seen when its service is down: nothing listens on the port and every
+  // connection is gone (a client's kept-alive one too). Closing and binding again, rather than
+  // shutdown(2) on the listener, because Linux forgets an OS-chosen port when the listener stops.
+  void RefuseConnections(std::chrono::milliseconds duration) {
+    listening = false;
+    beast::error_code ec;
+    acceptor.close(ec);
+    Bind(ec);  // a failure here is retried when the outage ends
+    for (const std::weak_ptr<Session>& weak : sessions) {
+      if (std::shared_ptr<Session> session = weak.lock()) session->Abort();
+    }
+    sessions.clear();
+    std::fprintf(stderr, "payout-sandbox: outage: refusing connections for %lld ms\n",
+                 static_cast<long long>(duration.count()));
+    reopen_timer.expires_after(duration);
+    reopen_timer.async_wait(asio::bind_executor(strand, [this](beast::error_code ec) {
+      if (!ec) Reopen();
+    }));
+  }
+
+  void Reopen() {
+    beast::error_code ec;
+    if (!acceptor.is_open()) Bind(ec);
+    if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
+    if (ec) {
+      std::fprintf(stderr, "payout-sandbox: outage: cannot listen on port %u again (%s)\n",
+                   static_cast<unsigned>(endpoint.port()), ec.message().c_str());
+      beast::error_code ignored;
+      acceptor.close(ignored);
+      reopen_timer.expires_after(std::chrono::milliseconds(100));
+      reopen_timer.async_wait(asio::bind_executor(strand, [this](beast::error_code ec) {
+        if (!ec) Reopen();
+      }));
+      return;
+    }
+    std::fprintf(stderr, "payout-sandbox: outage over: listening again\n");
+    listening = true;
+    Accept();
   }
 
   void ScheduleCallback(const CallbackPlan& plan) {
@@ -225,7 +347,14 @@ struct SandboxServer::Impl {
 
   asio::io_context& io;
   SandboxGateway& gateway;
+  ServerHooks hooks;
+  asio::strand<Executor> strand;
+  tcp::endpoint endpoint;  // as bound: the OS-chosen port, kept across outages
   Acceptor acceptor;
+  Timer reopen_timer;
+  bool listening = false;
+  std::vector<std::weak_ptr<Session>> sessions;  // those accepted since the last outage
+  size_t purge_at = 1024;
 };
 
 SandboxServer::SandboxServer(asio::io_context& io, SandboxGateway& gateway)
@@ -241,16 +370,19 @@ SandboxServer::SandboxServer(asio::io_context& io, SandboxGateway& gateway)
   impl_->acceptor.set_option(tcp::acceptor::reuse_address(true));
   impl_->acceptor.bind(ep);
   impl_->acceptor.listen(asio::socket_base::max_listen_connections);
+  impl_->endpoint = impl_->acceptor.local_endpoint();
+  impl_->listening = true;
   impl_->Accept();
 }
 
 SandboxServer::~SandboxServer() = default;
 
-uint16_t SandboxServer::port() const { return impl_->acceptor.local_endpoint().port(); }
+uint16_t SandboxServer::port() const { return impl_->endpoint.port(); }
 
 void SandboxServer::Close() {
   beast::error_code ignored;
   impl_->acceptor.close(ignored);
+  impl_->reopen_timer.cancel();
 }
 
 }  // namespace payoutd::sandbox

@@ -1,5 +1,7 @@
 // The sandbox gateway's network side: an HTTP/1.1 keep-alive server (Boost.Beast) that hands each
-// request to SandboxGateway and carries out its reply (delay, drop), plus the callback sender.
+// request to SandboxGateway and carries out its reply (delay, drop, refusing connections for a
+// while: the listener and every open connection closed, then the same port listened on again),
+// plus the callback sender.
 #pragma once
 
 #include <cstdint>

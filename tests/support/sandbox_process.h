@@ -6,6 +6,7 @@
 //   ... run the client ...
 //   auto ledger = sandbox.Ledger();            // id -> SandboxLedgerEntry
 //   EXPECT_EQ(ledger.at("B-1").distinct_bodies, 1);
+//   SandboxOutage o = sandbox.StartOutage("refuse", std::chrono::seconds(5));  // gateway down
 //
 // The constructor starts `PAYOUT_SANDBOX_BIN --listen 127.0.0.1:0 --secret-file <temp>
 // --merchant <merchant> <extra args>` and returns once the sandbox printed its port (it throws
@@ -35,6 +36,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -83,7 +85,27 @@ struct SandboxArrival {
   std::string method; // "POST" | "GET"
   std::string id;
   int status = 0;     // the reply's status; 0 = the connection was dropped without a reply
+  bool abandoned = false;  // the client had closed its connection first: the reply reached nobody
 };
+
+// What POST /_sandbox/outage answered: when the outage began and ends, on the arrivals' clock.
+struct SandboxOutage {
+  int64_t start_t_us = 0;
+  int64_t end_t_us = 0;
+};
+
+// True when a TCP connection to 127.0.0.1:port is established (it is closed again at once).
+inline bool TcpConnects(uint16_t port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+  ::close(fd);
+  return ok;
+}
 
 // One HTTP/1.1 request on a fresh connection to 127.0.0.1:port ("Connection: close").
 inline HttpReply HttpRequest(uint16_t port, const std::string& method, const std::string& target,
@@ -204,8 +226,9 @@ class SandboxProcess {
     pid_ = ::fork();
     if (pid_ < 0) throw std::runtime_error("fork failed");
     if (pid_ == 0) {
-      // Die with the test process, even when it is killed (e.g. by a ctest timeout).
-      ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+      // Die with the test process, even when it is killed (e.g. by a ctest timeout). SIGKILL, as
+      // a sandbox frozen by Freeze() would keep a SIGTERM pending forever.
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
       ::dup2(out[1], STDOUT_FILENO);
       std::vector<char*> argv;
       for (std::string& a : args) argv.push_back(a.data());
@@ -232,10 +255,11 @@ class SandboxProcess {
   SandboxProcess& operator=(const SandboxProcess&) = delete;
 
   // SIGTERM, then waits up to 10 s (SIGKILL after). Returns the exit code, or 128 + signal.
-  // Idempotent: later calls return the first result.
+  // Idempotent: later calls return the first result. A frozen sandbox is thawed to take it.
   int Stop() {
     if (pid_ <= 0) return exit_code_;
     ::kill(pid_, SIGTERM);
+    ::kill(pid_, SIGCONT);
     int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid_, 0));
     if (pidfd >= 0) {
       pollfd p{pidfd, POLLIN, 0};
@@ -255,6 +279,15 @@ class SandboxProcess {
   const std::string& secret() const { return secret_; }
   const std::string& secret_file() const { return secret_file_; }
   pid_t pid() const { return pid_; }
+
+  // SIGSTOP and SIGCONT: a gateway that stops answering while the kernel still completes its
+  // connections and takes the requests' bytes, so clients wait until their own timeouts.
+  void Freeze() {
+    if (pid_ > 0) ::kill(pid_, SIGSTOP);
+  }
+  void Thaw() {
+    if (pid_ > 0) ::kill(pid_, SIGCONT);
+  }
 
   // A token for `operations`, valid for ttl from now, signed with this sandbox's secret.
   std::string Token(std::vector<std::string> operations,
@@ -326,6 +359,8 @@ class SandboxProcess {
       r.method = std::string(a["method"].get_string().value());
       r.id = std::string(a["id"].get_string().value());
       r.status = static_cast<int>(a["status"].get_int64().value());
+      bool abandoned = false;
+      if (!a["abandoned"].get_bool().get(abandoned)) r.abandoned = abandoned;
       out.push_back(std::move(r));
     }
     return out;
@@ -350,6 +385,36 @@ class SandboxProcess {
   void Reset() {
     HttpReply r = Send("POST", "/_sandbox/reset");
     if (r.status != 200) throw std::runtime_error("sandbox reset failed");
+  }
+
+  // POST /_sandbox/outage?kind=K&ms=N: the gateway is down for `duration` (kind "refuse", "503"
+  // or "hang"; see payout-sandbox --help). A refuse outage answers before the listener closes.
+  // Throws when the sandbox did not accept it.
+  SandboxOutage StartOutage(const std::string& kind, std::chrono::milliseconds duration) {
+    HttpReply r = Send("POST", "/_sandbox/outage?kind=" + kind + "&ms=" +
+                                   std::to_string(duration.count()));
+    simdjson::dom::parser parser;
+    simdjson::dom::element doc;
+    SandboxOutage o;
+    if (r.status != 200 || parser.parse(r.body).get(doc) ||
+        doc["start_t_us"].get_int64().get(o.start_t_us) ||
+        doc["end_t_us"].get_int64().get(o.end_t_us)) {
+      throw std::runtime_error("sandbox outage " + kind + " failed: " + std::to_string(r.status) +
+                               " " + r.error + " " + r.body);
+    }
+    return o;
+  }
+
+  // A moment of this process's steady_clock on the sandbox's arrivals clock (SandboxArrival::t_us).
+  // Both processes read CLOCK_MONOTONIC; GET /_sandbox/clock is asked once for the sandbox's start.
+  int64_t ArrivalTimeUs(std::chrono::steady_clock::time_point t) {
+    if (!start_steady_us_) {
+      simdjson::dom::parser parser;
+      simdjson::dom::element doc = Fetch(parser, "/_sandbox/clock");
+      start_steady_us_ = doc["steady_us"].get_int64().value() - doc["t_us"].get_int64().value();
+    }
+    return std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count() -
+           *start_steady_us_;
   }
 
  private:
@@ -381,6 +446,7 @@ class SandboxProcess {
   pid_t pid_ = -1;
   int exit_code_ = -1;
   uint16_t port_ = 0;
+  std::optional<int64_t> start_steady_us_;  // the sandbox's start on the steady clock
   SystemRandom random_;
 };
 

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <functional>
 #include <thread>
 
 #include "tests/support/sandbox_process.h"
@@ -10,6 +11,8 @@ namespace payoutd::testing {
 namespace {
 
 using std::chrono::milliseconds;
+using std::chrono::seconds;
+using std::chrono::steady_clock;
 
 bool IsValidJson(const std::string& body) {
   simdjson::dom::parser parser;
@@ -392,6 +395,186 @@ TEST(Sandbox, RefuseAuthSwitchAnswers401UntilTurnedOff) {
   EXPECT_FALSE(sandbox.Ledger().at("U-1").created);
   sandbox.SetRefuseAuth(false);
   EXPECT_EQ(sandbox.Post("U-1", PayoutBody("1")).status, 201);
+}
+
+// Polls pred every 5 ms until it holds (true) or the deadline passes (false).
+bool PollUntil(const std::function<bool()>& pred, milliseconds within) {
+  auto deadline = steady_clock::now() + within;
+  while (steady_clock::now() < deadline) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(milliseconds(5));
+  }
+  return pred();
+}
+
+// A connection as a client's pool keeps it: one request answered, kept alive. -1 on failure.
+int OpenKeptAliveConnection(uint16_t port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  const std::string req = "GET /_sandbox/clock HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+  if (fd < 0 || ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      ::send(fd, req.data(), req.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(req.size())) {
+    if (fd >= 0) ::close(fd);
+    return -1;
+  }
+  std::string in;
+  auto deadline = steady_clock::now() + seconds(5);
+  for (;;) {
+    size_t end = in.find("\r\n\r\n");
+    size_t cl = in.find("Content-Length: ");
+    if (end != std::string::npos && cl != std::string::npos &&
+        in.size() >= end + 4 + std::stoul(in.substr(cl + 16))) {
+      return fd;
+    }
+    pollfd p{fd, POLLIN, 0};
+    char buf[4096];
+    ssize_t n = 0;
+    if (steady_clock::now() >= deadline || ::poll(&p, 1, 100) < 0 ||
+        ((p.revents & POLLIN) && (n = ::recv(fd, buf, sizeof buf, 0)) <= 0)) {
+      ::close(fd);
+      return -1;
+    }
+    in.append(buf, static_cast<size_t>(n));
+  }
+}
+
+// True once the peer has closed fd (end of stream or reset); false if still open at the deadline.
+bool WaitClosedByPeer(int fd, milliseconds within) {
+  return PollUntil([fd] {
+    char c;
+    ssize_t n = ::recv(fd, &c, 1, MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
+  }, within);
+}
+
+TEST(Sandbox, OutageRefuseClosesListenerAndOpenConnectionsThenListensOnTheSamePortWithItsLedger) {
+  SandboxProcess sandbox;
+  ASSERT_EQ(sandbox.Post("O-1", PayoutBody("1")).status, 201);
+  int kept = OpenKeptAliveConnection(sandbox.port());
+  ASSERT_GE(kept, 0);
+
+  auto asked = steady_clock::now();
+  SandboxOutage outage = sandbox.StartOutage("refuse", milliseconds(1500));  // answered first
+  EXPECT_EQ(outage.end_t_us - outage.start_t_us, 1'500'000);
+  EXPECT_TRUE(PollUntil([&] { return !TcpConnects(sandbox.port()); }, seconds(2)))
+      << "still accepting connections";
+  EXPECT_TRUE(WaitClosedByPeer(kept, seconds(2))) << "a kept-alive connection survived";
+  ::close(kept);
+
+  // Refused until the outage is over, then the same port answers by itself.
+  ASSERT_TRUE(PollUntil([&] { return TcpConnects(sandbox.port()); }, seconds(10)));
+  EXPECT_GE(steady_clock::now() - asked, milliseconds(1500));
+  auto ledger = sandbox.Ledger();
+  ASSERT_EQ(ledger.count("O-1"), 1u);
+  EXPECT_TRUE(ledger.at("O-1").created);
+  EXPECT_EQ(sandbox.Get("O-1").status, 200);
+  EXPECT_EQ(sandbox.Post("O-1", PayoutBody("1")).status, 409);
+  EXPECT_EQ(sandbox.Stat("created"), 1);
+}
+
+TEST(Sandbox, OutageRefuseCanRepeatAndWorksWithSeveralIoThreads) {
+  SandboxProcess sandbox({"--threads", "2"});
+  for (int i = 0; i < 3; ++i) {
+    int kept = OpenKeptAliveConnection(sandbox.port());
+    ASSERT_GE(kept, 0) << i;
+    sandbox.StartOutage("refuse", milliseconds(200));
+    EXPECT_TRUE(PollUntil([&] { return !TcpConnects(sandbox.port()); }, seconds(2))) << i;
+    EXPECT_TRUE(WaitClosedByPeer(kept, seconds(2))) << i;
+    ::close(kept);
+    ASSERT_TRUE(PollUntil([&] { return TcpConnects(sandbox.port()); }, seconds(10))) << i;
+  }
+  EXPECT_EQ(sandbox.Get("O-9").status, 404);
+}
+
+TEST(Sandbox, Outage503AnswersEveryPayoutRequest503AndDoesNothingUntilItEnds) {
+  SandboxProcess sandbox;
+  SandboxOutage outage = sandbox.StartOutage("503", milliseconds(3000));
+  HttpReply post = sandbox.Post("O-2", PayoutBody("1"));
+  EXPECT_EQ(post.status, 503);
+  EXPECT_EQ(JsonString(post.body, "/error/code"), "UNAVAILABLE");
+  EXPECT_EQ(sandbox.Get("O-2").status, 503);
+  EXPECT_FALSE(sandbox.Ledger().at("O-2").created);  // the admin endpoints keep working
+
+  ASSERT_TRUE(PollUntil([&] { return sandbox.Get("O-3").status == 404; }, seconds(10)));
+  EXPECT_EQ(sandbox.Post("O-2", PayoutBody("1")).status, 201);
+  auto arrivals = sandbox.Arrivals();
+  ASSERT_GE(arrivals.size(), 4u);
+  for (size_t i : {size_t{0}, size_t{1}}) {
+    EXPECT_EQ(arrivals[i].status, 503) << i;
+    EXPECT_GE(arrivals[i].t_us, outage.start_t_us) << i;
+    EXPECT_LT(arrivals[i].t_us, outage.end_t_us) << i;
+  }
+  EXPECT_EQ(arrivals.back().status, 201);
+  EXPECT_GE(arrivals.back().t_us, outage.end_t_us);
+  EXPECT_EQ(sandbox.Stat("outage_503"), static_cast<int64_t>(arrivals.size()) - 2);
+}
+
+TEST(Sandbox, OutageHangHoldsRequestsUnansweredThenClosesThemHavingDoneNothing) {
+  SandboxProcess sandbox;
+  auto asked = steady_clock::now();
+  sandbox.StartOutage("hang", milliseconds(2000));
+  EXPECT_EQ(sandbox.Post("O-4", PayoutBody("1"), milliseconds(200)).error, "timeout");
+  HttpReply held = sandbox.Get("O-4", seconds(10));
+  EXPECT_EQ(held.status, 0);
+  EXPECT_EQ(held.error, "closed");
+  EXPECT_GE(steady_clock::now() - asked, milliseconds(2000));
+  EXPECT_FALSE(sandbox.Ledger().at("O-4").created);
+  EXPECT_EQ(sandbox.Get("O-4").status, 404);
+  auto arrivals = sandbox.Arrivals();
+  ASSERT_EQ(arrivals.size(), 3u);
+  EXPECT_EQ(arrivals[0].status, 0);
+  EXPECT_EQ(arrivals[1].status, 0);
+}
+
+TEST(Sandbox, OutageRefusesUnknownKindsAndBadDurationsAndStartsNothing) {
+  SandboxProcess sandbox;
+  for (const char* query : {"kind=down&ms=100", "kind=503", "kind=503&ms=0", "kind=503&ms=-5",
+                            "kind=503&ms=1e3", "kind=503&ms=86400001", "ms=100"}) {
+    HttpReply r = sandbox.Send("POST", std::string("/_sandbox/outage?") + query);
+    EXPECT_EQ(r.status, 400) << query;
+    EXPECT_EQ(JsonString(r.body, "/error/code"), "INVALID_OUTAGE") << query;
+  }
+  EXPECT_EQ(sandbox.Get("O-5").status, 404);
+  EXPECT_EQ(sandbox.Stat("outages"), 0);
+}
+
+TEST(Sandbox, ResetEndsA503Outage) {
+  SandboxProcess sandbox;
+  sandbox.StartOutage("503", seconds(600));
+  EXPECT_EQ(sandbox.Get("O-6").status, 503);
+  sandbox.Reset();
+  EXPECT_EQ(sandbox.Get("O-6").status, 404);
+}
+
+TEST(Sandbox, RequestWhoseClientGaveUpBeforeItWasHandledIsRecordedAsAbandoned) {
+  SandboxProcess sandbox;
+  ASSERT_EQ(sandbox.Get("AB-1").status, 404);
+  sandbox.Freeze();
+  // The kernel takes the connection and the request; nothing answers, so the client gives up.
+  HttpReply r = sandbox.Get("AB-2", milliseconds(300));
+  sandbox.Thaw();
+  EXPECT_EQ(r.error, "timeout");
+  ASSERT_TRUE(PollUntil([&] { return sandbox.Arrivals().size() == 2; }, seconds(10)));
+  auto arrivals = sandbox.Arrivals();
+  EXPECT_FALSE(arrivals[0].abandoned);
+  EXPECT_EQ(arrivals[1].id, "AB-2");
+  EXPECT_EQ(arrivals[1].status, 404);
+  EXPECT_TRUE(arrivals[1].abandoned);
+  EXPECT_EQ(sandbox.Stat("abandoned"), 1);
+}
+
+TEST(Sandbox, ArrivalTimeUsMapsThisProcesssClockOntoTheArrivalsClock) {
+  SandboxProcess sandbox;
+  auto before = steady_clock::now();
+  ASSERT_EQ(sandbox.Get("CL-1").status, 404);
+  auto after = steady_clock::now();
+  auto arrivals = sandbox.Arrivals();
+  ASSERT_EQ(arrivals.size(), 1u);
+  EXPECT_GE(arrivals[0].t_us, sandbox.ArrivalTimeUs(before));
+  EXPECT_LE(arrivals[0].t_us, sandbox.ArrivalTimeUs(after));
 }
 
 TEST(Sandbox, ServesConcurrentClientsOnSeveralThreadsWithoutLosingPayouts) {
