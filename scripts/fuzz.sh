@@ -21,6 +21,8 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 crashes=build-fuzz/crashes
 mkdir -p "$crashes"
+# Stacks in UBSan reports, so the summary below can name the payoutd function.
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1}
 pids=()
 for t in "${targets[@]}"; do
   cp -r "tests/fuzz/corpus/$t" "$work/$t"
@@ -42,6 +44,18 @@ summarize() {
   fi
   echo "$done_line" | sed -E "s/^#([0-9]+).*cov: ([0-9]+) ft: ([0-9]+) corp: ([0-9]+).*/fuzz: $t: \
 $secs s, \1 runs, cov \2, ft \3, corpus \4, $accepted/"
+  # UBSan is built recoverable here: undefined behaviour is reported and the run goes on, so it
+  # would pass unseen; each distinct place is shown (UBSan reports a place once per run).
+  local ub
+  ub=$(grep -c 'runtime error:' "$log" || true)
+  if [ "$ub" -gt 0 ]; then
+    echo "fuzz: $t: $ub UndefinedBehaviorSanitizer report(s), not fatal in this build:"
+    # Each report, then the first payoutd frame of its stack (the report's own place is often a
+    # standard header).
+    awk '/runtime error:/ { print "  " $0; want = 1; next }
+         want && / in payoutd::/ { sub(/^ *#[0-9]+ 0x[0-9a-f]+ in /, ""); sub(/\(.* /, " at ");
+                                   print "    in " $0; want = 0 }' "$log" | head -n 10
+  fi
   if echo ", $accepted" | grep -qE ', [^,]* 0(,|$)'; then
     echo "fuzz: $t reached no accepted input of some kind (a count above is 0): do the seeds in" \
       "tests/fuzz/corpus/$t still validate?"
