@@ -10,8 +10,12 @@
 #include "core/batch/batch.h"
 #include "core/batch/csv_reader.h"
 #include "core/money/money.h"
+#include "tests/fuzz/fuzz_accepted.h"
 
 namespace {
+
+uint64_t& g_valid_batches = payoutd_fuzz::AcceptedCounter("valid batches");
+uint64_t& g_amounts = payoutd_fuzz::AcceptedCounter("amounts");
 
 void Require(bool ok) {
   if (!ok) __builtin_trap();
@@ -51,6 +55,7 @@ void FuzzValidator(const std::string& text) {
   Require(b.sha256.size() == 64);
   Require(b.errors.size() <= payoutd::BatchValidator::kMaxErrors && b.errors.size() <= b.error_count);
   if (b.ok()) {
+    ++g_valid_batches;
     Require(b.payouts.size() == b.rows && b.rows > 0);
     for (const payoutd::Payout& p : b.payouts) Require(p.amount_minor > 0 && payoutd::IsValidId(p.id));
   } else {
@@ -81,6 +86,7 @@ void FuzzAmount(const std::string& text) {
     Require(!parsed.error().empty());
     return;
   }
+  ++g_amounts;
   Require(*parsed > 0);
   auto fixed = payoutd::ParseAmount(payoutd::FormatFixedAmount(*parsed, digits), digits);
   auto json = payoutd::ParseAmount(payoutd::FormatJsonAmount(*parsed, digits), digits);
