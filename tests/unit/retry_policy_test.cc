@@ -125,6 +125,14 @@ TEST(Classify, FollowsTheSpecTable) {
   EXPECT_EQ(Classify(Method::kPost, 202, true), Verdict::kAmbiguous);
 }
 
+// Found by fuzz_payout_json: a date past 2262 overflowed the nanosecond clock (undefined
+// behaviour) and the wait was whatever the wrapped value clamped to.
+TEST(RetryAfter, ADateCenturiesAheadWaitsTheOneHourCap) {
+  const WallTime now = std::chrono::system_clock::from_time_t(1'790'000'000);
+  EXPECT_EQ(ParseRetryAfter("Fri, 31 Dec 9999 23:59:59 GMT", now), std::chrono::hours(1));
+  EXPECT_EQ(ParseRetryAfter("Thu, 01 Jan 1970 00:00:00 GMT", now), Duration::zero());
+}
+
 TEST(Classify, RetryReasonsAreTheMetricLabels) {
   EXPECT_EQ(RetryReason(Verdict::kAmbiguous, 502, false), "5xx");
   EXPECT_EQ(RetryReason(Verdict::kAmbiguous, 0, true), "timeout");
