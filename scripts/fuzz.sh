@@ -21,8 +21,9 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 crashes=build-fuzz/crashes
 mkdir -p "$crashes"
-# Stacks in UBSan reports, so the summary below can name the payoutd function.
-export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1}
+# Undefined behaviour is a finding like a crash: halt on it, with a stack so the summary below can
+# name the payoutd function.
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 pids=()
 for t in "${targets[@]}"; do
   cp -r "tests/fuzz/corpus/$t" "$work/$t"
