@@ -243,6 +243,27 @@ TEST_P(EngineTest, Engine_GatewayHoldingADifferentAmountIsAnIdConflict) {
   gateway_.poll_script["X-1"].push_back(Found("PENDING", 999));
   RunToEnd(1);
   EXPECT_EQ(Row("X-1").state, FinalState::kError);
+  EXPECT_NE(Row("X-1").error.find("id conflict"), std::string::npos) << Row("X-1").error;
+}
+
+TEST_P(EngineTest, Engine_GatewayHoldingADifferentCurrencyIsAnIdConflict) {
+  AddBatch("B1", {MakePayout("X-1", 2, 1000)});
+  PollResult eur = Found("SUCCESS", 1000);
+  eur.payout.currency = "EUR";
+  gateway_.poll_script["X-1"].push_back(eur);
+  RunToEnd(1);
+  EXPECT_EQ(Row("X-1").state, FinalState::kError) << "a SUCCESS in another currency is not our payout";
+  EXPECT_NE(Row("X-1").error.find("id conflict"), std::string::npos) << Row("X-1").error;
+}
+
+TEST_P(EngineTest, Engine_GatewayHoldingADifferentAccountIsAnIdConflict) {
+  AddBatch("B1", {MakePayout("X-1", 2, 1000)});
+  PollResult elsewhere = Found("SUCCESS", 1000);
+  elsewhere.payout.account_number = "99999999";
+  gateway_.poll_script["X-1"].push_back(elsewhere);
+  RunToEnd(1);
+  EXPECT_EQ(Row("X-1").state, FinalState::kError) << "paid to another beneficiary must never read SUCCESS";
+  EXPECT_NE(Row("X-1").error.find("id conflict"), std::string::npos) << Row("X-1").error;
 }
 
 TEST_P(EngineTest, Engine_PollsUntilFinalAndKeepsFeeAndStatus) {
@@ -350,7 +371,16 @@ TEST_P(EngineTest, Engine_StopsTakingWorkWhileTheStoreIsTooFarBehind) {
                 [](bool) {});
   PayoutEngine engine(io_, *store_, gateway_, clock_, options_, &observer_, writer_.get());
   ASSERT_TRUE(engine.Start().ok());
-  io_.run_for(std::chrono::milliseconds(300));  // a stall: asserts what does NOT happen meanwhile
+  // Run until the engine has stopped taking work: the uncommitted changes reach the cap and every
+  // call already handed out is answered. What was sent by then is all that is sent.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  auto stalled = [&] {
+    return engine.snapshot().uncommitted >= options_.max_uncommitted && gateway_.outstanding() == 0 &&
+           engine.snapshot().submitting == 0;
+  };
+  while (!stalled() && std::chrono::steady_clock::now() < deadline) io_.run_one_for(std::chrono::milliseconds(10));
+  ASSERT_TRUE(stalled()) << "the cap was never reached";
+  io_.poll();  // the pump those answers scheduled, if it is due: it must not send either
   size_t posts = 0;
   for (const auto& c : gateway_.calls) posts += c.rfind("POST ", 0) == 0;
   EXPECT_GT(posts, 0u);
@@ -358,7 +388,7 @@ TEST_P(EngineTest, Engine_StopsTakingWorkWhileTheStoreIsTooFarBehind) {
   EXPECT_LE(posts, 20u + options_.submit_window) << "kept sending while nothing was committed";
   EXPECT_LE(engine.snapshot().uncommitted, 20u + 2 * (options_.submit_window + options_.poll_window));
   unstick.set_value();
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
   while (observer_.finished.empty() && std::chrono::steady_clock::now() < deadline)
     io_.run_for(std::chrono::milliseconds(10));
   ASSERT_EQ(observer_.finished.size(), 1u);
