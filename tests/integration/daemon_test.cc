@@ -30,6 +30,7 @@ namespace {
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 // One input row.
 struct In {
@@ -416,7 +417,7 @@ TEST_F(DaemonTest, SameContentUnderAnotherNameAndReusedPayoutIdAreRejectedAsDupl
 TEST_F(DaemonTest, SigtermMidBatchExitsZeroWithinGraceAndRestartFinishesTheBatch) {
   StartSandbox({"--final-after-ms", "50", "--latency-ms", "100"});
   cfg_.max_in_flight = 8;
-  cfg_.shutdown_grace = "2s";
+  cfg_.shutdown_grace = "10s";
   DaemonProcess daemon(WriteConfig());
   daemon.Start();
   ASSERT_TRUE(daemon.WaitReady()) << daemon.log();
@@ -426,11 +427,14 @@ TEST_F(DaemonTest, SigtermMidBatchExitsZeroWithinGraceAndRestartFinishesTheBatch
 
   auto t0 = std::chrono::steady_clock::now();
   daemon.Signal(SIGTERM);
-  auto code = daemon.Wait(seconds(2) + seconds(5));
+  auto code = daemon.Wait(seconds(60));
   auto took = std::chrono::steady_clock::now() - t0;
-  ASSERT_TRUE(code.has_value()) << "payoutd did not stop within shutdown_grace + 5s:\n" << daemon.log();
+  ASSERT_TRUE(code.has_value()) << "payoutd did not stop at all:\n" << daemon.log();
   EXPECT_EQ(*code, 0) << daemon.log();
-  EXPECT_LT(took, seconds(2) + seconds(5));
+  // Requests in flight take 100 ms: it stops once they are answered, without waiting out the
+  // 10 s grace.
+  EXPECT_LT(took, seconds(10)) << "SIGTERM waited for the whole shutdown_grace";
+  EXPECT_THAT(daemon.log(), Not(HasSubstr("payoutd.grace_expired")));
   EXPECT_FALSE(FileExists(done("term.summary.json"))) << "the batch finished before SIGTERM; make it slower";
   int64_t created_at_stop = sandbox_->Stat("created");
   EXPECT_LT(created_at_stop, static_cast<int64_t>(rows.size()));
@@ -500,10 +504,13 @@ TEST_F(DaemonTest, SigtermWithSlowRequestsExitsZeroWhenGraceExpires) {
   ASSERT_TRUE(WaitFor([&] { return sandbox_->Stat("posts") >= 1; }, seconds(30))) << daemon.log();
   auto t0 = std::chrono::steady_clock::now();
   daemon.Signal(SIGTERM);
-  auto code = daemon.Wait(seconds(6));
-  ASSERT_TRUE(code.has_value()) << "payoutd waited for slow requests past shutdown_grace:\n" << daemon.log();
+  auto code = daemon.Wait(seconds(60));
+  auto took = std::chrono::steady_clock::now() - t0;
+  ASSERT_TRUE(code.has_value()) << "payoutd did not stop at all:\n" << daemon.log();
   EXPECT_EQ(*code, 0) << daemon.log();
-  EXPECT_LT(std::chrono::steady_clock::now() - t0, seconds(6));
+  // The requests in flight would take 20 s: it waits the 500 ms grace for them, then stops.
+  EXPECT_GE(took, milliseconds(500)) << "it did not wait for the requests in flight";
+  EXPECT_LT(took, seconds(5)) << "it waited for the slow requests, past shutdown_grace";
   EXPECT_THAT(daemon.log(), HasSubstr("payoutd.grace_expired"));
 }
 
