@@ -92,6 +92,8 @@ class Observer final : public EngineObserver {
   std::map<std::string, FinalState> finals;
   void OnFinal(const PayoutRow& row) override { finals[row.payout.id] = row.state; }
   void OnBatchFinished(const std::string& batch_id) override { finished.push_back(batch_id); }
+  void OnUnknownStatus(const std::string& status) override { unknown_statuses.push_back(status); }
+  std::vector<std::string> unknown_statuses;
 };
 
 Payout MakePayout(const std::string& id, uint32_t line, int64_t amount) {
@@ -296,6 +298,60 @@ TEST_P(EngineTest, Engine_SuccessWithAnUnusableFeeStaysSuccessAndSaysSo) {
   EXPECT_EQ(row.state, FinalState::kSuccess);
   EXPECT_FALSE(row.has_fee);
   EXPECT_EQ(row.error, "fee not recorded: fee 0.125 USD: amount has more decimals than the currency allows");
+}
+
+// Polling outcomes: none of these may end a payout early or send it again.
+TEST_P(EngineTest, Engine_APollThatFailsAfterAllRetriesIsTriedAgainLater) {
+  AddBatch("B1", {MakePayout("P-1", 2, 1000)});
+  PollResult failed;
+  failed.outcome = PollResult::Outcome::kFailed;
+  failed.message = "HTTP 503";
+  gateway_.poll_script["P-1"] = {failed, failed, Found("SUCCESS", 1000)};
+  RunToEnd(1);
+  EXPECT_EQ(Row("P-1").state, FinalState::kSuccess);
+  EXPECT_EQ(std::count(gateway_.calls.begin(), gateway_.calls.end(), "GET P-1"), 3);
+  EXPECT_EQ(std::count(gateway_.calls.begin(), gateway_.calls.end(), "POST P-1"), 1);
+}
+
+TEST_P(EngineTest, Engine_A404WhilePollingAnAcceptedPayoutKeepsPollingAndNeverResends) {
+  AddBatch("B1", {MakePayout("P-1", 2, 1000)});
+  PollResult missing;
+  missing.outcome = PollResult::Outcome::kNotFound;
+  gateway_.poll_script["P-1"] = {missing, missing, Found("SUCCESS", 1000)};
+  RunToEnd(1);
+  EXPECT_EQ(Row("P-1").state, FinalState::kSuccess);
+  EXPECT_EQ(std::count(gateway_.calls.begin(), gateway_.calls.end(), "POST P-1"), 1)
+      << "the gateway accepted it once: a 404 later is not a reason to send it again";
+}
+
+TEST_P(EngineTest, Engine_AnUnknownStatusIsCountedAndPolledUntilAFinalOne) {
+  AddBatch("B1", {MakePayout("P-1", 2, 1000)});
+  gateway_.poll_script["P-1"] = {Found("ON_HOLD_AT_BANK", 1000), Found("FAILED", 1000)};
+  RunToEnd(1);
+  EXPECT_EQ(observer_.unknown_statuses, std::vector<std::string>{"ON_HOLD_AT_BANK"});
+  EXPECT_EQ(Row("P-1").state, FinalState::kFailed);
+  EXPECT_EQ(Row("P-1").gateway_status, "FAILED");
+}
+
+TEST_P(EngineTest, Engine_GivingUpWhileThePostsOutcomeIsUnknownSaysSo) {
+  options_.polling.give_up_after = std::chrono::milliseconds(30);
+  AddBatch("B1", {MakePayout("U-1", 2, 1000)});
+  SubmitResult unknown;
+  unknown.outcome = SubmitResult::Outcome::kUnknown;
+  unknown.post_attempts = 8;
+  unknown.message = "timeout";
+  gateway_.submit_script["U-1"].push_back(unknown);
+  PollResult failed;
+  failed.outcome = PollResult::Outcome::kFailed;
+  failed.message = "Operation timed out";
+  for (int i = 0; i < 1000; ++i) gateway_.poll_script["U-1"].push_back(failed);
+  RunToEnd(1);
+  PayoutRow row = Row("U-1");
+  EXPECT_EQ(row.state, FinalState::kError);
+  EXPECT_NE(row.error.find("outcome unknown after"), std::string::npos) << row.error;
+  EXPECT_NE(row.error.find("timed out"), std::string::npos) << "the last reason is kept: " << row.error;
+  EXPECT_EQ(std::count(gateway_.calls.begin(), gateway_.calls.end(), "POST U-1"), 1)
+      << "never re-sent while its outcome is unknown";
 }
 
 TEST_P(EngineTest, Engine_GivesUpWithErrorAfterGiveUpAfter) {
