@@ -1,4 +1,4 @@
-// The gateway client against the real payout-sandbox over loopback: every row of SPEC §1's table,
+// The gateway client against the real payout-sandbox over loopback: every row of docs/gateway.md's table of answers,
 // the rate limit as the gateway saw it, auth pause/resume, and 10,000 payouts through faults.
 // No sleeps: the io_context runs until a condition holds or a deadline passes.
 #include "core/gateway/gateway_client.h"
