@@ -556,7 +556,10 @@ TEST(PayoutStore, ProgressEqualsARecountOfTheRowsAfterRandomAllowedTransitions) 
         if (IsAllowedTransition(stage[id], static_cast<Stage>(to))) next.push_back(static_cast<Stage>(to));
       if (next.empty()) continue;  // final
       PayoutUpdate u = UpdateTo(id, next[rng() % next.size()]);
-      if (u.stage == Stage::kFinal) u.state = static_cast<FinalState>(1 + rng() % 4);
+      if (u.stage == Stage::kFinal) {
+        // Only a cancel ends a never-sent payout; anything sent ends in one of the four outcomes.
+        u.state = stage[id] == Stage::kNew ? FinalState::kCancelled : static_cast<FinalState>(1 + rng() % 4);
+      }
       u.since_ms = 1000 + static_cast<int64_t>(rng() % 5000);
       u.next_at_ms = static_cast<int64_t>(rng() % 10000);
       u.has_fee = rng() % 2;
@@ -620,7 +623,10 @@ TEST(PayoutStore, OpeningAVersion1FileMigratesItAndKeepsProgressExact) {
   ASSERT_EQ(sqlite3_open(path.c_str(), &raw), SQLITE_OK);
   ASSERT_EQ(sqlite3_exec(raw,
                          "DROP TABLE batch_totals; DROP INDEX payouts_pending_since; DROP TABLE gateway_outages; "
-                         "PRAGMA user_version = 1;",
+                         "DROP TABLE approvals; DROP TABLE audit; DROP TABLE settings; "
+                         "ALTER TABLE batches DROP COLUMN approvals_required; ALTER TABLE batches DROP COLUMN held_at_ms; "
+                         "ALTER TABLE batches DROP COLUMN held_by; ALTER TABLE batches DROP COLUMN hold_reason; "
+                         "ALTER TABLE batches DROP COLUMN cancelled_at_ms; PRAGMA user_version = 1;",
                          nullptr, nullptr, nullptr),
             SQLITE_OK);
   sqlite3_close(raw);
@@ -877,6 +883,157 @@ TEST(PayoutStore, ApplyGroupIsAllOrNothingWhenTheProcessDiesAtAnyWalWrite) {
         if (p->stages == std::map<Stage, int64_t>{{Stage::kNew, kCrashRows}}) return false;
         return std::nullopt;
       });
+}
+
+// --- Finance controls -------------------------------------------------------------------------
+
+TEST(PayoutStore, APrincipalCountsOnceAndApprovalsAndAuditComeBackInOrder) {
+  TempDir dir;
+  auto store = OpenOrDie(dir.File("state.db"));
+  BatchRecord b = MakeBatch("b", 2);
+  b.status = BatchRecord::Status::kAwaitingApproval;
+  b.approvals_required = 2;
+  ASSERT_TRUE(store->CreateBatch(b, MakePayouts("b", 2)).ok());
+  auto rec = store->GetBatch("b");
+  ASSERT_TRUE(rec.ok() && rec->has_value());
+  EXPECT_EQ((*rec)->status, BatchRecord::Status::kAwaitingApproval);
+  EXPECT_EQ((*rec)->approvals_required, 2);
+
+  EXPECT_TRUE(*store->AddApproval("b", Approval{"alice@example.com", "SHA256:aaa", "b.csv.alice.sig", 10}));
+  EXPECT_FALSE(*store->AddApproval("b", Approval{"alice@example.com", "SHA256:bbb", "b.csv.alice2.sig", 11}))
+      << "the same principal with another key still counts once";
+  EXPECT_TRUE(*store->AddApproval("b", Approval{"bob@example.com", "SHA256:ccc", "b.csv.sig", 12}));
+  auto approvals = store->ListApprovals("b");
+  ASSERT_TRUE(approvals.ok());
+  ASSERT_EQ(approvals->size(), 2u);
+  EXPECT_EQ((*approvals)[0].principal, "alice@example.com");
+  EXPECT_EQ((*approvals)[0].key_fingerprint, "SHA256:aaa") << "the first signature is the one kept";
+  EXPECT_EQ((*approvals)[1].file, "b.csv.sig");
+
+  ASSERT_TRUE(store->AddAudit("b", AuditEntry{30, "hold", "alice (uid 1001)", "wrong \"file\""}).ok());
+  ASSERT_TRUE(store->AddAudit("b", AuditEntry{20, "approve", "bob@example.com", ""}).ok());
+  EXPECT_EQ(store->AddAudit("nope", AuditEntry{1, "hold", "x", ""}).code(), StatusCode::kNotFound);
+  auto audit = store->ListAudit("b");
+  ASSERT_TRUE(audit.ok());
+  ASSERT_EQ(audit->size(), 2u);
+  EXPECT_EQ((*audit)[0].action, "hold") << "in the order written, not by time";
+  EXPECT_EQ((*audit)[0].reason, "wrong \"file\"");
+  EXPECT_EQ((*audit)[1].by, "bob@example.com");
+}
+
+TEST(PayoutStore, HoldsOfABatchAndOfAllAreKept) {
+  TempDir dir;
+  const std::string path = dir.File("state.db");
+  {
+    auto store = OpenOrDie(path);
+    ASSERT_TRUE(store->CreateBatch(MakeBatch("b", 1), MakePayouts("b", 1)).ok());
+    ASSERT_TRUE(store->SetHold("b", Hold{100, "alice (uid 1001)", "check the IBANs"}).ok());
+    EXPECT_EQ(store->SetHold("nope", Hold{1, "x", ""}).code(), StatusCode::kNotFound);
+    ASSERT_TRUE(store->SetHoldAll(Hold{200, "ops (uid 1002)", "bank holiday"}).ok());
+  }
+  auto store = OpenOrDie(path);  // survives a restart
+  auto b = store->GetBatch("b");
+  ASSERT_TRUE(b.ok() && b->has_value());
+  EXPECT_EQ((*b)->hold.at_ms, 100);
+  EXPECT_EQ((*b)->hold.by, "alice (uid 1001)");
+  EXPECT_EQ((*b)->hold.reason, "check the IBANs");
+  auto all = store->GetHoldAll();
+  ASSERT_TRUE(all.ok());
+  EXPECT_TRUE(all->held());
+  EXPECT_EQ(all->reason, "bank holiday");
+  ASSERT_TRUE(store->SetHoldAll(Hold{}).ok());
+  ASSERT_TRUE(store->SetHold("b", Hold{}).ok());
+  EXPECT_FALSE(store->GetHoldAll()->held());
+  EXPECT_FALSE((*store->GetBatch("b"))->hold.held());
+}
+
+TEST(PayoutStore, CancelEndsOnlyNeverSentPayoutsAndKeepsTheTotalsExact) {
+  TempDir dir;
+  auto store = OpenOrDie(dir.File("state.db"));
+  std::vector<Payout> payouts;
+  for (int i = 0; i < 6; ++i) payouts.push_back(MakePayout("b", i, 100 + i, i % 2 ? "EUR" : "USD"));
+  ASSERT_TRUE(store->CreateBatch(MakeBatch("b", 6), payouts).ok());
+  Walk(*store, "b-0", {UpdateTo("", Stage::kSubmitting)});
+  Walk(*store, "b-1", {UpdateTo("", Stage::kSubmitting), UpdateTo("", Stage::kPolling)});
+  Walk(*store, "b-2", {UpdateTo("", Stage::kSubmitting), UpdateTo("", Stage::kFinal, FinalState::kSuccess)});
+  auto out = store->CancelUnsent("b", 500, "cancelled by alice (uid 1001): wrong file");
+  ASSERT_TRUE(out.ok()) << out.error();
+  EXPECT_EQ(out->cancelled, 3);
+  EXPECT_EQ(out->still_running, 2) << "b-0 may have been sent, b-1 was: both go on";
+  EXPECT_FALSE(out->all_final);
+  for (const char* id : {"b-3", "b-4", "b-5"}) {
+    PayoutRow row = **store->GetPayout(id);
+    EXPECT_EQ(row.stage, Stage::kFinal) << id;
+    EXPECT_EQ(row.state, FinalState::kCancelled) << id;
+    EXPECT_EQ(row.error, "cancelled by alice (uid 1001): wrong file");
+  }
+  EXPECT_EQ((*store->GetPayout("b-0"))->stage, Stage::kSubmitting);
+  EXPECT_EQ((*store->GetBatch("b"))->cancelled_at_ms, 500);
+  auto p = store->Progress("b");
+  ASSERT_TRUE(p.ok());
+  ExpectSameProgress(*p, RecountFromRows(*store, "b"));
+  EXPECT_EQ(p->states.at(FinalState::kCancelled), 3);
+  auto again = store->CancelUnsent("b", 600, "again");
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->cancelled, 0);
+  EXPECT_EQ((*store->GetBatch("b"))->cancelled_at_ms, 500) << "the first cancel's time stays";
+}
+
+TEST(PayoutStore, ABatchAwaitingApprovalIsActivatedOrRejectedAndThenReported) {
+  TempDir dir;
+  auto store = OpenOrDie(dir.File("state.db"));
+  for (const char* id : {"ok", "no"}) {
+    BatchRecord b = MakeBatch(id, 2);
+    b.status = BatchRecord::Status::kAwaitingApproval;
+    b.approvals_required = 1;
+    ASSERT_TRUE(store->CreateBatch(b, MakePayouts(id, 2)).ok());
+  }
+  ASSERT_TRUE(store->SetBatchStatus("ok", BatchRecord::Status::kActive, 0).ok());
+  EXPECT_EQ((*store->GetBatch("ok"))->status, BatchRecord::Status::kActive);
+  ASSERT_TRUE(store->CancelUnsent("no", 5, "approval expired").ok());
+  ASSERT_TRUE(store->SetBatchStatus("no", BatchRecord::Status::kRejected, 5).ok());
+  ASSERT_TRUE(store->SetBatchStatus("no", BatchRecord::Status::kReported, 5).ok());
+  EXPECT_EQ((*store->GetBatch("no"))->status, BatchRecord::Status::kReported);
+  EXPECT_FALSE(BatchRecord::MayMove(BatchRecord::Status::kActive, BatchRecord::Status::kRejected));
+  EXPECT_FALSE(BatchRecord::MayMove(BatchRecord::Status::kReported, BatchRecord::Status::kActive));
+  EXPECT_FALSE(BatchRecord::MayMove(BatchRecord::Status::kAwaitingApproval, BatchRecord::Status::kFinished));
+}
+
+TEST(PayoutStore, AVersion3FileGainsTheFinanceControlsAndCanHoldCancelledPayouts) {
+  TempDir dir;
+  const std::string path = dir.File("state.db");
+  {
+    auto store = OpenOrDie(path);
+    ASSERT_TRUE(store->CreateBatch(MakeBatch("b", 2), MakePayouts("b", 2)).ok());
+  }
+  // Back to what version 3 wrote: no v4 tables or columns, and the narrow CHECKs.
+  sqlite3* raw = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &raw), SQLITE_OK);
+  const char* to_v3 =
+      "DROP TABLE approvals; DROP TABLE audit; DROP TABLE settings;"
+      "ALTER TABLE batches DROP COLUMN approvals_required; ALTER TABLE batches DROP COLUMN held_at_ms;"
+      "ALTER TABLE batches DROP COLUMN held_by; ALTER TABLE batches DROP COLUMN hold_reason;"
+      "ALTER TABLE batches DROP COLUMN cancelled_at_ms;"
+      "PRAGMA writable_schema = ON;"
+      "UPDATE sqlite_schema SET sql = replace(sql, 'BETWEEN 0 AND 4)', 'BETWEEN 0 AND 2)') WHERE name = 'batches';"
+      "UPDATE sqlite_schema SET sql = replace(sql, 'BETWEEN 0 AND 5)', 'BETWEEN 0 AND 4)') WHERE name = 'payouts';"
+      "PRAGMA writable_schema = OFF; PRAGMA user_version = 3;";
+  char* err = nullptr;
+  ASSERT_EQ(sqlite3_exec(raw, to_v3, nullptr, nullptr, &err), SQLITE_OK) << (err ? err : "");
+  sqlite3_close(raw);
+  auto store = OpenOrDie(path);
+  auto out = store->CancelUnsent("b", 7, "cancelled");
+  ASSERT_TRUE(out.ok()) << out.error() << ": the widened CHECK must take state CANCELLED";
+  EXPECT_EQ(out->cancelled, 2);
+  ASSERT_TRUE(store->SetHold("b", Hold{1, "x", ""}).ok());
+  ASSERT_TRUE(store->SetBatchStatus("b", BatchRecord::Status::kFinished, 8).ok());
+  ASSERT_EQ(sqlite3_open(path.c_str(), &raw), SQLITE_OK);
+  sqlite3_stmt* check = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(raw, "PRAGMA integrity_check", -1, &check, nullptr), SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(check), SQLITE_ROW);
+  EXPECT_STREQ(reinterpret_cast<const char*>(sqlite3_column_text(check, 0)), "ok");
+  sqlite3_finalize(check);
+  sqlite3_close(raw);
 }
 
 }  // namespace
