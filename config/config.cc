@@ -20,6 +20,8 @@
 #include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
+#include "core/base/listen_address.h"
+
 namespace payoutd {
 namespace {
 
@@ -117,7 +119,7 @@ const char* LevelName(log::Level level) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// URLs and listen addresses.
+// URLs.
 
 struct UrlParts {
   std::string scheme;
@@ -187,28 +189,6 @@ std::string RedactUrl(const std::string& url) {
   std::string shown = parts.scheme + "://" + parts.authority + parts.rest.substr(0, q);
   if (q != std::string::npos) shown += "?...";
   return shown;
-}
-
-// host:port, [v6]:port; port 0 asks the system for any free port.
-std::optional<std::string> CheckListen(std::string_view text) {
-  if (HasControlChars(text) || text.find(' ') != std::string_view::npos) {
-    return "expected host:port, e.g. 127.0.0.1:9464";
-  }
-  size_t colon = text.rfind(':');
-  if (colon == std::string_view::npos || colon == 0) return "expected host:port, e.g. 127.0.0.1:9464";
-  std::string_view host = text.substr(0, colon);
-  std::string_view port = text.substr(colon + 1);
-  if (host.front() == '[') {
-    if (host.size() < 3 || host.back() != ']') return "expected host:port, e.g. [::1]:9464";
-  } else if (host.find(':') != std::string_view::npos) {
-    return "an IPv6 host must be written in brackets, e.g. [::1]:9464";
-  }
-  unsigned value = 0;
-  auto [p, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
-  if (port.empty() || ec != std::errc() || p != port.data() + port.size() || value > 65535) {
-    return "expected a port from 0 to 65535 after ':'";
-  }
-  return std::nullopt;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -556,8 +536,8 @@ bool ConfigParser::Listen(const Section& s, std::string_view key, bool allow_emp
     out->clear();
     return true;
   }
-  if (std::optional<std::string> why = CheckListen(text)) {
-    Error(Join(s.path, key), line, *why + ", got " + Quote(text));
+  if (Result<ListenAddress> address = ParseListenAddress(text); !address.ok()) {
+    Error(Join(s.path, key), line, address.error() + ", got " + Quote(text));
     return false;
   }
   *out = std::move(text);

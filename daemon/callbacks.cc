@@ -5,6 +5,7 @@
 #include <boost/beast/http.hpp>
 #include <simdjson.h>
 
+#include "core/base/listen_address.h"
 #include "core/base/log.h"
 #include "daemon/metrics.h"
 
@@ -88,20 +89,12 @@ class Receiver final : public CallbackReceiver {
   ~Receiver() override { *alive_ = false; }
 
   Status Listen(const std::string& listen) {
-    auto colon = listen.rfind(':');
-    if (colon == std::string::npos) return Status::Error("expected host:port, got '" + listen + "'");
-    std::string host = listen.substr(0, colon);
-    if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+    Result<ListenAddress> address = ParseListenAddress(listen);
+    if (!address.ok()) return Status::Error(address.error() + ", got '" + listen + "'");
     beast::error_code ec;
-    auto addr = asio::ip::make_address(host, ec);
-    if (ec) return Status::Error("bad address '" + host + "'");
-    int port = 0;
-    try {
-      port = std::stoi(listen.substr(colon + 1));
-    } catch (...) {
-      return Status::Error("bad port in '" + listen + "'");
-    }
-    tcp::endpoint ep(addr, static_cast<unsigned short>(port));
+    auto addr = asio::ip::make_address(address->host, ec);
+    if (ec) return Status::Error("bad address '" + address->host + "'");
+    tcp::endpoint ep(addr, address->port);
     acceptor_.open(ep.protocol(), ec);
     if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
     if (!ec) acceptor_.bind(ep, ec);
