@@ -779,7 +779,8 @@ void ConfigParser::ParseBatches(const Section& top, Config* c) {
     if (Integer(one, "minor_units", 0, 9, &minor)) overrides[code] = minor;
   }
   o.currencies = CurrencyTable::Iso4217().WithOverrides(overrides);
-  // The client writes request amounts with the same digits the validator read them with (§8.5).
+  // The client writes request amounts with the same digits the validator read them with
+  // (docs/gateway.md, "amount"): a currency has the same digits on both sides.
   c->gateway.currency_minor_units = overrides;
   o.max_amount = Caps(b, "max_amount", o.currencies);
   o.max_total = Caps(b, "max_total", o.currencies);

@@ -1,4 +1,4 @@
-// payoutd's configuration (SPEC §4): YAML in, one plain validated struct out. The struct is taken
+// payoutd's configuration (docs/configuration.md): YAML in, one plain validated struct out. The struct is taken
 // by value by the rest of the program; nothing else reads YAML.
 #pragma once
 
@@ -55,8 +55,9 @@ struct Config {
   Duration shutdown_grace = std::chrono::seconds(10);
 };
 
-// Loads and validates the YAML file at `path`, including reading the secret file (SPEC §4 rule:
-// refused when readable by group or others, unless it lies under $CREDENTIALS_DIRECTORY).
+// Loads and validates the YAML file at `path`, including reading the secret file (the rule of
+// docs/configuration.md#auth: refused when readable by group or others, unless it lies under
+// $CREDENTIALS_DIRECTORY).
 // On failure the Status holds every error found, one per line, each naming the key path and line:
 //   "limits.requests_per_second: expected a positive number, got 'fast' (line 12)"
 // Relative paths in the file (secret_file, state.path, spool.dir, ca_file) are taken relative to

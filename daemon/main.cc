@@ -1,4 +1,4 @@
-// payoutd: one binary, subcommands (SPEC §5). Every user-facing message about bad input or
+// payoutd: one binary, subcommands (docs/cli.md). Every user-facing message about bad input or
 // configuration is produced here, from the Status values the modules return.
 #include <sys/stat.h>
 

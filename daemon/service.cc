@@ -223,7 +223,8 @@ int Service::Run() {
       return kExitFailure;
     }
     if (in.kind == Intake::Kind::kResumed) {
-      // The same batch again: an interrupted run is resumed; a finished one is a duplicate (§2).
+      // The same batch again: an interrupted run is resumed; a finished one is a duplicate
+      // (docs/batches.md).
       auto rec = store_->GetBatch(process_batch_);
       if (rec.ok() && rec->has_value() && (*rec)->status == BatchRecord::Status::kFinished) {
         // Every payout final but the reports were cut off: write them and stop.

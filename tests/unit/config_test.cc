@@ -142,7 +142,7 @@ TEST(ParseConfig, MinimalFileGetsEveryDefault) {
   Result<Config> r = Parse(kMinimal);
   ASSERT_TRUE(r.ok()) << r.error();
   const Config& c = *r;
-  const Config d;  // the struct's own defaults are SPEC §4's
+  const Config d;  // the struct's own defaults are those of docs/configuration.md
   EXPECT_EQ(c.path, "/etc/payoutd/payoutd.yaml");
   EXPECT_EQ(c.gateway.base_url, "https://gw.example.com");
   EXPECT_EQ(c.gateway.api_version, 2);
@@ -273,7 +273,7 @@ TEST(ParseConfig, ReadsEveryKeyIntoTheStruct) {
   EXPECT_EQ(c.batches.currencies.MinorUnits("XYZ"), 3);
   EXPECT_EQ(c.batches.currencies.MinorUnits("JPY"), 2);
   EXPECT_EQ(c.batches.currencies.MinorUnits("USD"), 2);
-  // The gateway client writes amounts with the same digits the validator used (SPEC §8.5).
+  // The gateway client writes amounts with the same digits the validator used.
   EXPECT_EQ(c.gateway.currency_minor_units.at("XYZ"), 3);
   EXPECT_EQ(c.gateway.currency_minor_units.at("JPY"), 2);
   EXPECT_EQ(c.batches.max_amount,
