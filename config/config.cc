@@ -108,16 +108,6 @@ std::string Describe(const YAML::Node& node) {
   return Quote(node.Scalar());
 }
 
-const char* LevelName(log::Level level) {
-  switch (level) {
-    case log::Level::kDebug: return "debug";
-    case log::Level::kInfo: return "info";
-    case log::Level::kWarn: return "warn";
-    case log::Level::kError: return "error";
-  }
-  return "?";
-}
-
 // ---------------------------------------------------------------------------------------------
 // URLs.
 
@@ -684,7 +674,7 @@ void ConfigParser::ParseLimitsAndRetry(const Section& top, Config* c) {
 void ConfigParser::ParsePolling(const Section& top, Config* c) {
   Section p = Child(top, "polling",
                     {"initial_delay", "max_interval", "give_up_after", "final_statuses", "success_statuses"});
-  PollingOptions& o = c->polling;
+  PollingPolicy& o = c->polling;
   bool initial = PositiveDuration(p, "initial_delay", &o.initial_delay);
   bool max = PositiveDuration(p, "max_interval", &o.max_interval);
   if ((initial || max) && o.initial_delay > o.max_interval) {
@@ -742,7 +732,7 @@ void ConfigParser::ParseBatches(const Section& top, Config* c) {
   Section b = Child(top, "batches",
                     {"delimiter", "default_method", "default_operator_code", "max_rows", "max_amount",
                      "max_total", "currencies"});
-  BatchOptions& o = c->batches;
+  BatchRules& o = c->batches;
   std::string delimiter;
   int line = 0;
   if (Text(b, "delimiter", "a single character", false, &delimiter, &line)) {
@@ -792,23 +782,23 @@ void ConfigParser::ParseRest(const Section& top, Config* c) {
   PositiveDuration(spool, "settle", &c->spool.settle);
 
   Section state = Child(top, "state", {"path"});
-  Path(state, "path", true, &c->state_path);
+  Path(state, "path", true, &c->state.path);
 
   Section metrics = Child(top, "metrics", {"listen"});
-  Listen(metrics, "listen", true, &c->metrics_listen);
+  Listen(metrics, "listen", true, &c->metrics.listen);
 
   Section callbacks = Child(top, "callbacks", {"url", "listen"});
   Url(callbacks, "url", false, true, &c->gateway.callback_url);
-  Listen(callbacks, "listen", true, &c->callbacks_listen);
+  Listen(callbacks, "listen", true, &c->callbacks.listen);
 
   Section logs = Child(top, "log", {"level", "format"});
   std::string text;
   int line = 0;
   if (Text(logs, "level", "debug, info, warn or error", false, &text, &line) &&
-      !log::ParseLevel(text, &c->log_level)) {
+      !log::ParseLevel(text, &c->log.level)) {
     Error(Join(logs.path, "level"), line, "expected debug, info, warn or error, got " + Quote(text));
   }
-  if (Text(logs, "format", "text or json", false, &text, &line) && !log::ParseFormat(text, &c->log_format)) {
+  if (Text(logs, "format", "text or json", false, &text, &line) && !log::ParseFormat(text, &c->log.format)) {
     Error(Join(logs.path, "format"), line, "expected text or json, got " + Quote(text));
   }
 
@@ -990,9 +980,9 @@ std::string Summarize(const Config& c) {
                       FormatDuration(c.polling.give_up_after) + "; final " + list(c.polling.final_statuses) +
                       "; success " + list(c.polling.success_statuses));
   line("spool", c.spool.dir + " (settle " + FormatDuration(c.spool.settle) + ")");
-  line("state", c.state_path);
+  line("state", c.state.path);
 
-  const BatchOptions& b = c.batches;
+  const BatchRules& b = c.batches;
   std::string delim = b.delimiter == '\t' ? "tab" : std::string("'") + b.delimiter + "'";
   std::string batches = "delimiter " + delim + ", method " + b.default_method + ", operator " +
                         (b.default_operator_code.empty() ? "from each row" : b.default_operator_code) +
@@ -1017,12 +1007,12 @@ std::string Summarize(const Config& c) {
   }
   line("currencies", overridden.empty() ? "ISO 4217" : "ISO 4217 with " + overridden);
 
-  line("metrics", c.metrics_listen.empty() ? "off" : "http://" + c.metrics_listen + "/metrics");
+  line("metrics", c.metrics.listen.empty() ? "off" : "http://" + c.metrics.listen + "/metrics");
   std::string callbacks = g.callback_url.empty() ? "no callbackUrl" : "callbackUrl " + RedactUrl(g.callback_url);
-  callbacks += c.callbacks_listen.empty() ? ", no local receiver" : ", receiver on " + c.callbacks_listen;
+  callbacks += c.callbacks.listen.empty() ? ", no local receiver" : ", receiver on " + c.callbacks.listen;
   line("callbacks", callbacks);
-  line("log", std::string(LevelName(c.log_level)) + ", " +
-                  (c.log_format == log::Format::kJson ? "json" : "text"));
+  line("log", std::string(log::LevelName(c.log.level)) + ", " +
+                  std::string(log::FormatName(c.log.format)));
   line("shutdown", "grace " + FormatDuration(c.shutdown_grace));
   return out.str();
 }

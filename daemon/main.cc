@@ -116,10 +116,10 @@ int Validate(const Args& a) {
     std::cerr << "payoutd: cannot read batch " << path << ": " << std::strerror(errno) << "\n";
     return kExitBatchInvalid;
   }
-  BatchValidator validator(ToBatchRules(*cfg));
+  BatchValidator validator(cfg->batches);
   std::unique_ptr<PayoutStore> store;
-  if (::stat(cfg->state_path.c_str(), &st) == 0) {
-    auto s = PayoutStore::Open(cfg->state_path, /*read_only=*/true);
+  if (::stat(cfg->state.path.c_str(), &st) == 0) {
+    auto s = PayoutStore::Open(cfg->state.path, /*read_only=*/true);
     if (s.ok()) store = std::move(*s);
   }
   std::string file_name = path.substr(path.find_last_of('/') + 1);
@@ -205,13 +205,13 @@ int StatusCommand(const Args& a) {
     return kExitUsage;
   }
   struct stat st;
-  if (::stat(cfg->state_path.c_str(), &st) != 0) {
-    std::cout << "no batches yet (no state at " << cfg->state_path << ")\n";
+  if (::stat(cfg->state.path.c_str(), &st) != 0) {
+    std::cout << "no batches yet (no state at " << cfg->state.path << ")\n";
     return kExitOk;
   }
-  auto store = PayoutStore::Open(cfg->state_path, /*read_only=*/true);
+  auto store = PayoutStore::Open(cfg->state.path, /*read_only=*/true);
   if (!store.ok()) {
-    std::cerr << "payoutd: state " << cfg->state_path << ": " << store.error() << "\n";
+    std::cerr << "payoutd: state " << cfg->state.path << ": " << store.error() << "\n";
     return kExitFailure;
   }
   int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(

@@ -32,33 +32,17 @@
 
 namespace payoutd {
 
-BatchRules ToBatchRules(const Config& c) {
-  BatchRules r;
-  r.delimiter = c.batches.delimiter;
-  r.default_method = c.batches.default_method;
-  r.default_operator_code = c.batches.default_operator_code;
-  r.max_rows = c.batches.max_rows;
-  r.max_amount = c.batches.max_amount;
-  r.max_total = c.batches.max_total;
-  r.currencies = c.batches.currencies;
-  return r;
-}
+namespace {
 
-EngineOptions ToEngineOptions(const Config& c) {
+// The engine runs with the configured polling policy, and hands the client enough calls to keep
+// every connection busy while the rest wait in the store.
+EngineOptions EngineOptionsFor(const Config& c) {
   EngineOptions o;
-  o.polling.initial_delay = c.polling.initial_delay;
-  o.polling.max_interval = c.polling.max_interval;
-  o.polling.give_up_after = c.polling.give_up_after;
-  o.polling.final_statuses = c.polling.final_statuses;
-  o.polling.success_statuses = c.polling.success_statuses;
-  // Enough calls with the client to keep every connection busy while the rest wait in the store.
-  size_t window = static_cast<size_t>(std::max(16, c.gateway.limits.max_in_flight * 2));
-  o.submit_window = window;
-  o.poll_window = window;
+  o.polling = c.polling;
+  o.submit_window = static_cast<size_t>(std::max(16, c.gateway.limits.max_in_flight * 2));
+  o.poll_window = o.submit_window;
   return o;
 }
-
-namespace {
 
 int64_t WallMs(const Clock& clock) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(clock.WallNow().time_since_epoch()).count();
@@ -80,7 +64,7 @@ class Service final : public EngineObserver {
   explicit Service(ServiceOptions options)
       : opt_(std::move(options)),
         cfg_(opt_.config),
-        validator_(ToBatchRules(cfg_)),
+        validator_(cfg_.batches),
         signals_(io_, SIGTERM, SIGINT),
         hup_(io_, SIGHUP),
         grace_timer_(io_),
@@ -152,18 +136,17 @@ class Service final : public EngineObserver {
 };
 
 Status Service::Lock() {
-  std::string path = cfg_.state_path + ".lock";
+  std::string path = cfg_.state.path + ".lock";
   lock_fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (lock_fd_ < 0) return Status::Error("cannot open lock file " + path);
   if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0)
-    return Status::Error("another payoutd (run or process) is using the state " + cfg_.state_path);
+    return Status::Error("another payoutd (run or process) is using the state " + cfg_.state.path);
   return Status::Ok();
 }
 
 int Service::Run() {
-  log::SetLevel(cfg_.log_level);
-  log::SetFormat(cfg_.log_format);
-  if (Status st = MakeDirs(DirName(cfg_.state_path)); !st.ok()) {
+  log::Configure(cfg_.log);
+  if (Status st = MakeDirs(DirName(cfg_.state.path)); !st.ok()) {
     log::Error("startup.failed", {{"error", st.message()}});
     return kExitFailure;
   }
@@ -171,20 +154,21 @@ int Service::Run() {
     log::Error("startup.failed", {{"error", st.message()}});
     return kExitFailure;
   }
-  auto store = PayoutStore::Open(cfg_.state_path);
+  auto store = PayoutStore::Open(cfg_.state.path);
   if (!store.ok()) {
-    log::Error("startup.failed", {{"error", "state " + cfg_.state_path + ": " + store.error()}});
+    log::Error("startup.failed", {{"error", "state " + cfg_.state.path + ": " + store.error()}});
     return kExitFailure;
   }
   store_ = std::move(*store);
-  auto writer_store = PayoutStore::Open(cfg_.state_path);
+  auto writer_store = PayoutStore::Open(cfg_.state.path);
   if (!writer_store.ok()) {
-    log::Error("startup.failed", {{"error", "state " + cfg_.state_path + ": " + writer_store.error()}});
+    log::Error("startup.failed",
+               {{"error", "state " + cfg_.state.path + ": " + writer_store.error()}});
     return kExitFailure;
   }
   writer_ = std::make_unique<StoreThread>(io_, std::move(*writer_store));
 
-  auto metrics = Metrics::Create(Process() ? std::string() : cfg_.metrics_listen, PAYOUTD_VERSION);
+  auto metrics = Metrics::Create(Process() ? std::string() : cfg_.metrics.listen, PAYOUTD_VERSION);
   if (!metrics.ok()) {
     log::Error("startup.failed", {{"error", "metrics: " + metrics.error()}});
     return kExitFailure;
@@ -197,10 +181,11 @@ int Service::Run() {
     return kExitFailure;
   }
   client_ = std::move(*client);
-  engine_ = std::make_unique<PayoutEngine>(io_, *store_, *client_, clock_, ToEngineOptions(cfg_), this, writer_.get());
+  engine_ = std::make_unique<PayoutEngine>(io_, *store_, *client_, clock_, EngineOptionsFor(cfg_),
+                                           this, writer_.get());
 
-  if (!cfg_.callbacks_listen.empty()) {
-    auto cb = CallbackReceiver::Create(io_, cfg_.callbacks_listen, [this](const std::string& id) {
+  if (!cfg_.callbacks.listen.empty()) {
+    auto cb = CallbackReceiver::Create(io_, cfg_.callbacks.listen, [this](const std::string& id) {
       return engine_->Nudge(id);
     }, metrics_.get());
     if (!cb.ok()) {
@@ -274,10 +259,12 @@ int Service::Run() {
     if (!ec) Shutdown(sig == SIGTERM ? "SIGTERM" : "SIGINT", Process() ? kExitFailure : kExitOk);
   });
   Reload();  // arms the SIGHUP handler
+  std::string serving = metrics_->port() == 0 ? "off"
+                        : cfg_.metrics.listen + " (port " + std::to_string(metrics_->port()) + ")";
   log::Info("payoutd.ready", {{"version", PAYOUTD_VERSION},
                               {"mode", Process() ? "process" : "run"},
                               {"gateway", cfg_.gateway.base_url},
-                              {"metrics", metrics_->port() ? cfg_.metrics_listen + " (port " + std::to_string(metrics_->port()) + ")" : "off"},
+                              {"metrics", serving},
                               {"spool", Process() ? "" : cfg_.spool.dir}});
   systemd::Ready();
   Tick();
@@ -508,12 +495,10 @@ void Service::Reload() {
       cfg_.gateway.limits = fresh->gateway.limits;
       cfg_.gateway.retry = fresh->gateway.retry;
       cfg_.polling = fresh->polling;
-      cfg_.log_level = fresh->log_level;
-      cfg_.log_format = fresh->log_format;
-      log::SetLevel(cfg_.log_level);
-      log::SetFormat(cfg_.log_format);
+      cfg_.log = fresh->log;
+      log::Configure(cfg_.log);
       client_->Reconfigure(cfg_.gateway.limits, cfg_.gateway.retry);
-      engine_->Reconfigure(ToEngineOptions(cfg_).polling);
+      engine_->Reconfigure(cfg_.polling);
       log::Info("config.reloaded", {{"requests_per_second", std::to_string(cfg_.gateway.limits.requests_per_second)},
                                     {"burst", std::to_string(cfg_.gateway.limits.burst)},
                                     {"max_in_flight", std::to_string(cfg_.gateway.limits.max_in_flight)}});

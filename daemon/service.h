@@ -24,10 +24,4 @@ constexpr int kExitUsage = 2;
 constexpr int kExitNotAllSuccess = 3;
 constexpr int kExitBatchInvalid = 4;
 
-// Conversions from the configuration to the engine's and validator's own option structs.
-struct BatchRules;
-struct EngineOptions;
-BatchRules ToBatchRules(const Config& config);
-EngineOptions ToEngineOptions(const Config& config);
-
 }  // namespace payoutd

@@ -177,11 +177,11 @@ TEST(ParseConfig, MinimalFileGetsEveryDefault) {
   EXPECT_TRUE(c.batches.max_amount.empty());
   EXPECT_TRUE(c.batches.max_total.empty());
   EXPECT_EQ(c.batches.currencies.entries(), CurrencyTable::Iso4217().entries());
-  EXPECT_EQ(c.state_path, "/etc/payoutd/state.db");
-  EXPECT_EQ(c.metrics_listen, "127.0.0.1:9464");
-  EXPECT_EQ(c.callbacks_listen, "");
-  EXPECT_EQ(c.log_level, log::Level::kInfo);
-  EXPECT_EQ(c.log_format, log::Format::kText);
+  EXPECT_EQ(c.state.path, "/etc/payoutd/state.db");
+  EXPECT_EQ(c.metrics.listen, "127.0.0.1:9464");
+  EXPECT_EQ(c.callbacks.listen, "");
+  EXPECT_EQ(c.log.level, log::Level::kInfo);
+  EXPECT_EQ(c.log.format, log::Format::kText);
   EXPECT_EQ(c.shutdown_grace, seconds(10));
   EXPECT_EQ(c.shutdown_grace, d.shutdown_grace);
 }
@@ -279,12 +279,12 @@ TEST(ParseConfig, ReadsEveryKeyIntoTheStruct) {
   EXPECT_EQ(c.batches.max_amount,
             (std::map<std::string, int64_t>{{"USD", 500000}, {"JPY", 10050}, {"XYZ", 1234}}));
   EXPECT_EQ(c.batches.max_total, (std::map<std::string, int64_t>{{"USD", 25000000}}));
-  EXPECT_EQ(c.state_path, "/etc/state/payoutd.db");
-  EXPECT_EQ(c.metrics_listen, "[::1]:9000");
+  EXPECT_EQ(c.state.path, "/etc/state/payoutd.db");
+  EXPECT_EQ(c.metrics.listen, "[::1]:9000");
   EXPECT_EQ(c.gateway.callback_url, "https://me.example.com/payout-callback?k=v");
-  EXPECT_EQ(c.callbacks_listen, "0.0.0.0:8443");
-  EXPECT_EQ(c.log_level, log::Level::kDebug);
-  EXPECT_EQ(c.log_format, log::Format::kJson);
+  EXPECT_EQ(c.callbacks.listen, "0.0.0.0:8443");
+  EXPECT_EQ(c.log.level, log::Level::kDebug);
+  EXPECT_EQ(c.log.format, log::Format::kJson);
   EXPECT_EQ(c.shutdown_grace, seconds(45));
 }
 
@@ -293,7 +293,7 @@ TEST(ParseConfig, ResolvesRelativePathsAgainstTheConfigFolder) {
   ASSERT_TRUE(r.ok()) << r.error();
   EXPECT_EQ(r->secret_file, "/srv/conf/secret.key");
   EXPECT_EQ(r->spool.dir, "/srv/conf/spool");
-  EXPECT_EQ(r->state_path, "/srv/conf/state.db");
+  EXPECT_EQ(r->state.path, "/srv/conf/state.db");
 }
 
 TEST(ParseConfig, EmptySectionsTakeDefaults) {
@@ -306,7 +306,7 @@ TEST(ParseConfig, EmptySectionsTakeDefaults) {
 TEST(ParseConfig, EmptyMetricsListenTurnsMetricsOff) {
   Result<Config> r = Parse(WithMinimal("metrics:\n  listen: \"\"\n"));
   ASSERT_TRUE(r.ok()) << r.error();
-  EXPECT_EQ(r->metrics_listen, "");
+  EXPECT_EQ(r->metrics.listen, "");
 }
 
 TEST(ParseConfig, TabDelimiterIsAccepted) {
@@ -762,7 +762,7 @@ TEST(ShippedExample, IsAcceptedWithoutItsSecret) {
   ASSERT_TRUE(r.ok()) << r.error();
   EXPECT_EQ(r->secret_file, "/etc/payoutd/secret.key");
   EXPECT_EQ(r->spool.dir, "/var/spool/payoutd");
-  EXPECT_EQ(r->state_path, "/var/lib/payoutd/state.db");
+  EXPECT_EQ(r->state.path, "/var/lib/payoutd/state.db");
 }
 
 TEST(ShippedExample, LoadsOnceItsSecretFileExists) {
@@ -780,7 +780,7 @@ TEST(ShippedExample, LoadsOnceItsSecretFileExists) {
   EXPECT_EQ(r->gateway.retry.max_backoff, minimal->gateway.retry.max_backoff);
   EXPECT_EQ(r->polling.final_statuses, minimal->polling.final_statuses);
   EXPECT_EQ(r->batches.max_rows, minimal->batches.max_rows);
-  EXPECT_EQ(r->metrics_listen, minimal->metrics_listen);
+  EXPECT_EQ(r->metrics.listen, minimal->metrics.listen);
   EXPECT_EQ(r->shutdown_grace, minimal->shutdown_grace);
 }
 
