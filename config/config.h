@@ -6,9 +6,7 @@
 #pragma once
 
 #include <chrono>
-#include <optional>
 #include <string>
-#include <string_view>
 
 #include "core/base/clock.h"
 #include "core/base/log.h"
@@ -58,9 +56,8 @@ struct Config {
   Duration shutdown_grace = std::chrono::seconds(10);
 };
 
-// Loads and validates the YAML file at `path`, including reading the secret file (the rule of
-// docs/configuration.md#auth: refused when readable by group or others, unless it lies under
-// $CREDENTIALS_DIRECTORY). On failure the Status holds every error found, one per line, in file
+// Loads and validates the YAML file at `path`, including reading the secret file under the rule
+// of config/secret_file.h. On failure the Status holds every error found, one per line, in file
 // order, each naming the key path and line:
 //   "limits.requests_per_second: expected a positive number, got 'fast' (line 12)"
 // Relative paths in the file (secret_file, state.path, spool.dir, ca_file) are taken relative to
@@ -72,12 +69,5 @@ Result<Config> LoadConfig(const std::string& path);
 // touched.
 Result<Config> ParseConfig(const std::string& yaml_text, const std::string& origin,
                            bool read_secret);
-
-// Parses "250ms", "2s", "5m", "72h" (also "1h30m"); nullopt when malformed.
-std::optional<Duration> ParseDuration(std::string_view text);
-std::string FormatDuration(Duration d);
-
-// A short human summary for `payoutd check`; never includes the secret.
-std::string Summarize(const Config& config);
 
 }  // namespace payoutd

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "config/config.h"
+#include "config/summary.h"
 #include "core/batch/batch.h"
 #include "core/base/log.h"
 #include "core/store/payout_store.h"
