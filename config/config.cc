@@ -407,8 +407,7 @@ void ConfigReader::ReadLog(const YamlSection& top, log::Options* o) {
 Result<Config> ParseConfig(const std::string& yaml_text, const std::string& origin,
                            bool read_secret) {
   std::string where = origin.empty() ? "configuration" : origin;
-  Result<YAML::Node> root = LoadOneDocument(yaml_text, where);
-  if (!root.ok()) return root.status();
+  PAYOUTD_ASSIGN_OR_RETURN(YAML::Node root, LoadOneDocument(yaml_text, where));
 
   std::error_code ec;
   fs::path base = fs::absolute(fs::path(origin.empty() ? "." : origin), ec).parent_path();
@@ -418,21 +417,21 @@ Result<Config> ParseConfig(const std::string& yaml_text, const std::string& orig
   config.path = origin;
   YamlWalker walker;
   try {
-    ConfigReader(walker, base, read_secret).Read(*root, &config);
+    ConfigReader(walker, base, read_secret).Read(root, &config);
   } catch (const YAML::Exception& e) {
     // The reader reads only nodes it has checked; this is a safety net, not a path we expect.
     walker.Error("", 0, where + ": cannot read the configuration: " + e.msg);
   }
   if (walker.ok()) return config;
-  return Status::Error(walker.Errors());
+  return Status::InvalidArgument(walker.Errors());
 }
 
 Result<Config> LoadConfig(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) return Status::Error(path + ": cannot open: " + std::strerror(errno));
+  if (!in) return Status::Unavailable(path + ": cannot open: " + std::strerror(errno));
   std::ostringstream text;
   text << in.rdbuf();
-  if (in.bad()) return Status::Error(path + ": cannot read: " + std::strerror(errno));
+  if (in.bad()) return Status::Unavailable(path + ": cannot read: " + std::strerror(errno));
   return ParseConfig(text.str(), path, true);
 }
 

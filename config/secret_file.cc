@@ -56,12 +56,12 @@ Result<std::string> ReadAll(int fd, const std::string& file) {
     ssize_t n = ::read(fd, buf, sizeof buf);
     if (n < 0) {
       if (errno == EINTR) continue;
-      return Status::Error("cannot read " + file + ": " + std::strerror(errno));
+      return Status::Unavailable("cannot read " + file + ": " + std::strerror(errno));
     }
     if (n == 0) return content;
     content.append(buf, static_cast<size_t>(n));
     if (content.size() > kMaxSecretBytes) {
-      return Status::Error(file + " is too large to be a secret");
+      return Status::InvalidArgument(file + " is too large to be a secret");
     }
   }
 }
@@ -80,26 +80,26 @@ std::optional<std::string> ExpandCredentialsDirectory(const std::string& file) {
 
 Result<std::string> ReadSecretFile(const std::string& file) {
   int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
-  if (fd < 0) return Status::Error("cannot open " + file + ": " + std::strerror(errno));
+  if (fd < 0) return Status::Unavailable("cannot open " + file + ": " + std::strerror(errno));
   struct Closer {
     int fd;
     ~Closer() { ::close(fd); }
   } closer{fd};
   struct stat st {};
   if (::fstat(fd, &st) != 0) {
-    return Status::Error("cannot stat " + file + ": " + std::strerror(errno));
+    return Status::Unavailable("cannot stat " + file + ": " + std::strerror(errno));
   }
-  if (!S_ISREG(st.st_mode)) return Status::Error(file + " is not a regular file");
+  if (!S_ISREG(st.st_mode)) return Status::InvalidArgument(file + " is not a regular file");
   if ((st.st_mode & 077) != 0 && !UnderCredentialsDirectory(file)) {
-    return Status::Error(file + " is accessible by group or others (mode " + ModeText(st.st_mode) +
-                         "); run 'chmod 600' on it, or pass it with systemd LoadCredential=");
+    return Status::FailedPrecondition(file + " is accessible by group or others (mode " +
+                                      ModeText(st.st_mode) +
+                                      "); run 'chmod 600' on it, or pass it with systemd "
+                                      "LoadCredential=");
   }
-  Result<std::string> content = ReadAll(fd, file);
-  if (!content.ok()) return content;
-  std::string& secret = *content;
+  PAYOUTD_ASSIGN_OR_RETURN(std::string secret, ReadAll(fd, file));
   while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r')) secret.pop_back();
-  if (secret.empty()) return Status::Error(file + " is empty");
-  return content;
+  if (secret.empty()) return Status::InvalidArgument(file + " is empty");
+  return secret;
 }
 
 }  // namespace payoutd

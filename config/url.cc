@@ -16,22 +16,22 @@ Result<std::string_view> PortOf(std::string_view authority) {
   if (!host.empty() && host.front() == '[') {
     size_t close = host.find(']');
     if (close == std::string_view::npos || close == 1) {
-      return Status::Error("expected a host in the URL");
+      return Status::InvalidArgument("expected a host in the URL");
     }
     std::string_view tail = host.substr(close + 1);
     if (tail.empty()) return port;
-    if (tail.front() != ':') return Status::Error("expected a host in the URL");
+    if (tail.front() != ':') return Status::InvalidArgument("expected a host in the URL");
     port = tail.substr(1);
-    if (port.empty()) return Status::Error("expected a port number after ':'");
+    if (port.empty()) return Status::InvalidArgument("expected a port number after ':'");
     return port;
   }
   size_t colon = host.rfind(':');
   if (colon != std::string_view::npos) {
     port = host.substr(colon + 1);
     host = host.substr(0, colon);
-    if (port.empty()) return Status::Error("expected a port number after ':'");
+    if (port.empty()) return Status::InvalidArgument("expected a port number after ':'");
   }
-  if (host.empty()) return Status::Error("expected a host in the URL");
+  if (host.empty()) return Status::InvalidArgument("expected a host in the URL");
   return port;
 }
 
@@ -44,32 +44,34 @@ bool IsPort(std::string_view port) {
 }  // namespace
 
 Result<UrlParts> ParseHttpUrl(std::string_view url, bool allow_query) {
-  if (url.empty()) return Status::Error("expected an http:// or https:// URL, got nothing");
+  if (url.empty()) {
+    return Status::InvalidArgument("expected an http:// or https:// URL, got nothing");
+  }
   if (HasControlChars(url) || url.find(' ') != std::string_view::npos) {
-    return Status::Error("a URL must not contain spaces or control characters");
+    return Status::InvalidArgument("a URL must not contain spaces or control characters");
   }
   size_t sep = url.find("://");
   std::string scheme(url.substr(0, sep == std::string_view::npos ? 0 : sep));
   std::transform(scheme.begin(), scheme.end(), scheme.begin(),
                  [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
   if (sep == std::string_view::npos || (scheme != "http" && scheme != "https")) {
-    return Status::Error("expected an http:// or https:// URL");
+    return Status::InvalidArgument("expected an http:// or https:// URL");
   }
   std::string_view after = url.substr(sep + 3);
   size_t end = after.find_first_of("/?#");
   std::string_view authority = after.substr(0, end);
   std::string_view rest = end == std::string_view::npos ? std::string_view() : after.substr(end);
   if (authority.find('@') != std::string_view::npos) {
-    return Status::Error("a URL must not carry credentials (user:password@); the secret belongs "
-                         "in auth.secret_file");
+    return Status::InvalidArgument(
+        "a URL must not carry credentials (user:password@); the secret belongs in "
+        "auth.secret_file");
   }
-  Result<std::string_view> port = PortOf(authority);
-  if (!port.ok()) return port.status();
-  if (!port->empty() && !IsPort(*port)) {
-    return Status::Error("expected a port from 1 to 65535 in the URL");
+  PAYOUTD_ASSIGN_OR_RETURN(std::string_view port, PortOf(authority));
+  if (!port.empty() && !IsPort(port)) {
+    return Status::InvalidArgument("expected a port from 1 to 65535 in the URL");
   }
   if (!allow_query && rest.find_first_of("?#") != std::string_view::npos) {
-    return Status::Error("the base URL must not have a query or fragment");
+    return Status::InvalidArgument("the base URL must not have a query or fragment");
   }
   return UrlParts{scheme, std::string(authority), std::string(rest)};
 }

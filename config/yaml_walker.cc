@@ -85,13 +85,14 @@ Status CheckOneDocument(const std::string& text, const std::string& where) {
   const std::vector<YAML::Mark>& starts = counter.starts;
   for (size_t i = 1; i < starts.size(); ++i) {
     if (starts[i].pos <= starts[i - 1].pos) {
-      return Status::Error(where + ": not valid YAML: unexpected text (line " +
-                           std::to_string(starts[i].line + 1) + ")");
+      return Status::InvalidArgument(where + ": not valid YAML: unexpected text (line " +
+                                     std::to_string(starts[i].line + 1) + ")");
     }
   }
   if (starts.size() > 1) {
-    return Status::Error(where + ": holds more than one YAML document (line " +
-                         std::to_string(starts[1].line + 1) + "); a configuration is one document");
+    return Status::InvalidArgument(where + ": holds more than one YAML document (line " +
+                                   std::to_string(starts[1].line + 1) +
+                                   "); a configuration is one document");
   }
   return Status::Ok();
 }
@@ -100,12 +101,12 @@ Status CheckOneDocument(const std::string& text, const std::string& where) {
 
 Result<YAML::Node> LoadOneDocument(const std::string& text, const std::string& where) {
   try {
-    if (Status st = CheckOneDocument(text, where); !st.ok()) return st;
+    PAYOUTD_RETURN_IF_ERROR(CheckOneDocument(text, where));
     return YAML::Load(text);
   } catch (const YAML::Exception& e) {
     std::string message = where + ": not valid YAML: " + e.msg;
     if (!e.mark.is_null()) message += " (line " + std::to_string(e.mark.line + 1) + ")";
-    return Status::Error(message);
+    return Status::InvalidArgument(message);
   }
 }
 

@@ -19,11 +19,11 @@ using tcp = asio::ip::tcp;
 Result<std::string> CallbackPayoutId(const std::string& body) {
   simdjson::dom::parser parser;
   simdjson::dom::element doc;
-  if (parser.parse(body).get(doc)) return Status::Error("body is not JSON");
+  if (parser.parse(body).get(doc)) return Status::InvalidArgument("body is not JSON");
   std::string_view id;
   if (!doc["paymentMethodResponse"]["idPayout"].get(id)) return std::string(id);
   if (!doc["idPayout"].get(id)) return std::string(id);
-  return Status::Error("body names no idPayout");
+  return Status::InvalidArgument("body names no idPayout");
 }
 
 namespace {
@@ -90,16 +90,18 @@ class Receiver final : public CallbackReceiver {
 
   Status Listen(const std::string& listen) {
     Result<ListenAddress> address = ParseListenAddress(listen);
-    if (!address.ok()) return Status::Error(address.error() + ", got '" + listen + "'");
+    if (!address.ok()) {
+      return Status::InvalidArgument(address.error() + ", got '" + listen + "'");
+    }
     beast::error_code ec;
     auto addr = asio::ip::make_address(address->host, ec);
-    if (ec) return Status::Error("bad address '" + address->host + "'");
+    if (ec) return Status::InvalidArgument("bad address '" + address->host + "'");
     tcp::endpoint ep(addr, address->port);
     acceptor_.open(ep.protocol(), ec);
     if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
     if (!ec) acceptor_.bind(ep, ec);
     if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
-    if (ec) return Status::Error("cannot listen on " + listen + ": " + ec.message());
+    if (ec) return Status::Unavailable("cannot listen on " + listen + ": " + ec.message());
     port_ = acceptor_.local_endpoint().port();
     Accept();
     return Status::Ok();

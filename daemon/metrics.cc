@@ -148,16 +148,18 @@ Result<std::unique_ptr<Metrics>> Metrics::Create(const std::string& listen, std:
   // "r") and a bare port meaning every interface, which a config must not do by accident.
   Result<ListenAddress> address = ParseListenAddress(listen);
   if (!address.ok()) {
-    return Status::Error("metrics.listen: " + address.error() + ", got '" + listen + "'");
+    return Status::InvalidArgument("metrics.listen: " + address.error() + ", got '" + listen +
+                                   "'");
   }
   try {
     // One thread: Prometheus scrapes rarely and the registry serialises collection anyway.
     m->exposer_ = std::make_unique<prometheus::Exposer>(address->ToString(), 1);
   } catch (const std::exception& e) {
-    return Status::Error("metrics.listen: cannot serve on " + listen + ": " + e.what());
+    return Status::Unavailable("metrics.listen: cannot serve on " + listen + ": " + e.what());
   }
   auto ports = m->exposer_->GetListeningPorts();
-  if (ports.empty()) return Status::Error("metrics.listen: cannot serve on " + listen + ": no port bound");
+  if (ports.empty())
+    return Status::Unavailable("metrics.listen: cannot serve on " + listen + ": no port bound");
   m->port_ = ports.front();
   m->exposer_->RegisterCollectable(m->registry_);
   return m;

@@ -18,22 +18,22 @@ Result<ListenAddress> ParseListenAddress(std::string_view text) {
   });
   size_t colon = text.rfind(':');
   if (blank_or_control || colon == std::string_view::npos || colon == 0) {
-    return Status::Error("expected host:port, e.g. 127.0.0.1:9464");
+    return Status::InvalidArgument("expected host:port, e.g. 127.0.0.1:9464");
   }
   std::string_view host = text.substr(0, colon);
   std::string_view port = text.substr(colon + 1);
   if (host.front() == '[') {
     if (host.size() < 3 || host.back() != ']') {
-      return Status::Error("expected host:port, e.g. [::1]:9464");
+      return Status::InvalidArgument("expected host:port, e.g. [::1]:9464");
     }
     host = host.substr(1, host.size() - 2);
   } else if (host.find(':') != std::string_view::npos) {
-    return Status::Error("an IPv6 host must be written in brackets, e.g. [::1]:9464");
+    return Status::InvalidArgument("an IPv6 host must be written in brackets, e.g. [::1]:9464");
   }
   unsigned value = 0;
   auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
   if (port.empty() || ec != std::errc() || end != port.data() + port.size() || value > 65535) {
-    return Status::Error("expected a port from 0 to 65535 after ':'");
+    return Status::InvalidArgument("expected a port from 0 to 65535 after ':'");
   }
   return ListenAddress{std::string(host), static_cast<uint16_t>(value)};
 }
