@@ -188,17 +188,17 @@ PayoutRow ReadPayoutRow(sqlite3_stmt* s) {
   r.payout.operator_code = ColText(s, 7);
   r.payout.method = ColText(s, 8);
   r.payout.email = ColText(s, 9);
-  r.stage = StageFromDb(ColInt(s, 10));
-  r.state = StateFromDb(ColInt(s, 11));
-  r.attempts = static_cast<int>(ColInt(s, 12));
-  r.next_at_ms = ColInt(s, 13);
-  r.since_ms = ColInt(s, 14);
-  r.gateway_status = ColText(s, 15);
-  r.has_fee = ColInt(s, 16) != 0;
-  r.fee_minor = ColInt(s, 17);
-  r.fee_currency = ColText(s, 18);
-  r.processed_at = ColText(s, 19);
-  r.error = ColText(s, 20);
+  r.progress.stage = StageFromDb(ColInt(s, 10));
+  r.progress.state = StateFromDb(ColInt(s, 11));
+  r.progress.attempts = static_cast<int>(ColInt(s, 12));
+  r.progress.next_at_ms = ColInt(s, 13);
+  r.progress.since_ms = ColInt(s, 14);
+  r.progress.gateway_status = ColText(s, 15);
+  r.progress.has_fee = ColInt(s, 16) != 0;
+  r.progress.fee_minor = ColInt(s, 17);
+  r.progress.fee_currency = ColText(s, 18);
+  r.progress.processed_at = ColText(s, 19);
+  r.progress.error = ColText(s, 20);
   return r;
 }
 
@@ -281,34 +281,21 @@ class SqlitePayoutStore final : public PayoutStore {
     return Exists("SELECT 1 FROM batches WHERE sha256 = ?1", sha256);
   }
 
-  Result<std::vector<std::string>> FindUsedPayoutIds(const std::vector<Payout>& payouts) override {
-    return FindUsedImpl(payouts);
-  }
+  // Both read the validator's compact PayoutList as it is, so that a batch of a million rows is
+  // never copied into a vector of strings to be recorded.
   Result<std::vector<std::string>> FindUsedPayoutIds(const PayoutList& payouts) override {
-    return FindUsedImpl(payouts);
-  }
-  Status CreateBatch(const BatchRecord& batch, const std::vector<Payout>& payouts) override {
-    return CreateBatchImpl(batch, payouts);
-  }
-  Status CreateBatch(const BatchRecord& batch, const PayoutList& payouts) override {
-    return CreateBatchImpl(batch, payouts);
-  }
-
-  // Templates over std::vector<Payout> and the validator's compact PayoutList, so that a batch of a
-  // million rows is never copied into a vector of strings to be recorded.
-  template <class List>
-  Result<std::vector<std::string>> FindUsedImpl(const List& payouts) {
     sqlite3_stmt* s = Prepare("SELECT 1 FROM payouts WHERE id = ?1");
     if (!s) return DbError("prepare payout lookup");
     Txn txn(this, "BEGIN");  // one read snapshot for all lookups, and far fewer lock round trips
     PAYOUTD_RETURN_IF_ERROR(txn.status());
     std::vector<std::string> used;
-    for (const Payout& p : payouts) {
+    for (size_t i = 0; i < payouts.size(); ++i) {
+      const std::string_view id = payouts.id(i);
       StmtUse use(s);
-      BindText(s, 1, p.id);
+      BindText(s, 1, id);
       int rc = sqlite3_step(s);
       if (rc == SQLITE_ROW) {
-        used.push_back(p.id);
+        used.emplace_back(id);
       } else if (rc != SQLITE_DONE) {
         return DbError("look up payout id");
       }
@@ -317,8 +304,7 @@ class SqlitePayoutStore final : public PayoutStore {
     return used;
   }
 
-  template <class List>
-  Status CreateBatchImpl(const BatchRecord& batch, const List& payouts) {
+  Status CreateBatch(const BatchRecord& batch, const PayoutList& payouts) override {
     Txn txn(this, "BEGIN IMMEDIATE");
     PAYOUTD_RETURN_IF_ERROR(txn.status());
 
@@ -398,17 +384,19 @@ class SqlitePayoutStore final : public PayoutStore {
     Txn txn(this, "BEGIN IMMEDIATE");
     PAYOUTD_RETURN_IF_ERROR(txn.status());
     std::map<TotalsKey, TotalsDelta> deltas;
-    for (const PayoutUpdate& u : updates) {
+    for (const PayoutUpdate& update : updates) {
+      const PayoutProgress& u = update.progress;
       // An outcome goes with the final stage and only with it: results.csv is written from it.
       PAYOUTD_CHECK((u.stage == Stage::kFinal) == (u.state != FinalState::kNone));
       Stage old_stage;
       FinalState old_state;
       {
         StmtUse use(sel);
-        BindText(sel, 1, u.id);
+        BindText(sel, 1, update.id);
         int rc = sqlite3_step(sel);
-        if (rc == SQLITE_DONE) return Status::NotFound("apply: unknown payout id '" + u.id + "'");
-        if (rc != SQLITE_ROW) return DbError("read payout '" + u.id + "'");
+        if (rc == SQLITE_DONE)
+          return Status::NotFound("apply: unknown payout id '" + update.id + "'");
+        if (rc != SQLITE_ROW) return DbError("read payout '" + update.id + "'");
         old_stage = StageFromDb(ColInt(sel, 0));
         old_state = StateFromDb(ColInt(sel, 1));
         std::string batch_id = ColText(sel, 2);
@@ -422,7 +410,8 @@ class SqlitePayoutStore final : public PayoutStore {
         if (!AddChecked(&from.payouts, -1) || !AddChecked(&from.amount_minor, -amount) ||
             !AddChecked(&from.fee_minor, -ColInt(sel, 6)) || !AddChecked(&to.payouts, 1) ||
             !AddChecked(&to.amount_minor, amount) || !AddChecked(&to.fee_minor, u.fee_minor)) {
-          return Status::InvalidArgument("apply: totals overflow int64 at payout '" + u.id + "'");
+          return Status::InvalidArgument("apply: totals overflow int64 at payout '" + update.id +
+                                         "'");
         }
       }
       // The state machine, enforced where it becomes durable. A final payout keeps its outcome
@@ -430,7 +419,7 @@ class SqlitePayoutStore final : public PayoutStore {
       PAYOUTD_CHECK(u.stage == old_stage || IsAllowedTransition(old_stage, u.stage));
       PAYOUTD_CHECK(old_stage != Stage::kFinal || u.state == old_state);
       StmtUse use(upd);
-      BindText(upd, 1, u.id);
+      BindText(upd, 1, update.id);
       BindInt(upd, 2, static_cast<int>(u.stage));
       BindInt(upd, 3, static_cast<int>(u.state));
       BindInt(upd, 4, u.attempts);
@@ -442,7 +431,7 @@ class SqlitePayoutStore final : public PayoutStore {
       BindText(upd, 10, u.fee_currency);
       BindText(upd, 11, u.processed_at);
       BindText(upd, 12, u.error);
-      if (sqlite3_step(upd) != SQLITE_DONE) return DbError("update payout '" + u.id + "'");
+      if (sqlite3_step(upd) != SQLITE_DONE) return DbError("update payout '" + update.id + "'");
     }
     PAYOUTD_RETURN_IF_ERROR(ApplyTotals(deltas));
     return txn.Commit();
@@ -565,7 +554,7 @@ class SqlitePayoutStore final : public PayoutStore {
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
       DueRow d;
       d.row = ReadPayoutRow(s);
-      d.position = DuePosition{d.row.next_at_ms, ColInt(s, kPayoutColumnCount)};
+      d.position = DuePosition{d.row.progress.next_at_ms, ColInt(s, kPayoutColumnCount)};
       rows.push_back(std::move(d));
     }
     if (rc != SQLITE_DONE) return DbError("load due payouts");
