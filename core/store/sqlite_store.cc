@@ -5,6 +5,7 @@
 #include <sqlite3.h>
 
 #include <map>
+#include <type_traits>
 #include <utility>
 
 namespace payoutd {
@@ -458,23 +459,16 @@ class SqlitePayoutStore final : public PayoutStore {
     if (!s) return DbError("prepare outage list");
     StmtUse use(s);
     BindInt(s, 1, ended_after_ms);
-    std::vector<GatewayOutage> out;
-    int rc;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW)
-      out.push_back(GatewayOutage{ColInt(s, 0), ColInt(s, 1), ColInt(s, 2), ColText(s, 3)});
-    if (rc != SQLITE_DONE) return DbError("list gateway outages");
-    return out;
+    return ReadRows(s, "list gateway outages", [](sqlite3_stmt* row) {
+      return GatewayOutage{ColInt(row, 0), ColInt(row, 1), ColInt(row, 2), ColText(row, 3)};
+    });
   }
 
   Result<std::vector<BatchRecord>> ListBatches() override {
     sqlite3_stmt* s = Prepare(std::string("SELECT ") + kBatchColumns + " FROM batches ORDER BY started_at_ms, id");
     if (!s) return DbError("prepare batch list");
     StmtUse use(s);
-    std::vector<BatchRecord> out;
-    int rc;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) out.push_back(ReadBatch(s));
-    if (rc != SQLITE_DONE) return DbError("list batches");
-    return out;
+    return ReadRows(s, "list batches", ReadBatch);
   }
 
   Result<std::optional<BatchRecord>> GetBatch(std::string_view batch_id) override {
@@ -482,10 +476,7 @@ class SqlitePayoutStore final : public PayoutStore {
     if (!s) return DbError("prepare batch lookup");
     StmtUse use(s);
     BindText(s, 1, batch_id);
-    int rc = sqlite3_step(s);
-    if (rc == SQLITE_DONE) return std::optional<BatchRecord>();
-    if (rc != SQLITE_ROW) return DbError("read batch");
-    return std::optional<BatchRecord>(ReadBatch(s));
+    return ReadRow(s, "read batch", ReadBatch);
   }
 
   Status SetBatchStatus(std::string_view batch_id, BatchRecord::Status status, int64_t finished_at_ms) override {
@@ -525,7 +516,7 @@ class SqlitePayoutStore final : public PayoutStore {
     BindInt(s, 2, static_cast<int>(stage));
     BindInt(s, 3, after_line);
     BindInt(s, 4, ClampLimit(limit));
-    return CollectRows(s, "load payouts by stage");
+    return ReadRows(s, "load payouts by stage", ReadPayoutRow);
   }
 
   Result<std::vector<PayoutRow>> LoadDue(int64_t now_ms, size_t limit) override {
@@ -535,7 +526,7 @@ class SqlitePayoutStore final : public PayoutStore {
     StmtUse use(s);
     BindInt(s, 1, now_ms);
     BindInt(s, 2, ClampLimit(limit));
-    return CollectRows(s, "load due payouts");
+    return ReadRows(s, "load due payouts", ReadPayoutRow);
   }
 
   Result<std::vector<DueRow>> LoadDueAfter(int64_t now_ms, DuePosition after, size_t limit) override {
@@ -549,26 +540,19 @@ class SqlitePayoutStore final : public PayoutStore {
     BindInt(s, 2, ClampLimit(limit));
     BindInt(s, 3, after.next_at_ms);
     BindInt(s, 4, after.row);
-    std::vector<DueRow> rows;
-    int rc;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+    return ReadRows(s, "load due payouts", [](sqlite3_stmt* row) {
       DueRow d;
-      d.row = ReadPayoutRow(s);
-      d.position = DuePosition{d.row.progress.next_at_ms, ColInt(s, kPayoutColumnCount)};
-      rows.push_back(std::move(d));
-    }
-    if (rc != SQLITE_DONE) return DbError("load due payouts");
-    return rows;
+      d.row = ReadPayoutRow(row);
+      d.position = DuePosition{d.row.progress.next_at_ms, ColInt(row, kPayoutColumnCount)};
+      return d;
+    });
   }
 
   Result<std::optional<int64_t>> NextDueAt() override {
     sqlite3_stmt* s = Prepare("SELECT next_at_ms FROM payouts WHERE stage IN (2, 3) ORDER BY next_at_ms LIMIT 1");
     if (!s) return DbError("prepare next due");
     StmtUse use(s);
-    int rc = sqlite3_step(s);
-    if (rc == SQLITE_DONE) return std::optional<int64_t>();
-    if (rc != SQLITE_ROW) return DbError("read next due");
-    return std::optional<int64_t>(ColInt(s, 0));
+    return ReadRow(s, "read next due", [](sqlite3_stmt* row) { return ColInt(row, 0); });
   }
 
   Result<std::optional<PayoutRow>> GetPayout(std::string_view payout_id) override {
@@ -576,10 +560,7 @@ class SqlitePayoutStore final : public PayoutStore {
     if (!s) return DbError("prepare payout lookup");
     StmtUse use(s);
     BindText(s, 1, payout_id);
-    int rc = sqlite3_step(s);
-    if (rc == SQLITE_DONE) return std::optional<PayoutRow>();
-    if (rc != SQLITE_ROW) return DbError("read payout");
-    return std::optional<PayoutRow>(ReadPayoutRow(s));
+    return ReadRow(s, "read payout", ReadPayoutRow);
   }
 
   Status ForEachPayout(std::string_view batch_id, const std::function<void(const PayoutRow&)>& fn) override {
@@ -795,10 +776,7 @@ class SqlitePayoutStore final : public PayoutStore {
     if (!s) return DbError("prepare content lookup");
     StmtUse use(s);
     BindText(s, 1, sha256);
-    int rc = sqlite3_step(s);
-    if (rc == SQLITE_DONE) return std::optional<std::string>();
-    if (rc != SQLITE_ROW) return DbError("look up batch content");
-    return std::optional<std::string>(ColText(s, 0));
+    return ReadRow(s, "look up batch content", [](sqlite3_stmt* row) { return ColText(row, 0); });
   }
 
   Result<bool> Exists(const char* sql, std::string_view key) {
@@ -812,12 +790,24 @@ class SqlitePayoutStore final : public PayoutStore {
     return DbError("lookup");
   }
 
-  Result<std::vector<PayoutRow>> CollectRows(sqlite3_stmt* s, const char* what) {
-    std::vector<PayoutRow> rows;
+  // Steps `s` (bound, in a StmtUse) to its end: read(s) of every row, in order. `what` names the
+  // read in the error when a step fails.
+  template <typename Read, typename Row = std::invoke_result_t<Read, sqlite3_stmt*>>
+  Result<std::vector<Row>> ReadRows(sqlite3_stmt* s, const char* what, Read read) {
+    std::vector<Row> rows;
     int rc;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) rows.push_back(ReadPayoutRow(s));
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) rows.push_back(read(s));
     if (rc != SQLITE_DONE) return DbError(what);
     return rows;
+  }
+
+  // The first row of `s`, read(s), or nullopt when there is none.
+  template <typename Read, typename Row = std::invoke_result_t<Read, sqlite3_stmt*>>
+  Result<std::optional<Row>> ReadRow(sqlite3_stmt* s, const char* what, Read read) {
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_DONE) return std::optional<Row>();
+    if (rc != SQLITE_ROW) return DbError(what);
+    return std::optional<Row>(read(s));
   }
 
   static int64_t ClampLimit(size_t limit) {
