@@ -440,16 +440,16 @@ void Service::OnReported(const std::string& batch_id, const ReportOutcome& out) 
 
 void Service::OnFinal(const PayoutRow& row) {
   int digits = cfg_.batches.currencies.MinorUnits(row.payout.currency).value_or(2);
-  metrics_->OnPayoutFinal(row.state, row.payout.currency, row.payout.amount_minor, digits);
-  bool ok = row.state == FinalState::kSuccess;
+  metrics_->OnPayoutFinal(row.progress.state, row.payout.currency, row.payout.amount_minor, digits);
+  bool ok = row.progress.state == FinalState::kSuccess;
   log::Write(ok ? log::Level::kDebug : log::Level::kInfo, "payout.final",
              {{"batch", row.batch_id},
               {"payout", row.payout.id},
-              {"state", std::string(FinalStateName(row.state))},
-              {"gateway_status", row.gateway_status},
+              {"state", std::string(FinalStateName(row.progress.state))},
+              {"gateway_status", row.progress.gateway_status},
               {"account", MaskAccount(row.payout.account_number)},
-              {"attempts", std::to_string(row.attempts)},
-              {"error", row.error}});
+              {"attempts", std::to_string(row.progress.attempts)},
+              {"error", row.progress.error}});
 }
 
 void Service::OnUnknownStatus(const std::string&) { metrics_->OnUnknownGatewayStatus(); }
