@@ -13,7 +13,7 @@
 #include "core/base/status.h"
 #include "core/batch/batch.h"
 #include "core/engine/options.h"
-#include "core/gateway/gateway_client.h"
+#include "core/gateway/options.h"
 
 namespace payoutd {
 
