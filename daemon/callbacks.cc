@@ -6,6 +6,7 @@
 #include <simdjson.h>
 
 #include "core/base/listen_address.h"
+#include "core/base/liveness.h"
 #include "core/base/log.h"
 #include "daemon/metrics.h"
 
@@ -85,8 +86,8 @@ class Session : public std::enable_shared_from_this<Session> {
 class Receiver final : public CallbackReceiver {
  public:
   Receiver(asio::io_context& io, std::function<bool(const std::string&)> nudge, Metrics* metrics)
-      : acceptor_(io), nudge_(std::move(nudge)), metrics_(metrics), alive_(std::make_shared<bool>(true)) {}
-  ~Receiver() override { *alive_ = false; }
+      : acceptor_(io), nudge_(std::move(nudge)), metrics_(metrics) {}
+  ~Receiver() override { alive_.End(); }
 
   Status Listen(const std::string& listen) {
     Result<ListenAddress> address = ParseListenAddress(listen);
@@ -115,18 +116,19 @@ class Receiver final : public CallbackReceiver {
 
  private:
   void Accept() {
-    acceptor_.async_accept([this, alive = alive_](beast::error_code ec, tcp::socket socket) {
-      if (!*alive || ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
+    auto on_accept = [this, alive = alive_.token()](beast::error_code ec, tcp::socket socket) {
+      if (!alive || ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
       if (!ec) std::make_shared<Session>(std::move(socket), nudge_, metrics_)->Read();
       Accept();
-    });
+    };
+    acceptor_.async_accept(std::move(on_accept));
   }
 
   tcp::acceptor acceptor_;
   std::function<bool(const std::string&)> nudge_;
   Metrics* metrics_;
   int port_ = 0;
-  std::shared_ptr<bool> alive_;
+  Liveness alive_;  // last: ends first
 };
 
 }  // namespace
@@ -135,7 +137,7 @@ Result<std::unique_ptr<CallbackReceiver>> CallbackReceiver::Create(asio::io_cont
                                                                    std::function<bool(const std::string&)> nudge,
                                                                    Metrics* metrics) {
   auto r = std::make_unique<Receiver>(io, std::move(nudge), metrics);
-  if (Status st = r->Listen(listen); !st.ok()) return st;
+  PAYOUTD_RETURN_IF_ERROR(r->Listen(listen));
   log::Info("callbacks.listening", {{"listen", listen}, {"port", std::to_string(r->port())}});
   return std::unique_ptr<CallbackReceiver>(std::move(r));
 }

@@ -28,13 +28,12 @@ PayoutEngine::PayoutEngine(boost::asio::io_context& io, PayoutStore& store, Gate
       options_(std::move(options)),
       observer_(observer),
       writer_(writer),
-      timer_(clock.NewTimer(io)),
-      alive_(std::make_shared<bool>(true)) {
+      timer_(clock.NewTimer(io)) {
   client_.SetCircuitListener([this](const CircuitEvent& e) { OnCircuit(e); });
 }
 
 PayoutEngine::~PayoutEngine() {
-  *alive_ = false;
+  alive_.End();
   client_.SetCircuitListener(nullptr);
 }
 
@@ -179,8 +178,8 @@ bool PayoutEngine::Commit() {
   commit_in_flight_ = true;
   committing_ = job->updates.size();
   writer_->Post([job](PayoutStore& store) { return WriteCommit(store, *job); },
-                [this, alive = alive_, job](Status written) {
-                  if (!*alive) return;
+                [this, alive = alive_.token(), job](Status written) {
+                  if (!alive) return;
                   commit_in_flight_ = false;
                   committing_ = 0;
                   if (!FinishCommit(*job, written)) return;
@@ -337,10 +336,11 @@ void PayoutEngine::StartSubmit(PayoutRow row) {
   busy_.insert(row.payout.id);
   ++submits_out_;
   Payout payout = row.payout;
-  client_.Submit(payout, [this, alive = alive_, row = std::move(row)](SubmitResult r) mutable {
-    if (!*alive) return;
+  auto on_submitted = [this, alive = alive_.token(), row = std::move(row)](SubmitResult r) mutable {
+    if (!alive) return;
     OnSubmitted(std::move(row), r);
-  });
+  };
+  client_.Submit(payout, std::move(on_submitted));
 }
 
 void PayoutEngine::StartPoll(PayoutRow row) {
@@ -348,8 +348,8 @@ void PayoutEngine::StartPoll(PayoutRow row) {
   busy_.insert(row.payout.id);
   ++polls_out_;
   std::string id = row.payout.id;
-  client_.Poll(id, [this, alive = alive_, row = std::move(row)](PollResult r) mutable {
-    if (!*alive) return;
+  client_.Poll(id, [this, alive = alive_.token(), row = std::move(row)](PollResult r) mutable {
+    if (!alive) return;
     OnPolled(std::move(row), r);
   });
 }

@@ -39,6 +39,7 @@
 #include <boost/asio/io_context.hpp>
 
 #include "core/base/clock.h"
+#include "core/base/liveness.h"
 #include "core/gateway/gateway_client.h"
 #include "core/batch/payout.h"
 #include "core/engine/options.h"
@@ -174,7 +175,7 @@ class PayoutEngine {
   SteadyTime last_pump_{};
   SteadyTime wake_at_{};
   std::unique_ptr<Timer> timer_;
-  std::shared_ptr<bool> alive_;
+  Liveness alive_;  // last: handlers check it before they touch anything else
 };
 
 }  // namespace payoutd
