@@ -6,6 +6,7 @@
 #include <simdjson.h>
 
 #include "core/base/log.h"
+#include "core/base/thread_checker.h"
 #include "daemon/metrics.h"
 
 namespace payoutd {
@@ -29,8 +30,9 @@ namespace {
 
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(tcp::socket socket, std::function<bool(const std::string&)>& nudge, Metrics* metrics)
-      : stream_(std::move(socket)), nudge_(nudge), metrics_(metrics) {}
+  Session(tcp::socket socket, std::function<bool(const std::string&)>& nudge, Metrics* metrics,
+          const ThreadChecker& io_thread)
+      : stream_(std::move(socket)), nudge_(nudge), metrics_(metrics), io_thread_(io_thread) {}
 
   void Read() {
     parser_.emplace();
@@ -43,6 +45,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
  private:
   void OnRead(beast::error_code ec) {
+    PAYOUTD_DCHECK_ON_THREAD(io_thread_);
     if (ec == http::error::body_limit) {
       if (metrics_) metrics_->OnCallback(Metrics::CallbackResult::kTooLarge);
       return Reply(http::status::payload_too_large, "{\"error\":\"body too large\"}", false);
@@ -79,6 +82,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::optional<http::request_parser<http::string_body>> parser_;
   std::function<bool(const std::string&)>& nudge_;
   Metrics* metrics_;
+  const ThreadChecker& io_thread_;  // the receiver's, like nudge_
 };
 
 class Receiver final : public CallbackReceiver {
@@ -88,6 +92,7 @@ class Receiver final : public CallbackReceiver {
   ~Receiver() override { *alive_ = false; }
 
   Status Listen(const std::string& listen) {
+    PAYOUTD_DCHECK_ON_THREAD(io_thread_);
     auto colon = listen.rfind(':');
     if (colon == std::string::npos) return Status::Error("expected host:port, got '" + listen + "'");
     std::string host = listen.substr(0, colon);
@@ -114,6 +119,7 @@ class Receiver final : public CallbackReceiver {
 
   int port() const override { return port_; }
   void Stop() override {
+    PAYOUTD_DCHECK_ON_THREAD(io_thread_);
     beast::error_code ec;
     acceptor_.close(ec);
   }
@@ -122,7 +128,8 @@ class Receiver final : public CallbackReceiver {
   void Accept() {
     acceptor_.async_accept([this, alive = alive_](beast::error_code ec, tcp::socket socket) {
       if (!*alive || ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
-      if (!ec) std::make_shared<Session>(std::move(socket), nudge_, metrics_)->Read();
+      PAYOUTD_DCHECK_ON_THREAD(io_thread_);
+      if (!ec) std::make_shared<Session>(std::move(socket), nudge_, metrics_, io_thread_)->Read();
       Accept();
     });
   }
@@ -132,6 +139,7 @@ class Receiver final : public CallbackReceiver {
   Metrics* metrics_;
   int port_ = 0;
   std::shared_ptr<bool> alive_;
+  ThreadChecker io_thread_;  // binds to the io thread at the first call
 };
 
 }  // namespace

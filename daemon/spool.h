@@ -5,7 +5,9 @@
 // been still for `settle`, by a rename into work/. Changes are noticed through inotify and, for
 // network filesystems and missed events, by a rescan every second.
 //
-// Threading: all on the io_context's thread.
+// Threading: on the io_context's thread (asserted in debug and sanitizer builds), except the folder
+// names (inbox() ... rejected()) and Finish(), which read only the folder fixed at construction and
+// may be called from any thread: the store thread's report writing moves the input with Finish().
 #pragma once
 
 #include <functional>
@@ -21,6 +23,7 @@
 
 #include "core/base/clock.h"
 #include "core/base/status.h"
+#include "core/base/thread_checker.h"
 #include "daemon/files.h"
 
 namespace payoutd {
@@ -85,6 +88,7 @@ class Spool {
   char inotify_buf_[4096];
   bool running_ = false;
   std::shared_ptr<bool> alive_;
+  ThreadChecker io_thread_;  // binds to the io thread at the first call
 };
 
 // True for names the spool takes: `*.csv`, not hidden, not `*.tmp`/`*.part`.

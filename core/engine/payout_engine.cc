@@ -64,6 +64,7 @@ bool PayoutEngine::IsSuccessStatus(const std::string& s) const { return Contains
 bool PayoutEngine::IsPendingStatus(const std::string& s) const { return Contains(options_.polling.pending_statuses, s); }
 
 Status PayoutEngine::Start() {
+  PAYOUTD_DCHECK_ON_THREAD(io_thread_);
   // Outages that may still matter to give_up_after; one still open means we stopped during it.
   auto outages = store_.LoadOutages(NowMs() - ToMs(options_.polling.give_up_after));
   if (!outages.ok()) return outages.status();
@@ -97,6 +98,7 @@ Status PayoutEngine::Start() {
 }
 
 void PayoutEngine::AddBatch(const std::string& batch_id) {
+  PAYOUTD_DCHECK_ON_THREAD(io_thread_);
   if (batches_.count(batch_id)) return;
   auto progress = store_.Progress(batch_id);
   if (!progress.ok()) {
@@ -119,6 +121,7 @@ void PayoutEngine::AddBatch(const std::string& batch_id) {
 }
 
 bool PayoutEngine::Nudge(const std::string& payout_id) {
+  PAYOUTD_DCHECK_ON_THREAD(io_thread_);
   if (draining_) return false;
   auto row = store_.GetPayout(payout_id);
   if (!row.ok() || !row->has_value()) return false;
@@ -131,9 +134,13 @@ bool PayoutEngine::Nudge(const std::string& payout_id) {
   return true;
 }
 
-void PayoutEngine::Reconfigure(const PollingPolicy& polling) { options_.polling = polling; }
+void PayoutEngine::Reconfigure(const PollingPolicy& polling) {
+  PAYOUTD_DCHECK_ON_THREAD(io_thread_);
+  options_.polling = polling;
+}
 
 void PayoutEngine::Drain(std::function<void()> done) {
+  PAYOUTD_DCHECK_ON_THREAD(io_thread_);
   draining_ = true;
   drained_ = std::move(done);
   client_.Shutdown();
@@ -141,6 +148,7 @@ void PayoutEngine::Drain(std::function<void()> done) {
 }
 
 PayoutEngine::Snapshot PayoutEngine::snapshot() const {
+  PAYOUTD_DCHECK_ON_THREAD(io_thread_);
   return Snapshot{batches_.size(), submits_out_, polls_out_, pending_.size() + committing_};
 }
 
@@ -160,6 +168,7 @@ void PayoutEngine::ScheduleAt(SteadyTime at) {
 }
 
 void PayoutEngine::Pump() {
+  PAYOUTD_DCHECK_ON_THREAD(io_thread_);
   last_pump_ = clock_.Now();
   if (stopped_) return;
   if (!Commit()) return;
@@ -238,6 +247,7 @@ Status PayoutEngine::WriteCommit(PayoutStore& store, const CommitJob& job) {
 }
 
 bool PayoutEngine::FinishCommit(const CommitJob& job, const Status& written) {
+  PAYOUTD_DCHECK_ON_THREAD(io_thread_);
   if (!written.ok()) {
     stopped_ = true;
     log::Error("engine.commit_failed", {{"error", written.message()}});
@@ -367,6 +377,7 @@ void PayoutEngine::StartPoll(PayoutRow row) {
 }
 
 void PayoutEngine::OnSubmitted(PayoutRow row, const SubmitResult& r) {
+  PAYOUTD_DCHECK_ON_THREAD(io_thread_);
   busy_.erase(row.payout.id);
   --submits_out_;
   row.attempts += r.post_attempts;
@@ -407,6 +418,7 @@ void PayoutEngine::OnSubmitted(PayoutRow row, const SubmitResult& r) {
 }
 
 void PayoutEngine::OnPolled(PayoutRow row, const PollResult& r) {
+  PAYOUTD_DCHECK_ON_THREAD(io_thread_);
   busy_.erase(row.payout.id);
   --polls_out_;
   using O = PollResult::Outcome;
@@ -515,6 +527,7 @@ void PayoutEngine::Record(const PayoutRow& row) {
 }
 
 void PayoutEngine::OnCircuit(const CircuitEvent& e) {
+  PAYOUTD_DCHECK_ON_THREAD(io_thread_);
   const auto ms = [](WallTime t) {
     return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
   };

@@ -23,6 +23,7 @@
 //
 // Threading: everything runs on the io_context's thread; `store` is read there (and written there
 // when there is no StoreThread, and by Start()'s recovery). Timers and time come from `clock`.
+// Every method must be called on that thread (asserted in debug and sanitizer builds).
 #pragma once
 
 #include <chrono>
@@ -39,6 +40,7 @@
 #include <boost/asio/io_context.hpp>
 
 #include "core/base/clock.h"
+#include "core/base/thread_checker.h"
 #include "core/gateway/gateway_client.h"
 #include "core/batch/payout.h"
 #include "core/store/payout_store.h"
@@ -194,6 +196,7 @@ class PayoutEngine {
   SteadyTime wake_at_{};
   std::unique_ptr<Timer> timer_;
   std::shared_ptr<bool> alive_;
+  ThreadChecker io_thread_;  // binds to the io thread at the first call
 };
 
 }  // namespace payoutd

@@ -14,6 +14,7 @@
 #include <unordered_map>
 
 #include "core/base/status.h"
+#include "core/base/thread_checker.h"
 
 namespace payoutd {
 namespace {
@@ -89,6 +90,7 @@ struct HttpClient::Impl {
   bool run_now_posted = false;
   // Handlers hold a weak reference: once the client is gone they do nothing.
   std::shared_ptr<int> alive;
+  ThreadChecker io_thread;  // binds to the io thread at the first call
 
   // --- curl callbacks (static trampolines) ---
   static curl_socket_t OpenSocket(void* clientp, curlsocktype purpose, curl_sockaddr* address) {
@@ -240,6 +242,7 @@ struct HttpClient::Impl {
   }
 
   void Action(curl_socket_t fd, int events) {
+    PAYOUTD_DCHECK_ON_THREAD(io_thread);
     int running = 0;
     curl_multi_socket_action(multi, fd, events, &running);
     CollectDone();
@@ -346,6 +349,7 @@ HttpClient::HttpClient(asio::io_context& io, HttpClientOptions options)
 
 HttpClient::~HttpClient() {
   Impl* i = impl_.get();
+  PAYOUTD_DCHECK_ON_THREAD(i->io_thread);
   for (auto& [id, t] : i->transfers) {
     curl_multi_remove_handle(i->multi, t->easy);
     curl_easy_cleanup(t->easy);
@@ -365,6 +369,7 @@ HttpClient::~HttpClient() {
 
 uint64_t HttpClient::Start(HttpRequest request, Callback done) {
   Impl* i = impl_.get();
+  PAYOUTD_DCHECK_ON_THREAD(i->io_thread);
   auto t = std::make_unique<Transfer>();
   t->id = i->next_id++;
   t->done = std::move(done);
@@ -419,6 +424,7 @@ uint64_t HttpClient::Start(HttpRequest request, Callback done) {
 
 void HttpClient::Abort(uint64_t handle) {
   Impl* i = impl_.get();
+  PAYOUTD_DCHECK_ON_THREAD(i->io_thread);
   auto it = i->transfers.find(handle);
   if (it == i->transfers.end()) return;
   std::shared_ptr<Transfer> t(std::move(it->second));
@@ -431,14 +437,19 @@ void HttpClient::Abort(uint64_t handle) {
 }
 
 void HttpClient::AbortAll() {
+  PAYOUTD_DCHECK_ON_THREAD(impl_->io_thread);
   std::vector<uint64_t> ids;
   for (auto& [id, t] : impl_->transfers) ids.push_back(id);
   for (uint64_t id : ids) Abort(id);
 }
 
-size_t HttpClient::active() const { return impl_->transfers.size(); }
+size_t HttpClient::active() const {
+  PAYOUTD_DCHECK_ON_THREAD(impl_->io_thread);
+  return impl_->transfers.size();
+}
 
 void HttpClient::SetMaxConnections(long n) {
+  PAYOUTD_DCHECK_ON_THREAD(impl_->io_thread);
   impl_->options.max_connections = std::max(n, 1L);
   curl_multi_setopt(impl_->multi, CURLMOPT_MAXCONNECTS, impl_->options.max_connections);
 }
