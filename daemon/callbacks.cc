@@ -5,6 +5,7 @@
 #include <boost/beast/http.hpp>
 #include <simdjson.h>
 
+#include "core/base/liveness.h"
 #include "core/base/log.h"
 #include "core/base/thread_checker.h"
 #include "daemon/metrics.h"
@@ -19,11 +20,11 @@ using tcp = asio::ip::tcp;
 Result<std::string> CallbackPayoutId(const std::string& body) {
   simdjson::dom::parser parser;
   simdjson::dom::element doc;
-  if (parser.parse(body).get(doc)) return Status::Error("body is not JSON");
+  if (parser.parse(body).get(doc)) return Status::InvalidArgument("body is not JSON");
   std::string_view id;
   if (!doc["paymentMethodResponse"]["idPayout"].get(id)) return std::string(id);
   if (!doc["idPayout"].get(id)) return std::string(id);
-  return Status::Error("body names no idPayout");
+  return Status::InvalidArgument("body names no idPayout");
 }
 
 namespace {
@@ -88,30 +89,31 @@ class Session : public std::enable_shared_from_this<Session> {
 class Receiver final : public CallbackReceiver {
  public:
   Receiver(asio::io_context& io, std::function<bool(const std::string&)> nudge, Metrics* metrics)
-      : acceptor_(io), nudge_(std::move(nudge)), metrics_(metrics), alive_(std::make_shared<bool>(true)) {}
-  ~Receiver() override { *alive_ = false; }
+      : acceptor_(io), nudge_(std::move(nudge)), metrics_(metrics) {}
+  ~Receiver() override { alive_.End(); }
 
   Status Listen(const std::string& listen) {
     PAYOUTD_DCHECK_ON_THREAD(io_thread_);
     auto colon = listen.rfind(':');
-    if (colon == std::string::npos) return Status::Error("expected host:port, got '" + listen + "'");
+    if (colon == std::string::npos)
+      return Status::InvalidArgument("expected host:port, got '" + listen + "'");
     std::string host = listen.substr(0, colon);
     if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
     beast::error_code ec;
     auto addr = asio::ip::make_address(host, ec);
-    if (ec) return Status::Error("bad address '" + host + "'");
+    if (ec) return Status::InvalidArgument("bad address '" + host + "'");
     int port = 0;
     try {
       port = std::stoi(listen.substr(colon + 1));
     } catch (...) {
-      return Status::Error("bad port in '" + listen + "'");
+      return Status::InvalidArgument("bad port in '" + listen + "'");
     }
     tcp::endpoint ep(addr, static_cast<unsigned short>(port));
     acceptor_.open(ep.protocol(), ec);
     if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
     if (!ec) acceptor_.bind(ep, ec);
     if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
-    if (ec) return Status::Error("cannot listen on " + listen + ": " + ec.message());
+    if (ec) return Status::Unavailable("cannot listen on " + listen + ": " + ec.message());
     port_ = acceptor_.local_endpoint().port();
     Accept();
     return Status::Ok();
@@ -126,20 +128,21 @@ class Receiver final : public CallbackReceiver {
 
  private:
   void Accept() {
-    acceptor_.async_accept([this, alive = alive_](beast::error_code ec, tcp::socket socket) {
-      if (!*alive || ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
+    auto on_accept = [this, alive = alive_.token()](beast::error_code ec, tcp::socket socket) {
+      if (!alive || ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
       PAYOUTD_DCHECK_ON_THREAD(io_thread_);
       if (!ec) std::make_shared<Session>(std::move(socket), nudge_, metrics_, io_thread_)->Read();
       Accept();
-    });
+    };
+    acceptor_.async_accept(std::move(on_accept));
   }
 
   tcp::acceptor acceptor_;
   std::function<bool(const std::string&)> nudge_;
   Metrics* metrics_;
   int port_ = 0;
-  std::shared_ptr<bool> alive_;
   ThreadChecker io_thread_;  // binds to the io thread at the first call
+  Liveness alive_;  // last: ends first
 };
 
 }  // namespace
@@ -148,7 +151,7 @@ Result<std::unique_ptr<CallbackReceiver>> CallbackReceiver::Create(asio::io_cont
                                                                    std::function<bool(const std::string&)> nudge,
                                                                    Metrics* metrics) {
   auto r = std::make_unique<Receiver>(io, std::move(nudge), metrics);
-  if (Status st = r->Listen(listen); !st.ok()) return st;
+  PAYOUTD_RETURN_IF_ERROR(r->Listen(listen));
   log::Info("callbacks.listening", {{"listen", listen}, {"port", std::to_string(r->port())}});
   return std::unique_ptr<CallbackReceiver>(std::move(r));
 }

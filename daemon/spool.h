@@ -22,6 +22,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include "core/base/clock.h"
+#include "core/base/liveness.h"
 #include "core/base/status.h"
 #include "core/base/thread_checker.h"
 #include "daemon/files.h"
@@ -74,6 +75,7 @@ class Spool {
   void Scan();
   void ArmTimer();
   void WatchInotify();
+  void ReadInotify();
   void Claim(const std::string& name);
 
   boost::asio::io_context& io_;
@@ -84,11 +86,10 @@ class Spool {
   std::map<std::string, Seen> seen_;
   boost::asio::steady_timer timer_;
   std::unique_ptr<boost::asio::posix::stream_descriptor> inotify_;
-  std::shared_ptr<std::function<void()>> inotify_reader_;
   char inotify_buf_[4096];
   bool running_ = false;
-  std::shared_ptr<bool> alive_;
   ThreadChecker io_thread_;  // binds to the io thread at the first call
+  Liveness alive_;  // last: handlers check it before they touch anything else
 };
 
 // True for names the spool takes: `*.csv`, not hidden, not `*.tmp`/`*.part`.

@@ -11,23 +11,6 @@ namespace {
 
 int64_t ToMs(Duration d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); }
 
-PayoutUpdate ToUpdate(const PayoutRow& r) {
-  PayoutUpdate u;
-  u.id = r.payout.id;
-  u.stage = r.stage;
-  u.state = r.state;
-  u.attempts = r.attempts;
-  u.next_at_ms = r.next_at_ms;
-  u.since_ms = r.since_ms;
-  u.gateway_status = r.gateway_status;
-  u.has_fee = r.has_fee;
-  u.fee_minor = r.fee_minor;
-  u.fee_currency = r.fee_currency;
-  u.processed_at = r.processed_at;
-  u.error = r.error;
-  return u;
-}
-
 bool Contains(const std::vector<std::string>& v, const std::string& s) {
   return std::find(v.begin(), v.end(), s) != v.end();
 }
@@ -45,13 +28,12 @@ PayoutEngine::PayoutEngine(boost::asio::io_context& io, PayoutStore& store, Gate
       options_(std::move(options)),
       observer_(observer),
       writer_(writer),
-      timer_(clock.NewTimer(io)),
-      alive_(std::make_shared<bool>(true)) {
+      timer_(clock.NewTimer(io)) {
   client_.SetCircuitListener([this](const CircuitEvent& e) { OnCircuit(e); });
 }
 
 PayoutEngine::~PayoutEngine() {
-  *alive_ = false;
+  alive_.End();
   client_.SetCircuitListener(nullptr);
 }
 
@@ -66,30 +48,29 @@ bool PayoutEngine::IsPendingStatus(const std::string& s) const { return Contains
 Status PayoutEngine::Start() {
   PAYOUTD_DCHECK_ON_THREAD(io_thread_);
   // Outages that may still matter to give_up_after; one still open means we stopped during it.
-  auto outages = store_.LoadOutages(NowMs() - ToMs(options_.polling.give_up_after));
-  if (!outages.ok()) return outages.status();
-  outages_ = std::move(*outages);
+  PAYOUTD_ASSIGN_OR_RETURN(outages_,
+                           store_.LoadOutages(NowMs() - ToMs(options_.polling.give_up_after)));
   if (!outages_.empty() && outages_.back().ended_at_ms == 0) {
     const GatewayOutage& o = outages_.back();
     client_.OpenCircuit(WallTime(std::chrono::milliseconds(o.started_at_ms)), o.cause);
   }
-  auto batches = store_.ListBatches();
-  if (!batches.ok()) return batches.status();
-  for (const auto& b : *batches) {
+  PAYOUTD_ASSIGN_OR_RETURN(const std::vector<BatchRecord> batches, store_.ListBatches());
+  for (const auto& b : batches) {
     if (b.status != BatchRecord::Status::kActive) continue;
     // A POST cut off by a crash may or may not have reached the gateway: resolve with GET first.
     for (;;) {
-      auto rows = store_.LoadByStage(b.id, Stage::kSubmitting, 0, 4096);
-      if (!rows.ok()) return rows.status();
-      if (rows->empty()) break;
-      for (auto& row : *rows) {
-        row.stage = Stage::kUnknown;
-        row.next_at_ms = NowMs();
+      PAYOUTD_ASSIGN_OR_RETURN(std::vector<PayoutRow> rows,
+                               store_.LoadByStage(b.id, Stage::kSubmitting, 0, 4096));
+      if (rows.empty()) break;
+      for (auto& row : rows) {
+        row.progress.stage = Stage::kUnknown;
+        row.progress.next_at_ms = NowMs();
         Record(row);
       }
       auto job = TakeCommitJob();
-      if (!FinishCommit(*job, WriteCommit(store_, *job)))
-        return Status::Error("cannot commit recovery of in-flight payouts");
+      Status written = WriteCommit(store_, *job);
+      if (!FinishCommit(*job, written))
+        return written.WithPrefix("cannot commit recovery of in-flight payouts: ");
     }
     AddBatch(b.id);
   }
@@ -124,10 +105,11 @@ bool PayoutEngine::Nudge(const std::string& payout_id) {
   PAYOUTD_DCHECK_ON_THREAD(io_thread_);
   if (draining_) return false;
   auto row = store_.GetPayout(payout_id);
+  if (!row.ok()) log::Error("engine.load_failed", {{"payout", payout_id}, {"error", row.error()}});
   if (!row.ok() || !row->has_value()) return false;
   // A callback may overtake our own record of the POST's outcome: keep the hint until the payout
   // is waiting for a poll, then poll it at once.
-  if ((*row)->stage != Stage::kFinal) {
+  if ((*row)->progress.stage != Stage::kFinal) {
     nudged_.insert(payout_id);
     SchedulePump();
   }
@@ -181,6 +163,7 @@ void PayoutEngine::Pump() {
 
   // Wake for the next due poll; completions wake us earlier through SchedulePump().
   auto next = store_.NextDueAt();
+  if (!next.ok()) log::Error("engine.load_failed", {{"error", next.error()}});
   if (!next.ok() || !next->has_value()) {
     if (!batches_.empty() && submits_out_ == 0 && polls_out_ == 0) {
       // Nothing due and nothing outstanding: a safety net in case a row was skipped.
@@ -204,8 +187,8 @@ bool PayoutEngine::Commit() {
   commit_in_flight_ = true;
   committing_ = job->updates.size();
   writer_->Post([job](PayoutStore& store) { return WriteCommit(store, *job); },
-                [this, alive = alive_, job](Status written) {
-                  if (!*alive) return;
+                [this, alive = alive_.token(), job](Status written) {
+                  if (!alive) return;
                   commit_in_flight_ = false;
                   committing_ = 0;
                   if (!FinishCommit(*job, written)) return;
@@ -236,13 +219,13 @@ std::shared_ptr<PayoutEngine::CommitJob> PayoutEngine::TakeCommitJob() {
 
 // Runs on the writer's thread (or the io thread without one): nothing here touches the engine.
 Status PayoutEngine::WriteCommit(PayoutStore& store, const CommitJob& job) {
-  if (!job.updates.empty())
-    if (Status st = store.Apply(job.updates); !st.ok()) return st;
-  for (const auto& outage : job.outages)
-    if (Status st = store.RecordOutage(outage); !st.ok()) return st;
+  if (!job.updates.empty()) PAYOUTD_RETURN_IF_ERROR(store.Apply(job.updates));
+  for (const auto& outage : job.outages) PAYOUTD_RETURN_IF_ERROR(store.RecordOutage(outage));
   // After the finals above: a batch is kFinished only once every payout's final state is durable.
-  for (const auto& batch_id : job.finished)
-    if (Status st = store.SetBatchStatus(batch_id, BatchRecord::Status::kFinished, job.now_ms); !st.ok()) return st;
+  for (const auto& batch_id : job.finished) {
+    PAYOUTD_RETURN_IF_ERROR(
+        store.SetBatchStatus(batch_id, BatchRecord::Status::kFinished, job.now_ms));
+  }
   return Status::Ok();
 }
 
@@ -258,8 +241,10 @@ bool PayoutEngine::FinishCommit(const CommitJob& job, const Status& written) {
     auto it = unsettled_.find(u.id);
     if (it != unsettled_.end() && --it->second == 0) unsettled_.erase(it);
     // A commit can land after the sweep of due rows has passed this row's next_at: step back.
-    if ((u.stage == Stage::kPolling || u.stage == Stage::kUnknown) && u.next_at_ms <= due_from_.next_at_ms)
-      due_from_ = DuePosition{u.next_at_ms, INT64_MIN};
+    const PayoutProgress& p = u.progress;
+    const bool waits_for_poll = p.stage == Stage::kPolling || p.stage == Stage::kUnknown;
+    if (waits_for_poll && p.next_at_ms <= due_from_.next_at_ms)
+      due_from_ = DuePosition{p.next_at_ms, INT64_MIN};
   }
   if (observer_)
     for (const auto& row : job.finals) observer_->OnFinal(row);
@@ -280,9 +265,11 @@ void PayoutEngine::FillPolls() {
       continue;
     }
     auto row = store_.GetPayout(*it);
+    if (!row.ok()) log::Error("engine.load_failed", {{"payout", *it}, {"error", row.error()}});
     it = nudged_.erase(it);
     if (!row.ok() || !row->has_value()) continue;
-    if ((*row)->stage == Stage::kPolling || (*row)->stage == Stage::kUnknown) StartPoll(std::move(**row));
+    const Stage stage = (*row)->progress.stage;
+    if (stage == Stage::kPolling || stage == Stage::kUnknown) StartPoll(std::move(**row));
   }
   // The due rows are read as a sweep, on from where the last read stopped, so the rows with a call
   // at the client (or changes not yet committed) are passed over once per sweep instead of being
@@ -351,27 +338,28 @@ void PayoutEngine::FillSubmissions() {
 }
 
 void PayoutEngine::StartSubmit(PayoutRow row) {
-  PAYOUTD_CHECK(row.stage == Stage::kNew || row.stage == Stage::kUnknown);
+  PAYOUTD_CHECK(row.progress.stage == Stage::kNew || row.progress.stage == Stage::kUnknown);
   PAYOUTD_CHECK(!busy_.count(row.payout.id));
-  row.stage = Stage::kSubmitting;
-  if (row.since_ms == 0) row.since_ms = NowMs();
+  row.progress.stage = Stage::kSubmitting;
+  if (row.progress.since_ms == 0) row.progress.since_ms = NowMs();
   Record(row);
   busy_.insert(row.payout.id);
   ++submits_out_;
   Payout payout = row.payout;
-  client_.Submit(payout, [this, alive = alive_, row = std::move(row)](SubmitResult r) mutable {
-    if (!*alive) return;
+  auto on_submitted = [this, alive = alive_.token(), row = std::move(row)](SubmitResult r) mutable {
+    if (!alive) return;
     OnSubmitted(std::move(row), r);
-  });
+  };
+  client_.Submit(payout, std::move(on_submitted));
 }
 
 void PayoutEngine::StartPoll(PayoutRow row) {
-  PAYOUTD_CHECK(row.stage == Stage::kPolling || row.stage == Stage::kUnknown);
+  PAYOUTD_CHECK(row.progress.stage == Stage::kPolling || row.progress.stage == Stage::kUnknown);
   busy_.insert(row.payout.id);
   ++polls_out_;
   std::string id = row.payout.id;
-  client_.Poll(id, [this, alive = alive_, row = std::move(row)](PollResult r) mutable {
-    if (!*alive) return;
+  client_.Poll(id, [this, alive = alive_.token(), row = std::move(row)](PollResult r) mutable {
+    if (!alive) return;
     OnPolled(std::move(row), r);
   });
 }
@@ -380,16 +368,16 @@ void PayoutEngine::OnSubmitted(PayoutRow row, const SubmitResult& r) {
   PAYOUTD_DCHECK_ON_THREAD(io_thread_);
   busy_.erase(row.payout.id);
   --submits_out_;
-  row.attempts += r.post_attempts;
+  row.progress.attempts += r.post_attempts;
   using O = SubmitResult::Outcome;
   switch (r.outcome) {
     case O::kCreated:
-      row.error.clear();
+      row.progress.error.clear();
       if (r.payout) {
         ApplyGatewayView(row, *r.payout);
       } else {
-        row.stage = Stage::kPolling;
-        row.next_at_ms = NowMs() + ToMs(options_.polling.initial_delay);
+        row.progress.stage = Stage::kPolling;
+        row.progress.next_at_ms = NowMs() + ToMs(options_.polling.initial_delay);
         Record(row);
       }
       break;
@@ -404,13 +392,13 @@ void PayoutEngine::OnSubmitted(PayoutRow row, const SubmitResult& r) {
                "not created after " + std::to_string(r.post_attempts) + " attempts: " + r.message);
       break;
     case O::kUnknown:
-      row.error = r.message;
+      row.progress.error = r.message;
       ScheduleNextPoll(row, Stage::kUnknown);
       break;
     case O::kCancelled:
       // Shutting down. A payout never POSTed goes back to new; otherwise its outcome is unknown.
-      row.stage = row.attempts > 0 ? Stage::kUnknown : Stage::kNew;
-      row.next_at_ms = NowMs();
+      row.progress.stage = row.progress.attempts > 0 ? Stage::kUnknown : Stage::kNew;
+      row.progress.next_at_ms = NowMs();
       Record(row);
       break;
   }
@@ -424,21 +412,21 @@ void PayoutEngine::OnPolled(PayoutRow row, const PollResult& r) {
   using O = PollResult::Outcome;
   switch (r.outcome) {
     case O::kFound:
-      row.error.clear();
+      row.progress.error.clear();
       ApplyGatewayView(row, r.payout);
       break;
     case O::kNotFound:
-      if (row.stage == Stage::kUnknown && !draining_) {
+      if (row.progress.stage == Stage::kUnknown && !draining_) {
         // Our POST never reached the gateway: send it again, same id and same body.
         StartSubmit(std::move(row));
       } else {
-        row.error = "the gateway reports no such payout";
-        ScheduleNextPoll(row, row.stage);
+        row.progress.error = "the gateway reports no such payout";
+        ScheduleNextPoll(row, row.progress.stage);
       }
       break;
     case O::kFailed:
-      row.error = r.message;
-      ScheduleNextPoll(row, row.stage);
+      row.progress.error = r.message;
+      ScheduleNextPoll(row, row.progress.stage);
       break;
     case O::kCancelled:
       break;  // the store still holds the stage it had before the poll
@@ -457,12 +445,13 @@ void PayoutEngine::ApplyGatewayView(PayoutRow& row, const GatewayPayout& view) {
   }
   // The gateway holds it, so at least one POST of ours reached it, even if a crash cut off our
   // count of it (attempts are counted when the POST's answer arrives).
-  if (row.attempts == 0) row.attempts = 1;
-  row.gateway_status = view.status;
-  row.has_fee = view.has_fee;
-  row.fee_minor = view.fee_minor;
-  row.fee_currency = view.fee_currency;
-  row.processed_at = view.processed_at;
+  PayoutProgress& p = row.progress;
+  if (p.attempts == 0) p.attempts = 1;
+  p.gateway_status = view.status;
+  p.has_fee = view.has_fee;
+  p.fee_minor = view.fee_minor;
+  p.fee_currency = view.fee_currency;
+  p.processed_at = view.processed_at;
   if (IsFinalStatus(view.status)) {
     std::string note;
     if (!view.fee_problem.empty()) {
@@ -477,10 +466,10 @@ void PayoutEngine::ApplyGatewayView(PayoutRow& row, const GatewayPayout& view) {
     log::Warn("engine.unknown_status", {{"payout", row.payout.id}, {"status", view.status}});
     if (observer_) observer_->OnUnknownStatus(view.status);
   }
-  if (row.stage == Stage::kUnknown || row.stage == Stage::kSubmitting) {
+  if (p.stage == Stage::kUnknown || p.stage == Stage::kSubmitting) {
     // First sight of it at the gateway: the first poll comes after initial_delay.
-    row.stage = Stage::kPolling;
-    row.next_at_ms = NowMs() + ToMs(options_.polling.initial_delay);
+    p.stage = Stage::kPolling;
+    p.next_at_ms = NowMs() + ToMs(options_.polling.initial_delay);
     Record(row);
     return;
   }
@@ -491,38 +480,40 @@ void PayoutEngine::ApplyGatewayView(PayoutRow& row, const GatewayPayout& view) {
 // [initial_delay, max_interval]. After give_up_after without a final status the payout is ERROR;
 // the time the gateway circuit was open does not count (nobody could have got an answer then).
 void PayoutEngine::ScheduleNextPoll(PayoutRow& row, Stage stage) {
+  PayoutProgress& p = row.progress;
   int64_t now = NowMs();
-  if (row.since_ms == 0) row.since_ms = now;
-  int64_t elapsed = now - row.since_ms;
-  if (elapsed - OutageMs(row.since_ms, now) >= ToMs(options_.polling.give_up_after)) {
+  if (p.since_ms == 0) p.since_ms = now;
+  int64_t elapsed = now - p.since_ms;
+  if (elapsed - OutageMs(p.since_ms, now) >= ToMs(options_.polling.give_up_after)) {
     std::string why = stage == Stage::kUnknown
                           ? "outcome unknown after " + std::to_string(elapsed / 1000) + "s"
                           : "no final status after " + std::to_string(elapsed / 1000) + "s";
-    if (!row.gateway_status.empty()) why += " (last status " + row.gateway_status + ")";
-    if (!row.error.empty()) why += ": " + row.error;
+    if (!p.gateway_status.empty()) why += " (last status " + p.gateway_status + ")";
+    if (!p.error.empty()) why += ": " + p.error;
     Finalize(row, FinalState::kError, why);
     return;
   }
   int64_t interval = std::clamp(elapsed, ToMs(options_.polling.initial_delay), ToMs(options_.polling.max_interval));
-  row.stage = stage;
-  row.next_at_ms = now + interval;
+  p.stage = stage;
+  p.next_at_ms = now + interval;
   Record(row);
 }
 
 void PayoutEngine::Finalize(PayoutRow& row, FinalState state, std::string error) {
   PAYOUTD_CHECK(state != FinalState::kNone);
-  PAYOUTD_CHECK(row.stage != Stage::kFinal);
-  row.stage = Stage::kFinal;
-  row.state = state;
-  row.error = std::move(error);
-  row.next_at_ms = 0;
+  PayoutProgress& p = row.progress;
+  PAYOUTD_CHECK(p.stage != Stage::kFinal);
+  p.stage = Stage::kFinal;
+  p.state = state;
+  p.error = std::move(error);
+  p.next_at_ms = 0;
   Record(row);
   pending_finals_.push_back(row);
   pending_final_count_[row.batch_id] += 1;
 }
 
 void PayoutEngine::Record(const PayoutRow& row) {
-  pending_.push_back(ToUpdate(row));
+  pending_.push_back(PayoutUpdate{row.payout.id, row.progress});
   ++unsettled_[row.payout.id];
 }
 

@@ -40,6 +40,7 @@
 #include <boost/asio/io_context.hpp>
 
 #include "core/base/clock.h"
+#include "core/base/liveness.h"
 #include "core/base/thread_checker.h"
 #include "core/gateway/gateway_client.h"
 #include "core/batch/payout.h"
@@ -195,8 +196,8 @@ class PayoutEngine {
   SteadyTime last_pump_{};
   SteadyTime wake_at_{};
   std::unique_ptr<Timer> timer_;
-  std::shared_ptr<bool> alive_;
   ThreadChecker io_thread_;  // binds to the io thread at the first call
+  Liveness alive_;  // last: handlers check it before they touch anything else
 };
 
 }  // namespace payoutd

@@ -7,6 +7,7 @@
 #include "core/gateway/circuit_breaker.h"
 #include "core/gateway/http_client.h"
 #include "core/gateway/jwt.h"
+#include "core/base/liveness.h"
 #include "core/base/log.h"
 #include "core/base/thread_checker.h"
 #include "core/money/money.h"
@@ -42,8 +43,7 @@ class GatewayClientImpl final : public GatewayClient {
         limiter_(options_.limits, clock.Now()),
         policy_(options_.retry),
         dispatch_timer_(clock.NewTimer(io)),
-        probe_timer_(clock.NewTimer(io)),
-        alive_(std::make_shared<int>(0)) {
+        probe_timer_(clock.NewTimer(io)) {
     while (!options_.base_url.empty() && options_.base_url.back() == '/') options_.base_url.pop_back();
   }
 
@@ -74,8 +74,8 @@ class GatewayClientImpl final : public GatewayClient {
       call->message = "invalid payout id";
       ++posted_reports_;
       std::shared_ptr<Call> shared(std::move(call));
-      asio::post(io_, [this, shared, alive = std::weak_ptr<int>(alive_)] {
-        if (alive.expired()) return;
+      asio::post(io_, [this, shared, alive = alive_.token()] {
+        if (!alive) return;
         --posted_reports_;
         Deliver(*shared, std::nullopt, PollResult::Outcome::kFailed);
       });
@@ -271,10 +271,11 @@ class GatewayClientImpl final : public GatewayClient {
     call.in_flight = true;
     observer_->OnInFlight(limiter_.in_flight());
     const uint64_t id = call.id;
-    http_->Start(std::move(request), [this, id, post, alive = std::weak_ptr<int>(alive_)](HttpResponse response) {
-      if (alive.expired()) return;
+    auto on_response = [this, id, post, alive = alive_.token()](HttpResponse response) {
+      if (!alive) return;
       OnResponse(id, post ? Method::kPost : Method::kGet, std::move(response));
-    });
+    };
+    http_->Start(std::move(request), std::move(on_response));
   }
 
   std::string TokenFor(const std::string& payout_id) {
@@ -498,8 +499,8 @@ class GatewayClientImpl final : public GatewayClient {
     e.kind = CircuitEvent::Kind::kClosed;
     e.lasted = lasted;
     NotifyCircuit(e);
-    asio::post(io_, [this, alive = std::weak_ptr<int>(alive_)] {
-      if (!alive.expired()) Dispatch();
+    asio::post(io_, [this, alive = alive_.token()] {
+      if (alive) Dispatch();
     });
   }
 
@@ -551,8 +552,8 @@ class GatewayClientImpl final : public GatewayClient {
     }
     log::Info("gateway_auth_accepted", {{"action", "sending resumed"}, {"by_probe", by_probe ? "true" : "false"}});
     observer_->OnPaused(false);
-    asio::post(io_, [this, alive = std::weak_ptr<int>(alive_)] {
-      if (!alive.expired()) Dispatch();
+    asio::post(io_, [this, alive = alive_.token()] {
+      if (alive) Dispatch();
     });
   }
 
@@ -634,8 +635,8 @@ class GatewayClientImpl final : public GatewayClient {
   void PostReport(std::unique_ptr<Call> call, std::optional<SubmitResult::Outcome> outcome) {
     ++posted_reports_;
     std::shared_ptr<Call> shared(std::move(call));
-    asio::post(io_, [this, shared, outcome, alive = std::weak_ptr<int>(alive_)] {
-      if (alive.expired()) return;
+    asio::post(io_, [this, shared, outcome, alive = alive_.token()] {
+      if (!alive) return;
       --posted_reports_;
       Deliver(*shared, outcome, std::nullopt);
     });
@@ -700,8 +701,8 @@ class GatewayClientImpl final : public GatewayClient {
   bool auth_paused_ = false;
   bool shutdown_ = false;
   int throttle_streak_ = 0;
-  std::shared_ptr<int> alive_;
   ThreadChecker io_thread_;  // binds to the io thread at the first call
+  Liveness alive_;  // last: ends first
 };
 
 }  // namespace
@@ -711,14 +712,17 @@ Result<std::unique_ptr<GatewayClient>> GatewayClient::Create(asio::io_context& i
                                                               GatewayObserver* observer,
                                                               std::unique_ptr<HttpTransport> transport) {
   if (options.base_url.rfind("http://", 0) != 0 && options.base_url.rfind("https://", 0) != 0)
-    return Status::Error("gateway.base_url must start with http:// or https://");
-  if (options.secret.empty()) return Status::Error("auth: the secret is empty");
+    return Status::InvalidArgument("gateway.base_url must start with http:// or https://");
+  if (options.secret.empty()) return Status::InvalidArgument("auth: the secret is empty");
   if (options.auth_mode == GatewayOptions::AuthMode::kJwtHs256 && options.merchant_code.empty())
-    return Status::Error("auth.merchant_code is required for jwt-hs256");
-  if (options.limits.requests_per_second < 0) return Status::Error("limits.requests_per_second must be >= 0");
-  if (options.limits.burst < 0) return Status::Error("limits.burst must be >= 0");
-  if (options.limits.max_in_flight < 1) return Status::Error("limits.max_in_flight must be >= 1");
-  if (options.retry.max_attempts < 1) return Status::Error("retry.max_attempts must be >= 1");
+    return Status::InvalidArgument("auth.merchant_code is required for jwt-hs256");
+  if (options.limits.requests_per_second < 0)
+    return Status::InvalidArgument("limits.requests_per_second must be >= 0");
+  if (options.limits.burst < 0) return Status::InvalidArgument("limits.burst must be >= 0");
+  if (options.limits.max_in_flight < 1)
+    return Status::InvalidArgument("limits.max_in_flight must be >= 1");
+  if (options.retry.max_attempts < 1)
+    return Status::InvalidArgument("retry.max_attempts must be >= 1");
   CurrencyTable currencies = CurrencyTable::Iso4217().WithOverrides(options.currency_minor_units);
   return std::unique_ptr<GatewayClient>(
       new GatewayClientImpl(io, std::move(options), std::move(currencies), clock, random, observer,

@@ -10,6 +10,12 @@
 //    losing them in a crash is safe because a payout id is bound to one body, a re-POST answers
 //    409, and a restart treats kNew/kSubmitting/kUnknown payouts conservatively (GET before re-send).
 //
+// Errors (Status codes): kAlreadyExists when CreateBatch meets a batch id, content or payout id
+// seen before; kNotFound for a batch or payout id the store does not hold; kFailedPrecondition for
+// a file this payoutd cannot use (no schema, another schema version, no WAL); kUnavailable when
+// SQLite or the disk fails in a way a retry may cure (busy, I/O, full); kInternal for the rest
+// (corruption, a total that overflows).
+//
 // Threading: one PayoutStore is used from one thread at a time. Several processes may open the
 // same file (`payoutd status` reads while `payoutd run` writes).
 #pragma once
@@ -40,15 +46,15 @@ struct BatchRecord {
   int64_t finished_at_ms = 0;    // 0 until kFinished
 };
 
-// A payout with its durable progress.
-struct PayoutRow {
-  std::string batch_id;
-  Payout payout;
+// Where a payout is on its way to a final state: everything about it that changes after
+// CreateBatch. The engine changes it; Apply() writes it whole.
+struct PayoutProgress {
   Stage stage = Stage::kNew;
   FinalState state = FinalState::kNone;   // set when stage == kFinal
   int attempts = 0;                       // POST requests sent so far
   int64_t next_at_ms = 0;                 // when the next action (poll or re-check) is due; wall ms
-  int64_t since_ms = 0;                   // when it was first submitted (give_up_after counts from here); 0 = not yet
+  int64_t since_ms = 0;                   // when it was first submitted (give_up_after counts from
+                                          // here); 0 = not yet
   std::string gateway_status;             // last process.status seen
   bool has_fee = false;
   int64_t fee_minor = 0;
@@ -57,20 +63,17 @@ struct PayoutRow {
   std::string error;                      // last error / reason for REJECTED or ERROR
 };
 
-// The mutable part of a payout, written whole by Apply().
+// A payout with its durable progress.
+struct PayoutRow {
+  std::string batch_id;
+  Payout payout;
+  PayoutProgress progress;
+};
+
+// The new progress of the payout `id`, for Apply().
 struct PayoutUpdate {
   std::string id;
-  Stage stage = Stage::kNew;
-  FinalState state = FinalState::kNone;
-  int attempts = 0;
-  int64_t next_at_ms = 0;
-  int64_t since_ms = 0;
-  std::string gateway_status;
-  bool has_fee = false;
-  int64_t fee_minor = 0;
-  std::string fee_currency;
-  std::string processed_at;
-  std::string error;
+  PayoutProgress progress;
 };
 
 // A place in the order LoadDue reads rows in. The default is before every row.
@@ -118,12 +121,11 @@ class PayoutStore {
   virtual Result<bool> HasBatchId(std::string_view batch_id) = 0;
   virtual Result<bool> HasContent(std::string_view sha256) = 0;
   // The ids among `payouts` already used by an earlier batch (in the order given).
-  virtual Result<std::vector<std::string>> FindUsedPayoutIds(const std::vector<Payout>& payouts) = 0;
   virtual Result<std::vector<std::string>> FindUsedPayoutIds(const PayoutList& payouts) = 0;
 
   // Durably records an accepted batch and all its payouts at stage kNew, in one transaction.
-  // Fails (and records nothing) if the batch id, content or a payout id exists already.
-  virtual Status CreateBatch(const BatchRecord& batch, const std::vector<Payout>& payouts) = 0;
+  // Fails with kAlreadyExists (and records nothing) if the batch id, content or a payout id exists
+  // already; the message names the first one met.
   virtual Status CreateBatch(const BatchRecord& batch, const PayoutList& payouts) = 0;
 
   // Writes these payout states in one transaction. Each id must exist; a transition not allowed by

@@ -65,7 +65,7 @@ constexpr char kTwoRows[] =
 
 TEST_F(IntakeTest, Intake_RecordsANewValidBatchWithItsFileAndTime) {
   Intake in = Take("payroll-1", Put("payroll-1.csv", kTwoRows));
-  ASSERT_EQ(in.kind, Intake::Kind::kAccepted) << in.message;
+  ASSERT_EQ(in.kind, Intake::Kind::kAccepted) << in.status.message();
   EXPECT_EQ(in.batch.payouts.size(), 2u);
   auto rec = store_->GetBatch("payroll-1");
   ASSERT_TRUE(rec.ok() && rec->has_value());
@@ -76,7 +76,7 @@ TEST_F(IntakeTest, Intake_RecordsANewValidBatchWithItsFileAndTime) {
   auto p2 = store_->GetPayout("P-2");
   ASSERT_TRUE(p2.ok() && p2->has_value());
   EXPECT_EQ((*p2)->payout.amount_minor, 250);
-  EXPECT_EQ((*p2)->stage, Stage::kNew);
+  EXPECT_EQ((*p2)->progress.stage, Stage::kNew);
 }
 
 TEST_F(IntakeTest, Intake_RejectsAnInvalidBatchAndRecordsNothing) {
@@ -153,7 +153,8 @@ TEST_F(IntakeTest, Intake_FailsWithTheReasonWhenTheStoreCannotRecord) {
   Intake in = TakeBatch(read_only->get(), validator_, "payroll-1", path, "payroll-1.csv", kNowMs,
                         true);
   EXPECT_EQ(in.kind, Intake::Kind::kFailed);
-  EXPECT_FALSE(in.message.empty());
+  EXPECT_FALSE(in.status.ok());
+  EXPECT_FALSE(in.status.message().empty());
   EXPECT_FALSE(Known("payroll-1"));
 }
 

@@ -15,6 +15,8 @@
 #include <string>
 #include <vector>
 
+#include "tests/support/payout_list.h"
+
 namespace payoutd {
 namespace {
 
@@ -58,6 +60,10 @@ std::vector<Payout> MakePayouts(const std::string& batch, int n) {
   return out;
 }
 
+PayoutList MakePayoutList(const std::string& batch, int n) {
+  return ToPayoutList(MakePayouts(batch, n));
+}
+
 BatchRecord MakeBatch(const std::string& id, int64_t rows) {
   BatchRecord b;
   b.id = id;
@@ -80,8 +86,8 @@ std::unique_ptr<PayoutStore> OpenOrDie(const std::string& path, bool read_only =
 PayoutUpdate UpdateTo(const std::string& id, Stage stage, FinalState state = FinalState::kNone) {
   PayoutUpdate u;
   u.id = id;
-  u.stage = stage;
-  u.state = state;
+  u.progress.stage = stage;
+  u.progress.state = state;
   return u;
 }
 
@@ -114,7 +120,7 @@ TEST(PayoutStore, CreateBatchPersistsBatchAndPayoutsAcrossReopen) {
   {
     auto store = OpenOrDie(path);
     ASSERT_TRUE(store);
-    Status s = store->CreateBatch(MakeBatch("b1", 3), payouts);
+    Status s = store->CreateBatch(MakeBatch("b1", 3), ToPayoutList(payouts));
     ASSERT_TRUE(s.ok()) << s.message();
   }
   auto store = OpenOrDie(path);
@@ -145,9 +151,9 @@ TEST(PayoutStore, CreateBatchPersistsBatchAndPayoutsAcrossReopen) {
   EXPECT_EQ(r.payout.operator_code, "OP1");
   EXPECT_EQ(r.payout.method, "BANK_TRANSFER");
   EXPECT_EQ(r.payout.email, "jane@example.com");
-  EXPECT_EQ(r.stage, Stage::kNew);
-  EXPECT_EQ(r.state, FinalState::kNone);
-  EXPECT_EQ(r.attempts, 0);
+  EXPECT_EQ(r.progress.stage, Stage::kNew);
+  EXPECT_EQ(r.progress.state, FinalState::kNone);
+  EXPECT_EQ(r.progress.attempts, 0);
   EXPECT_FALSE(store->GetPayout("nope")->has_value());
 
   auto list = store->ListBatches();
@@ -159,11 +165,12 @@ TEST(PayoutStore, CreateBatchPersistsBatchAndPayoutsAcrossReopen) {
 TEST(PayoutStore, CreateBatchRefusesSeenBatchIdAndRecordsNothing) {
   TempDir dir;
   auto store = OpenOrDie(dir.File("state.db"));
-  ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 2), MakePayouts("b1", 2)).ok());
+  ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 2), MakePayoutList("b1", 2)).ok());
   BatchRecord again = MakeBatch("b1", 2);
   again.sha256 = "other-content";
-  Status s = store->CreateBatch(again, MakePayouts("x", 2));
+  Status s = store->CreateBatch(again, MakePayoutList("x", 2));
   ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.code(), StatusCode::kAlreadyExists);
   EXPECT_NE(s.message().find("batch id 'b1'"), std::string::npos) << s.message();
   EXPECT_FALSE(*store->HasContent("other-content"));
   EXPECT_FALSE(store->GetPayout("x-0")->has_value());
@@ -172,11 +179,12 @@ TEST(PayoutStore, CreateBatchRefusesSeenBatchIdAndRecordsNothing) {
 TEST(PayoutStore, CreateBatchRefusesSeenContentAndRecordsNothing) {
   TempDir dir;
   auto store = OpenOrDie(dir.File("state.db"));
-  ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 2), MakePayouts("b1", 2)).ok());
+  ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 2), MakePayoutList("b1", 2)).ok());
   BatchRecord copy = MakeBatch("b2", 2);
   copy.sha256 = "sha-of-b1";
-  Status s = store->CreateBatch(copy, MakePayouts("b2", 2));
+  Status s = store->CreateBatch(copy, MakePayoutList("b2", 2));
   ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.code(), StatusCode::kAlreadyExists);
   EXPECT_NE(s.message().find("sha256"), std::string::npos) << s.message();
   EXPECT_NE(s.message().find("'b1'"), std::string::npos) << s.message();
   EXPECT_FALSE(*store->HasBatchId("b2"));
@@ -187,11 +195,12 @@ TEST(PayoutStore, CreateBatchRefusesPayoutIdOfEarlierBatchAndRecordsNothing) {
   TempDir dir;
   std::string path = dir.File("state.db");
   auto store = OpenOrDie(path);
-  ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 2), MakePayouts("b1", 2)).ok());
+  ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 2), MakePayoutList("b1", 2)).ok());
   std::vector<Payout> second = MakePayouts("b2", 5);
   second[3].id = "b1-1";  // reused
-  Status s = store->CreateBatch(MakeBatch("b2", 5), second);
+  Status s = store->CreateBatch(MakeBatch("b2", 5), ToPayoutList(second));
   ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.code(), StatusCode::kAlreadyExists);
   EXPECT_NE(s.message().find("payout id 'b1-1'"), std::string::npos) << s.message();
   EXPECT_FALSE(*store->HasBatchId("b2"));
   EXPECT_FALSE(*store->HasContent("sha-of-b2"));
@@ -205,8 +214,9 @@ TEST(PayoutStore, CreateBatchRefusesPayoutIdRepeatedInsideTheBatch) {
   auto store = OpenOrDie(path);
   std::vector<Payout> payouts = MakePayouts("b1", 4);
   payouts[2].id = payouts[0].id;
-  Status s = store->CreateBatch(MakeBatch("b1", 4), payouts);
+  Status s = store->CreateBatch(MakeBatch("b1", 4), ToPayoutList(payouts));
   ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.code(), StatusCode::kAlreadyExists);
   EXPECT_NE(s.message().find("'b1-0'"), std::string::npos) << s.message();
   EXPECT_FALSE(*store->HasBatchId("b1"));
   EXPECT_EQ(CountPayouts(path, "b1"), 0);
@@ -215,9 +225,9 @@ TEST(PayoutStore, CreateBatchRefusesPayoutIdRepeatedInsideTheBatch) {
 TEST(PayoutStore, FindUsedPayoutIdsReturnsOnlyUsedIdsInTheOrderGiven) {
   TempDir dir;
   auto store = OpenOrDie(dir.File("state.db"));
-  ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 3), MakePayouts("b1", 3)).ok());
+  ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 3), MakePayoutList("b1", 3)).ok());
   std::vector<Payout> candidates = {MakePayout("n", 0), MakePayout("b1", 2), MakePayout("n", 1), MakePayout("b1", 0)};
-  auto used = store->FindUsedPayoutIds(candidates);
+  auto used = store->FindUsedPayoutIds(ToPayoutList(candidates));
   ASSERT_TRUE(used.ok()) << used.error();
   EXPECT_EQ(*used, (std::vector<std::string>{"b1-2", "b1-0"}));
 }
@@ -227,59 +237,59 @@ TEST(PayoutStore, ApplyPersistsAllowedTransitionsAndEveryField) {
   std::string path = dir.File("state.db");
   {
     auto store = OpenOrDie(path);
-    ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 1), MakePayouts("b1", 1)).ok());
+    ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 1), MakePayoutList("b1", 1)).ok());
     PayoutUpdate sub = UpdateTo("b1-0", Stage::kSubmitting);
-    sub.attempts = 1;
+    sub.progress.attempts = 1;
     PayoutUpdate unknown = UpdateTo("b1-0", Stage::kUnknown);
-    unknown.attempts = 1;
-    unknown.next_at_ms = 500;
+    unknown.progress.attempts = 1;
+    unknown.progress.next_at_ms = 500;
     PayoutUpdate poll = UpdateTo("b1-0", Stage::kPolling);
-    poll.attempts = 2;
-    poll.since_ms = 400;
-    poll.gateway_status = "PENDING";
+    poll.progress.attempts = 2;
+    poll.progress.since_ms = 400;
+    poll.progress.gateway_status = "PENDING";
     PayoutUpdate poll_again = poll;  // same stage: always allowed
-    poll_again.next_at_ms = 900;
+    poll_again.progress.next_at_ms = 900;
     ASSERT_TRUE(store->Apply({sub, unknown, UpdateTo("b1-0", Stage::kSubmitting), poll, poll_again}).ok());
     auto row = *store->GetPayout("b1-0");
-    EXPECT_EQ(row->stage, Stage::kPolling);
-    EXPECT_EQ(row->next_at_ms, 900);
+    EXPECT_EQ(row->progress.stage, Stage::kPolling);
+    EXPECT_EQ(row->progress.next_at_ms, 900);
 
     PayoutUpdate fin = UpdateTo("b1-0", Stage::kFinal, FinalState::kSuccess);
-    fin.attempts = 2;
-    fin.next_at_ms = 0;
-    fin.since_ms = 400;
-    fin.gateway_status = "SUCCESS";
-    fin.has_fee = true;
-    fin.fee_minor = 125;
-    fin.fee_currency = "EUR";
-    fin.processed_at = "2026-11-24T01:02:03Z";
-    fin.error = "none";
+    fin.progress.attempts = 2;
+    fin.progress.next_at_ms = 0;
+    fin.progress.since_ms = 400;
+    fin.progress.gateway_status = "SUCCESS";
+    fin.progress.has_fee = true;
+    fin.progress.fee_minor = 125;
+    fin.progress.fee_currency = "EUR";
+    fin.progress.processed_at = "2026-11-24T01:02:03Z";
+    fin.progress.error = "none";
     ASSERT_TRUE(store->Apply({fin}).ok());
     ASSERT_TRUE(store->Apply({fin}).ok()) << "re-applying the same final outcome is idempotent";
   }
   auto store = OpenOrDie(path, /*read_only=*/true);
   auto row = *store->GetPayout("b1-0");
   ASSERT_TRUE(row.has_value());
-  EXPECT_EQ(row->stage, Stage::kFinal);
-  EXPECT_EQ(row->state, FinalState::kSuccess);
-  EXPECT_EQ(row->attempts, 2);
-  EXPECT_EQ(row->since_ms, 400);
-  EXPECT_EQ(row->gateway_status, "SUCCESS");
-  EXPECT_TRUE(row->has_fee);
-  EXPECT_EQ(row->fee_minor, 125);
-  EXPECT_EQ(row->fee_currency, "EUR");
-  EXPECT_EQ(row->processed_at, "2026-11-24T01:02:03Z");
-  EXPECT_EQ(row->error, "none");
+  EXPECT_EQ(row->progress.stage, Stage::kFinal);
+  EXPECT_EQ(row->progress.state, FinalState::kSuccess);
+  EXPECT_EQ(row->progress.attempts, 2);
+  EXPECT_EQ(row->progress.since_ms, 400);
+  EXPECT_EQ(row->progress.gateway_status, "SUCCESS");
+  EXPECT_TRUE(row->progress.has_fee);
+  EXPECT_EQ(row->progress.fee_minor, 125);
+  EXPECT_EQ(row->progress.fee_currency, "EUR");
+  EXPECT_EQ(row->progress.processed_at, "2026-11-24T01:02:03Z");
+  EXPECT_EQ(row->progress.error, "none");
 }
 
 TEST(PayoutStore, ApplyWithUnknownIdFailsAndWritesNothingOfTheGroup) {
   TempDir dir;
   auto store = OpenOrDie(dir.File("state.db"));
-  ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 1), MakePayouts("b1", 1)).ok());
+  ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 1), MakePayoutList("b1", 1)).ok());
   Status s = store->Apply({UpdateTo("b1-0", Stage::kSubmitting), UpdateTo("ghost", Stage::kSubmitting)});
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.message().find("'ghost'"), std::string::npos) << s.message();
-  EXPECT_EQ((*store->GetPayout("b1-0"))->stage, Stage::kNew);
+  EXPECT_EQ((*store->GetPayout("b1-0"))->progress.stage, Stage::kNew);
 }
 
 TEST(PayoutStoreDeathTest, ApplyAbortsOnForbiddenTransitionAndTheGroupIsNotCommitted) {
@@ -287,7 +297,7 @@ TEST(PayoutStoreDeathTest, ApplyAbortsOnForbiddenTransitionAndTheGroupIsNotCommi
   std::string path = dir.File("state.db");
   {
     auto store = OpenOrDie(path);
-    ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 2), MakePayouts("b1", 2)).ok());
+    ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 2), MakePayoutList("b1", 2)).ok());
   }
   // The child opens its own connection: an SQLite connection must not cross fork().
   EXPECT_DEATH(
@@ -297,8 +307,8 @@ TEST(PayoutStoreDeathTest, ApplyAbortsOnForbiddenTransitionAndTheGroupIsNotCommi
       },
       "invariant violated");
   auto store = OpenOrDie(path);
-  EXPECT_EQ((*store->GetPayout("b1-0"))->stage, Stage::kNew);
-  EXPECT_EQ((*store->GetPayout("b1-1"))->stage, Stage::kNew);
+  EXPECT_EQ((*store->GetPayout("b1-0"))->progress.stage, Stage::kNew);
+  EXPECT_EQ((*store->GetPayout("b1-1"))->progress.stage, Stage::kNew);
 }
 
 TEST(PayoutStoreDeathTest, ApplyAbortsWhenAFinalPayoutWouldChangeItsOutcome) {
@@ -306,14 +316,14 @@ TEST(PayoutStoreDeathTest, ApplyAbortsWhenAFinalPayoutWouldChangeItsOutcome) {
   std::string path = dir.File("state.db");
   {
     auto store = OpenOrDie(path);
-    ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 1), MakePayouts("b1", 1)).ok());
+    ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 1), MakePayoutList("b1", 1)).ok());
     Walk(*store, "b1-0", {UpdateTo("", Stage::kSubmitting), UpdateTo("", Stage::kFinal, FinalState::kRejected)});
   }
   EXPECT_DEATH((void)(*PayoutStore::Open(path))->Apply({UpdateTo("b1-0", Stage::kFinal, FinalState::kSuccess)}),
                "invariant violated");
   EXPECT_DEATH((void)(*PayoutStore::Open(path))->Apply({UpdateTo("b1-0", Stage::kPolling)}), "invariant violated");
   auto store = OpenOrDie(path);
-  EXPECT_EQ((*store->GetPayout("b1-0"))->state, FinalState::kRejected);
+  EXPECT_EQ((*store->GetPayout("b1-0"))->progress.state, FinalState::kRejected);
 }
 
 TEST(PayoutStoreDeathTest, ApplyAbortsOnFinalStageWithoutOutcome) {
@@ -321,7 +331,7 @@ TEST(PayoutStoreDeathTest, ApplyAbortsOnFinalStageWithoutOutcome) {
   std::string path = dir.File("state.db");
   {
     auto store = OpenOrDie(path);
-    ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 1), MakePayouts("b1", 1)).ok());
+    ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 1), MakePayoutList("b1", 1)).ok());
     Walk(*store, "b1-0", {UpdateTo("", Stage::kSubmitting)});
   }
   EXPECT_DEATH((void)(*PayoutStore::Open(path))->Apply({UpdateTo("b1-0", Stage::kFinal, FinalState::kNone)}),
@@ -333,8 +343,8 @@ TEST(PayoutStore, LoadByStagePagesInLineOrderAfterTheGivenLine) {
   auto store = OpenOrDie(dir.File("state.db"));
   std::vector<Payout> payouts = MakePayouts("b1", 10);  // lines 2..11
   std::swap(payouts[0], payouts[9]);                    // insertion order is not line order
-  ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 10), payouts).ok());
-  ASSERT_TRUE(store->CreateBatch(MakeBatch("b2", 3), MakePayouts("b2", 3)).ok());
+  ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 10), ToPayoutList(payouts)).ok());
+  ASSERT_TRUE(store->CreateBatch(MakeBatch("b2", 3), MakePayoutList("b2", 3)).ok());
   ASSERT_TRUE(store->Apply({UpdateTo("b1-4", Stage::kSubmitting), UpdateTo("b1-5", Stage::kSubmitting)}).ok());
 
   std::vector<uint32_t> lines;
@@ -346,7 +356,7 @@ TEST(PayoutStore, LoadByStagePagesInLineOrderAfterTheGivenLine) {
     if (page->empty()) break;
     for (const PayoutRow& r : *page) {
       EXPECT_EQ(r.batch_id, "b1");
-      EXPECT_EQ(r.stage, Stage::kNew);
+      EXPECT_EQ(r.progress.stage, Stage::kNew);
       lines.push_back(r.payout.line);
     }
     after = page->back().payout.line;
@@ -361,13 +371,13 @@ TEST(PayoutStore, LoadByStagePagesInLineOrderAfterTheGivenLine) {
 TEST(PayoutStore, LoadDueReturnsDueUnknownAndPollingPayoutsEarliestFirst) {
   TempDir dir;
   auto store = OpenOrDie(dir.File("state.db"));
-  ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 6), MakePayouts("b1", 6)).ok());
-  ASSERT_TRUE(store->CreateBatch(MakeBatch("b2", 1), MakePayouts("b2", 1)).ok());
+  ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 6), MakePayoutList("b1", 6)).ok());
+  ASSERT_TRUE(store->CreateBatch(MakeBatch("b2", 1), MakePayoutList("b2", 1)).ok());
   EXPECT_FALSE(store->NextDueAt()->has_value());
 
   auto at = [](const std::string& id, Stage stage, int64_t next) {
     PayoutUpdate u = UpdateTo(id, stage);
-    u.next_at_ms = next;
+    u.progress.next_at_ms = next;
     return u;
   };
   // b1-0 stays kNew; b1-1 submitting (not due: a POST is in flight) even with an old next_at.
@@ -400,14 +410,14 @@ TEST(PayoutStore, LoadDueReturnsDueUnknownAndPollingPayoutsEarliestFirst) {
 TEST(PayoutStore, LoadDueAfterReadsOnFromAPositionWithTiesInStoredOrder) {
   TempDir dir;
   auto store = OpenOrDie(dir.File("state.db"));
-  ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 5), MakePayouts("b1", 5)).ok());
+  ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 5), MakePayoutList("b1", 5)).ok());
   std::vector<PayoutUpdate> updates;
   // b1-1, b1-2 and b1-3 share next_at 100: stored order breaks the tie. b1-4 is not due at 150.
   for (auto [id, next] : std::vector<std::pair<std::string, int64_t>>{
            {"b1-0", 50}, {"b1-1", 100}, {"b1-2", 100}, {"b1-3", 100}, {"b1-4", 200}}) {
     updates.push_back(UpdateTo(id, Stage::kSubmitting));
     PayoutUpdate u = UpdateTo(id, Stage::kPolling);
-    u.next_at_ms = next;
+    u.progress.next_at_ms = next;
     updates.push_back(u);
   }
   ASSERT_TRUE(store->Apply(updates).ok());
@@ -427,7 +437,7 @@ TEST(PayoutStore, LoadDueAfterReadsOnFromAPositionWithTiesInStoredOrder) {
   EXPECT_TRUE(store->LoadDueAfter(150, rest->back().position, 10)->empty());
   // A row given a later next_at is met again further on.
   PayoutUpdate later = UpdateTo("b1-0", Stage::kPolling);
-  later.next_at_ms = 120;
+  later.progress.next_at_ms = 120;
   ASSERT_TRUE(store->Apply({later}).ok());
   EXPECT_EQ(ids(*store->LoadDueAfter(150, rest->back().position, 10)), (std::vector<std::string>{"b1-0"}));
 }
@@ -439,25 +449,26 @@ TEST(PayoutStore, ProgressCountsAndTotalsAreExactPerCurrency) {
                                  MakePayout("b", 3, 300, "USD"),  MakePayout("b", 4, 400, "USD"),
                                  MakePayout("b", 5, 50, "EUR"),   MakePayout("b", 6, 70, "EUR"),
                                  MakePayout("b", 7, 9, "JPY")};
-  ASSERT_TRUE(store->CreateBatch(MakeBatch("b", 7), payouts).ok());
-  ASSERT_TRUE(store->CreateBatch(MakeBatch("other", 1), {MakePayout("other", 1, 5555, "USD")}).ok());
+  ASSERT_TRUE(store->CreateBatch(MakeBatch("b", 7), ToPayoutList(payouts)).ok());
+  const PayoutList other = ToPayoutList({MakePayout("other", 1, 5555, "USD")});
+  ASSERT_TRUE(store->CreateBatch(MakeBatch("other", 1), other).ok());
 
   PayoutUpdate sub = UpdateTo("", Stage::kSubmitting);
   PayoutUpdate poll = UpdateTo("", Stage::kPolling);
-  poll.since_ms = 7000;
+  poll.progress.since_ms = 7000;
   PayoutUpdate success = UpdateTo("", Stage::kFinal, FinalState::kSuccess);
-  success.since_ms = 1000;  // final: never the oldest pending
-  success.has_fee = true;
-  success.fee_minor = 10;
-  success.fee_currency = "USD";
+  success.progress.since_ms = 1000;  // final: never the oldest pending
+  success.progress.has_fee = true;
+  success.progress.fee_minor = 10;
+  success.progress.fee_currency = "USD";
   PayoutUpdate rejected = UpdateTo("", Stage::kFinal, FinalState::kRejected);
-  rejected.has_fee = true;
-  rejected.fee_minor = 5;
-  rejected.fee_currency = "EUR";
+  rejected.progress.has_fee = true;
+  rejected.progress.fee_minor = 5;
+  rejected.progress.fee_currency = "EUR";
   PayoutUpdate polling_since_5000 = poll;
-  polling_since_5000.since_ms = 5000;
+  polling_since_5000.progress.since_ms = 5000;
   PayoutUpdate unknown_since_3000 = UpdateTo("", Stage::kUnknown);
-  unknown_since_3000.since_ms = 3000;
+  unknown_since_3000.progress.since_ms = 3000;
 
   Walk(*store, "b-1", {sub, poll, success});
   Walk(*store, "b-2", {sub, poll, UpdateTo("", Stage::kFinal, FinalState::kFailed)});
@@ -492,25 +503,26 @@ TEST(PayoutStore, ProgressCountsAndTotalsAreExactPerCurrency) {
   EXPECT_EQ(jpy.failed, 9);
   EXPECT_EQ(p->oldest_pending_since_ms, 3000);
 
-  EXPECT_FALSE(store->Progress("missing").ok());
+  EXPECT_EQ(store->Progress("missing").code(), StatusCode::kNotFound);
 }
 
 // Progress as the definition says, from the rows themselves.
 BatchProgress RecountFromRows(PayoutStore& store, const std::string& batch_id) {
   BatchProgress p;
   Status s = store.ForEachPayout(batch_id, [&](const PayoutRow& r) {
-    p.stages[r.stage] += 1;
+    const PayoutProgress& g = r.progress;
+    p.stages[g.stage] += 1;
     CurrencyTotals& t = p.totals[r.payout.currency];
     t.requested += r.payout.amount_minor;
-    if (r.stage != Stage::kFinal) {
+    if (g.stage != Stage::kFinal) {
       t.pending += r.payout.amount_minor;
-      if (r.since_ms > 0 && (p.oldest_pending_since_ms == 0 || r.since_ms < p.oldest_pending_since_ms))
-        p.oldest_pending_since_ms = r.since_ms;
+      const int64_t oldest = p.oldest_pending_since_ms;
+      if (g.since_ms > 0 && (oldest == 0 || g.since_ms < oldest)) p.oldest_pending_since_ms = g.since_ms;
     } else {
-      p.states[r.state] += 1;
-      (r.state == FinalState::kSuccess ? t.succeeded : t.failed) += r.payout.amount_minor;
+      p.states[g.state] += 1;
+      (g.state == FinalState::kSuccess ? t.succeeded : t.failed) += r.payout.amount_minor;
     }
-    if (r.has_fee) t.fees[r.fee_currency] += r.fee_minor;
+    if (g.has_fee) t.fees[g.fee_currency] += g.fee_minor;
   });
   EXPECT_TRUE(s.ok()) << s.message();
   return p;
@@ -537,8 +549,8 @@ TEST(PayoutStore, ProgressEqualsARecountOfTheRowsAfterRandomAllowedTransitions) 
   const char* currencies[] = {"USD", "EUR", "JPY"};
   std::vector<Payout> payouts;
   for (int i = 0; i < 200; ++i) payouts.push_back(MakePayout("b", i, 1 + i * 37, currencies[i % 3]));
-  ASSERT_TRUE(store->CreateBatch(MakeBatch("b", 200), payouts).ok());
-  ASSERT_TRUE(store->CreateBatch(MakeBatch("other", 5), MakePayouts("other", 5)).ok());
+  ASSERT_TRUE(store->CreateBatch(MakeBatch("b", 200), ToPayoutList(payouts)).ok());
+  ASSERT_TRUE(store->CreateBatch(MakeBatch("other", 5), MakePayoutList("other", 5)).ok());
 
   std::mt19937 rng(20261125);
   std::map<std::string, Stage> stage;
@@ -552,13 +564,14 @@ TEST(PayoutStore, ProgressEqualsARecountOfTheRowsAfterRandomAllowedTransitions) 
         if (IsAllowedTransition(stage[id], static_cast<Stage>(to))) next.push_back(static_cast<Stage>(to));
       if (next.empty()) continue;  // final
       PayoutUpdate u = UpdateTo(id, next[rng() % next.size()]);
-      if (u.stage == Stage::kFinal) u.state = static_cast<FinalState>(1 + rng() % 4);
-      u.since_ms = 1000 + static_cast<int64_t>(rng() % 5000);
-      u.next_at_ms = static_cast<int64_t>(rng() % 10000);
-      u.has_fee = rng() % 2;
-      u.fee_minor = u.has_fee ? static_cast<int64_t>(rng() % 500) : 0;
-      u.fee_currency = u.has_fee ? currencies[rng() % 3] : "";
-      stage[id] = u.stage;
+      PayoutProgress& g = u.progress;
+      if (g.stage == Stage::kFinal) g.state = static_cast<FinalState>(1 + rng() % 4);
+      g.since_ms = 1000 + static_cast<int64_t>(rng() % 5000);
+      g.next_at_ms = static_cast<int64_t>(rng() % 10000);
+      g.has_fee = rng() % 2;
+      g.fee_minor = g.has_fee ? static_cast<int64_t>(rng() % 500) : 0;
+      g.fee_currency = g.has_fee ? currencies[rng() % 3] : "";
+      stage[id] = g.stage;
       group.push_back(u);
     }
     Status s = store->Apply(group);
@@ -577,12 +590,12 @@ TEST(PayoutStore, ProgressEqualsARecountOfTheRowsAfterRandomAllowedTransitions) 
 TEST(PayoutStore, ApplyRefusesAFeeThatWouldOverflowTheTotalsAndKeepsThemExact) {
   TempDir dir;
   auto store = OpenOrDie(dir.File("state.db"));
-  ASSERT_TRUE(store->CreateBatch(MakeBatch("b", 3), MakePayouts("b", 3)).ok());
+  ASSERT_TRUE(store->CreateBatch(MakeBatch("b", 3), MakePayoutList("b", 3)).ok());
   auto absurd = [](const std::string& id) {
     PayoutUpdate u = UpdateTo(id, Stage::kFinal, FinalState::kSuccess);
-    u.has_fee = true;
-    u.fee_minor = INT64_MAX;
-    u.fee_currency = "USD";
+    u.progress.has_fee = true;
+    u.progress.fee_minor = INT64_MAX;
+    u.progress.fee_currency = "USD";
     return u;
   };
   for (const char* id : {"b-0", "b-1", "b-2"}) Walk(*store, id, {UpdateTo("", Stage::kSubmitting)});
@@ -593,8 +606,8 @@ TEST(PayoutStore, ApplyRefusesAFeeThatWouldOverflowTheTotalsAndKeepsThemExact) {
   Status in_db = store->Apply({absurd("b-1")});
   EXPECT_FALSE(in_db.ok()) << "the stored total plus this fee overflows";
   EXPECT_NE(in_db.message().find("overflow"), std::string::npos) << in_db.message();
-  EXPECT_EQ((*store->GetPayout("b-1"))->stage, Stage::kSubmitting);
-  EXPECT_EQ((*store->GetPayout("b-2"))->stage, Stage::kSubmitting);
+  EXPECT_EQ((*store->GetPayout("b-1"))->progress.stage, Stage::kSubmitting);
+  EXPECT_EQ((*store->GetPayout("b-2"))->progress.stage, Stage::kSubmitting);
   auto p = store->Progress("b");
   ASSERT_TRUE(p.ok()) << p.error();
   EXPECT_EQ(p->totals.at("USD").fees, (std::map<std::string, int64_t>{{"USD", INT64_MAX}}));
@@ -605,9 +618,9 @@ TEST(PayoutStore, OpeningAVersion1FileMigratesItAndKeepsProgressExact) {
   std::string path = dir.File("state.db");
   {
     auto store = OpenOrDie(path);
-    ASSERT_TRUE(store->CreateBatch(MakeBatch("b", 4), MakePayouts("b", 4)).ok());
+    ASSERT_TRUE(store->CreateBatch(MakeBatch("b", 4), MakePayoutList("b", 4)).ok());
     PayoutUpdate poll = UpdateTo("", Stage::kPolling);
-    poll.since_ms = 777;
+    poll.progress.since_ms = 777;
     Walk(*store, "b-0", {UpdateTo("", Stage::kSubmitting), poll});
     Walk(*store, "b-1", {UpdateTo("", Stage::kSubmitting), UpdateTo("", Stage::kFinal, FinalState::kFailed)});
   }
@@ -636,8 +649,8 @@ TEST(PayoutStore, ForEachPayoutStreamsEveryPayoutInLineOrderWhateverItsStage) {
   auto store = OpenOrDie(dir.File("state.db"));
   std::vector<Payout> payouts = MakePayouts("b1", 8);
   std::swap(payouts[1], payouts[6]);
-  ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 8), payouts).ok());
-  ASSERT_TRUE(store->CreateBatch(MakeBatch("b2", 2), MakePayouts("b2", 2)).ok());
+  ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 8), ToPayoutList(payouts)).ok());
+  ASSERT_TRUE(store->CreateBatch(MakeBatch("b2", 2), MakePayoutList("b2", 2)).ok());
   Walk(*store, "b1-2", {UpdateTo("", Stage::kSubmitting)});
   Walk(*store, "b1-5", {UpdateTo("", Stage::kSubmitting), UpdateTo("", Stage::kFinal, FinalState::kRejected)});
   Walk(*store, "b1-6", {UpdateTo("", Stage::kSubmitting), UpdateTo("", Stage::kPolling)});
@@ -647,7 +660,7 @@ TEST(PayoutStore, ForEachPayoutStreamsEveryPayoutInLineOrderWhateverItsStage) {
   Status s = store->ForEachPayout("b1", [&](const PayoutRow& r) {
     EXPECT_EQ(r.batch_id, "b1");
     lines.push_back(r.payout.line);
-    stages.push_back(r.stage);
+    stages.push_back(r.progress.stage);
   });
   ASSERT_TRUE(s.ok()) << s.message();
   EXPECT_EQ(lines, (std::vector<uint32_t>{2, 3, 4, 5, 6, 7, 8, 9}));
@@ -661,7 +674,7 @@ TEST(PayoutStore, ForEachPayoutStreamsEveryPayoutInLineOrderWhateverItsStage) {
 TEST(PayoutStore, ForEachPayoutCallbackMayReadTheStoreButItsWritesAreRefused) {
   TempDir dir;
   auto store = OpenOrDie(dir.File("state.db"));
-  ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 3), MakePayouts("b1", 3)).ok());
+  ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 3), MakePayoutList("b1", 3)).ok());
   int visited = 0;
   Status s = store->ForEachPayout("b1", [&](const PayoutRow& r) {
     ++visited;
@@ -681,7 +694,7 @@ TEST(PayoutStore, SetBatchStatusMovesForwardAndPersists) {
   std::string path = dir.File("state.db");
   {
     auto store = OpenOrDie(path);
-    ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 1), MakePayouts("b1", 1)).ok());
+    ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 1), MakePayoutList("b1", 1)).ok());
     Walk(*store, "b1-0", {UpdateTo("", Stage::kSubmitting), UpdateTo("", Stage::kFinal, FinalState::kRejected)});
     ASSERT_TRUE(store->SetBatchStatus("b1", BatchRecord::Status::kFinished, 42).ok());
     ASSERT_TRUE(store->SetBatchStatus("b1", BatchRecord::Status::kReported, 42).ok());
@@ -697,7 +710,7 @@ TEST(PayoutStoreDeathTest, SetBatchStatusAbortsWhenFinishingABatchWithPendingPay
   std::string path = dir.File("state.db");
   {
     auto store = OpenOrDie(path);
-    ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 2), MakePayouts("b1", 2)).ok());
+    ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 2), MakePayoutList("b1", 2)).ok());
     Walk(*store, "b1-0", {UpdateTo("", Stage::kSubmitting), UpdateTo("", Stage::kFinal, FinalState::kRejected)});
   }
   EXPECT_DEATH((void)(*PayoutStore::Open(path))->SetBatchStatus("b1", BatchRecord::Status::kFinished, 1),
@@ -709,7 +722,7 @@ TEST(PayoutStore, ReadOnlyStoreReadsCommittedStateWhileAWriterHoldsAnOpenTransac
   TempDir dir;
   std::string path = dir.File("state.db");
   auto writer = OpenOrDie(path);
-  ASSERT_TRUE(writer->CreateBatch(MakeBatch("b1", 2), MakePayouts("b1", 2)).ok());
+  ASSERT_TRUE(writer->CreateBatch(MakeBatch("b1", 2), MakePayoutList("b1", 2)).ok());
 
   // Another connection (as `payoutd run` would) holds the write lock with uncommitted changes.
   sqlite3* raw = nullptr;
@@ -724,12 +737,12 @@ TEST(PayoutStore, ReadOnlyStoreReadsCommittedStateWhileAWriterHoldsAnOpenTransac
   ASSERT_TRUE(progress.ok()) << progress.error();
   EXPECT_EQ(progress->stages, (std::map<Stage, int64_t>{{Stage::kNew, 2}}));
   EXPECT_EQ(reader->ListBatches()->size(), 1u);
-  Status refused = reader->CreateBatch(MakeBatch("b2", 1), MakePayouts("b2", 1));
+  Status refused = reader->CreateBatch(MakeBatch("b2", 1), MakePayoutList("b2", 1));
   EXPECT_FALSE(refused.ok());
 
   ASSERT_EQ(sqlite3_exec(raw, "COMMIT", nullptr, nullptr, nullptr), SQLITE_OK);
   sqlite3_close(raw);
-  EXPECT_EQ((*reader->GetPayout("b1-0"))->stage, Stage::kSubmitting);
+  EXPECT_EQ((*reader->GetPayout("b1-0"))->progress.stage, Stage::kSubmitting);
 }
 
 TEST(PayoutStore, ReadOnlyOpenOfAMissingFileFailsAndCreatesNothing) {
@@ -840,10 +853,13 @@ TEST(PayoutStore, CreateBatchIsAllOrNothingWhenTheProcessDiesAtAnyWalWrite) {
   std::string tmpl = dir.File("template.db");
   { ASSERT_TRUE(OpenOrDie(tmpl)); }  // the schema exists before the experiment
   SweepCrashPoints(
-      dir, tmpl, [](PayoutStore& s) { return s.CreateBatch(MakeBatch("big", kCrashRows), MakePayouts("big", kCrashRows)); },
+      dir, tmpl,
+      [](PayoutStore& s) {
+        return s.CreateBatch(MakeBatch("big", kCrashRows), MakePayoutList("big", kCrashRows));
+      },
       [](PayoutStore& s) -> std::optional<bool> {
         bool has_batch = *s.HasBatchId("big");
-        auto used = s.FindUsedPayoutIds(MakePayouts("big", kCrashRows));
+        auto used = s.FindUsedPayoutIds(MakePayoutList("big", kCrashRows));
         size_t count = used.ok() ? used->size() : 1;
         if (has_batch && count == kCrashRows) return true;
         if (!has_batch && count == 0) return false;
@@ -856,12 +872,13 @@ TEST(PayoutStore, ApplyGroupIsAllOrNothingWhenTheProcessDiesAtAnyWalWrite) {
   std::string tmpl = dir.File("template.db");
   {
     auto store = OpenOrDie(tmpl);
-    ASSERT_TRUE(store->CreateBatch(MakeBatch("b", kCrashRows), MakePayouts("b", kCrashRows)).ok());
+    const PayoutList payouts = MakePayoutList("b", kCrashRows);
+    ASSERT_TRUE(store->CreateBatch(MakeBatch("b", kCrashRows), payouts).ok());
   }
   std::vector<PayoutUpdate> group;
   for (int i = 0; i < kCrashRows; ++i) {
     PayoutUpdate u = UpdateTo("b-" + std::to_string(i), Stage::kSubmitting);
-    u.attempts = 1;
+    u.progress.attempts = 1;
     group.push_back(u);
   }
   SweepCrashPoints(

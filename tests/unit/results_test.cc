@@ -45,7 +45,9 @@ class ResultsTest : public ::testing::Test {
     return p;
   }
 
-  void CreateBatch(const std::string& batch_id, const std::vector<Payout>& payouts) {
+  void CreateBatch(const std::string& batch_id, const std::vector<Payout>& rows) {
+    PayoutList payouts;
+    for (const Payout& p : rows) payouts.push_back(p);
     BatchRecord rec;
     rec.id = batch_id;
     rec.sha256 = std::string(64, 'a');
@@ -55,26 +57,24 @@ class ResultsTest : public ::testing::Test {
     ASSERT_TRUE(store_->CreateBatch(rec, payouts).ok());
   }
 
-  // Takes a payout through submitting and polling to `u` (its final stage and state).
-  void Finish(PayoutUpdate u) {
+  // Takes payout `id` through submitting and polling to `final` (its state and the rest).
+  void Finish(const std::string& id, PayoutProgress final) {
     PayoutUpdate step;
-    step.id = u.id;
+    step.id = id;
     for (Stage s : {Stage::kSubmitting, Stage::kPolling}) {
-      step.stage = s;
+      step.progress.stage = s;
       ASSERT_TRUE(store_->Apply({step}).ok());
     }
-    u.stage = Stage::kFinal;
-    ASSERT_TRUE(store_->Apply({u}).ok());
+    final.stage = Stage::kFinal;
+    ASSERT_TRUE(store_->Apply({PayoutUpdate{id, final}}).ok());
   }
 
-  static PayoutUpdate Final(std::string id, FinalState state, std::string gateway_status,
-                            int attempts) {
-    PayoutUpdate u;
-    u.id = std::move(id);
-    u.state = state;
-    u.gateway_status = std::move(gateway_status);
-    u.attempts = attempts;
-    return u;
+  static PayoutProgress Final(FinalState state, std::string gateway_status, int attempts) {
+    PayoutProgress p;
+    p.state = state;
+    p.gateway_status = std::move(gateway_status);
+    p.attempts = attempts;
+    return p;
   }
 
   fs::path dir_;
@@ -84,19 +84,19 @@ class ResultsTest : public ::testing::Test {
 TEST_F(ResultsTest, ResultsCsv_OneRowPerPayoutInInputOrderWithTheCurrencysDigits) {
   CreateBatch("b1", {MakePayout(2, "P-1", 250000, "USD"), MakePayout(3, "P-2", 310000, "JPY"),
                      MakePayout(5, "P-3", 420250, "BHD"), MakePayout(6, "P-4", 5, "USD")});
-  PayoutUpdate ok = Final("P-1", FinalState::kSuccess, "SUCCESS", 1);
+  PayoutProgress ok = Final(FinalState::kSuccess, "SUCCESS", 1);
   ok.has_fee = true;
   ok.fee_minor = 2500;
   ok.fee_currency = "USD";
   ok.processed_at = "2026-12-02T06:56:12.215Z";
-  Finish(ok);
-  PayoutUpdate jpy = Final("P-2", FinalState::kFailed, "EXPIRED", 2);
+  Finish("P-1", ok);
+  PayoutProgress jpy = Final(FinalState::kFailed, "EXPIRED", 2);
   jpy.has_fee = true;
   jpy.fee_minor = 7;  // a fee in a 3-digit currency on a 0-digit payout
   jpy.fee_currency = "BHD";
-  Finish(jpy);
-  Finish(Final("P-3", FinalState::kRejected, "", 1));
-  Finish(Final("P-4", FinalState::kError, "PENDING", 3));
+  Finish("P-2", jpy);
+  Finish("P-3", Final(FinalState::kRejected, "", 1));
+  Finish("P-4", Final(FinalState::kError, "PENDING", 3));
 
   std::ostringstream out;
   ASSERT_TRUE(WriteResultsCsv(*store_, "b1", CurrencyTable::Iso4217(), out).ok());
@@ -111,9 +111,9 @@ TEST_F(ResultsTest, ResultsCsv_OneRowPerPayoutInInputOrderWithTheCurrencysDigits
 
 TEST_F(ResultsTest, ResultsCsv_QuotesAnErrorWithCommaQuoteOrLineBreak) {
   CreateBatch("b2", {MakePayout(2, "P-1", 100, "EUR")});
-  PayoutUpdate u = Final("P-1", FinalState::kRejected, "", 1);
-  u.error = "OPERATOR_REJECTED: \"no\", said\nthe operator";
-  Finish(u);
+  PayoutProgress rejected = Final(FinalState::kRejected, "", 1);
+  rejected.error = "OPERATOR_REJECTED: \"no\", said\nthe operator";
+  Finish("P-1", rejected);
   std::ostringstream out;
   ASSERT_TRUE(WriteResultsCsv(*store_, "b2", CurrencyTable::Iso4217(), out).ok());
   EXPECT_EQ(out.str().substr(out.str().find('\n') + 1),
