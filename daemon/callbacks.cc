@@ -5,6 +5,7 @@
 #include <boost/beast/http.hpp>
 #include <simdjson.h>
 
+#include "core/base/listen_address.h"
 #include "core/base/liveness.h"
 #include "core/base/log.h"
 #include "core/base/thread_checker.h"
@@ -94,21 +95,14 @@ class Receiver final : public CallbackReceiver {
 
   Status Listen(const std::string& listen) {
     PAYOUTD_DCHECK_ON_THREAD(io_thread_);
-    auto colon = listen.rfind(':');
-    if (colon == std::string::npos)
-      return Status::InvalidArgument("expected host:port, got '" + listen + "'");
-    std::string host = listen.substr(0, colon);
-    if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-    beast::error_code ec;
-    auto addr = asio::ip::make_address(host, ec);
-    if (ec) return Status::InvalidArgument("bad address '" + host + "'");
-    int port = 0;
-    try {
-      port = std::stoi(listen.substr(colon + 1));
-    } catch (...) {
-      return Status::InvalidArgument("bad port in '" + listen + "'");
+    Result<ListenAddress> address = ParseListenAddress(listen);
+    if (!address.ok()) {
+      return Status::InvalidArgument(address.error() + ", got '" + listen + "'");
     }
-    tcp::endpoint ep(addr, static_cast<unsigned short>(port));
+    beast::error_code ec;
+    auto addr = asio::ip::make_address(address->host, ec);
+    if (ec) return Status::InvalidArgument("bad address '" + address->host + "'");
+    tcp::endpoint ep(addr, address->port);
     acceptor_.open(ep.protocol(), ec);
     if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
     if (!ec) acceptor_.bind(ep, ec);

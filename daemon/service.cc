@@ -33,33 +33,17 @@
 
 namespace payoutd {
 
-BatchRules ToBatchRules(const Config& c) {
-  BatchRules r;
-  r.delimiter = c.batches.delimiter;
-  r.default_method = c.batches.default_method;
-  r.default_operator_code = c.batches.default_operator_code;
-  r.max_rows = c.batches.max_rows;
-  r.max_amount = c.batches.max_amount;
-  r.max_total = c.batches.max_total;
-  r.currencies = c.batches.currencies;
-  return r;
-}
+namespace {
 
-EngineOptions ToEngineOptions(const Config& c) {
+// The engine runs with the configured polling policy, and hands the client enough calls to keep
+// every connection busy while the rest wait in the store.
+EngineOptions EngineOptionsFor(const Config& c) {
   EngineOptions o;
-  o.polling.initial_delay = c.polling.initial_delay;
-  o.polling.max_interval = c.polling.max_interval;
-  o.polling.give_up_after = c.polling.give_up_after;
-  o.polling.final_statuses = c.polling.final_statuses;
-  o.polling.success_statuses = c.polling.success_statuses;
-  // Enough calls with the client to keep every connection busy while the rest wait in the store.
-  size_t window = static_cast<size_t>(std::max(16, c.gateway.limits.max_in_flight * 2));
-  o.submit_window = window;
-  o.poll_window = window;
+  o.polling = c.polling;
+  o.submit_window = static_cast<size_t>(std::max(16, c.gateway.limits.max_in_flight * 2));
+  o.poll_window = o.submit_window;
   return o;
 }
-
-namespace {
 
 int64_t WallMs(const Clock& clock) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(clock.WallNow().time_since_epoch()).count();
@@ -81,7 +65,7 @@ class Service final : public EngineObserver {
   explicit Service(ServiceOptions options)
       : opt_(std::move(options)),
         cfg_(opt_.config),
-        validator_(ToBatchRules(cfg_)),
+        validator_(cfg_.batches),
         signals_(io_, SIGTERM, SIGINT),
         hup_(io_, SIGHUP),
         grace_timer_(io_),
@@ -159,20 +143,19 @@ class Service final : public EngineObserver {
 };
 
 Status Service::Lock() {
-  std::string path = cfg_.state_path + ".lock";
+  std::string path = cfg_.state.path + ".lock";
   lock_fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (lock_fd_ < 0) return Status::Unavailable("cannot open lock file " + path);
   if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
     return Status::FailedPrecondition("another payoutd (run or process) is using the state " +
-                                      cfg_.state_path);
+                                      cfg_.state.path);
   }
   return Status::Ok();
 }
 
 // The daemon's life: start up, take the batch in (`process`), resume, then run until shutdown.
 int Service::Run() {
-  log::SetLevel(cfg_.log_level);
-  log::SetFormat(cfg_.log_format);
+  log::Configure(cfg_.log);
   if (Status st = StartUp(); !st.ok()) return StartupFailed(st);
   if (Process()) {
     if (std::optional<int> exit_code = TakeProcessBatch()) return *exit_code;
@@ -193,26 +176,26 @@ int Service::StartupFailed(const Status& why) {
 // thread and one for the store thread), metrics, the gateway client, the engine, the callback
 // receiver, and the spool or the output folder.
 Status Service::StartUp() {
-  PAYOUTD_RETURN_IF_ERROR(MakeDirs(DirName(cfg_.state_path)));
+  PAYOUTD_RETURN_IF_ERROR(MakeDirs(DirName(cfg_.state.path)));
   PAYOUTD_RETURN_IF_ERROR(Lock());
-  const std::string state = "state " + cfg_.state_path + ": ";
-  PAYOUTD_ASSIGN_OR_RETURN(store_, PayoutStore::Open(cfg_.state_path).WithPrefix(state));
+  const std::string state = "state " + cfg_.state.path + ": ";
+  PAYOUTD_ASSIGN_OR_RETURN(store_, PayoutStore::Open(cfg_.state.path).WithPrefix(state));
   PAYOUTD_ASSIGN_OR_RETURN(std::unique_ptr<PayoutStore> writer_store,
-                           PayoutStore::Open(cfg_.state_path).WithPrefix(state));
+                           PayoutStore::Open(cfg_.state.path).WithPrefix(state));
   writer_ = std::make_unique<StoreThread>(io_, std::move(writer_store));
 
   PAYOUTD_ASSIGN_OR_RETURN(
-      metrics_, Metrics::Create(Process() ? std::string() : cfg_.metrics_listen, PAYOUTD_VERSION)
+      metrics_, Metrics::Create(Process() ? std::string() : cfg_.metrics.listen, PAYOUTD_VERSION)
                     .WithPrefix("metrics: "));
   PAYOUTD_ASSIGN_OR_RETURN(
       client_, GatewayClient::Create(io_, cfg_.gateway, clock_, random_, metrics_.get())
                    .WithPrefix("gateway: "));
-  engine_ = std::make_unique<PayoutEngine>(io_, *store_, *client_, clock_, ToEngineOptions(cfg_),
+  engine_ = std::make_unique<PayoutEngine>(io_, *store_, *client_, clock_, EngineOptionsFor(cfg_),
                                            this, writer_.get());
-  if (!cfg_.callbacks_listen.empty()) {
+  if (!cfg_.callbacks.listen.empty()) {
     auto nudge = [this](const std::string& id) { return engine_->Nudge(id); };
     PAYOUTD_ASSIGN_OR_RETURN(
-        callbacks_, CallbackReceiver::Create(io_, cfg_.callbacks_listen, nudge, metrics_.get())
+        callbacks_, CallbackReceiver::Create(io_, cfg_.callbacks.listen, nudge, metrics_.get())
                         .WithPrefix("callbacks.listen: "));
   }
 
@@ -295,7 +278,7 @@ void Service::Serve() {
     if (!ec) Shutdown(sig == SIGTERM ? "SIGTERM" : "SIGINT", Process() ? kExitFailure : kExitOk);
   });
   Reload();  // arms the SIGHUP handler
-  std::string metrics = metrics_->port() ? cfg_.metrics_listen + " (port " +
+  std::string metrics = metrics_->port() ? cfg_.metrics.listen + " (port " +
                                                std::to_string(metrics_->port()) + ")"
                                          : "off";
   log::Info("payoutd.ready", {{"version", PAYOUTD_VERSION},
@@ -527,12 +510,10 @@ void Service::Reload() {
       cfg_.gateway.limits = fresh->gateway.limits;
       cfg_.gateway.retry = fresh->gateway.retry;
       cfg_.polling = fresh->polling;
-      cfg_.log_level = fresh->log_level;
-      cfg_.log_format = fresh->log_format;
-      log::SetLevel(cfg_.log_level);
-      log::SetFormat(cfg_.log_format);
+      cfg_.log = fresh->log;
+      log::Configure(cfg_.log);
       client_->Reconfigure(cfg_.gateway.limits, cfg_.gateway.retry);
-      engine_->Reconfigure(ToEngineOptions(cfg_).polling);
+      engine_->Reconfigure(cfg_.polling);
       log::Info("config.reloaded", {{"requests_per_second", std::to_string(cfg_.gateway.limits.requests_per_second)},
                                     {"burst", std::to_string(cfg_.gateway.limits.burst)},
                                     {"max_in_flight", std::to_string(cfg_.gateway.limits.max_in_flight)}});

@@ -1,5 +1,6 @@
-// The spool folder (SPEC §2): inbox/ where finance ops drop batches, work/ for batches being paid,
-// done/ for finished batches and their reports, rejected/ for refused batches and their errors.
+// The spool folder (docs/batches.md#the-spool-folder): inbox/ where finance ops drop batches,
+// work/ for batches being paid, done/ for finished batches and their reports, rejected/ for
+// refused batches and their errors.
 //
 // A `*.csv` file in inbox/ (not hidden, not *.tmp or *.part) is claimed once its size and mtime have
 // been still for `settle`, by a rename into work/. Changes are noticed through inotify and, for

@@ -17,16 +17,6 @@ std::atomic<int> g_format{static_cast<int>(Format::kText)};
 Mutex g_mu;
 void (*g_sink)(std::string_view) GUARDED_BY(g_mu) = nullptr;
 
-const char* LevelName(Level l) {
-  switch (l) {
-    case Level::kDebug: return "debug";
-    case Level::kInfo: return "info";
-    case Level::kWarn: return "warn";
-    case Level::kError: return "error";
-  }
-  return "info";
-}
-
 std::string Timestamp() {
   auto now = std::chrono::system_clock::now();
   auto t = std::chrono::system_clock::to_time_t(now);
@@ -69,8 +59,26 @@ bool ParseFormat(std::string_view s, Format* out) {
   return true;
 }
 
+std::string_view LevelName(Level level) {
+  switch (level) {
+    case Level::kDebug: return "debug";
+    case Level::kInfo: return "info";
+    case Level::kWarn: return "warn";
+    case Level::kError: return "error";
+  }
+  return "info";
+}
+
+std::string_view FormatName(Format format) {
+  return format == Format::kJson ? "json" : "text";
+}
+
 void SetLevel(Level level) { g_level = static_cast<int>(level); }
 void SetFormat(Format format) { g_format = static_cast<int>(format); }
+void Configure(const Options& options) {
+  SetLevel(options.level);
+  SetFormat(options.format);
+}
 void SetSink(void (*sink)(std::string_view)) {
   MutexLock lock(&g_mu);
   g_sink = sink;

@@ -5,6 +5,8 @@
 #include <string>
 
 #include "config/config.h"
+#include "config/duration.h"
+#include "config/summary.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string text(reinterpret_cast<const char*>(data), size);
