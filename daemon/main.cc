@@ -5,6 +5,7 @@
 #include <cstring>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -81,18 +82,20 @@ int Usage(const std::string& message) {
   return kExitUsage;
 }
 
-Result<Config> Load(const Args& a) {
+// The configuration, or nullopt once stderr says why it is not valid (the command then exits
+// kExitUsage).
+std::optional<Config> Load(const Args& a) {
   auto cfg = LoadConfig(a.config);
-  if (!cfg.ok()) return cfg.status().WithPrefix("configuration " + a.config + " is not valid:\n");
-  return cfg;
+  if (!cfg.ok()) {
+    std::cerr << "payoutd: configuration " << a.config << " is not valid:\n" << cfg.error() << "\n";
+    return std::nullopt;
+  }
+  return std::move(cfg).value();
 }
 
 int Check(const Args& a) {
-  auto cfg = Load(a);
-  if (!cfg.ok()) {
-    std::cerr << "payoutd: " << cfg.error() << "\n";
-    return kExitUsage;
-  }
+  std::optional<Config> cfg = Load(a);
+  if (!cfg) return kExitUsage;
   std::cout << Summarize(*cfg) << "configuration OK\n";
   return kExitOk;
 }
@@ -105,11 +108,8 @@ std::string Totals(const std::map<std::string, int64_t>& totals, const CurrencyT
 }
 
 int Validate(const Args& a) {
-  auto cfg = Load(a);
-  if (!cfg.ok()) {
-    std::cerr << "payoutd: " << cfg.error() << "\n";
-    return kExitUsage;
-  }
+  std::optional<Config> cfg = Load(a);
+  if (!cfg) return kExitUsage;
   const std::string& path = a.positional[0];
   struct stat st;
   if (::stat(path.c_str(), &st) != 0) {
@@ -205,11 +205,8 @@ void PrintGatewayOutage(PayoutStore& store, int64_t now_ms) {
 }
 
 int StatusCommand(const Args& a) {
-  auto cfg = Load(a);
-  if (!cfg.ok()) {
-    std::cerr << "payoutd: " << cfg.error() << "\n";
-    return kExitUsage;
-  }
+  std::optional<Config> cfg = Load(a);
+  if (!cfg) return kExitUsage;
   struct stat st;
   if (::stat(cfg->state_path.c_str(), &st) != 0) {
     std::cout << "no batches yet (no state at " << cfg->state_path << ")\n";
@@ -247,11 +244,8 @@ int StatusCommand(const Args& a) {
 }
 
 int Serve(const Args& a, ServiceOptions::Mode mode) {
-  auto cfg = Load(a);
-  if (!cfg.ok()) {
-    std::cerr << "payoutd: " << cfg.error() << "\n";
-    return kExitUsage;
-  }
+  std::optional<Config> cfg = Load(a);
+  if (!cfg) return kExitUsage;
   ServiceOptions o;
   o.mode = mode;
   o.config = std::move(*cfg);
