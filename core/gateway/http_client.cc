@@ -212,35 +212,41 @@ struct HttpClient::Impl {
   }
 
   // --- the loop ---
+
+  // One direction of a socket: the wait, curl's words for it, and the Watch flag that says a wait
+  // is pending.
+  struct Direction {
+    asio::posix::stream_descriptor::wait_type wait;
+    int poll;             // CURL_POLL_IN | CURL_POLL_OUT: curl wants this direction
+    int select;           // CURL_CSELECT_IN | CURL_CSELECT_OUT: it is ready
+    bool Watch::*pending;
+  };
+  static constexpr Direction kRead{asio::posix::stream_descriptor::wait_read, CURL_POLL_IN,
+                                   CURL_CSELECT_IN, &Watch::reading};
+  static constexpr Direction kWrite{asio::posix::stream_descriptor::wait_write, CURL_POLL_OUT,
+                                    CURL_CSELECT_OUT, &Watch::writing};
+
   void Arm(curl_socket_t fd, const std::shared_ptr<Watch>& w) {
-    if ((w->want & CURL_POLL_IN) && !w->reading) {
-      w->reading = true;
-      w->sd.async_wait(asio::posix::stream_descriptor::wait_read,
-                       [this, fd, w, alive = alive.token()](const boost::system::error_code& ec) {
-                         w->reading = false;
-                         if (!alive || w->closed) return;
-                         if (ec && ec != asio::error::operation_aborted) {
-                           Action(fd, CURL_CSELECT_ERR);
-                         } else if (!ec && (w->want & CURL_POLL_IN)) {
-                           Action(fd, CURL_CSELECT_IN);
-                         }
-                         if (!w->closed) Arm(fd, w);
-                       });
-    }
-    if ((w->want & CURL_POLL_OUT) && !w->writing) {
-      w->writing = true;
-      w->sd.async_wait(asio::posix::stream_descriptor::wait_write,
-                       [this, fd, w, alive = alive.token()](const boost::system::error_code& ec) {
-                         w->writing = false;
-                         if (!alive || w->closed) return;
-                         if (ec && ec != asio::error::operation_aborted) {
-                           Action(fd, CURL_CSELECT_ERR);
-                         } else if (!ec && (w->want & CURL_POLL_OUT)) {
-                           Action(fd, CURL_CSELECT_OUT);
-                         }
-                         if (!w->closed) Arm(fd, w);
-                       });
-    }
+    Arm(fd, w, kRead);
+    Arm(fd, w, kWrite);
+  }
+
+  // Waits for `d` on the socket when curl wants it and no such wait is pending; a completed wait
+  // tells curl and arms again.
+  void Arm(curl_socket_t fd, const std::shared_ptr<Watch>& w, const Direction& d) {
+    if (!(w->want & d.poll) || (*w).*d.pending) return;
+    (*w).*d.pending = true;
+    auto on_ready = [this, fd, w, d, alive = alive.token()](const boost::system::error_code& ec) {
+      (*w).*d.pending = false;
+      if (!alive || w->closed) return;
+      if (ec && ec != asio::error::operation_aborted) {
+        Action(fd, CURL_CSELECT_ERR);
+      } else if (!ec && (w->want & d.poll)) {
+        Action(fd, d.select);
+      }
+      if (!w->closed) Arm(fd, w);
+    };
+    w->sd.async_wait(d.wait, std::move(on_ready));
   }
 
   void Action(curl_socket_t fd, int events) {
