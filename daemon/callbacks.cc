@@ -8,6 +8,7 @@
 #include "core/base/listen_address.h"
 #include "core/base/liveness.h"
 #include "core/base/log.h"
+#include "core/base/thread_checker.h"
 #include "daemon/metrics.h"
 
 namespace payoutd {
@@ -31,8 +32,9 @@ namespace {
 
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(tcp::socket socket, std::function<bool(const std::string&)>& nudge, Metrics* metrics)
-      : stream_(std::move(socket)), nudge_(nudge), metrics_(metrics) {}
+  Session(tcp::socket socket, std::function<bool(const std::string&)>& nudge, Metrics* metrics,
+          const ThreadChecker& io_thread)
+      : stream_(std::move(socket)), nudge_(nudge), metrics_(metrics), io_thread_(io_thread) {}
 
   void Read() {
     parser_.emplace();
@@ -45,6 +47,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
  private:
   void OnRead(beast::error_code ec) {
+    PAYOUTD_DCHECK_ON_THREAD(io_thread_);
     if (ec == http::error::body_limit) {
       if (metrics_) metrics_->OnCallback(Metrics::CallbackResult::kTooLarge);
       return Reply(http::status::payload_too_large, "{\"error\":\"body too large\"}", false);
@@ -81,6 +84,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::optional<http::request_parser<http::string_body>> parser_;
   std::function<bool(const std::string&)>& nudge_;
   Metrics* metrics_;
+  const ThreadChecker& io_thread_;  // the receiver's, like nudge_
 };
 
 class Receiver final : public CallbackReceiver {
@@ -90,6 +94,7 @@ class Receiver final : public CallbackReceiver {
   ~Receiver() override { alive_.End(); }
 
   Status Listen(const std::string& listen) {
+    PAYOUTD_DCHECK_ON_THREAD(io_thread_);
     Result<ListenAddress> address = ParseListenAddress(listen);
     if (!address.ok()) {
       return Status::InvalidArgument(address.error() + ", got '" + listen + "'");
@@ -110,6 +115,7 @@ class Receiver final : public CallbackReceiver {
 
   int port() const override { return port_; }
   void Stop() override {
+    PAYOUTD_DCHECK_ON_THREAD(io_thread_);
     beast::error_code ec;
     acceptor_.close(ec);
   }
@@ -118,7 +124,8 @@ class Receiver final : public CallbackReceiver {
   void Accept() {
     auto on_accept = [this, alive = alive_.token()](beast::error_code ec, tcp::socket socket) {
       if (!alive || ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
-      if (!ec) std::make_shared<Session>(std::move(socket), nudge_, metrics_)->Read();
+      PAYOUTD_DCHECK_ON_THREAD(io_thread_);
+      if (!ec) std::make_shared<Session>(std::move(socket), nudge_, metrics_, io_thread_)->Read();
       Accept();
     };
     acceptor_.async_accept(std::move(on_accept));
@@ -128,6 +135,7 @@ class Receiver final : public CallbackReceiver {
   std::function<bool(const std::string&)> nudge_;
   Metrics* metrics_;
   int port_ = 0;
+  ThreadChecker io_thread_;  // binds to the io thread at the first call
   Liveness alive_;  // last: ends first
 };
 

@@ -3,7 +3,8 @@
 // status by itself. Bodies over 64 KiB are refused (413), bad JSON gets 400, and an unknown id gets
 // 200 and is only counted.
 //
-// Threading: on the io_context's thread.
+// Threading: on the io_context's thread (asserted in debug and sanitizer builds): Create(), Stop()
+// and every request's handling, including `nudge`.
 #pragma once
 
 #include <functional>

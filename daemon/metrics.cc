@@ -188,7 +188,7 @@ void Metrics::OnPaused(bool paused) { sending_paused_->Set(paused ? 1 : 0); }
 void Metrics::OnInFlight(int in_flight) { in_flight_->Set(in_flight); }
 
 void Metrics::OnCircuit(const CircuitEvent& event) {
-  std::lock_guard<std::mutex> lock(outage_mu_);
+  MutexLock lock(&outage_mu_);
   const auto now = std::chrono::steady_clock::now();
   switch (event.kind) {
     case CircuitEvent::Kind::kOpened:
@@ -208,7 +208,7 @@ void Metrics::OnCircuit(const CircuitEvent& event) {
 }
 
 void Metrics::CountOutageSoFar() {
-  std::lock_guard<std::mutex> lock(outage_mu_);
+  MutexLock lock(&outage_mu_);
   if (!outage_counted_to_) return;
   const auto now = std::chrono::steady_clock::now();
   outage_seconds_->Increment(std::chrono::duration<double>(now - *outage_counted_to_).count());

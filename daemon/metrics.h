@@ -22,12 +22,13 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "core/base/mutex.h"
+#include "core/base/thread_annotations.h"
 #include "core/gateway/gateway_client.h"
 #include "core/batch/payout.h"
 #include "core/store/payout_store.h"
@@ -80,10 +81,10 @@ class Metrics final : public GatewayObserver {
   void OnPaused(bool paused) override;                                      // sending_paused 1/0
   void OnInFlight(int in_flight) override;                                  // in_flight_requests
   // gateway_circuit_open 1/0, and gateway_outage_seconds_total when it closes.
-  void OnCircuit(const CircuitEvent& event) override;
+  void OnCircuit(const CircuitEvent& event) EXCLUDES(outage_mu_) override;
   // Adds the time the circuit has been open since last counted, so that the outage counter moves
   // during a long outage and not only when it ends (the daemon calls it every few seconds).
-  void CountOutageSoFar();
+  void CountOutageSoFar() EXCLUDES(outage_mu_);
 
   // --- The pipeline ----------------------------------------------------------------------------
   // A payout reached its final state: payouts_total{state} += 1 and
@@ -130,8 +131,9 @@ class Metrics final : public GatewayObserver {
   prometheus::Counter* unknown_status_ = nullptr;
   prometheus::Gauge* circuit_open_ = nullptr;
   prometheus::Counter* outage_seconds_ = nullptr;
-  std::mutex outage_mu_;
-  std::optional<std::chrono::steady_clock::time_point> outage_counted_to_;  // set while open
+  Mutex outage_mu_;  // OnCircuit and CountOutageSoFar, from any thread, share the open time
+  std::optional<std::chrono::steady_clock::time_point> outage_counted_to_
+      GUARDED_BY(outage_mu_);  // set while open
 };
 
 }  // namespace payoutd

@@ -10,6 +10,7 @@
 #include <boost/asio/post.hpp>
 
 #include "core/base/log.h"
+#include "core/base/thread_checker.h"
 #include "daemon/files.h"
 #include "daemon/intake.h"
 
@@ -39,18 +40,21 @@ Spool::~Spool() {
 }
 
 Status Spool::Prepare() {
+  PAYOUTD_DCHECK_ON_THREAD(io_thread_);
   for (const auto& d : {inbox(), work(), done(), rejected()})
     PAYOUTD_RETURN_IF_ERROR(MakeDirs(d));
   return Status::Ok();
 }
 
 void Spool::Start() {
+  PAYOUTD_DCHECK_ON_THREAD(io_thread_);
   running_ = true;
   WatchInotify();
   Scan();
 }
 
 void Spool::Stop() {
+  PAYOUTD_DCHECK_ON_THREAD(io_thread_);
   running_ = false;
   timer_.cancel();
   if (inotify_) {
@@ -61,6 +65,7 @@ void Spool::Stop() {
 }
 
 void Spool::ScanSoon() {
+  PAYOUTD_DCHECK_ON_THREAD(io_thread_);
   if (!running_) return;
   boost::asio::post(io_, [this, alive = alive_.token()] {
     if (alive && running_) Scan();
@@ -105,6 +110,7 @@ void Spool::ArmTimer() {
 }
 
 void Spool::Scan() {
+  PAYOUTD_DCHECK_ON_THREAD(io_thread_);
   if (!running_) return;
   auto now = std::chrono::steady_clock::now();
   std::map<std::string, Seen> still_there;
@@ -161,6 +167,7 @@ void Spool::Claim(const std::string& name) {
 }
 
 Status Spool::Reject(const std::string& file_name, const std::string& errors_csv) {
+  PAYOUTD_DCHECK_ON_THREAD(io_thread_);
   return MoveToRejected(work() + "/" + file_name, BatchIdFromFileName(file_name), errors_csv);
 }
 
@@ -194,6 +201,7 @@ Status Spool::Finish(const std::string& file_name) const {
 }
 
 std::vector<std::string> Spool::WorkFiles() const {
+  PAYOUTD_DCHECK_ON_THREAD(io_thread_);
   std::vector<std::string> out;
   if (DIR* d = ::opendir(work().c_str())) {
     while (dirent* e = ::readdir(d)) {

@@ -6,7 +6,9 @@
 // been still for `settle`, by a rename into work/. Changes are noticed through inotify and, for
 // network filesystems and missed events, by a rescan every second.
 //
-// Threading: all on the io_context's thread.
+// Threading: on the io_context's thread (asserted in debug and sanitizer builds), except the folder
+// names (inbox() ... rejected()) and Finish(), which read only the folder fixed at construction and
+// may be called from any thread: the store thread's report writing moves the input with Finish().
 #pragma once
 
 #include <functional>
@@ -23,6 +25,7 @@
 #include "core/base/clock.h"
 #include "core/base/liveness.h"
 #include "core/base/status.h"
+#include "core/base/thread_checker.h"
 #include "daemon/files.h"
 
 namespace payoutd {
@@ -86,6 +89,7 @@ class Spool {
   std::unique_ptr<boost::asio::posix::stream_descriptor> inotify_;
   char inotify_buf_[4096];
   bool running_ = false;
+  ThreadChecker io_thread_;  // binds to the io thread at the first call
   Liveness alive_;  // last: handlers check it before they touch anything else
 };
 

@@ -1,20 +1,21 @@
 #include "core/base/log.h"
 
 #include "core/base/json_text.h"
+#include "core/base/mutex.h"
 
 #include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
-#include <mutex>
 
 namespace payoutd::log {
 namespace {
 
 std::atomic<int> g_level{static_cast<int>(Level::kInfo)};
 std::atomic<int> g_format{static_cast<int>(Format::kText)};
-std::atomic<void (*)(std::string_view)> g_sink{nullptr};
-std::mutex g_mu;
+// Held while a line is written, so that lines from several threads never interleave.
+Mutex g_mu;
+void (*g_sink)(std::string_view) GUARDED_BY(g_mu) = nullptr;
 
 std::string Timestamp() {
   auto now = std::chrono::system_clock::now();
@@ -78,7 +79,10 @@ void Configure(const Options& options) {
   SetLevel(options.level);
   SetFormat(options.format);
 }
-void SetSink(void (*sink)(std::string_view)) { g_sink = sink; }
+void SetSink(void (*sink)(std::string_view)) {
+  MutexLock lock(&g_mu);
+  g_sink = sink;
+}
 bool Enabled(Level level) { return static_cast<int>(level) >= g_level.load(std::memory_order_relaxed); }
 
 void Write(Level level, std::string_view event, std::initializer_list<Field> fields) {
@@ -113,8 +117,8 @@ void Write(Level level, std::string_view event, std::initializer_list<Field> fie
     }
     line.push_back('\n');
   }
-  std::lock_guard<std::mutex> lock(g_mu);
-  if (auto sink = g_sink.load()) {
+  MutexLock lock(&g_mu);
+  if (auto sink = g_sink) {
     sink(line);
   } else {
     std::fwrite(line.data(), 1, line.size(), stderr);

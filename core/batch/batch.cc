@@ -7,19 +7,19 @@
 #include <cstdlib>
 #include <array>
 #include <cerrno>
-#include <condition_variable>
 #include <cstring>
 #include <deque>
 #include <fstream>
 #include <functional>
 #include <istream>
-#include <mutex>
 #include <stdexcept>
 #include <system_error>
 #include <thread>
 
 #include "core/batch/csv_reader.h"
+#include "core/base/mutex.h"
 #include "core/base/status.h"
+#include "core/base/thread_annotations.h"
 
 namespace payoutd {
 
@@ -352,7 +352,7 @@ class FileHasher {
     if (worker_.joinable()) Stop();
   }
 
-  void Update(std::string_view chunk) {
+  void Update(std::string_view chunk) EXCLUDES(mu_) {
     if (!worker_.joinable() && chunk.size() >= kParallelChunk) {
       try {
         worker_ = std::thread([this] { Run(); });
@@ -366,8 +366,8 @@ class FileHasher {
     }
     std::string buf;
     {
-      std::unique_lock lock(mu_);
-      space_.wait(lock, [&] { return queue_.size() < kMaxQueued; });
+      MutexLock lock(&mu_);
+      while (queue_.size() >= kMaxQueued) space_.Wait(mu_);
       if (!free_.empty()) {
         buf = std::move(free_.back());
         free_.pop_back();
@@ -375,10 +375,10 @@ class FileHasher {
     }
     buf.assign(chunk.data(), chunk.size());
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(&mu_);
       queue_.push_back(std::move(buf));
     }
-    work_.notify_one();
+    work_.Signal();
   }
 
   std::string Finish() {
@@ -390,42 +390,42 @@ class FileHasher {
   static constexpr size_t kParallelChunk = 1 << 20;
   static constexpr size_t kMaxQueued = 4;
 
-  void Stop() {
+  void Stop() EXCLUDES(mu_) {
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(&mu_);
       done_ = true;
     }
-    work_.notify_one();
+    work_.Signal();
     worker_.join();
   }
 
-  void Run() {
+  void Run() EXCLUDES(mu_) {
     for (;;) {
       std::string buf;
       {
-        std::unique_lock lock(mu_);
-        work_.wait(lock, [&] { return !queue_.empty() || done_; });
+        MutexLock lock(&mu_);
+        while (queue_.empty() && !done_) work_.Wait(mu_);
         if (queue_.empty()) return;  // done_ and drained
         buf = std::move(queue_.front());
         queue_.pop_front();
       }
       sha_.Update(buf);
       {
-        std::lock_guard lock(mu_);
+        MutexLock lock(&mu_);
         free_.push_back(std::move(buf));
       }
-      space_.notify_one();
+      space_.Signal();
     }
   }
 
   Sha256 sha_;
   std::thread worker_;
-  std::mutex mu_;
-  std::condition_variable work_;
-  std::condition_variable space_;
-  std::deque<std::string> queue_;
-  std::vector<std::string> free_;
-  bool done_ = false;
+  Mutex mu_;
+  CondVar work_;   // queue_ gained a chunk, or done_ was set
+  CondVar space_;  // queue_ has room again
+  std::deque<std::string> queue_ GUARDED_BY(mu_);
+  std::vector<std::string> free_ GUARDED_BY(mu_);  // spent buffers, for reuse
+  bool done_ GUARDED_BY(mu_) = false;
 };
 
 uint64_t IdHash(std::string_view id) { return std::hash<std::string_view>{}(id); }

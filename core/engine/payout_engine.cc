@@ -46,6 +46,7 @@ bool PayoutEngine::IsSuccessStatus(const std::string& s) const { return Contains
 bool PayoutEngine::IsPendingStatus(const std::string& s) const { return Contains(options_.polling.pending_statuses, s); }
 
 Status PayoutEngine::Start() {
+  PAYOUTD_DCHECK_ON_THREAD(io_thread_);
   // Outages that may still matter to give_up_after; one still open means we stopped during it.
   PAYOUTD_ASSIGN_OR_RETURN(outages_,
                            store_.LoadOutages(NowMs() - ToMs(options_.polling.give_up_after)));
@@ -81,6 +82,7 @@ Status PayoutEngine::Start() {
 }
 
 void PayoutEngine::AddBatch(const std::string& batch_id) {
+  PAYOUTD_DCHECK_ON_THREAD(io_thread_);
   if (batches_.count(batch_id)) return;
   auto progress = store_.Progress(batch_id);
   if (!progress.ok()) {
@@ -104,6 +106,7 @@ void PayoutEngine::AddBatch(const std::string& batch_id) {
 }
 
 bool PayoutEngine::Nudge(const std::string& payout_id) {
+  PAYOUTD_DCHECK_ON_THREAD(io_thread_);
   if (draining_) return false;
   auto row = store_.GetPayout(payout_id);
   if (!row.ok()) log::Error("engine.load_failed", {{"payout", payout_id}, {"error", row.error()}});
@@ -117,9 +120,13 @@ bool PayoutEngine::Nudge(const std::string& payout_id) {
   return true;
 }
 
-void PayoutEngine::Reconfigure(const PollingPolicy& polling) { options_.polling = polling; }
+void PayoutEngine::Reconfigure(const PollingPolicy& polling) {
+  PAYOUTD_DCHECK_ON_THREAD(io_thread_);
+  options_.polling = polling;
+}
 
 void PayoutEngine::Drain(std::function<void()> done) {
+  PAYOUTD_DCHECK_ON_THREAD(io_thread_);
   draining_ = true;
   drained_ = std::move(done);
   client_.Shutdown();
@@ -127,6 +134,7 @@ void PayoutEngine::Drain(std::function<void()> done) {
 }
 
 PayoutEngine::Snapshot PayoutEngine::snapshot() const {
+  PAYOUTD_DCHECK_ON_THREAD(io_thread_);
   return Snapshot{batches_.size(), submits_out_, polls_out_, pending_.size() + committing_};
 }
 
@@ -146,6 +154,7 @@ void PayoutEngine::ScheduleAt(SteadyTime at) {
 }
 
 void PayoutEngine::Pump() {
+  PAYOUTD_DCHECK_ON_THREAD(io_thread_);
   last_pump_ = clock_.Now();
   if (stopped_) return;
   if (!Commit()) return;
@@ -238,6 +247,7 @@ Status PayoutEngine::WriteCommit(PayoutStore& store, CommitJob& job) {
 }
 
 bool PayoutEngine::FinishCommit(const CommitJob& job, const Status& written) {
+  PAYOUTD_DCHECK_ON_THREAD(io_thread_);
   if (!written.ok()) {
     stopped_ = true;
     log::Error("engine.commit_failed", {{"error", written.message()}});
@@ -465,6 +475,7 @@ void PayoutEngine::StartPoll(PayoutRow row) {
 }
 
 void PayoutEngine::OnSubmitted(PayoutRow row, const SubmitResult& r) {
+  PAYOUTD_DCHECK_ON_THREAD(io_thread_);
   busy_.erase(row.payout.id);
   submitting_.erase(row.payout.id);
   --submits_out_;
@@ -513,6 +524,7 @@ void PayoutEngine::OnSubmitted(PayoutRow row, const SubmitResult& r) {
 }
 
 void PayoutEngine::OnPolled(PayoutRow row, const PollResult& r) {
+  PAYOUTD_DCHECK_ON_THREAD(io_thread_);
   busy_.erase(row.payout.id);
   --polls_out_;
   using O = PollResult::Outcome;
@@ -626,6 +638,7 @@ void PayoutEngine::Record(const PayoutRow& row) {
 }
 
 void PayoutEngine::OnCircuit(const CircuitEvent& e) {
+  PAYOUTD_DCHECK_ON_THREAD(io_thread_);
   const auto ms = [](WallTime t) {
     return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
   };

@@ -28,6 +28,7 @@
 //
 // Threading: everything runs on the io_context's thread; `store` is read there (and written there
 // when there is no StoreThread, and by Start()'s recovery). Timers and time come from `clock`.
+// Every method must be called on that thread (asserted in debug and sanitizer builds).
 #pragma once
 
 #include <chrono>
@@ -47,6 +48,7 @@
 
 #include "core/base/clock.h"
 #include "core/base/liveness.h"
+#include "core/base/thread_checker.h"
 #include "core/gateway/gateway_client.h"
 #include "core/batch/payout.h"
 #include "core/engine/options.h"
@@ -217,6 +219,7 @@ class PayoutEngine {
   SteadyTime last_pump_{};
   SteadyTime wake_at_{};
   std::unique_ptr<Timer> timer_;
+  ThreadChecker io_thread_;  // binds to the io thread at the first call
   Liveness alive_;  // last: handlers check it before they touch anything else
 };
 

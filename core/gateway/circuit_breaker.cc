@@ -13,11 +13,7 @@ bool CircuitBreaker::Record(SteadyTime now, WallTime wall_now, const std::string
   run_.push_back(Failure{payout_id, outcome == Outcome::kTransportFailure});
   if (run_.size() > static_cast<size_t>(kOpenAfter)) run_.pop_front();
   if (open_ || !ShouldOpen()) return false;
-  open_ = true;
-  opened_steady_ = now;
-  opened_wall_ = wall_now;
-  cause_ = cause;
-  probes_ = 0;
+  OpenSince(now, wall_now, cause);
   return true;
 }
 

@@ -11,6 +11,7 @@
 #include "core/gateway/jwt.h"
 #include "core/base/liveness.h"
 #include "core/base/log.h"
+#include "core/base/thread_checker.h"
 #include "core/money/money.h"
 #include "core/gateway/payout_json.h"
 #include "core/gateway/rate_limiter.h"
@@ -49,6 +50,7 @@ class GatewayClientImpl final : public GatewayClient {
   }
 
   void Submit(const Payout& payout, std::function<void(SubmitResult)> done) override {
+    PAYOUTD_DCHECK_ON_THREAD(io_thread_);
     auto call = NewCall(Call::Kind::kSubmit, payout.id);
     call->submit_done = std::move(done);
     call->payout = payout;
@@ -65,6 +67,7 @@ class GatewayClientImpl final : public GatewayClient {
   }
 
   void Poll(const std::string& id, std::function<void(PollResult)> done) override {
+    PAYOUTD_DCHECK_ON_THREAD(io_thread_);
     auto call = NewCall(Call::Kind::kPoll, id);
     call->poll_done = std::move(done);
     call->next = Method::kGet;
@@ -84,6 +87,7 @@ class GatewayClientImpl final : public GatewayClient {
   }
 
   void Reconfigure(const LimitOptions& limits, const RetryOptions& retry) override {
+    PAYOUTD_DCHECK_ON_THREAD(io_thread_);
     options_.limits = limits;
     options_.retry = retry;
     limiter_.Reconfigure(limits, clock_.Now());
@@ -95,6 +99,7 @@ class GatewayClientImpl final : public GatewayClient {
   }
 
   void Shutdown() override {
+    PAYOUTD_DCHECK_ON_THREAD(io_thread_);
     if (shutdown_) return;
     shutdown_ = true;
     dispatch_timer_->Cancel();
@@ -129,17 +134,28 @@ class GatewayClientImpl final : public GatewayClient {
   }
 
   void Cancel() override {
+    PAYOUTD_DCHECK_ON_THREAD(io_thread_);
     Shutdown();
     for (auto& [id, call] : calls_)
       if (call->in_flight) call->cancelled = true;
     http_->AbortAll();
   }
 
-  size_t outstanding() const override { return calls_.size() + posted_reports_; }
-  int in_flight() const override { return limiter_.in_flight(); }
-  bool paused() const override { return auth_paused_; }
+  size_t outstanding() const override {
+    PAYOUTD_DCHECK_ON_THREAD(io_thread_);
+    return calls_.size() + posted_reports_;
+  }
+  int in_flight() const override {
+    PAYOUTD_DCHECK_ON_THREAD(io_thread_);
+    return limiter_.in_flight();
+  }
+  bool paused() const override {
+    PAYOUTD_DCHECK_ON_THREAD(io_thread_);
+    return auth_paused_;
+  }
 
   CircuitState circuit() const override {
+    PAYOUTD_DCHECK_ON_THREAD(io_thread_);
     CircuitState s;
     s.open = breaker_.open();
     if (!s.open) return s;
@@ -150,10 +166,12 @@ class GatewayClientImpl final : public GatewayClient {
   }
 
   void SetCircuitListener(std::function<void(const CircuitEvent&)> listener) override {
+    PAYOUTD_DCHECK_ON_THREAD(io_thread_);
     circuit_listener_ = std::move(listener);
   }
 
   void OpenCircuit(WallTime since, const std::string& cause) override {
+    PAYOUTD_DCHECK_ON_THREAD(io_thread_);
     if (breaker_.open()) return;
     breaker_.OpenSince(clock_.Now(), since, cause);
     log::Warn("gateway.circuit_open", {{"cause", cause},
@@ -221,6 +239,7 @@ class GatewayClientImpl final : public GatewayClient {
   // --- starting requests ---
 
   void Dispatch() {
+    PAYOUTD_DCHECK_ON_THREAD(io_thread_);
     if (shutdown_) return;
     while (!ready_.empty()) {
       if (auth_paused_ || breaker_.open()) {
@@ -299,6 +318,7 @@ class GatewayClientImpl final : public GatewayClient {
   // --- handling responses ---
 
   void OnResponse(uint64_t id, Method method, HttpResponse r) {
+    PAYOUTD_DCHECK_ON_THREAD(io_thread_);
     HandleResponse(id, method, std::move(r));
     Dispatch();  // a slot is free now
   }
@@ -697,6 +717,7 @@ class GatewayClientImpl final : public GatewayClient {
   bool auth_paused_ = false;
   bool shutdown_ = false;
   int throttle_streak_ = 0;
+  ThreadChecker io_thread_;  // binds to the io thread at the first call
   Liveness alive_;  // last: ends first
 };
 

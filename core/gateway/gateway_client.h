@@ -21,9 +21,9 @@
 //   never while the circuit is open, and the failures that led up to an opening are given back.
 //   What may have reached the gateway is still resolved with GET before any re-send.
 //
-// Threading: every method must be called on the io_context's thread, and every callback is run
-// there. The client must outlive the callbacks it has not yet delivered (call Shutdown() and run
-// the io_context until idle() before destroying it).
+// Threading: every method must be called on the io_context's thread (asserted in debug and
+// sanitizer builds), and every callback is run there. The client must outlive the callbacks it
+// has not yet delivered (call Shutdown() and run the io_context until idle() before destroying it).
 #pragma once
 
 #include <chrono>

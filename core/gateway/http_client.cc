@@ -15,6 +15,7 @@
 
 #include "core/base/liveness.h"
 #include "core/base/status.h"
+#include "core/base/thread_checker.h"
 
 namespace payoutd {
 namespace {
@@ -88,6 +89,7 @@ struct HttpClient::Impl {
   std::chrono::steady_clock::time_point timer_at;
   uint64_t timer_generation = 0;
   bool run_now_posted = false;
+  ThreadChecker io_thread;  // binds to the io thread at the first call
   // Handlers check it first: once the client is gone they do nothing. Last: ends first.
   Liveness alive;
 
@@ -210,38 +212,45 @@ struct HttpClient::Impl {
   }
 
   // --- the loop ---
+
+  // One direction of a socket: the wait, curl's words for it, and the Watch flag that says a wait
+  // is pending.
+  struct Direction {
+    asio::posix::stream_descriptor::wait_type wait;
+    int poll;             // CURL_POLL_IN | CURL_POLL_OUT: curl wants this direction
+    int select;           // CURL_CSELECT_IN | CURL_CSELECT_OUT: it is ready
+    bool Watch::*pending;
+  };
+  static constexpr Direction kRead{asio::posix::stream_descriptor::wait_read, CURL_POLL_IN,
+                                   CURL_CSELECT_IN, &Watch::reading};
+  static constexpr Direction kWrite{asio::posix::stream_descriptor::wait_write, CURL_POLL_OUT,
+                                    CURL_CSELECT_OUT, &Watch::writing};
+
   void Arm(curl_socket_t fd, const std::shared_ptr<Watch>& w) {
-    if ((w->want & CURL_POLL_IN) && !w->reading) {
-      w->reading = true;
-      w->sd.async_wait(asio::posix::stream_descriptor::wait_read,
-                       [this, fd, w, alive = alive.token()](const boost::system::error_code& ec) {
-                         w->reading = false;
-                         if (!alive || w->closed) return;
-                         if (ec && ec != asio::error::operation_aborted) {
-                           Action(fd, CURL_CSELECT_ERR);
-                         } else if (!ec && (w->want & CURL_POLL_IN)) {
-                           Action(fd, CURL_CSELECT_IN);
-                         }
-                         if (!w->closed) Arm(fd, w);
-                       });
-    }
-    if ((w->want & CURL_POLL_OUT) && !w->writing) {
-      w->writing = true;
-      w->sd.async_wait(asio::posix::stream_descriptor::wait_write,
-                       [this, fd, w, alive = alive.token()](const boost::system::error_code& ec) {
-                         w->writing = false;
-                         if (!alive || w->closed) return;
-                         if (ec && ec != asio::error::operation_aborted) {
-                           Action(fd, CURL_CSELECT_ERR);
-                         } else if (!ec && (w->want & CURL_POLL_OUT)) {
-                           Action(fd, CURL_CSELECT_OUT);
-                         }
-                         if (!w->closed) Arm(fd, w);
-                       });
-    }
+    Arm(fd, w, kRead);
+    Arm(fd, w, kWrite);
+  }
+
+  // Waits for `d` on the socket when curl wants it and no such wait is pending; a completed wait
+  // tells curl and arms again.
+  void Arm(curl_socket_t fd, const std::shared_ptr<Watch>& w, const Direction& d) {
+    if (!(w->want & d.poll) || (*w).*d.pending) return;
+    (*w).*d.pending = true;
+    auto on_ready = [this, fd, w, d, alive = alive.token()](const boost::system::error_code& ec) {
+      (*w).*d.pending = false;
+      if (!alive || w->closed) return;
+      if (ec && ec != asio::error::operation_aborted) {
+        Action(fd, CURL_CSELECT_ERR);
+      } else if (!ec && (w->want & d.poll)) {
+        Action(fd, d.select);
+      }
+      if (!w->closed) Arm(fd, w);
+    };
+    w->sd.async_wait(d.wait, std::move(on_ready));
   }
 
   void Action(curl_socket_t fd, int events) {
+    PAYOUTD_DCHECK_ON_THREAD(io_thread);
     int running = 0;
     curl_multi_socket_action(multi, fd, events, &running);
     CollectDone();
@@ -348,6 +357,7 @@ HttpClient::HttpClient(asio::io_context& io, HttpClientOptions options)
 
 HttpClient::~HttpClient() {
   Impl* i = impl_.get();
+  PAYOUTD_DCHECK_ON_THREAD(i->io_thread);
   for (auto& [id, t] : i->transfers) {
     curl_multi_remove_handle(i->multi, t->easy);
     curl_easy_cleanup(t->easy);
@@ -367,6 +377,7 @@ HttpClient::~HttpClient() {
 
 uint64_t HttpClient::Start(HttpRequest request, Callback done) {
   Impl* i = impl_.get();
+  PAYOUTD_DCHECK_ON_THREAD(i->io_thread);
   auto t = std::make_unique<Transfer>();
   t->id = i->next_id++;
   t->done = std::move(done);
@@ -421,6 +432,7 @@ uint64_t HttpClient::Start(HttpRequest request, Callback done) {
 
 void HttpClient::Abort(uint64_t handle) {
   Impl* i = impl_.get();
+  PAYOUTD_DCHECK_ON_THREAD(i->io_thread);
   auto it = i->transfers.find(handle);
   if (it == i->transfers.end()) return;
   std::shared_ptr<Transfer> t(std::move(it->second));
@@ -433,14 +445,19 @@ void HttpClient::Abort(uint64_t handle) {
 }
 
 void HttpClient::AbortAll() {
+  PAYOUTD_DCHECK_ON_THREAD(impl_->io_thread);
   std::vector<uint64_t> ids;
   for (auto& [id, t] : impl_->transfers) ids.push_back(id);
   for (uint64_t id : ids) Abort(id);
 }
 
-size_t HttpClient::active() const { return impl_->transfers.size(); }
+size_t HttpClient::active() const {
+  PAYOUTD_DCHECK_ON_THREAD(impl_->io_thread);
+  return impl_->transfers.size();
+}
 
 void HttpClient::SetMaxConnections(long n) {
+  PAYOUTD_DCHECK_ON_THREAD(impl_->io_thread);
   impl_->options.max_connections = std::max(n, 1L);
   curl_multi_setopt(impl_->multi, CURLMOPT_MAXCONNECTS, impl_->options.max_connections);
 }

@@ -4,9 +4,9 @@
 // thread per request. Connections are kept alive and reused; HTTP/2 is multiplexed when the
 // server offers it (over TLS, by ALPN).
 //
-// Threading: every method must be called on the io_context's thread; callbacks run there, never
-// from inside Start(). The client must be destroyed on that thread; requests still running are
-// then dropped without their callbacks.
+// Threading: every method must be called on the io_context's thread (asserted in debug and
+// sanitizer builds); callbacks run there, never from inside Start(). The client must be destroyed
+// on that thread; requests still running are then dropped without their callbacks.
 #pragma once
 
 #include <chrono>

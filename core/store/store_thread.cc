@@ -12,40 +12,40 @@ StoreThread::StoreThread(boost::asio::io_context& io, std::unique_ptr<PayoutStor
 
 StoreThread::~StoreThread() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     stopping_ = true;
   }
-  cv_.notify_one();
+  cv_.Signal();
   thread_.join();
 }
 
 size_t StoreThread::backlog() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return jobs_.size() + running_;
 }
 
 void StoreThread::Enqueue(std::function<void()> job) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     PAYOUTD_CHECK(!stopping_);
     jobs_.push_back(std::move(job));
   }
-  cv_.notify_one();
+  cv_.Signal();
 }
 
 void StoreThread::Run() {
   pthread_setname_np(pthread_self(), "payoutd-store");
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   for (;;) {
-    cv_.wait(lock, [this] { return stopping_ || !jobs_.empty(); });
+    while (!stopping_ && jobs_.empty()) cv_.Wait(mu_);
     if (jobs_.empty()) return;  // stopping, and every posted job has run
     std::function<void()> job = std::move(jobs_.front());
     jobs_.pop_front();
     ++running_;
-    lock.unlock();
+    lock.Unlock();
     job();
     job = nullptr;  // release what the job held before taking the lock again
-    lock.lock();
+    lock.Lock();
     --running_;
   }
 }

@@ -18,11 +18,9 @@
 // Threading: Post() may be called from any thread; the store is used only on the StoreThread.
 #pragma once
 
-#include <condition_variable>
 #include <deque>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <thread>
 #include <utility>
 
@@ -30,6 +28,8 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 
+#include "core/base/mutex.h"
+#include "core/base/thread_annotations.h"
 #include "core/store/payout_store.h"
 
 namespace payoutd {
@@ -54,7 +54,7 @@ class StoreThread {
   }
 
   // Jobs posted and not yet finished (for metrics and tests).
-  size_t backlog() const;
+  size_t backlog() const EXCLUDES(mu_);
 
  private:
   template <typename Job, typename Done>
@@ -66,16 +66,16 @@ class StoreThread {
     boost::asio::executor_work_guard<boost::asio::io_context::executor_type> guard;
   };
 
-  void Enqueue(std::function<void()> job);
-  void Run();
+  void Enqueue(std::function<void()> job) EXCLUDES(mu_);
+  void Run() EXCLUDES(mu_);
 
   boost::asio::io_context& io_;
   std::unique_ptr<PayoutStore> store_;
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::function<void()>> jobs_;
-  size_t running_ = 0;
-  bool stopping_ = false;
+  mutable Mutex mu_;
+  CondVar cv_;  // jobs_ gained one, or stopping_ was set
+  std::deque<std::function<void()>> jobs_ GUARDED_BY(mu_);
+  size_t running_ GUARDED_BY(mu_) = 0;
+  bool stopping_ GUARDED_BY(mu_) = false;
   std::thread thread_;
 };
 

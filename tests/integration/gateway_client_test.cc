@@ -795,8 +795,8 @@ TEST(GatewayClient, TlsVerifiesThePeerByDefaultAndHonoursCaFile) {
   // Default: verify on, system store: the self-signed certificate is refused. No request reaches
   // the gateway, so the call waits (the circuit opens and says why) instead of failing.
   {
+    std::optional<PollResult> refused;  // before h: ~Harness delivers the cancelled poll into it
     Harness h(Options(url));
-    std::optional<PollResult> refused;
     h.client->Poll("TLS-1", [&](PollResult r) { refused = std::move(r); });
     ASSERT_TRUE(RunUntil(h.io, [&] { return h.client->circuit().open; }));
     EXPECT_NE(h.client->circuit().cause.find("certificate"), std::string::npos) << h.client->circuit().cause;

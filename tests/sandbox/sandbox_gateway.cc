@@ -214,7 +214,7 @@ void SandboxGateway::Count(int status) {
 Reply SandboxGateway::Handle(const Request& r, Clock::time_point now) {
   std::string_view target = r.target;
   if (size_t q = target.find('?'); q != std::string_view::npos) target = target.substr(0, q);
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   ++stats_["requests"];
   if (target.substr(0, 10) == "/_sandbox/") return HandleSandbox(r, now);
 
@@ -253,7 +253,7 @@ Reply SandboxGateway::Handle(const Request& r, Clock::time_point now) {
     return std::move(*down);
   }
 
-  Reply reply = [&]() -> Reply {
+  Reply reply = [&]() REQUIRES(mu_) -> Reply {  // called at once, under the lock
     if (RateLimited(now)) {
       ++stats_["rate_limited"];
       Reply e = Error(429, "RATE_LIMITED", "too many requests");
@@ -572,14 +572,14 @@ std::string SandboxGateway::GetJson(const std::string& id, const Entry& e,
 }
 
 std::optional<std::string> SandboxGateway::PayoutJson(const std::string& id, Clock::time_point now) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   auto it = entries_.find(id);
   if (it == entries_.end() || !it->second.created) return std::nullopt;
   return GetJson(id, it->second, now);
 }
 
 void SandboxGateway::NoteCallback(bool delivered) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   ++stats_[delivered ? "callbacks_delivered" : "callbacks_failed"];
 }
 

@@ -9,7 +9,6 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
-#include <mutex>
 #include <optional>
 #include <random>
 #include <unordered_map>
@@ -17,6 +16,9 @@
 #include <string_view>
 #include <utility>
 #include <vector>
+
+#include "core/base/mutex.h"
+#include "core/base/thread_annotations.h"
 
 namespace payoutd::sandbox {
 
@@ -94,11 +96,12 @@ class SandboxGateway {
  public:
   explicit SandboxGateway(SandboxOptions options);
 
-  Reply Handle(const Request& request, Clock::time_point now);
+  Reply Handle(const Request& request, Clock::time_point now) EXCLUDES(mu_);
 
   // The GET body of a payout, as sent in a callback; nullopt when it does not exist.
-  std::optional<std::string> PayoutJson(const std::string& id, Clock::time_point now);
-  void NoteCallback(bool delivered);
+  std::optional<std::string> PayoutJson(const std::string& id, Clock::time_point now)
+      EXCLUDES(mu_);
+  void NoteCallback(bool delivered) EXCLUDES(mu_);
 
   const SandboxOptions& options() const { return options_; }
 
@@ -140,40 +143,45 @@ class SandboxGateway {
   // the same way (the failures docs/gateway.md calls transient, all at once).
   enum class Outage { kNone, kRefuse, k503, kHang };
 
-  Reply HandleSandbox(const Request& r, Clock::time_point now);
-  Reply HandlePost(const std::string& id, const Request& r, Clock::time_point now);
-  Reply HandleGet(const std::string& id, Clock::time_point now);
-  Reply StartOutage(const Request& r, Clock::time_point now);
-  std::optional<Reply> DuringOutage(Clock::time_point now);
-  void Record(size_t arrival, const Reply& reply);
+  // The steps of Handle(), all under mu_. An Entry passed in is one of entries_: guarded too.
+
+  Reply HandleSandbox(const Request& r, Clock::time_point now) REQUIRES(mu_);
+  Reply HandlePost(const std::string& id, const Request& r, Clock::time_point now) REQUIRES(mu_);
+  Reply HandleGet(const std::string& id, Clock::time_point now) REQUIRES(mu_);
+  Reply StartOutage(const Request& r, Clock::time_point now) REQUIRES(mu_);
+  std::optional<Reply> DuringOutage(Clock::time_point now) REQUIRES(mu_);
+  void Record(size_t arrival, const Reply& reply) REQUIRES(mu_);
   int64_t SinceStartUs(Clock::time_point t) const;
-  bool Draw(double share);
-  bool RateLimited(Clock::time_point now);
-  std::string StatusOf(const Entry& e, Clock::time_point now) const;
-  bool IsFinal(const Entry& e, Clock::time_point now) const;
-  std::string PostJson(const std::string& id, const Entry& e) const;
-  std::string GetJson(const std::string& id, const Entry& e, Clock::time_point now) const;
-  std::string LedgerJson(Clock::time_point now) const;
-  std::string ArrivalsJson() const;
-  std::string StatsJson() const;
-  void Count(int status);
+  bool Draw(double share) REQUIRES(mu_);
+  bool RateLimited(Clock::time_point now) REQUIRES(mu_);
+  std::string StatusOf(const Entry& e, Clock::time_point now) const REQUIRES(mu_);
+  bool IsFinal(const Entry& e, Clock::time_point now) const REQUIRES(mu_);
+  std::string PostJson(const std::string& id, const Entry& e) const REQUIRES(mu_);
+  std::string GetJson(const std::string& id, const Entry& e, Clock::time_point now) const
+      REQUIRES(mu_);
+  std::string LedgerJson(Clock::time_point now) const REQUIRES(mu_);
+  std::string ArrivalsJson() const REQUIRES(mu_);
+  std::string StatsJson() const REQUIRES(mu_);
+  void Count(int status) REQUIRES(mu_);
   Header RetryAfter(int64_t seconds) const;
 
   const SandboxOptions options_;
   const Clock::time_point start_;
-  std::mutex mu_;
-  std::mt19937_64 random_;
-  std::unordered_map<std::string, Entry> entries_;
-  std::vector<Arrival> arrivals_;
-  int64_t arrivals_dropped_ = 0;
-  std::vector<Clock::time_point> window_;  // accepted request times in the last second (ring)
-  size_t window_head_ = 0;
-  size_t window_size_ = 0;
-  std::map<std::string, int64_t> stats_;
-  std::map<int, int64_t> by_status_;
-  bool refuse_auth_ = false;  // POST /_sandbox/refuse-auth?on=1: every /payouts request gets 401
-  Outage outage_ = Outage::kNone;
-  Clock::time_point outage_end_{};
+  Mutex mu_;
+  std::mt19937_64 random_ GUARDED_BY(mu_);
+  std::unordered_map<std::string, Entry> entries_ GUARDED_BY(mu_);
+  std::vector<Arrival> arrivals_ GUARDED_BY(mu_);
+  int64_t arrivals_dropped_ GUARDED_BY(mu_) = 0;
+  // Accepted request times in the last second (ring).
+  std::vector<Clock::time_point> window_ GUARDED_BY(mu_);
+  size_t window_head_ GUARDED_BY(mu_) = 0;
+  size_t window_size_ GUARDED_BY(mu_) = 0;
+  std::map<std::string, int64_t> stats_ GUARDED_BY(mu_);
+  std::map<int, int64_t> by_status_ GUARDED_BY(mu_);
+  // POST /_sandbox/refuse-auth?on=1: every /payouts request gets 401.
+  bool refuse_auth_ GUARDED_BY(mu_) = false;
+  Outage outage_ GUARDED_BY(mu_) = Outage::kNone;
+  Clock::time_point outage_end_ GUARDED_BY(mu_){};
 };
 
 }  // namespace payoutd::sandbox

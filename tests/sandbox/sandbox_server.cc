@@ -6,7 +6,6 @@
 #include <cerrno>
 #include <cstdio>
 #include <functional>
-#include <mutex>
 #include <utility>
 #include <vector>
 
@@ -17,6 +16,9 @@
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+
+#include "core/base/mutex.h"
+#include "core/base/thread_annotations.h"
 
 namespace payoutd::sandbox {
 namespace asio = boost::asio;
@@ -58,8 +60,8 @@ class Session : public std::enable_shared_from_this<Session> {
   // session's own handlers may be running: shutdown(2) makes its pending read or write fail, and
   // it then closes itself on its own thread. The mutex keeps the descriptor from being closed, and
   // reused by another socket, under us.
-  void Abort() {
-    std::lock_guard<std::mutex> lock(close_mu_);
+  void Abort() EXCLUDES(close_mu_) {
+    MutexLock lock(&close_mu_);
     if (socket_.is_open()) ::shutdown(socket_.native_handle(), SHUT_RDWR);
   }
 
@@ -134,13 +136,16 @@ class Session : public std::enable_shared_from_this<Session> {
     return n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
   }
 
-  void Close() {
-    std::lock_guard<std::mutex> lock(close_mu_);
+  void Close() EXCLUDES(close_mu_) {
+    MutexLock lock(&close_mu_);
     beast::error_code ignored;
     socket_.shutdown(Socket::shutdown_both, ignored);
     socket_.close(ignored);
   }
 
+  // Not GUARDED_BY(close_mu_): the session's own handlers read and write through it without the
+  // lock. What the lock guards is its descriptor's life: only Close() closes it and only Abort()
+  // touches it from another thread, both holding close_mu_.
   Socket socket_;
   Timer timer_;
   SandboxGateway& gateway_;
@@ -150,7 +155,7 @@ class Session : public std::enable_shared_from_this<Session> {
   http::response<http::string_body> res_;
   bool keep_alive_ = true;
   std::chrono::milliseconds refuse_after_write_{0};
-  std::mutex close_mu_;  // Close() against Abort()
+  Mutex close_mu_;  // Close() against Abort()
 };
 
 struct Url {

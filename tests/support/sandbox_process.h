@@ -259,7 +259,9 @@ class SandboxProcess {
   int Stop() {
     if (pid_ <= 0) return exit_code_;
     ::kill(pid_, SIGTERM);
-    ::kill(pid_, SIGCONT);
+    // Only a frozen sandbox needs waking: a SIGCONT that lands while a sanitizer build's
+    // LeakSanitizer stops the exiting process to scan it can hang that scan (clang 14).
+    if (frozen_) ::kill(pid_, SIGCONT);
     int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid_, 0));
     if (pidfd >= 0) {
       pollfd p{pidfd, POLLIN, 0};
@@ -284,9 +286,11 @@ class SandboxProcess {
   // connections and takes the requests' bytes, so clients wait until their own timeouts.
   void Freeze() {
     if (pid_ > 0) ::kill(pid_, SIGSTOP);
+    frozen_ = true;
   }
   void Thaw() {
     if (pid_ > 0) ::kill(pid_, SIGCONT);
+    frozen_ = false;
   }
 
   // A token for `operations`, valid for ttl from now, signed with this sandbox's secret.
@@ -444,6 +448,7 @@ class SandboxProcess {
   std::string secret_;
   std::string secret_file_;
   pid_t pid_ = -1;
+  bool frozen_ = false;  // Freeze() without Thaw()
   int exit_code_ = -1;
   uint16_t port_ = 0;
   std::optional<int64_t> start_steady_us_;  // the sandbox's start on the steady clock
