@@ -915,19 +915,20 @@ Result<Config> ParseConfig(const std::string& yaml_text, const std::string& orig
     const std::vector<YAML::Mark>& starts = counter.starts;
     for (size_t i = 1; i < starts.size(); ++i) {
       if (starts[i].pos <= starts[i - 1].pos) {
-        return Status::Error(where + ": not valid YAML: unexpected text (line " +
-                             std::to_string(starts[i].line + 1) + ")");
+        return Status::InvalidArgument(where + ": not valid YAML: unexpected text (line " +
+                                       std::to_string(starts[i].line + 1) + ")");
       }
     }
     if (starts.size() > 1) {
-      return Status::Error(where + ": holds more than one YAML document (line " +
-                           std::to_string(starts[1].line + 1) + "); a configuration is one document");
+      return Status::InvalidArgument(where + ": holds more than one YAML document (line " +
+                                     std::to_string(starts[1].line + 1) +
+                                     "); a configuration is one document");
     }
     root = YAML::Load(yaml_text);
   } catch (const YAML::Exception& e) {
     std::string text = where + ": not valid YAML: " + e.msg;
     if (!e.mark.is_null()) text += " (line " + std::to_string(e.mark.line + 1) + ")";
-    return Status::Error(text);
+    return Status::InvalidArgument(text);
   }
 
   std::error_code ec;
@@ -957,15 +958,15 @@ Result<Config> ParseConfig(const std::string& yaml_text, const std::string& orig
     if (!message.empty()) message += '\n';
     message += issue.text;
   }
-  return Status::Error(message);
+  return Status::InvalidArgument(message);
 }
 
 Result<Config> LoadConfig(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) return Status::Error(path + ": cannot open: " + std::strerror(errno));
+  if (!in) return Status::Unavailable(path + ": cannot open: " + std::strerror(errno));
   std::ostringstream text;
   text << in.rdbuf();
-  if (in.bad()) return Status::Error(path + ": cannot read: " + std::strerror(errno));
+  if (in.bad()) return Status::Unavailable(path + ": cannot read: " + std::strerror(errno));
   return ParseConfig(text.str(), path, true);
 }
 

@@ -18,11 +18,11 @@ using tcp = asio::ip::tcp;
 Result<std::string> CallbackPayoutId(const std::string& body) {
   simdjson::dom::parser parser;
   simdjson::dom::element doc;
-  if (parser.parse(body).get(doc)) return Status::Error("body is not JSON");
+  if (parser.parse(body).get(doc)) return Status::InvalidArgument("body is not JSON");
   std::string_view id;
   if (!doc["paymentMethodResponse"]["idPayout"].get(id)) return std::string(id);
   if (!doc["idPayout"].get(id)) return std::string(id);
-  return Status::Error("body names no idPayout");
+  return Status::InvalidArgument("body names no idPayout");
 }
 
 namespace {
@@ -89,24 +89,25 @@ class Receiver final : public CallbackReceiver {
 
   Status Listen(const std::string& listen) {
     auto colon = listen.rfind(':');
-    if (colon == std::string::npos) return Status::Error("expected host:port, got '" + listen + "'");
+    if (colon == std::string::npos)
+      return Status::InvalidArgument("expected host:port, got '" + listen + "'");
     std::string host = listen.substr(0, colon);
     if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
     beast::error_code ec;
     auto addr = asio::ip::make_address(host, ec);
-    if (ec) return Status::Error("bad address '" + host + "'");
+    if (ec) return Status::InvalidArgument("bad address '" + host + "'");
     int port = 0;
     try {
       port = std::stoi(listen.substr(colon + 1));
     } catch (...) {
-      return Status::Error("bad port in '" + listen + "'");
+      return Status::InvalidArgument("bad port in '" + listen + "'");
     }
     tcp::endpoint ep(addr, static_cast<unsigned short>(port));
     acceptor_.open(ep.protocol(), ec);
     if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
     if (!ec) acceptor_.bind(ep, ec);
     if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
-    if (ec) return Status::Error("cannot listen on " + listen + ": " + ec.message());
+    if (ec) return Status::Unavailable("cannot listen on " + listen + ": " + ec.message());
     port_ = acceptor_.local_endpoint().port();
     Accept();
     return Status::Ok();
@@ -140,7 +141,7 @@ Result<std::unique_ptr<CallbackReceiver>> CallbackReceiver::Create(asio::io_cont
                                                                    std::function<bool(const std::string&)> nudge,
                                                                    Metrics* metrics) {
   auto r = std::make_unique<Receiver>(io, std::move(nudge), metrics);
-  if (Status st = r->Listen(listen); !st.ok()) return st;
+  PAYOUTD_RETURN_IF_ERROR(r->Listen(listen));
   log::Info("callbacks.listening", {{"listen", listen}, {"port", std::to_string(r->port())}});
   return std::unique_ptr<CallbackReceiver>(std::move(r));
 }

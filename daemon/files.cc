@@ -14,7 +14,7 @@ namespace payoutd {
 namespace {
 
 Status Errno(const std::string& what, const std::string& path) {
-  return Status::Error(what + " " + path + ": " + std::strerror(errno));
+  return Status::Unavailable(what + " " + path + ": " + std::strerror(errno));
 }
 
 Status FsyncPath(const std::string& path, bool dir) {
@@ -30,8 +30,7 @@ Status WriteTemp(const std::string& tmp, const std::function<Status(std::ostream
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
     if (!out) return Errno("cannot create", tmp);
-    Status st = write(out);
-    if (!st.ok()) return st;
+    PAYOUTD_RETURN_IF_ERROR(write(out));
     out.flush();
     if (!out) return Errno("cannot write", tmp);
   }
@@ -62,13 +61,13 @@ bool FileExists(const std::string& path) {
 Status MakeDirs(const std::string& dir) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
-  if (ec) return Status::Error("cannot create folder " + dir + ": " + ec.message());
+  if (ec) return Status::Unavailable("cannot create folder " + dir + ": " + ec.message());
   return Status::Ok();
 }
 
 Status WriteFileAtomically(const std::string& path, const std::function<Status(std::ostream&)>& write) {
   FileSet set;
-  if (Status st = set.Write(path, write); !st.ok()) return st;
+  PAYOUTD_RETURN_IF_ERROR(set.Write(path, write));
   return set.Commit();
 }
 
@@ -84,7 +83,7 @@ Status MoveFile(const std::string& from, const std::string& to) {
 
 Status FileSet::Write(const std::string& path, const std::function<Status(std::ostream&)>& write) {
   std::string tmp = path + ".tmp";
-  if (Status st = WriteTemp(tmp, write); !st.ok()) return st;
+  PAYOUTD_RETURN_IF_ERROR(WriteTemp(tmp, write));
   renames_.emplace_back(tmp, path);
   return Status::Ok();
 }
@@ -106,8 +105,7 @@ Status FileSet::Commit() {
     note(DirName(to));
   }
   for (const auto& [from, to] : renames) note(DirName(from));
-  for (const auto& dir : dirs)
-    if (Status st = FsyncPath(dir, true); !st.ok()) return st;
+  for (const auto& dir : dirs) PAYOUTD_RETURN_IF_ERROR(FsyncPath(dir, true));
   return Status::Ok();
 }
 

@@ -19,11 +19,13 @@ struct Intake {
   };
   Kind kind = Kind::kFailed;
   ValidatedBatch batch;      // errors include the duplicate checks
-  std::string message;       // for kFailed
+  Status status;             // for kFailed: why
 };
 
 // Validates `path` as batch `batch_id` and, when it is valid and new, records it (CreateBatch) with
-// `file_name` and `now_ms`. With record=false nothing is written (`payoutd validate`).
+// `file_name` and `now_ms`. With record=false nothing is written (`payoutd validate`). A batch, its
+// content or a payout id seen before makes it kRejected, with an error for each (the errors.csv
+// texts), unless it is the same batch again (kResumed); `store` null skips these checks.
 Intake TakeBatch(PayoutStore* store, const BatchValidator& validator, const std::string& batch_id,
                  const std::string& path, const std::string& file_name, int64_t now_ms, bool record);
 

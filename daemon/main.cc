@@ -83,7 +83,7 @@ int Usage(const std::string& message) {
 
 Result<Config> Load(const Args& a) {
   auto cfg = LoadConfig(a.config);
-  if (!cfg.ok()) return Status::Error("configuration " + a.config + " is not valid:\n" + cfg.error());
+  if (!cfg.ok()) return cfg.status().WithPrefix("configuration " + a.config + " is not valid:\n");
   return cfg;
 }
 
@@ -120,12 +120,17 @@ int Validate(const Args& a) {
   std::unique_ptr<PayoutStore> store;
   if (::stat(cfg->state_path.c_str(), &st) == 0) {
     auto s = PayoutStore::Open(cfg->state_path, /*read_only=*/true);
-    if (s.ok()) store = std::move(*s);
+    if (s.ok()) {
+      store = std::move(*s);
+    } else {  // the rules are still checked; say that the history is not
+      std::cerr << "payoutd: warning: " << s.error()
+                << "; batches and payout ids seen before are not checked\n";
+    }
   }
   std::string file_name = path.substr(path.find_last_of('/') + 1);
   Intake in = TakeBatch(store.get(), validator, BatchIdFromFileName(file_name), path, file_name, 0, false);
   if (in.kind == Intake::Kind::kFailed) {
-    std::cerr << "payoutd: " << in.message << "\n";
+    std::cerr << "payoutd: " << in.status.message() << "\n";
     return kExitFailure;
   }
   if (in.kind == Intake::Kind::kResumed) {
@@ -184,6 +189,7 @@ void PrintProgress(const BatchProgress& p, const CurrencyTable& t, int64_t now_m
 // of the past day.
 void PrintGatewayOutage(PayoutStore& store, int64_t now_ms) {
   auto outages = store.LoadOutages(now_ms - 24 * 3600 * 1000);
+  if (!outages.ok()) std::cerr << "payoutd: gateway outages: " << outages.error() << "\n";
   if (!outages.ok() || outages->empty()) return;
   const GatewayOutage& o = outages->back();
   if (o.ended_at_ms == 0) {

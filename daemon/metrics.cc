@@ -158,15 +158,16 @@ Result<std::unique_ptr<Metrics>> Metrics::Create(const std::string& listen, std:
       .Set(1);
   if (listen.empty()) return m;
   if (!IsValidListen(listen))
-    return Status::Error("metrics.listen: expected host:port, got '" + listen + "'");
+    return Status::InvalidArgument("metrics.listen: expected host:port, got '" + listen + "'");
   try {
     // One thread: Prometheus scrapes rarely and the registry serialises collection anyway.
     m->exposer_ = std::make_unique<prometheus::Exposer>(listen, 1);
   } catch (const std::exception& e) {
-    return Status::Error("metrics.listen: cannot serve on " + listen + ": " + e.what());
+    return Status::Unavailable("metrics.listen: cannot serve on " + listen + ": " + e.what());
   }
   auto ports = m->exposer_->GetListeningPorts();
-  if (ports.empty()) return Status::Error("metrics.listen: cannot serve on " + listen + ": no port bound");
+  if (ports.empty())
+    return Status::Unavailable("metrics.listen: cannot serve on " + listen + ": no port bound");
   m->port_ = ports.front();
   m->exposer_->RegisterCollectable(m->registry_);
   return m;

@@ -154,9 +154,11 @@ class Service final : public EngineObserver {
 Status Service::Lock() {
   std::string path = cfg_.state_path + ".lock";
   lock_fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  if (lock_fd_ < 0) return Status::Error("cannot open lock file " + path);
-  if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0)
-    return Status::Error("another payoutd (run or process) is using the state " + cfg_.state_path);
+  if (lock_fd_ < 0) return Status::Unavailable("cannot open lock file " + path);
+  if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+    return Status::FailedPrecondition("another payoutd (run or process) is using the state " +
+                                      cfg_.state_path);
+  }
   return Status::Ok();
 }
 
@@ -219,12 +221,17 @@ int Service::Run() {
     }
     Intake in = TakeBatch(store_.get(), validator_, process_batch_, opt_.batch_path, file_name, WallMs(clock_), true);
     if (in.kind == Intake::Kind::kFailed) {
-      log::Error("batch.intake_failed", {{"batch", process_batch_}, {"error", in.message}});
+      log::Error("batch.intake_failed",
+                 {{"batch", process_batch_}, {"error", in.status.message()}});
       return kExitFailure;
     }
     if (in.kind == Intake::Kind::kResumed) {
       // The same batch again: an interrupted run is resumed; a finished one is a duplicate (§2).
       auto rec = store_->GetBatch(process_batch_);
+      if (!rec.ok()) {
+        log::Error("startup.failed", {{"error", rec.error()}});
+        return kExitFailure;
+      }
       if (rec.ok() && rec->has_value() && (*rec)->status == BatchRecord::Status::kFinished) {
         // Every payout final but the reports were cut off: write them and stop.
         boost::asio::post(io_, [this] { OnBatchFinished(process_batch_); });
@@ -238,7 +245,11 @@ int Service::Run() {
     if (in.kind == Intake::Kind::kRejected) {
       std::string errors = FormatErrorsCsv(in.batch);
       std::string path = opt_.out_dir + "/" + process_batch_ + ".errors.csv";
-      (void)WriteFileAtomically(path, errors);
+      if (Status st = WriteFileAtomically(path, errors); !st.ok()) {
+        // The errors still go to stdout below; the exit code says the batch was refused.
+        log::Error("batch.errors_write_failed",
+                   {{"batch", process_batch_}, {"error", st.message()}});
+      }
       std::cout << errors;
       log::Warn("batch.rejected", {{"batch", process_batch_}, {"errors", std::to_string(in.batch.error_count)},
                                    {"report", path}});
@@ -290,19 +301,16 @@ int Service::Run() {
 // finished batches whose reports were cut off are reported again, and files in work/ that have no
 // complete batch record (a crash between claim and record) are taken in again.
 Status Service::Recover() {
-  auto batches = store_->ListBatches();
-  if (!batches.ok()) return batches.status();
-  for (const auto& b : *batches) {
+  PAYOUTD_ASSIGN_OR_RETURN(const std::vector<BatchRecord> batches, store_->ListBatches());
+  for (const auto& b : batches) {
     if (b.status == BatchRecord::Status::kFinished) Report(b.id);  // queued on the store thread
   }
   for (const auto& name : spool_->WorkFiles()) {
     std::string batch_id = BatchIdFromFileName(name);
-    auto rec = store_->GetBatch(batch_id);
-    if (!rec.ok()) return rec.status();
-    if (rec->has_value()) {
-      if ((*rec)->status == BatchRecord::Status::kReported) {
-        if (Status st = spool_->Finish(name); !st.ok()) return st;
-      }
+    PAYOUTD_ASSIGN_OR_RETURN(const std::optional<BatchRecord> rec, store_->GetBatch(batch_id));
+    if (rec) {
+      if (rec->status == BatchRecord::Status::kReported)
+        PAYOUTD_RETURN_IF_ERROR(spool_->Finish(name));
       continue;  // active: the engine resumes it
     }
     log::Info("spool.retake", {{"file", name}});
@@ -356,7 +364,8 @@ void Service::OnIntake(const std::string& file_name, Intake in) {
     }
     case Intake::Kind::kFailed:
     case Intake::Kind::kResumed:
-      log::Error("batch.intake_failed", {{"batch", batch_id}, {"error", in.message}, {"retry_in", "5s"}});
+      log::Error("batch.intake_failed",
+                 {{"batch", batch_id}, {"error", in.status.message()}, {"retry_in", "5s"}});
       RetryLater(file_name);
       break;
   }
@@ -529,12 +538,17 @@ void Service::Tick() {
   std::map<Stage, int64_t> pending;
   int64_t oldest = 0;
   int64_t active = 0;
-  if (auto batches = store_->ListBatches(); batches.ok()) {
+  auto batches = store_->ListBatches();
+  if (!batches.ok()) log::Warn("tick.read_failed", {{"error", batches.error()}});
+  if (batches.ok()) {
     for (const auto& b : *batches) {
       if (b.status != BatchRecord::Status::kActive) continue;
       ++active;
       auto p = store_->Progress(b.id);
-      if (!p.ok()) continue;
+      if (!p.ok()) {
+        log::Warn("tick.read_failed", {{"batch", b.id}, {"error", p.error()}});
+        continue;
+      }
       for (const auto& [stage, n] : p->stages)
         if (stage != Stage::kFinal) pending[stage] += n;
       if (p->oldest_pending_since_ms && (!oldest || p->oldest_pending_since_ms < oldest))

@@ -41,7 +41,7 @@ Spool::~Spool() {
 
 Status Spool::Prepare() {
   for (const auto& d : {inbox(), work(), done(), rejected()})
-    if (Status st = MakeDirs(d); !st.ok()) return st;
+    PAYOUTD_RETURN_IF_ERROR(MakeDirs(d));
   return Status::Ok();
 }
 
@@ -171,7 +171,7 @@ Status Spool::MoveToRejected(const std::string& from, const std::string& batch, 
   std::string stem = BaseName(dest).substr(0, BaseName(dest).size() - 4);
   // The reasons first, then the batch, back to back: a batch in rejected/ always has its reasons beside it.
   FileSet set;
-  if (Status st = set.Write(rejected() + "/" + stem + ".errors.csv", errors_csv); !st.ok()) return st;
+  PAYOUTD_RETURN_IF_ERROR(set.Write(rejected() + "/" + stem + ".errors.csv", errors_csv));
   set.Move(from, dest);
   return set.Commit();
 }

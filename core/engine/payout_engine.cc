@@ -65,30 +65,29 @@ bool PayoutEngine::IsPendingStatus(const std::string& s) const { return Contains
 
 Status PayoutEngine::Start() {
   // Outages that may still matter to give_up_after; one still open means we stopped during it.
-  auto outages = store_.LoadOutages(NowMs() - ToMs(options_.polling.give_up_after));
-  if (!outages.ok()) return outages.status();
-  outages_ = std::move(*outages);
+  PAYOUTD_ASSIGN_OR_RETURN(outages_,
+                           store_.LoadOutages(NowMs() - ToMs(options_.polling.give_up_after)));
   if (!outages_.empty() && outages_.back().ended_at_ms == 0) {
     const GatewayOutage& o = outages_.back();
     client_.OpenCircuit(WallTime(std::chrono::milliseconds(o.started_at_ms)), o.cause);
   }
-  auto batches = store_.ListBatches();
-  if (!batches.ok()) return batches.status();
-  for (const auto& b : *batches) {
+  PAYOUTD_ASSIGN_OR_RETURN(const std::vector<BatchRecord> batches, store_.ListBatches());
+  for (const auto& b : batches) {
     if (b.status != BatchRecord::Status::kActive) continue;
     // A POST cut off by a crash may or may not have reached the gateway: resolve with GET first.
     for (;;) {
-      auto rows = store_.LoadByStage(b.id, Stage::kSubmitting, 0, 4096);
-      if (!rows.ok()) return rows.status();
-      if (rows->empty()) break;
-      for (auto& row : *rows) {
+      PAYOUTD_ASSIGN_OR_RETURN(std::vector<PayoutRow> rows,
+                               store_.LoadByStage(b.id, Stage::kSubmitting, 0, 4096));
+      if (rows.empty()) break;
+      for (auto& row : rows) {
         row.stage = Stage::kUnknown;
         row.next_at_ms = NowMs();
         Record(row);
       }
       auto job = TakeCommitJob();
-      if (!FinishCommit(*job, WriteCommit(store_, *job)))
-        return Status::Error("cannot commit recovery of in-flight payouts");
+      Status written = WriteCommit(store_, *job);
+      if (!FinishCommit(*job, written))
+        return written.WithPrefix("cannot commit recovery of in-flight payouts: ");
     }
     AddBatch(b.id);
   }
@@ -121,6 +120,7 @@ void PayoutEngine::AddBatch(const std::string& batch_id) {
 bool PayoutEngine::Nudge(const std::string& payout_id) {
   if (draining_) return false;
   auto row = store_.GetPayout(payout_id);
+  if (!row.ok()) log::Error("engine.load_failed", {{"payout", payout_id}, {"error", row.error()}});
   if (!row.ok() || !row->has_value()) return false;
   // A callback may overtake our own record of the POST's outcome: keep the hint until the payout
   // is waiting for a poll, then poll it at once.
@@ -172,6 +172,7 @@ void PayoutEngine::Pump() {
 
   // Wake for the next due poll; completions wake us earlier through SchedulePump().
   auto next = store_.NextDueAt();
+  if (!next.ok()) log::Error("engine.load_failed", {{"error", next.error()}});
   if (!next.ok() || !next->has_value()) {
     if (!batches_.empty() && submits_out_ == 0 && polls_out_ == 0) {
       // Nothing due and nothing outstanding: a safety net in case a row was skipped.
@@ -227,13 +228,13 @@ std::shared_ptr<PayoutEngine::CommitJob> PayoutEngine::TakeCommitJob() {
 
 // Runs on the writer's thread (or the io thread without one): nothing here touches the engine.
 Status PayoutEngine::WriteCommit(PayoutStore& store, const CommitJob& job) {
-  if (!job.updates.empty())
-    if (Status st = store.Apply(job.updates); !st.ok()) return st;
-  for (const auto& outage : job.outages)
-    if (Status st = store.RecordOutage(outage); !st.ok()) return st;
+  if (!job.updates.empty()) PAYOUTD_RETURN_IF_ERROR(store.Apply(job.updates));
+  for (const auto& outage : job.outages) PAYOUTD_RETURN_IF_ERROR(store.RecordOutage(outage));
   // After the finals above: a batch is kFinished only once every payout's final state is durable.
-  for (const auto& batch_id : job.finished)
-    if (Status st = store.SetBatchStatus(batch_id, BatchRecord::Status::kFinished, job.now_ms); !st.ok()) return st;
+  for (const auto& batch_id : job.finished) {
+    PAYOUTD_RETURN_IF_ERROR(
+        store.SetBatchStatus(batch_id, BatchRecord::Status::kFinished, job.now_ms));
+  }
   return Status::Ok();
 }
 
@@ -270,6 +271,7 @@ void PayoutEngine::FillPolls() {
       continue;
     }
     auto row = store_.GetPayout(*it);
+    if (!row.ok()) log::Error("engine.load_failed", {{"payout", *it}, {"error", row.error()}});
     it = nudged_.erase(it);
     if (!row.ok() || !row->has_value()) continue;
     if ((*row)->stage == Stage::kPolling || (*row)->stage == Stage::kUnknown) StartPoll(std::move(**row));

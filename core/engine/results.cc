@@ -35,7 +35,7 @@ std::string FormatIsoTime(int64_t unix_ms) {
 Status WriteResultsCsv(PayoutStore& store, std::string_view batch_id, const CurrencyTable& currencies,
                        std::ostream& out) {
   out << "line,id,amount,currency,state,gateway_status,fee,fee_currency,processed_at,attempts,error\n";
-  Status st = store.ForEachPayout(batch_id, [&](const PayoutRow& r) {
+  PAYOUTD_RETURN_IF_ERROR(store.ForEachPayout(batch_id, [&](const PayoutRow& r) {
     const Payout& p = r.payout;
     out << p.line << ',' << CsvField(p.id) << ','
         << FormatFixedAmount(p.amount_minor, Digits(currencies, p.currency)) << ',' << p.currency << ','
@@ -43,9 +43,8 @@ Status WriteResultsCsv(PayoutStore& store, std::string_view batch_id, const Curr
     if (r.has_fee) out << FormatFixedAmount(r.fee_minor, Digits(currencies, r.fee_currency));
     out << ',' << (r.has_fee ? r.fee_currency : std::string()) << ',' << CsvField(r.processed_at) << ','
         << r.attempts << ',' << CsvField(r.error) << '\n';
-  });
-  if (!st.ok()) return st;
-  if (!out) return Status::Error("cannot write results");
+  }));
+  if (!out) return Status::Unavailable("cannot write results");
   return Status::Ok();
 }
 

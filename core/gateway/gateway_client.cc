@@ -690,14 +690,17 @@ Result<std::unique_ptr<GatewayClient>> GatewayClient::Create(asio::io_context& i
                                                               GatewayObserver* observer,
                                                               std::unique_ptr<HttpTransport> transport) {
   if (options.base_url.rfind("http://", 0) != 0 && options.base_url.rfind("https://", 0) != 0)
-    return Status::Error("gateway.base_url must start with http:// or https://");
-  if (options.secret.empty()) return Status::Error("auth: the secret is empty");
+    return Status::InvalidArgument("gateway.base_url must start with http:// or https://");
+  if (options.secret.empty()) return Status::InvalidArgument("auth: the secret is empty");
   if (options.auth_mode == GatewayOptions::AuthMode::kJwtHs256 && options.merchant_code.empty())
-    return Status::Error("auth.merchant_code is required for jwt-hs256");
-  if (options.limits.requests_per_second < 0) return Status::Error("limits.requests_per_second must be >= 0");
-  if (options.limits.burst < 0) return Status::Error("limits.burst must be >= 0");
-  if (options.limits.max_in_flight < 1) return Status::Error("limits.max_in_flight must be >= 1");
-  if (options.retry.max_attempts < 1) return Status::Error("retry.max_attempts must be >= 1");
+    return Status::InvalidArgument("auth.merchant_code is required for jwt-hs256");
+  if (options.limits.requests_per_second < 0)
+    return Status::InvalidArgument("limits.requests_per_second must be >= 0");
+  if (options.limits.burst < 0) return Status::InvalidArgument("limits.burst must be >= 0");
+  if (options.limits.max_in_flight < 1)
+    return Status::InvalidArgument("limits.max_in_flight must be >= 1");
+  if (options.retry.max_attempts < 1)
+    return Status::InvalidArgument("retry.max_attempts must be >= 1");
   CurrencyTable currencies = CurrencyTable::Iso4217().WithOverrides(options.currency_minor_units);
   return std::unique_ptr<GatewayClient>(
       new GatewayClientImpl(io, std::move(options), std::move(currencies), clock, random, observer,

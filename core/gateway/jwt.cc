@@ -55,15 +55,18 @@ std::string ClaimsJson(const JwtClaims& c) {
 Status CheckHeader(std::string_view json) {
   thread_local simdjson::dom::parser parser;  // reused: a parser allocates on first use
   simdjson::dom::element doc;
-  if (parser.parse(json.data(), json.size()).get(doc)) return Status::Error("token header is not JSON");
+  if (parser.parse(json.data(), json.size()).get(doc))
+    return Status::InvalidArgument("token header is not JSON");
   simdjson::dom::object obj;
-  if (doc.get_object().get(obj)) return Status::Error("token header is not an object");
+  if (doc.get_object().get(obj)) return Status::InvalidArgument("token header is not an object");
   std::string_view alg;
-  if (obj["alg"].get_string().get(alg) || alg != "HS256") return Status::Error("token alg is not HS256");
+  if (obj["alg"].get_string().get(alg) || alg != "HS256")
+    return Status::InvalidArgument("token alg is not HS256");
   simdjson::dom::element typ;
   if (!obj["typ"].get(typ)) {
     std::string_view t;
-    if (typ.get_string().get(t) || t != "JWT") return Status::Error("token typ is not JWT");
+    if (typ.get_string().get(t) || t != "JWT")
+      return Status::InvalidArgument("token typ is not JWT");
   }
   return Status::Ok();
 }
@@ -71,23 +74,29 @@ Status CheckHeader(std::string_view json) {
 Result<JwtClaims> ParseClaims(std::string_view json) {
   thread_local simdjson::dom::parser parser;  // reused: a parser allocates on first use
   simdjson::dom::element doc;
-  if (parser.parse(json.data(), json.size()).get(doc)) return Status::Error("token claims are not JSON");
+  if (parser.parse(json.data(), json.size()).get(doc))
+    return Status::InvalidArgument("token claims are not JSON");
   simdjson::dom::object obj;
-  if (doc.get_object().get(obj)) return Status::Error("token claims are not an object");
+  if (doc.get_object().get(obj)) return Status::InvalidArgument("token claims are not an object");
   JwtClaims c;
   simdjson::dom::array ops;
-  if (obj["operations"].get_array().get(ops)) return Status::Error("token has no operations array");
+  if (obj["operations"].get_array().get(ops))
+    return Status::InvalidArgument("token has no operations array");
   for (simdjson::dom::element op : ops) {
     std::string_view s;
-    if (op.get_string().get(s)) return Status::Error("token operation is not a string");
+    if (op.get_string().get(s)) return Status::InvalidArgument("token operation is not a string");
     c.operations.emplace_back(s);
   }
-  if (obj["iat"].get_int64().get(c.iat)) return Status::Error("token iat is missing or not an integer");
-  if (obj["exp"].get_int64().get(c.exp)) return Status::Error("token exp is missing or not an integer");
+  if (obj["iat"].get_int64().get(c.iat))
+    return Status::InvalidArgument("token iat is missing or not an integer");
+  if (obj["exp"].get_int64().get(c.exp))
+    return Status::InvalidArgument("token exp is missing or not an integer");
   std::string_view s;
-  if (obj["jti"].get_string().get(s)) return Status::Error("token jti is missing or not a string");
+  if (obj["jti"].get_string().get(s))
+    return Status::InvalidArgument("token jti is missing or not a string");
   c.jti = std::string(s);
-  if (obj["sub"].get_string().get(s)) return Status::Error("token sub is missing or not a string");
+  if (obj["sub"].get_string().get(s))
+    return Status::InvalidArgument("token sub is missing or not a string");
   c.sub = std::string(s);
   return c;
 }
@@ -121,14 +130,16 @@ std::string Base64UrlEncode(std::string_view bytes) {
 }
 
 Result<std::string> Base64UrlDecode(std::string_view text) {
-  if (text.size() % 4 == 1) return Status::Error("base64url text has an impossible length");
+  if (text.size() % 4 == 1)
+    return Status::InvalidArgument("base64url text has an impossible length");
   std::string out;
   out.reserve(text.size() * 3 / 4);
   uint32_t acc = 0;
   int bits = 0;
   for (char c : text) {
     int v = DecodeChar(c);
-    if (v < 0) return Status::Error("base64url text has a character outside the alphabet");
+    if (v < 0)
+      return Status::InvalidArgument("base64url text has a character outside the alphabet");
     acc = (acc << 6) | static_cast<uint32_t>(v);
     bits += 6;
     if (bits >= 8) {
@@ -138,7 +149,7 @@ Result<std::string> Base64UrlDecode(std::string_view text) {
   }
   // Leftover bits must be zero, so that each byte string has exactly one encoding.
   if (bits > 0 && (acc & ((1u << bits) - 1)) != 0) {
-    return Status::Error("base64url text has non-zero trailing bits");
+    return Status::InvalidArgument("base64url text has non-zero trailing bits");
   }
   return out;
 }
@@ -180,32 +191,32 @@ std::string SignJwt(const JwtClaims& claims, std::string_view secret) {
 
 Result<JwtClaims> VerifyJwt(std::string_view token, std::string_view secret, int64_t now_unix) {
   size_t dot1 = token.find('.');
-  if (dot1 == std::string_view::npos) return Status::Error("token is not three parts");
+  if (dot1 == std::string_view::npos) return Status::InvalidArgument("token is not three parts");
   size_t dot2 = token.find('.', dot1 + 1);
   if (dot2 == std::string_view::npos || token.find('.', dot2 + 1) != std::string_view::npos) {
-    return Status::Error("token is not three parts");
+    return Status::InvalidArgument("token is not three parts");
   }
   std::string_view header_b64 = token.substr(0, dot1);
   std::string_view claims_b64 = token.substr(dot1 + 1, dot2 - dot1 - 1);
   std::string_view sig_b64 = token.substr(dot2 + 1);
 
   Result<std::string> header = Base64UrlDecode(header_b64);
-  if (!header) return Status::Error("token header is not base64url");
+  if (!header) return Status::InvalidArgument("token header is not base64url");
   if (Status s = CheckHeader(*header); !s) return s;
 
   Result<std::string> sig = Base64UrlDecode(sig_b64);
-  if (!sig) return Status::Error("token signature is not base64url");
+  if (!sig) return Status::InvalidArgument("token signature is not base64url");
   std::string expected = HmacSha256(secret, token.substr(0, dot2));
   if (sig->size() != expected.size() ||
       CRYPTO_memcmp(sig->data(), expected.data(), expected.size()) != 0) {
-    return Status::Error("token signature does not match");
+    return Status::InvalidArgument("token signature does not match");
   }
 
   Result<std::string> claims_json = Base64UrlDecode(claims_b64);
-  if (!claims_json) return Status::Error("token claims are not base64url");
+  if (!claims_json) return Status::InvalidArgument("token claims are not base64url");
   Result<JwtClaims> claims = ParseClaims(*claims_json);
   if (!claims) return claims;
-  if (now_unix >= claims->exp) return Status::Error("token expired");
+  if (now_unix >= claims->exp) return Status::InvalidArgument("token expired");
   return claims;
 }
 

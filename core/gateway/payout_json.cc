@@ -210,16 +210,17 @@ simdjson::error_code ReadPayout(std::string_view body, RawPayout* p) {
 #undef PAYOUTD_JSON_TRY
 
 Result<GatewayPayout> Convert(const RawPayout& raw, std::string_view expected_id, const CurrencyTable& currencies) {
-  if (!raw.id) return Status::Error("response lacks paymentMethodResponse.idPayout");
-  if (*raw.id != expected_id) return Status::Error("response is for another idPayout");
-  if (!raw.amount_text || !raw.currency) return Status::Error("response lacks paymentRequested.money");
+  if (!raw.id) return Status::InvalidArgument("response lacks paymentMethodResponse.idPayout");
+  if (*raw.id != expected_id) return Status::InvalidArgument("response is for another idPayout");
+  if (!raw.amount_text || !raw.currency)
+    return Status::InvalidArgument("response lacks paymentRequested.money");
   GatewayPayout out;
   out.id = *raw.id;
   out.currency = *raw.currency;
   const std::optional<int> digits = currencies.MinorUnits(out.currency);
-  if (!digits) return Status::Error("response has an unknown currency");
+  if (!digits) return Status::InvalidArgument("response has an unknown currency");
   Result<int64_t> amount = ParseJsonAmount(*raw.amount_text, *digits);
-  if (!amount) return Status::Error("response amount: " + amount.error());
+  if (!amount) return Status::InvalidArgument("response amount: " + amount.error());
   out.amount_minor = *amount;
   if (raw.status) out.status = *raw.status;
   out.created_at = raw.created_at.value_or("");
@@ -250,7 +251,7 @@ Result<GatewayPayout> Convert(const RawPayout& raw, std::string_view expected_id
 Result<RawPayout> Read(std::string_view body) {
   RawPayout raw;
   if (auto e = ReadPayout(body, &raw); e != simdjson::SUCCESS)
-    return Status::Error(std::string("malformed JSON: ") + simdjson::error_message(e));
+    return Status::InvalidArgument(std::string("malformed JSON: ") + simdjson::error_message(e));
   return raw;
 }
 
@@ -288,7 +289,7 @@ std::string BuildPayoutRequest(const Payout& payout, int minor_units, std::strin
 
 Result<int64_t> ParseJsonAmount(std::string_view text, int minor_units) {
   // JSON number grammar: -? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?
-  const Status bad = Status::Error("not a JSON number");
+  const Status bad = Status::InvalidArgument("not a JSON number");
   size_t i = 0;
   const size_t n = text.size();
   bool negative = false;
@@ -331,35 +332,36 @@ Result<int64_t> ParseJsonAmount(std::string_view text, int minor_units) {
   for (int64_t k = 0; k < static_cast<int64_t>(digits.size()); ++k) {
     const int d = digits[static_cast<size_t>(k)] - '0';
     if (k >= point) {
-      if (d != 0) return Status::Error("amount has more decimals than the currency allows");
+      if (d != 0)
+        return Status::InvalidArgument("amount has more decimals than the currency allows");
       continue;
     }
-    if (value > (std::numeric_limits<int64_t>::max() - d) / 10) return Status::Error("amount too large");
+    if (value > (std::numeric_limits<int64_t>::max() - d) / 10)
+      return Status::InvalidArgument("amount too large");
     value = value * 10 + d;
   }
   // Zeros implied between the digits and the point.
   for (int64_t k = static_cast<int64_t>(digits.size()); k < point; ++k) {
     if (value == 0) break;  // 0 * 10^k stays 0
-    if (value > std::numeric_limits<int64_t>::max() / 10) return Status::Error("amount too large");
+    if (value > std::numeric_limits<int64_t>::max() / 10)
+      return Status::InvalidArgument("amount too large");
     value *= 10;
   }
-  if (negative && value != 0) return Status::Error("amount is negative");
+  if (negative && value != 0) return Status::InvalidArgument("amount is negative");
   return value;
 }
 
 Result<GatewayPayout> ParsePostResponse(std::string_view body, std::string_view expected_id,
                                         const CurrencyTable& currencies) {
-  Result<RawPayout> raw = Read(body);
-  if (!raw) return raw.status();
-  return Convert(*raw, expected_id, currencies);
+  PAYOUTD_ASSIGN_OR_RETURN(const RawPayout raw, Read(body));
+  return Convert(raw, expected_id, currencies);
 }
 
 Result<GatewayPayout> ParseGetResponse(std::string_view body, std::string_view expected_id,
                                        const CurrencyTable& currencies) {
-  Result<RawPayout> raw = Read(body);
-  if (!raw) return raw.status();
-  if (!raw->status) return Status::Error("response lacks process.status");
-  return Convert(*raw, expected_id, currencies);
+  PAYOUTD_ASSIGN_OR_RETURN(const RawPayout raw, Read(body));
+  if (!raw.status) return Status::InvalidArgument("response lacks process.status");
+  return Convert(raw, expected_id, currencies);
 }
 
 std::string ErrorMessageFromBody(std::string_view body, size_t max_len) {

@@ -73,7 +73,7 @@ Result<int64_t> ParseAmount(std::string_view text, int minor_units) {
 
 Result<int64_t> ParseAmount(std::string_view text, int minor_units, std::string_view currency) {
   PAYOUTD_CHECK(minor_units >= 0 && minor_units <= 9);
-  if (text.empty()) return Status::Error("amount is empty");
+  if (text.empty()) return Status::InvalidArgument("amount is empty");
 
   // Classify every character first, so that the message names the real problem (a sign or an
   // exponent) rather than "invalid character".
@@ -86,36 +86,49 @@ Result<int64_t> ParseAmount(std::string_view text, int minor_units, std::string_
       if (dots++ == 0) dot = i;
       continue;
     }
-    if (c == '+' || c == '-') return Status::Error("amount must not have a sign (+ or -)");
-    if ((c == 'e' || c == 'E') && i > 0 && (IsDigit(text[i - 1]) || text[i - 1] == '.'))
-      return Status::Error("amount must not use an exponent; write it out in full, e.g. 1500 not 1.5e3");
-    if (c == ',' || c == '\'' || c == '_' || c == ' ')
-      return Status::Error("amount must not contain a thousands separator or spaces; write e.g. 1234567.89");
+    if (c == '+' || c == '-')
+      return Status::InvalidArgument("amount must not have a sign (+ or -)");
+    if ((c == 'e' || c == 'E') && i > 0 && (IsDigit(text[i - 1]) || text[i - 1] == '.')) {
+      return Status::InvalidArgument(
+          "amount must not use an exponent; write it out in full, e.g. 1500 not 1.5e3");
+    }
+    if (c == ',' || c == '\'' || c == '_' || c == ' ') {
+      return Status::InvalidArgument(
+          "amount must not contain a thousands separator or spaces; write e.g. 1234567.89");
+    }
     if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f)
-      return Status::Error("amount contains a control character");
-    if (static_cast<unsigned char>(c) >= 0x80)
-      return Status::Error("amount contains a non-ASCII character; use only digits and '.'");
-    return Status::Error(std::string("amount contains an invalid character '") + c +
-                         "'; use only digits and '.'");
+      return Status::InvalidArgument("amount contains a control character");
+    if (static_cast<unsigned char>(c) >= 0x80) {
+      return Status::InvalidArgument(
+          "amount contains a non-ASCII character; use only digits and '.'");
+    }
+    return Status::InvalidArgument(std::string("amount contains an invalid character '") + c +
+                                   "'; use only digits and '.'");
   }
-  if (dots > 1)
-    return Status::Error("amount has more than one '.'; use '.' only as the decimal point, with no thousands separators");
+  if (dots > 1) {
+    return Status::InvalidArgument(
+        "amount has more than one '.'; use '.' only as the decimal point, with no thousands "
+        "separators");
+  }
 
   std::string_view whole = text.substr(0, dot);
   std::string_view frac = dot == std::string_view::npos ? std::string_view() : text.substr(dot + 1);
-  if (whole.empty()) return Status::Error("amount must have a digit before the '.', e.g. 0.50");
+  if (whole.empty())
+    return Status::InvalidArgument("amount must have a digit before the '.', e.g. 0.50");
   if (dot != std::string_view::npos && frac.empty())
-    return Status::Error("amount must have a digit after the '.', or no '.' at all");
+    return Status::InvalidArgument("amount must have a digit after the '.', or no '.' at all");
 
   // Trailing zeros beyond the currency's digits are still too many decimals: "1.000" for USD is
   // ambiguous to the finance user who wrote it (a thousands separator?), so it is refused.
   if (frac.size() > static_cast<size_t>(minor_units)) {
     std::string what = currency.empty() ? std::string("the currency") : std::string(currency);
-    if (minor_units == 0)
-      return Status::Error("amount has " + Plural(static_cast<int>(frac.size()), "decimal place", "decimal places") +
-                           " but " + what + " has no minor unit; write a whole number");
-    return Status::Error("amount has " + Plural(static_cast<int>(frac.size()), "decimal place", "decimal places") +
-                         " but " + what + " allows " + std::to_string(minor_units));
+    std::string has = "amount has " +
+                      Plural(static_cast<int>(frac.size()), "decimal place", "decimal places");
+    if (minor_units == 0) {
+      return Status::InvalidArgument(has + " but " + what +
+                                     " has no minor unit; write a whole number");
+    }
+    return Status::InvalidArgument(has + " but " + what + " allows " + std::to_string(minor_units));
   }
 
   constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
@@ -128,12 +141,12 @@ Result<int64_t> ParseAmount(std::string_view text, int minor_units, std::string_
     return true;
   };
   for (char c : whole)
-    if (!push(c)) return Status::Error(kTooLarge);
+    if (!push(c)) return Status::InvalidArgument(kTooLarge);
   for (char c : frac)
-    if (!push(c)) return Status::Error(kTooLarge);
+    if (!push(c)) return Status::InvalidArgument(kTooLarge);
   for (size_t i = frac.size(); i < static_cast<size_t>(minor_units); ++i)
-    if (!push('0')) return Status::Error(kTooLarge);
-  if (value == 0) return Status::Error("amount must be greater than zero");
+    if (!push('0')) return Status::InvalidArgument(kTooLarge);
+  if (value == 0) return Status::InvalidArgument("amount must be greater than zero");
   return value;
 }
 

@@ -10,6 +10,12 @@
 //    losing them in a crash is safe because a payout id is bound to one body, a re-POST answers
 //    409, and a restart treats kNew/kSubmitting/kUnknown payouts conservatively (GET before re-send).
 //
+// Errors (Status codes): kAlreadyExists when CreateBatch meets a batch id, content or payout id
+// seen before; kNotFound for a batch or payout id the store does not hold; kFailedPrecondition for
+// a file this payoutd cannot use (no schema, another schema version, no WAL); kUnavailable when
+// SQLite or the disk fails in a way a retry may cure (busy, I/O, full); kInternal for the rest
+// (corruption, a total that overflows).
+//
 // Threading: one PayoutStore is used from one thread at a time. Several processes may open the
 // same file (`payoutd status` reads while `payoutd run` writes).
 #pragma once
@@ -122,7 +128,8 @@ class PayoutStore {
   virtual Result<std::vector<std::string>> FindUsedPayoutIds(const PayoutList& payouts) = 0;
 
   // Durably records an accepted batch and all its payouts at stage kNew, in one transaction.
-  // Fails (and records nothing) if the batch id, content or a payout id exists already.
+  // Fails with kAlreadyExists (and records nothing) if the batch id, content or a payout id exists
+  // already; the message names the first one met.
   virtual Status CreateBatch(const BatchRecord& batch, const std::vector<Payout>& payouts) = 0;
   virtual Status CreateBatch(const BatchRecord& batch, const PayoutList& payouts) = 0;
 

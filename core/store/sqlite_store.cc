@@ -219,6 +219,26 @@ constexpr const char* kBatchColumns = "id, sha256, file_name, rows, status, star
 
 bool AddChecked(int64_t* acc, int64_t v) { return !__builtin_add_overflow(*acc, v, acc); }
 
+// The code of a failed SQLite call: what a retry may cure (a busy or locked file, I/O, a full
+// disk, no memory) is kUnavailable; anything else (corruption, a constraint or SQL the schema does
+// not expect) is kInternal.
+StatusCode CodeOf(int sqlite_rc) {
+  switch (sqlite_rc & 0xFF) {  // the primary code of an extended one
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+    case SQLITE_IOERR:
+    case SQLITE_FULL:
+    case SQLITE_CANTOPEN:
+    case SQLITE_READONLY:
+    case SQLITE_NOMEM:
+    case SQLITE_PROTOCOL:
+    case SQLITE_PERM:
+      return StatusCode::kUnavailable;
+    default:
+      return StatusCode::kInternal;
+  }
+}
+
 class SqlitePayoutStore final : public PayoutStore {
  public:
   SqlitePayoutStore(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
@@ -233,25 +253,24 @@ class SqlitePayoutStore final : public PayoutStore {
     // together; the timeout covers the short exclusive moments (WAL recovery, another writer).
     sqlite3_busy_timeout(db_, 5000);
     // Page cache per connection (64 MiB): a 1M-row batch's indexes stay in memory while inserted.
-    if (Status s = Exec("PRAGMA cache_size=-65536"); !s.ok()) return s;
+    PAYOUTD_RETURN_IF_ERROR(Exec("PRAGMA cache_size=-65536"));
     if (read_only) return CheckVersion();
-    if (Status s = Exec("PRAGMA journal_mode=WAL"); !s.ok()) return s;
-    auto mode = QueryText("PRAGMA journal_mode");
-    if (!mode.ok()) return mode.status();
-    if (*mode != "wal") return Status::Error("state " + path_ + ": cannot switch to WAL mode (got " + *mode + ")");
+    PAYOUTD_RETURN_IF_ERROR(Exec("PRAGMA journal_mode=WAL"));
+    PAYOUTD_ASSIGN_OR_RETURN(std::string mode, QueryText("PRAGMA journal_mode"));
+    if (mode != "wal") {
+      return Status::FailedPrecondition("state " + path_ + ": cannot switch to WAL mode (got " +
+                                        mode + ")");
+    }
     // FULL: in WAL mode NORMAL may lose the last commits on power loss; every commit here is one
     // the daemon acts upon (moves a file, writes a report), so it must be on disk first.
     for (const char* pragma : {"PRAGMA synchronous=FULL", "PRAGMA foreign_keys=ON",
                                "PRAGMA journal_size_limit=67108864"}) {
-      if (Status s = Exec(pragma); !s.ok()) return s;
+      PAYOUTD_RETURN_IF_ERROR(Exec(pragma));
     }
-    if (Status s = Exec("BEGIN IMMEDIATE"); !s.ok()) return s;
-    Status s = CreateOrCheckSchema();
-    if (!s.ok()) {
-      Exec("ROLLBACK");
-      return s;
-    }
-    return Exec("COMMIT");
+    Txn txn(this, "BEGIN IMMEDIATE");
+    PAYOUTD_RETURN_IF_ERROR(txn.status());
+    PAYOUTD_RETURN_IF_ERROR(CreateOrCheckSchema());
+    return txn.Commit();
   }
 
   Result<bool> HasBatchId(std::string_view batch_id) override {
@@ -282,7 +301,7 @@ class SqlitePayoutStore final : public PayoutStore {
     sqlite3_stmt* s = Prepare("SELECT 1 FROM payouts WHERE id = ?1");
     if (!s) return DbError("prepare payout lookup");
     Txn txn(this, "BEGIN");  // one read snapshot for all lookups, and far fewer lock round trips
-    if (!txn.status().ok()) return txn.status();
+    PAYOUTD_RETURN_IF_ERROR(txn.status());
     std::vector<std::string> used;
     for (const Payout& p : payouts) {
       StmtUse use(s);
@@ -294,24 +313,22 @@ class SqlitePayoutStore final : public PayoutStore {
         return DbError("look up payout id");
       }
     }
-    if (Status st = txn.Commit(); !st.ok()) return st;
+    PAYOUTD_RETURN_IF_ERROR(txn.Commit());
     return used;
   }
 
   template <class List>
   Status CreateBatchImpl(const BatchRecord& batch, const List& payouts) {
     Txn txn(this, "BEGIN IMMEDIATE");
-    if (!txn.status().ok()) return txn.status();
+    PAYOUTD_RETURN_IF_ERROR(txn.status());
 
-    if (auto r = HasBatchId(batch.id); !r.ok()) {
-      return r.status();
-    } else if (*r) {
-      return Status::Error("batch id '" + batch.id + "' was seen before");
-    }
-    if (auto r = FindBatchByContent(batch.sha256); !r.ok()) {
-      return r.status();
-    } else if (r->has_value()) {
-      return Status::Error("batch content (sha256 " + batch.sha256 + ") was seen before, as batch '" + **r + "'");
+    PAYOUTD_ASSIGN_OR_RETURN(bool id_seen, HasBatchId(batch.id));
+    if (id_seen) return Status::AlreadyExists("batch id '" + batch.id + "' was seen before");
+    PAYOUTD_ASSIGN_OR_RETURN(std::optional<std::string> same_content,
+                             FindBatchByContent(batch.sha256));
+    if (same_content) {
+      return Status::AlreadyExists("batch content (sha256 " + batch.sha256 +
+                                   ") was seen before, as batch '" + *same_content + "'");
     }
 
     sqlite3_stmt* ib = Prepare(
@@ -351,18 +368,20 @@ class SqlitePayoutStore final : public PayoutStore {
       BindText(ip, 10, p.email);
       int rc = sqlite3_step(ip);
       if (rc == SQLITE_CONSTRAINT_PRIMARYKEY) {
-        return Status::Error("payout id '" + p.id + "' (line " + std::to_string(p.line) + ") was used before");
+        return Status::AlreadyExists("payout id '" + p.id + "' (line " + std::to_string(p.line) +
+                                     ") was used before");
       }
       if (rc != SQLITE_DONE) return DbError("insert payout '" + p.id + "'");
       auto it = by_currency.find(p.currency);
       if (it == by_currency.end()) it = by_currency.emplace(p.currency, TotalsDelta{}).first;
       if (!AddChecked(&it->second.payouts, 1) || !AddChecked(&it->second.amount_minor, p.amount_minor)) {
-        return Status::Error("batch '" + batch.id + "': the " + p.currency + " total overflows int64");
+        return Status::InvalidArgument("batch '" + batch.id + "': the " + p.currency +
+                                       " total overflows int64");
       }
     }
     std::map<TotalsKey, TotalsDelta> deltas;
     for (const auto& [currency, d] : by_currency) deltas[TotalsKey{batch.id, 0, 0, currency, false, ""}] = d;
-    if (Status s = ApplyTotals(deltas); !s.ok()) return s;
+    PAYOUTD_RETURN_IF_ERROR(ApplyTotals(deltas));
     return txn.Commit();
   }
 
@@ -377,7 +396,7 @@ class SqlitePayoutStore final : public PayoutStore {
         "WHERE id = ?1");
     if (!sel || !upd) return DbError("prepare payout update");
     Txn txn(this, "BEGIN IMMEDIATE");
-    if (!txn.status().ok()) return txn.status();
+    PAYOUTD_RETURN_IF_ERROR(txn.status());
     std::map<TotalsKey, TotalsDelta> deltas;
     for (const PayoutUpdate& u : updates) {
       // An outcome goes with the final stage and only with it: results.csv is written from it.
@@ -388,7 +407,7 @@ class SqlitePayoutStore final : public PayoutStore {
         StmtUse use(sel);
         BindText(sel, 1, u.id);
         int rc = sqlite3_step(sel);
-        if (rc == SQLITE_DONE) return Status::Error("apply: unknown payout id '" + u.id + "'");
+        if (rc == SQLITE_DONE) return Status::NotFound("apply: unknown payout id '" + u.id + "'");
         if (rc != SQLITE_ROW) return DbError("read payout '" + u.id + "'");
         old_stage = StageFromDb(ColInt(sel, 0));
         old_state = StateFromDb(ColInt(sel, 1));
@@ -403,7 +422,7 @@ class SqlitePayoutStore final : public PayoutStore {
         if (!AddChecked(&from.payouts, -1) || !AddChecked(&from.amount_minor, -amount) ||
             !AddChecked(&from.fee_minor, -ColInt(sel, 6)) || !AddChecked(&to.payouts, 1) ||
             !AddChecked(&to.amount_minor, amount) || !AddChecked(&to.fee_minor, u.fee_minor)) {
-          return Status::Error("apply: totals overflow int64 at payout '" + u.id + "'");
+          return Status::InvalidArgument("apply: totals overflow int64 at payout '" + u.id + "'");
         }
       }
       // The state machine, enforced where it becomes durable. A final payout keeps its outcome
@@ -425,7 +444,7 @@ class SqlitePayoutStore final : public PayoutStore {
       BindText(upd, 12, u.error);
       if (sqlite3_step(upd) != SQLITE_DONE) return DbError("update payout '" + u.id + "'");
     }
-    if (Status s = ApplyTotals(deltas); !s.ok()) return s;
+    PAYOUTD_RETURN_IF_ERROR(ApplyTotals(deltas));
     return txn.Commit();
   }
 
@@ -482,12 +501,11 @@ class SqlitePayoutStore final : public PayoutStore {
 
   Status SetBatchStatus(std::string_view batch_id, BatchRecord::Status status, int64_t finished_at_ms) override {
     Txn txn(this, "BEGIN IMMEDIATE");
-    if (!txn.status().ok()) return txn.status();
-    auto batch = GetBatch(batch_id);
-    if (!batch.ok()) return batch.status();
-    if (!batch->has_value()) return Status::Error("unknown batch '" + std::string(batch_id) + "'");
+    PAYOUTD_RETURN_IF_ERROR(txn.status());
+    PAYOUTD_ASSIGN_OR_RETURN(std::optional<BatchRecord> batch, GetBatch(batch_id));
+    if (!batch) return Status::NotFound("unknown batch '" + std::string(batch_id) + "'");
     // A batch status only moves forward, and "finished" means every payout is final (header rule 2).
-    PAYOUTD_CHECK(static_cast<int>(status) >= static_cast<int>((*batch)->status));
+    PAYOUTD_CHECK(static_cast<int>(status) >= static_cast<int>(batch->status));
     if (status != BatchRecord::Status::kActive) {
       sqlite3_stmt* c = Prepare("SELECT count(*) FROM payouts WHERE batch_id = ?1 AND stage < 4");
       if (!c) return DbError("prepare pending count");
@@ -583,7 +601,7 @@ class SqlitePayoutStore final : public PayoutStore {
     const std::string sql = std::string("SELECT ") + kPayoutColumns +
                             " FROM payouts WHERE batch_id = ?1 AND stage = ?2 ORDER BY line";
     Txn txn(this, "BEGIN");
-    if (!txn.status().ok()) return txn.status();
+    PAYOUTD_RETURN_IF_ERROR(txn.status());
     struct Stream {
       StmtPtr stmt;
       bool has_row = false;
@@ -621,12 +639,11 @@ class SqlitePayoutStore final : public PayoutStore {
 
   Result<BatchProgress> Progress(std::string_view batch_id) override {
     Txn txn(this, "BEGIN");  // the batch row and the aggregates from one snapshot
-    if (!txn.status().ok()) return txn.status();
-    auto batch = GetBatch(batch_id);
-    if (!batch.ok()) return batch.status();
-    if (!batch->has_value()) return Status::Error("unknown batch '" + std::string(batch_id) + "'");
+    PAYOUTD_RETURN_IF_ERROR(txn.status());
+    PAYOUTD_ASSIGN_OR_RETURN(std::optional<BatchRecord> batch, GetBatch(batch_id));
+    if (!batch) return Status::NotFound("unknown batch '" + std::string(batch_id) + "'");
     BatchProgress progress;
-    progress.batch = std::move(**batch);
+    progress.batch = std::move(*batch);
 
     // batch_totals holds the GROUP BY of the batch's payouts, kept by CreateBatch and Apply.
     sqlite3_stmt* s = Prepare(
@@ -661,7 +678,10 @@ class SqlitePayoutStore final : public PayoutStore {
         ok = ok && AddChecked(&t.failed, amount);
       }
       if (has_fee) ok = ok && AddChecked(&t.fees[ColText(s, 4)], fee);
-      if (!ok) return Status::Error("progress of batch '" + std::string(batch_id) + "': total overflows int64");
+      if (!ok) {
+        return Status::Internal("progress of batch '" + std::string(batch_id) +
+                                "': total overflows int64");
+      }
     }
     if (rc != SQLITE_DONE) return DbError("progress of batch '" + std::string(batch_id) + "'");
 
@@ -675,7 +695,7 @@ class SqlitePayoutStore final : public PayoutStore {
       progress.oldest_pending_since_ms = ColInt(o, 0);  // NULL (none) reads as 0
     }
     sqlite3_reset(s);
-    if (Status st = txn.Commit(); !st.ok()) return st;
+    PAYOUTD_RETURN_IF_ERROR(txn.Commit());
     return progress;
   }
 
@@ -691,7 +711,7 @@ class SqlitePayoutStore final : public PayoutStore {
       open_ = status_.ok();
     }
     ~Txn() {
-      if (open_) store_->Exec("ROLLBACK");
+      if (open_) Rollback();
     }
     Txn(const Txn&) = delete;
     Txn& operator=(const Txn&) = delete;
@@ -700,11 +720,15 @@ class SqlitePayoutStore final : public PayoutStore {
       if (!open_) return status_;  // joined an outer transaction, or BEGIN failed
       open_ = false;
       Status s = store_->Exec("COMMIT");
-      if (!s.ok() && !sqlite3_get_autocommit(store_->db_)) store_->Exec("ROLLBACK");
+      if (!s.ok() && !sqlite3_get_autocommit(store_->db_)) Rollback();
       return s;
     }
 
    private:
+    // A failed ROLLBACK leaves nothing more to do: SQLite rolls back by itself when the
+    // connection closes, and the caller reports the failure that led here.
+    void Rollback() { (void)store_->Exec("ROLLBACK"); }
+
     SqlitePayoutStore* store_;
     Status status_;
     bool open_ = false;
@@ -731,45 +755,49 @@ class SqlitePayoutStore final : public PayoutStore {
       BindInt(s, 8, d.amount_minor);
       BindInt(s, 9, d.fee_minor);
       int rc = sqlite3_step(s);
-      if (rc == SQLITE_CONSTRAINT_DATATYPE) return Status::Error("batch '" + key.batch_id + "': totals overflow int64");
+      if (rc == SQLITE_CONSTRAINT_DATATYPE)
+        return Status::InvalidArgument("batch '" + key.batch_id + "': totals overflow int64");
       if (rc != SQLITE_DONE) return DbError("update totals of batch '" + key.batch_id + "'");
     }
     return Status::Ok();
   }
 
   Status CheckVersion() {
-    auto v = QueryInt("PRAGMA user_version");
-    if (!v.ok()) return v.status();
-    if (*v == 0) return Status::Error("state " + path_ + " holds no payoutd state (schema not created)");
-    if (*v > kSchemaVersion) {
-      return Status::Error("state " + path_ + " has schema version " + std::to_string(*v) +
-                           ", newer than this payoutd understands (" + std::to_string(kSchemaVersion) + ")");
+    PAYOUTD_ASSIGN_OR_RETURN(int64_t v, QueryInt("PRAGMA user_version"));
+    if (v == 0) {
+      return Status::FailedPrecondition("state " + path_ +
+                                        " holds no payoutd state (schema not created)");
     }
-    if (*v < kSchemaVersion) {  // only a read-only open gets here: it cannot migrate
-      return Status::Error("state " + path_ + " has schema version " + std::to_string(*v) +
-                           "; it is upgraded when payoutd next opens it for writing (payoutd run)");
+    if (v > kSchemaVersion) {
+      return Status::FailedPrecondition(
+          "state " + path_ + " has schema version " + std::to_string(v) +
+          ", newer than this payoutd understands (" + std::to_string(kSchemaVersion) + ")");
+    }
+    if (v < kSchemaVersion) {  // only a read-only open gets here: it cannot migrate
+      return Status::FailedPrecondition(
+          "state " + path_ + " has schema version " + std::to_string(v) +
+          "; it is upgraded when payoutd next opens it for writing (payoutd run)");
     }
     return Status::Ok();
   }
 
   Status CreateOrCheckSchema() {
-    auto v = QueryInt("PRAGMA user_version");
-    if (!v.ok()) return v.status();
-    if (*v > kSchemaVersion) return CheckVersion();
-    int64_t version = *v;
+    PAYOUTD_ASSIGN_OR_RETURN(const int64_t found, QueryInt("PRAGMA user_version"));
+    if (found > kSchemaVersion) return CheckVersion();
+    int64_t version = found;
     if (version == 0) {
-      if (Status s = Exec(kSchemaV1); !s.ok()) return s;
+      PAYOUTD_RETURN_IF_ERROR(Exec(kSchemaV1));
       version = 1;
     }
     if (version == 1) {
-      if (Status s = Exec(kMigrateV1ToV2); !s.ok()) return s;
+      PAYOUTD_RETURN_IF_ERROR(Exec(kMigrateV1ToV2));
       version = 2;
     }
     if (version == 2) {
-      if (Status s = Exec(kMigrateV2ToV3); !s.ok()) return s;
+      PAYOUTD_RETURN_IF_ERROR(Exec(kMigrateV2ToV3));
       version = 3;
     }
-    if (version == *v) return Status::Ok();
+    if (version == found) return Status::Ok();
     return Exec("PRAGMA user_version = " + std::to_string(version));
   }
 
@@ -822,10 +850,10 @@ class SqlitePayoutStore final : public PayoutStore {
 
   Status Exec(const std::string& sql) {
     char* err = nullptr;
-    if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
+    if (int rc = sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err); rc != SQLITE_OK) {
       std::string msg = "state " + path_ + ": " + (err ? err : sqlite3_errmsg(db_));
       sqlite3_free(err);
-      return Status::Error(msg);
+      return Status(CodeOf(rc), msg);
     }
     return Status::Ok();
   }
@@ -847,7 +875,8 @@ class SqlitePayoutStore final : public PayoutStore {
   }
 
   Status DbError(const std::string& what) const {
-    return Status::Error("state " + path_ + ": " + what + ": " + sqlite3_errmsg(db_));
+    return Status(CodeOf(sqlite3_errcode(db_)),
+                  "state " + path_ + ": " + what + ": " + sqlite3_errmsg(db_));
   }
 
   sqlite3* db_;
@@ -865,10 +894,10 @@ Result<std::unique_ptr<PayoutStore>> PayoutStore::Open(const std::string& path, 
   if (rc != SQLITE_OK) {
     std::string msg = "cannot open state " + path + ": " + (db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
     sqlite3_close(db);
-    return Status::Error(msg);
+    return Status(CodeOf(rc), msg);
   }
   auto store = std::make_unique<SqlitePayoutStore>(db, path);
-  if (Status s = store->Init(read_only); !s.ok()) return s;
+  PAYOUTD_RETURN_IF_ERROR(store->Init(read_only));
   return std::unique_ptr<PayoutStore>(std::move(store));
 }
 

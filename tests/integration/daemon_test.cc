@@ -30,6 +30,7 @@ namespace {
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 // One input row.
 struct In {
@@ -317,14 +318,17 @@ TEST_F(DaemonTest, SigkillAtRandomMomentsLosesNothingAndPaysNothingTwice) {
   int kills_mid_batch = 0;
   int64_t created_before_last_kill = 0;
   for (; kills < 10; ++kills) {
+    const int64_t created_at_start = sandbox_->Stat("created");
     daemon.Start();
     auto at = std::chrono::steady_clock::now() + milliseconds(delay_ms(rng));
     // A condition wait for the moment of the kill (or for the daemon dying on its own: a failure).
     WaitFor([&] { return !daemon.running(); }, std::chrono::duration_cast<milliseconds>(at - std::chrono::steady_clock::now()));
     ASSERT_TRUE(daemon.running()) << "payoutd exited by itself (run " << daemon.starts() << "):\n" << daemon.log();
     EXPECT_EQ(daemon.Kill(), 128 + SIGKILL);
-    int64_t created = sandbox_->Stat("created");
-    if (created > 0 && !FileExists(done("crash.summary.json"))) ++kills_mid_batch;
+    // A kill hits the batch in flight when this very run was creating payouts: it created some,
+    // and the batch was not finished.
+    const int64_t created = sandbox_->Stat("created");
+    if (created > created_at_start && created < kRows && !FileExists(done("crash.summary.json"))) ++kills_mid_batch;
   }
   created_before_last_kill = sandbox_->Stat("created");
   EXPECT_LT(created_before_last_kill, kRows) << "the batch finished before the last kill; make it slower";
@@ -416,7 +420,7 @@ TEST_F(DaemonTest, SameContentUnderAnotherNameAndReusedPayoutIdAreRejectedAsDupl
 TEST_F(DaemonTest, SigtermMidBatchExitsZeroWithinGraceAndRestartFinishesTheBatch) {
   StartSandbox({"--final-after-ms", "50", "--latency-ms", "100"});
   cfg_.max_in_flight = 8;
-  cfg_.shutdown_grace = "2s";
+  cfg_.shutdown_grace = "10s";
   DaemonProcess daemon(WriteConfig());
   daemon.Start();
   ASSERT_TRUE(daemon.WaitReady()) << daemon.log();
@@ -426,11 +430,14 @@ TEST_F(DaemonTest, SigtermMidBatchExitsZeroWithinGraceAndRestartFinishesTheBatch
 
   auto t0 = std::chrono::steady_clock::now();
   daemon.Signal(SIGTERM);
-  auto code = daemon.Wait(seconds(2) + seconds(5));
+  auto code = daemon.Wait(seconds(60));
   auto took = std::chrono::steady_clock::now() - t0;
-  ASSERT_TRUE(code.has_value()) << "payoutd did not stop within shutdown_grace + 5s:\n" << daemon.log();
+  ASSERT_TRUE(code.has_value()) << "payoutd did not stop at all:\n" << daemon.log();
   EXPECT_EQ(*code, 0) << daemon.log();
-  EXPECT_LT(took, seconds(2) + seconds(5));
+  // Requests in flight take 100 ms: it stops once they are answered, without waiting out the
+  // 10 s grace.
+  EXPECT_LT(took, seconds(10)) << "SIGTERM waited for the whole shutdown_grace";
+  EXPECT_THAT(daemon.log(), Not(HasSubstr("payoutd.grace_expired")));
   EXPECT_FALSE(FileExists(done("term.summary.json"))) << "the batch finished before SIGTERM; make it slower";
   int64_t created_at_stop = sandbox_->Stat("created");
   EXPECT_LT(created_at_stop, static_cast<int64_t>(rows.size()));
@@ -488,6 +495,84 @@ TEST_F(DaemonTest, GatewayDownAcrossARestartPausesSendingAndFailsNoPayout) {
   EXPECT_EQ(daemon.Terminate(), 0) << daemon.log();
 }
 
+TEST_F(DaemonTest, ASecondRunOnTheSameStateIsRefusedWithAClearMessage) {
+  StartSandbox({"--final-after-ms", "0"});
+  const std::string config = WriteConfig();
+  DaemonProcess first(config);
+  first.Start();
+  ASSERT_TRUE(first.WaitReady()) << first.log();
+  CommandResult second = RunPayoutd({"run", "--config", config}, seconds(20));
+  EXPECT_EQ(second.exit_code, 1) << second.out << second.err;
+  EXPECT_THAT(second.err + second.out, HasSubstr("another payoutd"));
+  EXPECT_THAT(second.err + second.out, HasSubstr(cfg_.state_path(dir_.path())));
+  EXPECT_TRUE(first.running()) << "the first one is unharmed";
+  EXPECT_EQ(first.Terminate(), 0) << first.log();
+}
+
+// SIGHUP takes a changed rate limit and polling interval at once (as the gateway sees them), and
+// keeps the running settings when the new file is broken.
+TEST_F(DaemonTest, SighupReloadChangesTheRateAndPollingAtTheGatewayAndRefusesABrokenConfig) {
+  StartSandbox({"--final-after-ms", "600000"});  // payouts stay PENDING: polls go on
+  cfg_.requests_per_second = 5;
+  cfg_.burst = 1;
+  cfg_.polling_initial_delay = "100ms";
+  cfg_.polling_max_interval = "100ms";
+  const std::string config = WriteConfig();
+  DaemonProcess daemon(config);
+  daemon.Start();
+  ASSERT_TRUE(daemon.WaitReady()) << daemon.log();
+  const int kRows = 20;
+  DropBatch(spool(), "hup", Csv(UsdRows("HUP", kRows)));
+  auto last_us = [&] {
+    auto a = sandbox_->Arrivals();
+    return a.empty() ? int64_t{0} : a.back().t_us;
+  };
+  // GETs per second in [from, from + 3 s), and the shortest gap between two GETs of one payout.
+  struct Window {
+    double gets_per_second = 0;
+    int64_t shortest_gap_us = INT64_MAX;
+  };
+  auto measure = [&](int64_t from) {
+    EXPECT_TRUE(WaitFor([&] { return last_us() >= from + 3'000'000; }, seconds(30)));
+    Window w;
+    std::map<std::string, int64_t> last;
+    int64_t gets = 0;
+    for (const auto& a : sandbox_->Arrivals()) {
+      if (a.method != "GET" || a.t_us < from || a.t_us >= from + 3'000'000) continue;
+      ++gets;
+      if (auto it = last.find(a.id); it != last.end()) w.shortest_gap_us = std::min(w.shortest_gap_us, a.t_us - it->second);
+      last[a.id] = a.t_us;
+    }
+    w.gets_per_second = gets / 3.0;
+    return w;
+  };
+  ASSERT_TRUE(WaitFor([&] { return sandbox_->Ledger().size() == kRows; }, seconds(30))) << daemon.log();
+  const Window slow = measure(last_us());
+  EXPECT_LE(slow.gets_per_second, 5 + 1) << "the 5/s limit holds before the reload";
+
+  // 50/s and a poll every 2 s per payout: 20 payouts make 10 GETs a second, under the new limit.
+  cfg_.requests_per_second = 50;
+  cfg_.burst = 5;
+  cfg_.polling_initial_delay = "2s";
+  cfg_.polling_max_interval = "2s";
+  WriteConfig();
+  daemon.Signal(SIGHUP);
+  ASSERT_TRUE(WaitFor([&] { return daemon.log().find("config.reloaded") != std::string::npos; }, seconds(10)));
+  const Window reloaded = measure(last_us() + 2'500'000);  // after the polls already scheduled
+  EXPECT_GT(reloaded.gets_per_second, 5 + 1) << "the new rate limit did not take effect";
+  EXPECT_LE(reloaded.gets_per_second, kRows / 2.0 + 2) << "the new polling interval did not take effect";
+  EXPECT_GE(reloaded.shortest_gap_us, 1'500'000) << "a payout was polled sooner than the new 2 s";
+
+  WriteFile(config, "limits:\n  requests_per_second: [not a number\n");
+  daemon.Signal(SIGHUP);
+  ASSERT_TRUE(WaitFor([&] { return daemon.log().find("config.reload_failed") != std::string::npos; }, seconds(10)));
+  const Window kept = measure(last_us());
+  EXPECT_GE(kept.shortest_gap_us, 1'500'000) << "a broken file must keep the running settings";
+  EXPECT_GT(kept.gets_per_second, 5 + 1);
+  EXPECT_TRUE(daemon.running());
+  EXPECT_EQ(daemon.Terminate(), 0) << daemon.log();
+}
+
 TEST_F(DaemonTest, SigtermWithSlowRequestsExitsZeroWhenGraceExpires) {
   StartSandbox({"--final-after-ms", "0", "--latency-ms", "20000"});
   cfg_.gateway_timeout = "30s";
@@ -500,10 +585,13 @@ TEST_F(DaemonTest, SigtermWithSlowRequestsExitsZeroWhenGraceExpires) {
   ASSERT_TRUE(WaitFor([&] { return sandbox_->Stat("posts") >= 1; }, seconds(30))) << daemon.log();
   auto t0 = std::chrono::steady_clock::now();
   daemon.Signal(SIGTERM);
-  auto code = daemon.Wait(seconds(6));
-  ASSERT_TRUE(code.has_value()) << "payoutd waited for slow requests past shutdown_grace:\n" << daemon.log();
+  auto code = daemon.Wait(seconds(60));
+  auto took = std::chrono::steady_clock::now() - t0;
+  ASSERT_TRUE(code.has_value()) << "payoutd did not stop at all:\n" << daemon.log();
   EXPECT_EQ(*code, 0) << daemon.log();
-  EXPECT_LT(std::chrono::steady_clock::now() - t0, seconds(6));
+  // The requests in flight would take 20 s: it waits the 500 ms grace for them, then stops.
+  EXPECT_GE(took, milliseconds(500)) << "it did not wait for the requests in flight";
+  EXPECT_LT(took, seconds(5)) << "it waited for the slow requests, past shutdown_grace";
   EXPECT_THAT(daemon.log(), HasSubstr("payoutd.grace_expired"));
 }
 

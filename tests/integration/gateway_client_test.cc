@@ -1,4 +1,4 @@
-// The gateway client against the real payout-sandbox over loopback: every row of SPEC §1's table,
+// The gateway client against the real payout-sandbox over loopback: every row of docs/gateway.md's table of answers,
 // the rate limit as the gateway saw it, auth pause/resume, and 10,000 payouts through faults.
 // No sleeps: the io_context runs until a condition holds or a deadline passes.
 #include "core/gateway/gateway_client.h"
@@ -381,6 +381,30 @@ TEST(GatewayClient, Post409WithSameBodyIsCreatedAndWithOtherBodyIsConflict) {
   EXPECT_EQ(sandbox.Ledger()["DUP-1"].amount_minor, 1000);
 }
 
+// An id conflict is any difference in what the gateway holds: amount (above), account, currency.
+// Recording a payout to another beneficiary as created would pay the wrong person.
+TEST(GatewayClient, Post409WithAnotherAccountIsAConflict) {
+  Sandbox sandbox({});
+  ASSERT_TRUE(sandbox.ok());
+  Harness h(Options(sandbox.base_url()));
+  ASSERT_EQ(h.SubmitAndWait(MakePayout("ACC-1", 1000)).outcome, SubmitResult::Outcome::kCreated);
+  Payout other = MakePayout("ACC-1", 1000);
+  other.account_number = "FR7630006000011234567890189";
+  SubmitResult r = h.SubmitAndWait(other);
+  EXPECT_EQ(r.outcome, SubmitResult::Outcome::kConflict) << r.message;
+  EXPECT_EQ(r.message.find(other.account_number), std::string::npos) << "no full account in a message";
+}
+
+TEST(GatewayClient, Post409WithAnotherCurrencyIsAConflict) {
+  Sandbox sandbox({});
+  ASSERT_TRUE(sandbox.ok());
+  Harness h(Options(sandbox.base_url()));
+  ASSERT_EQ(h.SubmitAndWait(MakePayout("CUR-1", 1000, "USD")).outcome, SubmitResult::Outcome::kCreated);
+  SubmitResult r = h.SubmitAndWait(MakePayout("CUR-1", 1000, "EUR"));
+  EXPECT_EQ(r.outcome, SubmitResult::Outcome::kConflict) << r.message;
+  EXPECT_NE(r.message.find("USD"), std::string::npos) << r.message;
+}
+
 TEST(GatewayClient, CloseAfterCreateIsResolvedWithGetWithoutSecondPost) {
   Sandbox sandbox({"--drop-share", "1", "--faults-on", "post"});
   ASSERT_TRUE(sandbox.ok());
@@ -633,8 +657,7 @@ TEST(GatewayClient, TokensAreAcceptedByTheGateway) {
   Sandbox sandbox({});
   ASSERT_TRUE(sandbox.ok());
   GatewayOptions o = Options(sandbox.base_url());
-  o.token_ttl = seconds(4);  // short: renewed within the test
-  Harness h(o);
+  Harness h(o);  // a token's renewal is tested in fake time: tests/unit/gateway_tokens_test.cc
   ASSERT_EQ(h.SubmitAndWait(MakePayout("TOK-1")).outcome, SubmitResult::Outcome::kCreated);
   for (int i = 0; i < 3; ++i) EXPECT_EQ(h.PollAndWait("TOK-1").outcome, PollResult::Outcome::kFound);
   EXPECT_EQ(h.observer.Retries("POST auth") + h.observer.Retries("GET auth"), 0);

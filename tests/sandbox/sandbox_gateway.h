@@ -1,5 +1,5 @@
 // The sandbox gateway's behaviour, apart from the network: given one HTTP request it decides the
-// reply (status, body, headers, delay, or "drop the connection") following SPEC §1 and the
+// reply (status, body, headers, delay, or "drop the connection") following docs/gateway.md and the
 // provider's seed page, and keeps the ledger that tests inspect. Fault injection is decided here
 // from a seeded random source, so a given --seed and request order give the same faults.
 //
@@ -137,7 +137,7 @@ class SandboxGateway {
     bool abandoned;
   };
   // POST /_sandbox/outage: the whole gateway down for a while, every /payouts request failing
-  // the same way (the failures SPEC §1 calls transient, all at once).
+  // the same way (the failures docs/gateway.md calls transient, all at once).
   enum class Outage { kNone, kRefuse, k503, kHang };
 
   Reply HandleSandbox(const Request& r, Clock::time_point now);

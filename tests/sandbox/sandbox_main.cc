@@ -1,4 +1,4 @@
-// payout-sandbox: a fake payment gateway for tests and benchmarks (SPEC §1). See --help.
+// payout-sandbox: a fake payment gateway for tests and benchmarks (docs/gateway.md). See --help.
 #include <signal.h>
 
 #include <cstdio>
@@ -22,7 +22,7 @@ using payoutd::sandbox::SandboxOptions;
 
 constexpr char kHelp[] = R"(usage: payout-sandbox --listen HOST:PORT --secret-file F --merchant M [flags]
 
-A fake payment gateway (SPEC §1): POST/GET /payouts/{id} with HS256 JWT auth, a ledger for tests,
+A fake payment gateway (docs/gateway.md): POST/GET /payouts/{id} with HS256 JWT auth, a ledger for tests,
 and fault injection. Prints "listening on HOST:PORT" on stdout once ready. SIGTERM/SIGINT: exit 0.
 
 Server:

@@ -505,7 +505,7 @@ inline std::vector<std::vector<std::string>> ParseCsv(const std::string& text) {
   return rows;
 }
 
-// One row of <batch>.results.csv (SPEC §3).
+// One row of <batch>.results.csv (docs/results.md).
 struct ResultRow {
   int line = 0;
   std::string id, amount, currency, state, gateway_status, fee, fee_currency, processed_at;
@@ -566,7 +566,7 @@ struct SummaryTotals {
   std::string requested, succeeded, failed, fees;   // exact decimal strings, as written
 };
 
-// <batch>.summary.json (SPEC §3).
+// <batch>.summary.json (docs/results.md).
 struct Summary {
   std::string batch, sha256, started_at, finished_at;
   int64_t rows = 0;

@@ -72,7 +72,7 @@ struct SandboxLedgerEntry {
   int64_t posts_received = 0;    // every POST that arrived for the id (faulted, refused, ...)
   int64_t post_count = 0;        // POSTs with a valid body that reached the payout logic
   int64_t get_count = 0;
-  int64_t distinct_bodies = 0;   // distinct valid bodies seen; > 1 means a client broke SPEC §8.1
+  int64_t distinct_bodies = 0;   // distinct valid bodies seen; > 1 means a client sent one id with two bodies
   std::string status;            // CREATED, PENDING, SUCCESS, FAILED; REJECTED (422); NONE
   int64_t amount_minor = 0;      // of the stored payout (0 when no valid body was seen)
   std::string currency;
@@ -189,7 +189,7 @@ inline HttpReply HttpRequest(uint16_t port, const std::string& method, const std
   return reply;
 }
 
-// A valid POST body (SPEC §1). amount is the JSON number text, e.g. "42.05".
+// A valid POST body (docs/gateway.md). amount is the JSON number text, e.g. "42.05".
 inline std::string PayoutBody(const std::string& amount, const std::string& currency = "USD",
                               const std::string& account_number = "11223344",
                               const std::string& operator_code = "BNK_000",
@@ -298,7 +298,7 @@ class SandboxProcess {
     return SignJwt(NewJwtClaims(std::move(operations), merchant_, now, ttl.count(), random_), secret_);
   }
 
-  // The headers the daemon sends (SPEC §1), with a valid token for "METHOD /payouts/ID".
+  // The headers the daemon sends (docs/gateway.md), with a valid token for "METHOD /payouts/ID".
   Headers AuthHeaders(const std::string& method, const std::string& id) {
     Headers h = {{"Accept", "application/json"},
                  {"X-API-Version", "2"},

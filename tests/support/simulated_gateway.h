@@ -102,6 +102,7 @@ class SimulatedGateway {
   struct Sent {
     SteadyTime at;
     std::string what;
+    std::string authorization;  // the Authorization header's value
   };
   const std::vector<Sent>& sent() const { return sent_; }
 
@@ -150,7 +151,10 @@ class SimulatedGateway {
       const uint64_t handle = next_++;
       const SteadyTime now = g_.clock_.Now();
       const std::string id = request.url.substr(request.url.rfind('/') + 1);
-      g_.sent_.push_back({now, request.method + " " + id});
+      std::string authorization;
+      for (const std::string& h : request.headers)
+        if (h.rfind("Authorization: ", 0) == 0) authorization = h.substr(15);
+      g_.sent_.push_back({now, request.method + " " + id, authorization});
       HttpResponse response;
       SteadyTime at = now + g_.latency_;
       const Window* w = g_.FaultAt(now);

@@ -92,6 +92,8 @@ class Observer final : public EngineObserver {
   std::map<std::string, FinalState> finals;
   void OnFinal(const PayoutRow& row) override { finals[row.payout.id] = row.state; }
   void OnBatchFinished(const std::string& batch_id) override { finished.push_back(batch_id); }
+  void OnUnknownStatus(const std::string& status) override { unknown_statuses.push_back(status); }
+  std::vector<std::string> unknown_statuses;
 };
 
 Payout MakePayout(const std::string& id, uint32_t line, int64_t amount) {
@@ -243,6 +245,27 @@ TEST_P(EngineTest, Engine_GatewayHoldingADifferentAmountIsAnIdConflict) {
   gateway_.poll_script["X-1"].push_back(Found("PENDING", 999));
   RunToEnd(1);
   EXPECT_EQ(Row("X-1").state, FinalState::kError);
+  EXPECT_NE(Row("X-1").error.find("id conflict"), std::string::npos) << Row("X-1").error;
+}
+
+TEST_P(EngineTest, Engine_GatewayHoldingADifferentCurrencyIsAnIdConflict) {
+  AddBatch("B1", {MakePayout("X-1", 2, 1000)});
+  PollResult eur = Found("SUCCESS", 1000);
+  eur.payout.currency = "EUR";
+  gateway_.poll_script["X-1"].push_back(eur);
+  RunToEnd(1);
+  EXPECT_EQ(Row("X-1").state, FinalState::kError) << "a SUCCESS in another currency is not our payout";
+  EXPECT_NE(Row("X-1").error.find("id conflict"), std::string::npos) << Row("X-1").error;
+}
+
+TEST_P(EngineTest, Engine_GatewayHoldingADifferentAccountIsAnIdConflict) {
+  AddBatch("B1", {MakePayout("X-1", 2, 1000)});
+  PollResult elsewhere = Found("SUCCESS", 1000);
+  elsewhere.payout.account_number = "99999999";
+  gateway_.poll_script["X-1"].push_back(elsewhere);
+  RunToEnd(1);
+  EXPECT_EQ(Row("X-1").state, FinalState::kError) << "paid to another beneficiary must never read SUCCESS";
+  EXPECT_NE(Row("X-1").error.find("id conflict"), std::string::npos) << Row("X-1").error;
 }
 
 TEST_P(EngineTest, Engine_PollsUntilFinalAndKeepsFeeAndStatus) {
@@ -275,6 +298,60 @@ TEST_P(EngineTest, Engine_SuccessWithAnUnusableFeeStaysSuccessAndSaysSo) {
   EXPECT_EQ(row.state, FinalState::kSuccess);
   EXPECT_FALSE(row.has_fee);
   EXPECT_EQ(row.error, "fee not recorded: fee 0.125 USD: amount has more decimals than the currency allows");
+}
+
+// Polling outcomes: none of these may end a payout early or send it again.
+TEST_P(EngineTest, Engine_APollThatFailsAfterAllRetriesIsTriedAgainLater) {
+  AddBatch("B1", {MakePayout("P-1", 2, 1000)});
+  PollResult failed;
+  failed.outcome = PollResult::Outcome::kFailed;
+  failed.message = "HTTP 503";
+  gateway_.poll_script["P-1"] = {failed, failed, Found("SUCCESS", 1000)};
+  RunToEnd(1);
+  EXPECT_EQ(Row("P-1").state, FinalState::kSuccess);
+  EXPECT_EQ(std::count(gateway_.calls.begin(), gateway_.calls.end(), "GET P-1"), 3);
+  EXPECT_EQ(std::count(gateway_.calls.begin(), gateway_.calls.end(), "POST P-1"), 1);
+}
+
+TEST_P(EngineTest, Engine_A404WhilePollingAnAcceptedPayoutKeepsPollingAndNeverResends) {
+  AddBatch("B1", {MakePayout("P-1", 2, 1000)});
+  PollResult missing;
+  missing.outcome = PollResult::Outcome::kNotFound;
+  gateway_.poll_script["P-1"] = {missing, missing, Found("SUCCESS", 1000)};
+  RunToEnd(1);
+  EXPECT_EQ(Row("P-1").state, FinalState::kSuccess);
+  EXPECT_EQ(std::count(gateway_.calls.begin(), gateway_.calls.end(), "POST P-1"), 1)
+      << "the gateway accepted it once: a 404 later is not a reason to send it again";
+}
+
+TEST_P(EngineTest, Engine_AnUnknownStatusIsCountedAndPolledUntilAFinalOne) {
+  AddBatch("B1", {MakePayout("P-1", 2, 1000)});
+  gateway_.poll_script["P-1"] = {Found("ON_HOLD_AT_BANK", 1000), Found("FAILED", 1000)};
+  RunToEnd(1);
+  EXPECT_EQ(observer_.unknown_statuses, std::vector<std::string>{"ON_HOLD_AT_BANK"});
+  EXPECT_EQ(Row("P-1").state, FinalState::kFailed);
+  EXPECT_EQ(Row("P-1").gateway_status, "FAILED");
+}
+
+TEST_P(EngineTest, Engine_GivingUpWhileThePostsOutcomeIsUnknownSaysSo) {
+  options_.polling.give_up_after = std::chrono::milliseconds(30);
+  AddBatch("B1", {MakePayout("U-1", 2, 1000)});
+  SubmitResult unknown;
+  unknown.outcome = SubmitResult::Outcome::kUnknown;
+  unknown.post_attempts = 8;
+  unknown.message = "timeout";
+  gateway_.submit_script["U-1"].push_back(unknown);
+  PollResult failed;
+  failed.outcome = PollResult::Outcome::kFailed;
+  failed.message = "Operation timed out";
+  for (int i = 0; i < 1000; ++i) gateway_.poll_script["U-1"].push_back(failed);
+  RunToEnd(1);
+  PayoutRow row = Row("U-1");
+  EXPECT_EQ(row.state, FinalState::kError);
+  EXPECT_NE(row.error.find("outcome unknown after"), std::string::npos) << row.error;
+  EXPECT_NE(row.error.find("timed out"), std::string::npos) << "the last reason is kept: " << row.error;
+  EXPECT_EQ(std::count(gateway_.calls.begin(), gateway_.calls.end(), "POST U-1"), 1)
+      << "never re-sent while its outcome is unknown";
 }
 
 TEST_P(EngineTest, Engine_GivesUpWithErrorAfterGiveUpAfter) {
@@ -350,7 +427,16 @@ TEST_P(EngineTest, Engine_StopsTakingWorkWhileTheStoreIsTooFarBehind) {
                 [](bool) {});
   PayoutEngine engine(io_, *store_, gateway_, clock_, options_, &observer_, writer_.get());
   ASSERT_TRUE(engine.Start().ok());
-  io_.run_for(std::chrono::milliseconds(300));  // a stall: asserts what does NOT happen meanwhile
+  // Run until the engine has stopped taking work: the uncommitted changes reach the cap and every
+  // call already handed out is answered. What was sent by then is all that is sent.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  auto stalled = [&] {
+    return engine.snapshot().uncommitted >= options_.max_uncommitted && gateway_.outstanding() == 0 &&
+           engine.snapshot().submitting == 0;
+  };
+  while (!stalled() && std::chrono::steady_clock::now() < deadline) io_.run_one_for(std::chrono::milliseconds(10));
+  ASSERT_TRUE(stalled()) << "the cap was never reached";
+  io_.poll();  // the pump those answers scheduled, if it is due: it must not send either
   size_t posts = 0;
   for (const auto& c : gateway_.calls) posts += c.rfind("POST ", 0) == 0;
   EXPECT_GT(posts, 0u);
@@ -358,7 +444,7 @@ TEST_P(EngineTest, Engine_StopsTakingWorkWhileTheStoreIsTooFarBehind) {
   EXPECT_LE(posts, 20u + options_.submit_window) << "kept sending while nothing was committed";
   EXPECT_LE(engine.snapshot().uncommitted, 20u + 2 * (options_.submit_window + options_.poll_window));
   unstick.set_value();
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
   while (observer_.finished.empty() && std::chrono::steady_clock::now() < deadline)
     io_.run_for(std::chrono::milliseconds(10));
   ASSERT_EQ(observer_.finished.size(), 1u);

@@ -164,6 +164,7 @@ TEST(PayoutStore, CreateBatchRefusesSeenBatchIdAndRecordsNothing) {
   again.sha256 = "other-content";
   Status s = store->CreateBatch(again, MakePayouts("x", 2));
   ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.code(), StatusCode::kAlreadyExists);
   EXPECT_NE(s.message().find("batch id 'b1'"), std::string::npos) << s.message();
   EXPECT_FALSE(*store->HasContent("other-content"));
   EXPECT_FALSE(store->GetPayout("x-0")->has_value());
@@ -177,6 +178,7 @@ TEST(PayoutStore, CreateBatchRefusesSeenContentAndRecordsNothing) {
   copy.sha256 = "sha-of-b1";
   Status s = store->CreateBatch(copy, MakePayouts("b2", 2));
   ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.code(), StatusCode::kAlreadyExists);
   EXPECT_NE(s.message().find("sha256"), std::string::npos) << s.message();
   EXPECT_NE(s.message().find("'b1'"), std::string::npos) << s.message();
   EXPECT_FALSE(*store->HasBatchId("b2"));
@@ -192,6 +194,7 @@ TEST(PayoutStore, CreateBatchRefusesPayoutIdOfEarlierBatchAndRecordsNothing) {
   second[3].id = "b1-1";  // reused
   Status s = store->CreateBatch(MakeBatch("b2", 5), second);
   ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.code(), StatusCode::kAlreadyExists);
   EXPECT_NE(s.message().find("payout id 'b1-1'"), std::string::npos) << s.message();
   EXPECT_FALSE(*store->HasBatchId("b2"));
   EXPECT_FALSE(*store->HasContent("sha-of-b2"));
@@ -207,6 +210,7 @@ TEST(PayoutStore, CreateBatchRefusesPayoutIdRepeatedInsideTheBatch) {
   payouts[2].id = payouts[0].id;
   Status s = store->CreateBatch(MakeBatch("b1", 4), payouts);
   ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.code(), StatusCode::kAlreadyExists);
   EXPECT_NE(s.message().find("'b1-0'"), std::string::npos) << s.message();
   EXPECT_FALSE(*store->HasBatchId("b1"));
   EXPECT_EQ(CountPayouts(path, "b1"), 0);
@@ -492,7 +496,7 @@ TEST(PayoutStore, ProgressCountsAndTotalsAreExactPerCurrency) {
   EXPECT_EQ(jpy.failed, 9);
   EXPECT_EQ(p->oldest_pending_since_ms, 3000);
 
-  EXPECT_FALSE(store->Progress("missing").ok());
+  EXPECT_EQ(store->Progress("missing").code(), StatusCode::kNotFound);
 }
 
 // Progress as the definition says, from the rows themselves.
