@@ -30,7 +30,7 @@ Status CheckPgUrl(const std::string& url) {
     std::string why = err ? err : "out of memory";
     PQfreemem(err);
     while (!why.empty() && why.back() == '\n') why.pop_back();
-    return Status::Error("state.url " + RedactUrl(url) + " is not a libpq connection string: " +
+    return Status::InvalidArgument("state.url " + RedactUrl(url) + " is not a libpq connection string: " +
                          why);
   }
   PQconninfoFree(opts);
@@ -47,7 +47,7 @@ Result<std::unique_ptr<PayoutStore>> OpenStore(const StateOptions& state,
       return OpenPgPayoutStore(PgConnectOptionsFor(state), access.fencing_token,
                                access.read_only);
   }
-  return Status::Error("unknown state backend");
+  return Status::InvalidArgument("unknown state backend");
 }
 
 std::unique_ptr<LeaderLease> MakeLeaderLease(const StateOptions& state) {

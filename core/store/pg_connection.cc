@@ -79,6 +79,7 @@ std::string_view PgErrorKindName(PgErrorKind kind) {
     case PgErrorKind::kFenced: return "fenced";
     case PgErrorKind::kForbidden: return "forbidden";
     case PgErrorKind::kNotFound: return "not found";
+    case PgErrorKind::kUnusable: return "unusable";
     case PgErrorKind::kOther: return "error";
   }
   return "error";
@@ -119,9 +120,23 @@ PgResult& PgResult::operator=(PgResult&& other) noexcept {
   return *this;
 }
 
+StatusCode PgResult::code() const {
+  switch (kind_) {
+    case PgErrorKind::kNone: return StatusCode::kOk;
+    case PgErrorKind::kUnavailable: return StatusCode::kUnavailable;
+    case PgErrorKind::kUniqueViolation: return StatusCode::kAlreadyExists;
+    case PgErrorKind::kFenced: return StatusCode::kAborted;
+    case PgErrorKind::kForbidden: return StatusCode::kInternal;
+    case PgErrorKind::kNotFound: return StatusCode::kNotFound;
+    case PgErrorKind::kUnusable: return StatusCode::kFailedPrecondition;
+    case PgErrorKind::kOther: return StatusCode::kInternal;
+  }
+  return StatusCode::kInternal;
+}
+
 Status PgResult::ToStatus(std::string_view what) const {
   if (ok()) return Status::Ok();
-  return Status::Error(std::string(what) + ": " + message_);
+  return Status(code(), std::string(what) + ": " + message_);
 }
 
 int PgResult::rows() const { return res_ ? PQntuples(res_) : 0; }
@@ -233,22 +248,22 @@ void AppendCopyField(std::string* out, std::string_view v) {
 
 Result<std::string> ReadPasswordFile(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
-  if (fd < 0) return Status::Error("cannot open " + path + ": " + std::strerror(errno));
+  if (fd < 0) return Status::FailedPrecondition("cannot open " + path + ": " + std::strerror(errno));
   struct Closer {
     int fd;
     ~Closer() { ::close(fd); }
   } closer{fd};
   struct stat st {};
   if (::fstat(fd, &st) != 0) {
-    return Status::Error("cannot stat " + path + ": " + std::strerror(errno));
+    return Status::FailedPrecondition("cannot stat " + path + ": " + std::strerror(errno));
   }
-  if (!S_ISREG(st.st_mode)) return Status::Error(path + " is not a regular file");
+  if (!S_ISREG(st.st_mode)) return Status::FailedPrecondition(path + " is not a regular file");
   const char* creds = std::getenv("CREDENTIALS_DIRECTORY");
   bool under_creds = creds != nullptr && *creds != '\0' && IsUnder(path, creds);
   if ((st.st_mode & 077) != 0 && !under_creds) {
     char mode[8];
     std::snprintf(mode, sizeof mode, "0%03o", static_cast<unsigned>(st.st_mode & 0777));
-    return Status::Error(path + " is accessible by group or others (mode " + mode +
+    return Status::FailedPrecondition(path + " is accessible by group or others (mode " + mode +
                          "); run 'chmod 600' on it, or pass it with systemd LoadCredential=");
   }
   std::string content;
@@ -256,15 +271,15 @@ Result<std::string> ReadPasswordFile(const std::string& path) {
   for (;;) {
     ssize_t n = ::read(fd, buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return Status::Error("cannot read " + path + ": " + std::strerror(errno));
+    if (n < 0) return Status::FailedPrecondition("cannot read " + path + ": " + std::strerror(errno));
     if (n == 0) break;
     content.append(buf, static_cast<size_t>(n));
     if (content.size() > kMaxPasswordBytes) {
-      return Status::Error(path + " is too large to be a password");
+      return Status::FailedPrecondition(path + " is too large to be a password");
     }
   }
   while (!content.empty() && (content.back() == '\n' || content.back() == '\r')) content.pop_back();
-  if (content.empty()) return Status::Error(path + " is empty");
+  if (content.empty()) return Status::FailedPrecondition(path + " is empty");
   return content;
 }
 
@@ -334,7 +349,7 @@ PgResult PgConnection::Connect() {
   std::string password;
   if (!options_.password_file.empty()) {
     auto p = ReadPasswordFile(options_.password_file);
-    if (!p.ok()) return PgResult::Error(PgErrorKind::kOther, "state.password_file: " + p.error());
+    if (!p.ok()) return PgResult::Error(PgErrorKind::kUnusable, "state.password_file: " + p.error());
     password = std::move(p).value();
   }
   // Defaults first: the URL, expanded from dbname, overrides them; the password file comes last

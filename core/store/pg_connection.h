@@ -44,6 +44,7 @@ enum class PgErrorKind {
   kFenced,           // SQLSTATE PD001 from payoutd_fence(): another instance took the lease
   kForbidden,        // SQLSTATE PD002: the store refused a write its contract forbids (a bug)
   kNotFound,         // SQLSTATE PD003: a row the statement needs does not exist
+  kUnusable,         // a database (schema version) or a password file this payoutd cannot use
   kOther,            // anything else
 };
 std::string_view PgErrorKindName(PgErrorKind kind);
@@ -64,8 +65,10 @@ class PgResult {
   PgErrorKind error_kind() const { return kind_; }
   const std::string& sqlstate() const { return sqlstate_; }
   const std::string& message() const { return message_; }
-  // The error as a Status, `what` (the operation) in front; OK when ok().
+  // The error as a Status, `what` (the operation) in front; OK when ok(). Codes: kUnavailable,
+  // kAlreadyExists (unique violation), kAborted (fenced), kNotFound, kInternal (the rest).
   Status ToStatus(std::string_view what) const;
+  StatusCode code() const;
 
   int rows() const;
   int columns() const;

@@ -218,17 +218,17 @@ PgResult ReadVersion(PgConnection& conn, int* version) {
 
 PgResult CheckVersion(int version, const std::string& where) {
   if (version == 0) {
-    return PgResult::Error(PgErrorKind::kOther,
+    return PgResult::Error(PgErrorKind::kUnusable,
                            "database " + where + " holds no payoutd state (schema not created)");
   }
   if (version > kPgSchemaVersion) {
-    return PgResult::Error(PgErrorKind::kOther,
+    return PgResult::Error(PgErrorKind::kUnusable,
                            "database " + where + " has payoutd schema version " +
                                std::to_string(version) + ", newer than this payoutd understands (" +
                                std::to_string(kPgSchemaVersion) + "): upgrade payoutd");
   }
   if (version < kPgSchemaVersion) {
-    return PgResult::Error(PgErrorKind::kOther,
+    return PgResult::Error(PgErrorKind::kUnusable,
                            "database " + where + " has payoutd schema version " +
                                std::to_string(version) +
                                "; it is upgraded when payoutd run next starts");

@@ -16,10 +16,10 @@ namespace payoutd {
 namespace {
 
 // The error kinds of payout_store.h, in one place.
-Status AlreadyExistsError(std::string m) { return Status::Error(std::move(m)); }
-Status NotFoundError(std::string m) { return Status::Error(std::move(m)); }
-Status FailedPreconditionError(std::string m) { return Status::Error(std::move(m)); }
-Status InternalError(std::string m) { return Status::Error(std::move(m)); }
+Status AlreadyExistsError(std::string m) { return Status::AlreadyExists(std::move(m)); }
+Status NotFoundError(std::string m) { return Status::NotFound(std::move(m)); }
+Status FailedPreconditionError(std::string m) { return Status::FailedPrecondition(std::move(m)); }
+Status InternalError(std::string m) { return Status::Internal(std::move(m)); }
 
 constexpr const char* kPayoutColumns =
     "id, batch_id, line, amount_minor, currency, account_number, account_name, operator_code, "
