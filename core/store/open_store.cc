@@ -30,8 +30,8 @@ Status CheckPgUrl(const std::string& url) {
     std::string why = err ? err : "out of memory";
     PQfreemem(err);
     while (!why.empty() && why.back() == '\n') why.pop_back();
-    return Status::InvalidArgument("state.url " + RedactUrl(url) + " is not a libpq connection string: " +
-                         why);
+    return Status::InvalidArgument("state.url " + RedactUrl(url) +
+                                   " is not a libpq connection string: " + why);
   }
   PQconninfoFree(opts);
   return Status::Ok();

@@ -248,7 +248,9 @@ void AppendCopyField(std::string* out, std::string_view v) {
 
 Result<std::string> ReadPasswordFile(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
-  if (fd < 0) return Status::FailedPrecondition("cannot open " + path + ": " + std::strerror(errno));
+  if (fd < 0) {
+    return Status::FailedPrecondition("cannot open " + path + ": " + std::strerror(errno));
+  }
   struct Closer {
     int fd;
     ~Closer() { ::close(fd); }
@@ -271,7 +273,9 @@ Result<std::string> ReadPasswordFile(const std::string& path) {
   for (;;) {
     ssize_t n = ::read(fd, buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return Status::FailedPrecondition("cannot read " + path + ": " + std::strerror(errno));
+    if (n < 0) {
+      return Status::FailedPrecondition("cannot read " + path + ": " + std::strerror(errno));
+    }
     if (n == 0) break;
     content.append(buf, static_cast<size_t>(n));
     if (content.size() > kMaxPasswordBytes) {
@@ -349,7 +353,9 @@ PgResult PgConnection::Connect() {
   std::string password;
   if (!options_.password_file.empty()) {
     auto p = ReadPasswordFile(options_.password_file);
-    if (!p.ok()) return PgResult::Error(PgErrorKind::kUnusable, "state.password_file: " + p.error());
+    if (!p.ok()) {
+      return PgResult::Error(PgErrorKind::kUnusable, "state.password_file: " + p.error());
+    }
     password = std::move(p).value();
   }
   // Defaults first: the URL, expanded from dbname, overrides them; the password file comes last
@@ -376,8 +382,14 @@ PgResult PgConnection::Connect() {
     Close();
     return r;
   }
-  if (!options_.session_sql.empty()) {
-    PgResult r = ExecScript(options_.session_sql);
+  // Every commit of payoutd is one it acts upon (a file moved, a report written, a term taken):
+  // it must be durable when COMMIT returns, whatever the server's default says.
+  std::string session =
+      "SELECT set_config('synchronous_commit', 'on', false) "
+      "WHERE current_setting('synchronous_commit') IN ('off', 'local');" +
+      options_.session_sql;
+  {
+    PgResult r = ExecScript(session);
     if (!r.ok()) {
       Close();
       return r;

@@ -13,6 +13,8 @@
 //   reconnects.
 // - Messages never hold the password: the URL is shown without it, the password file's content
 //   is never put in one.
+// - Commits are durable when they return: synchronous_commit is raised to 'on' for payoutd's
+//   sessions when the server's default is 'off' or 'local'.
 // - A call given a deadline returns by then (the connection is closed when it runs out); without
 //   one, a dead peer is noticed through TCP keepalives and tcp_user_timeout, which payoutd sets
 //   unless the URL does.

@@ -10,6 +10,7 @@
 #include <unordered_set>
 #include <utility>
 
+#include "core/base/failpoint.h"
 #include "core/store/pg_schema.h"
 
 namespace payoutd {
@@ -583,6 +584,10 @@ class PgPayoutStore final : public PayoutStore {
       if (!r.ok()) return Fail(r, "insert the totals of batch '" + batch.id + "'");
     }
     Status committed = txn.Commit();
+    if (committed.ok() && PAYOUTD_FAILPOINT("pg_store.create_batch.commit_answer_lost")) {
+      conn_.Close();  // as if the connection broke after the server committed
+      committed = Status::Unavailable("state " + conn_.where() + ": commit: connection lost");
+    }
     if (!committed.ok() && !conn_.connected()) pending_create_.emplace(batch.id, token);
     return committed;
   }

@@ -14,8 +14,9 @@
 // The server listens on a Unix socket in its own temporary folder and on 127.0.0.1 at a port
 // the OS chose free; local (socket) connections need no password, TCP ones use scram-sha-256
 // with user "postgres" and password kPostgresTestPassword. As root it runs as the unprivileged
-// user "nobody" (PostgreSQL refuses root), its folder chowned to that user. Durability is off
-// (fsync=off): a fast restart keeps every commit, a crash of the machine would not.
+// user "nobody" (PostgreSQL refuses root), its folder chowned to that user. fsync is off: a
+// Restart() or Kill() keeps every commit that returned (payoutd's sessions raise the server's
+// synchronous_commit=off to on, which the restart tests prove), a crash of the machine would not.
 //
 // Binaries: $PAYOUTD_PG_BINDIR, else /usr/lib/postgresql/15/bin. When they are absent the tests
 // skip with a message saying so, except under CI (CI set), where they fail: scripts/setup.sh
