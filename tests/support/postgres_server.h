@@ -89,18 +89,22 @@ class PostgresServer {
     if (Run({"cp", "-a", tmpl_dir, data_dir()}, false) != 0) {
       return Fail(error, "cannot copy the template data directory " + tmpl_dir);
     }
-    port_ = FreePort();
-    if (port_ == 0) return Fail(error, "no free port on 127.0.0.1");
-    std::ofstream conf(data_dir() + "/postgresql.auto.conf", std::ios::app);
-    conf << "listen_addresses = '127.0.0.1'\n"
-         << "port = " << port_ << "\n"
-         << "unix_socket_directories = '" << dir_ << "'\n"
-         << "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
-         << "max_connections = 40\nshared_buffers = 32MB\n";
-    conf.close();
-    if (!conf) return Fail(error, "cannot write postgresql.auto.conf");
-    if (!Start()) return Fail(error, "pg_ctl start failed; see " + dir_ + "/server.log:\n" + Log());
-    return true;
+    // The port is free when chosen, not necessarily when the server binds it (another test may
+    // take it meanwhile): try a few. A later line of the file overrides an earlier one.
+    for (int attempt = 0; attempt < 3; ++attempt) {
+      port_ = FreePort();
+      if (port_ == 0) return Fail(error, "no free port on 127.0.0.1");
+      std::ofstream conf(data_dir() + "/postgresql.auto.conf", std::ios::app);
+      conf << "listen_addresses = '127.0.0.1'\n"
+           << "port = " << port_ << "\n"
+           << "unix_socket_directories = '" << dir_ << "'\n"
+           << "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
+           << "max_connections = 40\nshared_buffers = 32MB\n";
+      conf.close();
+      if (!conf) return Fail(error, "cannot write postgresql.auto.conf");
+      if (Start()) return true;
+    }
+    return Fail(error, "pg_ctl start failed; see " + dir_ + "/server.log:\n" + Log());
   }
 
   bool Start() {
