@@ -111,7 +111,7 @@ Result<SignatureFile> ReadSignatureFile(const std::string& dir, const std::strin
   }
   const bool read = ReadAll(fd, kMaxSignatureFile, &out.bytes);
   ::close(fd);
-  if (!read) return Status::Error("cannot read " + dir + "/" + name + ": " + std::strerror(errno));
+  if (!read) return Status::Unavailable("cannot read " + dir + "/" + name + ": " + std::strerror(errno));
   if (out.bytes.size() > kMaxSignatureFile) {  // it grew while we read it
     out.bytes.clear();
     out.unusable = "larger than " + std::to_string(kMaxSignatureFile / 1024) + " KiB";
@@ -123,13 +123,13 @@ Result<std::string> ReadApprovedBytes(const std::string& path, std::string_view 
   std::string why;
   struct stat st;
   const int fd = OpenRegular(path, &why, &st);
-  if (fd < 0) return Status::Error(path + ": " + why);
+  if (fd < 0) return Status::NotFound(path + ": " + why);
   std::string bytes;
   const bool read = ReadAll(fd, SIZE_MAX, &bytes);
   ::close(fd);
-  if (!read) return Status::Error("cannot read " + path + ": " + std::strerror(errno));
+  if (!read) return Status::Unavailable("cannot read " + path + ": " + std::strerror(errno));
   if (Sha256Hex(bytes) != sha256)
-    return Status::Error(path + " is not the file that was accepted (its sha256 differs): no signature over it counts");
+    return Status::FailedPrecondition(path + " is not the file that was accepted (its sha256 differs): no signature over it counts");
   return bytes;
 }
 

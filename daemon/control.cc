@@ -107,9 +107,9 @@ class ControlServerImpl final : public ControlServer {
     acceptor_.open(local(), ec);
     if (!ec) acceptor_.bind(local::endpoint(path_), ec);
     if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
-    if (ec) return Status::Error("control.socket " + path_ + ": " + ec.message());
+    if (ec) return Status::Unavailable("control.socket " + path_ + ": " + ec.message());
     if (::chmod(path_.c_str(), 0660) != 0)
-      return Status::Error("control.socket " + path_ + ": chmod: " + std::strerror(errno));
+      return Status::Unavailable("control.socket " + path_ + ": chmod: " + std::strerror(errno));
     Accept();
     return Status::Ok();
   }
@@ -139,11 +139,11 @@ class ControlServerImpl final : public ControlServer {
 Result<std::string> StringField(simdjson::dom::object& o, const char* key, bool required) {
   simdjson::dom::element e;
   if (o[key].get(e)) {
-    if (required) return Status::Error(std::string("'") + key + "' is missing");
+    if (required) return Status::InvalidArgument(std::string("'") + key + "' is missing");
     return std::string();
   }
   std::string_view v;
-  if (e.get_string().get(v)) return Status::Error(std::string("'") + key + "' must be a string");
+  if (e.get_string().get(v)) return Status::InvalidArgument(std::string("'") + key + "' must be a string");
   return std::string(v);
 }
 
@@ -174,9 +174,9 @@ std::string EncodeControlRequest(const ControlRequest& r) {
 Result<ControlRequest> DecodeControlRequest(std::string_view line) {
   simdjson::dom::parser parser;
   simdjson::dom::element doc;
-  if (parser.parse(line.data(), line.size()).get(doc)) return Status::Error("not JSON");
+  if (parser.parse(line.data(), line.size()).get(doc)) return Status::InvalidArgument("not JSON");
   simdjson::dom::object o;
-  if (doc.get_object().get(o)) return Status::Error("not a JSON object");
+  if (doc.get_object().get(o)) return Status::InvalidArgument("not a JSON object");
   ControlRequest r;
   auto command = StringField(o, "command", true);
   if (!command.ok()) return command.status();
@@ -188,7 +188,7 @@ Result<ControlRequest> DecodeControlRequest(std::string_view line) {
   if (!reason.ok()) return reason.status();
   r.reason = *reason;
   simdjson::dom::element all;
-  if (!o["all"].get(all) && all.get_bool().get(r.all)) return Status::Error("'all' must be true or false");
+  if (!o["all"].get(all) && all.get_bool().get(r.all)) return Status::InvalidArgument("'all' must be true or false");
   return r;
 }
 
@@ -202,12 +202,12 @@ std::string EncodeControlReply(const ControlReply& r) {
 Result<ControlReply> DecodeControlReply(std::string_view line) {
   simdjson::dom::parser parser;
   simdjson::dom::element doc;
-  if (parser.parse(line.data(), line.size()).get(doc)) return Status::Error("the daemon's reply is not JSON");
+  if (parser.parse(line.data(), line.size()).get(doc)) return Status::Unavailable("the daemon's reply is not JSON");
   ControlReply r;
   int64_t code = 0;
   std::string_view message;
   if (doc["exit"].get_int64().get(code) || doc["message"].get_string().get(message))
-    return Status::Error("the daemon's reply lacks exit or message");
+    return Status::Unavailable("the daemon's reply lacks exit or message");
   r.exit_code = static_cast<int>(code);
   r.message = std::string(message);
   return r;
@@ -217,12 +217,12 @@ Result<std::unique_ptr<ControlServer>> ControlServer::Create(asio::io_context& i
                                                               Handler handler,
                                                               std::chrono::milliseconds read_timeout) {
   if (path.size() >= sizeof(sockaddr_un::sun_path))
-    return Status::Error("control.socket " + path + ": longer than a Unix socket path may be (107 bytes)");
+    return Status::InvalidArgument("control.socket " + path + ": longer than a Unix socket path may be (107 bytes)");
   // Its folder, and any missing above it (systemd's RuntimeDirectory= makes /run/payoutd).
   for (size_t slash = path.find('/', 1); slash != std::string::npos; slash = path.find('/', slash + 1)) {
     const std::string dir = path.substr(0, slash);
     if (::mkdir(dir.c_str(), 0750) != 0 && errno != EEXIST)
-      return Status::Error("control.socket " + path + ": cannot create " + dir + ": " + std::strerror(errno));
+      return Status::Unavailable("control.socket " + path + ": cannot create " + dir + ": " + std::strerror(errno));
   }
   auto server = std::make_unique<ControlServerImpl>(io, path, std::move(handler), read_timeout);
   if (Status st = server->Listen(); !st.ok()) return st;
@@ -233,27 +233,27 @@ Result<std::optional<ControlReply>> SendControl(const std::string& path, const C
                                                 std::chrono::milliseconds timeout) {
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
-  if (path.size() >= sizeof addr.sun_path) return Status::Error("control.socket " + path + ": path too long");
+  if (path.size() >= sizeof addr.sun_path) return Status::InvalidArgument("control.socket " + path + ": path too long");
   std::memcpy(addr.sun_path, path.c_str(), path.size());
   const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return Status::Error(std::string("socket: ") + std::strerror(errno));
+  if (fd < 0) return Status::Unavailable(std::string("socket: ") + std::strerror(errno));
   struct Closer {
     int fd;
     ~Closer() { ::close(fd); }
   } closer{fd};
   if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
     if (errno == ENOENT || errno == ECONNREFUSED) return std::optional<ControlReply>();
-    return Status::Error("control.socket " + path + ": " + std::strerror(errno));
+    return Status::Unavailable("control.socket " + path + ": " + std::strerror(errno));
   }
   const std::string line = EncodeControlRequest(request);
   if (::send(fd, line.data(), line.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(line.size()))
-    return Status::Error("control.socket " + path + ": cannot send the request: " + std::strerror(errno));
+    return Status::Unavailable("control.socket " + path + ": cannot send the request: " + std::strerror(errno));
   std::string reply;
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   char buf[4096];
   while (reply.find('\n') == std::string::npos) {
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) return Status::Error("the daemon did not answer within " + std::to_string(timeout.count() / 1000) + "s");
+    if (left.count() <= 0) return Status::Unavailable("the daemon did not answer within " + std::to_string(timeout.count() / 1000) + "s");
     pollfd p{fd, POLLIN, 0};
     if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
     const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
@@ -261,7 +261,7 @@ Result<std::optional<ControlReply>> SendControl(const std::string& path, const C
     if (n <= 0) break;
     reply.append(buf, static_cast<size_t>(n));
   }
-  if (reply.empty()) return Status::Error("the daemon closed the control connection without an answer");
+  if (reply.empty()) return Status::Unavailable("the daemon closed the control connection without an answer");
   auto decoded = DecodeControlReply(reply.substr(0, reply.find('\n')));
   if (!decoded.ok()) return decoded.status();
   return std::optional<ControlReply>(std::move(*decoded));

@@ -87,14 +87,14 @@ bool Exchange(Pipe& in, Pipe& out, Pipe& err, std::string_view input, const Proc
 
 Result<ProcessResult> RunProcess(const std::vector<std::string>& argv, std::string_view input,
                                  const ProcessOptions& options) {
-  if (argv.empty()) return Status::Error("no program to run");
+  if (argv.empty()) return Status::InvalidArgument("no program to run");
   // A child that exits before reading all its input must not kill us with SIGPIPE; the daemon
   // ignores SIGPIPE anyway (network peers), and so does every payoutd that runs a helper.
   static const bool sigpipe_ignored = ::signal(SIGPIPE, SIG_IGN) != SIG_ERR;
   (void)sigpipe_ignored;
   Pipe in, out, err;
   if ((!options.inherit_stdin && !in.Open()) || !out.Open() || (!options.inherit_stderr && !err.Open()))
-    return Status::Error(std::string("cannot make pipes: ") + std::strerror(errno));
+    return Status::Unavailable(std::string("cannot make pipes: ") + std::strerror(errno));
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   if (!options.inherit_stdin) posix_spawn_file_actions_adddup2(&actions, in.read, STDIN_FILENO);
@@ -106,7 +106,7 @@ Result<ProcessResult> RunProcess(const std::vector<std::string>& argv, std::stri
   pid_t pid = -1;
   const int rc = ::posix_spawnp(&pid, args[0], &actions, nullptr, args.data(), environ);
   posix_spawn_file_actions_destroy(&actions);
-  if (rc != 0) return Status::Error("cannot run " + argv[0] + ": " + std::strerror(rc));
+  if (rc != 0) return Status::Unavailable("cannot run " + argv[0] + ": " + std::strerror(rc));
   // Our copies of the child's ends: without closing them we would never see end of file.
   Pipe::Close(in.read);
   Pipe::Close(out.write);

@@ -23,18 +23,18 @@ class PrivateCopy {
   Status Write(std::string_view bytes) {
     const char* tmp = std::getenv("TMPDIR");
     std::string pattern = std::string(tmp && *tmp ? tmp : "/tmp") + "/payoutd-sig-XXXXXX";
-    if (!::mkdtemp(pattern.data())) return Status::Error(std::string("cannot make a private folder: ") + std::strerror(errno));
+    if (!::mkdtemp(pattern.data())) return Status::Unavailable(std::string("cannot make a private folder: ") + std::strerror(errno));
     dir_ = pattern;
     file_ = dir_ + "/signature";
     const int fd = ::open(file_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0) return Status::Error(std::string("cannot write the signature copy: ") + std::strerror(errno));
+    if (fd < 0) return Status::Unavailable(std::string("cannot write the signature copy: ") + std::strerror(errno));
     size_t off = 0;
     while (off < bytes.size()) {
       const ssize_t n = ::write(fd, bytes.data() + off, bytes.size() - off);
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) {
         ::close(fd);
-        return Status::Error(std::string("cannot write the signature copy: ") + std::strerror(errno));
+        return Status::Unavailable(std::string("cannot write the signature copy: ") + std::strerror(errno));
       }
       off += static_cast<size_t>(n);
     }
@@ -138,7 +138,7 @@ Result<std::string> MakeSshSignature(const std::string& key, std::string_view ns
   auto r = RunProcess({options.program, "-Y", "sign", "-n", std::string(ns), "-f", key}, data, po);
   if (!r.ok()) return r.status();
   if (r->exit_code != 0 || r->out.find("BEGIN SSH SIGNATURE") == std::string::npos)
-    return Status::Error("ssh-keygen could not sign with " + key + " (exit code " + std::to_string(r->exit_code) + ")");
+    return Status::Unavailable("ssh-keygen could not sign with " + key + " (exit code " + std::to_string(r->exit_code) + ")");
   return r->out;
 }
 

@@ -16,7 +16,7 @@ bool IsValidId(std::string_view id) {
 bool IsAllowedTransition(Stage from, Stage to) {
   switch (from) {
     case Stage::kNew:
-      return to == Stage::kSubmitting;
+      return to == Stage::kSubmitting || to == Stage::kFinal;
     case Stage::kSubmitting:
       return to == Stage::kPolling || to == Stage::kUnknown || to == Stage::kNew || to == Stage::kFinal;
     case Stage::kUnknown:
@@ -46,6 +46,7 @@ std::string_view FinalStateName(FinalState s) {
     case FinalState::kFailed: return "FAILED";
     case FinalState::kRejected: return "REJECTED";
     case FinalState::kError: return "ERROR";
+    case FinalState::kCancelled: return "CANCELLED";
     case FinalState::kNone: return "";
   }
   return "";

@@ -26,7 +26,7 @@ struct Payout {
 };
 
 // Where a payout is in its life. Durable in the state store; edges (anything else is a bug):
-//   kNew       -> kSubmitting
+//   kNew       -> kSubmitting | kFinal (CANCELLED only: an operator cancelled it before any POST)
 //   kSubmitting-> kPolling (gateway has it) | kUnknown (outcome not known) | kNew (definitely not
 //                 created, e.g. paused for auth) | kFinal (REJECTED, or ERROR: id conflict / never created)
 //   kUnknown   -> kSubmitting (GET said 404) | kPolling (GET found it) | kUnknown | kFinal (ERROR: gave up)
@@ -36,11 +36,13 @@ struct Payout {
 // with GET before any re-send.
 enum class Stage : int { kNew = 0, kSubmitting = 1, kUnknown = 2, kPolling = 3, kFinal = 4 };
 
-// The outcome written to results.csv (SPEC §3).
-enum class FinalState : int { kNone = 0, kSuccess = 1, kFailed = 2, kRejected = 3, kError = 4 };
+// The outcome written to results.csv (docs/results.md). kCancelled: an operator cancelled the batch
+// before this payout was ever sent.
+enum class FinalState : int { kNone = 0, kSuccess = 1, kFailed = 2, kRejected = 3, kError = 4, kCancelled = 5 };
 
 bool IsAllowedTransition(Stage from, Stage to);
 std::string_view StageName(Stage s);        // "new", "submitting", "unknown", "polling", "final"
-std::string_view FinalStateName(FinalState s);  // "SUCCESS", "FAILED", "REJECTED", "ERROR", ""
+// "SUCCESS", "FAILED", "REJECTED", "ERROR", "CANCELLED", "" (kNone)
+std::string_view FinalStateName(FinalState s);
 
 }  // namespace payoutd

@@ -35,15 +35,54 @@
 
 namespace payoutd {
 
+// An operator's hold on sending (docs/operator-control.md); at_ms 0: not held.
+struct Hold {
+  int64_t at_ms = 0;
+  std::string by;       // "alice (uid 1001)"
+  std::string reason;
+  bool held() const { return at_ms != 0; }
+};
+
 struct BatchRecord {
-  enum class Status : int { kActive = 0, kFinished = 1, kReported = 2 };
+  // Life of a batch; the allowed moves are BatchRecord::MayMove's:
+  //   kAwaitingApproval -> kActive (enough signatures) | kRejected (expired, or cancelled)
+  //   kActive -> kFinished (every payout final) -> kReported (reports and input in done/)
+  //   kRejected -> kReported (input and reasons in rejected/)
+  enum class Status : int { kActive = 0, kFinished = 1, kReported = 2, kAwaitingApproval = 3, kRejected = 4 };
+  static bool MayMove(Status from, Status to);
   std::string id;
   std::string sha256;            // hex, of the file's bytes
   std::string file_name;         // name in the spool (e.g. "payroll-2026-11.csv")
   int64_t rows = 0;
   Status status = Status::kActive;
-  int64_t started_at_ms = 0;     // wall clock, ms since epoch
+  int64_t started_at_ms = 0;     // wall clock, ms since epoch: when the batch was accepted
   int64_t finished_at_ms = 0;    // 0 until kFinished
+  int approvals_required = 0;    // distinct signers it needs before it is paid (docs/approvals.md)
+  Hold hold;                     // an operator's hold on this batch
+  int64_t cancelled_at_ms = 0;   // when an operator cancelled it; 0 = not cancelled
+};
+
+// A signature that counted for a batch (one per principal).
+struct Approval {
+  std::string principal;
+  std::string key_fingerprint;   // "SHA256:..."
+  std::string file;              // the signature file's name in approval/
+  int64_t at_ms = 0;
+};
+
+// One line of a batch's audit trail (summary.json "audit", docs/operator-control.md).
+struct AuditEntry {
+  int64_t at_ms = 0;
+  std::string action;            // approve, approval.invalid, hold, resume, cancel, expire
+  std::string by;                // "alice (uid 1001)", a principal, or "payoutd"
+  std::string reason;
+};
+
+// What cancelling a batch's unsent payouts came to.
+struct CancelOutcome {
+  int64_t cancelled = 0;         // payouts never sent, now final CANCELLED
+  int64_t still_running = 0;     // payouts sent and not yet final: they finish as usual
+  bool all_final = false;        // nothing left to wait for
 };
 
 // A payout with its durable progress.
@@ -127,7 +166,8 @@ class PayoutStore {
   virtual Result<std::vector<std::string>> FindUsedPayoutIds(const std::vector<Payout>& payouts) = 0;
   virtual Result<std::vector<std::string>> FindUsedPayoutIds(const PayoutList& payouts) = 0;
 
-  // Durably records an accepted batch and all its payouts at stage kNew, in one transaction.
+  // Durably records an accepted batch and all its payouts at stage kNew, in one transaction, with
+  // the batch's status (kActive, or kAwaitingApproval with approvals_required) and hold as given.
   // Fails with kAlreadyExists (and records nothing) if the batch id, content or a payout id exists
   // already; the message names the first one met.
   virtual Status CreateBatch(const BatchRecord& batch, const std::vector<Payout>& payouts) = 0;
@@ -140,7 +180,9 @@ class PayoutStore {
 
   virtual Result<std::vector<BatchRecord>> ListBatches() = 0;
   virtual Result<std::optional<BatchRecord>> GetBatch(std::string_view batch_id) = 0;
-  virtual Status SetBatchStatus(std::string_view batch_id, BatchRecord::Status status, int64_t finished_at_ms) = 0;
+  // Moves the batch as BatchRecord::MayMove allows (anything else is a bug and aborts); kFinished
+  // and kRejected need every payout final. `at_ms` becomes finished_at_ms.
+  virtual Status SetBatchStatus(std::string_view batch_id, BatchRecord::Status status, int64_t at_ms) = 0;
 
   // Payouts of `batch_id` at `stage` with line > after_line, in line order, at most `limit`.
   virtual Result<std::vector<PayoutRow>> LoadByStage(std::string_view batch_id, Stage stage, uint32_t after_line,
@@ -162,6 +204,23 @@ class PayoutStore {
   // ended after `ended_after_ms`, oldest first.
   virtual Status RecordOutage(const GatewayOutage& outage) = 0;
   virtual Result<std::vector<GatewayOutage>> LoadOutages(int64_t ended_after_ms) = 0;
+
+  // --- Finance controls (docs/approvals.md, docs/operator-control.md) ---
+  // A signature that verified: true when it is the first from this principal for the batch (only
+  // then does it count), false when the principal had signed already.
+  virtual Result<bool> AddApproval(std::string_view batch_id, const Approval& approval) = 0;
+  virtual Result<std::vector<Approval>> ListApprovals(std::string_view batch_id) = 0;
+  virtual Status AddAudit(std::string_view batch_id, const AuditEntry& entry) = 0;
+  virtual Result<std::vector<AuditEntry>> ListAudit(std::string_view batch_id) = 0;
+  // Holds or resumes (hold.at_ms 0) one batch; kNotFound for an unknown batch.
+  virtual Status SetHold(std::string_view batch_id, const Hold& hold) = 0;
+  // The hold on every batch, including those that arrive while it lasts.
+  virtual Status SetHoldAll(const Hold& hold) = 0;
+  virtual Result<Hold> GetHoldAll() = 0;
+  // Every payout of the batch still at kNew (never sent) becomes final CANCELLED with `error`, and
+  // the batch is marked cancelled, in one transaction. Payouts at any other stage are left alone.
+  // The caller makes sure nothing of the batch is being submitted meanwhile (the engine does).
+  virtual Result<CancelOutcome> CancelUnsent(std::string_view batch_id, int64_t at_ms, std::string_view error) = 0;
 };
 
 }  // namespace payoutd

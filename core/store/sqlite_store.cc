@@ -36,7 +36,7 @@ namespace {
 //
 // Payout ids are unique across all batches forever (the primary key), which is how a reused id is
 // refused (SPEC §8.4).
-constexpr int kSchemaVersion = 3;
+constexpr int kSchemaVersion = 4;
 constexpr const char* kSchemaV1 = R"sql(
 CREATE TABLE batches (
   id             TEXT    PRIMARY KEY NOT NULL,
@@ -110,6 +110,43 @@ CREATE TABLE gateway_outages (
 ) STRICT;
 )sql";
 
+// v4: finance controls. Batches may wait for approvals (status 3) or be rejected after acceptance
+// (status 4: approval expired, or cancelled while waiting); payouts may end CANCELLED (state 5).
+// The two CHECKs are widened in place (writable_schema, the procedure SQLite documents for
+// relaxing a constraint: the rows on disk do not change); a rebuild of payouts would copy a
+// million rows for nothing.
+// - approvals: one row per principal per batch; the primary key is what makes a principal count
+//   once. audit: the trail summary.json shows, in order. settings: service-wide switches (hold
+//   of all batches).
+constexpr const char* kMigrateV3ToV4 = R"sql(
+ALTER TABLE batches ADD COLUMN approvals_required INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE batches ADD COLUMN held_at_ms INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE batches ADD COLUMN held_by TEXT NOT NULL DEFAULT '';
+ALTER TABLE batches ADD COLUMN hold_reason TEXT NOT NULL DEFAULT '';
+ALTER TABLE batches ADD COLUMN cancelled_at_ms INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE approvals (
+  batch_id        TEXT    NOT NULL REFERENCES batches(id),
+  principal       TEXT    NOT NULL,
+  key_fingerprint TEXT    NOT NULL,
+  file            TEXT    NOT NULL,
+  at_ms           INTEGER NOT NULL,
+  PRIMARY KEY (batch_id, principal)
+) STRICT, WITHOUT ROWID;
+CREATE TABLE audit (
+  seq      INTEGER PRIMARY KEY,
+  batch_id TEXT    NOT NULL REFERENCES batches(id),
+  at_ms    INTEGER NOT NULL,
+  action   TEXT    NOT NULL,
+  by       TEXT    NOT NULL,
+  reason   TEXT    NOT NULL
+) STRICT;
+CREATE INDEX audit_by_batch ON audit (batch_id, seq);
+CREATE TABLE settings (
+  key   TEXT PRIMARY KEY NOT NULL,
+  value TEXT NOT NULL
+) STRICT;
+)sql";
+
 // One bucket of batch_totals and the change a transaction makes to it.
 struct TotalsKey {
   std::string batch_id;
@@ -171,7 +208,7 @@ Stage StageFromDb(int64_t v) {
   return static_cast<Stage>(v);
 }
 FinalState StateFromDb(int64_t v) {
-  PAYOUTD_CHECK(v >= 0 && v <= static_cast<int64_t>(FinalState::kError));
+  PAYOUTD_CHECK(v >= 0 && v <= static_cast<int64_t>(FinalState::kCancelled));
   return static_cast<FinalState>(v);
 }
 
@@ -209,13 +246,18 @@ BatchRecord ReadBatch(sqlite3_stmt* s) {
   b.file_name = ColText(s, 2);
   b.rows = ColInt(s, 3);
   int64_t status = ColInt(s, 4);
-  PAYOUTD_CHECK(status >= 0 && status <= static_cast<int64_t>(BatchRecord::Status::kReported));
+  PAYOUTD_CHECK(status >= 0 && status <= static_cast<int64_t>(BatchRecord::Status::kRejected));
   b.status = static_cast<BatchRecord::Status>(status);
   b.started_at_ms = ColInt(s, 5);
   b.finished_at_ms = ColInt(s, 6);
+  b.approvals_required = static_cast<int>(ColInt(s, 7));
+  b.hold = Hold{ColInt(s, 8), ColText(s, 9), ColText(s, 10)};
+  b.cancelled_at_ms = ColInt(s, 11);
   return b;
 }
-constexpr const char* kBatchColumns = "id, sha256, file_name, rows, status, started_at_ms, finished_at_ms";
+constexpr const char* kBatchColumns =
+    "id, sha256, file_name, rows, status, started_at_ms, finished_at_ms, approvals_required, held_at_ms, held_by, "
+    "hold_reason, cancelled_at_ms";
 
 bool AddChecked(int64_t* acc, int64_t v) { return !__builtin_add_overflow(*acc, v, acc); }
 
@@ -332,8 +374,8 @@ class SqlitePayoutStore final : public PayoutStore {
     }
 
     sqlite3_stmt* ib = Prepare(
-        "INSERT INTO batches (id, sha256, file_name, rows, status, started_at_ms, finished_at_ms) "
-        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
+        "INSERT INTO batches (id, sha256, file_name, rows, status, started_at_ms, finished_at_ms, "
+        "approvals_required, held_at_ms, held_by, hold_reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)");
     if (!ib) return DbError("prepare batch insert");
     {
       StmtUse use(ib);
@@ -344,6 +386,10 @@ class SqlitePayoutStore final : public PayoutStore {
       BindInt(ib, 5, static_cast<int>(batch.status));
       BindInt(ib, 6, batch.started_at_ms);
       BindInt(ib, 7, batch.finished_at_ms);
+      BindInt(ib, 8, batch.approvals_required);
+      BindInt(ib, 9, batch.hold.at_ms);
+      BindText(ib, 10, batch.hold.by);
+      BindText(ib, 11, batch.hold.reason);
       if (sqlite3_step(ib) != SQLITE_DONE) return DbError("insert batch '" + batch.id + "'");
     }
 
@@ -429,6 +475,8 @@ class SqlitePayoutStore final : public PayoutStore {
       // forever: re-applying the same final state is allowed (idempotent), changing it is a bug.
       PAYOUTD_CHECK(u.stage == old_stage || IsAllowedTransition(old_stage, u.stage));
       PAYOUTD_CHECK(old_stage != Stage::kFinal || u.state == old_state);
+      // Never sent, then final: only an operator's cancel does that.
+      PAYOUTD_CHECK(old_stage != Stage::kNew || u.stage != Stage::kFinal || u.state == FinalState::kCancelled);
       StmtUse use(upd);
       BindText(upd, 1, u.id);
       BindInt(upd, 2, static_cast<int>(u.stage));
@@ -499,20 +547,17 @@ class SqlitePayoutStore final : public PayoutStore {
     return std::optional<BatchRecord>(ReadBatch(s));
   }
 
-  Status SetBatchStatus(std::string_view batch_id, BatchRecord::Status status, int64_t finished_at_ms) override {
+  Status SetBatchStatus(std::string_view batch_id, BatchRecord::Status status, int64_t at_ms) override {
     Txn txn(this, "BEGIN IMMEDIATE");
     PAYOUTD_RETURN_IF_ERROR(txn.status());
     PAYOUTD_ASSIGN_OR_RETURN(std::optional<BatchRecord> batch, GetBatch(batch_id));
     if (!batch) return Status::NotFound("unknown batch '" + std::string(batch_id) + "'");
-    // A batch status only moves forward, and "finished" means every payout is final (header rule 2).
-    PAYOUTD_CHECK(static_cast<int>(status) >= static_cast<int>(batch->status));
-    if (status != BatchRecord::Status::kActive) {
-      sqlite3_stmt* c = Prepare("SELECT count(*) FROM payouts WHERE batch_id = ?1 AND stage < 4");
-      if (!c) return DbError("prepare pending count");
-      StmtUse use(c);
-      BindText(c, 1, batch_id);
-      if (sqlite3_step(c) != SQLITE_ROW) return DbError("count pending payouts");
-      PAYOUTD_CHECK(ColInt(c, 0) == 0);
+    // Only the moves of the batch's life (header), and "finished" or "rejected" means every payout
+    // is final (header rule 2).
+    PAYOUTD_CHECK(batch->status == status || BatchRecord::MayMove(batch->status, status));
+    if (status == BatchRecord::Status::kFinished || status == BatchRecord::Status::kRejected) {
+      PAYOUTD_ASSIGN_OR_RETURN(int64_t pending, CountNotFinal(batch_id));
+      PAYOUTD_CHECK(pending == 0);
     }
     sqlite3_stmt* s = Prepare("UPDATE batches SET status = ?2, finished_at_ms = ?3 WHERE id = ?1");
     if (!s) return DbError("prepare batch status update");
@@ -520,10 +565,160 @@ class SqlitePayoutStore final : public PayoutStore {
       StmtUse use(s);
       BindText(s, 1, batch_id);
       BindInt(s, 2, static_cast<int>(status));
-      BindInt(s, 3, finished_at_ms);
+      BindInt(s, 3, at_ms);
       if (sqlite3_step(s) != SQLITE_DONE) return DbError("update batch status");
     }
     return txn.Commit();
+  }
+
+  Result<bool> AddApproval(std::string_view batch_id, const Approval& a) override {
+    sqlite3_stmt* s = Prepare(
+        "INSERT INTO approvals (batch_id, principal, key_fingerprint, file, at_ms) VALUES (?1, ?2, ?3, ?4, ?5) "
+        "ON CONFLICT (batch_id, principal) DO NOTHING");
+    if (!s) return DbError("prepare approval insert");
+    StmtUse use(s);
+    BindText(s, 1, batch_id);
+    BindText(s, 2, a.principal);
+    BindText(s, 3, a.key_fingerprint);
+    BindText(s, 4, a.file);
+    BindInt(s, 5, a.at_ms);
+    if (sqlite3_step(s) != SQLITE_DONE) return DbError("record approval of batch '" + std::string(batch_id) + "'");
+    return sqlite3_changes(db_) == 1;
+  }
+
+  Result<std::vector<Approval>> ListApprovals(std::string_view batch_id) override {
+    sqlite3_stmt* s = Prepare(
+        "SELECT principal, key_fingerprint, file, at_ms FROM approvals WHERE batch_id = ?1 ORDER BY at_ms, principal");
+    if (!s) return DbError("prepare approval list");
+    StmtUse use(s);
+    BindText(s, 1, batch_id);
+    std::vector<Approval> out;
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) out.push_back(Approval{ColText(s, 0), ColText(s, 1), ColText(s, 2), ColInt(s, 3)});
+    if (rc != SQLITE_DONE) return DbError("list approvals");
+    return out;
+  }
+
+  Status AddAudit(std::string_view batch_id, const AuditEntry& e) override {
+    sqlite3_stmt* s = Prepare("INSERT INTO audit (batch_id, at_ms, action, by, reason) VALUES (?1, ?2, ?3, ?4, ?5)");
+    if (!s) return DbError("prepare audit insert");
+    StmtUse use(s);
+    BindText(s, 1, batch_id);
+    BindInt(s, 2, e.at_ms);
+    BindText(s, 3, e.action);
+    BindText(s, 4, e.by);
+    BindText(s, 5, e.reason);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_CONSTRAINT_FOREIGNKEY) return Status::NotFound("unknown batch '" + std::string(batch_id) + "'");
+    if (rc != SQLITE_DONE) return DbError("record audit of batch '" + std::string(batch_id) + "'");
+    return Status::Ok();
+  }
+
+  Result<std::vector<AuditEntry>> ListAudit(std::string_view batch_id) override {
+    sqlite3_stmt* s = Prepare("SELECT at_ms, action, by, reason FROM audit WHERE batch_id = ?1 ORDER BY seq");
+    if (!s) return DbError("prepare audit list");
+    StmtUse use(s);
+    BindText(s, 1, batch_id);
+    std::vector<AuditEntry> out;
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) out.push_back(AuditEntry{ColInt(s, 0), ColText(s, 1), ColText(s, 2), ColText(s, 3)});
+    if (rc != SQLITE_DONE) return DbError("list audit");
+    return out;
+  }
+
+  Status SetHold(std::string_view batch_id, const Hold& h) override {
+    sqlite3_stmt* s = Prepare("UPDATE batches SET held_at_ms = ?2, held_by = ?3, hold_reason = ?4 WHERE id = ?1");
+    if (!s) return DbError("prepare hold");
+    StmtUse use(s);
+    BindText(s, 1, batch_id);
+    BindInt(s, 2, h.at_ms);
+    BindText(s, 3, h.by);
+    BindText(s, 4, h.reason);
+    if (sqlite3_step(s) != SQLITE_DONE) return DbError("hold batch '" + std::string(batch_id) + "'");
+    if (sqlite3_changes(db_) != 1) return Status::NotFound("unknown batch '" + std::string(batch_id) + "'");
+    return Status::Ok();
+  }
+
+  Status SetHoldAll(const Hold& h) override {
+    Txn txn(this, "BEGIN IMMEDIATE");
+    PAYOUTD_RETURN_IF_ERROR(txn.status());
+    sqlite3_stmt* s = Prepare("INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = ?2");
+    if (!s) return DbError("prepare setting");
+    const std::pair<const char*, std::string> values[] = {
+        {"hold_all.at_ms", std::to_string(h.at_ms)}, {"hold_all.by", h.by}, {"hold_all.reason", h.reason}};
+    for (const auto& [key, value] : values) {
+      StmtUse use(s);
+      BindText(s, 1, key);
+      BindText(s, 2, value);
+      if (sqlite3_step(s) != SQLITE_DONE) return DbError("write setting " + std::string(key));
+    }
+    return txn.Commit();
+  }
+
+  Result<Hold> GetHoldAll() override {
+    sqlite3_stmt* s = Prepare("SELECT key, value FROM settings WHERE key LIKE 'hold_all.%'");
+    if (!s) return DbError("prepare settings");
+    StmtUse use(s);
+    Hold h;
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+      const std::string key = ColText(s, 0), value = ColText(s, 1);
+      if (key == "hold_all.at_ms") h.at_ms = std::strtoll(value.c_str(), nullptr, 10);
+      if (key == "hold_all.by") h.by = value;
+      if (key == "hold_all.reason") h.reason = value;
+    }
+    if (rc != SQLITE_DONE) return DbError("read settings");
+    return h;
+  }
+
+  Result<CancelOutcome> CancelUnsent(std::string_view batch_id, int64_t at_ms, std::string_view error) override {
+    Txn txn(this, "BEGIN IMMEDIATE");
+    PAYOUTD_RETURN_IF_ERROR(txn.status());
+    PAYOUTD_ASSIGN_OR_RETURN(std::optional<BatchRecord> batch, GetBatch(batch_id));
+    if (!batch) return Status::NotFound("unknown batch '" + std::string(batch_id) + "'");
+    // batch_totals moves with the payouts: every never-sent payout leaves (new, none) for
+    // (final, CANCELLED), by currency.
+    sqlite3_stmt* sum = Prepare(
+        "SELECT currency, count(*), sum(amount_minor) FROM payouts WHERE batch_id = ?1 AND stage = 0 GROUP BY currency");
+    if (!sum) return DbError("prepare cancel totals");
+    std::map<TotalsKey, TotalsDelta> deltas;
+    CancelOutcome out;
+    {
+      StmtUse use(sum);
+      BindText(sum, 1, batch_id);
+      int rc;
+      while ((rc = sqlite3_step(sum)) == SQLITE_ROW) {
+        const std::string currency = ColText(sum, 0);
+        const int64_t n = ColInt(sum, 1), amount = ColInt(sum, 2);
+        deltas[TotalsKey{std::string(batch_id), 0, 0, currency, false, ""}] = TotalsDelta{-n, -amount, 0};
+        deltas[TotalsKey{std::string(batch_id), static_cast<int>(Stage::kFinal),
+                         static_cast<int>(FinalState::kCancelled), currency, false, ""}] = TotalsDelta{n, amount, 0};
+        out.cancelled += n;
+      }
+      if (rc != SQLITE_DONE) return DbError("sum unsent payouts");
+    }
+    sqlite3_stmt* upd = Prepare(
+        "UPDATE payouts SET stage = 4, state = 5, next_at_ms = 0, error = ?2 WHERE batch_id = ?1 AND stage = 0");
+    sqlite3_stmt* mark = Prepare("UPDATE batches SET cancelled_at_ms = ?2 WHERE id = ?1 AND cancelled_at_ms = 0");
+    if (!upd || !mark) return DbError("prepare cancel");
+    {
+      StmtUse use(upd);
+      BindText(upd, 1, batch_id);
+      BindText(upd, 2, error);
+      if (sqlite3_step(upd) != SQLITE_DONE) return DbError("cancel payouts of batch '" + std::string(batch_id) + "'");
+      PAYOUTD_CHECK(sqlite3_changes(db_) == out.cancelled);
+    }
+    {
+      StmtUse use(mark);
+      BindText(mark, 1, batch_id);
+      BindInt(mark, 2, at_ms);
+      if (sqlite3_step(mark) != SQLITE_DONE) return DbError("mark batch '" + std::string(batch_id) + "' cancelled");
+    }
+    PAYOUTD_RETURN_IF_ERROR(ApplyTotals(deltas));
+    PAYOUTD_ASSIGN_OR_RETURN(out.still_running, CountNotFinal(batch_id));
+    out.all_final = out.still_running == 0;
+    PAYOUTD_RETURN_IF_ERROR(txn.Commit());
+    return out;
   }
 
   Result<std::vector<PayoutRow>> LoadByStage(std::string_view batch_id, Stage stage, uint32_t after_line,
@@ -762,6 +957,29 @@ class SqlitePayoutStore final : public PayoutStore {
     return Status::Ok();
   }
 
+  Result<int64_t> CountNotFinal(std::string_view batch_id) {
+    sqlite3_stmt* c = Prepare("SELECT count(*) FROM payouts WHERE batch_id = ?1 AND stage < 4");
+    if (!c) return DbError("prepare pending count");
+    StmtUse use(c);
+    BindText(c, 1, batch_id);
+    if (sqlite3_step(c) != SQLITE_ROW) return DbError("count pending payouts");
+    return ColInt(c, 0);
+  }
+
+  // v4's widened CHECKs, edited in the schema text (see kMigrateV3ToV4). Inside the opening
+  // transaction; the schema_version bump makes every connection re-read the schema.
+  Status WidenChecks() {
+    PAYOUTD_ASSIGN_OR_RETURN(const int64_t schema, QueryInt("PRAGMA schema_version"));
+    PAYOUTD_RETURN_IF_ERROR(Exec("PRAGMA writable_schema = ON"));
+    PAYOUTD_RETURN_IF_ERROR(Exec(
+        "UPDATE sqlite_schema SET sql = replace(sql, 'CHECK (status BETWEEN 0 AND 2)', 'CHECK (status BETWEEN 0 AND 4)') "
+        "WHERE type = 'table' AND name = 'batches';"
+        "UPDATE sqlite_schema SET sql = replace(sql, 'CHECK (state BETWEEN 0 AND 4)', 'CHECK (state BETWEEN 0 AND 5)') "
+        "WHERE type = 'table' AND name = 'payouts'"));
+    PAYOUTD_RETURN_IF_ERROR(Exec("PRAGMA schema_version = " + std::to_string(schema + 1)));
+    return Exec("PRAGMA writable_schema = OFF");
+  }
+
   Status CheckVersion() {
     PAYOUTD_ASSIGN_OR_RETURN(int64_t v, QueryInt("PRAGMA user_version"));
     if (v == 0) {
@@ -796,6 +1014,11 @@ class SqlitePayoutStore final : public PayoutStore {
     if (version == 2) {
       PAYOUTD_RETURN_IF_ERROR(Exec(kMigrateV2ToV3));
       version = 3;
+    }
+    if (version == 3) {
+      PAYOUTD_RETURN_IF_ERROR(Exec(kMigrateV3ToV4));
+      PAYOUTD_RETURN_IF_ERROR(WidenChecks());
+      version = 4;
     }
     if (version == found) return Status::Ok();
     return Exec("PRAGMA user_version = " + std::to_string(version));

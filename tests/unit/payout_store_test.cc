@@ -1,6 +1,5 @@
 // PayoutStore: persistence, duplicate refusal, the state machine at the durable boundary, queries,
-// aggregates, concurrent read-only access and all-or-nothing commits under a crash. The contract
-// runs on both backends (SQLite, PostgreSQL); what only one of them has stays its own.
+// aggregates, concurrent read-only access and all-or-nothing commits under a crash.
 #include "core/store/payout_store.h"
 
 #include <gtest/gtest.h>
@@ -15,10 +14,6 @@
 #include <random>
 #include <string>
 #include <vector>
-
-#include "core/store/open_store.h"
-#include "core/store/pg_connection.h"
-#include "tests/support/postgres_server.h"
 
 namespace payoutd {
 namespace {
@@ -112,70 +107,17 @@ int64_t CountPayouts(const std::string& path, const std::string& batch_id) {
   return n;
 }
 
-// --- One suite, both backends ------------------------------------------------------------------
-// Every test of the PayoutStore contract runs on SQLite (a file in a temporary folder) and on
-// PostgreSQL (a fresh database in the test binary's throwaway server, tests/support/
-// postgres_server.h). Open() opens another store on the same state, as a restart would. The
-// tests below that look at SQLite's own file (schema migration, WAL crashes) stay SQLite-only;
-// PostgreSQL's own behaviour (fencing, reconnection) is in pg_store_test.cc.
-enum class Backend { kSqlite, kPostgresql };
-
-std::string BackendName(const ::testing::TestParamInfo<Backend>& info) {
-  return info.param == Backend::kSqlite ? "sqlite" : "postgresql";
-}
-
-class PayoutStoreTest : public ::testing::TestWithParam<Backend> {
- protected:
-  void SetUp() override {
-    if (GetParam() != Backend::kPostgresql) return;
-    PAYOUTD_REQUIRE_POSTGRES(server);
-    uri_ = server->CreateDatabase();
-  }
-
-  // Through the factory the daemon uses (state.backend picks the implementation).
-  std::unique_ptr<PayoutStore> Open(bool read_only = false) {
-    StateOptions state;
-    if (GetParam() == Backend::kSqlite) {
-      state.path = path_;
-    } else {
-      state.backend = StateOptions::Backend::kPostgresql;
-      state.url = uri_;
-    }
-    auto r = OpenStore(state, StoreAccess{.read_only = read_only});
-    if (!r.ok()) {
-      ADD_FAILURE() << r.error();
-      return nullptr;
-    }
-    return std::move(r).value();
-  }
-
-  // Payout rows of the batch, counted in the database itself.
-  int64_t CountPayouts(const std::string& batch_id) {
-    if (GetParam() == Backend::kSqlite) return payoutd::CountPayouts(path_, batch_id);
-    PgConnectOptions db;
-    db.url = uri_;
-    PgConnection conn(db);
-    PgResult r = conn.Exec("SELECT count(*) FROM payouts WHERE batch_id = $1",
-                           PgParams().Add(batch_id));
-    EXPECT_TRUE(r.ok()) << r.message();
-    return r.ok() ? r.Int(0, 0) : -1;
-  }
-
-  TempDir dir_;
-  std::string path_ = dir_.File("state.db");
-  std::string uri_;
-};
-using PayoutStoreDeathTest = PayoutStoreTest;
-
-TEST_P(PayoutStoreTest, CreateBatchPersistsBatchAndPayoutsAcrossReopen) {
+TEST(PayoutStore, CreateBatchPersistsBatchAndPayoutsAcrossReopen) {
+  TempDir dir;
+  std::string path = dir.File("state.db");
   std::vector<Payout> payouts = MakePayouts("b1", 3);
   {
-    auto store = Open();
+    auto store = OpenOrDie(path);
     ASSERT_TRUE(store);
     Status s = store->CreateBatch(MakeBatch("b1", 3), payouts);
     ASSERT_TRUE(s.ok()) << s.message();
   }
-  auto store = Open();
+  auto store = OpenOrDie(path);
   ASSERT_TRUE(store);
   auto batch = store->GetBatch("b1");
   ASSERT_TRUE(batch.ok());
@@ -214,8 +156,9 @@ TEST_P(PayoutStoreTest, CreateBatchPersistsBatchAndPayoutsAcrossReopen) {
   EXPECT_EQ((*list)[0].id, "b1");
 }
 
-TEST_P(PayoutStoreTest, CreateBatchRefusesSeenBatchIdAndRecordsNothing) {
-  auto store = Open();
+TEST(PayoutStore, CreateBatchRefusesSeenBatchIdAndRecordsNothing) {
+  TempDir dir;
+  auto store = OpenOrDie(dir.File("state.db"));
   ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 2), MakePayouts("b1", 2)).ok());
   BatchRecord again = MakeBatch("b1", 2);
   again.sha256 = "other-content";
@@ -227,8 +170,9 @@ TEST_P(PayoutStoreTest, CreateBatchRefusesSeenBatchIdAndRecordsNothing) {
   EXPECT_FALSE(store->GetPayout("x-0")->has_value());
 }
 
-TEST_P(PayoutStoreTest, CreateBatchRefusesSeenContentAndRecordsNothing) {
-  auto store = Open();
+TEST(PayoutStore, CreateBatchRefusesSeenContentAndRecordsNothing) {
+  TempDir dir;
+  auto store = OpenOrDie(dir.File("state.db"));
   ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 2), MakePayouts("b1", 2)).ok());
   BatchRecord copy = MakeBatch("b2", 2);
   copy.sha256 = "sha-of-b1";
@@ -241,8 +185,10 @@ TEST_P(PayoutStoreTest, CreateBatchRefusesSeenContentAndRecordsNothing) {
   EXPECT_FALSE(store->GetPayout("b2-0")->has_value());
 }
 
-TEST_P(PayoutStoreTest, CreateBatchRefusesPayoutIdOfEarlierBatchAndRecordsNothing) {
-  auto store = Open();
+TEST(PayoutStore, CreateBatchRefusesPayoutIdOfEarlierBatchAndRecordsNothing) {
+  TempDir dir;
+  std::string path = dir.File("state.db");
+  auto store = OpenOrDie(path);
   ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 2), MakePayouts("b1", 2)).ok());
   std::vector<Payout> second = MakePayouts("b2", 5);
   second[3].id = "b1-1";  // reused
@@ -252,12 +198,14 @@ TEST_P(PayoutStoreTest, CreateBatchRefusesPayoutIdOfEarlierBatchAndRecordsNothin
   EXPECT_NE(s.message().find("payout id 'b1-1'"), std::string::npos) << s.message();
   EXPECT_FALSE(*store->HasBatchId("b2"));
   EXPECT_FALSE(*store->HasContent("sha-of-b2"));
-  EXPECT_EQ(CountPayouts("b2"), 0);
+  EXPECT_EQ(CountPayouts(path, "b2"), 0);
   EXPECT_EQ((*store->GetPayout("b1-1"))->batch_id, "b1");
 }
 
-TEST_P(PayoutStoreTest, CreateBatchRefusesPayoutIdRepeatedInsideTheBatch) {
-  auto store = Open();
+TEST(PayoutStore, CreateBatchRefusesPayoutIdRepeatedInsideTheBatch) {
+  TempDir dir;
+  std::string path = dir.File("state.db");
+  auto store = OpenOrDie(path);
   std::vector<Payout> payouts = MakePayouts("b1", 4);
   payouts[2].id = payouts[0].id;
   Status s = store->CreateBatch(MakeBatch("b1", 4), payouts);
@@ -265,11 +213,12 @@ TEST_P(PayoutStoreTest, CreateBatchRefusesPayoutIdRepeatedInsideTheBatch) {
   EXPECT_EQ(s.code(), StatusCode::kAlreadyExists);
   EXPECT_NE(s.message().find("'b1-0'"), std::string::npos) << s.message();
   EXPECT_FALSE(*store->HasBatchId("b1"));
-  EXPECT_EQ(CountPayouts("b1"), 0);
+  EXPECT_EQ(CountPayouts(path, "b1"), 0);
 }
 
-TEST_P(PayoutStoreTest, FindUsedPayoutIdsReturnsOnlyUsedIdsInTheOrderGiven) {
-  auto store = Open();
+TEST(PayoutStore, FindUsedPayoutIdsReturnsOnlyUsedIdsInTheOrderGiven) {
+  TempDir dir;
+  auto store = OpenOrDie(dir.File("state.db"));
   ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 3), MakePayouts("b1", 3)).ok());
   std::vector<Payout> candidates = {MakePayout("n", 0), MakePayout("b1", 2), MakePayout("n", 1), MakePayout("b1", 0)};
   auto used = store->FindUsedPayoutIds(candidates);
@@ -277,9 +226,11 @@ TEST_P(PayoutStoreTest, FindUsedPayoutIdsReturnsOnlyUsedIdsInTheOrderGiven) {
   EXPECT_EQ(*used, (std::vector<std::string>{"b1-2", "b1-0"}));
 }
 
-TEST_P(PayoutStoreTest, ApplyPersistsAllowedTransitionsAndEveryField) {
+TEST(PayoutStore, ApplyPersistsAllowedTransitionsAndEveryField) {
+  TempDir dir;
+  std::string path = dir.File("state.db");
   {
-    auto store = Open();
+    auto store = OpenOrDie(path);
     ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 1), MakePayouts("b1", 1)).ok());
     PayoutUpdate sub = UpdateTo("b1-0", Stage::kSubmitting);
     sub.attempts = 1;
@@ -310,7 +261,7 @@ TEST_P(PayoutStoreTest, ApplyPersistsAllowedTransitionsAndEveryField) {
     ASSERT_TRUE(store->Apply({fin}).ok());
     ASSERT_TRUE(store->Apply({fin}).ok()) << "re-applying the same final outcome is idempotent";
   }
-  auto store = Open(/*read_only=*/true);
+  auto store = OpenOrDie(path, /*read_only=*/true);
   auto row = *store->GetPayout("b1-0");
   ASSERT_TRUE(row.has_value());
   EXPECT_EQ(row->stage, Stage::kFinal);
@@ -325,8 +276,9 @@ TEST_P(PayoutStoreTest, ApplyPersistsAllowedTransitionsAndEveryField) {
   EXPECT_EQ(row->error, "none");
 }
 
-TEST_P(PayoutStoreTest, ApplyWithUnknownIdFailsAndWritesNothingOfTheGroup) {
-  auto store = Open();
+TEST(PayoutStore, ApplyWithUnknownIdFailsAndWritesNothingOfTheGroup) {
+  TempDir dir;
+  auto store = OpenOrDie(dir.File("state.db"));
   ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 1), MakePayouts("b1", 1)).ok());
   Status s = store->Apply({UpdateTo("b1-0", Stage::kSubmitting), UpdateTo("ghost", Stage::kSubmitting)});
   ASSERT_FALSE(s.ok());
@@ -334,48 +286,55 @@ TEST_P(PayoutStoreTest, ApplyWithUnknownIdFailsAndWritesNothingOfTheGroup) {
   EXPECT_EQ((*store->GetPayout("b1-0"))->stage, Stage::kNew);
 }
 
-TEST_P(PayoutStoreDeathTest, ApplyAbortsOnForbiddenTransitionAndTheGroupIsNotCommitted) {
+TEST(PayoutStoreDeathTest, ApplyAbortsOnForbiddenTransitionAndTheGroupIsNotCommitted) {
+  TempDir dir;
+  std::string path = dir.File("state.db");
   {
-    auto store = Open();
+    auto store = OpenOrDie(path);
     ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 2), MakePayouts("b1", 2)).ok());
   }
   // The child opens its own connection: an SQLite connection must not cross fork().
   EXPECT_DEATH(
       {
-        auto store = Open();
-        (void)store->Apply({UpdateTo("b1-0", Stage::kSubmitting), UpdateTo("b1-1", Stage::kPolling)});
+        auto store = PayoutStore::Open(path);
+        (void)(*store)->Apply({UpdateTo("b1-0", Stage::kSubmitting), UpdateTo("b1-1", Stage::kPolling)});
       },
       "invariant violated");
-  auto store = Open();
+  auto store = OpenOrDie(path);
   EXPECT_EQ((*store->GetPayout("b1-0"))->stage, Stage::kNew);
   EXPECT_EQ((*store->GetPayout("b1-1"))->stage, Stage::kNew);
 }
 
-TEST_P(PayoutStoreDeathTest, ApplyAbortsWhenAFinalPayoutWouldChangeItsOutcome) {
+TEST(PayoutStoreDeathTest, ApplyAbortsWhenAFinalPayoutWouldChangeItsOutcome) {
+  TempDir dir;
+  std::string path = dir.File("state.db");
   {
-    auto store = Open();
+    auto store = OpenOrDie(path);
     ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 1), MakePayouts("b1", 1)).ok());
     Walk(*store, "b1-0", {UpdateTo("", Stage::kSubmitting), UpdateTo("", Stage::kFinal, FinalState::kRejected)});
   }
-  EXPECT_DEATH((void)Open()->Apply({UpdateTo("b1-0", Stage::kFinal, FinalState::kSuccess)}),
+  EXPECT_DEATH((void)(*PayoutStore::Open(path))->Apply({UpdateTo("b1-0", Stage::kFinal, FinalState::kSuccess)}),
                "invariant violated");
-  EXPECT_DEATH((void)Open()->Apply({UpdateTo("b1-0", Stage::kPolling)}), "invariant violated");
-  auto store = Open();
+  EXPECT_DEATH((void)(*PayoutStore::Open(path))->Apply({UpdateTo("b1-0", Stage::kPolling)}), "invariant violated");
+  auto store = OpenOrDie(path);
   EXPECT_EQ((*store->GetPayout("b1-0"))->state, FinalState::kRejected);
 }
 
-TEST_P(PayoutStoreDeathTest, ApplyAbortsOnFinalStageWithoutOutcome) {
+TEST(PayoutStoreDeathTest, ApplyAbortsOnFinalStageWithoutOutcome) {
+  TempDir dir;
+  std::string path = dir.File("state.db");
   {
-    auto store = Open();
+    auto store = OpenOrDie(path);
     ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 1), MakePayouts("b1", 1)).ok());
     Walk(*store, "b1-0", {UpdateTo("", Stage::kSubmitting)});
   }
-  EXPECT_DEATH((void)Open()->Apply({UpdateTo("b1-0", Stage::kFinal, FinalState::kNone)}),
+  EXPECT_DEATH((void)(*PayoutStore::Open(path))->Apply({UpdateTo("b1-0", Stage::kFinal, FinalState::kNone)}),
                "invariant violated");
 }
 
-TEST_P(PayoutStoreTest, LoadByStagePagesInLineOrderAfterTheGivenLine) {
-  auto store = Open();
+TEST(PayoutStore, LoadByStagePagesInLineOrderAfterTheGivenLine) {
+  TempDir dir;
+  auto store = OpenOrDie(dir.File("state.db"));
   std::vector<Payout> payouts = MakePayouts("b1", 10);  // lines 2..11
   std::swap(payouts[0], payouts[9]);                    // insertion order is not line order
   ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 10), payouts).ok());
@@ -403,8 +362,9 @@ TEST_P(PayoutStoreTest, LoadByStagePagesInLineOrderAfterTheGivenLine) {
   EXPECT_EQ((*submitting)[1].payout.id, "b1-5");
 }
 
-TEST_P(PayoutStoreTest, LoadDueReturnsDueUnknownAndPollingPayoutsEarliestFirst) {
-  auto store = Open();
+TEST(PayoutStore, LoadDueReturnsDueUnknownAndPollingPayoutsEarliestFirst) {
+  TempDir dir;
+  auto store = OpenOrDie(dir.File("state.db"));
   ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 6), MakePayouts("b1", 6)).ok());
   ASSERT_TRUE(store->CreateBatch(MakeBatch("b2", 1), MakePayouts("b2", 1)).ok());
   EXPECT_FALSE(store->NextDueAt()->has_value());
@@ -441,8 +401,9 @@ TEST_P(PayoutStoreTest, LoadDueReturnsDueUnknownAndPollingPayoutsEarliestFirst) 
   EXPECT_EQ(store->NextDueAt()->value_or(-1), 200);
 }
 
-TEST_P(PayoutStoreTest, LoadDueAfterReadsOnFromAPositionWithTiesInStoredOrder) {
-  auto store = Open();
+TEST(PayoutStore, LoadDueAfterReadsOnFromAPositionWithTiesInStoredOrder) {
+  TempDir dir;
+  auto store = OpenOrDie(dir.File("state.db"));
   ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 5), MakePayouts("b1", 5)).ok());
   std::vector<PayoutUpdate> updates;
   // b1-1, b1-2 and b1-3 share next_at 100: stored order breaks the tie. b1-4 is not due at 150.
@@ -475,8 +436,9 @@ TEST_P(PayoutStoreTest, LoadDueAfterReadsOnFromAPositionWithTiesInStoredOrder) {
   EXPECT_EQ(ids(*store->LoadDueAfter(150, rest->back().position, 10)), (std::vector<std::string>{"b1-0"}));
 }
 
-TEST_P(PayoutStoreTest, ProgressCountsAndTotalsAreExactPerCurrency) {
-  auto store = Open();
+TEST(PayoutStore, ProgressCountsAndTotalsAreExactPerCurrency) {
+  TempDir dir;
+  auto store = OpenOrDie(dir.File("state.db"));
   std::vector<Payout> payouts = {MakePayout("b", 1, 1000, "USD"), MakePayout("b", 2, 2000, "USD"),
                                  MakePayout("b", 3, 300, "USD"),  MakePayout("b", 4, 400, "USD"),
                                  MakePayout("b", 5, 50, "EUR"),   MakePayout("b", 6, 70, "EUR"),
@@ -573,8 +535,9 @@ void ExpectSameProgress(const BatchProgress& got, const BatchProgress& want) {
   }
 }
 
-TEST_P(PayoutStoreTest, ProgressEqualsARecountOfTheRowsAfterRandomAllowedTransitions) {
-  auto store = Open();
+TEST(PayoutStore, ProgressEqualsARecountOfTheRowsAfterRandomAllowedTransitions) {
+  TempDir dir;
+  auto store = OpenOrDie(dir.File("state.db"));
   const char* currencies[] = {"USD", "EUR", "JPY"};
   std::vector<Payout> payouts;
   for (int i = 0; i < 200; ++i) payouts.push_back(MakePayout("b", i, 1 + i * 37, currencies[i % 3]));
@@ -593,7 +556,10 @@ TEST_P(PayoutStoreTest, ProgressEqualsARecountOfTheRowsAfterRandomAllowedTransit
         if (IsAllowedTransition(stage[id], static_cast<Stage>(to))) next.push_back(static_cast<Stage>(to));
       if (next.empty()) continue;  // final
       PayoutUpdate u = UpdateTo(id, next[rng() % next.size()]);
-      if (u.stage == Stage::kFinal) u.state = static_cast<FinalState>(1 + rng() % 4);
+      if (u.stage == Stage::kFinal) {
+        // Only a cancel ends a never-sent payout; anything sent ends in one of the four outcomes.
+        u.state = stage[id] == Stage::kNew ? FinalState::kCancelled : static_cast<FinalState>(1 + rng() % 4);
+      }
       u.since_ms = 1000 + static_cast<int64_t>(rng() % 5000);
       u.next_at_ms = static_cast<int64_t>(rng() % 10000);
       u.has_fee = rng() % 2;
@@ -615,8 +581,9 @@ TEST_P(PayoutStoreTest, ProgressEqualsARecountOfTheRowsAfterRandomAllowedTransit
   EXPECT_EQ(other->stages, (std::map<Stage, int64_t>{{Stage::kNew, 5}}));
 }
 
-TEST_P(PayoutStoreTest, ApplyRefusesAFeeThatWouldOverflowTheTotalsAndKeepsThemExact) {
-  auto store = Open();
+TEST(PayoutStore, ApplyRefusesAFeeThatWouldOverflowTheTotalsAndKeepsThemExact) {
+  TempDir dir;
+  auto store = OpenOrDie(dir.File("state.db"));
   ASSERT_TRUE(store->CreateBatch(MakeBatch("b", 3), MakePayouts("b", 3)).ok());
   auto absurd = [](const std::string& id) {
     PayoutUpdate u = UpdateTo(id, Stage::kFinal, FinalState::kSuccess);
@@ -656,7 +623,10 @@ TEST(PayoutStore, OpeningAVersion1FileMigratesItAndKeepsProgressExact) {
   ASSERT_EQ(sqlite3_open(path.c_str(), &raw), SQLITE_OK);
   ASSERT_EQ(sqlite3_exec(raw,
                          "DROP TABLE batch_totals; DROP INDEX payouts_pending_since; DROP TABLE gateway_outages; "
-                         "PRAGMA user_version = 1;",
+                         "DROP TABLE approvals; DROP TABLE audit; DROP TABLE settings; "
+                         "ALTER TABLE batches DROP COLUMN approvals_required; ALTER TABLE batches DROP COLUMN held_at_ms; "
+                         "ALTER TABLE batches DROP COLUMN held_by; ALTER TABLE batches DROP COLUMN hold_reason; "
+                         "ALTER TABLE batches DROP COLUMN cancelled_at_ms; PRAGMA user_version = 1;",
                          nullptr, nullptr, nullptr),
             SQLITE_OK);
   sqlite3_close(raw);
@@ -671,8 +641,9 @@ TEST(PayoutStore, OpeningAVersion1FileMigratesItAndKeepsProgressExact) {
   EXPECT_EQ(p->states, (std::map<FinalState, int64_t>{{FinalState::kFailed, 1}}));
 }
 
-TEST_P(PayoutStoreTest, ForEachPayoutStreamsEveryPayoutInLineOrderWhateverItsStage) {
-  auto store = Open();
+TEST(PayoutStore, ForEachPayoutStreamsEveryPayoutInLineOrderWhateverItsStage) {
+  TempDir dir;
+  auto store = OpenOrDie(dir.File("state.db"));
   std::vector<Payout> payouts = MakePayouts("b1", 8);
   std::swap(payouts[1], payouts[6]);
   ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 8), payouts).ok());
@@ -697,8 +668,9 @@ TEST_P(PayoutStoreTest, ForEachPayoutStreamsEveryPayoutInLineOrderWhateverItsSta
   EXPECT_TRUE(store->Apply({UpdateTo("b1-0", Stage::kSubmitting)}).ok());
 }
 
-TEST_P(PayoutStoreTest, ForEachPayoutCallbackMayReadTheStoreButItsWritesAreRefused) {
-  auto store = Open();
+TEST(PayoutStore, ForEachPayoutCallbackMayReadTheStoreButItsWritesAreRefused) {
+  TempDir dir;
+  auto store = OpenOrDie(dir.File("state.db"));
   ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 3), MakePayouts("b1", 3)).ok());
   int visited = 0;
   Status s = store->ForEachPayout("b1", [&](const PayoutRow& r) {
@@ -714,29 +686,33 @@ TEST_P(PayoutStoreTest, ForEachPayoutCallbackMayReadTheStoreButItsWritesAreRefus
   EXPECT_EQ(store->Progress("b1")->stages.at(Stage::kNew), 3);
 }
 
-TEST_P(PayoutStoreTest, SetBatchStatusMovesForwardAndPersists) {
+TEST(PayoutStore, SetBatchStatusMovesForwardAndPersists) {
+  TempDir dir;
+  std::string path = dir.File("state.db");
   {
-    auto store = Open();
+    auto store = OpenOrDie(path);
     ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 1), MakePayouts("b1", 1)).ok());
     Walk(*store, "b1-0", {UpdateTo("", Stage::kSubmitting), UpdateTo("", Stage::kFinal, FinalState::kRejected)});
     ASSERT_TRUE(store->SetBatchStatus("b1", BatchRecord::Status::kFinished, 42).ok());
     ASSERT_TRUE(store->SetBatchStatus("b1", BatchRecord::Status::kReported, 42).ok());
     EXPECT_FALSE(store->SetBatchStatus("nope", BatchRecord::Status::kFinished, 1).ok());
   }
-  auto batch = *Open(true)->GetBatch("b1");
+  auto batch = *(*PayoutStore::Open(path, true))->GetBatch("b1");
   EXPECT_EQ(batch->status, BatchRecord::Status::kReported);
   EXPECT_EQ(batch->finished_at_ms, 42);
 }
 
-TEST_P(PayoutStoreDeathTest, SetBatchStatusAbortsWhenFinishingABatchWithPendingPayouts) {
+TEST(PayoutStoreDeathTest, SetBatchStatusAbortsWhenFinishingABatchWithPendingPayouts) {
+  TempDir dir;
+  std::string path = dir.File("state.db");
   {
-    auto store = Open();
+    auto store = OpenOrDie(path);
     ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 2), MakePayouts("b1", 2)).ok());
     Walk(*store, "b1-0", {UpdateTo("", Stage::kSubmitting), UpdateTo("", Stage::kFinal, FinalState::kRejected)});
   }
-  EXPECT_DEATH((void)Open()->SetBatchStatus("b1", BatchRecord::Status::kFinished, 1),
+  EXPECT_DEATH((void)(*PayoutStore::Open(path))->SetBatchStatus("b1", BatchRecord::Status::kFinished, 1),
                "invariant violated");
-  EXPECT_EQ((*Open()->GetBatch("b1"))->status, BatchRecord::Status::kActive);
+  EXPECT_EQ((*(*PayoutStore::Open(path))->GetBatch("b1"))->status, BatchRecord::Status::kActive);
 }
 
 TEST(PayoutStore, ReadOnlyStoreReadsCommittedStateWhileAWriterHoldsAnOpenTransaction) {
@@ -909,10 +885,156 @@ TEST(PayoutStore, ApplyGroupIsAllOrNothingWhenTheProcessDiesAtAnyWalWrite) {
       });
 }
 
-INSTANTIATE_TEST_SUITE_P(Backends, PayoutStoreTest,
-                         ::testing::Values(Backend::kSqlite, Backend::kPostgresql), BackendName);
-INSTANTIATE_TEST_SUITE_P(Backends, PayoutStoreDeathTest,
-                         ::testing::Values(Backend::kSqlite, Backend::kPostgresql), BackendName);
+// --- Finance controls -------------------------------------------------------------------------
+
+TEST(PayoutStore, APrincipalCountsOnceAndApprovalsAndAuditComeBackInOrder) {
+  TempDir dir;
+  auto store = OpenOrDie(dir.File("state.db"));
+  BatchRecord b = MakeBatch("b", 2);
+  b.status = BatchRecord::Status::kAwaitingApproval;
+  b.approvals_required = 2;
+  ASSERT_TRUE(store->CreateBatch(b, MakePayouts("b", 2)).ok());
+  auto rec = store->GetBatch("b");
+  ASSERT_TRUE(rec.ok() && rec->has_value());
+  EXPECT_EQ((*rec)->status, BatchRecord::Status::kAwaitingApproval);
+  EXPECT_EQ((*rec)->approvals_required, 2);
+
+  EXPECT_TRUE(*store->AddApproval("b", Approval{"alice@example.com", "SHA256:aaa", "b.csv.alice.sig", 10}));
+  EXPECT_FALSE(*store->AddApproval("b", Approval{"alice@example.com", "SHA256:bbb", "b.csv.alice2.sig", 11}))
+      << "the same principal with another key still counts once";
+  EXPECT_TRUE(*store->AddApproval("b", Approval{"bob@example.com", "SHA256:ccc", "b.csv.sig", 12}));
+  auto approvals = store->ListApprovals("b");
+  ASSERT_TRUE(approvals.ok());
+  ASSERT_EQ(approvals->size(), 2u);
+  EXPECT_EQ((*approvals)[0].principal, "alice@example.com");
+  EXPECT_EQ((*approvals)[0].key_fingerprint, "SHA256:aaa") << "the first signature is the one kept";
+  EXPECT_EQ((*approvals)[1].file, "b.csv.sig");
+
+  ASSERT_TRUE(store->AddAudit("b", AuditEntry{30, "hold", "alice (uid 1001)", "wrong \"file\""}).ok());
+  ASSERT_TRUE(store->AddAudit("b", AuditEntry{20, "approve", "bob@example.com", ""}).ok());
+  EXPECT_EQ(store->AddAudit("nope", AuditEntry{1, "hold", "x", ""}).code(), StatusCode::kNotFound);
+  auto audit = store->ListAudit("b");
+  ASSERT_TRUE(audit.ok());
+  ASSERT_EQ(audit->size(), 2u);
+  EXPECT_EQ((*audit)[0].action, "hold") << "in the order written, not by time";
+  EXPECT_EQ((*audit)[0].reason, "wrong \"file\"");
+  EXPECT_EQ((*audit)[1].by, "bob@example.com");
+}
+
+TEST(PayoutStore, HoldsOfABatchAndOfAllAreKept) {
+  TempDir dir;
+  const std::string path = dir.File("state.db");
+  {
+    auto store = OpenOrDie(path);
+    ASSERT_TRUE(store->CreateBatch(MakeBatch("b", 1), MakePayouts("b", 1)).ok());
+    ASSERT_TRUE(store->SetHold("b", Hold{100, "alice (uid 1001)", "check the IBANs"}).ok());
+    EXPECT_EQ(store->SetHold("nope", Hold{1, "x", ""}).code(), StatusCode::kNotFound);
+    ASSERT_TRUE(store->SetHoldAll(Hold{200, "ops (uid 1002)", "bank holiday"}).ok());
+  }
+  auto store = OpenOrDie(path);  // survives a restart
+  auto b = store->GetBatch("b");
+  ASSERT_TRUE(b.ok() && b->has_value());
+  EXPECT_EQ((*b)->hold.at_ms, 100);
+  EXPECT_EQ((*b)->hold.by, "alice (uid 1001)");
+  EXPECT_EQ((*b)->hold.reason, "check the IBANs");
+  auto all = store->GetHoldAll();
+  ASSERT_TRUE(all.ok());
+  EXPECT_TRUE(all->held());
+  EXPECT_EQ(all->reason, "bank holiday");
+  ASSERT_TRUE(store->SetHoldAll(Hold{}).ok());
+  ASSERT_TRUE(store->SetHold("b", Hold{}).ok());
+  EXPECT_FALSE(store->GetHoldAll()->held());
+  EXPECT_FALSE((*store->GetBatch("b"))->hold.held());
+}
+
+TEST(PayoutStore, CancelEndsOnlyNeverSentPayoutsAndKeepsTheTotalsExact) {
+  TempDir dir;
+  auto store = OpenOrDie(dir.File("state.db"));
+  std::vector<Payout> payouts;
+  for (int i = 0; i < 6; ++i) payouts.push_back(MakePayout("b", i, 100 + i, i % 2 ? "EUR" : "USD"));
+  ASSERT_TRUE(store->CreateBatch(MakeBatch("b", 6), payouts).ok());
+  Walk(*store, "b-0", {UpdateTo("", Stage::kSubmitting)});
+  Walk(*store, "b-1", {UpdateTo("", Stage::kSubmitting), UpdateTo("", Stage::kPolling)});
+  Walk(*store, "b-2", {UpdateTo("", Stage::kSubmitting), UpdateTo("", Stage::kFinal, FinalState::kSuccess)});
+  auto out = store->CancelUnsent("b", 500, "cancelled by alice (uid 1001): wrong file");
+  ASSERT_TRUE(out.ok()) << out.error();
+  EXPECT_EQ(out->cancelled, 3);
+  EXPECT_EQ(out->still_running, 2) << "b-0 may have been sent, b-1 was: both go on";
+  EXPECT_FALSE(out->all_final);
+  for (const char* id : {"b-3", "b-4", "b-5"}) {
+    PayoutRow row = **store->GetPayout(id);
+    EXPECT_EQ(row.stage, Stage::kFinal) << id;
+    EXPECT_EQ(row.state, FinalState::kCancelled) << id;
+    EXPECT_EQ(row.error, "cancelled by alice (uid 1001): wrong file");
+  }
+  EXPECT_EQ((*store->GetPayout("b-0"))->stage, Stage::kSubmitting);
+  EXPECT_EQ((*store->GetBatch("b"))->cancelled_at_ms, 500);
+  auto p = store->Progress("b");
+  ASSERT_TRUE(p.ok());
+  ExpectSameProgress(*p, RecountFromRows(*store, "b"));
+  EXPECT_EQ(p->states.at(FinalState::kCancelled), 3);
+  auto again = store->CancelUnsent("b", 600, "again");
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->cancelled, 0);
+  EXPECT_EQ((*store->GetBatch("b"))->cancelled_at_ms, 500) << "the first cancel's time stays";
+}
+
+TEST(PayoutStore, ABatchAwaitingApprovalIsActivatedOrRejectedAndThenReported) {
+  TempDir dir;
+  auto store = OpenOrDie(dir.File("state.db"));
+  for (const char* id : {"ok", "no"}) {
+    BatchRecord b = MakeBatch(id, 2);
+    b.status = BatchRecord::Status::kAwaitingApproval;
+    b.approvals_required = 1;
+    ASSERT_TRUE(store->CreateBatch(b, MakePayouts(id, 2)).ok());
+  }
+  ASSERT_TRUE(store->SetBatchStatus("ok", BatchRecord::Status::kActive, 0).ok());
+  EXPECT_EQ((*store->GetBatch("ok"))->status, BatchRecord::Status::kActive);
+  ASSERT_TRUE(store->CancelUnsent("no", 5, "approval expired").ok());
+  ASSERT_TRUE(store->SetBatchStatus("no", BatchRecord::Status::kRejected, 5).ok());
+  ASSERT_TRUE(store->SetBatchStatus("no", BatchRecord::Status::kReported, 5).ok());
+  EXPECT_EQ((*store->GetBatch("no"))->status, BatchRecord::Status::kReported);
+  EXPECT_FALSE(BatchRecord::MayMove(BatchRecord::Status::kActive, BatchRecord::Status::kRejected));
+  EXPECT_FALSE(BatchRecord::MayMove(BatchRecord::Status::kReported, BatchRecord::Status::kActive));
+  EXPECT_FALSE(BatchRecord::MayMove(BatchRecord::Status::kAwaitingApproval, BatchRecord::Status::kFinished));
+}
+
+TEST(PayoutStore, AVersion3FileGainsTheFinanceControlsAndCanHoldCancelledPayouts) {
+  TempDir dir;
+  const std::string path = dir.File("state.db");
+  {
+    auto store = OpenOrDie(path);
+    ASSERT_TRUE(store->CreateBatch(MakeBatch("b", 2), MakePayouts("b", 2)).ok());
+  }
+  // Back to what version 3 wrote: no v4 tables or columns, and the narrow CHECKs.
+  sqlite3* raw = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &raw), SQLITE_OK);
+  const char* to_v3 =
+      "DROP TABLE approvals; DROP TABLE audit; DROP TABLE settings;"
+      "ALTER TABLE batches DROP COLUMN approvals_required; ALTER TABLE batches DROP COLUMN held_at_ms;"
+      "ALTER TABLE batches DROP COLUMN held_by; ALTER TABLE batches DROP COLUMN hold_reason;"
+      "ALTER TABLE batches DROP COLUMN cancelled_at_ms;"
+      "PRAGMA writable_schema = ON;"
+      "UPDATE sqlite_schema SET sql = replace(sql, 'BETWEEN 0 AND 4)', 'BETWEEN 0 AND 2)') WHERE name = 'batches';"
+      "UPDATE sqlite_schema SET sql = replace(sql, 'BETWEEN 0 AND 5)', 'BETWEEN 0 AND 4)') WHERE name = 'payouts';"
+      "PRAGMA writable_schema = OFF; PRAGMA user_version = 3;";
+  char* err = nullptr;
+  ASSERT_EQ(sqlite3_exec(raw, to_v3, nullptr, nullptr, &err), SQLITE_OK) << (err ? err : "");
+  sqlite3_close(raw);
+  auto store = OpenOrDie(path);
+  auto out = store->CancelUnsent("b", 7, "cancelled");
+  ASSERT_TRUE(out.ok()) << out.error() << ": the widened CHECK must take state CANCELLED";
+  EXPECT_EQ(out->cancelled, 2);
+  ASSERT_TRUE(store->SetHold("b", Hold{1, "x", ""}).ok());
+  ASSERT_TRUE(store->SetBatchStatus("b", BatchRecord::Status::kFinished, 8).ok());
+  ASSERT_EQ(sqlite3_open(path.c_str(), &raw), SQLITE_OK);
+  sqlite3_stmt* check = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(raw, "PRAGMA integrity_check", -1, &check, nullptr), SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(check), SQLITE_ROW);
+  EXPECT_STREQ(reinterpret_cast<const char*>(sqlite3_column_text(check, 0)), "ok");
+  sqlite3_finalize(check);
+  sqlite3_close(raw);
+}
 
 }  // namespace
 }  // namespace payoutd
