@@ -2,6 +2,7 @@
 
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <memory>
 #include <set>
 #include <vector>
@@ -69,7 +70,7 @@ class Migration {
     for (size_t i = 0; s.ok() && i < tables->size(); ++i) {
       s = CopyTable((*tables)[i], &report.rows[(*tables)[i].name]);
     }
-    if (s.ok()) s = FinishPayouts();
+    if (s.ok()) s = FinishSequences(*tables);
     if (s.ok()) s = CheckTotals();
     if (!s.ok()) {
       if (pg_.connected()) (void)pg_.ExecScript("ROLLBACK");
@@ -90,6 +91,9 @@ class Migration {
       const auto* name = reinterpret_cast<const char*>(sqlite3_column_text(list.get(), 0));
       tables.push_back(Table{name, {}});
     }
+    // batches first: the tables that name a batch (approvals, audit) refer to it.
+    std::stable_partition(tables.begin(), tables.end(),
+                          [](const Table& t) { return t.name == "batches"; });
     for (Table& t : tables) {
       StmtPtr cols = Prepare("SELECT name FROM pragma_table_info(?1) ORDER BY cid");
       if (!cols) return SourceError("read the columns of " + t.name);
@@ -203,12 +207,25 @@ class Migration {
     }
   }
 
-  // New payouts are numbered after the moved ones.
-  Status FinishPayouts() {
-    PgResult r = pg_.Exec(
-        "SELECT setval(pg_get_serial_sequence('payouts', 'seq'), max(seq)) FROM payouts "
-        "HAVING count(*) > 0");
-    return r.ok() ? Status::Ok() : Target(r, "number the payouts");
+  // Rows added later (payouts, audit lines) are numbered after the moved ones: every identity
+  // column of a table that was written starts after its largest value.
+  Status FinishSequences(const std::vector<Table>& tables) {
+    for (const Table& t : tables) {
+      PgResult ids = pg_.Exec(
+          "SELECT column_name FROM information_schema.columns WHERE table_schema = "
+          "current_schema() AND table_name = $1 AND is_identity = 'YES'",
+          PgParams().Add(t.name));
+      if (!ids.ok()) return Target(ids, "read the identity columns of " + t.name);
+      for (int i = 0; i < ids.rows(); ++i) {
+        std::string column(ids.Text(i, 0));
+        PgResult r = pg_.Exec("SELECT setval(pg_get_serial_sequence($1, $2), max(" +
+                                  QuoteIdent(column) + ")) FROM " + QuoteIdent(t.name) +
+                                  " HAVING count(*) > 0",
+                              PgParams().Add(QuoteIdent(t.name)).Add(column));
+        if (!r.ok()) return Target(r, "number " + t.name);
+      }
+    }
+    return Status::Ok();
   }
 
   // batch_totals must equal the GROUP BY of payouts (its invariant), as the source promised.

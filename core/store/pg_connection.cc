@@ -32,6 +32,7 @@ PgErrorKind KindOf(std::string_view sqlstate) {
   if (sqlstate == "PD001") return PgErrorKind::kFenced;
   if (sqlstate == "PD002") return PgErrorKind::kForbidden;
   if (sqlstate == "PD003") return PgErrorKind::kNotFound;
+  if (sqlstate == "23503") return PgErrorKind::kNotFound;  // a foreign key names no row
   // Class 08: connection exception; 53: insufficient resources; 57P01-03: the server shuts down,
   // crashed or is starting; 57014: statement timeout; 58: system error (I/O); 25006: the server
   // is read-only (a standby, e.g. the old primary after a failover); 40001/40P01: serialization

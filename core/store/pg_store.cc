@@ -28,7 +28,8 @@ constexpr const char* kPayoutColumns =
     "fee_minor, fee_currency, processed_at, error";
 constexpr int kPayoutColumnCount = 21;
 constexpr const char* kBatchColumns =
-    "id, sha256, file_name, rows, status, started_at_ms, finished_at_ms";
+    "id, sha256, file_name, rows, status, started_at_ms, finished_at_ms, approvals_required, "
+    "held_at_ms, held_by, hold_reason, cancelled_at_ms";
 // FindUsedPayoutIds sends the ids in groups of this many (one array parameter each).
 constexpr size_t kIdsPerLookup = 10000;
 constexpr int kFetchRows = 1000;
@@ -38,7 +39,7 @@ Stage StageFromDb(int64_t v) {
   return static_cast<Stage>(v);
 }
 FinalState StateFromDb(int64_t v) {
-  PAYOUTD_CHECK(v >= 0 && v <= static_cast<int64_t>(FinalState::kError));
+  PAYOUTD_CHECK(v >= 0 && v <= static_cast<int64_t>(FinalState::kCancelled));
   return static_cast<FinalState>(v);
 }
 
@@ -76,10 +77,13 @@ BatchRecord ReadBatch(const PgResult& r, int i) {
   b.file_name = std::string(r.Text(i, 2));
   b.rows = r.Int(i, 3);
   int64_t status = r.Int(i, 4);
-  PAYOUTD_CHECK(status >= 0 && status <= static_cast<int64_t>(BatchRecord::Status::kReported));
+  PAYOUTD_CHECK(status >= 0 && status <= static_cast<int64_t>(BatchRecord::Status::kRejected));
   b.status = static_cast<BatchRecord::Status>(status);
   b.started_at_ms = r.Int(i, 5);
   b.finished_at_ms = r.Int(i, 6);
+  b.approvals_required = static_cast<int>(r.Int(i, 7));
+  b.hold = Hold{r.Int(i, 8), std::string(r.Text(i, 9)), std::string(r.Text(i, 10))};
+  b.cancelled_at_ms = r.Int(i, 11);
   return b;
 }
 
@@ -233,7 +237,7 @@ class PgPayoutStore final : public PayoutStore {
   }
 
   Status SetBatchStatus(std::string_view batch_id, BatchRecord::Status status,
-                        int64_t finished_at_ms) override {
+                        int64_t at_ms) override {
     if (Status s = CheckWritable("set batch status"); !s.ok()) return s;
     Txn txn(this, Txn::kWrite);
     if (!txn.status().ok()) return txn.status();
@@ -241,20 +245,160 @@ class PgPayoutStore final : public PayoutStore {
                            PgParams().Add(batch_id));
     if (!r.ok()) return Fail(r, "read batch");
     if (r.rows() == 0) return NotFoundError("unknown batch '" + std::string(batch_id) + "'");
-    // A batch status only moves forward, and "finished" means every payout is final.
-    PAYOUTD_CHECK(static_cast<int64_t>(status) >= r.Int(0, 0));
-    if (status != BatchRecord::Status::kActive) {
-      PgResult c = conn_.Run(
-          "SELECT EXISTS (SELECT 1 FROM payouts WHERE batch_id = $1 AND stage < 4)",
-          PgParams().Add(batch_id));
-      if (!c.ok()) return Fail(c, "count pending payouts");
-      PAYOUTD_CHECK(!c.Bool(0, 0));
+    // Only the moves of the batch's life (payout_store.h), and "finished" or "rejected" means
+    // every payout is final.
+    auto from = static_cast<BatchRecord::Status>(r.Int(0, 0));
+    PAYOUTD_CHECK(from == status || BatchRecord::MayMove(from, status));
+    if (status == BatchRecord::Status::kFinished || status == BatchRecord::Status::kRejected) {
+      auto pending = CountNotFinal(batch_id);
+      if (!pending.ok()) return pending.status();
+      PAYOUTD_CHECK(*pending == 0);
     }
-    PgResult u =
-        conn_.Run("UPDATE batches SET status = $2, finished_at_ms = $3 WHERE id = $1",
-                  PgParams().Add(batch_id).Add(static_cast<int>(status)).Add(finished_at_ms));
+    PgResult u = conn_.Run("UPDATE batches SET status = $2, finished_at_ms = $3 WHERE id = $1",
+                           PgParams().Add(batch_id).Add(static_cast<int>(status)).Add(at_ms));
     if (!u.ok()) return Fail(u, "update batch status");
     return txn.Commit();
+  }
+
+  // --- Finance controls ---
+
+  Result<bool> AddApproval(std::string_view batch_id, const Approval& a) override {
+    if (Status s = CheckWritable("record approval"); !s.ok()) return s;
+    Txn txn(this, Txn::kWrite);
+    if (!txn.status().ok()) return txn.status();
+    PgResult r = conn_.Run(
+        "INSERT INTO approvals (batch_id, principal, key_fingerprint, file, at_ms) "
+        "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (batch_id, principal) DO NOTHING",
+        PgParams().Add(batch_id).Add(a.principal).Add(a.key_fingerprint).Add(a.file).Add(a.at_ms));
+    if (r.error_kind() == PgErrorKind::kNotFound) {  // a foreign key names no batch
+      return NotFoundError("unknown batch '" + std::string(batch_id) + "'");
+    }
+    if (!r.ok()) return Fail(r, "record approval of batch '" + std::string(batch_id) + "'");
+    if (Status s = txn.Commit(); !s.ok()) return s;
+    return r.affected() == 1;
+  }
+
+  Result<std::vector<Approval>> ListApprovals(std::string_view batch_id) override {
+    PgResult r = conn_.Run(
+        "SELECT principal, key_fingerprint, file, at_ms FROM approvals WHERE batch_id = $1 "
+        "ORDER BY at_ms, principal",
+        PgParams().Add(batch_id));
+    if (!r.ok()) return Fail(r, "list approvals");
+    std::vector<Approval> out;
+    for (int i = 0; i < r.rows(); ++i) {
+      out.push_back(Approval{std::string(r.Text(i, 0)), std::string(r.Text(i, 1)),
+                             std::string(r.Text(i, 2)), r.Int(i, 3)});
+    }
+    return out;
+  }
+
+  Status AddAudit(std::string_view batch_id, const AuditEntry& e) override {
+    Status s = WriteOne(
+        "INSERT INTO audit (batch_id, at_ms, action, \"by\", reason) VALUES ($1, $2, $3, $4, $5)",
+        PgParams().Add(batch_id).Add(e.at_ms).Add(e.action).Add(e.by).Add(e.reason),
+        "record audit");
+    if (s.code() == StatusCode::kNotFound) {  // the batch (a foreign key violation)
+      return NotFoundError("unknown batch '" + std::string(batch_id) + "'");
+    }
+    return s;
+  }
+
+  Result<std::vector<AuditEntry>> ListAudit(std::string_view batch_id) override {
+    PgResult r = conn_.Run(
+        "SELECT at_ms, action, \"by\", reason FROM audit WHERE batch_id = $1 ORDER BY seq",
+        PgParams().Add(batch_id));
+    if (!r.ok()) return Fail(r, "list audit");
+    std::vector<AuditEntry> out;
+    for (int i = 0; i < r.rows(); ++i) {
+      out.push_back(AuditEntry{r.Int(i, 0), std::string(r.Text(i, 1)), std::string(r.Text(i, 2)),
+                               std::string(r.Text(i, 3))});
+    }
+    return out;
+  }
+
+  Status SetHold(std::string_view batch_id, const Hold& h) override {
+    if (Status s = CheckWritable("hold"); !s.ok()) return s;
+    Txn txn(this, Txn::kWrite);
+    if (!txn.status().ok()) return txn.status();
+    PgResult r = conn_.Run(
+        "UPDATE batches SET held_at_ms = $2, held_by = $3, hold_reason = $4 WHERE id = $1",
+        PgParams().Add(batch_id).Add(h.at_ms).Add(h.by).Add(h.reason));
+    if (!r.ok()) return Fail(r, "hold batch '" + std::string(batch_id) + "'");
+    if (r.affected() != 1) return NotFoundError("unknown batch '" + std::string(batch_id) + "'");
+    return txn.Commit();
+  }
+
+  Status SetHoldAll(const Hold& h) override {
+    if (Status s = CheckWritable("hold all"); !s.ok()) return s;
+    Txn txn(this, Txn::kWrite);
+    if (!txn.status().ok()) return txn.status();
+    PgResult r = conn_.Run(
+        "INSERT INTO settings (key, value) VALUES ('hold_all.at_ms', $1), ('hold_all.by', $2),"
+        " ('hold_all.reason', $3) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        PgParams().Add(std::to_string(h.at_ms)).Add(h.by).Add(h.reason));
+    if (!r.ok()) return Fail(r, "hold all");
+    return txn.Commit();
+  }
+
+  Result<Hold> GetHoldAll() override {
+    PgResult r = conn_.Run("SELECT key, value FROM settings WHERE key LIKE 'hold\\_all.%'");
+    if (!r.ok()) return Fail(r, "read settings");
+    Hold h;
+    for (int i = 0; i < r.rows(); ++i) {
+      std::string_view key = r.Text(i, 0);
+      std::string value(r.Text(i, 1));
+      if (key == "hold_all.at_ms") h.at_ms = std::strtoll(value.c_str(), nullptr, 10);
+      if (key == "hold_all.by") h.by = value;
+      if (key == "hold_all.reason") h.reason = value;
+    }
+    return h;
+  }
+
+  Result<CancelOutcome> CancelUnsent(std::string_view batch_id, int64_t at_ms,
+                                     std::string_view error) override {
+    if (Status s = CheckWritable("cancel"); !s.ok()) return s;
+    Txn txn(this, Txn::kWrite);
+    if (!txn.status().ok()) return txn.status();
+    PgResult b =
+        conn_.Run("SELECT 1 FROM batches WHERE id = $1 FOR UPDATE", PgParams().Add(batch_id));
+    if (!b.ok()) return Fail(b, "read batch");
+    if (b.rows() == 0) return NotFoundError("unknown batch '" + std::string(batch_id) + "'");
+    // Every never-sent payout becomes final CANCELLED, and batch_totals moves with them: each
+    // bucket of (new, none) to (final, CANCELLED), fee fields as they were. One statement.
+    PgResult r = conn_.Run(R"sql(
+WITH cancelled AS (
+  UPDATE payouts SET stage = 4, state = 5, next_at_ms = 0, error = $2
+  WHERE batch_id = $1 AND stage = 0
+  RETURNING currency, has_fee, fee_currency, amount_minor, fee_minor),
+sums AS (
+  SELECT currency, has_fee, fee_currency, count(*) AS n, sum(amount_minor)::bigint AS a,
+         sum(fee_minor)::bigint AS f
+  FROM cancelled GROUP BY currency, has_fee, fee_currency),
+moved AS (
+  INSERT INTO batch_totals AS t
+      (batch_id, stage, state, currency, has_fee, fee_currency, payouts, amount_minor, fee_minor)
+    SELECT $1, 0, 0, currency, has_fee, fee_currency, -n, -a, -f FROM sums
+    UNION ALL
+    SELECT $1, 4, 5, currency, has_fee, fee_currency, n, a, f FROM sums
+  ON CONFLICT (batch_id, stage, state, currency, has_fee, fee_currency) DO UPDATE SET
+    payouts = t.payouts + excluded.payouts,
+    amount_minor = t.amount_minor + excluded.amount_minor,
+    fee_minor = t.fee_minor + excluded.fee_minor)
+SELECT coalesce(sum(n), 0)::bigint FROM sums)sql",
+                           PgParams().Add(batch_id).Add(error));
+    if (!r.ok()) return Fail(r, "cancel payouts of batch '" + std::string(batch_id) + "'");
+    CancelOutcome out;
+    out.cancelled = r.Int(0, 0);
+    PgResult mark = conn_.Run(
+        "UPDATE batches SET cancelled_at_ms = $2 WHERE id = $1 AND cancelled_at_ms = 0",
+        PgParams().Add(batch_id).Add(at_ms));
+    if (!mark.ok()) return Fail(mark, "mark batch '" + std::string(batch_id) + "' cancelled");
+    auto running = CountNotFinal(batch_id);
+    if (!running.ok()) return running.status();
+    out.still_running = *running;
+    out.all_final = out.still_running == 0;
+    if (Status s = txn.Commit(); !s.ok()) return s;
+    return out;
   }
 
   Result<std::vector<PayoutRow>> LoadByStage(std::string_view batch_id, Stage stage,
@@ -547,7 +691,8 @@ class PgPayoutStore final : public PayoutStore {
     if (Status s = CheckUnseen(batch); !s.ok()) return s;
     PgResult r = conn_.Run(
         "INSERT INTO batches (id, sha256, file_name, rows, status, started_at_ms, finished_at_ms,"
-        " created_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        " approvals_required, held_at_ms, held_by, hold_reason, created_by)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         PgParams()
             .Add(batch.id)
             .Add(batch.sha256)
@@ -556,6 +701,10 @@ class PgPayoutStore final : public PayoutStore {
             .Add(static_cast<int>(batch.status))
             .Add(batch.started_at_ms)
             .Add(batch.finished_at_ms)
+            .Add(batch.approvals_required)
+            .Add(batch.hold.at_ms)
+            .Add(batch.hold.by)
+            .Add(batch.hold.reason)
             .Add(token));
     if (r.error_kind() == PgErrorKind::kUniqueViolation) {
       return AlreadyExistsError("batch '" + batch.id + "' was recorded meanwhile (" +
@@ -623,6 +772,13 @@ class PgPayoutStore final : public PayoutStore {
       }
     }
     return AlreadyExistsError("a payout id was used before (recorded meanwhile)");
+  }
+
+  Result<int64_t> CountNotFinal(std::string_view batch_id) {
+    PgResult c = conn_.Run("SELECT count(*) FROM payouts WHERE batch_id = $1 AND stage < 4",
+                           PgParams().Add(batch_id));
+    if (!c.ok()) return Fail(c, "count pending payouts");
+    return c.Int(0, 0);
   }
 
   Result<bool> Exists(const char* sql, std::string_view key) {

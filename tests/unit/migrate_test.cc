@@ -102,6 +102,15 @@ void BuildSqliteState(const std::string& path) {
   Must(store.SetBatchStatus("done", BatchRecord::Status::kReported, 1'790'000'100'000));
 
   Must(store.CreateBatch(MakeBatch("open", 8, 1'790'000'200'000), MakePayouts("open", 8)));
+  Must(store.SetHold("open", Hold{1'790'000'210'000, "alice (uid 1001)", "check \"IBANs\""}));
+  Must(store.AddAudit("open", AuditEntry{1'790'000'210'000, "hold", "alice (uid 1001)", "x"}));
+  Must(store.AddAudit("open", AuditEntry{1'790'000'220'000, "resume", "bob (uid 1002)", ""}));
+  Must(store.SetHoldAll(Hold{1'790'000'230'000, "ops (uid 1003)", "bank holiday"}));
+  BatchRecord waiting = MakeBatch("waiting", 1, 1'790'000'240'000);
+  waiting.status = BatchRecord::Status::kAwaitingApproval;
+  waiting.approvals_required = 2;
+  Must(store.CreateBatch(waiting, MakePayouts("waiting", 1)));
+  ASSERT_TRUE(*store.AddApproval("waiting", Approval{"alice@example.com", "SHA256:a", "w.sig", 9}));
   std::vector<PayoutUpdate> group;
   for (int i = 0; i < 6; ++i) {
     PayoutUpdate u = Update("open-" + std::to_string(i), Stage::kSubmitting);
@@ -120,6 +129,8 @@ void BuildSqliteState(const std::string& path) {
     Must(store.Apply({u}));
   }
   Must(store.Apply({Update("open-5", Stage::kFinal, FinalState::kRejected)}));
+  Must(store.CreateBatch(MakeBatch("gone", 2, 1'790'000'250'000), MakePayouts("gone", 2)));
+  Must(store.CancelUnsent("gone", 1'790'000'260'000, "cancelled by alice (uid 1001)").status());
   Must(store.RecordOutage(GatewayOutage{1'790'000'000'500, 1'790'000'060'000, 0, "refused"}));
   Must(store.RecordOutage(GatewayOutage{1'790'000'300'000, 0, 1'790'000'300'500, "5xx"}));
 }
@@ -175,8 +186,11 @@ TEST(MigrateState, MovesEveryBatchPayoutTotalAndOutageAndKeepsTheDuplicateRules)
 
   auto report = MigrateState("sqlite:" + path, uri);
   ASSERT_TRUE(report.ok()) << report.error();
-  EXPECT_EQ(report->rows.at("batches"), 2);
-  EXPECT_EQ(report->rows.at("payouts"), 11);
+  EXPECT_EQ(report->rows.at("batches"), 4);
+  EXPECT_EQ(report->rows.at("payouts"), 14);
+  EXPECT_EQ(report->rows.at("approvals"), 1);
+  EXPECT_EQ(report->rows.at("audit"), 2);
+  EXPECT_EQ(report->rows.at("settings"), 3);
   EXPECT_EQ(report->rows.at("gateway_outages"), 2);
   EXPECT_GT(report->rows.at("batch_totals"), 0);
 
@@ -187,8 +201,8 @@ TEST(MigrateState, MovesEveryBatchPayoutTotalAndOutageAndKeepsTheDuplicateRules)
   auto batches_from = (*from)->ListBatches();
   auto batches_to = to->ListBatches();
   ASSERT_TRUE(batches_to.ok()) << batches_to.error();
-  ASSERT_EQ(batches_to->size(), 2u);
-  for (size_t i = 0; i < 2; ++i) {
+  ASSERT_EQ(batches_to->size(), 4u);
+  for (size_t i = 0; i < 4; ++i) {
     const BatchRecord& a = (*batches_from)[i];
     const BatchRecord& b = (*batches_to)[i];
     EXPECT_EQ(a.id, b.id);
@@ -198,6 +212,11 @@ TEST(MigrateState, MovesEveryBatchPayoutTotalAndOutageAndKeepsTheDuplicateRules)
     EXPECT_EQ(a.status, b.status);
     EXPECT_EQ(a.started_at_ms, b.started_at_ms);
     EXPECT_EQ(a.finished_at_ms, b.finished_at_ms);
+    EXPECT_EQ(a.approvals_required, b.approvals_required);
+    EXPECT_EQ(a.hold.at_ms, b.hold.at_ms);
+    EXPECT_EQ(a.hold.by, b.hold.by);
+    EXPECT_EQ(a.hold.reason, b.hold.reason);
+    EXPECT_EQ(a.cancelled_at_ms, b.cancelled_at_ms);
     auto rows_from = AllRows(**from, a.id);
     auto rows_to = AllRows(*to, a.id);
     ASSERT_EQ(rows_from.size(), rows_to.size());
@@ -228,6 +247,23 @@ TEST(MigrateState, MovesEveryBatchPayoutTotalAndOutageAndKeepsTheDuplicateRules)
     EXPECT_EQ((*due_from)[i].row.payout.id, (*due_to)[i].row.payout.id);
     EXPECT_EQ((*due_from)[i].position.row, (*due_to)[i].position.row);
   }
+  // The finance controls: approvals, the audit trail in its order, holds.
+  auto approvals = to->ListApprovals("waiting");
+  ASSERT_TRUE(approvals.ok()) << approvals.error();
+  ASSERT_EQ(approvals->size(), 1u);
+  EXPECT_EQ((*approvals)[0].key_fingerprint, "SHA256:a");
+  EXPECT_FALSE(*to->AddApproval("waiting", Approval{"alice@example.com", "SHA256:b", "x", 10}));
+  ASSERT_TRUE(to->AddAudit("open", AuditEntry{1, "cancel", "carol (uid 1004)", ""}).ok());
+  auto audit = to->ListAudit("open");
+  ASSERT_TRUE(audit.ok()) << audit.error();
+  ASSERT_EQ(audit->size(), 3u);
+  EXPECT_EQ((*audit)[0].action, "hold");
+  EXPECT_EQ((*audit)[1].by, "bob (uid 1002)");
+  EXPECT_EQ((*audit)[2].action, "cancel") << "a line added after the move comes after the moved";
+  EXPECT_EQ(to->GetHoldAll()->reason, "bank holiday");
+  EXPECT_EQ((*to->GetBatch("open"))->hold.reason, "check \"IBANs\"");
+  EXPECT_EQ((*to->GetBatch("gone"))->cancelled_at_ms, 1'790'000'260'000);
+
   auto outages = to->LoadOutages(0);
   ASSERT_TRUE(outages.ok()) << outages.error();
   ASSERT_EQ(outages->size(), 2u);
