@@ -161,6 +161,22 @@ TEST(PgConnection, MultiHostUriWithReadWriteTargetSkipsAHostThatIsDown) {
   EXPECT_EQ(r.Text(0, 0), db);
 }
 
+TEST(PgConnection, TlsIsTheUrisSslmode) {
+  // The test server has no certificate: sslmode=require must be refused, not quietly downgraded.
+  PAYOUTD_REQUIRE_POSTGRES(server);
+  std::string db = server->DatabaseOf(server->CreateDatabase());
+  std::string base = "postgresql://postgres@127.0.0.1:" + std::to_string(server->port()) + "/" + db;
+  PgConnectOptions o = Options(base + "?sslmode=require");
+  o.password_file = WriteFile(server->dir(), "pw-tls", testing::kPostgresTestPassword, 0600);
+  PgConnection tls(o);
+  PgResult r = tls.Run("SELECT 1");
+  EXPECT_EQ(r.error_kind(), PgErrorKind::kUnavailable);
+  EXPECT_NE(r.message().find("SSL"), std::string::npos) << r.message();
+  o.url = base + "?sslmode=disable";
+  PgConnection plain(o);
+  EXPECT_TRUE(plain.Run("SELECT 1").ok());
+}
+
 TEST(PgConnection, PasswordFileMustBePrivateAndItsContentNeverAppearsInMessages) {
   PAYOUTD_REQUIRE_POSTGRES(server);
   std::string db = server->DatabaseOf(server->CreateDatabase());
