@@ -71,8 +71,11 @@ Status PayoutEngine::Start() {
     const GatewayOutage& o = outages_.back();
     client_.OpenCircuit(WallTime(std::chrono::milliseconds(o.started_at_ms)), o.cause);
   }
+  PAYOUTD_ASSIGN_OR_RETURN(const Hold hold_all, store_.GetHoldAll());
+  hold_all_ = hold_all.held();
   PAYOUTD_ASSIGN_OR_RETURN(const std::vector<BatchRecord> batches, store_.ListBatches());
   for (const auto& b : batches) {
+    if (b.hold.held() && b.status != BatchRecord::Status::kReported) holds_.insert(b.id);
     if (b.status != BatchRecord::Status::kActive) continue;
     // A POST cut off by a crash may or may not have reached the gateway: resolve with GET first.
     for (;;) {
@@ -107,6 +110,7 @@ void PayoutEngine::AddBatch(const std::string& batch_id) {
   Cursor c;
   c.batch_id = batch_id;
   c.remaining = progress->batch.rows - finals;
+  c.cancelled = progress->batch.cancelled_at_ms != 0;
   log::Info("engine.batch_started", {{"batch", batch_id},
                                      {"rows", std::to_string(progress->batch.rows)},
                                      {"remaining", std::to_string(c.remaining)}});
@@ -186,7 +190,8 @@ void PayoutEngine::Pump() {
 }
 
 bool PayoutEngine::Commit() {
-  if (pending_.empty() && pending_final_count_.empty() && pending_outages_.empty()) return true;
+  if (pending_.empty() && pending_final_count_.empty() && pending_outages_.empty() && pending_controls_.empty())
+    return true;
   if (!writer_) {
     auto job = TakeCommitJob();
     return FinishCommit(*job, WriteCommit(store_, *job));
@@ -214,6 +219,8 @@ std::shared_ptr<PayoutEngine::CommitJob> PayoutEngine::TakeCommitJob() {
   pending_finals_.clear();
   job->outages = std::move(pending_outages_);
   pending_outages_.clear();
+  job->controls = std::move(pending_controls_);
+  pending_controls_.clear();
   job->now_ms = NowMs();
   for (const auto& [batch_id, n] : pending_final_count_) {
     auto it = batches_.find(batch_id);
@@ -227,9 +234,19 @@ std::shared_ptr<PayoutEngine::CommitJob> PayoutEngine::TakeCommitJob() {
 }
 
 // Runs on the writer's thread (or the io thread without one): nothing here touches the engine.
-Status PayoutEngine::WriteCommit(PayoutStore& store, const CommitJob& job) {
+Status PayoutEngine::WriteCommit(PayoutStore& store, CommitJob& job) {
   if (!job.updates.empty()) PAYOUTD_RETURN_IF_ERROR(store.Apply(job.updates));
   for (const auto& outage : job.outages) PAYOUTD_RETURN_IF_ERROR(store.RecordOutage(outage));
+  // After the updates: a payout whose submission was taken back is at kNew again, so a cancel
+  // in the same group ends it too.
+  for (ControlChange& c : job.controls) {
+    for (const auto& [batch_id, hold] : c.holds) PAYOUTD_RETURN_IF_ERROR(store.SetHold(batch_id, hold));
+    if (c.hold_all) PAYOUTD_RETURN_IF_ERROR(store.SetHoldAll(*c.hold_all));
+    if (!c.cancel_batch.empty()) {
+      PAYOUTD_ASSIGN_OR_RETURN(c.cancel_outcome, store.CancelUnsent(c.cancel_batch, job.now_ms, c.cancel_error));
+    }
+    for (const auto& [batch_id, entry] : c.audit) PAYOUTD_RETURN_IF_ERROR(store.AddAudit(batch_id, entry));
+  }
   // After the finals above: a batch is kFinished only once every payout's final state is durable.
   for (const auto& batch_id : job.finished) {
     PAYOUTD_RETURN_IF_ERROR(
@@ -242,6 +259,10 @@ bool PayoutEngine::FinishCommit(const CommitJob& job, const Status& written) {
   if (!written.ok()) {
     stopped_ = true;
     log::Error("engine.commit_failed", {{"error", written.message()}});
+    for (const ControlChange& c : job.controls) {
+      if (c.done) c.done(written);
+      if (c.cancel_done) c.cancel_done(written);
+    }
     if (observer_) observer_->OnStoreError(written.message());
     return false;
   }
@@ -260,8 +281,90 @@ bool PayoutEngine::FinishCommit(const CommitJob& job, const Status& written) {
     log::Info("engine.batch_finished", {{"batch", batch_id}});
     if (observer_) observer_->OnBatchFinished(batch_id);
   }
+  for (const ControlChange& c : job.controls) {
+    if (!c.cancel_batch.empty()) {
+      auto it = batches_.find(c.cancel_batch);
+      if (it != batches_.end()) {
+        it->second.remaining -= c.cancel_outcome.cancelled;
+        PAYOUTD_CHECK(it->second.remaining >= 0);
+        if (it->second.remaining == 0) pending_final_count_[c.cancel_batch] += 0;  // finished next
+      }
+      SchedulePump();
+    }
+    if (c.done) c.done(Status::Ok());
+    if (c.cancel_done) c.cancel_done(c.cancel_outcome);
+  }
   CheckDrained();
   return true;
+}
+
+void PayoutEngine::QueueControl(ControlChange change) {
+  pending_controls_.push_back(std::move(change));
+  SchedulePump();
+}
+
+bool PayoutEngine::MaySubmit(const std::string& batch_id) const {
+  if (hold_all_ || holds_.count(batch_id)) return false;
+  auto it = batches_.find(batch_id);
+  return it == batches_.end() || !it->second.cancelled;
+}
+
+// Submissions the client has not put on the wire yet come back as kCancelled (OnSubmitted puts
+// them back in their batch's queue, or leaves them for a cancel to end).
+void PayoutEngine::WithdrawSubmissions(const std::function<bool(const std::string& batch_id)>& which) {
+  client_.WithdrawSubmissions([&](const std::string& payout_id) {
+    auto it = submitting_.find(payout_id);
+    return it != submitting_.end() && which(it->second);
+  });
+}
+
+void PayoutEngine::HoldBatch(const std::string& batch_id, const Hold& hold, const AuditEntry& audit,
+                             std::function<void(Status)> done) {
+  if (hold.held()) {
+    holds_.insert(batch_id);
+    WithdrawSubmissions([&](const std::string& b) { return b == batch_id; });
+  } else {
+    holds_.erase(batch_id);
+  }
+  ControlChange c;
+  c.holds.emplace_back(batch_id, hold);
+  c.audit.emplace_back(batch_id, audit);
+  c.done = std::move(done);
+  QueueControl(std::move(c));
+}
+
+void PayoutEngine::HoldAll(const Hold& hold, std::vector<std::pair<std::string, AuditEntry>> audit,
+                           std::function<void(Status)> done) {
+  hold_all_ = hold.held();
+  if (hold_all_) WithdrawSubmissions([](const std::string&) { return true; });
+  ControlChange c;
+  c.hold_all = hold;
+  c.audit = std::move(audit);
+  c.done = std::move(done);
+  QueueControl(std::move(c));
+}
+
+void PayoutEngine::CancelBatch(const std::string& batch_id, std::string error, const AuditEntry& audit,
+                               std::function<void(Result<CancelOutcome>)> done) {
+  auto it = batches_.find(batch_id);
+  if (it == batches_.end()) {
+    done(Status::NotFound("batch '" + batch_id + "' is not being paid"));
+    return;
+  }
+  // From here nothing of the batch starts: no new submission, no re-send after a 404.
+  it->second.cancelled = true;
+  it->second.ready.clear();
+  WithdrawSubmissions([&](const std::string& b) { return b == batch_id; });
+  ControlChange c;
+  c.cancel_batch = batch_id;
+  c.cancel_error = std::move(error);
+  c.audit.emplace_back(batch_id, audit);
+  c.cancel_done = std::move(done);
+  // The taken-back submissions report through posted handlers: queue the cancel after them, so
+  // their return to kNew is in the same group, ahead of it.
+  boost::asio::post(io_, [this, alive = alive_, c = std::move(c)]() mutable {
+    if (*alive) QueueControl(std::move(c));
+  });
 }
 
 void PayoutEngine::FillPolls() {
@@ -331,7 +434,7 @@ void PayoutEngine::FillSubmissions() {
   while (submits_out_ < options_.submit_window && idle < batches_.size()) {
     if (it == batches_.end()) it = batches_.begin();
     PayoutRow row;
-    if (NextReady(it->second, &row)) {
+    if (MaySubmit(it->first) && NextReady(it->second, &row)) {
       idle = 0;
       StartSubmit(std::move(row));
     } else {
@@ -349,6 +452,7 @@ void PayoutEngine::StartSubmit(PayoutRow row) {
   if (row.since_ms == 0) row.since_ms = NowMs();
   Record(row);
   busy_.insert(row.payout.id);
+  submitting_[row.payout.id] = row.batch_id;
   ++submits_out_;
   Payout payout = row.payout;
   client_.Submit(payout, [this, alive = alive_, row = std::move(row)](SubmitResult r) mutable {
@@ -370,6 +474,7 @@ void PayoutEngine::StartPoll(PayoutRow row) {
 
 void PayoutEngine::OnSubmitted(PayoutRow row, const SubmitResult& r) {
   busy_.erase(row.payout.id);
+  submitting_.erase(row.payout.id);
   --submits_out_;
   row.attempts += r.post_attempts;
   using O = SubmitResult::Outcome;
@@ -399,10 +504,17 @@ void PayoutEngine::OnSubmitted(PayoutRow row, const SubmitResult& r) {
       ScheduleNextPoll(row, Stage::kUnknown);
       break;
     case O::kCancelled:
-      // Shutting down. A payout never POSTed goes back to new; otherwise its outcome is unknown.
+      // Shutting down, or taken back for a hold or a cancel. A payout never POSTed goes back to
+      // new; otherwise its outcome is unknown.
       row.stage = row.attempts > 0 ? Stage::kUnknown : Stage::kNew;
       row.next_at_ms = NowMs();
+      if (row.stage == Stage::kNew) row.since_ms = 0;  // it was never submitted
       Record(row);
+      if (row.stage == Stage::kNew && !draining_) {
+        // First in its batch's queue again, for when the hold ends (a cancel ends it instead).
+        auto it = batches_.find(row.batch_id);
+        if (it != batches_.end() && !it->second.cancelled) it->second.ready.push_front(std::move(row));
+      }
       break;
   }
   SchedulePump();
@@ -418,10 +530,12 @@ void PayoutEngine::OnPolled(PayoutRow row, const PollResult& r) {
       ApplyGatewayView(row, r.payout);
       break;
     case O::kNotFound:
-      if (row.stage == Stage::kUnknown && !draining_) {
+      if (row.stage == Stage::kUnknown && !draining_ && MaySubmit(row.batch_id)) {
         // Our POST never reached the gateway: send it again, same id and same body.
         StartSubmit(std::move(row));
       } else {
+        // Held or cancelled: no POST now; the payout is asked about again, and sent again only
+        // once its batch may send.
         row.error = "the gateway reports no such payout";
         ScheduleNextPoll(row, row.stage);
       }
@@ -557,7 +671,7 @@ int64_t PayoutEngine::OutageMs(int64_t from_ms, int64_t to_ms) const {
 void PayoutEngine::CheckDrained() {
   if (!draining_ || !drained_) return;
   if (submits_out_ != 0 || polls_out_ != 0 || !pending_.empty() || !pending_outages_.empty() ||
-      commit_in_flight_)
+      !pending_controls_.empty() || commit_in_flight_)
     return;
   auto done = std::move(drained_);
   drained_ = nullptr;

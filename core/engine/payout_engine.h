@@ -17,6 +17,11 @@
 //   committed is not read back from the store (its stored row is stale) until they are. When the
 //   store falls behind by max_uncommitted changes, no new work starts until it catches up.
 //
+// - Operator control (docs/operator-control.md): a held batch (or all, with HoldAll) starts no new
+//   POST, its queued submissions are taken back from the client at once, and its polls go on; a
+//   cancelled batch starts no POST ever again, and its never-sent payouts become CANCELLED in the
+//   same group commit as whatever was pending. Each change is durable (with its audit entry)
+//   before its `done` runs, and in force (nothing more starts) from the moment it is called.
 // - A gateway outage (the client's circuit open) is durable: each opening and closing is committed
 //   with the next group, a restart during one starts with the circuit open, and the time the
 //   circuit was open does not count towards polling.give_up_after.
@@ -30,10 +35,12 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
+#include <utility>
 #include <vector>
 
 #include <boost/asio/io_context.hpp>
@@ -100,6 +107,19 @@ class PayoutEngine {
   bool Nudge(const std::string& payout_id);
   void Reconfigure(const PollingPolicy& polling);
 
+  // Holds (hold.held()) or resumes one batch, known to the store (active or not yet). The audit
+  // entry is recorded with it. `done` runs once both are durable.
+  void HoldBatch(const std::string& batch_id, const Hold& hold, const AuditEntry& audit,
+                 std::function<void(Status)> done);
+  // The same for every batch, present and future; `audit` goes to each batch listed.
+  void HoldAll(const Hold& hold, std::vector<std::pair<std::string, AuditEntry>> audit,
+               std::function<void(Status)> done);
+  // Cancels an active batch: its never-sent payouts become final CANCELLED with `error`, those
+  // already sent go on; nothing of it is ever POSTed again. `done` runs once that is durable.
+  void CancelBatch(const std::string& batch_id, std::string error, const AuditEntry& audit,
+                   std::function<void(Result<CancelOutcome>)> done);
+  bool IsActive(const std::string& batch_id) const { return batches_.count(batch_id) != 0; }
+
   // Stops taking new work: no new submission or poll starts; calls already with the client finish.
   // `done` runs once nothing is outstanding and every change is committed.
   void Drain(std::function<void()> done);
@@ -121,6 +141,19 @@ class PayoutEngine {
     std::deque<PayoutRow> ready;  // kNew rows loaded and not yet submitted
     bool exhausted = false;       // no kNew rows left after last_line
     int64_t remaining = 0;        // payouts not final (committed or pending)
+    bool cancelled = false;       // never submit again
+  };
+
+  // An operator's change waiting for the next group commit, with whom to tell once it is durable.
+  struct ControlChange {
+    std::vector<std::pair<std::string, Hold>> holds;                 // batch -> hold (or resume)
+    std::optional<Hold> hold_all;
+    std::vector<std::pair<std::string, AuditEntry>> audit;           // batch -> entry
+    std::string cancel_batch;                                        // empty: no cancel
+    std::string cancel_error;
+    std::function<void(Status)> done;
+    std::function<void(Result<CancelOutcome>)> cancel_done;
+    CancelOutcome cancel_outcome;                                    // filled by the writer
   };
 
   // One group of changes on its way to the store.
@@ -129,6 +162,7 @@ class PayoutEngine {
     std::vector<PayoutRow> finals;          // for the observer, once committed
     std::vector<std::string> finished;      // batches whose last payout is final in this group
     std::vector<GatewayOutage> outages;     // circuit openings and closings
+    std::vector<ControlChange> controls;    // after the updates: holds, cancels, their audit
     int64_t now_ms = 0;
   };
 
@@ -139,7 +173,10 @@ class PayoutEngine {
   // the writer unless a commit is already under way (then it goes with the next one).
   bool Commit();
   std::shared_ptr<CommitJob> TakeCommitJob();
-  static Status WriteCommit(PayoutStore& store, const CommitJob& job);
+  static Status WriteCommit(PayoutStore& store, CommitJob& job);
+  void QueueControl(ControlChange change);
+  bool MaySubmit(const std::string& batch_id) const;
+  void WithdrawSubmissions(const std::function<bool(const std::string& batch_id)>& which);
   bool FinishCommit(const CommitJob& job, const Status& written);
   bool Settled(const std::string& payout_id) const { return !busy_.count(payout_id) && !unsettled_.count(payout_id); }
   void FillPolls();
@@ -173,6 +210,10 @@ class PayoutEngine {
   std::string rr_next_;                             // round-robin position among batches_
   StoreThread* writer_;
   std::unordered_set<std::string> busy_;            // payout ids with a call at the client
+  std::unordered_map<std::string, std::string> submitting_;  // payout id -> batch, while submitted
+  std::unordered_set<std::string> holds_;           // batches held one by one (any status)
+  bool hold_all_ = false;
+  std::vector<ControlChange> pending_controls_;     // waiting for the next group commit
   std::unordered_map<std::string, int> unsettled_;  // ids with changes not yet committed: how many
   std::vector<PayoutUpdate> pending_;               // uncommitted changes
   std::vector<PayoutRow> pending_finals_;           // finals in pending_, for the observer

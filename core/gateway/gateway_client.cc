@@ -1,5 +1,7 @@
 #include "core/gateway/gateway_client.h"
 
+#include <algorithm>
+
 #include <boost/asio/post.hpp>
 #include <deque>
 #include <unordered_map>
@@ -110,6 +112,20 @@ class GatewayClientImpl final : public GatewayClient {
       call->backoff.reset();
       PostReport(std::move(call), std::nullopt);
     }
+  }
+
+  size_t WithdrawSubmissions(const std::function<bool(const std::string& payout_id)>& which) override {
+    std::vector<uint64_t> taken;
+    for (auto& [id, call] : calls_)
+      if (call->kind == Call::Kind::kSubmit && !call->in_flight && which(call->payout_id)) taken.push_back(id);
+    for (uint64_t id : taken) {
+      ready_.erase(std::remove(ready_.begin(), ready_.end(), id), ready_.end());
+      auto node = calls_.extract(id);
+      std::unique_ptr<Call> call = std::move(node.mapped());
+      call->backoff.reset();
+      PostReport(std::move(call), std::nullopt);
+    }
+    return taken.size();
   }
 
   void Cancel() override {

@@ -173,6 +173,12 @@ class GatewayClient {
   // New limits and retry settings, from SIGHUP; take effect for requests not yet started.
   virtual void Reconfigure(const LimitOptions& limits, const RetryOptions& retry) = 0;
 
+  // Takes back the Submit calls for which `which(payout_id)` holds and that have no request on the
+  // wire now (queued, or waiting to retry): each reports kCancelled, or kUnknown when an earlier
+  // POST of the call may have reached the gateway. Requests on the wire are not touched. Reports
+  // are posted, never run inside this call. Returns how many were taken back.
+  virtual size_t WithdrawSubmissions(const std::function<bool(const std::string& payout_id)>& which) = 0;
+
   // Stops starting requests. Queued calls report kCancelled; requests in flight finish (or time
   // out) and report normally. Cancel() also aborts requests in flight (they report kCancelled).
   virtual void Shutdown() = 0;

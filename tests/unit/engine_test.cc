@@ -80,6 +80,7 @@ class FakeGateway final : public GatewayClient {
   CircuitState circuit() const override { return CircuitState{}; }
   void SetCircuitListener(std::function<void(const CircuitEvent&)>) override {}
   void OpenCircuit(WallTime, const std::string&) override {}
+  size_t WithdrawSubmissions(const std::function<bool(const std::string&)>&) override { return 0; }
 
  private:
   boost::asio::io_context& io_;
