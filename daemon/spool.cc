@@ -167,11 +167,17 @@ Status Spool::Reject(const std::string& file_name, const std::string& errors_csv
 }
 
 Status Spool::MoveToRejected(const std::string& from, const std::string& batch, const std::string& errors_csv) {
-  std::string dest = FreePath(rejected(), batch, ".csv");
+  return RejectInto(rejected(), from, batch, errors_csv);
+}
+
+Status RejectInto(const std::string& rejected_dir, const std::string& from, const std::string& batch,
+                  const std::string& errors_csv, const std::vector<std::string>& also) {
+  std::string dest = FreePath(rejected_dir, batch, ".csv");
   std::string stem = BaseName(dest).substr(0, BaseName(dest).size() - 4);
   // The reasons first, then the batch, back to back: a batch in rejected/ always has its reasons beside it.
   FileSet set;
-  PAYOUTD_RETURN_IF_ERROR(set.Write(rejected() + "/" + stem + ".errors.csv", errors_csv));
+  PAYOUTD_RETURN_IF_ERROR(set.Write(rejected_dir + "/" + stem + ".errors.csv", errors_csv));
+  for (const std::string& path : also) set.Move(path, rejected_dir + "/" + BaseName(path));
   set.Move(from, dest);
   return set.Commit();
 }

@@ -90,4 +90,10 @@ class Spool {
 // True for names the spool takes: `*.csv`, not hidden, not `*.tmp`/`*.part`.
 bool IsBatchFileName(const std::string& name);
 
+// Writes `<batch>.errors.csv` into `rejected_dir` and moves `from` beside it as `<batch>.csv` (or
+// `<batch>.N.csv`, never overwriting), with the files in `also` (e.g. its signatures) before it.
+// Blocking; used by the spool and by the approval round on the store thread.
+Status RejectInto(const std::string& rejected_dir, const std::string& from, const std::string& batch,
+                  const std::string& errors_csv, const std::vector<std::string>& also = {});
+
 }  // namespace payoutd
