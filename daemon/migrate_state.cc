@@ -12,9 +12,10 @@ namespace {
 constexpr const char* kHelp =
     "usage: payoutd migrate-state [--config FILE] --from sqlite:PATH --to postgresql://URL\n"
     "Moves a single-host state (the SQLite file of state.path) into an empty PostgreSQL\n"
-    "database, all or nothing: every batch, payout, total and gateway outage. Stop the daemon\n"
-    "first. The password comes from libpq's own means (~/.pgpass, PGPASSFILE); put none in the\n"
-    "URL. Refuses a target that is not empty. Exit 0 moved, 2 usage, 1 anything else.\n";
+    "database, all or nothing: every batch, payout, total, gateway outage, approval, audit line\n"
+    "and hold. Stop the daemon first. The password comes from libpq's own means (~/.pgpass,\n"
+    "PGPASSFILE); put none in the URL. Refuses a target that is not empty. Exit 0 moved,\n"
+    "2 usage, 1 anything else.\n";
 
 }  // namespace
 
