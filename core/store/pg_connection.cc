@@ -324,6 +324,10 @@ std::string RedactUrl(std::string_view url) {
   return out;
 }
 
+const char* const kPgDropVanishedClients =
+    "SELECT set_config('client_connection_check_interval', '1000', false) "
+    "WHERE current_setting('server_version_num')::int >= 140000;";
+
 // ---------------------------------------------------------------------------------------------
 // PgConnection
 

@@ -182,6 +182,11 @@ class PgConnection {
   std::unordered_map<std::string, std::string> prepared_;   // sql -> statement name
 };
 
+// Session SQL that makes the server end the session of a client that went away, even while the
+// session waits for a lock (client_connection_check_interval, PostgreSQL 14 and later; older
+// servers go without).
+extern const char* const kPgDropVanishedClients;
+
 // Escapes one value for COPY text format (backslash, tab, newline, carriage return) onto *out.
 void AppendCopyField(std::string* out, std::string_view v);
 

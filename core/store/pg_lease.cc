@@ -61,8 +61,8 @@ int64_t Ns(SteadyTime t) { return duration_cast<nanoseconds>(t.time_since_epoch(
 // away even while it waits for a lock, so no takeover is left running after its caller gave up.
 PgConnectOptions LeaseSession(PgConnectOptions db, Duration lease) {
   int64_t ms = duration_cast<milliseconds>(lease).count();
-  db.session_sql += "SET lock_timeout = " + std::to_string(ms) +
-                    "; SET client_connection_check_interval = 1000;";
+  db.session_sql += "SET lock_timeout = " + std::to_string(ms) + "; ";
+  db.session_sql += kPgDropVanishedClients;
   return db;
 }
 

@@ -839,9 +839,8 @@ Result<std::unique_ptr<PayoutStore>> OpenPgPayoutStore(PgConnectOptions db, int6
                                                        bool read_only) {
   // A session that dies with its client: a transaction left open by a client that vanished
   // would hold the fencing row and keep a standby from taking over.
-  db.session_sql +=
-      "SET idle_in_transaction_session_timeout = 60000; "
-      "SET client_connection_check_interval = 1000;";
+  db.session_sql += "SET idle_in_transaction_session_timeout = 60000; ";
+  db.session_sql += kPgDropVanishedClients;
   if (read_only) db.session_sql += " SET default_transaction_read_only = on;";
   auto store = std::make_unique<PgPayoutStore>(std::move(db), fencing_token, read_only);
   if (Status s = store->Init(); !s.ok()) return s;
