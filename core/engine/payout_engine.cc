@@ -336,8 +336,14 @@ void PayoutEngine::HoldBatch(const std::string& batch_id, const Hold& hold, cons
 void PayoutEngine::HoldAll(const Hold& hold, std::vector<std::pair<std::string, AuditEntry>> audit,
                            std::function<void(Status)> done) {
   hold_all_ = hold.held();
-  if (hold_all_) WithdrawSubmissions([](const std::string&) { return true; });
   ControlChange c;
+  if (hold_all_) {
+    WithdrawSubmissions([](const std::string&) { return true; });
+  } else {
+    // Resuming all resumes each batch held on its own too.
+    for (const std::string& batch_id : holds_) c.holds.emplace_back(batch_id, Hold{});
+    holds_.clear();
+  }
   c.hold_all = hold;
   c.audit = std::move(audit);
   c.done = std::move(done);

@@ -111,7 +111,8 @@ class PayoutEngine {
   // entry is recorded with it. `done` runs once both are durable.
   void HoldBatch(const std::string& batch_id, const Hold& hold, const AuditEntry& audit,
                  std::function<void(Status)> done);
-  // The same for every batch, present and future; `audit` goes to each batch listed.
+  // The same for every batch, present and future; `audit` goes to each batch listed. Resuming all
+  // also resumes the batches held one by one.
   void HoldAll(const Hold& hold, std::vector<std::pair<std::string, AuditEntry>> audit,
                std::function<void(Status)> done);
   // Cancels an active batch: its never-sent payouts become final CANCELLED with `error`, those

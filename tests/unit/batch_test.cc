@@ -366,7 +366,7 @@ TEST(BatchValidator_ErrorsCsv, QuotesFieldsAsRfc4180) {
   EXPECT_EQ(FormatErrorsCsv(b),
             "line,column,error\n"
             "2,amount,amount has 3 decimal places but USD allows 2\n"
-            ",,\"say \"\"hi\"\", twice\"\n");
+            "0,,\"say \"\"hi\"\", twice\"\n");  // line 0: the file as a whole
 }
 
 TEST(PayoutList, BehavesLikeAVectorOfPayouts) {
