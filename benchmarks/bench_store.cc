@@ -29,10 +29,12 @@ fs::path BenchDir() {
   return dir;
 }
 
-std::vector<Payout> MakePayouts(int n) {
-  std::vector<Payout> out(n);
+// The validator's compact list, which is what PayoutStore takes.
+PayoutList MakePayouts(int n) {
+  PayoutList out;
+  out.reserve(static_cast<size_t>(n));
   for (int i = 0; i < n; ++i) {
-    Payout& p = out[i];
+    Payout p;
     p.line = static_cast<uint32_t>(i + 2);
     p.id = "payroll-2026-11-" + std::to_string(i + 1);
     p.amount_minor = 10'000 + i % 99'991;
@@ -42,6 +44,7 @@ std::vector<Payout> MakePayouts(int n) {
     p.operator_code = "DEUTDEFF";
     p.method = "BANK_TRANSFER";
     p.email = i % 3 ? "" : "employee" + std::to_string(i) + "@example.com";
+    out.push_back(p);
   }
   return out;
 }
@@ -94,7 +97,7 @@ const std::string& SharedOneMillionBatch() {
 }
 
 void BM_CreateBatch1M(benchmark::State& state) {
-  std::vector<Payout> payouts = MakePayouts(kRows);
+  const PayoutList payouts = MakePayouts(kRows);
   int run = 0;
   int64_t bytes = 0;
   for (auto _ : state) {
@@ -123,18 +126,18 @@ void BM_Apply1MInGroupsOf1000(benchmark::State& state) {
     state.PauseTiming();
     fs::path db = BenchDir() / ("apply-" + std::to_string(run++) + ".db");
     auto store = OpenOrDie(db.string());
-    std::vector<Payout> payouts = MakePayouts(kRows);
+    const PayoutList payouts = MakePayouts(kRows);
     Check(store->CreateBatch(MakeBatch("payroll-2026-11"), payouts));
     std::vector<PayoutUpdate> group(kGroup);
     state.ResumeTiming();
     for (int start = 0; start < kRows; start += kGroup) {
       for (int i = 0; i < kGroup; ++i) {
         PayoutUpdate& u = group[i];
-        u.id = payouts[start + i].id;
-        u.stage = Stage::kSubmitting;
-        u.attempts = 1;
-        u.next_at_ms = 1'790'000'002'000 + start + i;
-        u.since_ms = 1'790'000'000'000;
+        u.id = payouts.id(start + i);
+        u.progress.stage = Stage::kSubmitting;
+        u.progress.attempts = 1;
+        u.progress.next_at_ms = 1'790'000'002'000 + start + i;
+        u.progress.since_ms = 1'790'000'000'000;
       }
       Check(store->Apply(group));
     }
@@ -154,7 +157,7 @@ BENCHMARK(BM_Apply1MInGroupsOf1000)->Iterations(1)->Unit(benchmark::kMillisecond
 
 void BM_FindUsedPayoutIds1M(benchmark::State& state) {
   auto store = OpenOrDie(SharedOneMillionBatch(), /*read_only=*/true);
-  std::vector<Payout> payouts = MakePayouts(kRows);
+  const PayoutList payouts = MakePayouts(kRows);
   for (auto _ : state) {
     auto used = store->FindUsedPayoutIds(payouts);
     if (!used.ok() || used->size() != static_cast<size_t>(kRows)) std::abort();

@@ -5,6 +5,8 @@
 #include <boost/beast/http.hpp>
 #include <simdjson.h>
 
+#include "core/base/listen_address.h"
+#include "core/base/liveness.h"
 #include "core/base/log.h"
 #include "daemon/metrics.h"
 
@@ -84,25 +86,18 @@ class Session : public std::enable_shared_from_this<Session> {
 class Receiver final : public CallbackReceiver {
  public:
   Receiver(asio::io_context& io, std::function<bool(const std::string&)> nudge, Metrics* metrics)
-      : acceptor_(io), nudge_(std::move(nudge)), metrics_(metrics), alive_(std::make_shared<bool>(true)) {}
-  ~Receiver() override { *alive_ = false; }
+      : acceptor_(io), nudge_(std::move(nudge)), metrics_(metrics) {}
+  ~Receiver() override { alive_.End(); }
 
   Status Listen(const std::string& listen) {
-    auto colon = listen.rfind(':');
-    if (colon == std::string::npos)
-      return Status::InvalidArgument("expected host:port, got '" + listen + "'");
-    std::string host = listen.substr(0, colon);
-    if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-    beast::error_code ec;
-    auto addr = asio::ip::make_address(host, ec);
-    if (ec) return Status::InvalidArgument("bad address '" + host + "'");
-    int port = 0;
-    try {
-      port = std::stoi(listen.substr(colon + 1));
-    } catch (...) {
-      return Status::InvalidArgument("bad port in '" + listen + "'");
+    Result<ListenAddress> address = ParseListenAddress(listen);
+    if (!address.ok()) {
+      return Status::InvalidArgument(address.error() + ", got '" + listen + "'");
     }
-    tcp::endpoint ep(addr, static_cast<unsigned short>(port));
+    beast::error_code ec;
+    auto addr = asio::ip::make_address(address->host, ec);
+    if (ec) return Status::InvalidArgument("bad address '" + address->host + "'");
+    tcp::endpoint ep(addr, address->port);
     acceptor_.open(ep.protocol(), ec);
     if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
     if (!ec) acceptor_.bind(ep, ec);
@@ -121,18 +116,19 @@ class Receiver final : public CallbackReceiver {
 
  private:
   void Accept() {
-    acceptor_.async_accept([this, alive = alive_](beast::error_code ec, tcp::socket socket) {
-      if (!*alive || ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
+    auto on_accept = [this, alive = alive_.token()](beast::error_code ec, tcp::socket socket) {
+      if (!alive || ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
       if (!ec) std::make_shared<Session>(std::move(socket), nudge_, metrics_)->Read();
       Accept();
-    });
+    };
+    acceptor_.async_accept(std::move(on_accept));
   }
 
   tcp::acceptor acceptor_;
   std::function<bool(const std::string&)> nudge_;
   Metrics* metrics_;
   int port_ = 0;
-  std::shared_ptr<bool> alive_;
+  Liveness alive_;  // last: ends first
 };
 
 }  // namespace

@@ -1,14 +1,16 @@
-// payoutd: one binary, subcommands (SPEC §5). Every user-facing message about bad input or
+// payoutd: one binary, subcommands (docs/cli.md). Every user-facing message about bad input or
 // configuration is produced here, from the Status values the modules return.
 #include <sys/stat.h>
 
 #include <cstring>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "config/config.h"
+#include "config/summary.h"
 #include "core/batch/batch.h"
 #include "core/base/log.h"
 #include "core/store/payout_store.h"
@@ -83,18 +85,19 @@ int Usage(const std::string& message) {
   return kExitUsage;
 }
 
-Result<Config> Load(const Args& a) {
-  auto cfg = LoadConfig(a.config);
-  if (!cfg.ok()) return cfg.status().WithPrefix("configuration " + a.config + " is not valid:\n");
-  return cfg;
+// The configuration; nullopt once every error in it is on stderr (exit with kExitUsage then).
+std::optional<Config> Load(const Args& a) {
+  Result<Config> cfg = LoadConfig(a.config);
+  if (!cfg.ok()) {
+    std::cerr << "payoutd: configuration " << a.config << " is not valid:\n" << cfg.error() << "\n";
+    return std::nullopt;
+  }
+  return std::move(*cfg);
 }
 
 int Check(const Args& a) {
-  auto cfg = Load(a);
-  if (!cfg.ok()) {
-    std::cerr << "payoutd: " << cfg.error() << "\n";
-    return kExitUsage;
-  }
+  std::optional<Config> cfg = Load(a);
+  if (!cfg) return kExitUsage;
   std::cout << Summarize(*cfg) << "configuration OK\n";
   return kExitOk;
 }
@@ -107,21 +110,18 @@ std::string Totals(const std::map<std::string, int64_t>& totals, const CurrencyT
 }
 
 int Validate(const Args& a) {
-  auto cfg = Load(a);
-  if (!cfg.ok()) {
-    std::cerr << "payoutd: " << cfg.error() << "\n";
-    return kExitUsage;
-  }
+  std::optional<Config> cfg = Load(a);
+  if (!cfg) return kExitUsage;
   const std::string& path = a.positional[0];
   struct stat st;
   if (::stat(path.c_str(), &st) != 0) {
     std::cerr << "payoutd: cannot read batch " << path << ": " << std::strerror(errno) << "\n";
     return kExitBatchInvalid;
   }
-  BatchValidator validator(ToBatchRules(*cfg));
+  BatchValidator validator(cfg->batches);
   std::unique_ptr<PayoutStore> store;
-  if (::stat(cfg->state_path.c_str(), &st) == 0) {
-    auto s = PayoutStore::Open(cfg->state_path, /*read_only=*/true);
+  if (::stat(cfg->state.path.c_str(), &st) == 0) {
+    auto s = PayoutStore::Open(cfg->state.path, /*read_only=*/true);
     if (s.ok()) {
       store = std::move(*s);
     } else {  // the rules are still checked; say that the history is not
@@ -207,19 +207,16 @@ void PrintGatewayOutage(PayoutStore& store, int64_t now_ms) {
 }
 
 int StatusCommand(const Args& a) {
-  auto cfg = Load(a);
-  if (!cfg.ok()) {
-    std::cerr << "payoutd: " << cfg.error() << "\n";
-    return kExitUsage;
-  }
+  std::optional<Config> cfg = Load(a);
+  if (!cfg) return kExitUsage;
   struct stat st;
-  if (::stat(cfg->state_path.c_str(), &st) != 0) {
-    std::cout << "no batches yet (no state at " << cfg->state_path << ")\n";
+  if (::stat(cfg->state.path.c_str(), &st) != 0) {
+    std::cout << "no batches yet (no state at " << cfg->state.path << ")\n";
     return kExitOk;
   }
-  auto store = PayoutStore::Open(cfg->state_path, /*read_only=*/true);
+  auto store = PayoutStore::Open(cfg->state.path, /*read_only=*/true);
   if (!store.ok()) {
-    std::cerr << "payoutd: state " << cfg->state_path << ": " << store.error() << "\n";
+    std::cerr << "payoutd: state " << cfg->state.path << ": " << store.error() << "\n";
     return kExitFailure;
   }
   int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -249,11 +246,8 @@ int StatusCommand(const Args& a) {
 }
 
 int Serve(const Args& a, ServiceOptions::Mode mode) {
-  auto cfg = Load(a);
-  if (!cfg.ok()) {
-    std::cerr << "payoutd: " << cfg.error() << "\n";
-    return kExitUsage;
-  }
+  std::optional<Config> cfg = Load(a);
+  if (!cfg) return kExitUsage;
   ServiceOptions o;
   o.mode = mode;
   o.config = std::move(*cfg);

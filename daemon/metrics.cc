@@ -8,8 +8,9 @@
 #include <prometheus/registry.h>
 #include <prometheus/text_serializer.h>
 
-#include <charconv>
 #include <exception>
+
+#include "core/base/listen_address.h"
 
 namespace payoutd {
 namespace {
@@ -39,20 +40,6 @@ std::string_view CallbackResultName(Metrics::CallbackResult r) {
     case Metrics::CallbackResult::kTooLarge: return "too_large";
   }
   return "?";
-}
-
-// Accepts "host:port" and "[v6]:port" with a decimal port 0..65535; civetweb would also take
-// suffixes ("s", "r") and a bare port meaning every interface, which a config must not do by accident.
-bool IsValidListen(const std::string& listen) {
-  auto colon = listen.rfind(':');
-  if (colon == std::string::npos || colon == 0 || colon + 1 == listen.size()) return false;
-  std::string_view host(listen.data(), colon);
-  if (host.front() == '[' && host.back() != ']') return false;
-  std::string_view port(listen.data() + colon + 1, listen.size() - colon - 1);
-  if (port.size() > 5) return false;
-  unsigned value = 0;
-  auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
-  return ec == std::errc() && end == port.data() + port.size() && value <= 65535;
 }
 
 double Pow10(int n) {
@@ -157,11 +144,16 @@ Result<std::unique_ptr<Metrics>> Metrics::Create(const std::string& listen, std:
       .Add({{"version", std::string(version)}})
       .Set(1);
   if (listen.empty()) return m;
-  if (!IsValidListen(listen))
-    return Status::InvalidArgument("metrics.listen: expected host:port, got '" + listen + "'");
+  // Parsed here too, and handed to civetweb rewritten: civetweb would also take suffixes ("s",
+  // "r") and a bare port meaning every interface, which a config must not do by accident.
+  Result<ListenAddress> address = ParseListenAddress(listen);
+  if (!address.ok()) {
+    return Status::InvalidArgument("metrics.listen: " + address.error() + ", got '" + listen +
+                                   "'");
+  }
   try {
     // One thread: Prometheus scrapes rarely and the registry serialises collection anyway.
-    m->exposer_ = std::make_unique<prometheus::Exposer>(listen, 1);
+    m->exposer_ = std::make_unique<prometheus::Exposer>(address->ToString(), 1);
   } catch (const std::exception& e) {
     return Status::Unavailable("metrics.listen: cannot serve on " + listen + ": " + e.what());
   }

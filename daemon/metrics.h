@@ -1,7 +1,8 @@
-// payoutd's Prometheus metrics (SPEC §7), served at http://<metrics.listen>/metrics.
+// payoutd's Prometheus metrics (docs/operations.md#metrics), served at
+// http://<metrics.listen>/metrics.
 //
-// Every metric is named with the `payoutd_` prefix exactly as SPEC §7 lists it; dashboards and
-// alerts (config/grafana, config/prometheus) depend on these names and labels.
+// Every metric is named with the `payoutd_` prefix exactly as docs/operations.md lists it;
+// dashboards and alerts (config/grafana, config/prometheus) depend on these names and labels.
 //
 // Guarantees:
 // - The label sets that alerts and dashboards rely on exist from the start with value 0:

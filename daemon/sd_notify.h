@@ -1,5 +1,5 @@
-// Telling systemd how the daemon is doing (Type=notify, SPEC §6): a thin layer over libsystemd's
-// sd_notify(3) and sd_watchdog_enabled(3).
+// Telling systemd how the daemon is doing (Type=notify, docs/operations.md#the-service): a thin
+// layer over libsystemd's sd_notify(3) and sd_watchdog_enabled(3).
 //
 // Every call is a no-op returning false when NOTIFY_SOCKET is unset (not started by systemd, or a
 // test), so the daemon calls them unconditionally. A failure to notify is never fatal: the

@@ -7,6 +7,7 @@
 #include <csignal>
 #include <iostream>
 #include <memory>
+#include <optional>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
@@ -32,33 +33,17 @@
 
 namespace payoutd {
 
-BatchRules ToBatchRules(const Config& c) {
-  BatchRules r;
-  r.delimiter = c.batches.delimiter;
-  r.default_method = c.batches.default_method;
-  r.default_operator_code = c.batches.default_operator_code;
-  r.max_rows = c.batches.max_rows;
-  r.max_amount = c.batches.max_amount;
-  r.max_total = c.batches.max_total;
-  r.currencies = c.batches.currencies;
-  return r;
-}
+namespace {
 
-EngineOptions ToEngineOptions(const Config& c) {
+// The engine runs with the configured polling policy, and hands the client enough calls to keep
+// every connection busy while the rest wait in the store.
+EngineOptions EngineOptionsFor(const Config& c) {
   EngineOptions o;
-  o.polling.initial_delay = c.polling.initial_delay;
-  o.polling.max_interval = c.polling.max_interval;
-  o.polling.give_up_after = c.polling.give_up_after;
-  o.polling.final_statuses = c.polling.final_statuses;
-  o.polling.success_statuses = c.polling.success_statuses;
-  // Enough calls with the client to keep every connection busy while the rest wait in the store.
-  size_t window = static_cast<size_t>(std::max(16, c.gateway.limits.max_in_flight * 2));
-  o.submit_window = window;
-  o.poll_window = window;
+  o.polling = c.polling;
+  o.submit_window = static_cast<size_t>(std::max(16, c.gateway.limits.max_in_flight * 2));
+  o.poll_window = o.submit_window;
   return o;
 }
-
-namespace {
 
 int64_t WallMs(const Clock& clock) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(clock.WallNow().time_since_epoch()).count();
@@ -80,7 +65,7 @@ class Service final : public EngineObserver {
   explicit Service(ServiceOptions options)
       : opt_(std::move(options)),
         cfg_(opt_.config),
-        validator_(ToBatchRules(cfg_)),
+        validator_(cfg_.batches),
         signals_(io_, SIGTERM, SIGINT),
         hup_(io_, SIGHUP),
         grace_timer_(io_),
@@ -98,8 +83,14 @@ class Service final : public EngineObserver {
 
  private:
   bool Process() const { return opt_.mode == ServiceOptions::Mode::kProcess; }
+  static int StartupFailed(const Status& why);
+  Status StartUp();
   Status Lock();
+  std::optional<int> TakeProcessBatch();
+  int RefuseProcessBatch(const ValidatedBatch& batch);
+  Status Resume();
   Status Recover();
+  void Serve();
   void OnClaimed(const std::string& file_name);
   void OnIntake(const std::string& file_name, Intake in);
   void RetryLater(const std::string& file_name);
@@ -152,149 +143,152 @@ class Service final : public EngineObserver {
 };
 
 Status Service::Lock() {
-  std::string path = cfg_.state_path + ".lock";
+  std::string path = cfg_.state.path + ".lock";
   lock_fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (lock_fd_ < 0) return Status::Unavailable("cannot open lock file " + path);
   if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
     return Status::FailedPrecondition("another payoutd (run or process) is using the state " +
-                                      cfg_.state_path);
+                                      cfg_.state.path);
   }
   return Status::Ok();
 }
 
+// The daemon's life: start up, take the batch in (`process`), resume, then run until shutdown.
 int Service::Run() {
-  log::SetLevel(cfg_.log_level);
-  log::SetFormat(cfg_.log_format);
-  if (Status st = MakeDirs(DirName(cfg_.state_path)); !st.ok()) {
-    log::Error("startup.failed", {{"error", st.message()}});
-    return kExitFailure;
-  }
-  if (Status st = Lock(); !st.ok()) {
-    log::Error("startup.failed", {{"error", st.message()}});
-    return kExitFailure;
-  }
-  auto store = PayoutStore::Open(cfg_.state_path);
-  if (!store.ok()) {
-    log::Error("startup.failed", {{"error", "state " + cfg_.state_path + ": " + store.error()}});
-    return kExitFailure;
-  }
-  store_ = std::move(*store);
-  auto writer_store = PayoutStore::Open(cfg_.state_path);
-  if (!writer_store.ok()) {
-    log::Error("startup.failed", {{"error", "state " + cfg_.state_path + ": " + writer_store.error()}});
-    return kExitFailure;
-  }
-  writer_ = std::make_unique<StoreThread>(io_, std::move(*writer_store));
-
-  auto metrics = Metrics::Create(Process() ? std::string() : cfg_.metrics_listen, PAYOUTD_VERSION);
-  if (!metrics.ok()) {
-    log::Error("startup.failed", {{"error", "metrics: " + metrics.error()}});
-    return kExitFailure;
-  }
-  metrics_ = std::move(*metrics);
-
-  auto client = GatewayClient::Create(io_, cfg_.gateway, clock_, random_, metrics_.get());
-  if (!client.ok()) {
-    log::Error("startup.failed", {{"error", "gateway: " + client.error()}});
-    return kExitFailure;
-  }
-  client_ = std::move(*client);
-  engine_ = std::make_unique<PayoutEngine>(io_, *store_, *client_, clock_, ToEngineOptions(cfg_), this, writer_.get());
-
-  if (!cfg_.callbacks_listen.empty()) {
-    auto cb = CallbackReceiver::Create(io_, cfg_.callbacks_listen, [this](const std::string& id) {
-      return engine_->Nudge(id);
-    }, metrics_.get());
-    if (!cb.ok()) {
-      log::Error("startup.failed", {{"error", "callbacks.listen: " + cb.error()}});
-      return kExitFailure;
-    }
-    callbacks_ = std::move(*cb);
-  }
-
+  log::Configure(cfg_.log);
+  if (Status st = StartUp(); !st.ok()) return StartupFailed(st);
   if (Process()) {
-    std::string file_name = BaseName(opt_.batch_path);
-    process_batch_ = BatchIdFromFileName(file_name);
-    if (Status st = MakeDirs(opt_.out_dir); !st.ok()) {
-      log::Error("startup.failed", {{"error", st.message()}});
-      return kExitFailure;
+    if (std::optional<int> exit_code = TakeProcessBatch()) return *exit_code;
+  }
+  if (Status st = Resume(); !st.ok()) return StartupFailed(st);
+  Serve();
+  io_.run();
+  if (lock_fd_ >= 0) ::close(lock_fd_);
+  return exit_code_;
+}
+
+int Service::StartupFailed(const Status& why) {
+  log::Error("startup.failed", {{"error", why.message()}});
+  return kExitFailure;
+}
+
+// Everything the daemon needs before it takes work: the state (locked, one connection for the io
+// thread and one for the store thread), metrics, the gateway client, the engine, the callback
+// receiver, and the spool or the output folder.
+Status Service::StartUp() {
+  PAYOUTD_RETURN_IF_ERROR(MakeDirs(DirName(cfg_.state.path)));
+  PAYOUTD_RETURN_IF_ERROR(Lock());
+  const std::string state = "state " + cfg_.state.path + ": ";
+  PAYOUTD_ASSIGN_OR_RETURN(store_, PayoutStore::Open(cfg_.state.path).WithPrefix(state));
+  PAYOUTD_ASSIGN_OR_RETURN(std::unique_ptr<PayoutStore> writer_store,
+                           PayoutStore::Open(cfg_.state.path).WithPrefix(state));
+  writer_ = std::make_unique<StoreThread>(io_, std::move(writer_store));
+
+  PAYOUTD_ASSIGN_OR_RETURN(
+      metrics_, Metrics::Create(Process() ? std::string() : cfg_.metrics.listen, PAYOUTD_VERSION)
+                    .WithPrefix("metrics: "));
+  PAYOUTD_ASSIGN_OR_RETURN(
+      client_, GatewayClient::Create(io_, cfg_.gateway, clock_, random_, metrics_.get())
+                   .WithPrefix("gateway: "));
+  engine_ = std::make_unique<PayoutEngine>(io_, *store_, *client_, clock_, EngineOptionsFor(cfg_),
+                                           this, writer_.get());
+  if (!cfg_.callbacks.listen.empty()) {
+    auto nudge = [this](const std::string& id) { return engine_->Nudge(id); };
+    PAYOUTD_ASSIGN_OR_RETURN(
+        callbacks_, CallbackReceiver::Create(io_, cfg_.callbacks.listen, nudge, metrics_.get())
+                        .WithPrefix("callbacks.listen: "));
+  }
+
+  if (Process()) return MakeDirs(opt_.out_dir);
+  spool_ = std::make_unique<Spool>(
+      io_, cfg_.spool.dir, cfg_.spool.settle, [this](const std::string& name) { OnClaimed(name); },
+      [this](const std::string&) { metrics_->OnBatch(Metrics::BatchResult::kRejected); });
+  return spool_->Prepare();
+}
+
+// `payoutd process`: the batch is taken in before anything starts. An exit code when the run ends
+// here (the batch is refused, or cannot be read or recorded); nullopt when it is to be paid.
+std::optional<int> Service::TakeProcessBatch() {
+  std::string file_name = BaseName(opt_.batch_path);
+  process_batch_ = BatchIdFromFileName(file_name);
+  Intake in = TakeBatch(store_.get(), validator_, process_batch_, opt_.batch_path, file_name,
+                        WallMs(clock_), true);
+  if (in.kind == Intake::Kind::kResumed) {
+    // The same batch again: an interrupted run is resumed; a finished one is a duplicate
+    // (docs/batches.md).
+    auto rec = store_->GetBatch(process_batch_);
+    if (!rec.ok()) {
+      in.kind = Intake::Kind::kFailed;
+      in.status = rec.status();
+    } else if (rec->has_value() && (*rec)->status == BatchRecord::Status::kFinished) {
+      // Every payout final but the reports were cut off: write them and stop.
+      boost::asio::post(io_, [this] { OnBatchFinished(process_batch_); });
+    } else if (rec->has_value() && (*rec)->status == BatchRecord::Status::kReported) {
+      const std::string again = "batch '" + process_batch_ + "' was already processed";
+      in.batch.errors.insert(in.batch.errors.begin(), BatchError{0, "", again});
+      in.batch.error_count += 1;
+      in.kind = Intake::Kind::kRejected;
     }
-    Intake in = TakeBatch(store_.get(), validator_, process_batch_, opt_.batch_path, file_name, WallMs(clock_), true);
-    if (in.kind == Intake::Kind::kFailed) {
+  }
+  switch (in.kind) {
+    case Intake::Kind::kFailed:
       log::Error("batch.intake_failed",
                  {{"batch", process_batch_}, {"error", in.status.message()}});
       return kExitFailure;
-    }
-    if (in.kind == Intake::Kind::kResumed) {
-      // The same batch again: an interrupted run is resumed; a finished one is a duplicate (§2).
-      auto rec = store_->GetBatch(process_batch_);
-      if (!rec.ok()) {
-        log::Error("startup.failed", {{"error", rec.error()}});
-        return kExitFailure;
-      }
-      if (rec.ok() && rec->has_value() && (*rec)->status == BatchRecord::Status::kFinished) {
-        // Every payout final but the reports were cut off: write them and stop.
-        boost::asio::post(io_, [this] { OnBatchFinished(process_batch_); });
-      } else if (rec.ok() && rec->has_value() && (*rec)->status == BatchRecord::Status::kReported) {
-        in.batch.errors.insert(in.batch.errors.begin(),
-                               BatchError{0, "", "batch '" + process_batch_ + "' was already processed"});
-        in.batch.error_count += 1;
-        in.kind = Intake::Kind::kRejected;
-      }
-    }
-    if (in.kind == Intake::Kind::kRejected) {
-      std::string errors = FormatErrorsCsv(in.batch);
-      std::string path = opt_.out_dir + "/" + process_batch_ + ".errors.csv";
-      if (Status st = WriteFileAtomically(path, errors); !st.ok()) {
-        // The errors still go to stdout below; the exit code says the batch was refused.
-        log::Error("batch.errors_write_failed",
-                   {{"batch", process_batch_}, {"error", st.message()}});
-      }
-      std::cout << errors;
-      log::Warn("batch.rejected", {{"batch", process_batch_}, {"errors", std::to_string(in.batch.error_count)},
-                                   {"report", path}});
-      return kExitBatchInvalid;
-    }
-    log::Info(in.kind == Intake::Kind::kResumed ? "batch.resumed" : "batch.accepted",
-              {{"batch", process_batch_}, {"rows", std::to_string(in.batch.payouts.size())}});
-  } else {
-    spool_ = std::make_unique<Spool>(io_, cfg_.spool.dir, cfg_.spool.settle,
-                                     [this](const std::string& name) { OnClaimed(name); },
-                                     [this](const std::string&) { metrics_->OnBatch(Metrics::BatchResult::kRejected); });
-    if (Status st = spool_->Prepare(); !st.ok()) {
-      log::Error("startup.failed", {{"error", st.message()}});
-      return kExitFailure;
-    }
+    case Intake::Kind::kRejected:
+      return RefuseProcessBatch(in.batch);
+    case Intake::Kind::kAccepted:
+    case Intake::Kind::kResumed:
+      log::Info(in.kind == Intake::Kind::kResumed ? "batch.resumed" : "batch.accepted",
+                {{"batch", process_batch_}, {"rows", std::to_string(in.batch.payouts.size())}});
+      return std::nullopt;
   }
-  // The engine's recovery writes through the io thread's connection, so it runs before anything is
-  // handed to the store thread (Recover's intakes and reports): no two writers at once.
-  if (Status st = engine_->Start(); !st.ok()) {
-    log::Error("startup.failed", {{"error", "state: " + st.message()}});
-    return kExitFailure;
-  }
-  if (spool_) {
-    if (Status st = Recover(); !st.ok()) {
-      log::Error("startup.failed", {{"error", "recovery: " + st.message()}});
-      return kExitFailure;
-    }
-    spool_->Start();
-  }
+  return kExitFailure;
+}
 
+// A refused `process` batch: its errors.csv in the output folder and on stdout.
+int Service::RefuseProcessBatch(const ValidatedBatch& batch) {
+  std::string errors = FormatErrorsCsv(batch);
+  std::string path = opt_.out_dir + "/" + process_batch_ + ".errors.csv";
+  if (Status st = WriteFileAtomically(path, errors); !st.ok()) {
+    // The errors still go to stdout below; the exit code says the batch was refused.
+    log::Error("batch.errors_write_failed", {{"batch", process_batch_}, {"error", st.message()}});
+  }
+  std::cout << errors;
+  log::Warn("batch.rejected", {{"batch", process_batch_},
+                               {"errors", std::to_string(batch.error_count)},
+                               {"report", path}});
+  return kExitBatchInvalid;
+}
+
+// The engine resumes what the state holds, then the spool what its folders hold. The engine's
+// recovery writes through the io thread's connection, so it runs before anything is handed to the
+// store thread (Recover's intakes and reports): no two writers at once.
+Status Service::Resume() {
+  PAYOUTD_RETURN_IF_ERROR(engine_->Start().WithPrefix("state: "));
+  if (!spool_) return Status::Ok();
+  PAYOUTD_RETURN_IF_ERROR(Recover().WithPrefix("recovery: "));
+  spool_->Start();
+  return Status::Ok();
+}
+
+// Signals, SIGHUP reloads, the ready line, and the periodic ticks.
+void Service::Serve() {
   signals_.async_wait([this](const boost::system::error_code& ec, int sig) {
     if (!ec) Shutdown(sig == SIGTERM ? "SIGTERM" : "SIGINT", Process() ? kExitFailure : kExitOk);
   });
   Reload();  // arms the SIGHUP handler
+  std::string metrics = metrics_->port() ? cfg_.metrics.listen + " (port " +
+                                               std::to_string(metrics_->port()) + ")"
+                                         : "off";
   log::Info("payoutd.ready", {{"version", PAYOUTD_VERSION},
                               {"mode", Process() ? "process" : "run"},
                               {"gateway", cfg_.gateway.base_url},
-                              {"metrics", metrics_->port() ? cfg_.metrics_listen + " (port " + std::to_string(metrics_->port()) + ")" : "off"},
+                              {"metrics", metrics},
                               {"spool", Process() ? "" : cfg_.spool.dir}});
   systemd::Ready();
   Tick();
   Watchdog();
-  io_.run();
-  if (lock_fd_ >= 0) ::close(lock_fd_);
-  return exit_code_;
 }
 
 // Recovery of the spool. The engine resumes unfinished payouts from the store by itself; here:
@@ -452,16 +446,16 @@ void Service::OnReported(const std::string& batch_id, const ReportOutcome& out) 
 
 void Service::OnFinal(const PayoutRow& row) {
   int digits = cfg_.batches.currencies.MinorUnits(row.payout.currency).value_or(2);
-  metrics_->OnPayoutFinal(row.state, row.payout.currency, row.payout.amount_minor, digits);
-  bool ok = row.state == FinalState::kSuccess;
+  metrics_->OnPayoutFinal(row.progress.state, row.payout.currency, row.payout.amount_minor, digits);
+  bool ok = row.progress.state == FinalState::kSuccess;
   log::Write(ok ? log::Level::kDebug : log::Level::kInfo, "payout.final",
              {{"batch", row.batch_id},
               {"payout", row.payout.id},
-              {"state", std::string(FinalStateName(row.state))},
-              {"gateway_status", row.gateway_status},
+              {"state", std::string(FinalStateName(row.progress.state))},
+              {"gateway_status", row.progress.gateway_status},
               {"account", MaskAccount(row.payout.account_number)},
-              {"attempts", std::to_string(row.attempts)},
-              {"error", row.error}});
+              {"attempts", std::to_string(row.progress.attempts)},
+              {"error", row.progress.error}});
 }
 
 void Service::OnUnknownStatus(const std::string&) { metrics_->OnUnknownGatewayStatus(); }
@@ -516,12 +510,10 @@ void Service::Reload() {
       cfg_.gateway.limits = fresh->gateway.limits;
       cfg_.gateway.retry = fresh->gateway.retry;
       cfg_.polling = fresh->polling;
-      cfg_.log_level = fresh->log_level;
-      cfg_.log_format = fresh->log_format;
-      log::SetLevel(cfg_.log_level);
-      log::SetFormat(cfg_.log_format);
+      cfg_.log = fresh->log;
+      log::Configure(cfg_.log);
       client_->Reconfigure(cfg_.gateway.limits, cfg_.gateway.retry);
-      engine_->Reconfigure(ToEngineOptions(cfg_).polling);
+      engine_->Reconfigure(cfg_.polling);
       log::Info("config.reloaded", {{"requests_per_second", std::to_string(cfg_.gateway.limits.requests_per_second)},
                                     {"burst", std::to_string(cfg_.gateway.limits.burst)},
                                     {"max_in_flight", std::to_string(cfg_.gateway.limits.max_in_flight)}});

@@ -1,5 +1,5 @@
 // `payoutd run` and `payoutd process`: the engine wired to the world (spool or one file, signals,
-// sd_notify, metrics, callbacks). Returns the process exit code (SPEC §5).
+// sd_notify, metrics, callbacks). Returns the process exit code (docs/cli.md#exit-codes).
 #pragma once
 
 #include <string>
@@ -17,17 +17,11 @@ struct ServiceOptions {
 
 int RunService(ServiceOptions options);
 
-// Exit codes (SPEC §5).
+// Exit codes (docs/cli.md#exit-codes).
 constexpr int kExitOk = 0;
 constexpr int kExitFailure = 1;
 constexpr int kExitUsage = 2;
 constexpr int kExitNotAllSuccess = 3;
 constexpr int kExitBatchInvalid = 4;
-
-// Conversions from the configuration to the engine's and validator's own option structs.
-struct BatchRules;
-struct EngineOptions;
-BatchRules ToBatchRules(const Config& config);
-EngineOptions ToEngineOptions(const Config& config);
 
 }  // namespace payoutd

@@ -31,11 +31,10 @@ Spool::Spool(boost::asio::io_context& io, std::string dir, Duration settle,
       settle_(settle),
       on_claimed_(std::move(on_claimed)),
       on_refused_(std::move(on_refused)),
-      timer_(io),
-      alive_(std::make_shared<bool>(true)) {}
+      timer_(io) {}
 
 Spool::~Spool() {
-  *alive_ = false;
+  alive_.End();
   Stop();
 }
 
@@ -63,8 +62,8 @@ void Spool::Stop() {
 
 void Spool::ScanSoon() {
   if (!running_) return;
-  boost::asio::post(io_, [this, alive = alive_] {
-    if (*alive && running_) Scan();
+  boost::asio::post(io_, [this, alive = alive_.token()] {
+    if (alive && running_) Scan();
   });
 }
 
@@ -80,19 +79,18 @@ void Spool::WatchInotify() {
     return;
   }
   inotify_ = std::make_unique<boost::asio::posix::stream_descriptor>(io_, fd);
-  auto again = std::make_shared<std::function<void()>>();
-  *again = [this, alive = alive_, again_weak = std::weak_ptr<std::function<void()>>(again)] {
-    if (!*alive || !inotify_) return;
-    inotify_->async_read_some(boost::asio::buffer(inotify_buf_),
-                              [this, alive, again_weak](const boost::system::error_code& ec, size_t) {
-                                if (!*alive || ec || !running_) return;
-                                Scan();
-                                if (auto a = again_weak.lock()) (*a)();
-                              });
+  ReadInotify();
+}
+
+// One read of inotify events at a time; each batch of events is a reason to scan the inbox.
+void Spool::ReadInotify() {
+  if (!inotify_) return;
+  auto on_events = [this, alive = alive_.token()](const boost::system::error_code& ec, size_t) {
+    if (!alive || ec || !running_) return;
+    Scan();
+    ReadInotify();
   };
-  // Keep the reader alive as long as the spool: the lambda holds only a weak reference to itself.
-  inotify_reader_ = again;
-  (*again)();
+  inotify_->async_read_some(boost::asio::buffer(inotify_buf_), std::move(on_events));
 }
 
 void Spool::ArmTimer() {
@@ -100,8 +98,8 @@ void Spool::ArmTimer() {
   auto wait = std::min<Duration>(settle_, std::chrono::seconds(1));
   if (wait < std::chrono::milliseconds(50)) wait = std::chrono::milliseconds(50);
   timer_.expires_after(wait);
-  timer_.async_wait([this, alive = alive_](const boost::system::error_code& ec) {
-    if (!*alive || ec || !running_) return;
+  timer_.async_wait([this, alive = alive_.token()](const boost::system::error_code& ec) {
+    if (!alive || ec || !running_) return;
     Scan();
   });
 }

@@ -1,5 +1,6 @@
-// The spool folder (SPEC §2): inbox/ where finance ops drop batches, work/ for batches being paid,
-// done/ for finished batches and their reports, rejected/ for refused batches and their errors.
+// The spool folder (docs/batches.md#the-spool-folder): inbox/ where finance ops drop batches,
+// work/ for batches being paid, done/ for finished batches and their reports, rejected/ for
+// refused batches and their errors.
 //
 // A `*.csv` file in inbox/ (not hidden, not *.tmp or *.part) is claimed once its size and mtime have
 // been still for `settle`, by a rename into work/. Changes are noticed through inotify and, for
@@ -20,6 +21,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include "core/base/clock.h"
+#include "core/base/liveness.h"
 #include "core/base/status.h"
 #include "daemon/files.h"
 
@@ -71,6 +73,7 @@ class Spool {
   void Scan();
   void ArmTimer();
   void WatchInotify();
+  void ReadInotify();
   void Claim(const std::string& name);
 
   boost::asio::io_context& io_;
@@ -81,10 +84,9 @@ class Spool {
   std::map<std::string, Seen> seen_;
   boost::asio::steady_timer timer_;
   std::unique_ptr<boost::asio::posix::stream_descriptor> inotify_;
-  std::shared_ptr<std::function<void()>> inotify_reader_;
   char inotify_buf_[4096];
   bool running_ = false;
-  std::shared_ptr<bool> alive_;
+  Liveness alive_;  // last: handlers check it before they touch anything else
 };
 
 // True for names the spool takes: `*.csv`, not hidden, not `*.tmp`/`*.part`.

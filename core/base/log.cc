@@ -16,16 +16,6 @@ std::atomic<int> g_format{static_cast<int>(Format::kText)};
 std::atomic<void (*)(std::string_view)> g_sink{nullptr};
 std::mutex g_mu;
 
-const char* LevelName(Level l) {
-  switch (l) {
-    case Level::kDebug: return "debug";
-    case Level::kInfo: return "info";
-    case Level::kWarn: return "warn";
-    case Level::kError: return "error";
-  }
-  return "info";
-}
-
 std::string Timestamp() {
   auto now = std::chrono::system_clock::now();
   auto t = std::chrono::system_clock::to_time_t(now);
@@ -68,8 +58,26 @@ bool ParseFormat(std::string_view s, Format* out) {
   return true;
 }
 
+std::string_view LevelName(Level level) {
+  switch (level) {
+    case Level::kDebug: return "debug";
+    case Level::kInfo: return "info";
+    case Level::kWarn: return "warn";
+    case Level::kError: return "error";
+  }
+  return "info";
+}
+
+std::string_view FormatName(Format format) {
+  return format == Format::kJson ? "json" : "text";
+}
+
 void SetLevel(Level level) { g_level = static_cast<int>(level); }
 void SetFormat(Format format) { g_format = static_cast<int>(format); }
+void Configure(const Options& options) {
+  SetLevel(options.level);
+  SetFormat(options.format);
+}
 void SetSink(void (*sink)(std::string_view)) { g_sink = sink; }
 bool Enabled(Level level) { return static_cast<int>(level) >= g_level.load(std::memory_order_relaxed); }
 

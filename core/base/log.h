@@ -13,12 +13,22 @@ namespace payoutd::log {
 enum class Level { kDebug = 0, kInfo = 1, kWarn = 2, kError = 3 };
 enum class Format { kText, kJson };
 
-// Parses "debug" | "info" | "warn" | "error"; false when unknown.
+// The configuration's `log` section (docs/configuration.md#log); reloaded on SIGHUP.
+struct Options {
+  Level level = Level::kInfo;
+  Format format = Format::kText;
+};
+
+// Parses "debug" | "info" | "warn" (or "warning") | "error"; false when unknown.
 bool ParseLevel(std::string_view s, Level* out);
 bool ParseFormat(std::string_view s, Format* out);
+// The names ParseLevel and ParseFormat read, as log lines and `payoutd check` write them.
+std::string_view LevelName(Level level);
+std::string_view FormatName(Format format);
 
 void SetLevel(Level level);
 void SetFormat(Format format);
+void Configure(const Options& options);
 // Where lines go; stderr by default. For tests.
 void SetSink(void (*sink)(std::string_view line));
 bool Enabled(Level level);

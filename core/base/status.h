@@ -129,6 +129,11 @@ class [[nodiscard]] Result {
   StatusCode code() const { return status().code(); }
   // The failure's message; empty when ok().
   const std::string& error() const { return status().message(); }
+  // The same result, a failure with `prefix` in front of its message (where it happened).
+  Result WithPrefix(std::string_view prefix) && {
+    if (ok()) return std::move(*this);
+    return Result(status().WithPrefix(prefix));
+  }
 
  private:
   std::variant<T, Status> v_;

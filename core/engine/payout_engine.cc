@@ -11,23 +11,6 @@ namespace {
 
 int64_t ToMs(Duration d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); }
 
-PayoutUpdate ToUpdate(const PayoutRow& r) {
-  PayoutUpdate u;
-  u.id = r.payout.id;
-  u.stage = r.stage;
-  u.state = r.state;
-  u.attempts = r.attempts;
-  u.next_at_ms = r.next_at_ms;
-  u.since_ms = r.since_ms;
-  u.gateway_status = r.gateway_status;
-  u.has_fee = r.has_fee;
-  u.fee_minor = r.fee_minor;
-  u.fee_currency = r.fee_currency;
-  u.processed_at = r.processed_at;
-  u.error = r.error;
-  return u;
-}
-
 bool Contains(const std::vector<std::string>& v, const std::string& s) {
   return std::find(v.begin(), v.end(), s) != v.end();
 }
@@ -45,13 +28,12 @@ PayoutEngine::PayoutEngine(boost::asio::io_context& io, PayoutStore& store, Gate
       options_(std::move(options)),
       observer_(observer),
       writer_(writer),
-      timer_(clock.NewTimer(io)),
-      alive_(std::make_shared<bool>(true)) {
+      timer_(clock.NewTimer(io)) {
   client_.SetCircuitListener([this](const CircuitEvent& e) { OnCircuit(e); });
 }
 
 PayoutEngine::~PayoutEngine() {
-  *alive_ = false;
+  alive_.End();
   client_.SetCircuitListener(nullptr);
 }
 
@@ -83,8 +65,8 @@ Status PayoutEngine::Start() {
                                store_.LoadByStage(b.id, Stage::kSubmitting, 0, 4096));
       if (rows.empty()) break;
       for (auto& row : rows) {
-        row.stage = Stage::kUnknown;
-        row.next_at_ms = NowMs();
+        row.progress.stage = Stage::kUnknown;
+        row.progress.next_at_ms = NowMs();
         Record(row);
       }
       auto job = TakeCommitJob();
@@ -128,7 +110,7 @@ bool PayoutEngine::Nudge(const std::string& payout_id) {
   if (!row.ok() || !row->has_value()) return false;
   // A callback may overtake our own record of the POST's outcome: keep the hint until the payout
   // is waiting for a poll, then poll it at once.
-  if ((*row)->stage != Stage::kFinal) {
+  if ((*row)->progress.stage != Stage::kFinal) {
     nudged_.insert(payout_id);
     SchedulePump();
   }
@@ -201,8 +183,8 @@ bool PayoutEngine::Commit() {
   commit_in_flight_ = true;
   committing_ = job->updates.size();
   writer_->Post([job](PayoutStore& store) { return WriteCommit(store, *job); },
-                [this, alive = alive_, job](Status written) {
-                  if (!*alive) return;
+                [this, alive = alive_.token(), job](Status written) {
+                  if (!alive) return;
                   commit_in_flight_ = false;
                   committing_ = 0;
                   if (!FinishCommit(*job, written)) return;
@@ -270,8 +252,10 @@ bool PayoutEngine::FinishCommit(const CommitJob& job, const Status& written) {
     auto it = unsettled_.find(u.id);
     if (it != unsettled_.end() && --it->second == 0) unsettled_.erase(it);
     // A commit can land after the sweep of due rows has passed this row's next_at: step back.
-    if ((u.stage == Stage::kPolling || u.stage == Stage::kUnknown) && u.next_at_ms <= due_from_.next_at_ms)
-      due_from_ = DuePosition{u.next_at_ms, INT64_MIN};
+    const PayoutProgress& p = u.progress;
+    const bool waits_for_poll = p.stage == Stage::kPolling || p.stage == Stage::kUnknown;
+    if (waits_for_poll && p.next_at_ms <= due_from_.next_at_ms)
+      due_from_ = DuePosition{p.next_at_ms, INT64_MIN};
   }
   if (observer_)
     for (const auto& row : job.finals) observer_->OnFinal(row);
@@ -368,8 +352,8 @@ void PayoutEngine::CancelBatch(const std::string& batch_id, std::string error, c
   c.cancel_done = std::move(done);
   // The taken-back submissions report through posted handlers: queue the cancel after them, so
   // their return to kNew is in the same group, ahead of it.
-  boost::asio::post(io_, [this, alive = alive_, c = std::move(c)]() mutable {
-    if (*alive) QueueControl(std::move(c));
+  boost::asio::post(io_, [this, alive = alive_.token(), c = std::move(c)]() mutable {
+    if (alive) QueueControl(std::move(c));
   });
 }
 
@@ -383,7 +367,8 @@ void PayoutEngine::FillPolls() {
     if (!row.ok()) log::Error("engine.load_failed", {{"payout", *it}, {"error", row.error()}});
     it = nudged_.erase(it);
     if (!row.ok() || !row->has_value()) continue;
-    if ((*row)->stage == Stage::kPolling || (*row)->stage == Stage::kUnknown) StartPoll(std::move(**row));
+    const Stage stage = (*row)->progress.stage;
+    if (stage == Stage::kPolling || stage == Stage::kUnknown) StartPoll(std::move(**row));
   }
   // The due rows are read as a sweep, on from where the last read stopped, so the rows with a call
   // at the client (or changes not yet committed) are passed over once per sweep instead of being
@@ -452,28 +437,29 @@ void PayoutEngine::FillSubmissions() {
 }
 
 void PayoutEngine::StartSubmit(PayoutRow row) {
-  PAYOUTD_CHECK(row.stage == Stage::kNew || row.stage == Stage::kUnknown);
+  PAYOUTD_CHECK(row.progress.stage == Stage::kNew || row.progress.stage == Stage::kUnknown);
   PAYOUTD_CHECK(!busy_.count(row.payout.id));
-  row.stage = Stage::kSubmitting;
-  if (row.since_ms == 0) row.since_ms = NowMs();
+  row.progress.stage = Stage::kSubmitting;
+  if (row.progress.since_ms == 0) row.progress.since_ms = NowMs();
   Record(row);
   busy_.insert(row.payout.id);
   submitting_[row.payout.id] = row.batch_id;
   ++submits_out_;
   Payout payout = row.payout;
-  client_.Submit(payout, [this, alive = alive_, row = std::move(row)](SubmitResult r) mutable {
-    if (!*alive) return;
+  auto on_submitted = [this, alive = alive_.token(), row = std::move(row)](SubmitResult r) mutable {
+    if (!alive) return;
     OnSubmitted(std::move(row), r);
-  });
+  };
+  client_.Submit(payout, std::move(on_submitted));
 }
 
 void PayoutEngine::StartPoll(PayoutRow row) {
-  PAYOUTD_CHECK(row.stage == Stage::kPolling || row.stage == Stage::kUnknown);
+  PAYOUTD_CHECK(row.progress.stage == Stage::kPolling || row.progress.stage == Stage::kUnknown);
   busy_.insert(row.payout.id);
   ++polls_out_;
   std::string id = row.payout.id;
-  client_.Poll(id, [this, alive = alive_, row = std::move(row)](PollResult r) mutable {
-    if (!*alive) return;
+  client_.Poll(id, [this, alive = alive_.token(), row = std::move(row)](PollResult r) mutable {
+    if (!alive) return;
     OnPolled(std::move(row), r);
   });
 }
@@ -482,16 +468,16 @@ void PayoutEngine::OnSubmitted(PayoutRow row, const SubmitResult& r) {
   busy_.erase(row.payout.id);
   submitting_.erase(row.payout.id);
   --submits_out_;
-  row.attempts += r.post_attempts;
+  row.progress.attempts += r.post_attempts;
   using O = SubmitResult::Outcome;
   switch (r.outcome) {
     case O::kCreated:
-      row.error.clear();
+      row.progress.error.clear();
       if (r.payout) {
         ApplyGatewayView(row, *r.payout);
       } else {
-        row.stage = Stage::kPolling;
-        row.next_at_ms = NowMs() + ToMs(options_.polling.initial_delay);
+        row.progress.stage = Stage::kPolling;
+        row.progress.next_at_ms = NowMs() + ToMs(options_.polling.initial_delay);
         Record(row);
       }
       break;
@@ -506,17 +492,17 @@ void PayoutEngine::OnSubmitted(PayoutRow row, const SubmitResult& r) {
                "not created after " + std::to_string(r.post_attempts) + " attempts: " + r.message);
       break;
     case O::kUnknown:
-      row.error = r.message;
+      row.progress.error = r.message;
       ScheduleNextPoll(row, Stage::kUnknown);
       break;
     case O::kCancelled:
       // Shutting down, or taken back for a hold or a cancel. A payout never POSTed goes back to
       // new; otherwise its outcome is unknown.
-      row.stage = row.attempts > 0 ? Stage::kUnknown : Stage::kNew;
-      row.next_at_ms = NowMs();
-      if (row.stage == Stage::kNew) row.since_ms = 0;  // it was never submitted
+      row.progress.stage = row.progress.attempts > 0 ? Stage::kUnknown : Stage::kNew;
+      row.progress.next_at_ms = NowMs();
+      if (row.progress.stage == Stage::kNew) row.progress.since_ms = 0;  // it was never submitted
       Record(row);
-      if (row.stage == Stage::kNew && !draining_) {
+      if (row.progress.stage == Stage::kNew && !draining_) {
         // First in its batch's queue again, for when the hold ends (a cancel ends it instead).
         auto it = batches_.find(row.batch_id);
         if (it != batches_.end() && !it->second.cancelled) it->second.ready.push_front(std::move(row));
@@ -532,23 +518,23 @@ void PayoutEngine::OnPolled(PayoutRow row, const PollResult& r) {
   using O = PollResult::Outcome;
   switch (r.outcome) {
     case O::kFound:
-      row.error.clear();
+      row.progress.error.clear();
       ApplyGatewayView(row, r.payout);
       break;
     case O::kNotFound:
-      if (row.stage == Stage::kUnknown && !draining_ && MaySubmit(row.batch_id)) {
+      if (row.progress.stage == Stage::kUnknown && !draining_ && MaySubmit(row.batch_id)) {
         // Our POST never reached the gateway: send it again, same id and same body.
         StartSubmit(std::move(row));
       } else {
         // Held or cancelled: no POST now; the payout is asked about again, and sent again only
         // once its batch may send.
-        row.error = "the gateway reports no such payout";
-        ScheduleNextPoll(row, row.stage);
+        row.progress.error = "the gateway reports no such payout";
+        ScheduleNextPoll(row, row.progress.stage);
       }
       break;
     case O::kFailed:
-      row.error = r.message;
-      ScheduleNextPoll(row, row.stage);
+      row.progress.error = r.message;
+      ScheduleNextPoll(row, row.progress.stage);
       break;
     case O::kCancelled:
       break;  // the store still holds the stage it had before the poll
@@ -567,12 +553,13 @@ void PayoutEngine::ApplyGatewayView(PayoutRow& row, const GatewayPayout& view) {
   }
   // The gateway holds it, so at least one POST of ours reached it, even if a crash cut off our
   // count of it (attempts are counted when the POST's answer arrives).
-  if (row.attempts == 0) row.attempts = 1;
-  row.gateway_status = view.status;
-  row.has_fee = view.has_fee;
-  row.fee_minor = view.fee_minor;
-  row.fee_currency = view.fee_currency;
-  row.processed_at = view.processed_at;
+  PayoutProgress& p = row.progress;
+  if (p.attempts == 0) p.attempts = 1;
+  p.gateway_status = view.status;
+  p.has_fee = view.has_fee;
+  p.fee_minor = view.fee_minor;
+  p.fee_currency = view.fee_currency;
+  p.processed_at = view.processed_at;
   if (IsFinalStatus(view.status)) {
     std::string note;
     if (!view.fee_problem.empty()) {
@@ -587,10 +574,10 @@ void PayoutEngine::ApplyGatewayView(PayoutRow& row, const GatewayPayout& view) {
     log::Warn("engine.unknown_status", {{"payout", row.payout.id}, {"status", view.status}});
     if (observer_) observer_->OnUnknownStatus(view.status);
   }
-  if (row.stage == Stage::kUnknown || row.stage == Stage::kSubmitting) {
+  if (p.stage == Stage::kUnknown || p.stage == Stage::kSubmitting) {
     // First sight of it at the gateway: the first poll comes after initial_delay.
-    row.stage = Stage::kPolling;
-    row.next_at_ms = NowMs() + ToMs(options_.polling.initial_delay);
+    p.stage = Stage::kPolling;
+    p.next_at_ms = NowMs() + ToMs(options_.polling.initial_delay);
     Record(row);
     return;
   }
@@ -601,38 +588,40 @@ void PayoutEngine::ApplyGatewayView(PayoutRow& row, const GatewayPayout& view) {
 // [initial_delay, max_interval]. After give_up_after without a final status the payout is ERROR;
 // the time the gateway circuit was open does not count (nobody could have got an answer then).
 void PayoutEngine::ScheduleNextPoll(PayoutRow& row, Stage stage) {
+  PayoutProgress& p = row.progress;
   int64_t now = NowMs();
-  if (row.since_ms == 0) row.since_ms = now;
-  int64_t elapsed = now - row.since_ms;
-  if (elapsed - OutageMs(row.since_ms, now) >= ToMs(options_.polling.give_up_after)) {
+  if (p.since_ms == 0) p.since_ms = now;
+  int64_t elapsed = now - p.since_ms;
+  if (elapsed - OutageMs(p.since_ms, now) >= ToMs(options_.polling.give_up_after)) {
     std::string why = stage == Stage::kUnknown
                           ? "outcome unknown after " + std::to_string(elapsed / 1000) + "s"
                           : "no final status after " + std::to_string(elapsed / 1000) + "s";
-    if (!row.gateway_status.empty()) why += " (last status " + row.gateway_status + ")";
-    if (!row.error.empty()) why += ": " + row.error;
+    if (!p.gateway_status.empty()) why += " (last status " + p.gateway_status + ")";
+    if (!p.error.empty()) why += ": " + p.error;
     Finalize(row, FinalState::kError, why);
     return;
   }
   int64_t interval = std::clamp(elapsed, ToMs(options_.polling.initial_delay), ToMs(options_.polling.max_interval));
-  row.stage = stage;
-  row.next_at_ms = now + interval;
+  p.stage = stage;
+  p.next_at_ms = now + interval;
   Record(row);
 }
 
 void PayoutEngine::Finalize(PayoutRow& row, FinalState state, std::string error) {
   PAYOUTD_CHECK(state != FinalState::kNone);
-  PAYOUTD_CHECK(row.stage != Stage::kFinal);
-  row.stage = Stage::kFinal;
-  row.state = state;
-  row.error = std::move(error);
-  row.next_at_ms = 0;
+  PayoutProgress& p = row.progress;
+  PAYOUTD_CHECK(p.stage != Stage::kFinal);
+  p.stage = Stage::kFinal;
+  p.state = state;
+  p.error = std::move(error);
+  p.next_at_ms = 0;
   Record(row);
   pending_finals_.push_back(row);
   pending_final_count_[row.batch_id] += 1;
 }
 
 void PayoutEngine::Record(const PayoutRow& row) {
-  pending_.push_back(ToUpdate(row));
+  pending_.push_back(PayoutUpdate{row.payout.id, row.progress});
   ++unsettled_[row.payout.id];
 }
 

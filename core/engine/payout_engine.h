@@ -46,32 +46,14 @@
 #include <boost/asio/io_context.hpp>
 
 #include "core/base/clock.h"
+#include "core/base/liveness.h"
 #include "core/gateway/gateway_client.h"
 #include "core/batch/payout.h"
+#include "core/engine/options.h"
 #include "core/store/payout_store.h"
 #include "core/store/store_thread.h"
 
 namespace payoutd {
-
-struct PollingPolicy {
-  Duration initial_delay = std::chrono::seconds(2);
-  Duration max_interval = std::chrono::seconds(60);
-  Duration give_up_after = std::chrono::hours(72);
-  std::vector<std::string> final_statuses{"SUCCESS", "FAILED", "REJECTED", "CANCELLED", "EXPIRED"};
-  std::vector<std::string> success_statuses{"SUCCESS"};
-  // Statuses known to be non-final; anything neither final nor here is counted as unknown.
-  std::vector<std::string> pending_statuses{"CREATED", "PENDING", "PROCESSING"};
-};
-
-struct EngineOptions {
-  PollingPolicy polling;
-  size_t submit_window = 128;
-  size_t poll_window = 128;
-  Duration commit_interval = std::chrono::milliseconds(10);
-  // Changes waiting for the store (pending plus the commit under way) past which no new submission
-  // or poll starts: memory stays bounded when the disk falls behind (about 300 bytes each).
-  size_t max_uncommitted = 50000;
-};
 
 // Told what happens, for metrics, logs and sd_notify STATUS. Called on the io_context thread.
 class EngineObserver {
@@ -235,7 +217,7 @@ class PayoutEngine {
   SteadyTime last_pump_{};
   SteadyTime wake_at_{};
   std::unique_ptr<Timer> timer_;
-  std::shared_ptr<bool> alive_;
+  Liveness alive_;  // last: handlers check it before they touch anything else
 };
 
 }  // namespace payoutd

@@ -37,12 +37,13 @@ Status WriteResultsCsv(PayoutStore& store, std::string_view batch_id, const Curr
   out << "line,id,amount,currency,state,gateway_status,fee,fee_currency,processed_at,attempts,error\n";
   PAYOUTD_RETURN_IF_ERROR(store.ForEachPayout(batch_id, [&](const PayoutRow& r) {
     const Payout& p = r.payout;
+    const PayoutProgress& g = r.progress;
     out << p.line << ',' << CsvField(p.id) << ','
         << FormatFixedAmount(p.amount_minor, Digits(currencies, p.currency)) << ',' << p.currency << ','
-        << FinalStateName(r.state) << ',' << CsvField(r.gateway_status) << ',';
-    if (r.has_fee) out << FormatFixedAmount(r.fee_minor, Digits(currencies, r.fee_currency));
-    out << ',' << (r.has_fee ? r.fee_currency : std::string()) << ',' << CsvField(r.processed_at) << ','
-        << r.attempts << ',' << CsvField(r.error) << '\n';
+        << FinalStateName(g.state) << ',' << CsvField(g.gateway_status) << ',';
+    if (g.has_fee) out << FormatFixedAmount(g.fee_minor, Digits(currencies, g.fee_currency));
+    out << ',' << (g.has_fee ? g.fee_currency : std::string()) << ','
+        << CsvField(g.processed_at) << ',' << g.attempts << ',' << CsvField(g.error) << '\n';
   }));
   if (!out) return Status::Unavailable("cannot write results");
   return Status::Ok();

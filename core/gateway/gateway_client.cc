@@ -9,6 +9,7 @@
 #include "core/gateway/circuit_breaker.h"
 #include "core/gateway/http_client.h"
 #include "core/gateway/jwt.h"
+#include "core/base/liveness.h"
 #include "core/base/log.h"
 #include "core/money/money.h"
 #include "core/gateway/payout_json.h"
@@ -43,8 +44,7 @@ class GatewayClientImpl final : public GatewayClient {
         limiter_(options_.limits, clock.Now()),
         policy_(options_.retry),
         dispatch_timer_(clock.NewTimer(io)),
-        probe_timer_(clock.NewTimer(io)),
-        alive_(std::make_shared<int>(0)) {
+        probe_timer_(clock.NewTimer(io)) {
     while (!options_.base_url.empty() && options_.base_url.back() == '/') options_.base_url.pop_back();
   }
 
@@ -73,8 +73,8 @@ class GatewayClientImpl final : public GatewayClient {
       call->message = "invalid payout id";
       ++posted_reports_;
       std::shared_ptr<Call> shared(std::move(call));
-      asio::post(io_, [this, shared, alive = std::weak_ptr<int>(alive_)] {
-        if (alive.expired()) return;
+      asio::post(io_, [this, shared, alive = alive_.token()] {
+        if (!alive) return;
         --posted_reports_;
         Deliver(*shared, std::nullopt, PollResult::Outcome::kFailed);
       });
@@ -268,10 +268,11 @@ class GatewayClientImpl final : public GatewayClient {
     call.in_flight = true;
     observer_->OnInFlight(limiter_.in_flight());
     const uint64_t id = call.id;
-    http_->Start(std::move(request), [this, id, post, alive = std::weak_ptr<int>(alive_)](HttpResponse response) {
-      if (alive.expired()) return;
+    auto on_response = [this, id, post, alive = alive_.token()](HttpResponse response) {
+      if (!alive) return;
       OnResponse(id, post ? Method::kPost : Method::kGet, std::move(response));
-    });
+    };
+    http_->Start(std::move(request), std::move(on_response));
   }
 
   std::string TokenFor(const std::string& payout_id) {
@@ -494,8 +495,8 @@ class GatewayClientImpl final : public GatewayClient {
     e.kind = CircuitEvent::Kind::kClosed;
     e.lasted = lasted;
     NotifyCircuit(e);
-    asio::post(io_, [this, alive = std::weak_ptr<int>(alive_)] {
-      if (!alive.expired()) Dispatch();
+    asio::post(io_, [this, alive = alive_.token()] {
+      if (alive) Dispatch();
     });
   }
 
@@ -547,8 +548,8 @@ class GatewayClientImpl final : public GatewayClient {
     }
     log::Info("gateway_auth_accepted", {{"action", "sending resumed"}, {"by_probe", by_probe ? "true" : "false"}});
     observer_->OnPaused(false);
-    asio::post(io_, [this, alive = std::weak_ptr<int>(alive_)] {
-      if (!alive.expired()) Dispatch();
+    asio::post(io_, [this, alive = alive_.token()] {
+      if (alive) Dispatch();
     });
   }
 
@@ -630,8 +631,8 @@ class GatewayClientImpl final : public GatewayClient {
   void PostReport(std::unique_ptr<Call> call, std::optional<SubmitResult::Outcome> outcome) {
     ++posted_reports_;
     std::shared_ptr<Call> shared(std::move(call));
-    asio::post(io_, [this, shared, outcome, alive = std::weak_ptr<int>(alive_)] {
-      if (alive.expired()) return;
+    asio::post(io_, [this, shared, outcome, alive = alive_.token()] {
+      if (!alive) return;
       --posted_reports_;
       Deliver(*shared, outcome, std::nullopt);
     });
@@ -696,7 +697,7 @@ class GatewayClientImpl final : public GatewayClient {
   bool auth_paused_ = false;
   bool shutdown_ = false;
   int throttle_streak_ = 0;
-  std::shared_ptr<int> alive_;
+  Liveness alive_;  // last: ends first
 };
 
 }  // namespace

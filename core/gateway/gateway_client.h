@@ -39,60 +39,13 @@
 #include <boost/asio/io_context.hpp>
 
 #include "core/base/clock.h"
-#include "core/gateway/http_client.h"
-#include "core/batch/payout.h"
 #include "core/base/status.h"
+#include "core/batch/payout.h"
+#include "core/gateway/gateway_payout.h"
+#include "core/gateway/http_client.h"
+#include "core/gateway/options.h"
 
 namespace payoutd {
-
-struct RetryOptions {
-  int max_attempts = 8;
-  Duration initial_backoff = std::chrono::milliseconds(500);
-  Duration max_backoff = std::chrono::seconds(60);
-};
-
-struct LimitOptions {
-  double requests_per_second = 50;  // 0 = unlimited (benchmarks only)
-  int burst = 10;
-  int max_in_flight = 64;
-};
-
-struct GatewayOptions {
-  std::string base_url;             // e.g. "http://127.0.0.1:8080" (no trailing slash needed)
-  int api_version = 2;
-  Duration timeout = std::chrono::seconds(30);
-  Duration connect_timeout = std::chrono::seconds(5);
-  std::string ca_file;              // empty = system store
-  bool verify_tls = true;
-
-  enum class AuthMode { kJwtHs256, kStatic } auth_mode = AuthMode::kJwtHs256;
-  std::string merchant_code;        // JWT sub
-  std::string secret;               // HMAC key (jwt-hs256) or the bearer token itself (static)
-  Duration token_ttl = std::chrono::minutes(10);
-
-  std::string callback_url;         // sent as callbackUrl when not empty
-  // Minor-unit digits that override or extend the built-in ISO 4217 table (config
-  // `batches.currencies`); must match what the batch validator used, or amounts would be wrong.
-  std::map<std::string, int> currency_minor_units;
-  LimitOptions limits;
-  RetryOptions retry;
-};
-
-// What the gateway says about a payout (GET body), and what it echoes of our request.
-struct GatewayPayout {
-  std::string id;
-  std::string status;               // process.status, e.g. "PENDING", "SUCCESS"
-  std::string created_at;
-  std::string processed_at;         // empty when absent
-  bool has_fee = false;
-  int64_t fee_minor = 0;            // in fee_currency's minor units
-  std::string fee_currency;
-  std::string fee_problem;          // a fee was reported but cannot be kept exactly (has_fee false)
-  // Echo of paymentRequested / account, for the id-conflict check after a 409.
-  int64_t amount_minor = 0;
-  std::string currency;
-  std::string account_number;
-};
 
 struct SubmitResult {
   enum class Outcome {

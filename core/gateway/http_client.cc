@@ -13,6 +13,7 @@
 #include <optional>
 #include <unordered_map>
 
+#include "core/base/liveness.h"
 #include "core/base/status.h"
 
 namespace payoutd {
@@ -72,7 +73,7 @@ struct Transfer {
 
 struct HttpClient::Impl {
   Impl(asio::io_context& io_, HttpClientOptions options_)
-      : io(io_), options(std::move(options_)), timer(io_), alive(std::make_shared<int>(0)) {}
+      : io(io_), options(std::move(options_)), timer(io_) {}
 
   asio::io_context& io;
   HttpClientOptions options;
@@ -87,8 +88,8 @@ struct HttpClient::Impl {
   std::chrono::steady_clock::time_point timer_at;
   uint64_t timer_generation = 0;
   bool run_now_posted = false;
-  // Handlers hold a weak reference: once the client is gone they do nothing.
-  std::shared_ptr<int> alive;
+  // Handlers check it first: once the client is gone they do nothing. Last: ends first.
+  Liveness alive;
 
   // --- curl callbacks (static trampolines) ---
   static curl_socket_t OpenSocket(void* clientp, curlsocktype purpose, curl_sockaddr* address) {
@@ -180,22 +181,23 @@ struct HttpClient::Impl {
     timer_at = at;
     const uint64_t generation = ++timer_generation;
     timer.expires_at(at);
-    timer.async_wait([this, generation, alive = std::weak_ptr<int>(alive)](const boost::system::error_code& ec) {
-      if (ec || alive.expired() || generation != timer_generation) return;
+    auto on_timer = [this, generation, alive = alive.token()](const boost::system::error_code& ec) {
+      if (ec || !alive || generation != timer_generation) return;
       timer_armed = false;
       if (!curl_deadline) return;
       if (std::chrono::steady_clock::now() < *curl_deadline) return ArmTimer(*curl_deadline);
       curl_deadline.reset();
       // Never called back into curl from its own callback: this runs from the io_context.
       Action(CURL_SOCKET_TIMEOUT, 0);
-    });
+    };
+    timer.async_wait(std::move(on_timer));
   }
 
   void PostRunNow() {
     if (run_now_posted) return;
     run_now_posted = true;
-    asio::post(io, [this, alive = std::weak_ptr<int>(alive)] {
-      if (alive.expired()) return;
+    asio::post(io, [this, alive = alive.token()] {
+      if (!alive) return;
       run_now_posted = false;
       Action(CURL_SOCKET_TIMEOUT, 0);
     });
@@ -212,9 +214,9 @@ struct HttpClient::Impl {
     if ((w->want & CURL_POLL_IN) && !w->reading) {
       w->reading = true;
       w->sd.async_wait(asio::posix::stream_descriptor::wait_read,
-                       [this, fd, w, alive = std::weak_ptr<int>(alive)](const boost::system::error_code& ec) {
+                       [this, fd, w, alive = alive.token()](const boost::system::error_code& ec) {
                          w->reading = false;
-                         if (alive.expired() || w->closed) return;
+                         if (!alive || w->closed) return;
                          if (ec && ec != asio::error::operation_aborted) {
                            Action(fd, CURL_CSELECT_ERR);
                          } else if (!ec && (w->want & CURL_POLL_IN)) {
@@ -226,9 +228,9 @@ struct HttpClient::Impl {
     if ((w->want & CURL_POLL_OUT) && !w->writing) {
       w->writing = true;
       w->sd.async_wait(asio::posix::stream_descriptor::wait_write,
-                       [this, fd, w, alive = std::weak_ptr<int>(alive)](const boost::system::error_code& ec) {
+                       [this, fd, w, alive = alive.token()](const boost::system::error_code& ec) {
                          w->writing = false;
-                         if (alive.expired() || w->closed) return;
+                         if (!alive || w->closed) return;
                          if (ec && ec != asio::error::operation_aborted) {
                            Action(fd, CURL_CSELECT_ERR);
                          } else if (!ec && (w->want & CURL_POLL_OUT)) {

@@ -80,97 +80,68 @@ simdjson::error_code ReadNumberText(od::value v, std::optional<std::string>* out
   return simdjson::SUCCESS;
 }
 
-// {"amount": <number>, "currencyCode": "<code>"}
-simdjson::error_code ReadMoney(od::value v, std::optional<std::string>* amount, std::optional<std::string>* currency) {
+// Calls on_field(key, value) for each field of the object `json` (a value or the document), in
+// document order; stops at the first error, the walk's own or on_field's. A field on_field does
+// not read is skipped.
+template <typename Json, typename OnField>
+simdjson::error_code ForEachField(Json& json, OnField on_field) {
   od::object obj;
-  PAYOUTD_JSON_TRY(v.get_object().get(obj));
+  PAYOUTD_JSON_TRY(json.get_object().get(obj));
   for (auto field : obj) {
     std::string_view key;
     PAYOUTD_JSON_TRY(field.unescaped_key().get(key));
-    od::value fv;
-    PAYOUTD_JSON_TRY(field.value().get(fv));
-    if (key == "amount") {
-      PAYOUTD_JSON_TRY(ReadNumberText(fv, amount));
-    } else if (key == "currencyCode") {
-      PAYOUTD_JSON_TRY(ReadString(fv, currency));
-    }
+    od::value value;
+    PAYOUTD_JSON_TRY(field.value().get(value));
+    PAYOUTD_JSON_TRY(on_field(key, value));
   }
   return simdjson::SUCCESS;
+}
+
+// {"amount": <number>, "currencyCode": "<code>"}
+simdjson::error_code ReadMoney(od::value v, std::optional<std::string>* amount,
+                               std::optional<std::string>* currency) {
+  return ForEachField(v, [&](std::string_view key, od::value fv) -> simdjson::error_code {
+    if (key == "amount") return ReadNumberText(fv, amount);
+    if (key == "currencyCode") return ReadString(fv, currency);
+    return simdjson::SUCCESS;
+  });
 }
 
 simdjson::error_code ReadPaymentRequested(od::value v, RawPayout* p) {
-  od::object obj;
-  PAYOUTD_JSON_TRY(v.get_object().get(obj));
-  for (auto field : obj) {
-    std::string_view key;
-    PAYOUTD_JSON_TRY(field.unescaped_key().get(key));
-    if (key == "money") {
-      od::value fv;
-      PAYOUTD_JSON_TRY(field.value().get(fv));
-      PAYOUTD_JSON_TRY(ReadMoney(fv, &p->amount_text, &p->currency));
-    }
-  }
-  return simdjson::SUCCESS;
+  return ForEachField(v, [&](std::string_view key, od::value fv) -> simdjson::error_code {
+    if (key == "money") return ReadMoney(fv, &p->amount_text, &p->currency);
+    return simdjson::SUCCESS;
+  });
 }
 
 simdjson::error_code ReadMethodResponse(od::value v, RawPayout* p) {
-  od::object obj;
-  PAYOUTD_JSON_TRY(v.get_object().get(obj));
-  for (auto field : obj) {
-    std::string_view key;
-    PAYOUTD_JSON_TRY(field.unescaped_key().get(key));
-    if (key == "idPayout") {
-      od::value fv;
-      PAYOUTD_JSON_TRY(field.value().get(fv));
-      PAYOUTD_JSON_TRY(ReadString(fv, &p->id));
-    }
-  }
-  return simdjson::SUCCESS;
+  return ForEachField(v, [&](std::string_view key, od::value fv) -> simdjson::error_code {
+    if (key == "idPayout") return ReadString(fv, &p->id);
+    return simdjson::SUCCESS;
+  });
 }
 
 simdjson::error_code ReadProcess(od::value v, RawPayout* p) {
-  od::object obj;
-  PAYOUTD_JSON_TRY(v.get_object().get(obj));
-  for (auto field : obj) {
-    std::string_view key;
-    PAYOUTD_JSON_TRY(field.unescaped_key().get(key));
-    od::value fv;
-    PAYOUTD_JSON_TRY(field.value().get(fv));
-    if (key == "status") {
-      PAYOUTD_JSON_TRY(ReadString(fv, &p->status));
-    } else if (key == "createdAt") {
-      PAYOUTD_JSON_TRY(ReadNullableString(fv, &p->created_at));
-    } else if (key == "processedAt") {
-      PAYOUTD_JSON_TRY(ReadNullableString(fv, &p->processed_at));
-    }
-  }
-  return simdjson::SUCCESS;
+  return ForEachField(v, [&](std::string_view key, od::value fv) -> simdjson::error_code {
+    if (key == "status") return ReadString(fv, &p->status);
+    if (key == "createdAt") return ReadNullableString(fv, &p->created_at);
+    if (key == "processedAt") return ReadNullableString(fv, &p->processed_at);
+    return simdjson::SUCCESS;
+  });
 }
 
+// paymentMethod.account.accountNumber, when the gateway echoes it.
 simdjson::error_code ReadPaymentMethod(od::value v, RawPayout* p) {
-  od::object obj;
-  PAYOUTD_JSON_TRY(v.get_object().get(obj));
-  for (auto field : obj) {
-    std::string_view key;
-    PAYOUTD_JSON_TRY(field.unescaped_key().get(key));
-    if (key != "account") continue;
-    od::value account_value;
-    PAYOUTD_JSON_TRY(field.value().get(account_value));
-    od::object account;
-    PAYOUTD_JSON_TRY(account_value.get_object().get(account));
-    for (auto af : account) {
-      std::string_view akey;
-      PAYOUTD_JSON_TRY(af.unescaped_key().get(akey));
-      if (akey == "accountNumber") {
-        od::value av;
-        PAYOUTD_JSON_TRY(af.value().get(av));
-        std::optional<std::string> s;
-        PAYOUTD_JSON_TRY(ReadString(av, &s));
-        p->account_number = *s;
-      }
-    }
-  }
-  return simdjson::SUCCESS;
+  return ForEachField(v, [&](std::string_view key, od::value account) -> simdjson::error_code {
+    if (key != "account") return simdjson::SUCCESS;
+    return ForEachField(account, [&](std::string_view akey, od::value av) -> simdjson::error_code {
+      if (akey != "accountNumber") return simdjson::SUCCESS;
+      std::optional<std::string> s;
+      PAYOUTD_JSON_TRY(ReadString(av, &s));
+      p->account_number = *s;
+      return simdjson::SUCCESS;
+    });
+  });
 }
 
 simdjson::error_code ReadPayout(std::string_view body, RawPayout* p) {
@@ -180,27 +151,18 @@ simdjson::error_code ReadPayout(std::string_view body, RawPayout* p) {
   thread_local od::parser parser;
   od::document doc;
   PAYOUTD_JSON_TRY(parser.iterate(padded).get(doc));
-  od::object root;
-  PAYOUTD_JSON_TRY(doc.get_object().get(root));
-  for (auto field : root) {
-    std::string_view key;
-    PAYOUTD_JSON_TRY(field.unescaped_key().get(key));
-    od::value fv;
-    PAYOUTD_JSON_TRY(field.value().get(fv));
-    if (key == "paymentRequested") {
-      PAYOUTD_JSON_TRY(ReadPaymentRequested(fv, p));
-    } else if (key == "paymentMethodResponse") {
-      PAYOUTD_JSON_TRY(ReadMethodResponse(fv, p));
-    } else if (key == "process") {
-      PAYOUTD_JSON_TRY(ReadProcess(fv, p));
-    } else if (key == "fee") {
-      bool is_null = false;
-      PAYOUTD_JSON_TRY(fv.is_null().get(is_null));
-      if (!is_null) PAYOUTD_JSON_TRY(ReadMoney(fv, &p->fee_amount_text, &p->fee_currency));
-    } else if (key == "paymentMethod") {
-      PAYOUTD_JSON_TRY(ReadPaymentMethod(fv, p));
-    }
-  }
+  auto read_field = [&](std::string_view key, od::value fv) -> simdjson::error_code {
+    if (key == "paymentRequested") return ReadPaymentRequested(fv, p);
+    if (key == "paymentMethodResponse") return ReadMethodResponse(fv, p);
+    if (key == "process") return ReadProcess(fv, p);
+    if (key == "paymentMethod") return ReadPaymentMethod(fv, p);
+    if (key != "fee") return simdjson::SUCCESS;
+    bool is_null = false;
+    PAYOUTD_JSON_TRY(fv.is_null().get(is_null));
+    if (is_null) return simdjson::SUCCESS;
+    return ReadMoney(fv, &p->fee_amount_text, &p->fee_currency);
+  };
+  PAYOUTD_JSON_TRY(ForEachField(doc, read_field));
   // Skipped values are only scanned, not validated, by the on-demand parser; trailing content
   // after the root object is an error.
   if (doc.current_location().error() != simdjson::OUT_OF_BOUNDS) return simdjson::TRAILING_CONTENT;
@@ -365,44 +327,35 @@ Result<GatewayPayout> ParseGetResponse(std::string_view body, std::string_view e
 }
 
 std::string ErrorMessageFromBody(std::string_view body, size_t max_len) {
-  std::string message;
-  {
-    simdjson::padded_string padded(body);
-    thread_local od::parser parser;
-    od::document doc;
-    std::string code, text;
-    bool found = false;
-    if (parser.iterate(padded).get(doc) == simdjson::SUCCESS) {
-      od::object root;
-      if (doc.get_object().get(root) == simdjson::SUCCESS) {
-        for (auto field : root) {
-          std::string_view key;
-          if (field.unescaped_key().get(key) != simdjson::SUCCESS) break;
-          if (key != "error") continue;
-          od::object err;
-          if (field.value().get_object().get(err) != simdjson::SUCCESS) break;
-          for (auto ef : err) {
-            std::string_view ekey;
-            if (ef.unescaped_key().get(ekey) != simdjson::SUCCESS) break;
-            std::string_view s;
-            if (ekey == "message" && ef.value().get_string().get(s) == simdjson::SUCCESS) {
-              text = std::string(s);
-              found = true;
-            } else if (ekey == "code") {
-              od::value cv;
-              if (ef.value().get(cv) != simdjson::SUCCESS) break;
-              if (cv.get_string().get(s) == simdjson::SUCCESS) code = std::string(s);
-              else code = std::string(Trim(cv.raw_json_token()));
-              found = true;
-            }
-          }
-          break;
-        }
-      }
+  simdjson::padded_string padded(body);
+  thread_local od::parser parser;
+  od::document doc;
+  std::string code, text;
+  bool found = false;
+  auto read_error = [&](std::string_view key, od::value v) -> simdjson::error_code {
+    std::string_view s;
+    if (key == "message" && v.get_string().get(s) == simdjson::SUCCESS) {
+      text = std::string(s);
+      found = true;
+    } else if (key == "code") {
+      if (v.get_string().get(s) == simdjson::SUCCESS) code = std::string(s);
+      else code = std::string(Trim(v.raw_json_token()));
+      found = true;
     }
-    if (found) message = code.empty() ? text : (text.empty() ? code : code + ": " + text);
-    else message = std::string(Trim(body));
+    return simdjson::SUCCESS;
+  };
+  // Best effort: what was read before a malformed part is kept, and the walk's error ignored.
+  if (parser.iterate(padded).get(doc) == simdjson::SUCCESS) {
+    bool seen = false;  // the first "error" field is the one that counts
+    (void)ForEachField(doc, [&](std::string_view key, od::value v) -> simdjson::error_code {
+      if (key != "error" || seen) return simdjson::SUCCESS;
+      seen = true;
+      return ForEachField(v, read_error);
+    });
   }
+  std::string message;
+  if (found) message = code.empty() ? text : (text.empty() ? code : code + ": " + text);
+  else message = std::string(Trim(body));
   return CleanGatewayText(std::move(message), max_len);
 }
 

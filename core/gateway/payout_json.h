@@ -10,7 +10,7 @@
 #include <string>
 #include <string_view>
 
-#include "core/gateway/gateway_client.h"
+#include "core/gateway/gateway_payout.h"
 #include "core/money/money.h"
 #include "core/batch/payout.h"
 #include "core/base/status.h"

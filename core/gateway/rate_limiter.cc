@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "core/base/status.h"
+
 namespace payoutd {
 
 RateLimiter::RateLimiter(const LimitOptions& options, SteadyTime now) : options_(options) { Reset(now); }

@@ -29,7 +29,7 @@
 #include <vector>
 
 #include "core/base/clock.h"
-#include "core/gateway/gateway_client.h"
+#include "core/gateway/options.h"
 
 namespace payoutd {
 

@@ -7,7 +7,7 @@
 #include <string_view>
 
 #include "core/base/clock.h"
-#include "core/gateway/gateway_client.h"
+#include "core/gateway/options.h"
 
 namespace payoutd {
 

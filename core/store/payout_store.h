@@ -85,15 +85,15 @@ struct CancelOutcome {
   bool all_final = false;        // nothing left to wait for
 };
 
-// A payout with its durable progress.
-struct PayoutRow {
-  std::string batch_id;
-  Payout payout;
+// Where a payout is on its way to a final state: everything about it that changes after
+// CreateBatch. The engine changes it; Apply() writes it whole.
+struct PayoutProgress {
   Stage stage = Stage::kNew;
   FinalState state = FinalState::kNone;   // set when stage == kFinal
   int attempts = 0;                       // POST requests sent so far
   int64_t next_at_ms = 0;                 // when the next action (poll or re-check) is due; wall ms
-  int64_t since_ms = 0;                   // when it was first submitted (give_up_after counts from here); 0 = not yet
+  int64_t since_ms = 0;                   // when it was first submitted (give_up_after counts from
+                                          // here); 0 = not yet
   std::string gateway_status;             // last process.status seen
   bool has_fee = false;
   int64_t fee_minor = 0;
@@ -102,20 +102,17 @@ struct PayoutRow {
   std::string error;                      // last error / reason for REJECTED or ERROR
 };
 
-// The mutable part of a payout, written whole by Apply().
+// A payout with its durable progress.
+struct PayoutRow {
+  std::string batch_id;
+  Payout payout;
+  PayoutProgress progress;
+};
+
+// The new progress of the payout `id`, for Apply().
 struct PayoutUpdate {
   std::string id;
-  Stage stage = Stage::kNew;
-  FinalState state = FinalState::kNone;
-  int attempts = 0;
-  int64_t next_at_ms = 0;
-  int64_t since_ms = 0;
-  std::string gateway_status;
-  bool has_fee = false;
-  int64_t fee_minor = 0;
-  std::string fee_currency;
-  std::string processed_at;
-  std::string error;
+  PayoutProgress progress;
 };
 
 // A place in the order LoadDue reads rows in. The default is before every row.
@@ -163,14 +160,12 @@ class PayoutStore {
   virtual Result<bool> HasBatchId(std::string_view batch_id) = 0;
   virtual Result<bool> HasContent(std::string_view sha256) = 0;
   // The ids among `payouts` already used by an earlier batch (in the order given).
-  virtual Result<std::vector<std::string>> FindUsedPayoutIds(const std::vector<Payout>& payouts) = 0;
   virtual Result<std::vector<std::string>> FindUsedPayoutIds(const PayoutList& payouts) = 0;
 
   // Durably records an accepted batch and all its payouts at stage kNew, in one transaction, with
   // the batch's status (kActive, or kAwaitingApproval with approvals_required) and hold as given.
   // Fails with kAlreadyExists (and records nothing) if the batch id, content or a payout id exists
   // already; the message names the first one met.
-  virtual Status CreateBatch(const BatchRecord& batch, const std::vector<Payout>& payouts) = 0;
   virtual Status CreateBatch(const BatchRecord& batch, const PayoutList& payouts) = 0;
 
   // Writes these payout states in one transaction. Each id must exist; a transition not allowed by

@@ -5,6 +5,7 @@
 #include <sqlite3.h>
 
 #include <map>
+#include <type_traits>
 #include <utility>
 
 namespace payoutd {
@@ -225,17 +226,17 @@ PayoutRow ReadPayoutRow(sqlite3_stmt* s) {
   r.payout.operator_code = ColText(s, 7);
   r.payout.method = ColText(s, 8);
   r.payout.email = ColText(s, 9);
-  r.stage = StageFromDb(ColInt(s, 10));
-  r.state = StateFromDb(ColInt(s, 11));
-  r.attempts = static_cast<int>(ColInt(s, 12));
-  r.next_at_ms = ColInt(s, 13);
-  r.since_ms = ColInt(s, 14);
-  r.gateway_status = ColText(s, 15);
-  r.has_fee = ColInt(s, 16) != 0;
-  r.fee_minor = ColInt(s, 17);
-  r.fee_currency = ColText(s, 18);
-  r.processed_at = ColText(s, 19);
-  r.error = ColText(s, 20);
+  r.progress.stage = StageFromDb(ColInt(s, 10));
+  r.progress.state = StateFromDb(ColInt(s, 11));
+  r.progress.attempts = static_cast<int>(ColInt(s, 12));
+  r.progress.next_at_ms = ColInt(s, 13);
+  r.progress.since_ms = ColInt(s, 14);
+  r.progress.gateway_status = ColText(s, 15);
+  r.progress.has_fee = ColInt(s, 16) != 0;
+  r.progress.fee_minor = ColInt(s, 17);
+  r.progress.fee_currency = ColText(s, 18);
+  r.progress.processed_at = ColText(s, 19);
+  r.progress.error = ColText(s, 20);
   return r;
 }
 
@@ -323,34 +324,21 @@ class SqlitePayoutStore final : public PayoutStore {
     return Exists("SELECT 1 FROM batches WHERE sha256 = ?1", sha256);
   }
 
-  Result<std::vector<std::string>> FindUsedPayoutIds(const std::vector<Payout>& payouts) override {
-    return FindUsedImpl(payouts);
-  }
+  // Both read the validator's compact PayoutList as it is, so that a batch of a million rows is
+  // never copied into a vector of strings to be recorded.
   Result<std::vector<std::string>> FindUsedPayoutIds(const PayoutList& payouts) override {
-    return FindUsedImpl(payouts);
-  }
-  Status CreateBatch(const BatchRecord& batch, const std::vector<Payout>& payouts) override {
-    return CreateBatchImpl(batch, payouts);
-  }
-  Status CreateBatch(const BatchRecord& batch, const PayoutList& payouts) override {
-    return CreateBatchImpl(batch, payouts);
-  }
-
-  // Templates over std::vector<Payout> and the validator's compact PayoutList, so that a batch of a
-  // million rows is never copied into a vector of strings to be recorded.
-  template <class List>
-  Result<std::vector<std::string>> FindUsedImpl(const List& payouts) {
     sqlite3_stmt* s = Prepare("SELECT 1 FROM payouts WHERE id = ?1");
     if (!s) return DbError("prepare payout lookup");
     Txn txn(this, "BEGIN");  // one read snapshot for all lookups, and far fewer lock round trips
     PAYOUTD_RETURN_IF_ERROR(txn.status());
     std::vector<std::string> used;
-    for (const Payout& p : payouts) {
+    for (size_t i = 0; i < payouts.size(); ++i) {
+      const std::string_view id = payouts.id(i);
       StmtUse use(s);
-      BindText(s, 1, p.id);
+      BindText(s, 1, id);
       int rc = sqlite3_step(s);
       if (rc == SQLITE_ROW) {
-        used.push_back(p.id);
+        used.emplace_back(id);
       } else if (rc != SQLITE_DONE) {
         return DbError("look up payout id");
       }
@@ -359,8 +347,7 @@ class SqlitePayoutStore final : public PayoutStore {
     return used;
   }
 
-  template <class List>
-  Status CreateBatchImpl(const BatchRecord& batch, const List& payouts) {
+  Status CreateBatch(const BatchRecord& batch, const PayoutList& payouts) override {
     Txn txn(this, "BEGIN IMMEDIATE");
     PAYOUTD_RETURN_IF_ERROR(txn.status());
 
@@ -444,17 +431,19 @@ class SqlitePayoutStore final : public PayoutStore {
     Txn txn(this, "BEGIN IMMEDIATE");
     PAYOUTD_RETURN_IF_ERROR(txn.status());
     std::map<TotalsKey, TotalsDelta> deltas;
-    for (const PayoutUpdate& u : updates) {
+    for (const PayoutUpdate& update : updates) {
+      const PayoutProgress& u = update.progress;
       // An outcome goes with the final stage and only with it: results.csv is written from it.
       PAYOUTD_CHECK((u.stage == Stage::kFinal) == (u.state != FinalState::kNone));
       Stage old_stage;
       FinalState old_state;
       {
         StmtUse use(sel);
-        BindText(sel, 1, u.id);
+        BindText(sel, 1, update.id);
         int rc = sqlite3_step(sel);
-        if (rc == SQLITE_DONE) return Status::NotFound("apply: unknown payout id '" + u.id + "'");
-        if (rc != SQLITE_ROW) return DbError("read payout '" + u.id + "'");
+        if (rc == SQLITE_DONE)
+          return Status::NotFound("apply: unknown payout id '" + update.id + "'");
+        if (rc != SQLITE_ROW) return DbError("read payout '" + update.id + "'");
         old_stage = StageFromDb(ColInt(sel, 0));
         old_state = StateFromDb(ColInt(sel, 1));
         std::string batch_id = ColText(sel, 2);
@@ -468,7 +457,8 @@ class SqlitePayoutStore final : public PayoutStore {
         if (!AddChecked(&from.payouts, -1) || !AddChecked(&from.amount_minor, -amount) ||
             !AddChecked(&from.fee_minor, -ColInt(sel, 6)) || !AddChecked(&to.payouts, 1) ||
             !AddChecked(&to.amount_minor, amount) || !AddChecked(&to.fee_minor, u.fee_minor)) {
-          return Status::InvalidArgument("apply: totals overflow int64 at payout '" + u.id + "'");
+          return Status::InvalidArgument("apply: totals overflow int64 at payout '" + update.id +
+                                         "'");
         }
       }
       // The state machine, enforced where it becomes durable. A final payout keeps its outcome
@@ -478,7 +468,7 @@ class SqlitePayoutStore final : public PayoutStore {
       // Never sent, then final: only an operator's cancel does that.
       PAYOUTD_CHECK(old_stage != Stage::kNew || u.stage != Stage::kFinal || u.state == FinalState::kCancelled);
       StmtUse use(upd);
-      BindText(upd, 1, u.id);
+      BindText(upd, 1, update.id);
       BindInt(upd, 2, static_cast<int>(u.stage));
       BindInt(upd, 3, static_cast<int>(u.state));
       BindInt(upd, 4, u.attempts);
@@ -490,7 +480,7 @@ class SqlitePayoutStore final : public PayoutStore {
       BindText(upd, 10, u.fee_currency);
       BindText(upd, 11, u.processed_at);
       BindText(upd, 12, u.error);
-      if (sqlite3_step(upd) != SQLITE_DONE) return DbError("update payout '" + u.id + "'");
+      if (sqlite3_step(upd) != SQLITE_DONE) return DbError("update payout '" + update.id + "'");
     }
     PAYOUTD_RETURN_IF_ERROR(ApplyTotals(deltas));
     return txn.Commit();
@@ -517,23 +507,16 @@ class SqlitePayoutStore final : public PayoutStore {
     if (!s) return DbError("prepare outage list");
     StmtUse use(s);
     BindInt(s, 1, ended_after_ms);
-    std::vector<GatewayOutage> out;
-    int rc;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW)
-      out.push_back(GatewayOutage{ColInt(s, 0), ColInt(s, 1), ColInt(s, 2), ColText(s, 3)});
-    if (rc != SQLITE_DONE) return DbError("list gateway outages");
-    return out;
+    return ReadRows(s, "list gateway outages", [](sqlite3_stmt* row) {
+      return GatewayOutage{ColInt(row, 0), ColInt(row, 1), ColInt(row, 2), ColText(row, 3)};
+    });
   }
 
   Result<std::vector<BatchRecord>> ListBatches() override {
     sqlite3_stmt* s = Prepare(std::string("SELECT ") + kBatchColumns + " FROM batches ORDER BY started_at_ms, id");
     if (!s) return DbError("prepare batch list");
     StmtUse use(s);
-    std::vector<BatchRecord> out;
-    int rc;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) out.push_back(ReadBatch(s));
-    if (rc != SQLITE_DONE) return DbError("list batches");
-    return out;
+    return ReadRows(s, "list batches", ReadBatch);
   }
 
   Result<std::optional<BatchRecord>> GetBatch(std::string_view batch_id) override {
@@ -541,10 +524,7 @@ class SqlitePayoutStore final : public PayoutStore {
     if (!s) return DbError("prepare batch lookup");
     StmtUse use(s);
     BindText(s, 1, batch_id);
-    int rc = sqlite3_step(s);
-    if (rc == SQLITE_DONE) return std::optional<BatchRecord>();
-    if (rc != SQLITE_ROW) return DbError("read batch");
-    return std::optional<BatchRecord>(ReadBatch(s));
+    return ReadRow(s, "read batch", ReadBatch);
   }
 
   Status SetBatchStatus(std::string_view batch_id, BatchRecord::Status status, int64_t at_ms) override {
@@ -731,7 +711,7 @@ class SqlitePayoutStore final : public PayoutStore {
     BindInt(s, 2, static_cast<int>(stage));
     BindInt(s, 3, after_line);
     BindInt(s, 4, ClampLimit(limit));
-    return CollectRows(s, "load payouts by stage");
+    return ReadRows(s, "load payouts by stage", ReadPayoutRow);
   }
 
   Result<std::vector<PayoutRow>> LoadDue(int64_t now_ms, size_t limit) override {
@@ -741,7 +721,7 @@ class SqlitePayoutStore final : public PayoutStore {
     StmtUse use(s);
     BindInt(s, 1, now_ms);
     BindInt(s, 2, ClampLimit(limit));
-    return CollectRows(s, "load due payouts");
+    return ReadRows(s, "load due payouts", ReadPayoutRow);
   }
 
   Result<std::vector<DueRow>> LoadDueAfter(int64_t now_ms, DuePosition after, size_t limit) override {
@@ -755,26 +735,19 @@ class SqlitePayoutStore final : public PayoutStore {
     BindInt(s, 2, ClampLimit(limit));
     BindInt(s, 3, after.next_at_ms);
     BindInt(s, 4, after.row);
-    std::vector<DueRow> rows;
-    int rc;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+    return ReadRows(s, "load due payouts", [](sqlite3_stmt* row) {
       DueRow d;
-      d.row = ReadPayoutRow(s);
-      d.position = DuePosition{d.row.next_at_ms, ColInt(s, kPayoutColumnCount)};
-      rows.push_back(std::move(d));
-    }
-    if (rc != SQLITE_DONE) return DbError("load due payouts");
-    return rows;
+      d.row = ReadPayoutRow(row);
+      d.position = DuePosition{d.row.progress.next_at_ms, ColInt(row, kPayoutColumnCount)};
+      return d;
+    });
   }
 
   Result<std::optional<int64_t>> NextDueAt() override {
     sqlite3_stmt* s = Prepare("SELECT next_at_ms FROM payouts WHERE stage IN (2, 3) ORDER BY next_at_ms LIMIT 1");
     if (!s) return DbError("prepare next due");
     StmtUse use(s);
-    int rc = sqlite3_step(s);
-    if (rc == SQLITE_DONE) return std::optional<int64_t>();
-    if (rc != SQLITE_ROW) return DbError("read next due");
-    return std::optional<int64_t>(ColInt(s, 0));
+    return ReadRow(s, "read next due", [](sqlite3_stmt* row) { return ColInt(row, 0); });
   }
 
   Result<std::optional<PayoutRow>> GetPayout(std::string_view payout_id) override {
@@ -782,10 +755,7 @@ class SqlitePayoutStore final : public PayoutStore {
     if (!s) return DbError("prepare payout lookup");
     StmtUse use(s);
     BindText(s, 1, payout_id);
-    int rc = sqlite3_step(s);
-    if (rc == SQLITE_DONE) return std::optional<PayoutRow>();
-    if (rc != SQLITE_ROW) return DbError("read payout");
-    return std::optional<PayoutRow>(ReadPayoutRow(s));
+    return ReadRow(s, "read payout", ReadPayoutRow);
   }
 
   Status ForEachPayout(std::string_view batch_id, const std::function<void(const PayoutRow&)>& fn) override {
@@ -1029,10 +999,7 @@ class SqlitePayoutStore final : public PayoutStore {
     if (!s) return DbError("prepare content lookup");
     StmtUse use(s);
     BindText(s, 1, sha256);
-    int rc = sqlite3_step(s);
-    if (rc == SQLITE_DONE) return std::optional<std::string>();
-    if (rc != SQLITE_ROW) return DbError("look up batch content");
-    return std::optional<std::string>(ColText(s, 0));
+    return ReadRow(s, "look up batch content", [](sqlite3_stmt* row) { return ColText(row, 0); });
   }
 
   Result<bool> Exists(const char* sql, std::string_view key) {
@@ -1046,12 +1013,24 @@ class SqlitePayoutStore final : public PayoutStore {
     return DbError("lookup");
   }
 
-  Result<std::vector<PayoutRow>> CollectRows(sqlite3_stmt* s, const char* what) {
-    std::vector<PayoutRow> rows;
+  // Steps `s` (bound, in a StmtUse) to its end: read(s) of every row, in order. `what` names the
+  // read in the error when a step fails.
+  template <typename Read, typename Row = std::invoke_result_t<Read, sqlite3_stmt*>>
+  Result<std::vector<Row>> ReadRows(sqlite3_stmt* s, const char* what, Read read) {
+    std::vector<Row> rows;
     int rc;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) rows.push_back(ReadPayoutRow(s));
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) rows.push_back(read(s));
     if (rc != SQLITE_DONE) return DbError(what);
     return rows;
+  }
+
+  // The first row of `s`, read(s), or nullopt when there is none.
+  template <typename Read, typename Row = std::invoke_result_t<Read, sqlite3_stmt*>>
+  Result<std::optional<Row>> ReadRow(sqlite3_stmt* s, const char* what, Read read) {
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_DONE) return std::optional<Row>();
+    if (rc != SQLITE_ROW) return DbError(what);
+    return std::optional<Row>(read(s));
   }
 
   static int64_t ClampLimit(size_t limit) {

@@ -12,7 +12,8 @@
 //   when the job commits). While a job is queued or running the io_context has work (run() does
 //   not return early).
 // - The destructor runs every job already posted, then joins. Completions of those jobs are posted
-//   but only run if the io_context runs again; callers guard their handlers with a liveness flag.
+//   but only run if the io_context runs again; callers guard their handlers with a Liveness token
+//   (core/base/liveness.h).
 //
 // Threading: Post() may be called from any thread; the store is used only on the StoreThread.
 #pragma once

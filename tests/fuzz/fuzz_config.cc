@@ -5,6 +5,8 @@
 #include <string>
 
 #include "config/config.h"
+#include "config/duration.h"
+#include "config/summary.h"
 #include "tests/fuzz/fuzz_accepted.h"
 
 namespace {

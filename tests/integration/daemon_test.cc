@@ -1,7 +1,8 @@
 // End to end, real processes: payout-sandbox (the gateway) and payoutd (run / process / status /
 // validate / check). Each test starts its own sandbox and daemon in a fresh temp folder and checks
-// what SPEC §2, §3, §5, §6 and §8 promise against the sandbox's ledger: every payout created once
-// with one body, amounts exact to the minor unit, reports complete and in input order.
+// what docs/batches.md, results.md, cli.md and operations.md promise against the sandbox's
+// ledger: every payout created once with one body, amounts exact to the minor unit, reports
+// complete and in input order.
 #include <poll.h>
 #include <signal.h>
 #include <sys/inotify.h>
@@ -81,7 +82,7 @@ std::vector<In> UsdRows(const std::string& prefix, int n) {
   return rows;
 }
 
-// SPEC §8.1, §8.3, §8.5 against the sandbox ledger: every input payout reached the gateway with one
+// Exactly once, against the sandbox ledger: every input payout reached the gateway with one
 // body, exact amount, created once (refused ones never created); nothing else was sent.
 void ExpectLedgerExactlyOnce(const std::vector<In>& rows, SandboxProcess& sandbox) {
   auto ledger = sandbox.Ledger();
@@ -113,8 +114,8 @@ void ExpectLedgerExactlyOnce(const std::vector<In>& rows, SandboxProcess& sandbo
   EXPECT_EQ(sandbox.Stat("conflicts"), 0);
 }
 
-// SPEC §3: one results row per input row in input order, states by the sandbox's rules, amounts and
-// fees exact; the summary's counts and per-currency totals exact to the minor unit.
+// docs/results.md: one results row per input row in input order, states by the sandbox's rules,
+// amounts and fees exact; the summary's counts and per-currency totals exact to the minor unit.
 // min_attempts: every payout the gateway holds was POSTed at least once, even when a SIGKILL cut
 // off the daemon's count of it.
 void ExpectReport(const std::string& batch_id, const std::vector<In>& rows, const std::vector<ResultRow>& results,
@@ -231,7 +232,7 @@ TEST_F(DaemonTest, PaysBatchInZeroTwoAndThreeDigitCurrenciesExactlyAndReportsInI
       {"HP-USD-5", "12345678.99", "USD", "US000000099", "Large Amount", "BNK_000"},
       {"HP-KWD-4", "7", "KWD", "KW000000088", "Whole Dinars", "BNK_000"},
   };
-  // SPEC §2: hidden files, *.tmp and *.part are never taken.
+  // Hidden files, *.tmp and *.part are never taken (docs/batches.md#dropping-a-file).
   WriteFile(spool() + "/inbox/.hidden.csv", Csv(UsdRows("HIDDEN", 1)));
   WriteFile(spool() + "/inbox/later.csv.part", Csv(UsdRows("PART", 1)));
   WriteFile(spool() + "/inbox/later.tmp", Csv(UsdRows("TMP", 1)));
@@ -761,7 +762,7 @@ TEST_F(DaemonTest, ProcessExitsZeroThreeOrFourAndWritesResultsOrErrors) {
   EXPECT_EQ(errors[0].line, 2);
   EXPECT_EQ(errors[0].column, "amount");
 
-  // The same finished batch again is a duplicate (SPEC §2, §8.4): exit 4, nothing sent again.
+  // The same finished batch again is a duplicate (docs/batches.md): exit 4, nothing sent again.
   r = RunPayoutd({"process", "--config", config, dir_.path() + "/allgood.csv", "--out", out + "/again"});
   EXPECT_EQ(r.exit_code, 4) << r.err;
   EXPECT_THAT(r.out, HasSubstr("already processed"));

@@ -1,5 +1,6 @@
-// The gateway client against the real payout-sandbox over loopback: every row of docs/gateway.md's table of answers,
-// the rate limit as the gateway saw it, auth pause/resume, and 10,000 payouts through faults.
+// The gateway client against the real payout-sandbox over loopback: every row of the table in
+// docs/gateway.md ("Each answer, and what payoutd does"), the rate limit as the gateway saw it,
+// auth pause/resume, and 10,000 payouts through faults.
 // No sleeps: the io_context runs until a condition holds or a deadline passes.
 #include "core/gateway/gateway_client.h"
 #include "core/gateway/jwt.h"

@@ -135,8 +135,8 @@ std::optional<double> Sample(const std::string& text, const std::string& name,
   return total;
 }
 
-// -1 when the series is missing, so that an expected 0 fails for an absent series (docs/operations.md: every
-// label set is exported from the start, at 0).
+// -1 when the series is missing, so that an expected 0 fails for an absent series (every label
+// set alerts and dashboards use is exported from the start, at 0: docs/operations.md#metrics).
 double SampleOrMinusOne(const std::string& text, const std::string& name, const std::map<std::string, std::string>& labels = {}) {
   return Sample(text, name, labels).value_or(-1);
 }

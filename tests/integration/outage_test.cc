@@ -149,7 +149,7 @@ class OutageTest : public ::testing::Test {
     EXPECT_EQ(wrong, 0) << "reported states that differ from the gateway's:"
                         << wrong_examples.str();
 
-    // One id, one body: the gateway holds exactly the batch, each payout created once with one body.
+    // Exactly once: the gateway holds exactly the batch, each payout created once with one body.
     std::set<std::string> want_ids;
     for (const In& r : rows_) want_ids.insert(r.id);
     std::vector<std::string> missing, extra;

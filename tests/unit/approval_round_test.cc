@@ -175,7 +175,7 @@ TEST_F(ApprovalRoundTest, CommandsOnTheStateHoldResumeAndCancel) {
   EXPECT_EQ(r.exit_code, 0);
   EXPECT_NE(r.message.find("cancelled 2 unsent payouts"), std::string::npos) << r.message;
   EXPECT_EQ(Batch("paying").status, BatchRecord::Status::kFinished) << "all final: the next start reports it";
-  EXPECT_EQ((**store_->GetPayout("paying-1")).error, "cancelled by alice (uid 1001): stop");
+  EXPECT_EQ((**store_->GetPayout("paying-1")).progress.error, "cancelled by alice (uid 1001): stop");
   r = RunControlOnState(*store_, {"hold", "", true, "holiday"}, peer, spool().string(), 50);
   EXPECT_EQ(r.exit_code, 0);
   EXPECT_TRUE(store_->GetHoldAll()->held());

@@ -218,14 +218,14 @@ TEST_P(EngineControlTest, ACancelEndsEveryNeverSentPayoutAndNoneOfThemIsEverSent
   for (int i = 1; i <= 300; ++i) {
     const std::string id = "C-" + std::to_string(i);
     const PayoutRow row = Row(id);
-    ASSERT_EQ(row.stage, Stage::kFinal) << id;
-    if (row.state == FinalState::kCancelled) {
+    ASSERT_EQ(row.progress.stage, Stage::kFinal) << id;
+    if (row.progress.state == FinalState::kCancelled) {
       ++cancelled;
       EXPECT_EQ(ledger.count(id), 0u) << id << " is CANCELLED but reached the gateway";
-      EXPECT_EQ(row.attempts, 0) << id;
+      EXPECT_EQ(row.progress.attempts, 0) << id;
     } else {
       ++paid;
-      EXPECT_EQ(row.state, FinalState::kSuccess) << id << ": " << row.error;
+      EXPECT_EQ(row.progress.state, FinalState::kSuccess) << id << ": " << row.progress.error;
       EXPECT_EQ(ledger.count(id), 1u) << id;
     }
   }

@@ -21,6 +21,7 @@
 #include "core/engine/payout_engine.h"
 #include "core/store/payout_store.h"
 #include "core/store/store_thread.h"
+#include "tests/support/payout_list.h"
 #include "tests/support/simulated_gateway.h"
 
 namespace payoutd {
@@ -109,7 +110,7 @@ class EngineOutageTest : public ::testing::TestWithParam<bool> {
       payouts_.push_back(p);
     }
     std::vector<Payout> mine(payouts_.end() - rows, payouts_.end());
-    ASSERT_TRUE(store_->CreateBatch(b, mine).ok());
+    ASSERT_TRUE(store_->CreateBatch(b, ToPayoutList(mine)).ok());
   }
 
   // A client and an engine on the store, as at a daemon's start.
@@ -157,15 +158,15 @@ class EngineOutageTest : public ::testing::TestWithParam<bool> {
     int most_attempts = 0;
     for (const Payout& p : payouts_) {
       PayoutRow row = Row(p.id);
-      EXPECT_EQ(row.stage, Stage::kFinal) << p.id;
-      EXPECT_EQ(row.state, Truth(p)) << p.id << ": " << row.error;
-      EXPECT_NE(row.state, FinalState::kError) << p.id << ": " << row.error;
+      EXPECT_EQ(row.progress.stage, Stage::kFinal) << p.id;
+      EXPECT_EQ(row.progress.state, Truth(p)) << p.id << ": " << row.progress.error;
+      EXPECT_NE(row.progress.state, FinalState::kError) << p.id << ": " << row.progress.error;
       auto it = ledger.find(p.id);
       EXPECT_TRUE(it != ledger.end() && it->second.created) << p.id << " never reached the gateway";
       if (it != ledger.end()) {
         EXPECT_EQ(it->second.distinct_bodies, 1) << p.id;
       }
-      most_attempts = std::max(most_attempts, row.attempts);
+      most_attempts = std::max(most_attempts, row.progress.attempts);
     }
     EXPECT_EQ(ledger.size(), payouts_.size()) << "the gateway holds payouts outside the batch";
     return most_attempts;
@@ -258,10 +259,11 @@ TEST_P(EngineOutageTest, OnePayoutRefusedByTheGatewayWhileOthersSucceedEndsError
   Start();
   ASSERT_TRUE(RunToEnd(1));
   PayoutRow row = Row("B-7");
-  EXPECT_EQ(row.state, FinalState::kError);
-  EXPECT_NE(row.error.find("not created after 8 attempts"), std::string::npos) << row.error;
+  EXPECT_EQ(row.progress.state, FinalState::kError);
+  EXPECT_NE(row.progress.error.find("not created after 8 attempts"), std::string::npos)
+      << row.progress.error;
   EXPECT_EQ(observer_.circuit_opened, 0) << "one payout's failures are not an outage";
-  EXPECT_EQ(Row("B-8").state, FinalState::kSuccess);
+  EXPECT_EQ(Row("B-8").progress.state, FinalState::kSuccess);
 }
 
 TEST_P(EngineOutageTest, OnePayoutsServerErrorsKeepTheCircuitClosedAndEndItAtGiveUp) {
@@ -272,10 +274,11 @@ TEST_P(EngineOutageTest, OnePayoutsServerErrorsKeepTheCircuitClosedAndEndItAtGiv
   ASSERT_TRUE(RunToEnd(1));
   PayoutRow row = Row("B-7");
   // POST 500 might have created it: it is checked, never given up early, and ends at give-up.
-  EXPECT_EQ(row.state, FinalState::kError);
-  EXPECT_NE(row.error.find("outcome unknown after"), std::string::npos) << row.error;
+  EXPECT_EQ(row.progress.state, FinalState::kError);
+  EXPECT_NE(row.progress.error.find("outcome unknown after"), std::string::npos)
+      << row.progress.error;
   EXPECT_EQ(observer_.circuit_opened, 0);
-  EXPECT_EQ(Row("B-8").state, FinalState::kSuccess);
+  EXPECT_EQ(Row("B-8").progress.state, FinalState::kSuccess);
 }
 
 TEST_P(EngineOutageTest, GiveUpAfterDoesNotRunWhileTheCircuitIsOpen) {

@@ -16,6 +16,7 @@
 #include "core/engine/payout_engine.h"
 #include "core/store/payout_store.h"
 #include "core/store/store_thread.h"
+#include "tests/support/payout_list.h"
 
 namespace payoutd {
 namespace {
@@ -91,7 +92,7 @@ class Observer final : public EngineObserver {
  public:
   std::vector<std::string> finished;
   std::map<std::string, FinalState> finals;
-  void OnFinal(const PayoutRow& row) override { finals[row.payout.id] = row.state; }
+  void OnFinal(const PayoutRow& row) override { finals[row.payout.id] = row.progress.state; }
   void OnBatchFinished(const std::string& batch_id) override { finished.push_back(batch_id); }
   void OnUnknownStatus(const std::string& status) override { unknown_statuses.push_back(status); }
   std::vector<std::string> unknown_statuses;
@@ -153,7 +154,7 @@ class EngineTest : public ::testing::TestWithParam<bool> {
     b.file_name = id + ".csv";
     b.rows = static_cast<int64_t>(payouts.size());
     b.started_at_ms = 1;
-    ASSERT_TRUE(store_->CreateBatch(b, payouts).ok());
+    ASSERT_TRUE(store_->CreateBatch(b, ToPayoutList(payouts)).ok());
   }
 
   // Runs the engine until every batch is finished, or fails after a deadline.
@@ -214,8 +215,8 @@ TEST_P(EngineTest, Engine_UnknownOutcomeIsResolvedWithGetBeforeAnyResend) {
   EXPECT_EQ(gateway_.calls[0], "POST U-1");
   EXPECT_EQ(gateway_.calls[1], "GET U-1") << "an unknown outcome must be checked before a re-send";
   EXPECT_EQ(gateway_.calls[2], "POST U-1") << "404 after an unknown outcome: send again, same id";
-  EXPECT_EQ(Row("U-1").state, FinalState::kSuccess);
-  EXPECT_EQ(Row("U-1").attempts, 9);
+  EXPECT_EQ(Row("U-1").progress.state, FinalState::kSuccess);
+  EXPECT_EQ(Row("U-1").progress.attempts, 9);
 }
 
 TEST_P(EngineTest, Engine_RejectedAndConflictAndNotCreatedAreFinal) {
@@ -233,11 +234,11 @@ TEST_P(EngineTest, Engine_RejectedAndConflictAndNotCreatedAreFinal) {
   r.post_attempts = 8;
   gateway_.submit_script["N-1"].push_back(r);
   RunToEnd(1);
-  EXPECT_EQ(Row("R-1").state, FinalState::kRejected);
-  EXPECT_NE(Row("R-1").error.find("INVALID_ACCOUNT"), std::string::npos);
-  EXPECT_EQ(Row("C-1").state, FinalState::kError);
-  EXPECT_NE(Row("C-1").error.find("conflict"), std::string::npos);
-  EXPECT_EQ(Row("N-1").state, FinalState::kError);
+  EXPECT_EQ(Row("R-1").progress.state, FinalState::kRejected);
+  EXPECT_NE(Row("R-1").progress.error.find("INVALID_ACCOUNT"), std::string::npos);
+  EXPECT_EQ(Row("C-1").progress.state, FinalState::kError);
+  EXPECT_NE(Row("C-1").progress.error.find("conflict"), std::string::npos);
+  EXPECT_EQ(Row("N-1").progress.state, FinalState::kError);
   EXPECT_EQ(gateway_.calls.size(), 3u) << "final answers need no poll";
 }
 
@@ -245,8 +246,8 @@ TEST_P(EngineTest, Engine_GatewayHoldingADifferentAmountIsAnIdConflict) {
   AddBatch("B1", {MakePayout("X-1", 2, 1000)});
   gateway_.poll_script["X-1"].push_back(Found("PENDING", 999));
   RunToEnd(1);
-  EXPECT_EQ(Row("X-1").state, FinalState::kError);
-  EXPECT_NE(Row("X-1").error.find("id conflict"), std::string::npos) << Row("X-1").error;
+  EXPECT_EQ(Row("X-1").progress.state, FinalState::kError);
+  EXPECT_NE(Row("X-1").progress.error.find("id conflict"), std::string::npos) << Row("X-1").progress.error;
 }
 
 TEST_P(EngineTest, Engine_GatewayHoldingADifferentCurrencyIsAnIdConflict) {
@@ -255,8 +256,8 @@ TEST_P(EngineTest, Engine_GatewayHoldingADifferentCurrencyIsAnIdConflict) {
   eur.payout.currency = "EUR";
   gateway_.poll_script["X-1"].push_back(eur);
   RunToEnd(1);
-  EXPECT_EQ(Row("X-1").state, FinalState::kError) << "a SUCCESS in another currency is not our payout";
-  EXPECT_NE(Row("X-1").error.find("id conflict"), std::string::npos) << Row("X-1").error;
+  EXPECT_EQ(Row("X-1").progress.state, FinalState::kError) << "a SUCCESS in another currency is not our payout";
+  EXPECT_NE(Row("X-1").progress.error.find("id conflict"), std::string::npos) << Row("X-1").progress.error;
 }
 
 TEST_P(EngineTest, Engine_GatewayHoldingADifferentAccountIsAnIdConflict) {
@@ -265,8 +266,8 @@ TEST_P(EngineTest, Engine_GatewayHoldingADifferentAccountIsAnIdConflict) {
   elsewhere.payout.account_number = "99999999";
   gateway_.poll_script["X-1"].push_back(elsewhere);
   RunToEnd(1);
-  EXPECT_EQ(Row("X-1").state, FinalState::kError) << "paid to another beneficiary must never read SUCCESS";
-  EXPECT_NE(Row("X-1").error.find("id conflict"), std::string::npos) << Row("X-1").error;
+  EXPECT_EQ(Row("X-1").progress.state, FinalState::kError) << "paid to another beneficiary must never read SUCCESS";
+  EXPECT_NE(Row("X-1").progress.error.find("id conflict"), std::string::npos) << Row("X-1").progress.error;
 }
 
 TEST_P(EngineTest, Engine_PollsUntilFinalAndKeepsFeeAndStatus) {
@@ -281,11 +282,11 @@ TEST_P(EngineTest, Engine_PollsUntilFinalAndKeepsFeeAndStatus) {
   gateway_.poll_script["F-1"].push_back(failed);
   RunToEnd(1);
   PayoutRow row = Row("F-1");
-  EXPECT_EQ(row.state, FinalState::kFailed);
-  EXPECT_EQ(row.gateway_status, "EXPIRED");
-  EXPECT_TRUE(row.has_fee);
-  EXPECT_EQ(row.fee_minor, 7);
-  EXPECT_EQ(row.processed_at, "2026-11-24T01:00:00Z");
+  EXPECT_EQ(row.progress.state, FinalState::kFailed);
+  EXPECT_EQ(row.progress.gateway_status, "EXPIRED");
+  EXPECT_TRUE(row.progress.has_fee);
+  EXPECT_EQ(row.progress.fee_minor, 7);
+  EXPECT_EQ(row.progress.processed_at, "2026-11-24T01:00:00Z");
   EXPECT_EQ(std::count(gateway_.calls.begin(), gateway_.calls.end(), "GET F-1"), 3);
 }
 
@@ -296,9 +297,10 @@ TEST_P(EngineTest, Engine_SuccessWithAnUnusableFeeStaysSuccessAndSaysSo) {
   gateway_.poll_script["F-1"] = {done};
   RunToEnd(1);
   PayoutRow row = Row("F-1");
-  EXPECT_EQ(row.state, FinalState::kSuccess);
-  EXPECT_FALSE(row.has_fee);
-  EXPECT_EQ(row.error, "fee not recorded: fee 0.125 USD: amount has more decimals than the currency allows");
+  EXPECT_EQ(row.progress.state, FinalState::kSuccess);
+  EXPECT_FALSE(row.progress.has_fee);
+  EXPECT_EQ(row.progress.error,
+            "fee not recorded: fee 0.125 USD: amount has more decimals than the currency allows");
 }
 
 // Polling outcomes: none of these may end a payout early or send it again.
@@ -309,7 +311,7 @@ TEST_P(EngineTest, Engine_APollThatFailsAfterAllRetriesIsTriedAgainLater) {
   failed.message = "HTTP 503";
   gateway_.poll_script["P-1"] = {failed, failed, Found("SUCCESS", 1000)};
   RunToEnd(1);
-  EXPECT_EQ(Row("P-1").state, FinalState::kSuccess);
+  EXPECT_EQ(Row("P-1").progress.state, FinalState::kSuccess);
   EXPECT_EQ(std::count(gateway_.calls.begin(), gateway_.calls.end(), "GET P-1"), 3);
   EXPECT_EQ(std::count(gateway_.calls.begin(), gateway_.calls.end(), "POST P-1"), 1);
 }
@@ -320,7 +322,7 @@ TEST_P(EngineTest, Engine_A404WhilePollingAnAcceptedPayoutKeepsPollingAndNeverRe
   missing.outcome = PollResult::Outcome::kNotFound;
   gateway_.poll_script["P-1"] = {missing, missing, Found("SUCCESS", 1000)};
   RunToEnd(1);
-  EXPECT_EQ(Row("P-1").state, FinalState::kSuccess);
+  EXPECT_EQ(Row("P-1").progress.state, FinalState::kSuccess);
   EXPECT_EQ(std::count(gateway_.calls.begin(), gateway_.calls.end(), "POST P-1"), 1)
       << "the gateway accepted it once: a 404 later is not a reason to send it again";
 }
@@ -330,8 +332,8 @@ TEST_P(EngineTest, Engine_AnUnknownStatusIsCountedAndPolledUntilAFinalOne) {
   gateway_.poll_script["P-1"] = {Found("ON_HOLD_AT_BANK", 1000), Found("FAILED", 1000)};
   RunToEnd(1);
   EXPECT_EQ(observer_.unknown_statuses, std::vector<std::string>{"ON_HOLD_AT_BANK"});
-  EXPECT_EQ(Row("P-1").state, FinalState::kFailed);
-  EXPECT_EQ(Row("P-1").gateway_status, "FAILED");
+  EXPECT_EQ(Row("P-1").progress.state, FinalState::kFailed);
+  EXPECT_EQ(Row("P-1").progress.gateway_status, "FAILED");
 }
 
 TEST_P(EngineTest, Engine_GivingUpWhileThePostsOutcomeIsUnknownSaysSo) {
@@ -348,9 +350,9 @@ TEST_P(EngineTest, Engine_GivingUpWhileThePostsOutcomeIsUnknownSaysSo) {
   for (int i = 0; i < 1000; ++i) gateway_.poll_script["U-1"].push_back(failed);
   RunToEnd(1);
   PayoutRow row = Row("U-1");
-  EXPECT_EQ(row.state, FinalState::kError);
-  EXPECT_NE(row.error.find("outcome unknown after"), std::string::npos) << row.error;
-  EXPECT_NE(row.error.find("timed out"), std::string::npos) << "the last reason is kept: " << row.error;
+  EXPECT_EQ(row.progress.state, FinalState::kError);
+  EXPECT_NE(row.progress.error.find("outcome unknown after"), std::string::npos) << row.progress.error;
+  EXPECT_NE(row.progress.error.find("timed out"), std::string::npos) << "the last reason is kept: " << row.progress.error;
   EXPECT_EQ(std::count(gateway_.calls.begin(), gateway_.calls.end(), "POST U-1"), 1)
       << "never re-sent while its outcome is unknown";
 }
@@ -361,23 +363,23 @@ TEST_P(EngineTest, Engine_GivesUpWithErrorAfterGiveUpAfter) {
   for (int i = 0; i < 1000; ++i) gateway_.poll_script["G-1"].push_back(Found("PROCESSING", 1000));
   RunToEnd(1);
   PayoutRow row = Row("G-1");
-  EXPECT_EQ(row.state, FinalState::kError);
-  EXPECT_NE(row.error.find("no final status"), std::string::npos) << row.error;
+  EXPECT_EQ(row.progress.state, FinalState::kError);
+  EXPECT_NE(row.progress.error.find("no final status"), std::string::npos) << row.progress.error;
 }
 
 TEST_P(EngineTest, Engine_SubmittingAtStartIsResolvedWithGetFirst) {
   AddBatch("B1", {MakePayout("S-1", 2, 1000)});
   PayoutUpdate u;
   u.id = "S-1";
-  u.stage = Stage::kSubmitting;
-  u.since_ms = 1;
+  u.progress.stage = Stage::kSubmitting;
+  u.progress.since_ms = 1;
   ASSERT_TRUE(store_->Apply({u}).ok());
   gateway_.bodies["S-1"] = MakePayout("S-1", 2, 1000);  // the gateway got it before the "crash"
   RunToEnd(1);
   ASSERT_FALSE(gateway_.calls.empty());
   EXPECT_EQ(gateway_.calls[0], "GET S-1");
   EXPECT_EQ(std::count(gateway_.calls.begin(), gateway_.calls.end(), "POST S-1"), 0);
-  EXPECT_EQ(Row("S-1").state, FinalState::kSuccess);
+  EXPECT_EQ(Row("S-1").progress.state, FinalState::kSuccess);
 }
 
 TEST_P(EngineTest, Engine_SmallBatchIsNotStuckBehindALargeOne) {
@@ -410,7 +412,7 @@ TEST_P(EngineTest, Engine_CallbackDuringSubmissionMakesItPollAtOnce) {
   while (observer_.finished.empty() && std::chrono::steady_clock::now() < deadline)
     io_.run_for(std::chrono::milliseconds(10));
   ASSERT_EQ(observer_.finished.size(), 1u) << "the hint was lost: no poll before initial_delay";
-  EXPECT_EQ(Row("N-1").state, FinalState::kSuccess);
+  EXPECT_EQ(Row("N-1").progress.state, FinalState::kSuccess);
 }
 
 TEST_P(EngineTest, Engine_StopsTakingWorkWhileTheStoreIsTooFarBehind) {

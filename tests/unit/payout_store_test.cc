@@ -1,6 +1,5 @@
 // PayoutStore: persistence, duplicate refusal, the state machine at the durable boundary, queries,
-// aggregates, concurrent read-only access and all-or-nothing commits under a crash. The contract
-// runs on both backends (SQLite, PostgreSQL); what only one of them has stays its own.
+// aggregates, concurrent read-only access and all-or-nothing commits under a crash.
 #include "core/store/payout_store.h"
 
 #include <gtest/gtest.h>
@@ -16,9 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "core/store/open_store.h"
-#include "core/store/pg_connection.h"
-#include "tests/support/postgres_server.h"
+#include "tests/support/payout_list.h"
 
 namespace payoutd {
 namespace {
@@ -63,6 +60,10 @@ std::vector<Payout> MakePayouts(const std::string& batch, int n) {
   return out;
 }
 
+PayoutList MakePayoutList(const std::string& batch, int n) {
+  return ToPayoutList(MakePayouts(batch, n));
+}
+
 BatchRecord MakeBatch(const std::string& id, int64_t rows) {
   BatchRecord b;
   b.id = id;
@@ -85,8 +86,8 @@ std::unique_ptr<PayoutStore> OpenOrDie(const std::string& path, bool read_only =
 PayoutUpdate UpdateTo(const std::string& id, Stage stage, FinalState state = FinalState::kNone) {
   PayoutUpdate u;
   u.id = id;
-  u.stage = stage;
-  u.state = state;
+  u.progress.stage = stage;
+  u.progress.state = state;
   return u;
 }
 
@@ -112,70 +113,17 @@ int64_t CountPayouts(const std::string& path, const std::string& batch_id) {
   return n;
 }
 
-// --- One suite, both backends ------------------------------------------------------------------
-// Every test of the PayoutStore contract runs on SQLite (a file in a temporary folder) and on
-// PostgreSQL (a fresh database in the test binary's throwaway server, tests/support/
-// postgres_server.h). Open() opens another store on the same state, as a restart would. The
-// tests below that look at SQLite's own file (schema migration, WAL crashes) stay SQLite-only;
-// PostgreSQL's own behaviour (fencing, reconnection) is in pg_store_test.cc.
-enum class Backend { kSqlite, kPostgresql };
-
-std::string BackendName(const ::testing::TestParamInfo<Backend>& info) {
-  return info.param == Backend::kSqlite ? "sqlite" : "postgresql";
-}
-
-class PayoutStoreTest : public ::testing::TestWithParam<Backend> {
- protected:
-  void SetUp() override {
-    if (GetParam() != Backend::kPostgresql) return;
-    PAYOUTD_REQUIRE_POSTGRES(server);
-    uri_ = server->CreateDatabase();
-  }
-
-  // Through the factory the daemon uses (state.backend picks the implementation).
-  std::unique_ptr<PayoutStore> Open(bool read_only = false) {
-    StateOptions state;
-    if (GetParam() == Backend::kSqlite) {
-      state.path = path_;
-    } else {
-      state.backend = StateOptions::Backend::kPostgresql;
-      state.url = uri_;
-    }
-    auto r = OpenStore(state, StoreAccess{.read_only = read_only});
-    if (!r.ok()) {
-      ADD_FAILURE() << r.error();
-      return nullptr;
-    }
-    return std::move(r).value();
-  }
-
-  // Payout rows of the batch, counted in the database itself.
-  int64_t CountPayouts(const std::string& batch_id) {
-    if (GetParam() == Backend::kSqlite) return payoutd::CountPayouts(path_, batch_id);
-    PgConnectOptions db;
-    db.url = uri_;
-    PgConnection conn(db);
-    PgResult r = conn.Exec("SELECT count(*) FROM payouts WHERE batch_id = $1",
-                           PgParams().Add(batch_id));
-    EXPECT_TRUE(r.ok()) << r.message();
-    return r.ok() ? r.Int(0, 0) : -1;
-  }
-
-  TempDir dir_;
-  std::string path_ = dir_.File("state.db");
-  std::string uri_;
-};
-using PayoutStoreDeathTest = PayoutStoreTest;
-
-TEST_P(PayoutStoreTest, CreateBatchPersistsBatchAndPayoutsAcrossReopen) {
+TEST(PayoutStore, CreateBatchPersistsBatchAndPayoutsAcrossReopen) {
+  TempDir dir;
+  std::string path = dir.File("state.db");
   std::vector<Payout> payouts = MakePayouts("b1", 3);
   {
-    auto store = Open();
+    auto store = OpenOrDie(path);
     ASSERT_TRUE(store);
-    Status s = store->CreateBatch(MakeBatch("b1", 3), payouts);
+    Status s = store->CreateBatch(MakeBatch("b1", 3), ToPayoutList(payouts));
     ASSERT_TRUE(s.ok()) << s.message();
   }
-  auto store = Open();
+  auto store = OpenOrDie(path);
   ASSERT_TRUE(store);
   auto batch = store->GetBatch("b1");
   ASSERT_TRUE(batch.ok());
@@ -203,9 +151,9 @@ TEST_P(PayoutStoreTest, CreateBatchPersistsBatchAndPayoutsAcrossReopen) {
   EXPECT_EQ(r.payout.operator_code, "OP1");
   EXPECT_EQ(r.payout.method, "BANK_TRANSFER");
   EXPECT_EQ(r.payout.email, "jane@example.com");
-  EXPECT_EQ(r.stage, Stage::kNew);
-  EXPECT_EQ(r.state, FinalState::kNone);
-  EXPECT_EQ(r.attempts, 0);
+  EXPECT_EQ(r.progress.stage, Stage::kNew);
+  EXPECT_EQ(r.progress.state, FinalState::kNone);
+  EXPECT_EQ(r.progress.attempts, 0);
   EXPECT_FALSE(store->GetPayout("nope")->has_value());
 
   auto list = store->ListBatches();
@@ -214,12 +162,13 @@ TEST_P(PayoutStoreTest, CreateBatchPersistsBatchAndPayoutsAcrossReopen) {
   EXPECT_EQ((*list)[0].id, "b1");
 }
 
-TEST_P(PayoutStoreTest, CreateBatchRefusesSeenBatchIdAndRecordsNothing) {
-  auto store = Open();
-  ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 2), MakePayouts("b1", 2)).ok());
+TEST(PayoutStore, CreateBatchRefusesSeenBatchIdAndRecordsNothing) {
+  TempDir dir;
+  auto store = OpenOrDie(dir.File("state.db"));
+  ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 2), MakePayoutList("b1", 2)).ok());
   BatchRecord again = MakeBatch("b1", 2);
   again.sha256 = "other-content";
-  Status s = store->CreateBatch(again, MakePayouts("x", 2));
+  Status s = store->CreateBatch(again, MakePayoutList("x", 2));
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.code(), StatusCode::kAlreadyExists);
   EXPECT_NE(s.message().find("batch id 'b1'"), std::string::npos) << s.message();
@@ -227,12 +176,13 @@ TEST_P(PayoutStoreTest, CreateBatchRefusesSeenBatchIdAndRecordsNothing) {
   EXPECT_FALSE(store->GetPayout("x-0")->has_value());
 }
 
-TEST_P(PayoutStoreTest, CreateBatchRefusesSeenContentAndRecordsNothing) {
-  auto store = Open();
-  ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 2), MakePayouts("b1", 2)).ok());
+TEST(PayoutStore, CreateBatchRefusesSeenContentAndRecordsNothing) {
+  TempDir dir;
+  auto store = OpenOrDie(dir.File("state.db"));
+  ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 2), MakePayoutList("b1", 2)).ok());
   BatchRecord copy = MakeBatch("b2", 2);
   copy.sha256 = "sha-of-b1";
-  Status s = store->CreateBatch(copy, MakePayouts("b2", 2));
+  Status s = store->CreateBatch(copy, MakePayoutList("b2", 2));
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.code(), StatusCode::kAlreadyExists);
   EXPECT_NE(s.message().find("sha256"), std::string::npos) << s.message();
@@ -241,145 +191,160 @@ TEST_P(PayoutStoreTest, CreateBatchRefusesSeenContentAndRecordsNothing) {
   EXPECT_FALSE(store->GetPayout("b2-0")->has_value());
 }
 
-TEST_P(PayoutStoreTest, CreateBatchRefusesPayoutIdOfEarlierBatchAndRecordsNothing) {
-  auto store = Open();
-  ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 2), MakePayouts("b1", 2)).ok());
+TEST(PayoutStore, CreateBatchRefusesPayoutIdOfEarlierBatchAndRecordsNothing) {
+  TempDir dir;
+  std::string path = dir.File("state.db");
+  auto store = OpenOrDie(path);
+  ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 2), MakePayoutList("b1", 2)).ok());
   std::vector<Payout> second = MakePayouts("b2", 5);
   second[3].id = "b1-1";  // reused
-  Status s = store->CreateBatch(MakeBatch("b2", 5), second);
+  Status s = store->CreateBatch(MakeBatch("b2", 5), ToPayoutList(second));
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.code(), StatusCode::kAlreadyExists);
   EXPECT_NE(s.message().find("payout id 'b1-1'"), std::string::npos) << s.message();
   EXPECT_FALSE(*store->HasBatchId("b2"));
   EXPECT_FALSE(*store->HasContent("sha-of-b2"));
-  EXPECT_EQ(CountPayouts("b2"), 0);
+  EXPECT_EQ(CountPayouts(path, "b2"), 0);
   EXPECT_EQ((*store->GetPayout("b1-1"))->batch_id, "b1");
 }
 
-TEST_P(PayoutStoreTest, CreateBatchRefusesPayoutIdRepeatedInsideTheBatch) {
-  auto store = Open();
+TEST(PayoutStore, CreateBatchRefusesPayoutIdRepeatedInsideTheBatch) {
+  TempDir dir;
+  std::string path = dir.File("state.db");
+  auto store = OpenOrDie(path);
   std::vector<Payout> payouts = MakePayouts("b1", 4);
   payouts[2].id = payouts[0].id;
-  Status s = store->CreateBatch(MakeBatch("b1", 4), payouts);
+  Status s = store->CreateBatch(MakeBatch("b1", 4), ToPayoutList(payouts));
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.code(), StatusCode::kAlreadyExists);
   EXPECT_NE(s.message().find("'b1-0'"), std::string::npos) << s.message();
   EXPECT_FALSE(*store->HasBatchId("b1"));
-  EXPECT_EQ(CountPayouts("b1"), 0);
+  EXPECT_EQ(CountPayouts(path, "b1"), 0);
 }
 
-TEST_P(PayoutStoreTest, FindUsedPayoutIdsReturnsOnlyUsedIdsInTheOrderGiven) {
-  auto store = Open();
-  ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 3), MakePayouts("b1", 3)).ok());
+TEST(PayoutStore, FindUsedPayoutIdsReturnsOnlyUsedIdsInTheOrderGiven) {
+  TempDir dir;
+  auto store = OpenOrDie(dir.File("state.db"));
+  ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 3), MakePayoutList("b1", 3)).ok());
   std::vector<Payout> candidates = {MakePayout("n", 0), MakePayout("b1", 2), MakePayout("n", 1), MakePayout("b1", 0)};
-  auto used = store->FindUsedPayoutIds(candidates);
+  auto used = store->FindUsedPayoutIds(ToPayoutList(candidates));
   ASSERT_TRUE(used.ok()) << used.error();
   EXPECT_EQ(*used, (std::vector<std::string>{"b1-2", "b1-0"}));
 }
 
-TEST_P(PayoutStoreTest, ApplyPersistsAllowedTransitionsAndEveryField) {
+TEST(PayoutStore, ApplyPersistsAllowedTransitionsAndEveryField) {
+  TempDir dir;
+  std::string path = dir.File("state.db");
   {
-    auto store = Open();
-    ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 1), MakePayouts("b1", 1)).ok());
+    auto store = OpenOrDie(path);
+    ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 1), MakePayoutList("b1", 1)).ok());
     PayoutUpdate sub = UpdateTo("b1-0", Stage::kSubmitting);
-    sub.attempts = 1;
+    sub.progress.attempts = 1;
     PayoutUpdate unknown = UpdateTo("b1-0", Stage::kUnknown);
-    unknown.attempts = 1;
-    unknown.next_at_ms = 500;
+    unknown.progress.attempts = 1;
+    unknown.progress.next_at_ms = 500;
     PayoutUpdate poll = UpdateTo("b1-0", Stage::kPolling);
-    poll.attempts = 2;
-    poll.since_ms = 400;
-    poll.gateway_status = "PENDING";
+    poll.progress.attempts = 2;
+    poll.progress.since_ms = 400;
+    poll.progress.gateway_status = "PENDING";
     PayoutUpdate poll_again = poll;  // same stage: always allowed
-    poll_again.next_at_ms = 900;
+    poll_again.progress.next_at_ms = 900;
     ASSERT_TRUE(store->Apply({sub, unknown, UpdateTo("b1-0", Stage::kSubmitting), poll, poll_again}).ok());
     auto row = *store->GetPayout("b1-0");
-    EXPECT_EQ(row->stage, Stage::kPolling);
-    EXPECT_EQ(row->next_at_ms, 900);
+    EXPECT_EQ(row->progress.stage, Stage::kPolling);
+    EXPECT_EQ(row->progress.next_at_ms, 900);
 
     PayoutUpdate fin = UpdateTo("b1-0", Stage::kFinal, FinalState::kSuccess);
-    fin.attempts = 2;
-    fin.next_at_ms = 0;
-    fin.since_ms = 400;
-    fin.gateway_status = "SUCCESS";
-    fin.has_fee = true;
-    fin.fee_minor = 125;
-    fin.fee_currency = "EUR";
-    fin.processed_at = "2026-11-24T01:02:03Z";
-    fin.error = "none";
+    fin.progress.attempts = 2;
+    fin.progress.next_at_ms = 0;
+    fin.progress.since_ms = 400;
+    fin.progress.gateway_status = "SUCCESS";
+    fin.progress.has_fee = true;
+    fin.progress.fee_minor = 125;
+    fin.progress.fee_currency = "EUR";
+    fin.progress.processed_at = "2026-11-24T01:02:03Z";
+    fin.progress.error = "none";
     ASSERT_TRUE(store->Apply({fin}).ok());
     ASSERT_TRUE(store->Apply({fin}).ok()) << "re-applying the same final outcome is idempotent";
   }
-  auto store = Open(/*read_only=*/true);
+  auto store = OpenOrDie(path, /*read_only=*/true);
   auto row = *store->GetPayout("b1-0");
   ASSERT_TRUE(row.has_value());
-  EXPECT_EQ(row->stage, Stage::kFinal);
-  EXPECT_EQ(row->state, FinalState::kSuccess);
-  EXPECT_EQ(row->attempts, 2);
-  EXPECT_EQ(row->since_ms, 400);
-  EXPECT_EQ(row->gateway_status, "SUCCESS");
-  EXPECT_TRUE(row->has_fee);
-  EXPECT_EQ(row->fee_minor, 125);
-  EXPECT_EQ(row->fee_currency, "EUR");
-  EXPECT_EQ(row->processed_at, "2026-11-24T01:02:03Z");
-  EXPECT_EQ(row->error, "none");
+  EXPECT_EQ(row->progress.stage, Stage::kFinal);
+  EXPECT_EQ(row->progress.state, FinalState::kSuccess);
+  EXPECT_EQ(row->progress.attempts, 2);
+  EXPECT_EQ(row->progress.since_ms, 400);
+  EXPECT_EQ(row->progress.gateway_status, "SUCCESS");
+  EXPECT_TRUE(row->progress.has_fee);
+  EXPECT_EQ(row->progress.fee_minor, 125);
+  EXPECT_EQ(row->progress.fee_currency, "EUR");
+  EXPECT_EQ(row->progress.processed_at, "2026-11-24T01:02:03Z");
+  EXPECT_EQ(row->progress.error, "none");
 }
 
-TEST_P(PayoutStoreTest, ApplyWithUnknownIdFailsAndWritesNothingOfTheGroup) {
-  auto store = Open();
-  ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 1), MakePayouts("b1", 1)).ok());
+TEST(PayoutStore, ApplyWithUnknownIdFailsAndWritesNothingOfTheGroup) {
+  TempDir dir;
+  auto store = OpenOrDie(dir.File("state.db"));
+  ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 1), MakePayoutList("b1", 1)).ok());
   Status s = store->Apply({UpdateTo("b1-0", Stage::kSubmitting), UpdateTo("ghost", Stage::kSubmitting)});
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.message().find("'ghost'"), std::string::npos) << s.message();
-  EXPECT_EQ((*store->GetPayout("b1-0"))->stage, Stage::kNew);
+  EXPECT_EQ((*store->GetPayout("b1-0"))->progress.stage, Stage::kNew);
 }
 
-TEST_P(PayoutStoreDeathTest, ApplyAbortsOnForbiddenTransitionAndTheGroupIsNotCommitted) {
+TEST(PayoutStoreDeathTest, ApplyAbortsOnForbiddenTransitionAndTheGroupIsNotCommitted) {
+  TempDir dir;
+  std::string path = dir.File("state.db");
   {
-    auto store = Open();
-    ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 2), MakePayouts("b1", 2)).ok());
+    auto store = OpenOrDie(path);
+    ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 2), MakePayoutList("b1", 2)).ok());
   }
   // The child opens its own connection: an SQLite connection must not cross fork().
   EXPECT_DEATH(
       {
-        auto store = Open();
-        (void)store->Apply({UpdateTo("b1-0", Stage::kSubmitting), UpdateTo("b1-1", Stage::kPolling)});
+        auto store = PayoutStore::Open(path);
+        (void)(*store)->Apply({UpdateTo("b1-0", Stage::kSubmitting), UpdateTo("b1-1", Stage::kPolling)});
       },
       "invariant violated");
-  auto store = Open();
-  EXPECT_EQ((*store->GetPayout("b1-0"))->stage, Stage::kNew);
-  EXPECT_EQ((*store->GetPayout("b1-1"))->stage, Stage::kNew);
+  auto store = OpenOrDie(path);
+  EXPECT_EQ((*store->GetPayout("b1-0"))->progress.stage, Stage::kNew);
+  EXPECT_EQ((*store->GetPayout("b1-1"))->progress.stage, Stage::kNew);
 }
 
-TEST_P(PayoutStoreDeathTest, ApplyAbortsWhenAFinalPayoutWouldChangeItsOutcome) {
+TEST(PayoutStoreDeathTest, ApplyAbortsWhenAFinalPayoutWouldChangeItsOutcome) {
+  TempDir dir;
+  std::string path = dir.File("state.db");
   {
-    auto store = Open();
-    ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 1), MakePayouts("b1", 1)).ok());
+    auto store = OpenOrDie(path);
+    ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 1), MakePayoutList("b1", 1)).ok());
     Walk(*store, "b1-0", {UpdateTo("", Stage::kSubmitting), UpdateTo("", Stage::kFinal, FinalState::kRejected)});
   }
-  EXPECT_DEATH((void)Open()->Apply({UpdateTo("b1-0", Stage::kFinal, FinalState::kSuccess)}),
+  EXPECT_DEATH((void)(*PayoutStore::Open(path))->Apply({UpdateTo("b1-0", Stage::kFinal, FinalState::kSuccess)}),
                "invariant violated");
-  EXPECT_DEATH((void)Open()->Apply({UpdateTo("b1-0", Stage::kPolling)}), "invariant violated");
-  auto store = Open();
-  EXPECT_EQ((*store->GetPayout("b1-0"))->state, FinalState::kRejected);
+  EXPECT_DEATH((void)(*PayoutStore::Open(path))->Apply({UpdateTo("b1-0", Stage::kPolling)}), "invariant violated");
+  auto store = OpenOrDie(path);
+  EXPECT_EQ((*store->GetPayout("b1-0"))->progress.state, FinalState::kRejected);
 }
 
-TEST_P(PayoutStoreDeathTest, ApplyAbortsOnFinalStageWithoutOutcome) {
+TEST(PayoutStoreDeathTest, ApplyAbortsOnFinalStageWithoutOutcome) {
+  TempDir dir;
+  std::string path = dir.File("state.db");
   {
-    auto store = Open();
-    ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 1), MakePayouts("b1", 1)).ok());
+    auto store = OpenOrDie(path);
+    ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 1), MakePayoutList("b1", 1)).ok());
     Walk(*store, "b1-0", {UpdateTo("", Stage::kSubmitting)});
   }
-  EXPECT_DEATH((void)Open()->Apply({UpdateTo("b1-0", Stage::kFinal, FinalState::kNone)}),
+  EXPECT_DEATH((void)(*PayoutStore::Open(path))->Apply({UpdateTo("b1-0", Stage::kFinal, FinalState::kNone)}),
                "invariant violated");
 }
 
-TEST_P(PayoutStoreTest, LoadByStagePagesInLineOrderAfterTheGivenLine) {
-  auto store = Open();
+TEST(PayoutStore, LoadByStagePagesInLineOrderAfterTheGivenLine) {
+  TempDir dir;
+  auto store = OpenOrDie(dir.File("state.db"));
   std::vector<Payout> payouts = MakePayouts("b1", 10);  // lines 2..11
   std::swap(payouts[0], payouts[9]);                    // insertion order is not line order
-  ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 10), payouts).ok());
-  ASSERT_TRUE(store->CreateBatch(MakeBatch("b2", 3), MakePayouts("b2", 3)).ok());
+  ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 10), ToPayoutList(payouts)).ok());
+  ASSERT_TRUE(store->CreateBatch(MakeBatch("b2", 3), MakePayoutList("b2", 3)).ok());
   ASSERT_TRUE(store->Apply({UpdateTo("b1-4", Stage::kSubmitting), UpdateTo("b1-5", Stage::kSubmitting)}).ok());
 
   std::vector<uint32_t> lines;
@@ -391,7 +356,7 @@ TEST_P(PayoutStoreTest, LoadByStagePagesInLineOrderAfterTheGivenLine) {
     if (page->empty()) break;
     for (const PayoutRow& r : *page) {
       EXPECT_EQ(r.batch_id, "b1");
-      EXPECT_EQ(r.stage, Stage::kNew);
+      EXPECT_EQ(r.progress.stage, Stage::kNew);
       lines.push_back(r.payout.line);
     }
     after = page->back().payout.line;
@@ -403,15 +368,16 @@ TEST_P(PayoutStoreTest, LoadByStagePagesInLineOrderAfterTheGivenLine) {
   EXPECT_EQ((*submitting)[1].payout.id, "b1-5");
 }
 
-TEST_P(PayoutStoreTest, LoadDueReturnsDueUnknownAndPollingPayoutsEarliestFirst) {
-  auto store = Open();
-  ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 6), MakePayouts("b1", 6)).ok());
-  ASSERT_TRUE(store->CreateBatch(MakeBatch("b2", 1), MakePayouts("b2", 1)).ok());
+TEST(PayoutStore, LoadDueReturnsDueUnknownAndPollingPayoutsEarliestFirst) {
+  TempDir dir;
+  auto store = OpenOrDie(dir.File("state.db"));
+  ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 6), MakePayoutList("b1", 6)).ok());
+  ASSERT_TRUE(store->CreateBatch(MakeBatch("b2", 1), MakePayoutList("b2", 1)).ok());
   EXPECT_FALSE(store->NextDueAt()->has_value());
 
   auto at = [](const std::string& id, Stage stage, int64_t next) {
     PayoutUpdate u = UpdateTo(id, stage);
-    u.next_at_ms = next;
+    u.progress.next_at_ms = next;
     return u;
   };
   // b1-0 stays kNew; b1-1 submitting (not due: a POST is in flight) even with an old next_at.
@@ -441,16 +407,17 @@ TEST_P(PayoutStoreTest, LoadDueReturnsDueUnknownAndPollingPayoutsEarliestFirst) 
   EXPECT_EQ(store->NextDueAt()->value_or(-1), 200);
 }
 
-TEST_P(PayoutStoreTest, LoadDueAfterReadsOnFromAPositionWithTiesInStoredOrder) {
-  auto store = Open();
-  ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 5), MakePayouts("b1", 5)).ok());
+TEST(PayoutStore, LoadDueAfterReadsOnFromAPositionWithTiesInStoredOrder) {
+  TempDir dir;
+  auto store = OpenOrDie(dir.File("state.db"));
+  ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 5), MakePayoutList("b1", 5)).ok());
   std::vector<PayoutUpdate> updates;
   // b1-1, b1-2 and b1-3 share next_at 100: stored order breaks the tie. b1-4 is not due at 150.
   for (auto [id, next] : std::vector<std::pair<std::string, int64_t>>{
            {"b1-0", 50}, {"b1-1", 100}, {"b1-2", 100}, {"b1-3", 100}, {"b1-4", 200}}) {
     updates.push_back(UpdateTo(id, Stage::kSubmitting));
     PayoutUpdate u = UpdateTo(id, Stage::kPolling);
-    u.next_at_ms = next;
+    u.progress.next_at_ms = next;
     updates.push_back(u);
   }
   ASSERT_TRUE(store->Apply(updates).ok());
@@ -470,36 +437,38 @@ TEST_P(PayoutStoreTest, LoadDueAfterReadsOnFromAPositionWithTiesInStoredOrder) {
   EXPECT_TRUE(store->LoadDueAfter(150, rest->back().position, 10)->empty());
   // A row given a later next_at is met again further on.
   PayoutUpdate later = UpdateTo("b1-0", Stage::kPolling);
-  later.next_at_ms = 120;
+  later.progress.next_at_ms = 120;
   ASSERT_TRUE(store->Apply({later}).ok());
   EXPECT_EQ(ids(*store->LoadDueAfter(150, rest->back().position, 10)), (std::vector<std::string>{"b1-0"}));
 }
 
-TEST_P(PayoutStoreTest, ProgressCountsAndTotalsAreExactPerCurrency) {
-  auto store = Open();
+TEST(PayoutStore, ProgressCountsAndTotalsAreExactPerCurrency) {
+  TempDir dir;
+  auto store = OpenOrDie(dir.File("state.db"));
   std::vector<Payout> payouts = {MakePayout("b", 1, 1000, "USD"), MakePayout("b", 2, 2000, "USD"),
                                  MakePayout("b", 3, 300, "USD"),  MakePayout("b", 4, 400, "USD"),
                                  MakePayout("b", 5, 50, "EUR"),   MakePayout("b", 6, 70, "EUR"),
                                  MakePayout("b", 7, 9, "JPY")};
-  ASSERT_TRUE(store->CreateBatch(MakeBatch("b", 7), payouts).ok());
-  ASSERT_TRUE(store->CreateBatch(MakeBatch("other", 1), {MakePayout("other", 1, 5555, "USD")}).ok());
+  ASSERT_TRUE(store->CreateBatch(MakeBatch("b", 7), ToPayoutList(payouts)).ok());
+  const PayoutList other = ToPayoutList({MakePayout("other", 1, 5555, "USD")});
+  ASSERT_TRUE(store->CreateBatch(MakeBatch("other", 1), other).ok());
 
   PayoutUpdate sub = UpdateTo("", Stage::kSubmitting);
   PayoutUpdate poll = UpdateTo("", Stage::kPolling);
-  poll.since_ms = 7000;
+  poll.progress.since_ms = 7000;
   PayoutUpdate success = UpdateTo("", Stage::kFinal, FinalState::kSuccess);
-  success.since_ms = 1000;  // final: never the oldest pending
-  success.has_fee = true;
-  success.fee_minor = 10;
-  success.fee_currency = "USD";
+  success.progress.since_ms = 1000;  // final: never the oldest pending
+  success.progress.has_fee = true;
+  success.progress.fee_minor = 10;
+  success.progress.fee_currency = "USD";
   PayoutUpdate rejected = UpdateTo("", Stage::kFinal, FinalState::kRejected);
-  rejected.has_fee = true;
-  rejected.fee_minor = 5;
-  rejected.fee_currency = "EUR";
+  rejected.progress.has_fee = true;
+  rejected.progress.fee_minor = 5;
+  rejected.progress.fee_currency = "EUR";
   PayoutUpdate polling_since_5000 = poll;
-  polling_since_5000.since_ms = 5000;
+  polling_since_5000.progress.since_ms = 5000;
   PayoutUpdate unknown_since_3000 = UpdateTo("", Stage::kUnknown);
-  unknown_since_3000.since_ms = 3000;
+  unknown_since_3000.progress.since_ms = 3000;
 
   Walk(*store, "b-1", {sub, poll, success});
   Walk(*store, "b-2", {sub, poll, UpdateTo("", Stage::kFinal, FinalState::kFailed)});
@@ -541,18 +510,19 @@ TEST_P(PayoutStoreTest, ProgressCountsAndTotalsAreExactPerCurrency) {
 BatchProgress RecountFromRows(PayoutStore& store, const std::string& batch_id) {
   BatchProgress p;
   Status s = store.ForEachPayout(batch_id, [&](const PayoutRow& r) {
-    p.stages[r.stage] += 1;
+    const PayoutProgress& g = r.progress;
+    p.stages[g.stage] += 1;
     CurrencyTotals& t = p.totals[r.payout.currency];
     t.requested += r.payout.amount_minor;
-    if (r.stage != Stage::kFinal) {
+    if (g.stage != Stage::kFinal) {
       t.pending += r.payout.amount_minor;
-      if (r.since_ms > 0 && (p.oldest_pending_since_ms == 0 || r.since_ms < p.oldest_pending_since_ms))
-        p.oldest_pending_since_ms = r.since_ms;
+      const int64_t oldest = p.oldest_pending_since_ms;
+      if (g.since_ms > 0 && (oldest == 0 || g.since_ms < oldest)) p.oldest_pending_since_ms = g.since_ms;
     } else {
-      p.states[r.state] += 1;
-      (r.state == FinalState::kSuccess ? t.succeeded : t.failed) += r.payout.amount_minor;
+      p.states[g.state] += 1;
+      (g.state == FinalState::kSuccess ? t.succeeded : t.failed) += r.payout.amount_minor;
     }
-    if (r.has_fee) t.fees[r.fee_currency] += r.fee_minor;
+    if (g.has_fee) t.fees[g.fee_currency] += g.fee_minor;
   });
   EXPECT_TRUE(s.ok()) << s.message();
   return p;
@@ -573,13 +543,14 @@ void ExpectSameProgress(const BatchProgress& got, const BatchProgress& want) {
   }
 }
 
-TEST_P(PayoutStoreTest, ProgressEqualsARecountOfTheRowsAfterRandomAllowedTransitions) {
-  auto store = Open();
+TEST(PayoutStore, ProgressEqualsARecountOfTheRowsAfterRandomAllowedTransitions) {
+  TempDir dir;
+  auto store = OpenOrDie(dir.File("state.db"));
   const char* currencies[] = {"USD", "EUR", "JPY"};
   std::vector<Payout> payouts;
   for (int i = 0; i < 200; ++i) payouts.push_back(MakePayout("b", i, 1 + i * 37, currencies[i % 3]));
-  ASSERT_TRUE(store->CreateBatch(MakeBatch("b", 200), payouts).ok());
-  ASSERT_TRUE(store->CreateBatch(MakeBatch("other", 5), MakePayouts("other", 5)).ok());
+  ASSERT_TRUE(store->CreateBatch(MakeBatch("b", 200), ToPayoutList(payouts)).ok());
+  ASSERT_TRUE(store->CreateBatch(MakeBatch("other", 5), MakePayoutList("other", 5)).ok());
 
   std::mt19937 rng(20261125);
   std::map<std::string, Stage> stage;
@@ -593,16 +564,17 @@ TEST_P(PayoutStoreTest, ProgressEqualsARecountOfTheRowsAfterRandomAllowedTransit
         if (IsAllowedTransition(stage[id], static_cast<Stage>(to))) next.push_back(static_cast<Stage>(to));
       if (next.empty()) continue;  // final
       PayoutUpdate u = UpdateTo(id, next[rng() % next.size()]);
-      if (u.stage == Stage::kFinal) {
+      PayoutProgress& g = u.progress;
+      if (g.stage == Stage::kFinal) {
         // Only a cancel ends a never-sent payout; anything sent ends in one of the four outcomes.
-        u.state = stage[id] == Stage::kNew ? FinalState::kCancelled : static_cast<FinalState>(1 + rng() % 4);
+        g.state = stage[id] == Stage::kNew ? FinalState::kCancelled : static_cast<FinalState>(1 + rng() % 4);
       }
-      u.since_ms = 1000 + static_cast<int64_t>(rng() % 5000);
-      u.next_at_ms = static_cast<int64_t>(rng() % 10000);
-      u.has_fee = rng() % 2;
-      u.fee_minor = u.has_fee ? static_cast<int64_t>(rng() % 500) : 0;
-      u.fee_currency = u.has_fee ? currencies[rng() % 3] : "";
-      stage[id] = u.stage;
+      g.since_ms = 1000 + static_cast<int64_t>(rng() % 5000);
+      g.next_at_ms = static_cast<int64_t>(rng() % 10000);
+      g.has_fee = rng() % 2;
+      g.fee_minor = g.has_fee ? static_cast<int64_t>(rng() % 500) : 0;
+      g.fee_currency = g.has_fee ? currencies[rng() % 3] : "";
+      stage[id] = g.stage;
       group.push_back(u);
     }
     Status s = store->Apply(group);
@@ -618,14 +590,15 @@ TEST_P(PayoutStoreTest, ProgressEqualsARecountOfTheRowsAfterRandomAllowedTransit
   EXPECT_EQ(other->stages, (std::map<Stage, int64_t>{{Stage::kNew, 5}}));
 }
 
-TEST_P(PayoutStoreTest, ApplyRefusesAFeeThatWouldOverflowTheTotalsAndKeepsThemExact) {
-  auto store = Open();
-  ASSERT_TRUE(store->CreateBatch(MakeBatch("b", 3), MakePayouts("b", 3)).ok());
+TEST(PayoutStore, ApplyRefusesAFeeThatWouldOverflowTheTotalsAndKeepsThemExact) {
+  TempDir dir;
+  auto store = OpenOrDie(dir.File("state.db"));
+  ASSERT_TRUE(store->CreateBatch(MakeBatch("b", 3), MakePayoutList("b", 3)).ok());
   auto absurd = [](const std::string& id) {
     PayoutUpdate u = UpdateTo(id, Stage::kFinal, FinalState::kSuccess);
-    u.has_fee = true;
-    u.fee_minor = INT64_MAX;
-    u.fee_currency = "USD";
+    u.progress.has_fee = true;
+    u.progress.fee_minor = INT64_MAX;
+    u.progress.fee_currency = "USD";
     return u;
   };
   for (const char* id : {"b-0", "b-1", "b-2"}) Walk(*store, id, {UpdateTo("", Stage::kSubmitting)});
@@ -636,8 +609,8 @@ TEST_P(PayoutStoreTest, ApplyRefusesAFeeThatWouldOverflowTheTotalsAndKeepsThemEx
   Status in_db = store->Apply({absurd("b-1")});
   EXPECT_FALSE(in_db.ok()) << "the stored total plus this fee overflows";
   EXPECT_NE(in_db.message().find("overflow"), std::string::npos) << in_db.message();
-  EXPECT_EQ((*store->GetPayout("b-1"))->stage, Stage::kSubmitting);
-  EXPECT_EQ((*store->GetPayout("b-2"))->stage, Stage::kSubmitting);
+  EXPECT_EQ((*store->GetPayout("b-1"))->progress.stage, Stage::kSubmitting);
+  EXPECT_EQ((*store->GetPayout("b-2"))->progress.stage, Stage::kSubmitting);
   auto p = store->Progress("b");
   ASSERT_TRUE(p.ok()) << p.error();
   EXPECT_EQ(p->totals.at("USD").fees, (std::map<std::string, int64_t>{{"USD", INT64_MAX}}));
@@ -648,9 +621,9 @@ TEST(PayoutStore, OpeningAVersion1FileMigratesItAndKeepsProgressExact) {
   std::string path = dir.File("state.db");
   {
     auto store = OpenOrDie(path);
-    ASSERT_TRUE(store->CreateBatch(MakeBatch("b", 4), MakePayouts("b", 4)).ok());
+    ASSERT_TRUE(store->CreateBatch(MakeBatch("b", 4), MakePayoutList("b", 4)).ok());
     PayoutUpdate poll = UpdateTo("", Stage::kPolling);
-    poll.since_ms = 777;
+    poll.progress.since_ms = 777;
     Walk(*store, "b-0", {UpdateTo("", Stage::kSubmitting), poll});
     Walk(*store, "b-1", {UpdateTo("", Stage::kSubmitting), UpdateTo("", Stage::kFinal, FinalState::kFailed)});
   }
@@ -677,12 +650,13 @@ TEST(PayoutStore, OpeningAVersion1FileMigratesItAndKeepsProgressExact) {
   EXPECT_EQ(p->states, (std::map<FinalState, int64_t>{{FinalState::kFailed, 1}}));
 }
 
-TEST_P(PayoutStoreTest, ForEachPayoutStreamsEveryPayoutInLineOrderWhateverItsStage) {
-  auto store = Open();
+TEST(PayoutStore, ForEachPayoutStreamsEveryPayoutInLineOrderWhateverItsStage) {
+  TempDir dir;
+  auto store = OpenOrDie(dir.File("state.db"));
   std::vector<Payout> payouts = MakePayouts("b1", 8);
   std::swap(payouts[1], payouts[6]);
-  ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 8), payouts).ok());
-  ASSERT_TRUE(store->CreateBatch(MakeBatch("b2", 2), MakePayouts("b2", 2)).ok());
+  ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 8), ToPayoutList(payouts)).ok());
+  ASSERT_TRUE(store->CreateBatch(MakeBatch("b2", 2), MakePayoutList("b2", 2)).ok());
   Walk(*store, "b1-2", {UpdateTo("", Stage::kSubmitting)});
   Walk(*store, "b1-5", {UpdateTo("", Stage::kSubmitting), UpdateTo("", Stage::kFinal, FinalState::kRejected)});
   Walk(*store, "b1-6", {UpdateTo("", Stage::kSubmitting), UpdateTo("", Stage::kPolling)});
@@ -692,7 +666,7 @@ TEST_P(PayoutStoreTest, ForEachPayoutStreamsEveryPayoutInLineOrderWhateverItsSta
   Status s = store->ForEachPayout("b1", [&](const PayoutRow& r) {
     EXPECT_EQ(r.batch_id, "b1");
     lines.push_back(r.payout.line);
-    stages.push_back(r.stage);
+    stages.push_back(r.progress.stage);
   });
   ASSERT_TRUE(s.ok()) << s.message();
   EXPECT_EQ(lines, (std::vector<uint32_t>{2, 3, 4, 5, 6, 7, 8, 9}));
@@ -703,9 +677,10 @@ TEST_P(PayoutStoreTest, ForEachPayoutStreamsEveryPayoutInLineOrderWhateverItsSta
   EXPECT_TRUE(store->Apply({UpdateTo("b1-0", Stage::kSubmitting)}).ok());
 }
 
-TEST_P(PayoutStoreTest, ForEachPayoutCallbackMayReadTheStoreButItsWritesAreRefused) {
-  auto store = Open();
-  ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 3), MakePayouts("b1", 3)).ok());
+TEST(PayoutStore, ForEachPayoutCallbackMayReadTheStoreButItsWritesAreRefused) {
+  TempDir dir;
+  auto store = OpenOrDie(dir.File("state.db"));
+  ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 3), MakePayoutList("b1", 3)).ok());
   int visited = 0;
   Status s = store->ForEachPayout("b1", [&](const PayoutRow& r) {
     ++visited;
@@ -720,36 +695,40 @@ TEST_P(PayoutStoreTest, ForEachPayoutCallbackMayReadTheStoreButItsWritesAreRefus
   EXPECT_EQ(store->Progress("b1")->stages.at(Stage::kNew), 3);
 }
 
-TEST_P(PayoutStoreTest, SetBatchStatusMovesForwardAndPersists) {
+TEST(PayoutStore, SetBatchStatusMovesForwardAndPersists) {
+  TempDir dir;
+  std::string path = dir.File("state.db");
   {
-    auto store = Open();
-    ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 1), MakePayouts("b1", 1)).ok());
+    auto store = OpenOrDie(path);
+    ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 1), MakePayoutList("b1", 1)).ok());
     Walk(*store, "b1-0", {UpdateTo("", Stage::kSubmitting), UpdateTo("", Stage::kFinal, FinalState::kRejected)});
     ASSERT_TRUE(store->SetBatchStatus("b1", BatchRecord::Status::kFinished, 42).ok());
     ASSERT_TRUE(store->SetBatchStatus("b1", BatchRecord::Status::kReported, 42).ok());
     EXPECT_FALSE(store->SetBatchStatus("nope", BatchRecord::Status::kFinished, 1).ok());
   }
-  auto batch = *Open(true)->GetBatch("b1");
+  auto batch = *(*PayoutStore::Open(path, true))->GetBatch("b1");
   EXPECT_EQ(batch->status, BatchRecord::Status::kReported);
   EXPECT_EQ(batch->finished_at_ms, 42);
 }
 
-TEST_P(PayoutStoreDeathTest, SetBatchStatusAbortsWhenFinishingABatchWithPendingPayouts) {
+TEST(PayoutStoreDeathTest, SetBatchStatusAbortsWhenFinishingABatchWithPendingPayouts) {
+  TempDir dir;
+  std::string path = dir.File("state.db");
   {
-    auto store = Open();
-    ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 2), MakePayouts("b1", 2)).ok());
+    auto store = OpenOrDie(path);
+    ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 2), MakePayoutList("b1", 2)).ok());
     Walk(*store, "b1-0", {UpdateTo("", Stage::kSubmitting), UpdateTo("", Stage::kFinal, FinalState::kRejected)});
   }
-  EXPECT_DEATH((void)Open()->SetBatchStatus("b1", BatchRecord::Status::kFinished, 1),
+  EXPECT_DEATH((void)(*PayoutStore::Open(path))->SetBatchStatus("b1", BatchRecord::Status::kFinished, 1),
                "invariant violated");
-  EXPECT_EQ((*Open()->GetBatch("b1"))->status, BatchRecord::Status::kActive);
+  EXPECT_EQ((*(*PayoutStore::Open(path))->GetBatch("b1"))->status, BatchRecord::Status::kActive);
 }
 
 TEST(PayoutStore, ReadOnlyStoreReadsCommittedStateWhileAWriterHoldsAnOpenTransaction) {
   TempDir dir;
   std::string path = dir.File("state.db");
   auto writer = OpenOrDie(path);
-  ASSERT_TRUE(writer->CreateBatch(MakeBatch("b1", 2), MakePayouts("b1", 2)).ok());
+  ASSERT_TRUE(writer->CreateBatch(MakeBatch("b1", 2), MakePayoutList("b1", 2)).ok());
 
   // Another connection (as `payoutd run` would) holds the write lock with uncommitted changes.
   sqlite3* raw = nullptr;
@@ -764,12 +743,12 @@ TEST(PayoutStore, ReadOnlyStoreReadsCommittedStateWhileAWriterHoldsAnOpenTransac
   ASSERT_TRUE(progress.ok()) << progress.error();
   EXPECT_EQ(progress->stages, (std::map<Stage, int64_t>{{Stage::kNew, 2}}));
   EXPECT_EQ(reader->ListBatches()->size(), 1u);
-  Status refused = reader->CreateBatch(MakeBatch("b2", 1), MakePayouts("b2", 1));
+  Status refused = reader->CreateBatch(MakeBatch("b2", 1), MakePayoutList("b2", 1));
   EXPECT_FALSE(refused.ok());
 
   ASSERT_EQ(sqlite3_exec(raw, "COMMIT", nullptr, nullptr, nullptr), SQLITE_OK);
   sqlite3_close(raw);
-  EXPECT_EQ((*reader->GetPayout("b1-0"))->stage, Stage::kSubmitting);
+  EXPECT_EQ((*reader->GetPayout("b1-0"))->progress.stage, Stage::kSubmitting);
 }
 
 TEST(PayoutStore, ReadOnlyOpenOfAMissingFileFailsAndCreatesNothing) {
@@ -880,10 +859,13 @@ TEST(PayoutStore, CreateBatchIsAllOrNothingWhenTheProcessDiesAtAnyWalWrite) {
   std::string tmpl = dir.File("template.db");
   { ASSERT_TRUE(OpenOrDie(tmpl)); }  // the schema exists before the experiment
   SweepCrashPoints(
-      dir, tmpl, [](PayoutStore& s) { return s.CreateBatch(MakeBatch("big", kCrashRows), MakePayouts("big", kCrashRows)); },
+      dir, tmpl,
+      [](PayoutStore& s) {
+        return s.CreateBatch(MakeBatch("big", kCrashRows), MakePayoutList("big", kCrashRows));
+      },
       [](PayoutStore& s) -> std::optional<bool> {
         bool has_batch = *s.HasBatchId("big");
-        auto used = s.FindUsedPayoutIds(MakePayouts("big", kCrashRows));
+        auto used = s.FindUsedPayoutIds(MakePayoutList("big", kCrashRows));
         size_t count = used.ok() ? used->size() : 1;
         if (has_batch && count == kCrashRows) return true;
         if (!has_batch && count == 0) return false;
@@ -896,12 +878,13 @@ TEST(PayoutStore, ApplyGroupIsAllOrNothingWhenTheProcessDiesAtAnyWalWrite) {
   std::string tmpl = dir.File("template.db");
   {
     auto store = OpenOrDie(tmpl);
-    ASSERT_TRUE(store->CreateBatch(MakeBatch("b", kCrashRows), MakePayouts("b", kCrashRows)).ok());
+    const PayoutList payouts = MakePayoutList("b", kCrashRows);
+    ASSERT_TRUE(store->CreateBatch(MakeBatch("b", kCrashRows), payouts).ok());
   }
   std::vector<PayoutUpdate> group;
   for (int i = 0; i < kCrashRows; ++i) {
     PayoutUpdate u = UpdateTo("b-" + std::to_string(i), Stage::kSubmitting);
-    u.attempts = 1;
+    u.progress.attempts = 1;
     group.push_back(u);
   }
   SweepCrashPoints(
@@ -917,12 +900,13 @@ TEST(PayoutStore, ApplyGroupIsAllOrNothingWhenTheProcessDiesAtAnyWalWrite) {
 
 // --- Finance controls -------------------------------------------------------------------------
 
-TEST_P(PayoutStoreTest, APrincipalCountsOnceAndApprovalsAndAuditComeBackInOrder) {
-  auto store = Open();
+TEST(PayoutStore, APrincipalCountsOnceAndApprovalsAndAuditComeBackInOrder) {
+  TempDir dir;
+  auto store = OpenOrDie(dir.File("state.db"));
   BatchRecord b = MakeBatch("b", 2);
   b.status = BatchRecord::Status::kAwaitingApproval;
   b.approvals_required = 2;
-  ASSERT_TRUE(store->CreateBatch(b, MakePayouts("b", 2)).ok());
+  ASSERT_TRUE(store->CreateBatch(b, MakePayoutList("b", 2)).ok());
   auto rec = store->GetBatch("b");
   ASSERT_TRUE(rec.ok() && rec->has_value());
   EXPECT_EQ((*rec)->status, BatchRecord::Status::kAwaitingApproval);
@@ -950,15 +934,17 @@ TEST_P(PayoutStoreTest, APrincipalCountsOnceAndApprovalsAndAuditComeBackInOrder)
   EXPECT_EQ((*audit)[1].by, "bob@example.com");
 }
 
-TEST_P(PayoutStoreTest, HoldsOfABatchAndOfAllAreKept) {
+TEST(PayoutStore, HoldsOfABatchAndOfAllAreKept) {
+  TempDir dir;
+  const std::string path = dir.File("state.db");
   {
-    auto store = Open();
-    ASSERT_TRUE(store->CreateBatch(MakeBatch("b", 1), MakePayouts("b", 1)).ok());
+    auto store = OpenOrDie(path);
+    ASSERT_TRUE(store->CreateBatch(MakeBatch("b", 1), MakePayoutList("b", 1)).ok());
     ASSERT_TRUE(store->SetHold("b", Hold{100, "alice (uid 1001)", "check the IBANs"}).ok());
     EXPECT_EQ(store->SetHold("nope", Hold{1, "x", ""}).code(), StatusCode::kNotFound);
     ASSERT_TRUE(store->SetHoldAll(Hold{200, "ops (uid 1002)", "bank holiday"}).ok());
   }
-  auto store = Open();  // survives a restart
+  auto store = OpenOrDie(path);  // survives a restart
   auto b = store->GetBatch("b");
   ASSERT_TRUE(b.ok() && b->has_value());
   EXPECT_EQ((*b)->hold.at_ms, 100);
@@ -974,11 +960,12 @@ TEST_P(PayoutStoreTest, HoldsOfABatchAndOfAllAreKept) {
   EXPECT_FALSE((*store->GetBatch("b"))->hold.held());
 }
 
-TEST_P(PayoutStoreTest, CancelEndsOnlyNeverSentPayoutsAndKeepsTheTotalsExact) {
-  auto store = Open();
+TEST(PayoutStore, CancelEndsOnlyNeverSentPayoutsAndKeepsTheTotalsExact) {
+  TempDir dir;
+  auto store = OpenOrDie(dir.File("state.db"));
   std::vector<Payout> payouts;
   for (int i = 0; i < 6; ++i) payouts.push_back(MakePayout("b", i, 100 + i, i % 2 ? "EUR" : "USD"));
-  ASSERT_TRUE(store->CreateBatch(MakeBatch("b", 6), payouts).ok());
+  ASSERT_TRUE(store->CreateBatch(MakeBatch("b", 6), ToPayoutList(payouts)).ok());
   Walk(*store, "b-0", {UpdateTo("", Stage::kSubmitting)});
   Walk(*store, "b-1", {UpdateTo("", Stage::kSubmitting), UpdateTo("", Stage::kPolling)});
   Walk(*store, "b-2", {UpdateTo("", Stage::kSubmitting), UpdateTo("", Stage::kFinal, FinalState::kSuccess)});
@@ -989,11 +976,11 @@ TEST_P(PayoutStoreTest, CancelEndsOnlyNeverSentPayoutsAndKeepsTheTotalsExact) {
   EXPECT_FALSE(out->all_final);
   for (const char* id : {"b-3", "b-4", "b-5"}) {
     PayoutRow row = **store->GetPayout(id);
-    EXPECT_EQ(row.stage, Stage::kFinal) << id;
-    EXPECT_EQ(row.state, FinalState::kCancelled) << id;
-    EXPECT_EQ(row.error, "cancelled by alice (uid 1001): wrong file");
+    EXPECT_EQ(row.progress.stage, Stage::kFinal) << id;
+    EXPECT_EQ(row.progress.state, FinalState::kCancelled) << id;
+    EXPECT_EQ(row.progress.error, "cancelled by alice (uid 1001): wrong file");
   }
-  EXPECT_EQ((*store->GetPayout("b-0"))->stage, Stage::kSubmitting);
+  EXPECT_EQ((*store->GetPayout("b-0"))->progress.stage, Stage::kSubmitting);
   EXPECT_EQ((*store->GetBatch("b"))->cancelled_at_ms, 500);
   auto p = store->Progress("b");
   ASSERT_TRUE(p.ok());
@@ -1005,13 +992,14 @@ TEST_P(PayoutStoreTest, CancelEndsOnlyNeverSentPayoutsAndKeepsTheTotalsExact) {
   EXPECT_EQ((*store->GetBatch("b"))->cancelled_at_ms, 500) << "the first cancel's time stays";
 }
 
-TEST_P(PayoutStoreTest, ABatchAwaitingApprovalIsActivatedOrRejectedAndThenReported) {
-  auto store = Open();
+TEST(PayoutStore, ABatchAwaitingApprovalIsActivatedOrRejectedAndThenReported) {
+  TempDir dir;
+  auto store = OpenOrDie(dir.File("state.db"));
   for (const char* id : {"ok", "no"}) {
     BatchRecord b = MakeBatch(id, 2);
     b.status = BatchRecord::Status::kAwaitingApproval;
     b.approvals_required = 1;
-    ASSERT_TRUE(store->CreateBatch(b, MakePayouts(id, 2)).ok());
+    ASSERT_TRUE(store->CreateBatch(b, MakePayoutList(id, 2)).ok());
   }
   ASSERT_TRUE(store->SetBatchStatus("ok", BatchRecord::Status::kActive, 0).ok());
   EXPECT_EQ((*store->GetBatch("ok"))->status, BatchRecord::Status::kActive);
@@ -1029,7 +1017,7 @@ TEST(PayoutStore, AVersion3FileGainsTheFinanceControlsAndCanHoldCancelledPayouts
   const std::string path = dir.File("state.db");
   {
     auto store = OpenOrDie(path);
-    ASSERT_TRUE(store->CreateBatch(MakeBatch("b", 2), MakePayouts("b", 2)).ok());
+    ASSERT_TRUE(store->CreateBatch(MakeBatch("b", 2), MakePayoutList("b", 2)).ok());
   }
   // Back to what version 3 wrote: no v4 tables or columns, and the narrow CHECKs.
   sqlite3* raw = nullptr;
@@ -1060,11 +1048,6 @@ TEST(PayoutStore, AVersion3FileGainsTheFinanceControlsAndCanHoldCancelledPayouts
   sqlite3_finalize(check);
   sqlite3_close(raw);
 }
-
-INSTANTIATE_TEST_SUITE_P(Backends, PayoutStoreTest,
-                         ::testing::Values(Backend::kSqlite, Backend::kPostgresql), BackendName);
-INSTANTIATE_TEST_SUITE_P(Backends, PayoutStoreDeathTest,
-                         ::testing::Values(Backend::kSqlite, Backend::kPostgresql), BackendName);
 
 }  // namespace
 }  // namespace payoutd

@@ -12,6 +12,8 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 
+#include "tests/support/payout_list.h"
+
 namespace payoutd {
 namespace {
 
@@ -106,7 +108,7 @@ TEST_F(StoreThreadTest, StoreThread_WritesThroughItsOwnConnectionAreSeenByTheIoT
   p.operator_code = "BNK_000";
   p.method = "BANK_TRANSFER";
   bool seen = false;
-  writer.Post([&](PayoutStore& store) { return store.CreateBatch(b, std::vector<Payout>{p}); },
+  writer.Post([&](PayoutStore& store) { return store.CreateBatch(b, ToPayoutList({p})); },
               [&](Status st) {
                 ASSERT_TRUE(st.ok()) << st.message();
                 auto row = reader->GetPayout("P-1");

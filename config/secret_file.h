@@ -1,0 +1,24 @@
+// Where the merchant secret comes from, and who may read it (docs/configuration.md#auth).
+//
+// The rule: the secret file must be readable by its owner only (mode 0600 or stricter), unless it
+// lies under $CREDENTIALS_DIRECTORY, the private folder in which systemd passes credentials
+// (LoadCredential=). It holds one line (a trailing line break is ignored), is not empty and is at
+// most 64 KiB. Nothing here ever puts the secret's content into a message.
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "core/base/status.h"
+
+namespace payoutd {
+
+// A `secret_file` value may start with "$CREDENTIALS_DIRECTORY/" or "${CREDENTIALS_DIRECTORY}/",
+// which YAML cannot expand. Returns the file with that prefix replaced by the variable's value,
+// nullopt when it starts so and the variable is not set, and any other file as it is.
+std::optional<std::string> ExpandCredentialsDirectory(const std::string& file);
+
+// Reads the secret from `file` under the rule above. Fails naming the file, never its content.
+Result<std::string> ReadSecretFile(const std::string& file);
+
+}  // namespace payoutd

@@ -1,0 +1,36 @@
+// What the payout engine (core/engine/payout_engine.h) is told: how it polls (the configuration's
+// `polling` section, docs/configuration.md#polling, reloaded on SIGHUP) and how much it keeps in
+// flight. Apart from the engine so that the configuration can hold these very structs without
+// the engine's dependencies.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include "core/base/clock.h"
+
+namespace payoutd {
+
+struct PollingPolicy {
+  Duration initial_delay = std::chrono::seconds(2);
+  Duration max_interval = std::chrono::seconds(60);
+  Duration give_up_after = std::chrono::hours(72);
+  std::vector<std::string> final_statuses{"SUCCESS", "FAILED", "REJECTED", "CANCELLED", "EXPIRED"};
+  std::vector<std::string> success_statuses{"SUCCESS"};
+  // Statuses known to be non-final; anything neither final nor here is counted as unknown.
+  std::vector<std::string> pending_statuses{"CREATED", "PENDING", "PROCESSING"};
+};
+
+struct EngineOptions {
+  PollingPolicy polling;
+  size_t submit_window = 128;
+  size_t poll_window = 128;
+  Duration commit_interval = std::chrono::milliseconds(10);
+  // Changes waiting for the store (pending plus the commit under way) past which no new submission
+  // or poll starts: memory stays bounded when the disk falls behind (about 300 bytes each).
+  size_t max_uncommitted = 50000;
+};
+
+}  // namespace payoutd
