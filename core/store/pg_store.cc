@@ -56,17 +56,17 @@ PayoutRow ReadPayoutRow(const PgResult& r, int i) {
   row.payout.operator_code = std::string(r.Text(i, 7));
   row.payout.method = std::string(r.Text(i, 8));
   row.payout.email = std::string(r.Text(i, 9));
-  row.stage = StageFromDb(r.Int(i, 10));
-  row.state = StateFromDb(r.Int(i, 11));
-  row.attempts = static_cast<int>(r.Int(i, 12));
-  row.next_at_ms = r.Int(i, 13);
-  row.since_ms = r.Int(i, 14);
-  row.gateway_status = std::string(r.Text(i, 15));
-  row.has_fee = r.Bool(i, 16);
-  row.fee_minor = r.Int(i, 17);
-  row.fee_currency = std::string(r.Text(i, 18));
-  row.processed_at = std::string(r.Text(i, 19));
-  row.error = std::string(r.Text(i, 20));
+  row.progress.stage = StageFromDb(r.Int(i, 10));
+  row.progress.state = StateFromDb(r.Int(i, 11));
+  row.progress.attempts = static_cast<int>(r.Int(i, 12));
+  row.progress.next_at_ms = r.Int(i, 13);
+  row.progress.since_ms = r.Int(i, 14);
+  row.progress.gateway_status = std::string(r.Text(i, 15));
+  row.progress.has_fee = r.Bool(i, 16);
+  row.progress.fee_minor = r.Int(i, 17);
+  row.progress.fee_currency = std::string(r.Text(i, 18));
+  row.progress.processed_at = std::string(r.Text(i, 19));
+  row.progress.error = std::string(r.Text(i, 20));
   return row;
 }
 
@@ -152,17 +152,30 @@ class PgPayoutStore final : public PayoutStore {
     return Exists("SELECT EXISTS (SELECT 1 FROM batches WHERE sha256 = $1)", sha256);
   }
 
-  Result<std::vector<std::string>> FindUsedPayoutIds(const std::vector<Payout>& payouts) override {
-    return FindUsedImpl(payouts);
-  }
   Result<std::vector<std::string>> FindUsedPayoutIds(const PayoutList& payouts) override {
-    return FindUsedImpl(payouts);
-  }
-  Status CreateBatch(const BatchRecord& batch, const std::vector<Payout>& payouts) override {
-    return CreateBatchImpl(batch, payouts);
-  }
-  Status CreateBatch(const BatchRecord& batch, const PayoutList& payouts) override {
-    return CreateBatchImpl(batch, payouts);
+    Txn txn(this, Txn::kSnapshot);  // one snapshot for all lookups
+    if (!txn.status().ok()) return txn.status();
+    std::vector<std::string> used;
+    PgArray ids;
+    auto flush = [&]() -> Status {
+      if (ids.size() == 0) return Status::Ok();
+      PgResult r = conn_.Run(
+          "SELECT u.id FROM unnest($1::text[]) WITH ORDINALITY AS u (id, o) "
+          "WHERE EXISTS (SELECT 1 FROM payouts p WHERE p.id = u.id) ORDER BY u.o",
+          PgParams().Add(ids.Take()));
+      if (!r.ok()) return Fail(r, "look up payout ids");
+      for (int i = 0; i < r.rows(); ++i) used.emplace_back(r.Text(i, 0));
+      return Status::Ok();
+    };
+    for (size_t i = 0; i < payouts.size(); ++i) {
+      ids.Add(payouts.id(i));  // in place: no Payout is materialised
+      if (ids.size() >= kIdsPerLookup) {
+        if (Status s = flush(); !s.ok()) return s;
+      }
+    }
+    if (Status s = flush(); !s.ok()) return s;
+    if (Status s = txn.Commit(); !s.ok()) return s;
+    return used;
   }
 
   Status Apply(const std::vector<PayoutUpdate>& updates) override {
@@ -170,7 +183,8 @@ class PgPayoutStore final : public PayoutStore {
     if (Status s = CheckWritable("apply"); !s.ok()) return s;
     for (const PayoutUpdate& u : updates) {
       // An outcome goes with the final stage and only with it (checked again by payoutd_apply).
-      PAYOUTD_CHECK((u.stage == Stage::kFinal) == (u.state != FinalState::kNone));
+      PAYOUTD_CHECK((u.progress.stage == Stage::kFinal) ==
+                    (u.progress.state != FinalState::kNone));
     }
     // payoutd_apply takes each id once: a group that moves a payout twice goes in runs, in
     // order, inside one transaction. The engine's groups hardly ever do.
@@ -442,7 +456,7 @@ SELECT coalesce(sum(n), 0)::bigint FROM sums)sql",
     for (int i = 0; i < r.rows(); ++i) {
       DueRow d;
       d.row = ReadPayoutRow(r, i);
-      d.position = DuePosition{d.row.next_at_ms, r.Int(i, kPayoutColumnCount)};
+      d.position = DuePosition{d.row.progress.next_at_ms, r.Int(i, kPayoutColumnCount)};
       rows.push_back(std::move(d));
     }
     return rows;
@@ -598,8 +612,8 @@ SELECT coalesce(sum(n), 0)::bigint FROM sums)sql",
     PgArray ids, stages, states, attempts, next_ats, sinces, gateway_statuses, has_fees, fees,
         fee_currencies, processed_ats, errors;
     for (size_t i = from; i < to; ++i) {
-      const PayoutUpdate& u = updates[i];
-      ids.Add(u.id);
+      const PayoutProgress& u = updates[i].progress;
+      ids.Add(updates[i].id);
       stages.Add(static_cast<int64_t>(u.stage));
       states.Add(static_cast<int64_t>(u.state));
       attempts.Add(static_cast<int64_t>(u.attempts));
@@ -637,35 +651,7 @@ SELECT coalesce(sum(n), 0)::bigint FROM sums)sql",
     return Fail(r, "apply");
   }
 
-  template <class List>
-  Result<std::vector<std::string>> FindUsedImpl(const List& payouts) {
-    Txn txn(this, Txn::kSnapshot);  // one snapshot for all lookups
-    if (!txn.status().ok()) return txn.status();
-    std::vector<std::string> used;
-    PgArray ids;
-    auto flush = [&]() -> Status {
-      if (ids.size() == 0) return Status::Ok();
-      PgResult r = conn_.Run(
-          "SELECT u.id FROM unnest($1::text[]) WITH ORDINALITY AS u (id, o) "
-          "WHERE EXISTS (SELECT 1 FROM payouts p WHERE p.id = u.id) ORDER BY u.o",
-          PgParams().Add(ids.Take()));
-      if (!r.ok()) return Fail(r, "look up payout ids");
-      for (int i = 0; i < r.rows(); ++i) used.emplace_back(r.Text(i, 0));
-      return Status::Ok();
-    };
-    for (const Payout& p : payouts) {
-      ids.Add(p.id);
-      if (ids.size() >= kIdsPerLookup) {
-        if (Status s = flush(); !s.ok()) return s;
-      }
-    }
-    if (Status s = flush(); !s.ok()) return s;
-    if (Status s = txn.Commit(); !s.ok()) return s;
-    return used;
-  }
-
-  template <class List>
-  Status CreateBatchImpl(const BatchRecord& batch, const List& payouts) {
+  Status CreateBatch(const BatchRecord& batch, const PayoutList& payouts) override {
     if (Status s = CheckWritable("create batch"); !s.ok()) return s;
     // The last call for this batch got no answer to its COMMIT: if that COMMIT went through, the
     // batch is ours, recorded whole, and this call is its retry.
@@ -759,16 +745,16 @@ SELECT coalesce(sum(n), 0)::bigint FROM sums)sql",
 
   // After COPY met a payout id that exists: names the first one, in the batch's order, that was
   // used before (by an earlier batch, or earlier in this one).
-  template <class List>
-  Status UsedPayoutIdError(const List& payouts) {
-    auto used = FindUsedImpl(payouts);
+  Status UsedPayoutIdError(const PayoutList& payouts) {
+    auto used = FindUsedPayoutIds(payouts);
     if (!used.ok()) return used.status();
     std::set<std::string, std::less<>> earlier(used->begin(), used->end());
-    std::unordered_set<std::string> in_batch;
-    for (const Payout& p : payouts) {
-      if (earlier.count(p.id) > 0 || !in_batch.insert(p.id).second) {
-        return AlreadyExistsError("payout id '" + p.id + "' (line " + std::to_string(p.line) +
-                                  ") was used before");
+    std::unordered_set<std::string_view> in_batch;
+    for (size_t i = 0; i < payouts.size(); ++i) {
+      std::string_view id = payouts.id(i);
+      if (earlier.count(id) > 0 || !in_batch.emplace(id).second) {
+        return AlreadyExistsError("payout id '" + std::string(id) + "' (line " +
+                                  std::to_string(payouts.line(i)) + ") was used before");
       }
     }
     return AlreadyExistsError("a payout id was used before (recorded meanwhile)");

@@ -71,8 +71,8 @@ BatchRecord MakeBatch(const std::string& id, int64_t rows, int64_t started) {
 PayoutUpdate Update(const std::string& id, Stage stage, FinalState state = FinalState::kNone) {
   PayoutUpdate u;
   u.id = id;
-  u.stage = stage;
-  u.state = state;
+  u.progress.stage = stage;
+  u.progress.state = state;
   return u;
 }
 
@@ -90,12 +90,12 @@ void BuildSqliteState(const std::string& path) {
     Must(store.Apply({Update(id, Stage::kSubmitting)}));
     FinalState outcome = i == 2 ? FinalState::kFailed : FinalState::kSuccess;
     PayoutUpdate fin = Update(id, Stage::kFinal, outcome);
-    fin.attempts = 1;
-    fin.gateway_status = i == 2 ? "FAILED" : "SUCCESS";
-    fin.has_fee = true;
-    fin.fee_minor = 25 + i;
-    fin.fee_currency = "EUR";
-    fin.processed_at = "2026-11-24T01:02:03Z";
+    fin.progress.attempts = 1;
+    fin.progress.gateway_status = i == 2 ? "FAILED" : "SUCCESS";
+    fin.progress.has_fee = true;
+    fin.progress.fee_minor = 25 + i;
+    fin.progress.fee_currency = "EUR";
+    fin.progress.processed_at = "2026-11-24T01:02:03Z";
     Must(store.Apply({fin}));
   }
   Must(store.SetBatchStatus("done", BatchRecord::Status::kFinished, 1'790'000'100'000));
@@ -114,18 +114,18 @@ void BuildSqliteState(const std::string& path) {
   std::vector<PayoutUpdate> group;
   for (int i = 0; i < 6; ++i) {
     PayoutUpdate u = Update("open-" + std::to_string(i), Stage::kSubmitting);
-    u.attempts = 1;
+    u.progress.attempts = 1;
     group.push_back(u);
   }
   Must(store.Apply(group));
   for (int i = 0; i < 4; ++i) {
     Stage stage = i == 3 ? Stage::kUnknown : Stage::kPolling;
     PayoutUpdate u = Update("open-" + std::to_string(i), stage);
-    u.attempts = 1;
-    u.next_at_ms = 5000 + (i / 2);  // ties: the stored order breaks them
-    u.since_ms = 400 + i;
-    u.gateway_status = "PENDING";
-    u.error = i == 3 ? "timeout" : "";
+    u.progress.attempts = 1;
+    u.progress.next_at_ms = 5000 + (i / 2);  // ties: the stored order breaks them
+    u.progress.since_ms = 400 + i;
+    u.progress.gateway_status = "PENDING";
+    u.progress.error = i == 3 ? "timeout" : "";
     Must(store.Apply({u}));
   }
   Must(store.Apply({Update("open-5", Stage::kFinal, FinalState::kRejected)}));
@@ -152,17 +152,17 @@ void ExpectSameRow(const PayoutRow& a, const PayoutRow& b) {
   EXPECT_EQ(a.payout.operator_code, b.payout.operator_code);
   EXPECT_EQ(a.payout.method, b.payout.method);
   EXPECT_EQ(a.payout.email, b.payout.email);
-  EXPECT_EQ(a.stage, b.stage);
-  EXPECT_EQ(a.state, b.state);
-  EXPECT_EQ(a.attempts, b.attempts);
-  EXPECT_EQ(a.next_at_ms, b.next_at_ms);
-  EXPECT_EQ(a.since_ms, b.since_ms);
-  EXPECT_EQ(a.gateway_status, b.gateway_status);
-  EXPECT_EQ(a.has_fee, b.has_fee);
-  EXPECT_EQ(a.fee_minor, b.fee_minor);
-  EXPECT_EQ(a.fee_currency, b.fee_currency);
-  EXPECT_EQ(a.processed_at, b.processed_at);
-  EXPECT_EQ(a.error, b.error);
+  EXPECT_EQ(a.progress.stage, b.progress.stage);
+  EXPECT_EQ(a.progress.state, b.progress.state);
+  EXPECT_EQ(a.progress.attempts, b.progress.attempts);
+  EXPECT_EQ(a.progress.next_at_ms, b.progress.next_at_ms);
+  EXPECT_EQ(a.progress.since_ms, b.progress.since_ms);
+  EXPECT_EQ(a.progress.gateway_status, b.progress.gateway_status);
+  EXPECT_EQ(a.progress.has_fee, b.progress.has_fee);
+  EXPECT_EQ(a.progress.fee_minor, b.progress.fee_minor);
+  EXPECT_EQ(a.progress.fee_currency, b.progress.fee_currency);
+  EXPECT_EQ(a.progress.processed_at, b.progress.processed_at);
+  EXPECT_EQ(a.progress.error, b.progress.error);
 }
 
 std::unique_ptr<PayoutStore> OpenPg(const std::string& uri) {
@@ -289,8 +289,8 @@ TEST(MigrateState, MovesEveryBatchPayoutTotalAndOutageAndKeepsTheDuplicateRules)
   ASSERT_TRUE(to->CreateBatch(MakeBatch("fresh", 2, 1), MakePayouts("fresh", 2)).ok());
   PayoutUpdate poll = Update("fresh-0", Stage::kSubmitting);
   ASSERT_TRUE(to->Apply({poll}).ok());
-  poll.stage = Stage::kPolling;
-  poll.next_at_ms = 5000;
+  poll.progress.stage = Stage::kPolling;
+  poll.progress.next_at_ms = 5000;
   ASSERT_TRUE(to->Apply({poll}).ok());
   auto due = to->LoadDueAfter(INT64_MAX, DuePosition{}, 100);
   ASSERT_TRUE(due.ok());

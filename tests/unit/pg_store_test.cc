@@ -66,8 +66,8 @@ BatchRecord MakeBatch(const std::string& id, int64_t rows) {
 PayoutUpdate UpdateTo(const std::string& id, Stage stage, FinalState state = FinalState::kNone) {
   PayoutUpdate u;
   u.id = id;
-  u.stage = stage;
-  u.state = state;
+  u.progress.stage = stage;
+  u.progress.state = state;
   return u;
 }
 
@@ -110,8 +110,8 @@ TEST(PgStore, WritesOfADeposedLeaderFailAbortedAndCommitNothing) {
             StatusCode::kAborted);
   // Reads still work, and show that nothing of the old term's late writes landed.
   EXPECT_FALSE(*store->HasBatchId("b2"));
-  EXPECT_EQ((*store->GetPayout("b1-0"))->stage, Stage::kSubmitting);
-  EXPECT_EQ((*store->GetPayout("b1-1"))->stage, Stage::kNew);
+  EXPECT_EQ((*store->GetPayout("b1-0"))->progress.stage, Stage::kSubmitting);
+  EXPECT_EQ((*store->GetPayout("b1-1"))->progress.stage, Stage::kNew);
   EXPECT_TRUE(store->LoadOutages(0)->empty());
 
   auto b_store = OpenOrDie(uri, b.fencing());
@@ -138,8 +138,8 @@ TEST(PgStore, DatabaseRestartsInTheMiddleOfABatchLoseNothing) {
       for (int i = g * 100; i < (g + 1) * 100; ++i) {
         FinalState state = stage == Stage::kFinal ? FinalState::kSuccess : FinalState::kNone;
         PayoutUpdate u = UpdateTo("b-" + std::to_string(i), stage, state);
-        u.attempts = 1;
-        u.since_ms = 1000 + i;
+        u.progress.attempts = 1;
+        u.progress.since_ms = 1000 + i;
         group.push_back(u);
       }
       Status s = store->Apply(group);
@@ -168,8 +168,8 @@ TEST(PgStore, DatabaseRestartsInTheMiddleOfABatchLoseNothing) {
   int64_t rows = 0;
   ASSERT_TRUE(store->ForEachPayout("b", [&](const PayoutRow& r) {
                        ++rows;
-                       EXPECT_EQ(r.stage, Stage::kFinal);
-                       EXPECT_EQ(r.attempts, 1);
+                       EXPECT_EQ(r.progress.stage, Stage::kFinal);
+                       EXPECT_EQ(r.progress.attempts, 1);
                      }).ok());
   EXPECT_EQ(rows, n);
   ASSERT_TRUE(store->SetBatchStatus("b", BatchRecord::Status::kFinished, 5).ok());
