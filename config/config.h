@@ -14,6 +14,7 @@
 #include "core/batch/batch.h"
 #include "core/engine/options.h"
 #include "core/gateway/options.h"
+#include "core/store/state_options.h"
 
 namespace payoutd {
 
@@ -21,11 +22,6 @@ namespace payoutd {
 struct SpoolOptions {
   std::string dir;
   Duration settle = std::chrono::seconds(2);
-};
-
-// `state`: the SQLite database of every batch and payout.
-struct StateOptions {
-  std::string path;
 };
 
 // `metrics`: host:port of the Prometheus endpoint (core/base/listen_address.h); "" = off.
@@ -49,7 +45,7 @@ struct Config {
   PollingPolicy polling;
   SpoolOptions spool;
   BatchRules batches;         // currencies: ISO 4217 with `batches.currencies` applied
-  StateOptions state;
+  StateOptions state;         // `state`: core/store/state_options.h (SQLite path, PostgreSQL...)
   MetricsOptions metrics;
   CallbackOptions callbacks;
   log::Options log;

@@ -16,6 +16,7 @@
 #include "core/store/payout_store.h"
 #include "core/engine/results.h"
 #include "daemon/intake.h"
+#include "daemon/migrate_state.h"
 #include "daemon/service.h"
 
 #ifndef PAYOUTD_VERSION
@@ -36,6 +37,7 @@ constexpr const char* kUsage =
     "  validate BATCH.csv           validate a batch and print its errors; sends nothing\n"
     "  process BATCH.csv [--out DIR] process one batch to completion, write its results to DIR\n"
     "  status [BATCH]               progress of batches: counts per state, totals, oldest pending\n"
+    "  migrate-state --from sqlite:PATH --to postgresql://URL   move the state to PostgreSQL\n"
     "\n"
     "--config FILE defaults to /etc/payoutd/payoutd.yaml. 'payoutd <command> --help' for more.\n"
     "exit codes: 0 success; 1 runtime failure; 2 usage or configuration error;\n"
@@ -277,6 +279,7 @@ int main(int argc, char** argv) {
     std::cout << "payoutd " << PAYOUTD_VERSION << "\n";
     return kExitOk;
   }
+  if (args[0] == "migrate-state") return MigrateStateCommand({args.begin() + 1, args.end()});
   a.command = args[0];
   if (!CommandHelp().count(a.command)) return Usage("unknown command '" + a.command + "'");
   for (size_t i = 1; i < args.size(); ++i) {

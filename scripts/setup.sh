@@ -11,6 +11,7 @@ packages=(
   clang libclang-rt-14-dev
   prometheus systemd wrk hey sqlite3 procps
   scdoc lintian dpkg-dev man-db
+  postgresql libpq-dev
 )
 
 missing=()

@@ -28,6 +28,8 @@ enum class StatusCode : int {
   kNotFound = 5,            // what was asked for does not exist (an unknown batch)
   kAlreadyExists = 6,       // what was to be created exists already (a payout id used before)
   kFailedPrecondition = 9,  // the system is not in a state to do it (a state of another version)
+  kAborted = 10,            // refused by a concurrency check: this instance lost the leader's
+                            // lease, so its writes are fenced off (PostgreSQL state)
   kInternal = 13,           // a broken invariant that is reported, not asserted (totals overflow)
   kUnavailable = 14,        // a resource failed, trying again may help (I/O, SQLite, a socket)
 };
@@ -50,6 +52,9 @@ class [[nodiscard]] Status {
   }
   static Status FailedPrecondition(std::string message) {
     return Status(StatusCode::kFailedPrecondition, std::move(message));
+  }
+  static Status Aborted(std::string message) {
+    return Status(StatusCode::kAborted, std::move(message));
   }
   static Status Internal(std::string message) {
     return Status(StatusCode::kInternal, std::move(message));
@@ -91,6 +96,7 @@ inline std::string_view StatusCodeName(StatusCode code) {
     case StatusCode::kNotFound: return "NOT_FOUND";
     case StatusCode::kAlreadyExists: return "ALREADY_EXISTS";
     case StatusCode::kFailedPrecondition: return "FAILED_PRECONDITION";
+    case StatusCode::kAborted: return "ABORTED";
     case StatusCode::kInternal: return "INTERNAL";
     case StatusCode::kUnavailable: return "UNAVAILABLE";
   }

@@ -1,5 +1,6 @@
 // PayoutStore: persistence, duplicate refusal, the state machine at the durable boundary, queries,
-// aggregates, concurrent read-only access and all-or-nothing commits under a crash.
+// aggregates, concurrent read-only access and all-or-nothing commits under a crash. The contract
+// runs on both backends (SQLite, PostgreSQL); what only one of them has stays its own.
 #include "core/store/payout_store.h"
 
 #include <gtest/gtest.h>
@@ -15,7 +16,10 @@
 #include <string>
 #include <vector>
 
+#include "core/store/open_store.h"
+#include "core/store/pg_connection.h"
 #include "tests/support/payout_list.h"
+#include "tests/support/postgres_server.h"
 
 namespace payoutd {
 namespace {
@@ -113,17 +117,70 @@ int64_t CountPayouts(const std::string& path, const std::string& batch_id) {
   return n;
 }
 
-TEST(PayoutStore, CreateBatchPersistsBatchAndPayoutsAcrossReopen) {
-  TempDir dir;
-  std::string path = dir.File("state.db");
+// --- One suite, both backends ------------------------------------------------------------------
+// Every test of the PayoutStore contract runs on SQLite (a file in a temporary folder) and on
+// PostgreSQL (a fresh database in the test binary's throwaway server, tests/support/
+// postgres_server.h). Open() opens another store on the same state, as a restart would. The
+// tests below that look at SQLite's own file (schema migration, WAL crashes) stay SQLite-only;
+// PostgreSQL's own behaviour (fencing, reconnection) is in pg_store_test.cc.
+enum class Backend { kSqlite, kPostgresql };
+
+std::string BackendName(const ::testing::TestParamInfo<Backend>& info) {
+  return info.param == Backend::kSqlite ? "sqlite" : "postgresql";
+}
+
+class PayoutStoreTest : public ::testing::TestWithParam<Backend> {
+ protected:
+  void SetUp() override {
+    if (GetParam() != Backend::kPostgresql) return;
+    PAYOUTD_REQUIRE_POSTGRES(server);
+    uri_ = server->CreateDatabase();
+  }
+
+  // Through the factory the daemon uses (state.backend picks the implementation).
+  std::unique_ptr<PayoutStore> Open(bool read_only = false) {
+    StateOptions state;
+    if (GetParam() == Backend::kSqlite) {
+      state.path = path_;
+    } else {
+      state.backend = StateOptions::Backend::kPostgresql;
+      state.url = uri_;
+    }
+    auto r = OpenStore(state, StoreAccess{.read_only = read_only});
+    if (!r.ok()) {
+      ADD_FAILURE() << r.error();
+      return nullptr;
+    }
+    return std::move(r).value();
+  }
+
+  // Payout rows of the batch, counted in the database itself.
+  int64_t CountPayouts(const std::string& batch_id) {
+    if (GetParam() == Backend::kSqlite) return payoutd::CountPayouts(path_, batch_id);
+    PgConnectOptions db;
+    db.url = uri_;
+    PgConnection conn(db);
+    PgResult r = conn.Exec("SELECT count(*) FROM payouts WHERE batch_id = $1",
+                           PgParams().Add(batch_id));
+    EXPECT_TRUE(r.ok()) << r.message();
+    return r.ok() ? r.Int(0, 0) : -1;
+  }
+
+  TempDir dir_;
+  std::string path_ = dir_.File("state.db");
+  std::string uri_;
+};
+using PayoutStoreDeathTest = PayoutStoreTest;
+
+TEST_P(PayoutStoreTest, CreateBatchPersistsBatchAndPayoutsAcrossReopen) {
   std::vector<Payout> payouts = MakePayouts("b1", 3);
   {
-    auto store = OpenOrDie(path);
+    auto store = Open();
     ASSERT_TRUE(store);
     Status s = store->CreateBatch(MakeBatch("b1", 3), ToPayoutList(payouts));
     ASSERT_TRUE(s.ok()) << s.message();
   }
-  auto store = OpenOrDie(path);
+  auto store = Open();
   ASSERT_TRUE(store);
   auto batch = store->GetBatch("b1");
   ASSERT_TRUE(batch.ok());
@@ -162,9 +219,8 @@ TEST(PayoutStore, CreateBatchPersistsBatchAndPayoutsAcrossReopen) {
   EXPECT_EQ((*list)[0].id, "b1");
 }
 
-TEST(PayoutStore, CreateBatchRefusesSeenBatchIdAndRecordsNothing) {
-  TempDir dir;
-  auto store = OpenOrDie(dir.File("state.db"));
+TEST_P(PayoutStoreTest, CreateBatchRefusesSeenBatchIdAndRecordsNothing) {
+  auto store = Open();
   ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 2), MakePayoutList("b1", 2)).ok());
   BatchRecord again = MakeBatch("b1", 2);
   again.sha256 = "other-content";
@@ -176,9 +232,8 @@ TEST(PayoutStore, CreateBatchRefusesSeenBatchIdAndRecordsNothing) {
   EXPECT_FALSE(store->GetPayout("x-0")->has_value());
 }
 
-TEST(PayoutStore, CreateBatchRefusesSeenContentAndRecordsNothing) {
-  TempDir dir;
-  auto store = OpenOrDie(dir.File("state.db"));
+TEST_P(PayoutStoreTest, CreateBatchRefusesSeenContentAndRecordsNothing) {
+  auto store = Open();
   ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 2), MakePayoutList("b1", 2)).ok());
   BatchRecord copy = MakeBatch("b2", 2);
   copy.sha256 = "sha-of-b1";
@@ -191,10 +246,8 @@ TEST(PayoutStore, CreateBatchRefusesSeenContentAndRecordsNothing) {
   EXPECT_FALSE(store->GetPayout("b2-0")->has_value());
 }
 
-TEST(PayoutStore, CreateBatchRefusesPayoutIdOfEarlierBatchAndRecordsNothing) {
-  TempDir dir;
-  std::string path = dir.File("state.db");
-  auto store = OpenOrDie(path);
+TEST_P(PayoutStoreTest, CreateBatchRefusesPayoutIdOfEarlierBatchAndRecordsNothing) {
+  auto store = Open();
   ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 2), MakePayoutList("b1", 2)).ok());
   std::vector<Payout> second = MakePayouts("b2", 5);
   second[3].id = "b1-1";  // reused
@@ -204,14 +257,12 @@ TEST(PayoutStore, CreateBatchRefusesPayoutIdOfEarlierBatchAndRecordsNothing) {
   EXPECT_NE(s.message().find("payout id 'b1-1'"), std::string::npos) << s.message();
   EXPECT_FALSE(*store->HasBatchId("b2"));
   EXPECT_FALSE(*store->HasContent("sha-of-b2"));
-  EXPECT_EQ(CountPayouts(path, "b2"), 0);
+  EXPECT_EQ(CountPayouts("b2"), 0);
   EXPECT_EQ((*store->GetPayout("b1-1"))->batch_id, "b1");
 }
 
-TEST(PayoutStore, CreateBatchRefusesPayoutIdRepeatedInsideTheBatch) {
-  TempDir dir;
-  std::string path = dir.File("state.db");
-  auto store = OpenOrDie(path);
+TEST_P(PayoutStoreTest, CreateBatchRefusesPayoutIdRepeatedInsideTheBatch) {
+  auto store = Open();
   std::vector<Payout> payouts = MakePayouts("b1", 4);
   payouts[2].id = payouts[0].id;
   Status s = store->CreateBatch(MakeBatch("b1", 4), ToPayoutList(payouts));
@@ -219,12 +270,11 @@ TEST(PayoutStore, CreateBatchRefusesPayoutIdRepeatedInsideTheBatch) {
   EXPECT_EQ(s.code(), StatusCode::kAlreadyExists);
   EXPECT_NE(s.message().find("'b1-0'"), std::string::npos) << s.message();
   EXPECT_FALSE(*store->HasBatchId("b1"));
-  EXPECT_EQ(CountPayouts(path, "b1"), 0);
+  EXPECT_EQ(CountPayouts("b1"), 0);
 }
 
-TEST(PayoutStore, FindUsedPayoutIdsReturnsOnlyUsedIdsInTheOrderGiven) {
-  TempDir dir;
-  auto store = OpenOrDie(dir.File("state.db"));
+TEST_P(PayoutStoreTest, FindUsedPayoutIdsReturnsOnlyUsedIdsInTheOrderGiven) {
+  auto store = Open();
   ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 3), MakePayoutList("b1", 3)).ok());
   std::vector<Payout> candidates = {MakePayout("n", 0), MakePayout("b1", 2), MakePayout("n", 1), MakePayout("b1", 0)};
   auto used = store->FindUsedPayoutIds(ToPayoutList(candidates));
@@ -232,11 +282,9 @@ TEST(PayoutStore, FindUsedPayoutIdsReturnsOnlyUsedIdsInTheOrderGiven) {
   EXPECT_EQ(*used, (std::vector<std::string>{"b1-2", "b1-0"}));
 }
 
-TEST(PayoutStore, ApplyPersistsAllowedTransitionsAndEveryField) {
-  TempDir dir;
-  std::string path = dir.File("state.db");
+TEST_P(PayoutStoreTest, ApplyPersistsAllowedTransitionsAndEveryField) {
   {
-    auto store = OpenOrDie(path);
+    auto store = Open();
     ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 1), MakePayoutList("b1", 1)).ok());
     PayoutUpdate sub = UpdateTo("b1-0", Stage::kSubmitting);
     sub.progress.attempts = 1;
@@ -267,7 +315,7 @@ TEST(PayoutStore, ApplyPersistsAllowedTransitionsAndEveryField) {
     ASSERT_TRUE(store->Apply({fin}).ok());
     ASSERT_TRUE(store->Apply({fin}).ok()) << "re-applying the same final outcome is idempotent";
   }
-  auto store = OpenOrDie(path, /*read_only=*/true);
+  auto store = Open(/*read_only=*/true);
   auto row = *store->GetPayout("b1-0");
   ASSERT_TRUE(row.has_value());
   EXPECT_EQ(row->progress.stage, Stage::kFinal);
@@ -282,9 +330,8 @@ TEST(PayoutStore, ApplyPersistsAllowedTransitionsAndEveryField) {
   EXPECT_EQ(row->progress.error, "none");
 }
 
-TEST(PayoutStore, ApplyWithUnknownIdFailsAndWritesNothingOfTheGroup) {
-  TempDir dir;
-  auto store = OpenOrDie(dir.File("state.db"));
+TEST_P(PayoutStoreTest, ApplyWithUnknownIdFailsAndWritesNothingOfTheGroup) {
+  auto store = Open();
   ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 1), MakePayoutList("b1", 1)).ok());
   Status s = store->Apply({UpdateTo("b1-0", Stage::kSubmitting), UpdateTo("ghost", Stage::kSubmitting)});
   ASSERT_FALSE(s.ok());
@@ -292,55 +339,48 @@ TEST(PayoutStore, ApplyWithUnknownIdFailsAndWritesNothingOfTheGroup) {
   EXPECT_EQ((*store->GetPayout("b1-0"))->progress.stage, Stage::kNew);
 }
 
-TEST(PayoutStoreDeathTest, ApplyAbortsOnForbiddenTransitionAndTheGroupIsNotCommitted) {
-  TempDir dir;
-  std::string path = dir.File("state.db");
+TEST_P(PayoutStoreDeathTest, ApplyAbortsOnForbiddenTransitionAndTheGroupIsNotCommitted) {
   {
-    auto store = OpenOrDie(path);
+    auto store = Open();
     ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 2), MakePayoutList("b1", 2)).ok());
   }
   // The child opens its own connection: an SQLite connection must not cross fork().
   EXPECT_DEATH(
       {
-        auto store = PayoutStore::Open(path);
-        (void)(*store)->Apply({UpdateTo("b1-0", Stage::kSubmitting), UpdateTo("b1-1", Stage::kPolling)});
+        auto store = Open();
+        (void)store->Apply({UpdateTo("b1-0", Stage::kSubmitting), UpdateTo("b1-1", Stage::kPolling)});
       },
       "invariant violated");
-  auto store = OpenOrDie(path);
+  auto store = Open();
   EXPECT_EQ((*store->GetPayout("b1-0"))->progress.stage, Stage::kNew);
   EXPECT_EQ((*store->GetPayout("b1-1"))->progress.stage, Stage::kNew);
 }
 
-TEST(PayoutStoreDeathTest, ApplyAbortsWhenAFinalPayoutWouldChangeItsOutcome) {
-  TempDir dir;
-  std::string path = dir.File("state.db");
+TEST_P(PayoutStoreDeathTest, ApplyAbortsWhenAFinalPayoutWouldChangeItsOutcome) {
   {
-    auto store = OpenOrDie(path);
+    auto store = Open();
     ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 1), MakePayoutList("b1", 1)).ok());
     Walk(*store, "b1-0", {UpdateTo("", Stage::kSubmitting), UpdateTo("", Stage::kFinal, FinalState::kRejected)});
   }
-  EXPECT_DEATH((void)(*PayoutStore::Open(path))->Apply({UpdateTo("b1-0", Stage::kFinal, FinalState::kSuccess)}),
+  EXPECT_DEATH((void)Open()->Apply({UpdateTo("b1-0", Stage::kFinal, FinalState::kSuccess)}),
                "invariant violated");
-  EXPECT_DEATH((void)(*PayoutStore::Open(path))->Apply({UpdateTo("b1-0", Stage::kPolling)}), "invariant violated");
-  auto store = OpenOrDie(path);
+  EXPECT_DEATH((void)Open()->Apply({UpdateTo("b1-0", Stage::kPolling)}), "invariant violated");
+  auto store = Open();
   EXPECT_EQ((*store->GetPayout("b1-0"))->progress.state, FinalState::kRejected);
 }
 
-TEST(PayoutStoreDeathTest, ApplyAbortsOnFinalStageWithoutOutcome) {
-  TempDir dir;
-  std::string path = dir.File("state.db");
+TEST_P(PayoutStoreDeathTest, ApplyAbortsOnFinalStageWithoutOutcome) {
   {
-    auto store = OpenOrDie(path);
+    auto store = Open();
     ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 1), MakePayoutList("b1", 1)).ok());
     Walk(*store, "b1-0", {UpdateTo("", Stage::kSubmitting)});
   }
-  EXPECT_DEATH((void)(*PayoutStore::Open(path))->Apply({UpdateTo("b1-0", Stage::kFinal, FinalState::kNone)}),
+  EXPECT_DEATH((void)Open()->Apply({UpdateTo("b1-0", Stage::kFinal, FinalState::kNone)}),
                "invariant violated");
 }
 
-TEST(PayoutStore, LoadByStagePagesInLineOrderAfterTheGivenLine) {
-  TempDir dir;
-  auto store = OpenOrDie(dir.File("state.db"));
+TEST_P(PayoutStoreTest, LoadByStagePagesInLineOrderAfterTheGivenLine) {
+  auto store = Open();
   std::vector<Payout> payouts = MakePayouts("b1", 10);  // lines 2..11
   std::swap(payouts[0], payouts[9]);                    // insertion order is not line order
   ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 10), ToPayoutList(payouts)).ok());
@@ -368,9 +408,8 @@ TEST(PayoutStore, LoadByStagePagesInLineOrderAfterTheGivenLine) {
   EXPECT_EQ((*submitting)[1].payout.id, "b1-5");
 }
 
-TEST(PayoutStore, LoadDueReturnsDueUnknownAndPollingPayoutsEarliestFirst) {
-  TempDir dir;
-  auto store = OpenOrDie(dir.File("state.db"));
+TEST_P(PayoutStoreTest, LoadDueReturnsDueUnknownAndPollingPayoutsEarliestFirst) {
+  auto store = Open();
   ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 6), MakePayoutList("b1", 6)).ok());
   ASSERT_TRUE(store->CreateBatch(MakeBatch("b2", 1), MakePayoutList("b2", 1)).ok());
   EXPECT_FALSE(store->NextDueAt()->has_value());
@@ -407,9 +446,8 @@ TEST(PayoutStore, LoadDueReturnsDueUnknownAndPollingPayoutsEarliestFirst) {
   EXPECT_EQ(store->NextDueAt()->value_or(-1), 200);
 }
 
-TEST(PayoutStore, LoadDueAfterReadsOnFromAPositionWithTiesInStoredOrder) {
-  TempDir dir;
-  auto store = OpenOrDie(dir.File("state.db"));
+TEST_P(PayoutStoreTest, LoadDueAfterReadsOnFromAPositionWithTiesInStoredOrder) {
+  auto store = Open();
   ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 5), MakePayoutList("b1", 5)).ok());
   std::vector<PayoutUpdate> updates;
   // b1-1, b1-2 and b1-3 share next_at 100: stored order breaks the tie. b1-4 is not due at 150.
@@ -442,9 +480,8 @@ TEST(PayoutStore, LoadDueAfterReadsOnFromAPositionWithTiesInStoredOrder) {
   EXPECT_EQ(ids(*store->LoadDueAfter(150, rest->back().position, 10)), (std::vector<std::string>{"b1-0"}));
 }
 
-TEST(PayoutStore, ProgressCountsAndTotalsAreExactPerCurrency) {
-  TempDir dir;
-  auto store = OpenOrDie(dir.File("state.db"));
+TEST_P(PayoutStoreTest, ProgressCountsAndTotalsAreExactPerCurrency) {
+  auto store = Open();
   std::vector<Payout> payouts = {MakePayout("b", 1, 1000, "USD"), MakePayout("b", 2, 2000, "USD"),
                                  MakePayout("b", 3, 300, "USD"),  MakePayout("b", 4, 400, "USD"),
                                  MakePayout("b", 5, 50, "EUR"),   MakePayout("b", 6, 70, "EUR"),
@@ -543,9 +580,8 @@ void ExpectSameProgress(const BatchProgress& got, const BatchProgress& want) {
   }
 }
 
-TEST(PayoutStore, ProgressEqualsARecountOfTheRowsAfterRandomAllowedTransitions) {
-  TempDir dir;
-  auto store = OpenOrDie(dir.File("state.db"));
+TEST_P(PayoutStoreTest, ProgressEqualsARecountOfTheRowsAfterRandomAllowedTransitions) {
+  auto store = Open();
   const char* currencies[] = {"USD", "EUR", "JPY"};
   std::vector<Payout> payouts;
   for (int i = 0; i < 200; ++i) payouts.push_back(MakePayout("b", i, 1 + i * 37, currencies[i % 3]));
@@ -590,9 +626,8 @@ TEST(PayoutStore, ProgressEqualsARecountOfTheRowsAfterRandomAllowedTransitions) 
   EXPECT_EQ(other->stages, (std::map<Stage, int64_t>{{Stage::kNew, 5}}));
 }
 
-TEST(PayoutStore, ApplyRefusesAFeeThatWouldOverflowTheTotalsAndKeepsThemExact) {
-  TempDir dir;
-  auto store = OpenOrDie(dir.File("state.db"));
+TEST_P(PayoutStoreTest, ApplyRefusesAFeeThatWouldOverflowTheTotalsAndKeepsThemExact) {
+  auto store = Open();
   ASSERT_TRUE(store->CreateBatch(MakeBatch("b", 3), MakePayoutList("b", 3)).ok());
   auto absurd = [](const std::string& id) {
     PayoutUpdate u = UpdateTo(id, Stage::kFinal, FinalState::kSuccess);
@@ -650,9 +685,8 @@ TEST(PayoutStore, OpeningAVersion1FileMigratesItAndKeepsProgressExact) {
   EXPECT_EQ(p->states, (std::map<FinalState, int64_t>{{FinalState::kFailed, 1}}));
 }
 
-TEST(PayoutStore, ForEachPayoutStreamsEveryPayoutInLineOrderWhateverItsStage) {
-  TempDir dir;
-  auto store = OpenOrDie(dir.File("state.db"));
+TEST_P(PayoutStoreTest, ForEachPayoutStreamsEveryPayoutInLineOrderWhateverItsStage) {
+  auto store = Open();
   std::vector<Payout> payouts = MakePayouts("b1", 8);
   std::swap(payouts[1], payouts[6]);
   ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 8), ToPayoutList(payouts)).ok());
@@ -677,9 +711,8 @@ TEST(PayoutStore, ForEachPayoutStreamsEveryPayoutInLineOrderWhateverItsStage) {
   EXPECT_TRUE(store->Apply({UpdateTo("b1-0", Stage::kSubmitting)}).ok());
 }
 
-TEST(PayoutStore, ForEachPayoutCallbackMayReadTheStoreButItsWritesAreRefused) {
-  TempDir dir;
-  auto store = OpenOrDie(dir.File("state.db"));
+TEST_P(PayoutStoreTest, ForEachPayoutCallbackMayReadTheStoreButItsWritesAreRefused) {
+  auto store = Open();
   ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 3), MakePayoutList("b1", 3)).ok());
   int visited = 0;
   Status s = store->ForEachPayout("b1", [&](const PayoutRow& r) {
@@ -695,33 +728,29 @@ TEST(PayoutStore, ForEachPayoutCallbackMayReadTheStoreButItsWritesAreRefused) {
   EXPECT_EQ(store->Progress("b1")->stages.at(Stage::kNew), 3);
 }
 
-TEST(PayoutStore, SetBatchStatusMovesForwardAndPersists) {
-  TempDir dir;
-  std::string path = dir.File("state.db");
+TEST_P(PayoutStoreTest, SetBatchStatusMovesForwardAndPersists) {
   {
-    auto store = OpenOrDie(path);
+    auto store = Open();
     ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 1), MakePayoutList("b1", 1)).ok());
     Walk(*store, "b1-0", {UpdateTo("", Stage::kSubmitting), UpdateTo("", Stage::kFinal, FinalState::kRejected)});
     ASSERT_TRUE(store->SetBatchStatus("b1", BatchRecord::Status::kFinished, 42).ok());
     ASSERT_TRUE(store->SetBatchStatus("b1", BatchRecord::Status::kReported, 42).ok());
     EXPECT_FALSE(store->SetBatchStatus("nope", BatchRecord::Status::kFinished, 1).ok());
   }
-  auto batch = *(*PayoutStore::Open(path, true))->GetBatch("b1");
+  auto batch = *Open(true)->GetBatch("b1");
   EXPECT_EQ(batch->status, BatchRecord::Status::kReported);
   EXPECT_EQ(batch->finished_at_ms, 42);
 }
 
-TEST(PayoutStoreDeathTest, SetBatchStatusAbortsWhenFinishingABatchWithPendingPayouts) {
-  TempDir dir;
-  std::string path = dir.File("state.db");
+TEST_P(PayoutStoreDeathTest, SetBatchStatusAbortsWhenFinishingABatchWithPendingPayouts) {
   {
-    auto store = OpenOrDie(path);
+    auto store = Open();
     ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 2), MakePayoutList("b1", 2)).ok());
     Walk(*store, "b1-0", {UpdateTo("", Stage::kSubmitting), UpdateTo("", Stage::kFinal, FinalState::kRejected)});
   }
-  EXPECT_DEATH((void)(*PayoutStore::Open(path))->SetBatchStatus("b1", BatchRecord::Status::kFinished, 1),
+  EXPECT_DEATH((void)Open()->SetBatchStatus("b1", BatchRecord::Status::kFinished, 1),
                "invariant violated");
-  EXPECT_EQ((*(*PayoutStore::Open(path))->GetBatch("b1"))->status, BatchRecord::Status::kActive);
+  EXPECT_EQ((*Open()->GetBatch("b1"))->status, BatchRecord::Status::kActive);
 }
 
 TEST(PayoutStore, ReadOnlyStoreReadsCommittedStateWhileAWriterHoldsAnOpenTransaction) {
@@ -900,9 +929,8 @@ TEST(PayoutStore, ApplyGroupIsAllOrNothingWhenTheProcessDiesAtAnyWalWrite) {
 
 // --- Finance controls -------------------------------------------------------------------------
 
-TEST(PayoutStore, APrincipalCountsOnceAndApprovalsAndAuditComeBackInOrder) {
-  TempDir dir;
-  auto store = OpenOrDie(dir.File("state.db"));
+TEST_P(PayoutStoreTest, APrincipalCountsOnceAndApprovalsAndAuditComeBackInOrder) {
+  auto store = Open();
   BatchRecord b = MakeBatch("b", 2);
   b.status = BatchRecord::Status::kAwaitingApproval;
   b.approvals_required = 2;
@@ -934,17 +962,15 @@ TEST(PayoutStore, APrincipalCountsOnceAndApprovalsAndAuditComeBackInOrder) {
   EXPECT_EQ((*audit)[1].by, "bob@example.com");
 }
 
-TEST(PayoutStore, HoldsOfABatchAndOfAllAreKept) {
-  TempDir dir;
-  const std::string path = dir.File("state.db");
+TEST_P(PayoutStoreTest, HoldsOfABatchAndOfAllAreKept) {
   {
-    auto store = OpenOrDie(path);
+    auto store = Open();
     ASSERT_TRUE(store->CreateBatch(MakeBatch("b", 1), MakePayoutList("b", 1)).ok());
     ASSERT_TRUE(store->SetHold("b", Hold{100, "alice (uid 1001)", "check the IBANs"}).ok());
     EXPECT_EQ(store->SetHold("nope", Hold{1, "x", ""}).code(), StatusCode::kNotFound);
     ASSERT_TRUE(store->SetHoldAll(Hold{200, "ops (uid 1002)", "bank holiday"}).ok());
   }
-  auto store = OpenOrDie(path);  // survives a restart
+  auto store = Open();  // survives a restart
   auto b = store->GetBatch("b");
   ASSERT_TRUE(b.ok() && b->has_value());
   EXPECT_EQ((*b)->hold.at_ms, 100);
@@ -960,9 +986,8 @@ TEST(PayoutStore, HoldsOfABatchAndOfAllAreKept) {
   EXPECT_FALSE((*store->GetBatch("b"))->hold.held());
 }
 
-TEST(PayoutStore, CancelEndsOnlyNeverSentPayoutsAndKeepsTheTotalsExact) {
-  TempDir dir;
-  auto store = OpenOrDie(dir.File("state.db"));
+TEST_P(PayoutStoreTest, CancelEndsOnlyNeverSentPayoutsAndKeepsTheTotalsExact) {
+  auto store = Open();
   std::vector<Payout> payouts;
   for (int i = 0; i < 6; ++i) payouts.push_back(MakePayout("b", i, 100 + i, i % 2 ? "EUR" : "USD"));
   ASSERT_TRUE(store->CreateBatch(MakeBatch("b", 6), ToPayoutList(payouts)).ok());
@@ -992,9 +1017,8 @@ TEST(PayoutStore, CancelEndsOnlyNeverSentPayoutsAndKeepsTheTotalsExact) {
   EXPECT_EQ((*store->GetBatch("b"))->cancelled_at_ms, 500) << "the first cancel's time stays";
 }
 
-TEST(PayoutStore, ABatchAwaitingApprovalIsActivatedOrRejectedAndThenReported) {
-  TempDir dir;
-  auto store = OpenOrDie(dir.File("state.db"));
+TEST_P(PayoutStoreTest, ABatchAwaitingApprovalIsActivatedOrRejectedAndThenReported) {
+  auto store = Open();
   for (const char* id : {"ok", "no"}) {
     BatchRecord b = MakeBatch(id, 2);
     b.status = BatchRecord::Status::kAwaitingApproval;
@@ -1048,6 +1072,11 @@ TEST(PayoutStore, AVersion3FileGainsTheFinanceControlsAndCanHoldCancelledPayouts
   sqlite3_finalize(check);
   sqlite3_close(raw);
 }
+
+INSTANTIATE_TEST_SUITE_P(Backends, PayoutStoreTest,
+                         ::testing::Values(Backend::kSqlite, Backend::kPostgresql), BackendName);
+INSTANTIATE_TEST_SUITE_P(Backends, PayoutStoreDeathTest,
+                         ::testing::Values(Backend::kSqlite, Backend::kPostgresql), BackendName);
 
 }  // namespace
 }  // namespace payoutd

@@ -21,6 +21,7 @@ TEST(Status, EachConstructorCarriesItsCodeAndMessage) {
   EXPECT_EQ(Status::NotFound("a").code(), StatusCode::kNotFound);
   EXPECT_EQ(Status::AlreadyExists("a").code(), StatusCode::kAlreadyExists);
   EXPECT_EQ(Status::FailedPrecondition("a").code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(Status::Aborted("a").code(), StatusCode::kAborted);
   EXPECT_EQ(Status::Internal("a").code(), StatusCode::kInternal);
   EXPECT_EQ(Status::Unavailable("disk full").code(), StatusCode::kUnavailable);
   EXPECT_EQ(Status::Unavailable("disk full").message(), "disk full");
