@@ -55,6 +55,8 @@ class ConfigReader {
   void ReadBatches(const YamlSection& top, Config* c);
   void ReadDelimiter(const YamlSection& batches, char* out);
   void ReadDaemonSections(const YamlSection& top, Config* c);
+  void ReadState(const YamlSection& top, StateOptions* o);
+  void ReadApprovals(const YamlSection& top, Config* c);
   void ReadLog(const YamlSection& top, log::Options* o);
 
   // A relative path is taken relative to the configuration file's folder.
@@ -167,7 +169,8 @@ bool ConfigReader::StatusList(const YamlSection& s, std::string_view key,
 void ConfigReader::Read(const YAML::Node& root, Config* c) {
   YamlSection top = w_.Open(root, "", 0,
                             {"gateway", "auth", "limits", "retry", "polling", "spool", "batches",
-                             "state", "metrics", "callbacks", "log", "shutdown_grace"});
+                             "state", "approvals", "control", "metrics", "callbacks", "log",
+                             "shutdown_grace"});
   ReadGateway(top, &c->gateway);
   ReadAuth(top, c);
   ReadLimitsAndRetry(top, &c->gateway);
@@ -376,8 +379,11 @@ void ConfigReader::ReadDaemonSections(const YamlSection& top, Config* c) {
   Path(spool, "dir", true, &c->spool.dir);
   w_.PositiveDuration(spool, "settle", &c->spool.settle);
 
-  YamlSection state = w_.Child(top, "state", {"path"});
-  Path(state, "path", true, &c->state.path);
+  ReadState(top, &c->state);
+  ReadApprovals(top, c);
+
+  YamlSection control = w_.Child(top, "control", {"socket"});
+  Path(control, "socket", false, &c->control.socket);
 
   YamlSection metrics = w_.Child(top, "metrics", {"listen"});
   Listen(metrics, "listen", &c->metrics.listen);
@@ -385,6 +391,52 @@ void ConfigReader::ReadDaemonSections(const YamlSection& top, Config* c) {
   YamlSection callbacks = w_.Child(top, "callbacks", {"url", "listen"});
   Url(callbacks, "url", false, true, &c->gateway.callback_url);
   Listen(callbacks, "listen", &c->callbacks.listen);
+}
+
+// state: SQLite (path) or PostgreSQL (url, password_file, instance, lease).
+void ConfigReader::ReadState(const YamlSection& top, StateOptions* o) {
+  YamlSection state =
+      w_.Child(top, "state", {"backend", "path", "url", "password_file", "instance", "lease"});
+  std::string backend;
+  int line = 0;
+  if (w_.Text(state, "backend", "sqlite or postgresql", false, &backend, &line)) {
+    if (backend == "sqlite") {
+      o->backend = StateOptions::Backend::kSqlite;
+    } else if (backend == "postgresql") {
+      o->backend = StateOptions::Backend::kPostgresql;
+    } else {
+      w_.Error(JoinKey(state.path, "backend"), line,
+               "expected sqlite or postgresql, got " + Quote(backend));
+    }
+  }
+  bool pg = o->backend == StateOptions::Backend::kPostgresql;
+  Path(state, "path", !pg, &o->path);
+  w_.String(state, "url", pg, false, &o->url);
+  Path(state, "password_file", false, &o->password_file);
+  w_.String(state, "instance", false, false, &o->instance);
+  if (w_.PositiveDuration(state, "lease", &o->lease) && o->lease < std::chrono::milliseconds(300)) {
+    w_.Error(JoinKey(state.path, "lease"), LineOf(state.Find("lease")->value),
+             "must be at least 300ms");
+  }
+}
+
+// approvals: which batches wait for signatures (docs/approvals.md).
+void ConfigReader::ReadApprovals(const YamlSection& top, Config* c) {
+  YamlSection a = w_.Child(top, "approvals", {"allowed_signers", "required", "large_above",
+                                              "large_required", "expire_after"});
+  ApprovalPolicy& o = c->approvals;
+  Path(a, "allowed_signers", false, &o.allowed_signers);
+  w_.Integer(a, "required", 0, 100, &o.required);
+  o.large_above = Caps(a, "large_above", c->batches.currencies);
+  w_.Integer(a, "large_required", 1, 100, &o.large_required);
+  w_.PositiveDuration(a, "expire_after", &o.expire_after);
+  if (o.Enabled() && o.allowed_signers.empty()) {
+    w_.Error(JoinKey(a.path, "allowed_signers"), a.line,
+             "is required when approvals.required or approvals.large_above is set");
+  } else if (o.Enabled() && read_secret_ && ::access(o.allowed_signers.c_str(), R_OK) != 0) {
+    w_.Error(JoinKey(a.path, "allowed_signers"), LineOf(a.Find("allowed_signers")->value),
+             "cannot read " + o.allowed_signers + ": " + std::strerror(errno));
+  }
 }
 
 void ConfigReader::ReadLog(const YamlSection& top, log::Options* o) {

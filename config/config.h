@@ -6,6 +6,8 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
+#include <map>
 #include <string>
 
 #include "core/base/clock.h"
@@ -35,6 +37,22 @@ struct CallbackOptions {
   std::string listen;
 };
 
+// `approvals` (docs/approvals.md): which batches wait for signatures before they are paid.
+struct ApprovalPolicy {
+  std::string allowed_signers;                 // OpenSSH allowed_signers file
+  int required = 0;                            // signatures every batch needs
+  std::map<std::string, int64_t> large_above;  // currency -> minor units: a batch total above it...
+  int large_required = 2;                      // ... needs this many
+  Duration expire_after = std::chrono::hours(168);
+  // Whether any batch can ever wait (then allowed_signers must be set).
+  bool Enabled() const { return required > 0 || !large_above.empty(); }
+};
+
+// `control.socket` (docs/operator-control.md): where hold, resume and cancel reach the daemon.
+struct ControlOptions {
+  std::string socket = "/run/payoutd/control.sock";
+};
+
 struct Config {
   std::string path;           // the file it was loaded from
   // `gateway`, `auth`, `limits` (gateway.limits), `retry` (gateway.retry) and `callbacks.url`;
@@ -48,6 +66,8 @@ struct Config {
   StateOptions state;         // `state`: core/store/state_options.h (SQLite path, PostgreSQL...)
   MetricsOptions metrics;
   CallbackOptions callbacks;
+  ApprovalPolicy approvals;
+  ControlOptions control;
   log::Options log;
   Duration shutdown_grace = std::chrono::seconds(10);
 };

@@ -18,18 +18,10 @@
 
 #include "core/base/clock.h"
 #include "core/base/status.h"
+#include "config/config.h"  // ApprovalPolicy
 #include "daemon/ssh_keygen.h"
 
 namespace payoutd {
-
-// The `approvals` configuration section.
-struct ApprovalPolicy {
-  std::string allowed_signers;                 // OpenSSH allowed_signers file
-  int required = 0;                            // signatures every batch needs
-  std::map<std::string, int64_t> large_above;  // currency -> minor units: a batch total above it...
-  int large_required = 2;                      // ... needs this many
-  Duration expire_after = std::chrono::hours(168);
-};
 
 // How many distinct principals must sign a batch with these per-currency totals (minor units):
 // `required`, or `large_required` when a total is above its currency's `large_above`, whichever

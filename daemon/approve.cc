@@ -111,7 +111,13 @@ int RunApprove(const ApproveOptions& o, std::istream& in, std::ostream& out, std
   PrintBatch(batch, o, "approval/" + o.batch_id + ".csv", out);
 
   const std::string user = o.user.empty() ? LoginName() : o.user;
-  const std::string sig_name = o.batch_id + ".csv." + SignatureLabel(user) + ".sig";
+  // Never over another signature (one user may sign with two keys; a shared account signs for
+  // several people): the next free `<user>-N` label.
+  std::string sig_name = o.batch_id + ".csv." + SignatureLabel(user) + ".sig";
+  for (int n = 2; FileExists(dir + "/" + sig_name) || FileExists(dir + "/" + sig_name + ".invalid");
+       ++n) {
+    sig_name = o.batch_id + ".csv." + SignatureLabel(user) + "-" + std::to_string(n) + ".sig";
+  }
   if (!o.yes) {
     out << "Sign this batch as " << user << " with " << o.key << "? [y/N] " << std::flush;
     std::string answer;

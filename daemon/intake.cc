@@ -61,7 +61,8 @@ Intake Failed(Intake in, Status why) {
 }  // namespace
 
 Intake TakeBatch(PayoutStore* store, const BatchValidator& validator, const std::string& batch_id,
-                 const std::string& path, const std::string& file_name, int64_t now_ms, bool record) {
+                 const std::string& path, const std::string& file_name, int64_t now_ms, bool record,
+                 const ApprovalPolicy* approvals) {
   Intake in;
   in.batch = validator.ValidateFile(batch_id, path);
   ValidatedBatch& b = in.batch;
@@ -69,6 +70,7 @@ Intake TakeBatch(PayoutStore* store, const BatchValidator& validator, const std:
     in.kind = b.ok() ? Intake::Kind::kAccepted : Intake::Kind::kRejected;
     return in;
   }
+  if (approvals) in.approvals_required = ApprovalsRequired(*approvals, b.totals);
   Status created;
   if (record) {
     // A new batch, the usual case, costs one transaction: CreateBatch refuses whatever was seen
@@ -79,6 +81,8 @@ Intake TakeBatch(PayoutStore* store, const BatchValidator& validator, const std:
     rec.file_name = file_name;
     rec.rows = static_cast<int64_t>(b.payouts.size());
     rec.started_at_ms = now_ms;
+    rec.approvals_required = in.approvals_required;
+    if (in.approvals_required > 0) rec.status = BatchRecord::Status::kAwaitingApproval;
     created = store->CreateBatch(rec, b.payouts);
     if (created.ok()) {
       in.kind = Intake::Kind::kAccepted;

@@ -3,6 +3,8 @@
 #include <sys/stat.h>
 
 #include <cstring>
+#include <fstream>
+#include <sstream>
 #include <iostream>
 #include <map>
 #include <optional>
@@ -15,6 +17,7 @@
 #include "core/base/log.h"
 #include "core/store/payout_store.h"
 #include "core/engine/results.h"
+#include "daemon/control_command.h"
 #include "daemon/intake.h"
 #include "daemon/migrate_state.h"
 #include "daemon/service.h"
@@ -37,6 +40,10 @@ constexpr const char* kUsage =
     "  validate BATCH.csv           validate a batch and print its errors; sends nothing\n"
     "  process BATCH.csv [--out DIR] process one batch to completion, write its results to DIR\n"
     "  status [BATCH]               progress of batches: counts per state, totals, oldest pending\n"
+    "  approve BATCH --key KEY [--yes]  show a batch awaiting approval and sign it\n"
+    "  hold BATCH|--all [--reason T]    start no new payment for the batch (or every batch)\n"
+    "  resume BATCH|--all [--reason T]  undo a hold\n"
+    "  cancel BATCH [--reason T]        never send the batch's unsent payouts (CANCELLED)\n"
     "  migrate-state --from sqlite:PATH --to postgresql://URL   move the state to PostgreSQL\n"
     "\n"
     "--config FILE defaults to /etc/payoutd/payoutd.yaml. 'payoutd <command> --help' for more.\n"
@@ -68,6 +75,25 @@ const std::map<std::string, std::string>& CommandHelp() {
        "usage: payoutd status [--config FILE] [BATCH]\n"
        "Shows progress from the state: per batch its status, counts per state, totals and the\n"
        "oldest pending payout. Reads only; safe while 'payoutd run' is running.\n"},
+      {"approve",
+       "usage: payoutd approve [--config FILE] BATCH --key SSH_PRIVATE_KEY [--yes]\n"
+       "Shows the batch waiting in spool.dir/approval (rows, totals per currency, sha256, the five\n"
+       "largest payouts) and, once confirmed (or with --yes), signs its exact bytes with\n"
+       "'ssh-keygen -Y sign -n payoutd-batch', writing approval/BATCH.csv.<user>.sig. Needs no\n"
+       "running daemon. Exit 0 signed, 1 not signed, 2 no such batch awaiting approval.\n"},
+      {"hold",
+       "usage: payoutd hold [--config FILE] BATCH|--all [--reason TEXT]\n"
+       "Starts no new payment for the batch (polls of payouts already sent go on); with --all for\n"
+       "every batch, including those that arrive later. Takes effect before it returns and\n"
+       "survives a restart. Exit 0 done, 2 usage or unknown/finished batch, 1 anything else.\n"},
+      {"resume",
+       "usage: payoutd resume [--config FILE] BATCH|--all [--reason TEXT]\n"
+       "Undoes a hold; --all resumes every batch. Exit codes as for hold.\n"},
+      {"cancel",
+       "usage: payoutd cancel [--config FILE] BATCH [--reason TEXT]\n"
+       "Every payout of the batch not yet sent becomes final CANCELLED; those already sent finish\n"
+       "as usual and the report follows. A batch awaiting approval goes to rejected/. Cannot be\n"
+       "undone. Exit codes as for hold.\n"},
   };
   return help;
 }
@@ -78,6 +104,11 @@ struct Args {
   std::string out;
   std::vector<std::string> positional;
   bool help = false;
+  bool all = false;      // hold, resume
+  bool yes = false;      // approve
+  std::string reason;    // hold, resume, cancel
+  std::string key;       // approve
+  bool has_reason = false;
 };
 
 int Usage(const std::string& message) {
@@ -151,13 +182,22 @@ int Validate(const Args& a) {
   return kExitOk;
 }
 
-void PrintProgress(const BatchProgress& p, const CurrencyTable& t, int64_t now_ms) {
-  static const char* kStatus[] = {"active", "finished", "reported"};
-  std::cout << "batch " << p.batch.id << " (" << kStatus[static_cast<int>(p.batch.status)] << "), "
+void PrintProgress(const BatchProgress& p, int approvals, const CurrencyTable& t, int64_t now_ms) {
+  static const char* kStatus[] = {"active", "finished", "reported", "awaiting approval",
+                                  "rejected"};
+  std::string status = kStatus[static_cast<int>(p.batch.status)];
+  if (p.batch.status == BatchRecord::Status::kAwaitingApproval)
+    status += " (" + std::to_string(approvals) + " of " +
+              std::to_string(p.batch.approvals_required) + ")";
+  if (p.batch.cancelled_at_ms) status += ", cancelled " + FormatIsoTime(p.batch.cancelled_at_ms);
+  if (p.batch.hold.held() && p.batch.status != BatchRecord::Status::kReported)
+    status += ", held since " + FormatIsoTime(p.batch.hold.at_ms) + " by " + p.batch.hold.by;
+  std::cout << "batch " << p.batch.id << " (" << status << "), "
             << p.batch.rows << " payouts, started " << FormatIsoTime(p.batch.started_at_ms);
   if (p.batch.finished_at_ms) std::cout << ", finished " << FormatIsoTime(p.batch.finished_at_ms);
   std::cout << "\n  states:";
-  for (FinalState s : {FinalState::kSuccess, FinalState::kFailed, FinalState::kRejected, FinalState::kError}) {
+  for (FinalState s : {FinalState::kSuccess, FinalState::kFailed, FinalState::kRejected,
+                       FinalState::kError, FinalState::kCancelled}) {
     auto it = p.states.find(s);
     std::cout << " " << FinalStateName(s) << "=" << (it == p.states.end() ? 0 : it->second);
   }
@@ -240,9 +280,53 @@ int StatusCommand(const Args& a) {
       std::cerr << "payoutd: batch " << id << ": " << p.error() << "\n";
       return kExitFailure;
     }
-    PrintProgress(*p, cfg->batches.currencies, now_ms);
+    auto approvals = (*store)->ListApprovals(id);
+    PrintProgress(*p, approvals.ok() ? static_cast<int>(approvals->size()) : 0,
+                  cfg->batches.currencies, now_ms);
   }
   return kExitOk;
+}
+
+// The configuration without reading the merchant's secret: commands that never reach the gateway
+// run as users who may not read it.
+std::optional<Config> LoadWithoutSecret(const Args& a) {
+  std::ifstream in(a.config, std::ios::binary);
+  if (!in) {
+    std::cerr << "payoutd: cannot read configuration " << a.config << ": " << std::strerror(errno)
+              << "\n";
+    return std::nullopt;
+  }
+  std::ostringstream text;
+  text << in.rdbuf();
+  Result<Config> cfg = ParseConfig(text.str(), a.config, /*read_secret=*/false);
+  if (!cfg.ok()) {
+    std::cerr << "payoutd: configuration " << a.config << " is not valid:\n" << cfg.error() << "\n";
+    return std::nullopt;
+  }
+  return std::move(*cfg);
+}
+
+int Control(const Args& a) {
+  ControlRequest r;
+  r.command = a.command;
+  r.all = a.all;
+  r.reason = a.reason;
+  if (!a.positional.empty()) r.batch = a.positional[0];
+  if (a.command == "cancel" && a.all) return Usage("'cancel' takes one batch, not --all");
+  if (a.all == !r.batch.empty())
+    return Usage("'" + a.command + "' needs a batch" + (a.command == "cancel" ? "" : " or --all"));
+  if (a.command != "cancel" && a.command != "hold" && a.command != "resume") return Usage("?");
+  std::optional<Config> cfg = LoadWithoutSecret(a);
+  if (!cfg) return kExitUsage;
+  return ControlCommand(*cfg, r, std::cout, std::cerr);
+}
+
+int Approve(const Args& a) {
+  if (a.positional.size() != 1) return Usage("'approve' needs a batch");
+  if (a.key.empty()) return Usage("'approve' needs --key SSH_PRIVATE_KEY");
+  std::optional<Config> cfg = LoadWithoutSecret(a);
+  if (!cfg) return kExitUsage;
+  return ApproveCommand(*cfg, a.positional[0], a.key, a.yes);
 }
 
 int Serve(const Args& a, ServiceOptions::Mode mode) {
@@ -299,6 +383,17 @@ int main(int argc, char** argv) {
       if (!value("--config", &a.config)) return Usage("--config needs a file");
     } else if (a.command == "process" && (s == "--out" || s.rfind("--out=", 0) == 0)) {
       if (!value("--out", &a.out)) return Usage("--out needs a folder");
+    } else if ((a.command == "hold" || a.command == "resume" || a.command == "cancel") &&
+               (s == "--reason" || s.rfind("--reason=", 0) == 0)) {
+      if (!value("--reason", &a.reason)) return Usage("--reason needs a text");
+      a.has_reason = true;
+    } else if ((a.command == "hold" || a.command == "resume" || a.command == "cancel") &&
+               s == "--all") {
+      a.all = true;
+    } else if (a.command == "approve" && (s == "--key" || s.rfind("--key=", 0) == 0)) {
+      if (!value("--key", &a.key)) return Usage("--key needs a private key file");
+    } else if (a.command == "approve" && s == "--yes") {
+      a.yes = true;
     } else if (!s.empty() && s[0] == '-') {
       return Usage("unknown option '" + s + "' for '" + a.command + "'");
     } else {
@@ -309,7 +404,8 @@ int main(int argc, char** argv) {
     std::cout << CommandHelp().at(a.command);
     return kExitOk;
   }
-  size_t want_min = (a.command == "validate" || a.command == "process") ? 1 : 0;
+  size_t want_min =
+      (a.command == "validate" || a.command == "process" || a.command == "approve") ? 1 : 0;
   size_t want_max = (a.command == "run" || a.command == "check") ? 0 : 1;
   if (a.positional.size() < want_min) return Usage("'" + a.command + "' needs a batch file");
   if (a.positional.size() > want_max) return Usage("too many arguments for '" + a.command + "'");
@@ -317,6 +413,8 @@ int main(int argc, char** argv) {
   if (a.command == "check") return Check(a);
   if (a.command == "validate") return Validate(a);
   if (a.command == "status") return StatusCommand(a);
+  if (a.command == "approve") return Approve(a);
+  if (a.command == "hold" || a.command == "resume" || a.command == "cancel") return Control(a);
   if (a.command == "process") return Serve(a, ServiceOptions::Mode::kProcess);
   return Serve(a, ServiceOptions::Mode::kRun);
 }

@@ -20,7 +20,7 @@ const prometheus::Histogram::BucketBoundaries kLatencyBuckets{0.005, 0.01, 0.025
                                                               1,     2.5,  5,     10,   20,  30};
 
 constexpr FinalState kFinalStates[] = {FinalState::kSuccess, FinalState::kFailed, FinalState::kRejected,
-                                       FinalState::kError};
+                                       FinalState::kError, FinalState::kCancelled};
 constexpr Stage kPendingStages[] = {Stage::kNew, Stage::kSubmitting, Stage::kUnknown, Stage::kPolling};
 
 std::string_view BatchResultName(Metrics::BatchResult r) {

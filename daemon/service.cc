@@ -20,7 +20,11 @@
 #include "core/store/payout_store.h"
 #include "core/engine/results.h"
 #include "core/store/store_thread.h"
+#include "daemon/approval_round.h"
 #include "daemon/callbacks.h"
+#include "daemon/control.h"
+#include "daemon/control_actions.h"
+#include "daemon/control_metrics.h"
 #include "daemon/files.h"
 #include "daemon/intake.h"
 #include "daemon/metrics.h"
@@ -42,6 +46,7 @@ EngineOptions EngineOptionsFor(const Config& c) {
   o.polling = c.polling;
   o.submit_window = static_cast<size_t>(std::max(16, c.gateway.limits.max_in_flight * 2));
   o.poll_window = o.submit_window;
+  o.cancelled_unknown_settle = 2 * c.gateway.timeout;
   return o;
 }
 
@@ -71,7 +76,8 @@ class Service final : public EngineObserver {
         grace_timer_(io_),
         tick_timer_(io_),
         watchdog_timer_(io_),
-        retry_timer_(io_) {}
+        retry_timer_(io_),
+        approval_timer_(io_) {}
 
   int Run();
 
@@ -112,6 +118,17 @@ class Service final : public EngineObserver {
   void Reload();
   void Tick();
   void Watchdog();
+  // Finance controls (docs/approvals.md, docs/operator-control.md).
+  void OnAwaitingApproval(const std::string& batch_id, const std::string& file_name, int required);
+  void CheckApprovals();
+  void OnApprovalRound(const payoutd::ApprovalRound& round);
+  void OnControl(const ControlRequest& request, const ControlPeer& peer, ControlServer::Reply reply);
+  void HoldFromControl(const ControlRequest& request, const ControlPeer& peer,
+                       ControlServer::Reply reply);
+  void CancelFromControl(const BatchRecord& batch, const ControlRequest& request,
+                         const ControlPeer& peer, ControlServer::Reply reply);
+  void CancelActive(const std::string& batch_id, const ControlRequest& request,
+                    const ControlPeer& peer, ControlServer::Reply reply);
 
   ServiceOptions opt_;
   Config cfg_;
@@ -126,12 +143,18 @@ class Service final : public EngineObserver {
   std::unique_ptr<PayoutEngine> engine_;
   std::unique_ptr<Spool> spool_;
   std::unique_ptr<CallbackReceiver> callbacks_;
+  std::unique_ptr<ControlMetrics> control_metrics_;
+  std::unique_ptr<ControlServer> control_;
   boost::asio::signal_set signals_;
   boost::asio::signal_set hup_;
   boost::asio::steady_timer grace_timer_;
   boost::asio::steady_timer tick_timer_;
   boost::asio::steady_timer watchdog_timer_;
   boost::asio::steady_timer retry_timer_;
+  boost::asio::steady_timer approval_timer_;
+  // The signature files already checked (the store thread's, between approval rounds).
+  std::shared_ptr<std::set<std::string>> seen_signatures_ = std::make_shared<std::set<std::string>>();
+  bool approvals_waiting_ = false;  // a batch awaits approval: the rounds run
   std::vector<std::string> retry_files_;  // claimed files whose intake failed for a passing reason
   int lock_fd_ = -1;
   int exit_code_ = kExitOk;
@@ -187,6 +210,7 @@ Status Service::StartUp() {
   PAYOUTD_ASSIGN_OR_RETURN(
       metrics_, Metrics::Create(Process() ? std::string() : cfg_.metrics.listen, PAYOUTD_VERSION)
                     .WithPrefix("metrics: "));
+  control_metrics_ = std::make_unique<ControlMetrics>(*metrics_->registry());
   PAYOUTD_ASSIGN_OR_RETURN(
       client_, GatewayClient::Create(io_, cfg_.gateway, clock_, random_, metrics_.get())
                    .WithPrefix("gateway: "));
@@ -211,8 +235,22 @@ Status Service::StartUp() {
 std::optional<int> Service::TakeProcessBatch() {
   std::string file_name = BaseName(opt_.batch_path);
   process_batch_ = BatchIdFromFileName(file_name);
+  // A batch that needs signatures is not paid by `process`: it is refused before it is recorded,
+  // so that it can still be dropped into the spool of `payoutd run`, where it waits for them.
+  if (cfg_.approvals.Enabled()) {
+    Intake dry = TakeBatch(nullptr, validator_, process_batch_, opt_.batch_path, file_name,
+                           WallMs(clock_), false, &cfg_.approvals);
+    if (dry.kind == Intake::Kind::kAccepted && dry.approvals_required > 0) {
+      dry.batch.errors.insert(
+          dry.batch.errors.begin(),
+          BatchError{0, "", "needs " + std::to_string(dry.approvals_required) +
+                                " approval(s): drop it into the spool of payoutd run"});
+      dry.batch.error_count += 1;
+      return RefuseProcessBatch(dry.batch);
+    }
+  }
   Intake in = TakeBatch(store_.get(), validator_, process_batch_, opt_.batch_path, file_name,
-                        WallMs(clock_), true);
+                 WallMs(clock_), true);
   if (in.kind == Intake::Kind::kResumed) {
     // The same batch again: an interrupted run is resumed; a finished one is a duplicate
     // (docs/batches.md).
@@ -269,6 +307,13 @@ Status Service::Resume() {
   if (!spool_) return Status::Ok();
   PAYOUTD_RETURN_IF_ERROR(Recover().WithPrefix("recovery: "));
   spool_->Start();
+  if (!cfg_.control.socket.empty()) {
+    auto handler = [this](const ControlRequest& r, const ControlPeer& peer,
+                          ControlServer::Reply reply) { OnControl(r, peer, std::move(reply)); };
+    PAYOUTD_ASSIGN_OR_RETURN(control_, ControlServer::Create(io_, cfg_.control.socket, handler)
+                                           .WithPrefix("control.socket: "));
+  }
+  CheckApprovals();
   return Status::Ok();
 }
 
@@ -295,9 +340,11 @@ void Service::Serve() {
 // finished batches whose reports were cut off are reported again, and files in work/ that have no
 // complete batch record (a crash between claim and record) are taken in again.
 Status Service::Recover() {
+  PAYOUTD_RETURN_IF_ERROR(FinishApprovalMoves(*store_, cfg_.spool.dir));
   PAYOUTD_ASSIGN_OR_RETURN(const std::vector<BatchRecord> batches, store_->ListBatches());
   for (const auto& b : batches) {
     if (b.status == BatchRecord::Status::kFinished) Report(b.id);  // queued on the store thread
+    if (b.status == BatchRecord::Status::kAwaitingApproval) approvals_waiting_ = true;
   }
   for (const auto& name : spool_->WorkFiles()) {
     std::string batch_id = BatchIdFromFileName(name);
@@ -305,6 +352,9 @@ Status Service::Recover() {
     if (rec) {
       if (rec->status == BatchRecord::Status::kReported)
         PAYOUTD_RETURN_IF_ERROR(spool_->Finish(name));
+      // Recorded as awaiting approval, then cut off before its file moved on.
+      if (rec->status == BatchRecord::Status::kAwaitingApproval)
+        PAYOUTD_RETURN_IF_ERROR(spool_->AwaitApproval(name));
       continue;  // active: the engine resumes it
     }
     log::Info("spool.retake", {{"file", name}});
@@ -321,8 +371,9 @@ void Service::OnClaimed(const std::string& file_name) {
   std::string path = spool_->work() + "/" + file_name;
   int64_t now_ms = WallMs(clock_);
   PostToStore(
-      [validator = validator_, batch_id, path, file_name, now_ms](PayoutStore& store) {
-        return TakeBatch(&store, validator, batch_id, path, file_name, now_ms, true);
+      [validator = validator_, batch_id, path, file_name, now_ms,
+       approvals = cfg_.approvals](PayoutStore& store) {
+        return TakeBatch(&store, validator, batch_id, path, file_name, now_ms, true, &approvals);
       },
       [this, file_name](Intake in) { OnIntake(file_name, std::move(in)); });
 }
@@ -342,6 +393,10 @@ void Service::OnIntake(const std::string& file_name, Intake in) {
                                    {"rows", std::to_string(in.batch.payouts.size())},
                                    {"sha256", in.batch.sha256}});
       metrics_->OnBatch(Metrics::BatchResult::kAccepted);
+      if (in.approvals_required > 0) {
+        OnAwaitingApproval(batch_id, file_name, in.approvals_required);
+        break;
+      }
       // Shutting down: the batch is durable and its file in work/; the next start resumes it.
       if (!stopping_) engine_->AddBatch(batch_id);
       break;
@@ -395,7 +450,13 @@ ReportOutcome WriteReport(PayoutStore& store, const std::string& batch_id, const
     return WriteResultsCsv(store, batch_id, currencies, os);
   });
   if (!out.status.ok()) return out;
-  out.summary = SummaryJson(out.progress, currencies);
+  auto approvals = store.ListApprovals(batch_id);
+  auto audit = store.ListAudit(batch_id);
+  if (!approvals.ok() || !audit.ok()) {
+    out.status = approvals.ok() ? audit.status() : approvals.status();
+    return out;
+  }
+  out.summary = SummaryJson(out.progress, currencies, *approvals, *audit);
   if (out.status = set.Write(dir + "/" + batch_id + ".summary.json", out.summary); !out.status.ok()) return out;
   if (spool) {
     const std::string& file_name = out.progress.batch.file_name;
@@ -475,6 +536,8 @@ void Service::Shutdown(const std::string& why, int exit_code) {
   systemd::Stopping();
   if (spool_) spool_->Stop();
   if (callbacks_) callbacks_->Stop();
+  if (control_) control_->Stop();
+  approval_timer_.cancel();
   signals_.cancel();
   hup_.cancel();
   tick_timer_.cancel();
@@ -532,8 +595,14 @@ void Service::Tick() {
   int64_t active = 0;
   auto batches = store_->ListBatches();
   if (!batches.ok()) log::Warn("tick.read_failed", {{"error", batches.error()}});
+  int64_t held = 0;
+  bool hold_all = false;
+  if (auto all = store_->GetHoldAll(); all.ok()) hold_all = all->held();
   if (batches.ok()) {
     for (const auto& b : *batches) {
+      bool waiting = b.status == BatchRecord::Status::kActive ||
+                     b.status == BatchRecord::Status::kAwaitingApproval;
+      if (waiting && (hold_all || b.hold.held()) && !b.cancelled_at_ms) ++held;
       if (b.status != BatchRecord::Status::kActive) continue;
       ++active;
       auto p = store_->Progress(b.id);
@@ -553,8 +622,10 @@ void Service::Tick() {
     total_pending += pending[s];
   }
   metrics_->SetOldestPendingAge(oldest ? (WallMs(clock_) - oldest) / 1000.0 : 0.0);
+  control_metrics_->SetHeld(held);
   std::string status = std::to_string(active) + " batch(es) active, " + std::to_string(total_pending) +
                        " payout(s) pending, " + std::to_string(done_batches_) + " batch(es) done";
+  if (held) status += ", " + std::to_string(held) + " batch(es) HELD";
   if (client_->paused()) status += ", SENDING PAUSED (gateway refuses our token)";
   if (CircuitState c = client_->circuit(); c.open) {
     status += ", GATEWAY UNREACHABLE since " +
@@ -570,6 +641,201 @@ void Service::Tick() {
   tick_timer_.async_wait([this](const boost::system::error_code& ec) {
     if (!ec) Tick();
   });
+}
+
+// A batch recorded as awaiting approval: its file waits in approval/ for signatures.
+void Service::OnAwaitingApproval(const std::string& batch_id, const std::string& file_name,
+                                 int required) {
+  log::Info("batch.awaiting_approval",
+            {{"batch", batch_id}, {"approvals_required", std::to_string(required)}});
+  if (Status st = spool_->AwaitApproval(file_name); !st.ok()) {
+    // The state says it waits; the next start moves the file (Recover).
+    log::Error("spool.move_failed", {{"batch", batch_id}, {"error", st.message()}});
+  }
+  approvals_waiting_ = true;
+  CheckApprovals();
+}
+
+// Once a second while a batch awaits approval: the store thread checks new signatures, starts
+// the approved batches and rejects the expired ones (daemon/approval_round.h).
+void Service::CheckApprovals() {
+  if (stopping_ || !approvals_waiting_ || !spool_) return;
+  approval_timer_.cancel();
+  approvals_waiting_ = false;  // set again by the round when something still waits
+  PostToStore(
+      [policy = cfg_.approvals, dir = cfg_.spool.dir, now_ms = WallMs(clock_),
+       seen = seen_signatures_](PayoutStore& store) {
+        return RunApprovalRound(store, policy, dir, now_ms, *seen);
+      },
+      [this](payoutd::ApprovalRound round) { OnApprovalRound(round); });
+}
+
+void Service::OnApprovalRound(const payoutd::ApprovalRound& round) {
+  for (const auto& c : round.checked) {
+    if (c.check.valid) {
+      log::Info(c.counted ? "approval.counted" : "approval.repeated",
+                {{"batch", c.batch_id},
+                 {"principal", c.check.signer.principal},
+                 {"key", c.check.signer.key_fingerprint},
+                 {"file", c.check.file}});
+    } else {
+      log::Warn("approval.invalid",
+                {{"batch", c.batch_id}, {"file", c.check.file}, {"reason", c.check.reason}});
+      control_metrics_->OnInvalidApproval();
+    }
+  }
+  for (const auto& problem : round.problems) log::Error("approval.round_failed", {{"error", problem}});
+  for (const auto& id : round.expired) {
+    log::Warn("batch.approval_expired", {{"batch", id}});
+    metrics_->OnBatch(Metrics::BatchResult::kRejected);
+  }
+  for (const auto& id : round.approved) {
+    log::Info("batch.approved", {{"batch", id}});
+    if (!stopping_) engine_->AddBatch(id);
+  }
+  double oldest = round.oldest_awaiting_since_ms
+                      ? (WallMs(clock_) - round.oldest_awaiting_since_ms) / 1000.0
+                      : 0.0;
+  control_metrics_->SetAwaitingApproval(round.awaiting, oldest);
+  if (stopping_) return;
+  approvals_waiting_ = approvals_waiting_ || round.awaiting > 0 || !round.problems.empty();
+  if (!approvals_waiting_) return;
+  approval_timer_.expires_after(std::chrono::seconds(1));
+  approval_timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (!ec) CheckApprovals();
+  });
+}
+
+// hold, resume, cancel from the control socket (docs/operator-control.md). The reply goes out once
+// the change is durable and in force: from then on, no new POST of the batch starts.
+void Service::OnControl(const ControlRequest& request, const ControlPeer& peer,
+                        ControlServer::Reply reply) {
+  if (stopping_) {
+    reply(ControlReply{1, "payoutd is shutting down; try again once it has stopped or restarted"});
+    return;
+  }
+  ControlReply refusal;
+  Result<BatchRecord> batch = CheckControlRequest(*store_, request, &refusal);
+  log::Info("control.request", {{"command", request.command},
+                                {"batch", request.all ? "--all" : request.batch},
+                                {"by", peer.Describe()},
+                                {"reason", request.reason},
+                                {"refused", batch.ok() ? "" : refusal.message}});
+  if (!batch.ok()) {
+    reply(refusal);
+    return;
+  }
+  if (request.command == "cancel") {
+    CancelFromControl(*batch, request, peer, std::move(reply));
+  } else {
+    HoldFromControl(request, peer, std::move(reply));
+  }
+}
+
+void Service::HoldFromControl(const ControlRequest& request, const ControlPeer& peer,
+                              ControlServer::Reply reply) {
+  const int64_t now_ms = WallMs(clock_);
+  const Hold hold = ControlHold(request, peer, now_ms);
+  const AuditEntry audit = ControlAudit(request, peer, now_ms);
+  auto done = [this, request, peer, reply = std::move(reply)](Status st) {
+    if (!st.ok()) {
+      reply(ControlReply{1, "cannot change the state: " + st.message()});
+      return;
+    }
+    log::Info(request.command == "hold" ? "batch.held" : "batch.resumed",
+              {{"batch", request.all ? "--all" : request.batch},
+               {"by", peer.Describe()},
+               {"reason", request.reason}});
+    reply(ControlReply{0, HoldMessage(request)});
+  };
+  if (!request.all) {
+    engine_->HoldBatch(request.batch, hold, audit, std::move(done));
+    return;
+  }
+  std::vector<std::pair<std::string, AuditEntry>> audits;
+  auto batches = store_->ListBatches();
+  if (!batches.ok()) {
+    done(batches.status());
+    return;
+  }
+  for (const BatchRecord& b : *batches) {
+    if (b.status == BatchRecord::Status::kActive ||
+        b.status == BatchRecord::Status::kAwaitingApproval)
+      audits.emplace_back(b.id, audit);
+  }
+  engine_->HoldAll(hold, std::move(audits), std::move(done));
+}
+
+void Service::CancelFromControl(const BatchRecord& batch, const ControlRequest& request,
+                                const ControlPeer& peer, ControlServer::Reply reply) {
+  if (batch.cancelled_at_ms) {
+    reply(ControlReply{0, "batch " + batch.id + " was already cancelled"});
+    return;
+  }
+  if (batch.status != BatchRecord::Status::kAwaitingApproval) {
+    CancelActive(batch.id, request, peer, std::move(reply));
+    return;
+  }
+  // Awaiting approval: rejected on the store thread, where the approval rounds run, so that a
+  // round cannot start it meanwhile; if one already did, it is cancelled as an active batch.
+  const int64_t now_ms = WallMs(clock_);
+  const AuditEntry audit = ControlAudit(request, peer, now_ms);
+  const std::string why =
+      "cancelled: " + (request.reason.empty() ? "by " + peer.Describe() : request.reason);
+  PostToStore(
+      [id = batch.id, dir = cfg_.spool.dir, now_ms, why, audit](
+          PayoutStore& store) -> Result<std::optional<int64_t>> {
+        PAYOUTD_ASSIGN_OR_RETURN(std::optional<BatchRecord> rec, store.GetBatch(id));
+        if (!rec || rec->status != BatchRecord::Status::kAwaitingApproval)
+          return std::optional<int64_t>();
+        PAYOUTD_ASSIGN_OR_RETURN(int64_t n, RejectAwaitingBatch(store, *rec, dir, now_ms, why, audit));
+        return std::optional<int64_t>(n);
+      },
+      [this, id = batch.id, request, peer, reply = std::move(reply)](
+          Result<std::optional<int64_t>> out) mutable {
+        if (!out.ok()) {
+          reply(ControlReply{1, "cannot change the state: " + out.error()});
+          return;
+        }
+        if (!out->has_value()) {
+          CancelActive(id, request, peer, std::move(reply));
+          return;
+        }
+        log::Info("batch.cancelled", {{"batch", id},
+                                      {"by", peer.Describe()},
+                                      {"reason", request.reason},
+                                      {"cancelled", std::to_string(**out)},
+                                      {"awaiting_approval", "true"}});
+        metrics_->OnBatch(Metrics::BatchResult::kRejected);
+        reply(ControlReply{0, "cancelled batch " + id + " awaiting approval (" +
+                                  WithThousands(**out) + " payouts, none sent); it is in rejected/"});
+      });
+}
+
+void Service::CancelActive(const std::string& batch_id, const ControlRequest& request,
+                           const ControlPeer& peer, ControlServer::Reply reply) {
+  if (stopping_) {
+    reply(ControlReply{1, "payoutd is shutting down; try again once it has stopped or restarted"});
+    return;
+  }
+  // Recorded and active but not yet handed to the engine (its intake's completion is queued): the
+  // engine takes it now, so that the cancel reaches every payout.
+  if (!engine_->IsActive(batch_id)) engine_->AddBatch(batch_id);
+  const AuditEntry audit = ControlAudit(request, peer, WallMs(clock_));
+  engine_->CancelBatch(
+      batch_id, CancelError(request, peer), audit,
+      [batch_id, request, peer, reply = std::move(reply)](Result<CancelOutcome> out) {
+        if (!out.ok()) {
+          reply(ControlReply{1, "cannot cancel: " + out.error()});
+          return;
+        }
+        log::Info("batch.cancelled", {{"batch", batch_id},
+                                      {"by", peer.Describe()},
+                                      {"reason", request.reason},
+                                      {"cancelled", std::to_string(out->cancelled)},
+                                      {"still_running", std::to_string(out->still_running)}});
+        reply(ControlReply{0, CancelMessage(batch_id, *out)});
+      });
 }
 
 // WATCHDOG=1 from the event loop itself: if the loop stalls, systemd notices.

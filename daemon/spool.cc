@@ -41,7 +41,7 @@ Spool::~Spool() {
 
 Status Spool::Prepare() {
   PAYOUTD_DCHECK_ON_THREAD(io_thread_);
-  for (const auto& d : {inbox(), work(), done(), rejected()})
+  for (const auto& d : {inbox(), work(), done(), rejected(), approval()})
     PAYOUTD_RETURN_IF_ERROR(MakeDirs(d));
   return Status::Ok();
 }
@@ -189,6 +189,21 @@ Status RejectInto(const std::string& rejected_dir, const std::string& from, cons
 
 void Spool::Finish(const std::string& file_name, FileSet* set) const {
   std::string batch = BatchIdFromFileName(file_name);
+  // Its approvals' signature files (`<batch>.csv.<label>.sig`) go to done/ with it: the proof of
+  // who signed stays beside the batch.
+  const std::string prefix = file_name + ".";
+  if (DIR* d = ::opendir(work().c_str())) {
+    std::vector<std::string> companions;
+    while (dirent* e = ::readdir(d)) {
+      std::string name = e->d_name;
+      if (name.rfind(prefix, 0) == 0) companions.push_back(name);
+    }
+    ::closedir(d);
+    std::sort(companions.begin(), companions.end());
+    for (const std::string& name : companions) {
+      if (!FileExists(done() + "/" + name)) set->Move(work() + "/" + name, done() + "/" + name);
+    }
+  }
   std::string dest = done() + "/" + file_name;
   if (FileExists(dest)) dest = FreePath(done(), batch, ".input.csv");
   set->Move(work() + "/" + file_name, dest);
@@ -197,6 +212,12 @@ void Spool::Finish(const std::string& file_name, FileSet* set) const {
 Status Spool::Finish(const std::string& file_name) const {
   FileSet set;
   Finish(file_name, &set);
+  return set.Commit();
+}
+
+Status Spool::AwaitApproval(const std::string& file_name) const {
+  FileSet set;
+  set.Move(work() + "/" + file_name, approval() + "/" + file_name);
   return set.Commit();
 }
 

@@ -39,7 +39,7 @@ class Spool {
         std::function<void(const std::string& batch)> on_refused);
   ~Spool();
 
-  // Creates inbox/, work/, done/ and rejected/ when missing.
+  // Creates inbox/, work/, done/, rejected/ and approval/ when missing.
   Status Prepare();
   // Starts watching inbox/. Stop() stops claiming (files already claimed are not affected).
   void Start();
@@ -49,6 +49,7 @@ class Spool {
   std::string work() const { return dir_ + "/work"; }
   std::string done() const { return dir_ + "/done"; }
   std::string rejected() const { return dir_ + "/rejected"; }
+  std::string approval() const { return dir_ + "/approval"; }
 
   // Writes `<batch>.errors.csv` into rejected/ and moves work/<file_name> beside it (never overwriting).
   Status Reject(const std::string& file_name, const std::string& errors_csv);
@@ -56,6 +57,9 @@ class Spool {
   // caller wrote into it; the second form moves it on its own.
   void Finish(const std::string& file_name, FileSet* set) const;
   Status Finish(const std::string& file_name) const;
+
+  // Moves work/<file_name> into approval/, where it waits for signatures (docs/approvals.md).
+  Status AwaitApproval(const std::string& file_name) const;
 
   // Files names in work/ (`*.csv`), for recovery at start-up.
   std::vector<std::string> WorkFiles() const;

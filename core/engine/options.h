@@ -31,6 +31,10 @@ struct EngineOptions {
   // Changes waiting for the store (pending plus the commit under way) past which no new submission
   // or poll starts: memory stays bounded when the disk falls behind (about 300 bytes each).
   size_t max_uncommitted = 50000;
+  // A payout of a cancelled batch whose POST may have left (stage kUnknown) is never sent again;
+  // once the gateway has said "no such payout" for this long (longer than any request of ours can
+  // still be on its way: the daemon passes twice gateway.timeout), it ends ERROR, never paid.
+  Duration cancelled_unknown_settle = std::chrono::seconds(60);
 };
 
 }  // namespace payoutd

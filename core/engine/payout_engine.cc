@@ -297,6 +297,11 @@ void PayoutEngine::QueueControl(ControlChange change) {
   SchedulePump();
 }
 
+bool PayoutEngine::IsCancelled(const std::string& batch_id) const {
+  auto it = batches_.find(batch_id);
+  return it != batches_.end() && it->second.cancelled;
+}
+
 bool PayoutEngine::MaySubmit(const std::string& batch_id) const {
   if (hold_all_ || holds_.count(batch_id)) return false;
   auto it = batches_.find(batch_id);
@@ -536,7 +541,20 @@ void PayoutEngine::OnPolled(PayoutRow row, const PollResult& r) {
     case O::kNotFound:
       if (row.progress.stage == Stage::kUnknown && !draining_ && MaySubmit(row.batch_id)) {
         // Our POST never reached the gateway: send it again, same id and same body.
+        not_found_since_.erase(row.payout.id);
         StartSubmit(std::move(row));
+      } else if (row.progress.stage == Stage::kUnknown && IsCancelled(row.batch_id)) {
+        // Cancelled: it is never sent again. Once no POST of ours can still arrive, it is final.
+        const SteadyTime now = clock_.Now();
+        auto [first, fresh] = not_found_since_.emplace(row.payout.id, now);
+        if (now - first->second >= options_.cancelled_unknown_settle) {
+          not_found_since_.erase(first);
+          Finalize(row, FinalState::kError,
+                   "batch cancelled: the gateway never received this payout; not sent again");
+        } else {
+          row.progress.error = "the gateway reports no such payout";
+          ScheduleNextPoll(row, row.progress.stage);
+        }
       } else {
         // Held or cancelled: no POST now; the payout is asked about again, and sent again only
         // once its batch may send.

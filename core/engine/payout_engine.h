@@ -161,6 +161,7 @@ class PayoutEngine {
   static Status WriteCommit(PayoutStore& store, CommitJob& job);
   void QueueControl(ControlChange change);
   bool MaySubmit(const std::string& batch_id) const;
+  bool IsCancelled(const std::string& batch_id) const;
   void WithdrawSubmissions(const std::function<bool(const std::string& batch_id)>& which);
   bool FinishCommit(const CommitJob& job, const Status& written);
   bool Settled(const std::string& payout_id) const { return !busy_.count(payout_id) && !unsettled_.count(payout_id); }
@@ -197,6 +198,8 @@ class PayoutEngine {
   std::unordered_set<std::string> busy_;            // payout ids with a call at the client
   std::unordered_map<std::string, std::string> submitting_;  // payout id -> batch, while submitted
   std::unordered_set<std::string> holds_;           // batches held one by one (any status)
+  // Payouts of cancelled batches in kUnknown: when the gateway first said it has no such payout.
+  std::unordered_map<std::string, SteadyTime> not_found_since_;
   bool hold_all_ = false;
   std::vector<ControlChange> pending_controls_;     // waiting for the next group commit
   std::unordered_map<std::string, int> unsettled_;  // ids with changes not yet committed: how many

@@ -49,7 +49,9 @@ Status WriteResultsCsv(PayoutStore& store, std::string_view batch_id, const Curr
   return Status::Ok();
 }
 
-std::string SummaryJson(const BatchProgress& progress, const CurrencyTable& currencies) {
+std::string SummaryJson(const BatchProgress& progress, const CurrencyTable& currencies,
+                        const std::vector<Approval>& approvals,
+                        const std::vector<AuditEntry>& audit) {
   const BatchRecord& b = progress.batch;
   std::string out = "{\"batch\": ";
   AppendJsonString(out, b.id);
@@ -58,7 +60,8 @@ std::string SummaryJson(const BatchProgress& progress, const CurrencyTable& curr
   out += ", \"rows\": " + std::to_string(b.rows);
   out += ",\n \"states\": {";
   bool first = true;
-  for (FinalState s : {FinalState::kSuccess, FinalState::kFailed, FinalState::kRejected, FinalState::kError}) {
+  for (FinalState s : {FinalState::kSuccess, FinalState::kFailed, FinalState::kRejected,
+                       FinalState::kError, FinalState::kCancelled}) {
     auto it = progress.states.find(s);
     if (it == progress.states.end() || it->second == 0) continue;
     if (!first) out += ", ";
@@ -88,7 +91,30 @@ std::string SummaryJson(const BatchProgress& progress, const CurrencyTable& curr
   AppendJsonString(out, FormatIsoTime(b.started_at_ms));
   out += ", \"finished_at\": ";
   AppendJsonString(out, b.finished_at_ms ? FormatIsoTime(b.finished_at_ms) : std::string());
-  out += "}\n";
+  // Who signed (docs/approvals.md) and who held, resumed or cancelled it, and when.
+  out += ",\n \"approvals\": [";
+  for (size_t i = 0; i < approvals.size(); ++i) {
+    out += i ? ", {\"principal\": " : "{\"principal\": ";
+    AppendJsonString(out, approvals[i].principal);
+    out += ", \"key\": ";
+    AppendJsonString(out, approvals[i].key_fingerprint);
+    out += ", \"at\": ";
+    AppendJsonString(out, FormatIsoTime(approvals[i].at_ms));
+    out += "}";
+  }
+  out += "],\n \"audit\": [";
+  for (size_t i = 0; i < audit.size(); ++i) {
+    out += i ? ", {\"at\": " : "{\"at\": ";
+    AppendJsonString(out, FormatIsoTime(audit[i].at_ms));
+    out += ", \"action\": ";
+    AppendJsonString(out, audit[i].action);
+    out += ", \"by\": ";
+    AppendJsonString(out, audit[i].by);
+    out += ", \"reason\": ";
+    AppendJsonString(out, audit[i].reason);
+    out += "}";
+  }
+  out += "]}\n";
   return out;
 }
 

@@ -21,7 +21,11 @@ Status WriteResultsCsv(PayoutStore& store, std::string_view batch_id, const Curr
 // summary.json: {"batch","sha256","rows","states":{STATE:n, non-zero only},
 // "totals":{CUR:{"requested","succeeded","failed","fees"}}, "started_at","finished_at"}.
 // `failed` is every final payout not SUCCESS; `fees` sums the fees reported in that currency.
-std::string SummaryJson(const BatchProgress& progress, const CurrencyTable& currencies);
+// `approvals` and `audit` (PayoutStore::ListApprovals, ListAudit) become its lists of the same
+// names, empty when there were none.
+std::string SummaryJson(const BatchProgress& progress, const CurrencyTable& currencies,
+                        const std::vector<Approval>& approvals = {},
+                        const std::vector<AuditEntry>& audit = {});
 
 // 1764000000123 -> "2025-11-24T16:00:00Z" (UTC, whole seconds).
 std::string FormatIsoTime(int64_t unix_ms);

@@ -178,7 +178,8 @@ TEST(Results, SummaryJson_ExactDecimalsAndKeyOrder) {
             "\"USD\": {\"requested\": \"90071992547409.93\", \"succeeded\": \"90071992547400.01\", "
             "\"failed\": \"9.92\", \"fees\": \"0.05\"}},\n"
             " \"started_at\": \"2025-11-24T16:00:00Z\", "
-            "\"finished_at\": \"2025-11-24T16:01:00Z\"}\n");
+            "\"finished_at\": \"2025-11-24T16:01:00Z\",\n"
+            " \"approvals\": [],\n \"audit\": []}\n");
 }
 
 TEST(Results, SummaryJson_ReportsFeesUnderTheFeesOwnCurrency) {
@@ -208,7 +209,7 @@ TEST(Results, SummaryJson_LeavesOutStatesWithNoPayoutAndAnUnfinishedTime) {
   const std::string json = SummaryJson(p, CurrencyTable::Iso4217());
   EXPECT_NE(json.find("\"states\": {\"REJECTED\": 2}"), std::string::npos) << json;
   EXPECT_NE(json.find("\"totals\": {}"), std::string::npos) << json;
-  EXPECT_NE(json.find("\"finished_at\": \"\"}"), std::string::npos) << json;
+  EXPECT_NE(json.find("\"finished_at\": \"\","), std::string::npos) << json;
 }
 
 TEST(Results, SummaryJson_EscapesTheBatchName) {
@@ -216,6 +217,25 @@ TEST(Results, SummaryJson_EscapesTheBatchName) {
   p.batch.id = "a\"b\\c";
   const std::string json = SummaryJson(p, CurrencyTable::Iso4217());
   EXPECT_EQ(json.rfind("{\"batch\": \"a\\\"b\\\\c\", ", 0), 0u) << json;
+}
+
+TEST(Results, SummaryJson_ListsApprovalsAndTheAuditTrail) {
+  BatchProgress p;
+  p.batch.id = "b";
+  p.batch.rows = 1;
+  p.states[FinalState::kCancelled] = 1;
+  std::vector<Approval> approvals = {{"alice@example.com", "SHA256:abc", "b.csv.alice.sig", 1'764'000'000'000}};
+  std::vector<AuditEntry> audit = {{1'764'000'060'000, "cancel", "bob (uid 1001)", "wrong \"file\""}};
+  std::string json = SummaryJson(p, CurrencyTable::Iso4217(), approvals, audit);
+  EXPECT_NE(json.find("\"states\": {\"CANCELLED\": 1}"), std::string::npos) << json;
+  EXPECT_NE(json.find("\"approvals\": [{\"principal\": \"alice@example.com\", \"key\": "
+                      "\"SHA256:abc\", \"at\": \"2025-11-24T16:00:00Z\"}]"),
+            std::string::npos)
+      << json;
+  EXPECT_NE(json.find("\"audit\": [{\"at\": \"2025-11-24T16:01:00Z\", \"action\": \"cancel\", "
+                      "\"by\": \"bob (uid 1001)\", \"reason\": \"wrong \\\"file\\\"\"}]"),
+            std::string::npos)
+      << json;
 }
 
 }  // namespace
