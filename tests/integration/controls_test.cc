@@ -211,6 +211,9 @@ TEST_F(ControlsTest, BadSignaturesCountForNothingAndTheBatchExpires) {
     EXPECT_TRUE(FileExists(approval("bad.csv." + label + ".sig.invalid"))) << label;
   }
   EXPECT_EQ(Posts("BAD-"), 0u);
+  HttpReply scrape = HttpRequest(daemon_->metrics_port(), "GET", "/metrics");
+  EXPECT_THAT(scrape.body, HasSubstr("\npayoutd_approvals_invalid_total 5\n"));
+  EXPECT_THAT(scrape.body, HasSubstr("\npayoutd_batches_awaiting_approval 1\n"));
 
   ASSERT_TRUE(WaitForFile(spool() + "/rejected/bad.errors.csv", seconds(20))) << daemon_->log();
   EXPECT_THAT(ReadFile(spool() + "/rejected/bad.errors.csv"), HasSubstr("0,,approval expired"));
