@@ -249,6 +249,10 @@ void Metrics::SetPendingFrom(const std::vector<BatchProgress>& unfinished, int64
   SetOldestPendingAge(oldest_since_ms == 0 ? 0 : static_cast<double>(now_wall_ms - oldest_since_ms) / 1000.0);
 }
 
+void Metrics::OnPayoutsCancelled(int64_t n) {
+  if (n > 0) payouts_->Add({{"state", "CANCELLED"}}).Increment(static_cast<double>(n));
+}
+
 void Metrics::OnBatch(BatchResult result) {
   batches_->Add({{"result", std::string(BatchResultName(result))}}).Increment();
 }

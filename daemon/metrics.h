@@ -102,6 +102,8 @@ class Metrics final : public GatewayObserver {
   // from every batch are set to 0.
   void SetPendingFrom(const std::vector<BatchProgress>& unfinished, int64_t now_wall_ms);
 
+  // payouts_total{state="CANCELLED"} += n: an operator's cancel ended n unsent payouts at once.
+  void OnPayoutsCancelled(int64_t n);
   void OnBatch(BatchResult result);     // batches_total{result}
   void OnUnknownGatewayStatus();        // unknown_gateway_status_total
   void OnCallback(CallbackResult result);  // callbacks_total{result}

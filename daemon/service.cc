@@ -807,6 +807,7 @@ void Service::CancelFromControl(const BatchRecord& batch, const ControlRequest& 
                                       {"cancelled", std::to_string(**out)},
                                       {"awaiting_approval", "true"}});
         metrics_->OnBatch(Metrics::BatchResult::kRejected);
+        metrics_->OnPayoutsCancelled(**out);
         reply(ControlReply{0, "cancelled batch " + id + " awaiting approval (" +
                                   WithThousands(**out) + " payouts, none sent); it is in rejected/"});
       });
@@ -824,7 +825,7 @@ void Service::CancelActive(const std::string& batch_id, const ControlRequest& re
   const AuditEntry audit = ControlAudit(request, peer, WallMs(clock_));
   engine_->CancelBatch(
       batch_id, CancelError(request, peer), audit,
-      [batch_id, request, peer, reply = std::move(reply)](Result<CancelOutcome> out) {
+      [this, batch_id, request, peer, reply = std::move(reply)](Result<CancelOutcome> out) {
         if (!out.ok()) {
           reply(ControlReply{1, "cannot cancel: " + out.error()});
           return;
@@ -834,6 +835,7 @@ void Service::CancelActive(const std::string& batch_id, const ControlRequest& re
                                       {"reason", request.reason},
                                       {"cancelled", std::to_string(out->cancelled)},
                                       {"still_running", std::to_string(out->still_running)}});
+        metrics_->OnPayoutsCancelled(out->cancelled);
         reply(ControlReply{0, CancelMessage(batch_id, *out)});
       });
 }

@@ -285,6 +285,9 @@ TEST_F(ControlsTest, CancelMidBatchSendsNothingMore) {
   EXPECT_THAT(summary, HasSubstr("\"action\": \"cancel\""));
   EXPECT_THAT(summary, HasSubstr("\"reason\": \"wrong file\""));
 
+  HttpReply scrape = HttpRequest(daemon_->metrics_port(), "GET", "/metrics");
+  EXPECT_THAT(scrape.body, HasSubstr("\npayoutd_payouts_total{state=\"CANCELLED\"} " +
+                                     std::to_string(cancelled) + "\n"));
   CommandResult again = Payoutd({"cancel", "big"});
   EXPECT_EQ(again.exit_code, 2) << again.out << again.err << ": the batch is reported";
 }
