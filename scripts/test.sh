@@ -3,6 +3,7 @@
 #   scripts/test.sh              plain build in build/
 #   scripts/test.sh --sanitize   AddressSanitizer + UndefinedBehaviorSanitizer build in build-asan/,
 #                                with clang, whose -Wthread-safety checks the lock annotations
+#   --build-only (after the above) builds and stops: CI starts slower checks beside the tests
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -20,6 +21,7 @@ fi
 jobs=$(nproc)
 cmake -S . -B "$build" "${flags[@]}" >/dev/null
 cmake --build "$build" -j"$jobs"
+case " $* " in *" --build-only "*) exit 0 ;; esac
 # The gateway-outage tests (label "outage") and the other long end-to-end ones (label "long")
 # spend minutes waiting for a gateway that is away or rate-limited, and little CPU: they run
 # beside the rest of the suite instead of after it.

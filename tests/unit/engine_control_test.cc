@@ -237,6 +237,45 @@ TEST_P(EngineControlTest, ACancelEndsEveryNeverSentPayoutAndNoneOfThemIsEverSent
   EXPECT_EQ(p->states[FinalState::kCancelled], cancelled);
 }
 
+// A crash cut off a POST (stage kSubmitting at the start, attempts 1) that never reached the
+// gateway. The batch is cancelled before it is resolved: it is never sent again and ends ERROR once
+// the gateway has said "no such payout" for cancelled_unknown_settle; the payouts never sent are
+// CANCELLED.
+TEST_P(EngineControlTest, ACutOffPostOfACancelledBatchIsNeverSentAgain) {
+  AddBatch("K", 3);
+  for (const char* id : {"K-2"}) {
+    PayoutUpdate u;
+    u.id = id;
+    u.progress.stage = Stage::kSubmitting;
+    u.progress.attempts = 1;
+    u.progress.since_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                              clock_.WallNow().time_since_epoch())
+                              .count();
+    ASSERT_TRUE(store_->Apply({u}).ok());
+  }
+  engine_options_.cancelled_unknown_settle = seconds(20);
+  options_.limits.requests_per_second = 1000;
+  Start();
+  std::optional<Result<CancelOutcome>> outcome;
+  engine_->CancelBatch("K", "cancelled", AuditEntry{1, "cancel", "alice (uid 1001)", ""},
+                       [&](Result<CancelOutcome> r) { outcome = std::move(r); });
+  ASSERT_TRUE(Run([&] { return outcome.has_value(); }, seconds(10)));
+  ASSERT_TRUE(outcome->ok()) << outcome->error();
+  EXPECT_EQ((*outcome)->cancelled, 2);      // K-1 and K-3, never sent
+  EXPECT_EQ((*outcome)->still_running, 1);  // K-2 may have been sent
+  const SteadyTime cancelled_at = clock_.Now();
+  ASSERT_TRUE(Run([&] { return observer_.finished.size() == 1; }, minutes(5)));
+  EXPECT_EQ(Row("K-1").progress.state, FinalState::kCancelled);
+  EXPECT_EQ(Row("K-3").progress.state, FinalState::kCancelled);
+  const PayoutRow k2 = Row("K-2");
+  EXPECT_EQ(k2.progress.state, FinalState::kError);
+  EXPECT_NE(k2.progress.error.find("never received"), std::string::npos) << k2.progress.error;
+  EXPECT_GE(clock_.Now() - cancelled_at, seconds(20)) << "it waited for any late POST to land";
+  EXPECT_EQ(PostsOf("K"), 0u) << "nothing was sent after the cancel";
+  EXPECT_GE(GetsOf("K"), 2u) << "K-2 was asked about, more than once";
+  EXPECT_EQ(gateway_->Ledger().count("K-2"), 0u);
+}
+
 INSTANTIATE_TEST_SUITE_P(Commits, EngineControlTest, ::testing::Values(false, true),
                          [](const ::testing::TestParamInfo<bool>& info) {
                            return info.param ? std::string("OnStoreThread") : std::string("OnIoThread");
