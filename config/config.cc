@@ -374,7 +374,8 @@ std::map<std::string, int64_t> ConfigReader::Caps(const YamlSection& batches, st
 void ConfigReader::ReadDaemonSections(const YamlSection& top, Config* c) {
   YamlSection spool = w_.Child(top, "spool", {"dir", "settle"});
   Path(spool, "dir", true, &c->spool.dir);
-  w_.PositiveDuration(spool, "settle", &c->spool.settle);
+  // 0s: a file is taken as soon as it is seen, for writers that rename complete files in.
+  w_.NonNegativeDuration(spool, "settle", &c->spool.settle);
 
   YamlSection state = w_.Child(top, "state", {"path"});
   Path(state, "path", true, &c->state.path);

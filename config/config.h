@@ -18,7 +18,8 @@
 
 namespace payoutd {
 
-// `spool`: the folder batches arrive in, and how long a file must be still before it is taken.
+// `spool`: the folder batches arrive in, and how long a file must be still before it is taken
+// (0: at once).
 struct SpoolOptions {
   std::string dir;
   Duration settle = std::chrono::seconds(2);

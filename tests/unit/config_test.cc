@@ -361,6 +361,16 @@ TEST(ParseConfig, ZeroDurationIsOutOfRange) {
             "polling.give_up_after: expected a duration greater than zero, got '0s' (line 11)");
 }
 
+TEST(ParseConfig, SpoolSettleMayBeZeroForWritersThatRenameFilesIn) {
+  std::string yaml = WithMinimal("");
+  yaml.replace(yaml.find("spool:\n"), 7, "spool:\n  settle: 0s\n");
+  Result<Config> r = Parse(yaml);
+  ASSERT_TRUE(r.ok()) << r.error();
+  EXPECT_EQ(r->spool.settle, Duration::zero());
+  yaml.replace(yaml.find("0s"), 2, "soon");
+  EXPECT_THAT(ErrorsOf(yaml), HasSubstr("spool.settle: expected a duration like"));
+}
+
 TEST(ParseConfig, EveryRangeIsChecked) {
   struct Case {
     const char* yaml;
