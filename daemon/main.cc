@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "config/config.h"
+#include "config/listen_check.h"
 #include "config/summary.h"
 #include "core/batch/batch.h"
 #include "core/base/log.h"
@@ -98,6 +99,10 @@ std::optional<Config> Load(const Args& a) {
 int Check(const Args& a) {
   std::optional<Config> cfg = Load(a);
   if (!cfg) return kExitUsage;
+  if (Status st = CheckListenAddresses(*cfg); !st.ok()) {
+    std::cerr << "payoutd: configuration " << a.config << " is not valid:\n" << st.message() << "\n";
+    return kExitUsage;
+  }
   std::cout << Summarize(*cfg) << "configuration OK\n";
   return kExitOk;
 }

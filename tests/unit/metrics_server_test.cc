@@ -5,6 +5,10 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdlib>
@@ -100,6 +104,21 @@ bool HaveIpv6Loopback() {
   a.open(tcp::v6(), ec);
   if (!ec) a.bind(tcp::endpoint(asio::ip::make_address("::1"), 0), ec);
   return !ec;
+}
+
+// An IPv4 address that is not this machine's, from the ranges reserved for documentation (some
+// test machines use one of them for themselves); empty when every candidate is local.
+std::string ForeignAddress() {
+  for (const char* candidate : {"203.0.113.7", "198.51.100.7", "192.0.2.77"}) {
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    ::inet_pton(AF_INET, candidate, &a.sin_addr);
+    bool local = ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+    ::close(fd);
+    if (!local) return candidate;
+  }
+  return "";
 }
 
 TEST(MetricsServer, GetMetricsAnswersTheRenderedTextInPrometheusFormat) {
@@ -267,11 +286,12 @@ TEST(MetricsServer, FailsUnavailableWhenThePortIsInUse) {
 }
 
 TEST(MetricsServer, FailsUnavailableForAnAddressOfAnotherHost) {
-  // 192.0.2.0/24 is reserved for documentation: never an address of this machine.
-  auto s = MetricsServer::Start("192.0.2.1:0", [] { return std::string(); });
+  const std::string foreign = ForeignAddress();
+  if (foreign.empty()) GTEST_SKIP() << "every candidate address is this machine's";
+  auto s = MetricsServer::Start(foreign + ":0", [] { return std::string(); });
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.status().code(), StatusCode::kUnavailable);
-  EXPECT_THAT(s.error(), HasSubstr("192.0.2.1:0"));
+  EXPECT_THAT(s.error(), HasSubstr(foreign + ":0"));
 }
 
 TEST(MetricsServer, FailsInvalidArgumentForAMalformedOrUnknownHost) {
