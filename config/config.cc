@@ -427,13 +427,13 @@ Result<Config> ParseConfig(const std::string& yaml_text, const std::string& orig
   return Status::InvalidArgument(walker.Errors());
 }
 
-Result<Config> LoadConfig(const std::string& path) {
+Result<Config> LoadConfig(const std::string& path, bool read_secret) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return Status::Unavailable(path + ": cannot open: " + std::strerror(errno));
   std::ostringstream text;
   text << in.rdbuf();
   if (in.bad()) return Status::Unavailable(path + ": cannot read: " + std::strerror(errno));
-  return ParseConfig(text.str(), path, true);
+  return ParseConfig(text.str(), path, read_secret);
 }
 
 }  // namespace payoutd

@@ -76,9 +76,9 @@ Status CheckListenAddress(const std::string& key, const std::string& listen) {
 
 Status CheckListenAddresses(const Config& config) {
   std::string errors;
-  for (const auto& [key, listen] : {std::pair<std::string, std::string>{"metrics.listen",
-                                                                         config.metrics.listen},
-                                    {"callbacks.listen", config.callbacks.listen}}) {
+  for (const auto& [key, listen] :
+       {std::pair<std::string, std::string>{"metrics.listen", config.metrics.listen},
+        {"callbacks.listen", config.callbacks.listen}}) {
     Status st = CheckListenAddress(key, listen);
     if (!st.ok()) errors += (errors.empty() ? "" : "\n") + st.message();
   }

@@ -44,8 +44,9 @@ class Session : public std::enable_shared_from_this<Session> {
     parser_->header_limit(static_cast<std::uint32_t>(options_.max_request));
     parser_->body_limit(options_.max_request);
     stream_.expires_after(options_.read_timeout);
-    http::async_read(stream_, buffer_, *parser_,
-                     [self = shared_from_this()](beast::error_code ec, size_t) { self->OnRead(ec); });
+    http::async_read(
+        stream_, buffer_, *parser_,
+        [self = shared_from_this()](beast::error_code ec, size_t) { self->OnRead(ec); });
   }
 
  private:
@@ -87,7 +88,7 @@ class Session : public std::enable_shared_from_this<Session> {
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   const std::function<std::string()>& render_;  // the server's; it outlives every session
-  const MetricsServerOptions& options_;          // likewise
+  const MetricsServerOptions& options_;         // likewise
   std::shared_ptr<int> open_sessions_;
 };
 

@@ -31,7 +31,7 @@
 namespace payoutd {
 
 struct MetricsServerOptions {
-  size_t max_request = 8 * 1024;      // request line + headers, and separately any body
+  size_t max_request = 8 * 1024;  // request line + headers, and separately any body
   std::chrono::milliseconds read_timeout{10000};
   int max_connections = 16;
 };

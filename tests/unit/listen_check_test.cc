@@ -2,9 +2,9 @@
 // real network configuration: what can never be served is refused, what could be is not.
 #include "config/listen_check.h"
 
+#include <arpa/inet.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -70,7 +70,8 @@ TEST(ListenCheck, AcceptsAPortInUseBecauseTheRunningDaemonMayHoldIt) {
   ASSERT_EQ(::listen(fd, 1), 0);
   socklen_t len = sizeof a;
   ASSERT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len), 0);
-  Status st = CheckListenAddress("metrics.listen", "127.0.0.1:" + std::to_string(ntohs(a.sin_port)));
+  Status st =
+      CheckListenAddress("metrics.listen", "127.0.0.1:" + std::to_string(ntohs(a.sin_port)));
   ::close(fd);
   EXPECT_TRUE(st.ok()) << st.message();
 }

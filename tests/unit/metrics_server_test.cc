@@ -3,9 +3,9 @@
 // Each client here is a plain blocking socket on the test's thread; the server runs on its own.
 #include "daemon/metrics_server.h"
 
+#include <arpa/inet.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -92,7 +92,8 @@ constexpr const char* kText = "# TYPE payoutd_up gauge\npayoutd_up 1\n";
 
 std::unique_ptr<MetricsServer> StartServer(const std::string& listen,
                                            const MetricsServerOptions& options = {}) {
-  auto server = MetricsServer::Start(listen, [] { return std::string(kText); }, options);
+  auto server = MetricsServer::Start(
+      listen, [] { return std::string(kText); }, options);
   if (!server.ok()) ADD_FAILURE() << server.error();
   return server.ok() ? std::move(*server) : nullptr;
 }
@@ -174,7 +175,8 @@ TEST(MetricsServer, RefusesHeadersOverTheCapWith413AndCloses) {
   auto server = StartServer("127.0.0.1:0", o);
   ASSERT_NE(server, nullptr);
   Client c("127.0.0.1", server->port());
-  Answer a = c.Exchange(Request("GET", "/metrics", "X-Padding: " + std::string(4096, 'a') + "\r\n"));
+  Answer a =
+      c.Exchange(Request("GET", "/metrics", "X-Padding: " + std::string(4096, 'a') + "\r\n"));
   EXPECT_EQ(a.status, 413);
   EXPECT_FALSE(a.keep_alive);
   EXPECT_TRUE(c.ClosedByServer());
