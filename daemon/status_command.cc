@@ -582,12 +582,12 @@ int RunStatusCommand(const Config& config, const StatusOptions& options, std::os
     return 1;
   }
   InstancesReader instances(config.state);
-  if (options.watch) return Watch(**store, instances, config, options, out, err);
   Result<StatusSnapshot> s = ReadStatus(**store, options.batch, WallMsNow());
   if (!s.ok()) {
     err << "payoutd: " << s.error() << "\n";
     return 1;
   }
+  if (options.watch) return Watch(**store, instances, config, options, out, err);
   instances.Into(*s);
   out << (options.json ? FormatStatusJson(*s, config.batches.currencies)
                        : FormatStatusText(*s, config.batches.currencies));
