@@ -753,6 +753,19 @@ TEST(ShippedExample, LoadsOnceItsSecretFileExists) {
   EXPECT_EQ(r->shutdown_grace, minimal->shutdown_grace);
 }
 
+TEST(ShippedExample, InTheServiceReadsTheCredentialSystemdPassesIt) {
+  TempDir dir;
+  std::string path =
+      dir.Write("payoutd.yaml", ReadFile(fs::path(PAYOUTD_SOURCE_DIR) / "config/payoutd.yaml"),
+                kOwnerOnly);
+  dir.Write("secret.key", "on-disk\n", kOwnerOnly);
+  dir.Write("creds/secret.key", "from-systemd\n", kWorldReadable);  // systemd's copy
+  ScopedEnv env("CREDENTIALS_DIRECTORY", (dir.path() / "creds").string());
+  Result<Config> r = LoadConfig(path);
+  ASSERT_TRUE(r.ok()) << r.error();
+  EXPECT_EQ(r->gateway.secret, "from-systemd");
+}
+
 TEST(Summarize, ShowsTheSettingsButNeverTheSecret) {
   TempDir dir;
   dir.Write("secret.key", "top-secret-hmac-key\n", kOwnerOnly);
