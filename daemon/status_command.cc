@@ -98,8 +98,7 @@ std::string HoldText(const Hold& h) {
   return text;
 }
 
-// --- text
-// -----------------------------------------------------------------------------------------
+// --- text ----------------------------------------------------------------------------------------
 
 std::string OutageText(const GatewayOutage& o, int64_t now_ms) {
   if (o.ended_at_ms != 0) {
@@ -169,8 +168,7 @@ std::string BatchText(const BatchStatus& b, const CurrencyTable& t, int64_t now_
   return out;
 }
 
-// --- JSON
-// -----------------------------------------------------------------------------------------
+// --- JSON ----------------------------------------------------------------------------------------
 
 class Json {
  public:
@@ -298,8 +296,7 @@ void BatchJson(Json& j, const BatchStatus& b, const CurrencyTable& t) {
   j.Close('}');
 }
 
-// --- watch
-// ----------------------------------------------------------------------------------------
+// --- watch ---------------------------------------------------------------------------------------
 
 std::string Bar(double fraction, int width) {
   int full = static_cast<int>(std::floor(std::clamp(fraction, 0.0, 1.0) * width));
@@ -319,7 +316,7 @@ std::string Pace(const BatchStatus& b, bool terminal) {
   std::string left = b.seconds_left ? Seconds(*b.seconds_left) : "-";
   if (!terminal) return std::string(rate) + "/s left " + left;
   if (b.pending_count() == 0) return "all final";
-  if (!b.per_second) return "measuring the pace…";
+  if (!b.per_second) return "measuring the pace...";
   return std::string(rate) + " payouts/s, " +
          (b.seconds_left ? "about " + left + " left" : "no progress now");
 }
@@ -344,8 +341,7 @@ std::string WatchPlainLine(const BatchStatus& b, const std::string& at) {
          std::to_string(r.rows) + " " + Percent(b) + " " + Counts(b) + " " + Pace(b, false) + "\n";
 }
 
-// --- reading
-// --------------------------------------------------------------------------------------
+// --- reading -------------------------------------------------------------------------------------
 
 Result<BatchStatus> ReadBatch(PayoutStore& store, const std::string& id) {
   BatchStatus b;
