@@ -377,7 +377,8 @@ std::map<std::string, int64_t> ConfigReader::Caps(const YamlSection& batches, st
 void ConfigReader::ReadDaemonSections(const YamlSection& top, Config* c) {
   YamlSection spool = w_.Child(top, "spool", {"dir", "settle"});
   Path(spool, "dir", true, &c->spool.dir);
-  w_.PositiveDuration(spool, "settle", &c->spool.settle);
+  // 0s: a file is taken as soon as it is seen, for writers that rename complete files in.
+  w_.NonNegativeDuration(spool, "settle", &c->spool.settle);
 
   ReadState(top, &c->state);
   ReadApprovals(top, c);
@@ -478,13 +479,13 @@ Result<Config> ParseConfig(const std::string& yaml_text, const std::string& orig
   return Status::InvalidArgument(walker.Errors());
 }
 
-Result<Config> LoadConfig(const std::string& path) {
+Result<Config> LoadConfig(const std::string& path, bool read_secret) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return Status::Unavailable(path + ": cannot open: " + std::strerror(errno));
   std::ostringstream text;
   text << in.rdbuf();
   if (in.bad()) return Status::Unavailable(path + ": cannot read: " + std::strerror(errno));
-  return ParseConfig(text.str(), path, true);
+  return ParseConfig(text.str(), path, read_secret);
 }
 
 }  // namespace payoutd

@@ -20,7 +20,8 @@
 
 namespace payoutd {
 
-// `spool`: the folder batches arrive in, and how long a file must be still before it is taken.
+// `spool`: the folder batches arrive in, and how long a file must be still before it is taken
+// (0: at once).
 struct SpoolOptions {
   std::string dir;
   Duration settle = std::chrono::seconds(2);
@@ -77,8 +78,9 @@ struct Config {
 // order, each naming the key path and line:
 //   "limits.requests_per_second: expected a positive number, got 'fast' (line 12)"
 // Relative paths in the file (secret_file, state.path, spool.dir, ca_file) are taken relative to
-// the config file's folder.
-Result<Config> LoadConfig(const std::string& path);
+// the config file's folder. With `read_secret` false the secret file (and ca_file) is not read,
+// for commands that never talk to the gateway (validate, status).
+Result<Config> LoadConfig(const std::string& path, bool read_secret = true);
 
 // The same, from YAML text (for tests and fuzzing); `origin` names it in errors and is the folder
 // base for relative paths. When `read_secret` is false the secret file (and ca_file) is not

@@ -69,6 +69,16 @@ Result<std::string> ReadAll(int fd, const std::string& file) {
 }  // namespace
 
 std::optional<std::string> ExpandCredentialsDirectory(const std::string& file) {
+  constexpr std::string_view kWithDefault = "${CREDENTIALS_DIRECTORY:-";
+  if (file.rfind(kWithDefault, 0) == 0) {
+    const size_t close = file.find("}/", kWithDefault.size());
+    if (close != std::string::npos) {
+      const char* dir = CredentialsDirectory();
+      std::string base = dir ? std::string(dir)
+                             : file.substr(kWithDefault.size(), close - kWithDefault.size());
+      return (fs::path(base) / file.substr(close + 2)).lexically_normal().string();
+    }
+  }
   for (std::string_view prefix : {"$CREDENTIALS_DIRECTORY/", "${CREDENTIALS_DIRECTORY}/"}) {
     if (file.rfind(prefix, 0) != 0) continue;
     const char* dir = CredentialsDirectory();

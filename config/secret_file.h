@@ -14,8 +14,11 @@
 namespace payoutd {
 
 // A `secret_file` value may start with "$CREDENTIALS_DIRECTORY/" or "${CREDENTIALS_DIRECTORY}/",
-// which YAML cannot expand. Returns the file with that prefix replaced by the variable's value,
-// nullopt when it starts so and the variable is not set, and any other file as it is.
+// which YAML cannot expand, or with "${CREDENTIALS_DIRECTORY:-DIR}/", which falls back to DIR
+// when the variable is not set (the service reads systemd's copy of the credential, an
+// administrator's `payoutd check` the file itself). Returns the file with that prefix replaced by
+// the variable's value (or DIR), nullopt when it starts with one of the first two and the
+// variable is not set, and any other file as it is.
 std::optional<std::string> ExpandCredentialsDirectory(const std::string& file);
 
 // Reads the secret from `file` under the rule above. Fails naming the file, never its content.

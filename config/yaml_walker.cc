@@ -286,6 +286,15 @@ bool YamlWalker::PositiveNumber(const YamlSection& s, std::string_view key, doub
 }
 
 bool YamlWalker::PositiveDuration(const YamlSection& s, std::string_view key, Duration* out) {
+  return ReadDuration(s, key, /*allow_zero=*/false, out);
+}
+
+bool YamlWalker::NonNegativeDuration(const YamlSection& s, std::string_view key, Duration* out) {
+  return ReadDuration(s, key, /*allow_zero=*/true, out);
+}
+
+bool YamlWalker::ReadDuration(const YamlSection& s, std::string_view key, bool allow_zero,
+                              Duration* out) {
   static constexpr const char* kWhat = "a duration like 250ms, 2s, 5m, 72h or 1h30m";
   std::string text;
   int line = 0;
@@ -295,7 +304,7 @@ bool YamlWalker::PositiveDuration(const YamlSection& s, std::string_view key, Du
     Error(JoinKey(s.path, key), line, std::string("expected ") + kWhat + ", got " + Quote(text));
     return false;
   }
-  if (d->count() <= 0) {
+  if (d->count() == 0 && !allow_zero) {  // ParseDuration takes no sign: never negative
     Error(JoinKey(s.path, key), line, "expected a duration greater than zero, got " + Quote(text));
     return false;
   }

@@ -86,6 +86,8 @@ class YamlWalker {
   bool PositiveNumber(const YamlSection& s, std::string_view key, double* out);
   // A duration (config/duration.h) greater than zero.
   bool PositiveDuration(const YamlSection& s, std::string_view key, Duration* out);
+  // A duration of zero or more ("0s" means "no wait").
+  bool NonNegativeDuration(const YamlSection& s, std::string_view key, Duration* out);
   // Two positive durations of `s` that must be in order (lower <= upper), such as
   // retry.initial_backoff and retry.max_backoff. Out of order is one error, at the key given
   // (the lower one when both are).
@@ -97,6 +99,8 @@ class YamlWalker {
   std::string Errors() const;
 
  private:
+  bool ReadDuration(const YamlSection& s, std::string_view key, bool allow_zero, Duration* out);
+
   struct Issue {
     int line;
     std::string text;

@@ -100,9 +100,14 @@ class Receiver final : public CallbackReceiver {
       return Status::InvalidArgument(address.error() + ", got '" + listen + "'");
     }
     beast::error_code ec;
-    auto addr = asio::ip::make_address(address->host, ec);
-    if (ec) return Status::InvalidArgument("bad address '" + address->host + "'");
-    tcp::endpoint ep(addr, address->port);
+    // A name is resolved as metrics.listen's is (docs/configuration.md): its first address.
+    tcp::resolver resolver(acceptor_.get_executor());
+    auto found = resolver.resolve(address->host, std::to_string(address->port),
+                                  tcp::resolver::passive | tcp::resolver::numeric_service, ec);
+    if (ec || found.empty()) {
+      return Status::InvalidArgument("cannot resolve '" + address->host + "': " + ec.message());
+    }
+    tcp::endpoint ep = found.begin()->endpoint();
     acceptor_.open(ep.protocol(), ec);
     if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
     if (!ec) acceptor_.bind(ep, ec);

@@ -1,6 +1,8 @@
 // payoutd: one binary, subcommands (docs/cli.md). Every user-facing message about bad input or
 // configuration is produced here, from the Status values the modules return.
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cstring>
 #include <fstream>
@@ -12,6 +14,8 @@
 #include <vector>
 
 #include "config/config.h"
+#include "config/listen_check.h"
+#include "config/duration.h"
 #include "config/summary.h"
 #include "core/batch/batch.h"
 #include "core/base/log.h"
@@ -21,6 +25,7 @@
 #include "daemon/intake.h"
 #include "daemon/migrate_state.h"
 #include "daemon/service.h"
+#include "daemon/status_command.h"
 
 #ifndef PAYOUTD_VERSION
 #define PAYOUTD_VERSION "dev"
@@ -39,7 +44,7 @@ constexpr const char* kUsage =
     "  check                        validate the configuration and secret, print a summary\n"
     "  validate BATCH.csv           validate a batch and print its errors; sends nothing\n"
     "  process BATCH.csv [--out DIR] process one batch to completion, write its results to DIR\n"
-    "  status [BATCH]               progress of batches: counts per state, totals, oldest pending\n"
+    "  status [BATCH] [--json] [--watch]  progress of batches; --watch keeps it on screen\n"
     "  approve BATCH --key KEY [--yes]  show a batch awaiting approval and sign it\n"
     "  hold BATCH|--all [--reason T]    start no new payment for the batch (or every batch)\n"
     "  resume BATCH|--all [--reason T]  undo a hold\n"
@@ -72,9 +77,11 @@ const std::map<std::string, std::string>& CommandHelp() {
        "BATCH.summary.json to DIR (default: the current folder). Exit 0 all SUCCESS, 3 some payouts\n"
        "not SUCCESS, 4 batch invalid or rejected (BATCH.errors.csv in DIR), 1 runtime failure.\n"},
       {"status",
-       "usage: payoutd status [--config FILE] [BATCH]\n"
-       "Shows progress from the state: per batch its status, counts per state, totals and the\n"
-       "oldest pending payout. Reads only; safe while 'payoutd run' is running.\n"},
+       "usage: payoutd status [--config FILE] [BATCH] [--json] [--watch [--interval DURATION]]\n"
+       "Shows progress from the state: per batch its status (approvals, holds, cancellation),\n"
+       "counts per state, totals and the oldest pending payout. Reads only; safe while 'payoutd\n"
+       "run' is running. --json: one JSON object (docs/cli.md gives its shape). --watch: again\n"
+       "every second (or --interval) with payouts per second and the time left, until Ctrl-C.\n"},
       {"approve",
        "usage: payoutd approve [--config FILE] BATCH --key SSH_PRIVATE_KEY [--yes]\n"
        "Shows the batch waiting in spool.dir/approval (rows, totals per currency, sha256, the five\n"
@@ -109,6 +116,7 @@ struct Args {
   std::string reason;    // hold, resume, cancel
   std::string key;       // approve
   bool has_reason = false;
+  StatusOptions status;  // `status` only: --json, --watch, --interval
 };
 
 int Usage(const std::string& message) {
@@ -117,8 +125,10 @@ int Usage(const std::string& message) {
 }
 
 // The configuration; nullopt once every error in it is on stderr (exit with kExitUsage then).
-std::optional<Config> Load(const Args& a) {
-  Result<Config> cfg = LoadConfig(a.config);
+// Commands that never talk to the gateway (validate, status) do not read the secret, so they
+// work for people who may not read it.
+std::optional<Config> Load(const Args& a, bool read_secret = true) {
+  Result<Config> cfg = LoadConfig(a.config, read_secret);
   if (!cfg.ok()) {
     std::cerr << "payoutd: configuration " << a.config << " is not valid:\n" << cfg.error() << "\n";
     return std::nullopt;
@@ -129,6 +139,10 @@ std::optional<Config> Load(const Args& a) {
 int Check(const Args& a) {
   std::optional<Config> cfg = Load(a);
   if (!cfg) return kExitUsage;
+  if (Status st = CheckListenAddresses(*cfg); !st.ok()) {
+    std::cerr << "payoutd: configuration " << a.config << " is not valid:\n" << st.message() << "\n";
+    return kExitUsage;
+  }
   std::cout << Summarize(*cfg) << "configuration OK\n";
   return kExitOk;
 }
@@ -140,15 +154,27 @@ std::string Totals(const std::map<std::string, int64_t>& totals, const CurrencyT
   return out;
 }
 
+// A batch file named on the command line that cannot be read is a usage error (exit 2), not
+// an invalid batch: nothing was checked. Says why on stderr.
+bool BatchReadable(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  struct stat st;
+  std::string why;
+  if (fd < 0) why = std::strerror(errno);
+  else if (::fstat(fd, &st) != 0) why = std::strerror(errno);
+  else if (!S_ISREG(st.st_mode)) why = "not a regular file";
+  if (fd >= 0) ::close(fd);
+  if (why.empty()) return true;
+  std::cerr << "payoutd: cannot read batch " << path << ": " << why << "\n";
+  return false;
+}
+
 int Validate(const Args& a) {
-  std::optional<Config> cfg = Load(a);
+  std::optional<Config> cfg = Load(a, /*read_secret=*/false);
   if (!cfg) return kExitUsage;
   const std::string& path = a.positional[0];
+  if (!BatchReadable(path)) return kExitUsage;
   struct stat st;
-  if (::stat(path.c_str(), &st) != 0) {
-    std::cerr << "payoutd: cannot read batch " << path << ": " << std::strerror(errno) << "\n";
-    return kExitBatchInvalid;
-  }
   BatchValidator validator(cfg->batches);
   std::unique_ptr<PayoutStore> store;
   if (::stat(cfg->state.path.c_str(), &st) == 0) {
@@ -182,128 +208,13 @@ int Validate(const Args& a) {
   return kExitOk;
 }
 
-void PrintProgress(const BatchProgress& p, int approvals, const CurrencyTable& t, int64_t now_ms) {
-  static const char* kStatus[] = {"active", "finished", "reported", "awaiting approval",
-                                  "rejected"};
-  std::string status = kStatus[static_cast<int>(p.batch.status)];
-  if (p.batch.status == BatchRecord::Status::kAwaitingApproval)
-    status += " (" + std::to_string(approvals) + " of " +
-              std::to_string(p.batch.approvals_required) + ")";
-  if (p.batch.cancelled_at_ms) status += ", cancelled " + FormatIsoTime(p.batch.cancelled_at_ms);
-  if (p.batch.hold.held() && p.batch.status != BatchRecord::Status::kReported)
-    status += ", held since " + FormatIsoTime(p.batch.hold.at_ms) + " by " + p.batch.hold.by;
-  std::cout << "batch " << p.batch.id << " (" << status << "), "
-            << p.batch.rows << " payouts, started " << FormatIsoTime(p.batch.started_at_ms);
-  if (p.batch.finished_at_ms) std::cout << ", finished " << FormatIsoTime(p.batch.finished_at_ms);
-  std::cout << "\n  states:";
-  for (FinalState s : {FinalState::kSuccess, FinalState::kFailed, FinalState::kRejected,
-                       FinalState::kError, FinalState::kCancelled}) {
-    auto it = p.states.find(s);
-    std::cout << " " << FinalStateName(s) << "=" << (it == p.states.end() ? 0 : it->second);
-  }
-  int64_t pending = 0;
-  for (const auto& [stage, n] : p.stages)
-    if (stage != Stage::kFinal) pending += n;
-  std::cout << " pending=" << pending;
-  if (pending) {
-    std::cout << " (";
-    bool first = true;
-    for (const auto& [stage, n] : p.stages) {
-      if (stage == Stage::kFinal || !n) continue;
-      std::cout << (first ? "" : " ") << StageName(stage) << "=" << n;
-      first = false;
-    }
-    std::cout << ")";
-  }
-  std::cout << "\n";
-  for (const auto& [cur, tot] : p.totals) {
-    int d = t.MinorUnits(cur).value_or(2);
-    std::cout << "  " << cur << ": requested " << FormatFixedAmount(tot.requested, d) << ", succeeded "
-              << FormatFixedAmount(tot.succeeded, d) << ", failed " << FormatFixedAmount(tot.failed, d)
-              << ", pending " << FormatFixedAmount(tot.pending, d) << "\n";
-  }
-  if (p.oldest_pending_since_ms)
-    std::cout << "  oldest pending payout: submitted " << FormatIsoTime(p.oldest_pending_since_ms) << " ("
-              << (now_ms - p.oldest_pending_since_ms) / 1000 << "s ago)\n";
-}
-
-// The gateway circuit, as the running daemon last recorded it: an outage going on, or the last one
-// of the past day.
-void PrintGatewayOutage(PayoutStore& store, int64_t now_ms) {
-  auto outages = store.LoadOutages(now_ms - 24 * 3600 * 1000);
-  if (!outages.ok()) std::cerr << "payoutd: gateway outages: " << outages.error() << "\n";
-  if (!outages.ok() || outages->empty()) return;
-  const GatewayOutage& o = outages->back();
-  if (o.ended_at_ms == 0) {
-    std::cout << "gateway unreachable since " << FormatIsoTime(o.started_at_ms) << " ("
-              << (now_ms - o.started_at_ms) / 1000 << "s), cause: " << o.cause;
-    if (o.next_probe_at_ms)
-      std::cout << "; next probe in " << std::max<int64_t>(0, (o.next_probe_at_ms - now_ms + 999) / 1000) << "s";
-    std::cout << "\n  sending is paused; no payout fails for it, each is sent or checked once the gateway answers\n";
-    return;
-  }
-  std::cout << "last gateway outage: " << FormatIsoTime(o.started_at_ms) << " to " << FormatIsoTime(o.ended_at_ms)
-            << " (" << (o.ended_at_ms - o.started_at_ms) / 1000 << "s), cause: " << o.cause << "\n";
-}
-
 int StatusCommand(const Args& a) {
-  std::optional<Config> cfg = Load(a);
+  std::optional<Config> cfg = Load(a, /*read_secret=*/false);
   if (!cfg) return kExitUsage;
-  struct stat st;
-  if (::stat(cfg->state.path.c_str(), &st) != 0) {
-    std::cout << "no batches yet (no state at " << cfg->state.path << ")\n";
-    return kExitOk;
-  }
-  auto store = PayoutStore::Open(cfg->state.path, /*read_only=*/true);
-  if (!store.ok()) {
-    std::cerr << "payoutd: state " << cfg->state.path << ": " << store.error() << "\n";
-    return kExitFailure;
-  }
-  int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                       std::chrono::system_clock::now().time_since_epoch()).count();
-  std::vector<std::string> ids;
-  if (!a.positional.empty()) {
-    ids.push_back(a.positional[0]);
-  } else {
-    auto batches = (*store)->ListBatches();
-    if (!batches.ok()) {
-      std::cerr << "payoutd: " << batches.error() << "\n";
-      return kExitFailure;
-    }
-    for (const auto& b : *batches) ids.push_back(b.id);
-    if (ids.empty()) std::cout << "no batches yet\n";
-  }
-  PrintGatewayOutage(**store, now_ms);
-  for (const auto& id : ids) {
-    auto p = (*store)->Progress(id);
-    if (!p.ok()) {
-      std::cerr << "payoutd: batch " << id << ": " << p.error() << "\n";
-      return kExitFailure;
-    }
-    auto approvals = (*store)->ListApprovals(id);
-    PrintProgress(*p, approvals.ok() ? static_cast<int>(approvals->size()) : 0,
-                  cfg->batches.currencies, now_ms);
-  }
-  return kExitOk;
-}
-
-// The configuration without reading the merchant's secret: commands that never reach the gateway
-// run as users who may not read it.
-std::optional<Config> LoadWithoutSecret(const Args& a) {
-  std::ifstream in(a.config, std::ios::binary);
-  if (!in) {
-    std::cerr << "payoutd: cannot read configuration " << a.config << ": " << std::strerror(errno)
-              << "\n";
-    return std::nullopt;
-  }
-  std::ostringstream text;
-  text << in.rdbuf();
-  Result<Config> cfg = ParseConfig(text.str(), a.config, /*read_secret=*/false);
-  if (!cfg.ok()) {
-    std::cerr << "payoutd: configuration " << a.config << " is not valid:\n" << cfg.error() << "\n";
-    return std::nullopt;
-  }
-  return std::move(*cfg);
+  StatusOptions o = a.status;
+  o.batch = a.positional.empty() ? "" : a.positional[0];
+  o.terminal = ::isatty(STDOUT_FILENO) == 1;
+  return RunStatusCommand(*cfg, o, std::cout, std::cerr);
 }
 
 int Control(const Args& a) {
@@ -316,7 +227,7 @@ int Control(const Args& a) {
   if (a.all == !r.batch.empty())
     return Usage("'" + a.command + "' needs a batch" + (a.command == "cancel" ? "" : " or --all"));
   if (a.command != "cancel" && a.command != "hold" && a.command != "resume") return Usage("?");
-  std::optional<Config> cfg = LoadWithoutSecret(a);
+  std::optional<Config> cfg = Load(a, /*read_secret=*/false);
   if (!cfg) return kExitUsage;
   return ControlCommand(*cfg, r, std::cout, std::cerr);
 }
@@ -324,7 +235,7 @@ int Control(const Args& a) {
 int Approve(const Args& a) {
   if (a.positional.size() != 1) return Usage("'approve' needs a batch");
   if (a.key.empty()) return Usage("'approve' needs --key SSH_PRIVATE_KEY");
-  std::optional<Config> cfg = LoadWithoutSecret(a);
+  std::optional<Config> cfg = Load(a, /*read_secret=*/false);
   if (!cfg) return kExitUsage;
   return ApproveCommand(*cfg, a.positional[0], a.key, a.yes);
 }
@@ -337,11 +248,7 @@ int Serve(const Args& a, ServiceOptions::Mode mode) {
   o.config = std::move(*cfg);
   if (mode == ServiceOptions::Mode::kProcess) {
     o.batch_path = a.positional[0];
-    struct stat st;
-    if (::stat(o.batch_path.c_str(), &st) != 0) {
-      std::cerr << "payoutd: cannot read batch " << o.batch_path << ": " << std::strerror(errno) << "\n";
-      return kExitBatchInvalid;
-    }
+    if (!BatchReadable(o.batch_path)) return kExitUsage;
     o.out_dir = a.out.empty() ? "." : a.out;
   }
   return RunService(std::move(o));
@@ -394,6 +301,15 @@ int main(int argc, char** argv) {
       if (!value("--key", &a.key)) return Usage("--key needs a private key file");
     } else if (a.command == "approve" && s == "--yes") {
       a.yes = true;
+    } else if (a.command == "status" && (s == "--json" || s == "--watch")) {
+      (s == "--json" ? a.status.json : a.status.watch) = true;
+    } else if (a.command == "status" && (s == "--interval" || s.rfind("--interval=", 0) == 0)) {
+      std::string text;
+      std::optional<Duration> d;
+      if (value("--interval", &text)) d = ParseDuration(text);
+      if (!d.has_value() || d.value() < std::chrono::milliseconds(100))
+        return Usage("--interval needs a duration of at least 100ms, e.g. 5s");
+      a.status.interval = std::chrono::duration_cast<std::chrono::milliseconds>(d.value());
     } else if (!s.empty() && s[0] == '-') {
       return Usage("unknown option '" + s + "' for '" + a.command + "'");
     } else {

@@ -1,16 +1,13 @@
 #include "daemon/metrics.h"
 
 #include <prometheus/counter.h>
-#include <prometheus/exposer.h>
 #include <prometheus/family.h>
 #include <prometheus/gauge.h>
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 #include <prometheus/text_serializer.h>
 
-#include <exception>
-
-#include "core/base/listen_address.h"
+#include "daemon/metrics_server.h"
 
 namespace payoutd {
 namespace {
@@ -144,24 +141,13 @@ Result<std::unique_ptr<Metrics>> Metrics::Create(const std::string& listen, std:
       .Add({{"version", std::string(version)}})
       .Set(1);
   if (listen.empty()) return m;
-  // Parsed here too, and handed to civetweb rewritten: civetweb would also take suffixes ("s",
-  // "r") and a bare port meaning every interface, which a config must not do by accident.
-  Result<ListenAddress> address = ParseListenAddress(listen);
-  if (!address.ok()) {
-    return Status::InvalidArgument("metrics.listen: " + address.error() + ", got '" + listen +
-                                   "'");
-  }
-  try {
-    // One thread: Prometheus scrapes rarely and the registry serialises collection anyway.
-    m->exposer_ = std::make_unique<prometheus::Exposer>(address->ToString(), 1);
-  } catch (const std::exception& e) {
-    return Status::Unavailable("metrics.listen: cannot serve on " + listen + ": " + e.what());
-  }
-  auto ports = m->exposer_->GetListeningPorts();
-  if (ports.empty())
-    return Status::Unavailable("metrics.listen: cannot serve on " + listen + ": no port bound");
-  m->port_ = ports.front();
-  m->exposer_->RegisterCollectable(m->registry_);
+  // Scrapes run on the server's thread; the lambda holds the registry it reads.
+  auto render = [registry = m->registry_] {
+    return prometheus::TextSerializer().Serialize(registry->Collect());
+  };
+  PAYOUTD_ASSIGN_OR_RETURN(
+      m->server_, MetricsServer::Start(listen, std::move(render)).WithPrefix("metrics.listen: "));
+  m->port_ = m->server_->port();
   return m;
 }
 

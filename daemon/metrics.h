@@ -1,5 +1,5 @@
 // payoutd's Prometheus metrics (docs/operations.md#metrics), served at
-// http://<metrics.listen>/metrics.
+// http://<metrics.listen>/metrics by payoutd's own HTTP server (daemon/metrics_server.h).
 //
 // Every metric is named with the `payoutd_` prefix exactly as docs/operations.md lists it;
 // dashboards and alerts (config/grafana, config/prometheus) depend on these names and labels.
@@ -16,7 +16,8 @@
 // - No account number, secret or token ever becomes a label value.
 //
 // Threading: every method may be called from any thread (prometheus-cpp is thread-safe). The
-// GatewayObserver methods are cheap enough for the io_context thread.
+// GatewayObserver methods are cheap enough for the io_context thread. Scrapes are answered on the
+// metrics server's own thread.
 #pragma once
 
 #include <chrono>
@@ -36,7 +37,6 @@
 
 namespace prometheus {
 class Counter;
-class Exposer;
 class Gauge;
 class Histogram;
 template <typename T>
@@ -46,18 +46,20 @@ class Registry;
 
 namespace payoutd {
 
+class MetricsServer;
+
 class Metrics final : public GatewayObserver {
  public:
   enum class BatchResult { kAccepted, kRejected, kDone };
   enum class CallbackResult { kAccepted, kUnknownId, kBadRequest, kTooLarge };
 
-  // Serves /metrics on `listen` ("host:port"; port 0 = let the OS choose, see port()). The host is
-  // an IPv4 address or name: "[v6addr]:port" needs a civetweb built with IPv6, and Debian 12's is
-  // not. An empty `listen` serves nothing, but Render() still works. Fails with a message naming
-  // the address when it is malformed or cannot be bound. `version` goes to build_info.
+  // Serves /metrics on `listen` ("host:port", "[v6addr]:port" or "name:port"; port 0 = let the
+  // OS choose, see port()). An empty `listen` serves nothing, but Render() still works. Fails
+  // with a message that starts "metrics.listen: " and names the address: kInvalidArgument when
+  // it is malformed or does not resolve, kUnavailable when it cannot be bound (in use, not an
+  // address of this host). `version` goes to build_info.
   static Result<std::unique_ptr<Metrics>> Create(const std::string& listen, std::string_view version);
-  // Stops serving. Takes up to ~2s when serving (civetweb's poll quantum); destroy it after the
-  // pipeline has stopped, not within shutdown_grace.
+  // Stops serving at once (open connections are closed).
   ~Metrics() override;
 
   Metrics(const Metrics&) = delete;
@@ -111,9 +113,9 @@ class Metrics final : public GatewayObserver {
  private:
   Metrics();
 
-  // Declared first so the exposer (which reads it) goes away before it.
+  // Declared first so the server (which reads it) goes away before it.
   std::shared_ptr<prometheus::Registry> registry_;
-  std::unique_ptr<prometheus::Exposer> exposer_;
+  std::unique_ptr<MetricsServer> server_;
   int port_ = 0;
 
   prometheus::Family<prometheus::Counter>* http_requests_ = nullptr;

@@ -89,7 +89,7 @@ class Service final : public EngineObserver {
 
  private:
   bool Process() const { return opt_.mode == ServiceOptions::Mode::kProcess; }
-  static int StartupFailed(const Status& why);
+  int StartupFailed(const Status& why);
   Status StartUp();
   Status Lock();
   std::optional<int> TakeProcessBatch();
@@ -158,6 +158,7 @@ class Service final : public EngineObserver {
   std::vector<std::string> retry_files_;  // claimed files whose intake failed for a passing reason
   int lock_fd_ = -1;
   int exit_code_ = kExitOk;
+  int startup_exit_code_ = kExitFailure;  // what StartupFailed() exits with
   bool stopping_ = false;
   bool drained_ = false;       // the engine has drained (after Shutdown)
   int store_jobs_ = 0;         // PostToStore jobs whose completion has not run
@@ -192,7 +193,7 @@ int Service::Run() {
 
 int Service::StartupFailed(const Status& why) {
   log::Error("startup.failed", {{"error", why.message()}});
-  return kExitFailure;
+  return startup_exit_code_;
 }
 
 // Everything the daemon needs before it takes work: the state (locked, one connection for the io
@@ -207,9 +208,13 @@ Status Service::StartUp() {
                            PayoutStore::Open(cfg_.state.path).WithPrefix(state));
   writer_ = std::make_unique<StoreThread>(io_, std::move(writer_store));
 
+  // A listener the configuration asks for and this host cannot give (the port is another
+  // program's, the address not this host's) is the configuration's to fix: exit 2, which
+  // systemd does not restart into the same failure.
+  startup_exit_code_ = kExitUsage;
   PAYOUTD_ASSIGN_OR_RETURN(
-      metrics_, Metrics::Create(Process() ? std::string() : cfg_.metrics.listen, PAYOUTD_VERSION)
-                    .WithPrefix("metrics: "));
+      metrics_, Metrics::Create(Process() ? std::string() : cfg_.metrics.listen, PAYOUTD_VERSION));
+  startup_exit_code_ = kExitFailure;
   control_metrics_ = std::make_unique<ControlMetrics>(*metrics_->registry());
   PAYOUTD_ASSIGN_OR_RETURN(
       client_, GatewayClient::Create(io_, cfg_.gateway, clock_, random_, metrics_.get())
@@ -218,9 +223,11 @@ Status Service::StartUp() {
                                            this, writer_.get());
   if (!cfg_.callbacks.listen.empty()) {
     auto nudge = [this](const std::string& id) { return engine_->Nudge(id); };
+    startup_exit_code_ = kExitUsage;
     PAYOUTD_ASSIGN_OR_RETURN(
         callbacks_, CallbackReceiver::Create(io_, cfg_.callbacks.listen, nudge, metrics_.get())
                         .WithPrefix("callbacks.listen: "));
+    startup_exit_code_ = kExitFailure;
   }
 
   if (Process()) return MakeDirs(opt_.out_dir);

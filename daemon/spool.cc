@@ -99,8 +99,10 @@ void Spool::ReadInotify() {
 }
 
 void Spool::ArmTimer() {
-  // Rescan at least every second: settle deadlines and missed events (network filesystems).
-  auto wait = std::min<Duration>(settle_, std::chrono::seconds(1));
+  // Rescan at least every second: settle deadlines and missed events (network filesystems). With
+  // no settle time there is no deadline to meet, only events to catch up on.
+  const Duration second = std::chrono::seconds(1);
+  Duration wait = settle_ > Duration::zero() ? std::min<Duration>(settle_, second) : second;
   if (wait < std::chrono::milliseconds(50)) wait = std::chrono::milliseconds(50);
   timer_.expires_after(wait);
   timer_.async_wait([this, alive = alive_.token()](const boost::system::error_code& ec) {

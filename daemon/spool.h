@@ -3,7 +3,8 @@
 // refused batches and their errors.
 //
 // A `*.csv` file in inbox/ (not hidden, not *.tmp or *.part) is claimed once its size and mtime have
-// been still for `settle`, by a rename into work/. Changes are noticed through inotify and, for
+// been still for `settle`, by a rename into work/; with a settle of 0, in the scan that first sees
+// it (for writers that rename complete files into inbox/). Changes are noticed through inotify and, for
 // network filesystems and missed events, by a rescan every second.
 //
 // Threading: on the io_context's thread (asserted in debug and sanitizer builds), except the folder

@@ -66,6 +66,13 @@ else
 fi
 depends=$(dpkg-deb -f "$deb" Depends)
 if grep -q libc6 <<< "$depends"; then pass "Depends: $depends"; else fail "Depends was not computed: '$depends'"; fi
+# Metrics are served by payoutd's own HTTP server: neither civetweb nor prometheus-cpp's pull
+# library (which wraps it) may come back as a dependency.
+if grep -Eq 'civetweb|prometheus-cpp-pull' <<< "$depends"; then
+  fail "Depends names civetweb or prometheus-cpp-pull: '$depends'"
+else
+  pass "Depends: no civetweb"
+fi
 
 # --- lintian ------------------------------------------------------------------------------------
 echo "== lintian"

@@ -127,6 +127,9 @@ _payoutd() {
       return ;;
     --reason)
       return ;;
+    --interval)
+      COMPREPLY=($(compgen -W "500ms 1s 2s 5s 10s" -- "$cur"))
+      return ;;
   esac
   $split && return
 
@@ -135,7 +138,9 @@ _payoutd() {
     run | check) ;;
     validate) ;;
     process) opts+=" --out" ;;
-    status) batches=$(_payoutd_batches inbox work approval done) ;;
+    status)
+      opts+=" --json --watch --interval"
+      batches=$(_payoutd_batches inbox work approval done) ;;
     approve)
       opts+=" --key --yes"
       batches=$(_payoutd_batches approval) ;;

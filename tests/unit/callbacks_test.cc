@@ -223,9 +223,19 @@ TEST(Callbacks, CreateFailsWithTheAddressItCouldNotUse) {
                                       nullptr);
   ASSERT_FALSE(bad.ok());
   EXPECT_THAT(bad.error(), HasSubstr("no-port"));
-  auto not_ip = CallbackReceiver::Create(io, "example.invalid:80",
-                                         [](const std::string&) { return true; }, nullptr);
-  EXPECT_FALSE(not_ip.ok());
+  auto unknown = CallbackReceiver::Create(io, "example.invalid:80",
+                                          [](const std::string&) { return true; }, nullptr);
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_THAT(unknown.error(), HasSubstr("cannot resolve 'example.invalid'"));
+}
+
+TEST(Callbacks, ListensOnAHostNameAsMetricsListenDoes) {
+  asio::io_context io;
+  auto named = CallbackReceiver::Create(io, "localhost:0", [](const std::string&) { return true; },
+                                        nullptr);
+  ASSERT_TRUE(named.ok()) << named.error();
+  EXPECT_GT((*named)->port(), 0);
+  (*named)->Stop();
 }
 
 TEST(Callbacks, CallbackPayoutId_PrefersThePaymentMethodResponsesId) {

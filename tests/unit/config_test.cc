@@ -361,6 +361,16 @@ TEST(ParseConfig, ZeroDurationIsOutOfRange) {
             "polling.give_up_after: expected a duration greater than zero, got '0s' (line 11)");
 }
 
+TEST(ParseConfig, SpoolSettleMayBeZeroForWritersThatRenameFilesIn) {
+  std::string yaml = WithMinimal("");
+  yaml.replace(yaml.find("spool:\n"), 7, "spool:\n  settle: 0s\n");
+  Result<Config> r = Parse(yaml);
+  ASSERT_TRUE(r.ok()) << r.error();
+  EXPECT_EQ(r->spool.settle, Duration::zero());
+  yaml.replace(yaml.find("0s"), 2, "soon");
+  EXPECT_THAT(ErrorsOf(yaml), HasSubstr("spool.settle: expected a duration like"));
+}
+
 TEST(ParseConfig, EveryRangeIsChecked) {
   struct Case {
     const char* yaml;
@@ -741,6 +751,19 @@ TEST(ShippedExample, LoadsOnceItsSecretFileExists) {
   EXPECT_EQ(r->batches.max_rows, minimal->batches.max_rows);
   EXPECT_EQ(r->metrics.listen, minimal->metrics.listen);
   EXPECT_EQ(r->shutdown_grace, minimal->shutdown_grace);
+}
+
+TEST(ShippedExample, InTheServiceReadsTheCredentialSystemdPassesIt) {
+  TempDir dir;
+  std::string path =
+      dir.Write("payoutd.yaml", ReadFile(fs::path(PAYOUTD_SOURCE_DIR) / "config/payoutd.yaml"),
+                kOwnerOnly);
+  dir.Write("secret.key", "on-disk\n", kOwnerOnly);
+  dir.Write("creds/secret.key", "from-systemd\n", kWorldReadable);  // systemd's copy
+  ScopedEnv env("CREDENTIALS_DIRECTORY", (dir.path() / "creds").string());
+  Result<Config> r = LoadConfig(path);
+  ASSERT_TRUE(r.ok()) << r.error();
+  EXPECT_EQ(r->gateway.secret, "from-systemd");
 }
 
 TEST(Summarize, ShowsTheSettingsButNeverTheSecret) {

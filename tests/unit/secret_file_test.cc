@@ -56,6 +56,20 @@ TEST(ExpandCredentialsDirectory, IsNulloptWhenTheVariableIsNotSet) {
   EXPECT_EQ(ExpandCredentialsDirectory("${CREDENTIALS_DIRECTORY}/payoutd-secret"), std::nullopt);
 }
 
+TEST(ExpandCredentialsDirectory, WithADefaultTakesTheVariableWhenSetAndTheDefaultOtherwise) {
+  const std::string file = "${CREDENTIALS_DIRECTORY:-/etc/payoutd}/secret.key";
+  {
+    ScopedCredentialsDirectory env("/run/credentials/payoutd.service");
+    EXPECT_EQ(ExpandCredentialsDirectory(file), "/run/credentials/payoutd.service/secret.key");
+  }
+  ScopedCredentialsDirectory unset(nullptr);
+  EXPECT_EQ(ExpandCredentialsDirectory(file), "/etc/payoutd/secret.key");
+  EXPECT_EQ(ExpandCredentialsDirectory("${CREDENTIALS_DIRECTORY:-.}/secret.key"), "secret.key")
+      << "relative: the caller takes it from the configuration's folder";
+  ScopedCredentialsDirectory empty("");
+  EXPECT_EQ(ExpandCredentialsDirectory(file), "/etc/payoutd/secret.key") << "empty is unset";
+}
+
 TEST(ReadSecretFile, MissingFileIsUnavailableAndNamed) {
   Result<std::string> r = ReadSecretFile("/nonexistent/payoutd-secret");
   ASSERT_FALSE(r.ok());

@@ -117,6 +117,33 @@ TEST_F(SpoolTest, Spool_WaitsUntilAFileHasStoppedChangingForTheSettleTime) {
   EXPECT_EQ(Read("work/growing.csv"), std::string(11, 'x')) << "claimed whole";
 }
 
+TEST_F(SpoolTest, Spool_WithSettleZeroTakesAFileInTheFirstScanThatSeesIt) {
+  Spool& spool = MakeSpool(Duration::zero());
+  Put("inbox/ready.csv", "id,amount\n");
+  spool.Start();  // scans once, before any handler runs
+  EXPECT_THAT(claimed_, ElementsAre("ready.csv"));
+  EXPECT_TRUE(Exists("work/ready.csv"));
+}
+
+TEST_F(SpoolTest, Spool_WithSettleZeroTakesARenamedFileOnItsInotifyEvent) {
+  Spool& spool = MakeSpool(Duration::zero());
+  spool.Start();
+  ASSERT_TRUE(claimed_.empty());
+  Put("upload.tmp", "id,amount\n");
+  fs::rename(Path("upload.tmp"), Path("inbox/renamed.csv"));
+  // The periodic rescan comes a second after Start(); the event comes first.
+  ASSERT_TRUE(RunUntil([&] { return !claimed_.empty(); }, milliseconds(900)));
+  EXPECT_THAT(claimed_, ElementsAre("renamed.csv"));
+}
+
+TEST_F(SpoolTest, Spool_WithASettleTimeDoesNotTakeAFileInTheFirstScan) {
+  Spool& spool = MakeSpool(milliseconds(50));
+  Put("inbox/ready.csv", "id,amount\n");
+  spool.Start();
+  EXPECT_TRUE(claimed_.empty());
+  ASSERT_TRUE(RunUntil([&] { return !claimed_.empty(); }));
+}
+
 TEST_F(SpoolTest, Spool_IgnoresHiddenPartialAndOtherFiles) {
   Spool& spool = MakeSpool(milliseconds(50));
   Put("inbox/.hidden.csv", "a");
