@@ -17,6 +17,8 @@
 #include <utility>
 
 #include "config/secret_file.h"
+#include "core/store/open_store.h"
+#include "core/store/pg_connection.h"
 #include "config/text.h"
 #include "config/url.h"
 #include "config/yaml_walker.h"
@@ -55,6 +57,7 @@ class ConfigReader {
   void ReadBatches(const YamlSection& top, Config* c);
   void ReadDelimiter(const YamlSection& batches, char* out);
   void ReadDaemonSections(const YamlSection& top, Config* c);
+  void ReadState(const YamlSection& state, StateOptions* o);
   void ReadLog(const YamlSection& top, log::Options* o);
 
   // A relative path is taken relative to the configuration file's folder.
@@ -376,8 +379,9 @@ void ConfigReader::ReadDaemonSections(const YamlSection& top, Config* c) {
   Path(spool, "dir", true, &c->spool.dir);
   w_.PositiveDuration(spool, "settle", &c->spool.settle);
 
-  YamlSection state = w_.Child(top, "state", {"path"});
-  Path(state, "path", true, &c->state.path);
+  YamlSection state = w_.Child(
+      top, "state", {"backend", "path", "url", "password_file", "instance", "lease"});
+  ReadState(state, &c->state);
 
   YamlSection metrics = w_.Child(top, "metrics", {"listen"});
   Listen(metrics, "listen", &c->metrics.listen);
@@ -385,6 +389,51 @@ void ConfigReader::ReadDaemonSections(const YamlSection& top, Config* c) {
   YamlSection callbacks = w_.Child(top, "callbacks", {"url", "listen"});
   Url(callbacks, "url", false, true, &c->gateway.callback_url);
   Listen(callbacks, "listen", &c->callbacks.listen);
+}
+
+// state: SQLite (path) or PostgreSQL (url, password_file, instance, lease; docs/several-hosts.md).
+void ConfigReader::ReadState(const YamlSection& state, StateOptions* o) {
+  std::string backend;
+  int line = 0;
+  if (w_.Text(state, "backend", "sqlite or postgresql", false, &backend, &line)) {
+    if (backend == "sqlite") {
+      o->backend = StateOptions::Backend::kSqlite;
+    } else if (backend == "postgresql") {
+      o->backend = StateOptions::Backend::kPostgresql;
+    } else {
+      w_.Error(JoinKey(state.path, "backend"), line,
+               "expected sqlite or postgresql, got " + Quote(backend));
+    }
+  }
+  const bool pg = o->backend == StateOptions::Backend::kPostgresql;
+  Path(state, "path", !pg, &o->path);
+  if (w_.String(state, "url", pg, false, &o->url)) {
+    if (Status s = CheckPgUrl(o->url); !s.ok())
+      w_.Error(JoinKey(state.path, "url"), LineOf(state.Find("url")->value), s.message());
+  }
+  std::string file;
+  if (w_.String(state, "password_file", false, false, &file)) {
+    const std::string path = JoinKey(state.path, "password_file");
+    const int file_line = LineOf(state.Find("password_file")->value);
+    std::optional<std::string> expanded = ExpandCredentialsDirectory(file);
+    if (!expanded && read_secret_) {
+      w_.Error(path, file_line,
+               "refers to $CREDENTIALS_DIRECTORY, which is not set (is LoadCredential= "
+               "configured?)");
+    } else {
+      o->password_file = expanded ? Resolve(*expanded) : file;
+      // Read at every connection; here only its rule is checked (never its content shown).
+      if (read_secret_ && pg) {
+        if (Result<std::string> pw = ReadPasswordFile(o->password_file); !pw.ok())
+          w_.Error(path, file_line, pw.error());
+      }
+    }
+  }
+  w_.String(state, "instance", false, false, &o->instance);
+  if (w_.PositiveDuration(state, "lease", &o->lease) && o->lease < std::chrono::seconds(1)) {
+    w_.Error(JoinKey(state.path, "lease"), LineOf(state.Find("lease")->value),
+             "must be at least 1s");
+  }
 }
 
 void ConfigReader::ReadLog(const YamlSection& top, log::Options* o) {

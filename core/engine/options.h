@@ -31,6 +31,12 @@ struct EngineOptions {
   // Changes waiting for the store (pending plus the commit under way) past which no new submission
   // or poll starts: memory stays bounded when the disk falls behind (about 300 bytes each).
   size_t max_uncommitted = 50000;
+  // The longest wait between two attempts at a group commit the store could not take
+  // (kUnavailable: the database connection broke).
+  Duration store_retry_max = std::chrono::seconds(2);
+  // Whether such a commit is tried again (a shared PostgreSQL state, which comes back after a
+  // restart or a failover) or stops the engine (SQLite: a local disk that fails).
+  bool retry_unavailable_commits = false;
 };
 
 }  // namespace payoutd

@@ -73,6 +73,7 @@ class FakeGateway final : public GatewayClient {
     });
   }
   void Reconfigure(const LimitOptions&, const RetryOptions&) override {}
+  void SetSendGate(std::function<bool(SteadyTime)>) override {}
   void Shutdown() override {}
   void Cancel() override {}
   size_t outstanding() const override { return outstanding_; }
