@@ -13,7 +13,9 @@
 #include "config/summary.h"
 #include "core/batch/batch.h"
 #include "core/base/log.h"
+#include "core/store/open_store.h"
 #include "core/store/payout_store.h"
+#include "core/store/pg_lease.h"
 #include "core/engine/results.h"
 #include "daemon/intake.h"
 #include "daemon/migrate_state.h"
@@ -206,19 +208,47 @@ void PrintGatewayOutage(PayoutStore& store, int64_t now_ms) {
             << " (" << (o.ended_at_ms - o.started_at_ms) / 1000 << "s), cause: " << o.cause << "\n";
 }
 
+// A shared PostgreSQL state: who leads, and every instance with the time since it was last seen.
+void PrintInstances(const StateOptions& state) {
+  PgConnection conn(PgConnectOptionsFor(state));
+  Result<ServiceInstances> s = ReadServiceInstances(conn);
+  if (!s.ok()) {
+    std::cerr << "payoutd: warning: " << s.error() << "\n";
+    return;
+  }
+  auto secs = [](Duration d) {
+    return std::to_string(std::chrono::duration_cast<std::chrono::seconds>(d).count()) + "s";
+  };
+  if (s->leader.empty()) {
+    std::cout << "leader: none (no instance holds the lease; term " << s->fencing << ")\n";
+  } else {
+    std::cout << "leader: " << s->leader << " (term " << s->fencing << ", lease left "
+              << secs(s->lease_left) << ")\n";
+  }
+  for (const InstanceInfo& i : s->instances) {
+    std::cout << "  " << i.name << (i.leader ? " leader" : " standby") << ", last seen "
+              << secs(i.since_seen) << " ago\n";
+  }
+}
+
 int StatusCommand(const Args& a) {
   std::optional<Config> cfg = Load(a);
   if (!cfg) return kExitUsage;
+  const bool shared = cfg->state.backend == StateOptions::Backend::kPostgresql;
   struct stat st;
-  if (::stat(cfg->state.path.c_str(), &st) != 0) {
+  if (!shared && ::stat(cfg->state.path.c_str(), &st) != 0) {
     std::cout << "no batches yet (no state at " << cfg->state.path << ")\n";
     return kExitOk;
   }
-  auto store = PayoutStore::Open(cfg->state.path, /*read_only=*/true);
+  StoreAccess read_only;
+  read_only.read_only = true;
+  auto store = OpenStore(cfg->state, read_only);
   if (!store.ok()) {
-    std::cerr << "payoutd: state " << cfg->state.path << ": " << store.error() << "\n";
+    std::cerr << "payoutd: state " << (shared ? RedactUrl(cfg->state.url) : cfg->state.path)
+              << ": " << store.error() << "\n";
     return kExitFailure;
   }
+  if (shared) PrintInstances(cfg->state);
   int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                        std::chrono::system_clock::now().time_since_epoch()).count();
   std::vector<std::string> ids;

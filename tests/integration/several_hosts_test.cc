@@ -295,6 +295,11 @@ TEST_F(SeveralHostsTest, MigrateState_UnfinishedCompleteOnPostgresAndRedropRefus
       << Tail(host.daemon->log());
   ExpectPaidOnce("unfinished", 600);
   ExpectPaidOnce("finished", 40);
+  // status from any host reads the shared state: the leader, and the migrated batches.
+  CommandResult status = RunPayoutd({"status", "--config", host.daemon->config_path()});
+  EXPECT_EQ(status.exit_code, 0) << status.err;
+  EXPECT_NE(status.out.find("leader: alpha"), std::string::npos) << status.out;
+  EXPECT_NE(status.out.find("batch unfinished"), std::string::npos) << status.out;
 
   DropBatch(spool_dir_.path(), "finished", finished_csv);
   const std::string errors = spool_dir_.path() + "/rejected/finished.errors.csv";
