@@ -207,6 +207,7 @@ std::optional<int> Service::StandBy() {
                               {"metrics", MetricsWhere()}});
   systemd::Ready();
   systemd::Status("standby: waiting for the lease");
+  Watchdog();  // a standby is alive too; Serve() arms it again once this instance leads
   io_.run();
   io_.restart();
   if (*leads) return std::nullopt;
@@ -253,7 +254,8 @@ Status Service::StartUp() {
   if (leadership_) {
     // Only while the lease holds (renewed less than lease*2/3 ago) and the state takes commits.
     client_->SetSendGate([this](SteadyTime) {
-      return leadership_->MaySend(std::chrono::steady_clock::now()) && !engine_->store_down();
+      const bool store_up = !engine_ || !engine_->store_down();
+      return leadership_->MaySend(std::chrono::steady_clock::now()) && store_up;
     });
   }
   if (!cfg_.callbacks.listen.empty()) {
