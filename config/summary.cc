@@ -93,8 +93,9 @@ std::string Currencies(const CurrencyTable& currencies) {
 // The URL without any password in it; the password file by name only.
 std::string State(const StateOptions& s) {
   if (s.backend == StateOptions::Backend::kSqlite) return s.path;
-  std::string out = "postgresql " + RedactUrl(s.url) + " (instance " + InstanceName(s) +
-                    ", lease " + FormatDuration(s.lease);
+  // The libpq form of the redaction (config/url.h's is for the gateway's http URLs).
+  std::string out = "postgresql " + RedactUrl(std::string_view(s.url)) + " (instance " +
+                    InstanceName(s) + ", lease " + FormatDuration(s.lease);
   if (!s.password_file.empty()) out += ", password from " + s.password_file;
   return out + ")";
 }

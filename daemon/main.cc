@@ -244,8 +244,9 @@ int StatusCommand(const Args& a) {
   read_only.read_only = true;
   auto store = OpenStore(cfg->state, read_only);
   if (!store.ok()) {
-    std::cerr << "payoutd: state " << (shared ? RedactUrl(cfg->state.url) : cfg->state.path)
-              << ": " << store.error() << "\n";
+    const std::string where =
+        shared ? RedactUrl(std::string_view(cfg->state.url)) : cfg->state.path;
+    std::cerr << "payoutd: state " << where << ": " << store.error() << "\n";
     return kExitFailure;
   }
   if (shared) PrintInstances(cfg->state);

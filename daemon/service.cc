@@ -276,7 +276,7 @@ Status Service::StartUp() {
 // locked against a second `payoutd run`; PostgreSQL: fenced with the lease's term.
 Status Service::OpenState() {
   if (leadership_) {
-    const std::string state = "state " + RedactUrl(cfg_.state.url) + ": ";
+    const std::string state = "state " + RedactUrl(std::string_view(cfg_.state.url)) + ": ";
     StoreAccess access;
     access.fencing_token = leadership_->term();
     PAYOUTD_ASSIGN_OR_RETURN(store_, OpenStore(cfg_.state, access).WithPrefix(state));

@@ -246,7 +246,7 @@ void PayoutEngine::RetryCommitLater(std::shared_ptr<CommitJob> job, const Status
     log::Warn("engine.store_unavailable",
               {{"error", why.message()},
                {"uncommitted", std::to_string(job->updates.size() + pending_.size())},
-               {"action", "no request starts; the changes are kept and committed once it is back"}});
+               {"action", "no request starts; changes are kept and committed once it is back"}});
   }
   store_down_ = true;
   committing_ = job->updates.size();

@@ -16,14 +16,14 @@
 //   waits for an fsync; changes made meanwhile form the next group. A payout with changes not yet
 //   committed is not read back from the store (its stored row is stale) until they are. When the
 //   store falls behind by max_uncommitted changes, no new work starts until it catches up.
-// - With retry_unavailable_commits, losing the store (a commit through the StoreThread fails with
-//   kUnavailable: the PostgreSQL connection broke) stops nothing for good: the group stays in memory, whole and in order, no
-//   new submission or poll starts (store_down() is true), answers of calls already out are kept
-//   with it (bounded by the windows and max_uncommitted), and the group is tried again with a
-//   backoff (100ms doubling to store_retry_max) until it is durable; then work resumes. A step of
-//   the group that was durable before the failure is not written again. Any other commit failure
-//   (kAborted: this instance's writes are fenced off; a full disk) stops the engine
-//   (OnStoreError).
+// - With retry_unavailable_commits, losing the store (a commit through the StoreThread fails
+//   with kUnavailable: the PostgreSQL connection broke) stops nothing for good: the group stays
+//   in memory, whole and in order, no new submission or poll starts (store_down() is true),
+//   answers of calls already out are kept with it (bounded by the windows and max_uncommitted),
+//   and the group is tried again with a backoff (100ms doubling to store_retry_max) until it is
+//   durable; then work resumes. A step of the group that was durable before the failure is not
+//   written again. Any other commit failure (kAborted: this instance's writes are fenced off; a
+//   full disk; anything on SQLite) stops the engine (OnStoreError).
 //
 // - Operator control (docs/operator-control.md): a held batch (or all, with HoldAll) starts no new
 //   POST, its queued submissions are taken back from the client at once, and its polls go on; a

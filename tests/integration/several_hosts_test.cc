@@ -117,8 +117,9 @@ class SeveralHostsTest : public ::testing::Test {
   // the distinct terms seen.
   std::set<int64_t> ExpectOneSenderAtATime() {
     auto arrivals = sandbox_->Arrivals();
-    std::stable_sort(arrivals.begin(), arrivals.end(),
-                     [](const SandboxArrival& a, const SandboxArrival& b) { return a.t_us < b.t_us; });
+    std::stable_sort(
+        arrivals.begin(), arrivals.end(),
+        [](const SandboxArrival& a, const SandboxArrival& b) { return a.t_us < b.t_us; });
     std::set<int64_t> terms;
     int64_t last = 0;
     int64_t backwards = 0;

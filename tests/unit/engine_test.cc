@@ -168,7 +168,8 @@ class UnreachableStore final : public PayoutStore {
   Result<std::optional<PayoutRow>> GetPayout(std::string_view id) override {
     return inner_->GetPayout(id);
   }
-  Status ForEachPayout(std::string_view b, const std::function<void(const PayoutRow&)>& fn) override {
+  Status ForEachPayout(std::string_view b,
+                       const std::function<void(const PayoutRow&)>& fn) override {
     return inner_->ForEachPayout(b, fn);
   }
   Result<BatchProgress> Progress(std::string_view b) override { return inner_->Progress(b); }
@@ -182,7 +183,9 @@ class UnreachableStore final : public PayoutStore {
   Result<std::vector<Approval>> ListApprovals(std::string_view b) override {
     return inner_->ListApprovals(b);
   }
-  Status AddAudit(std::string_view b, const AuditEntry& e) override { return inner_->AddAudit(b, e); }
+  Status AddAudit(std::string_view b, const AuditEntry& e) override {
+    return inner_->AddAudit(b, e);
+  }
   Result<std::vector<AuditEntry>> ListAudit(std::string_view b) override {
     return inner_->ListAudit(b);
   }
@@ -562,7 +565,8 @@ TEST(EngineStoreLoss, Engine_UnavailableCommitsAreRetriedAndNothingNewStartsMean
   {
     auto writer = std::make_unique<StoreThread>(io, std::move(flaky_owned));
     std::vector<Payout> ps;
-    for (int i = 1; i <= 40; ++i) ps.push_back(MakePayout("L-" + std::to_string(i), i + 1, 100 * i));
+    for (int i = 1; i <= 40; ++i)
+      ps.push_back(MakePayout("L-" + std::to_string(i), i + 1, 100 * i));
     BatchRecord b;
     b.id = "B1";
     b.sha256 = "sha-B1";
