@@ -296,8 +296,8 @@ Status PayoutEngine::WriteCommit(PayoutStore& store, CommitJob& job) {
   // After the updates: a payout whose submission was taken back is at kNew again, so a cancel
   // in the same group ends it too.
   for (ControlChange& c : job.controls) {
-    for (const auto& [batch_id, hold] : c.holds)
-      PAYOUTD_RETURN_IF_ERROR(run([&] { return store.SetHold(batch_id, hold); }));
+    for (const auto& h : c.holds)
+      PAYOUTD_RETURN_IF_ERROR(run([&] { return store.SetHold(h.first, h.second); }));
     if (c.hold_all) PAYOUTD_RETURN_IF_ERROR(run([&] { return store.SetHoldAll(*c.hold_all); }));
     if (!c.cancel_batch.empty()) {
       PAYOUTD_RETURN_IF_ERROR(run([&]() -> Status {
@@ -306,8 +306,8 @@ Status PayoutEngine::WriteCommit(PayoutStore& store, CommitJob& job) {
         return Status::Ok();
       }));
     }
-    for (const auto& [batch_id, entry] : c.audit)
-      PAYOUTD_RETURN_IF_ERROR(run([&] { return store.AddAudit(batch_id, entry); }));
+    for (const auto& a : c.audit)
+      PAYOUTD_RETURN_IF_ERROR(run([&] { return store.AddAudit(a.first, a.second); }));
   }
   // After the finals above: a batch is kFinished only once every payout's final state is durable.
   for (const auto& batch_id : job.finished) {
