@@ -17,6 +17,8 @@
 #include <utility>
 
 #include "config/secret_file.h"
+#include "core/store/open_store.h"
+#include "core/store/pg_connection.h"
 #include "config/text.h"
 #include "config/url.h"
 #include "config/yaml_walker.h"
@@ -55,7 +57,7 @@ class ConfigReader {
   void ReadBatches(const YamlSection& top, Config* c);
   void ReadDelimiter(const YamlSection& batches, char* out);
   void ReadDaemonSections(const YamlSection& top, Config* c);
-  void ReadState(const YamlSection& top, StateOptions* o);
+  void ReadState(const YamlSection& state, StateOptions* o);
   void ReadApprovals(const YamlSection& top, Config* c);
   void ReadLog(const YamlSection& top, log::Options* o);
 
@@ -380,7 +382,9 @@ void ConfigReader::ReadDaemonSections(const YamlSection& top, Config* c) {
   // 0s: a file is taken as soon as it is seen, for writers that rename complete files in.
   w_.NonNegativeDuration(spool, "settle", &c->spool.settle);
 
-  ReadState(top, &c->state);
+  YamlSection state = w_.Child(
+      top, "state", {"backend", "path", "url", "password_file", "instance", "lease"});
+  ReadState(state, &c->state);
   ReadApprovals(top, c);
 
   YamlSection control = w_.Child(top, "control", {"socket"});
@@ -394,10 +398,8 @@ void ConfigReader::ReadDaemonSections(const YamlSection& top, Config* c) {
   Listen(callbacks, "listen", &c->callbacks.listen);
 }
 
-// state: SQLite (path) or PostgreSQL (url, password_file, instance, lease).
-void ConfigReader::ReadState(const YamlSection& top, StateOptions* o) {
-  YamlSection state =
-      w_.Child(top, "state", {"backend", "path", "url", "password_file", "instance", "lease"});
+// state: SQLite (path) or PostgreSQL (url, password_file, instance, lease; docs/several-hosts.md).
+void ConfigReader::ReadState(const YamlSection& state, StateOptions* o) {
   std::string backend;
   int line = 0;
   if (w_.Text(state, "backend", "sqlite or postgresql", false, &backend, &line)) {
@@ -410,14 +412,34 @@ void ConfigReader::ReadState(const YamlSection& top, StateOptions* o) {
                "expected sqlite or postgresql, got " + Quote(backend));
     }
   }
-  bool pg = o->backend == StateOptions::Backend::kPostgresql;
+  const bool pg = o->backend == StateOptions::Backend::kPostgresql;
   Path(state, "path", !pg, &o->path);
-  w_.String(state, "url", pg, false, &o->url);
-  Path(state, "password_file", false, &o->password_file);
+  if (w_.String(state, "url", pg, false, &o->url)) {
+    if (Status s = CheckPgUrl(o->url); !s.ok())
+      w_.Error(JoinKey(state.path, "url"), LineOf(state.Find("url")->value), s.message());
+  }
+  std::string file;
+  if (w_.String(state, "password_file", false, false, &file)) {
+    const std::string path = JoinKey(state.path, "password_file");
+    const int file_line = LineOf(state.Find("password_file")->value);
+    std::optional<std::string> expanded = ExpandCredentialsDirectory(file);
+    if (!expanded && read_secret_) {
+      w_.Error(path, file_line,
+               "refers to $CREDENTIALS_DIRECTORY, which is not set (is LoadCredential= "
+               "configured?)");
+    } else {
+      o->password_file = expanded ? Resolve(*expanded) : file;
+      // Read at every connection; here only its rule is checked (never its content shown).
+      if (read_secret_ && pg) {
+        if (Result<std::string> pw = ReadPasswordFile(o->password_file); !pw.ok())
+          w_.Error(path, file_line, pw.error());
+      }
+    }
+  }
   w_.String(state, "instance", false, false, &o->instance);
-  if (w_.PositiveDuration(state, "lease", &o->lease) && o->lease < std::chrono::milliseconds(300)) {
+  if (w_.PositiveDuration(state, "lease", &o->lease) && o->lease < std::chrono::seconds(1)) {
     w_.Error(JoinKey(state.path, "lease"), LineOf(state.Find("lease")->value),
-             "must be at least 300ms");
+             "must be at least 1s");
   }
 }
 

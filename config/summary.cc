@@ -10,6 +10,8 @@
 #include "config/text.h"
 #include "config/url.h"
 #include "core/money/money.h"
+#include "core/store/open_store.h"
+#include "core/store/pg_connection.h"
 
 namespace payoutd {
 namespace {
@@ -88,6 +90,16 @@ std::string Currencies(const CurrencyTable& currencies) {
   return overridden.empty() ? "ISO 4217" : "ISO 4217 with " + overridden;
 }
 
+// The URL without any password in it; the password file by name only.
+std::string State(const StateOptions& s) {
+  if (s.backend == StateOptions::Backend::kSqlite) return s.path;
+  // The libpq form of the redaction (config/url.h's is for the gateway's http URLs).
+  std::string out = "postgresql " + RedactUrl(std::string_view(s.url)) + " (instance " +
+                    InstanceName(s) + ", lease " + FormatDuration(s.lease);
+  if (!s.password_file.empty()) out += ", password from " + s.password_file;
+  return out + ")";
+}
+
 std::string Callbacks(const std::string& url, const CallbackOptions& c) {
   std::string text = url.empty() ? "no callbackUrl" : "callbackUrl " + RedactUrl(url);
   return text + (c.listen.empty() ? ", no local receiver" : ", receiver on " + c.listen);
@@ -108,7 +120,7 @@ std::string Summarize(const Config& c) {
   line("retry", Retry(c.gateway.retry));
   line("polling", Polling(c.polling));
   line("spool", c.spool.dir + " (settle " + FormatDuration(c.spool.settle) + ")");
-  line("state", c.state.path);
+  line("state", State(c.state));
   line("batches", Batches(c.batches));
   line("caps", "per payout " + Caps(c.batches.max_amount, c.batches.currencies) + "; per batch " +
                    Caps(c.batches.max_total, c.batches.currencies));

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <csignal>
+#include <cstdlib>
 #include <iostream>
 #include <memory>
 #include <optional>
@@ -17,6 +18,7 @@
 #include "core/batch/batch.h"
 #include "core/base/log.h"
 #include "core/engine/payout_engine.h"
+#include "core/store/open_store.h"
 #include "core/store/payout_store.h"
 #include "core/engine/results.h"
 #include "core/store/store_thread.h"
@@ -27,9 +29,11 @@
 #include "daemon/control_metrics.h"
 #include "daemon/files.h"
 #include "daemon/intake.h"
+#include "daemon/leadership.h"
 #include "daemon/metrics.h"
 #include "daemon/sd_notify.h"
 #include "daemon/spool.h"
+#include "daemon/state_metrics.h"
 
 #ifndef PAYOUTD_VERSION
 #define PAYOUTD_VERSION "dev"
@@ -47,6 +51,8 @@ EngineOptions EngineOptionsFor(const Config& c) {
   o.submit_window = static_cast<size_t>(std::max(16, c.gateway.limits.max_in_flight * 2));
   o.poll_window = o.submit_window;
   o.cancelled_unknown_settle = 2 * c.gateway.timeout;
+  // A PostgreSQL state comes back after a restart or a failover: wait for it, stop nothing.
+  o.retry_unavailable_commits = c.state.backend == StateOptions::Backend::kPostgresql;
   return o;
 }
 
@@ -86,17 +92,22 @@ class Service final : public EngineObserver {
   void OnUnknownStatus(const std::string& status) override;
   void OnBatchFinished(const std::string& batch_id) override;
   void OnStoreError(const std::string& message) override;
+  void OnCommit(Duration took, const Status& written) override;
 
  private:
   bool Process() const { return opt_.mode == ServiceOptions::Mode::kProcess; }
   int StartupFailed(const Status& why);
+  std::optional<int> StandBy();
+  [[noreturn]] void StopAtOnce(const std::string& why);
   Status StartUp();
+  Status OpenState();
   Status Lock();
   std::optional<int> TakeProcessBatch();
   int RefuseProcessBatch(const ValidatedBatch& batch);
   Status Resume();
   Status Recover();
   void Serve();
+  std::string MetricsWhere() const;
   void OnClaimed(const std::string& file_name);
   void OnIntake(const std::string& file_name, Intake in);
   void RetryLater(const std::string& file_name);
@@ -139,6 +150,8 @@ class Service final : public EngineObserver {
   std::unique_ptr<PayoutStore> store_;     // the io thread's connection
   std::unique_ptr<StoreThread> writer_;    // commits off the io thread (own connection); outlives engine_
   std::unique_ptr<Metrics> metrics_;
+  std::unique_ptr<StateMetrics> state_metrics_;
+  std::unique_ptr<Leadership> leadership_;   // PostgreSQL state only (daemon/leadership.h)
   std::unique_ptr<GatewayClient> client_;
   std::unique_ptr<PayoutEngine> engine_;
   std::unique_ptr<Spool> spool_;
@@ -180,6 +193,7 @@ Status Service::Lock() {
 // The daemon's life: start up, take the batch in (`process`), resume, then run until shutdown.
 int Service::Run() {
   log::Configure(cfg_.log);
+  if (std::optional<int> exit_code = StandBy()) return *exit_code;
   if (Status st = StartUp(); !st.ok()) return StartupFailed(st);
   if (Process()) {
     if (std::optional<int> exit_code = TakeProcessBatch()) return *exit_code;
@@ -187,8 +201,53 @@ int Service::Run() {
   if (Status st = Resume(); !st.ok()) return StartupFailed(st);
   Serve();
   io_.run();
+  if (leadership_) leadership_->Stop(/*release=*/true);  // after the last commit
   if (lock_fd_ >= 0) ::close(lock_fd_);
   return exit_code_;
+}
+
+// PostgreSQL: a standby until this instance takes the lease (daemon/leadership.h); metrics are
+// served and systemd hears READY, nothing else runs. An exit code when it stops as a standby.
+std::optional<int> Service::StandBy() {
+  if (Process() || cfg_.state.backend != StateOptions::Backend::kPostgresql) return std::nullopt;
+  auto metrics = Metrics::Create(cfg_.metrics.listen, PAYOUTD_VERSION);
+  if (!metrics.ok()) {
+    startup_exit_code_ = kExitUsage;  // metrics.listen cannot be served here: the config's to fix
+    return StartupFailed(metrics.status());
+  }
+  metrics_ = std::move(*metrics);
+  state_metrics_ = std::make_unique<StateMetrics>(*metrics_->registry());
+  leadership_ = Leadership::ForState(cfg_.state, state_metrics_.get());
+  auto leads = std::make_shared<bool>(false);
+  signals_.async_wait([this](const boost::system::error_code& ec, int) {
+    if (!ec) io_.stop();
+  });
+  leadership_->Start(io_, [this, leads] {
+    *leads = true;
+    signals_.cancel();  // Serve() waits for them again
+    io_.stop();
+  }, [this] { StopAtOnce("the lease was lost"); });
+  log::Info("payoutd.ready", {{"version", PAYOUTD_VERSION},
+                              {"mode", "run"},
+                              {"role", "standby"},
+                              {"instance", leadership_->instance()},
+                              {"metrics", MetricsWhere()}});
+  systemd::Ready();
+  systemd::Status("standby: waiting for the lease");
+  Watchdog();  // a standby is alive too; Serve() arms it again once this instance leads
+  io_.run();
+  io_.restart();
+  if (*leads) return std::nullopt;
+  leadership_->Stop(/*release=*/true);
+  log::Info("payoutd.stopped", {{"exit_code", "0"}, {"role", "standby"}});
+  return kExitOk;
+}
+
+// A leader that lost its lease, or whose writes are refused, ends like a crash: nothing it holds
+// could be committed, and the spool is the new leader's now. systemd starts it again as a standby.
+void Service::StopAtOnce(const std::string& why) {
+  log::Error("payoutd.exiting", {{"reason", why}, {"exit_code", std::to_string(kExitFailure)}});
+  std::_Exit(kExitFailure);
 }
 
 int Service::StartupFailed(const Status& why) {
@@ -200,27 +259,38 @@ int Service::StartupFailed(const Status& why) {
 // thread and one for the store thread), metrics, the gateway client, the engine, the callback
 // receiver, and the spool or the output folder.
 Status Service::StartUp() {
-  PAYOUTD_RETURN_IF_ERROR(MakeDirs(DirName(cfg_.state.path)));
-  PAYOUTD_RETURN_IF_ERROR(Lock());
-  const std::string state = "state " + cfg_.state.path + ": ";
-  PAYOUTD_ASSIGN_OR_RETURN(store_, PayoutStore::Open(cfg_.state.path).WithPrefix(state));
-  PAYOUTD_ASSIGN_OR_RETURN(std::unique_ptr<PayoutStore> writer_store,
-                           PayoutStore::Open(cfg_.state.path).WithPrefix(state));
-  writer_ = std::make_unique<StoreThread>(io_, std::move(writer_store));
-
-  // A listener the configuration asks for and this host cannot give (the port is another
-  // program's, the address not this host's) is the configuration's to fix: exit 2, which
-  // systemd does not restart into the same failure.
-  startup_exit_code_ = kExitUsage;
-  PAYOUTD_ASSIGN_OR_RETURN(
-      metrics_, Metrics::Create(Process() ? std::string() : cfg_.metrics.listen, PAYOUTD_VERSION));
-  startup_exit_code_ = kExitFailure;
+  PAYOUTD_RETURN_IF_ERROR(OpenState());
+  if (!metrics_) {
+    // A listener the configuration asks for and this host cannot give (the port is another
+    // program's, the address not this host's) is the configuration's to fix: exit 2, which
+    // systemd does not restart into the same failure.
+    startup_exit_code_ = kExitUsage;
+    PAYOUTD_ASSIGN_OR_RETURN(
+        metrics_,
+        Metrics::Create(Process() ? std::string() : cfg_.metrics.listen, PAYOUTD_VERSION));
+    startup_exit_code_ = kExitFailure;
+    state_metrics_ = std::make_unique<StateMetrics>(*metrics_->registry());
+    state_metrics_->SetLeader(true);  // SQLite: the one instance
+  }
   control_metrics_ = std::make_unique<ControlMetrics>(*metrics_->registry());
+  if (leadership_) {
+    // The gateway's logs show which instance sent what, and in which term.
+    cfg_.gateway.user_agent = std::string("payoutd/") + PAYOUTD_VERSION + " (" +
+                              leadership_->instance() + "; term " +
+                              std::to_string(leadership_->term()) + ")";
+  }
   PAYOUTD_ASSIGN_OR_RETURN(
       client_, GatewayClient::Create(io_, cfg_.gateway, clock_, random_, metrics_.get())
                    .WithPrefix("gateway: "));
   engine_ = std::make_unique<PayoutEngine>(io_, *store_, *client_, clock_, EngineOptionsFor(cfg_),
                                            this, writer_.get());
+  if (leadership_) {
+    // Only while the lease holds (renewed less than lease*2/3 ago) and the state takes commits.
+    client_->SetSendGate([this](SteadyTime) {
+      const bool store_up = !engine_ || !engine_->store_down();
+      return leadership_->MaySend(std::chrono::steady_clock::now()) && store_up;
+    });
+  }
   if (!cfg_.callbacks.listen.empty()) {
     auto nudge = [this](const std::string& id) { return engine_->Nudge(id); };
     startup_exit_code_ = kExitUsage;
@@ -235,6 +305,35 @@ Status Service::StartUp() {
       io_, cfg_.spool.dir, cfg_.spool.settle, [this](const std::string& name) { OnClaimed(name); },
       [this](const std::string&) { metrics_->OnBatch(Metrics::BatchResult::kRejected); });
   return spool_->Prepare();
+}
+
+// The stores: one connection for the io thread, one for the store thread. SQLite: the file,
+// locked against a second `payoutd run`; PostgreSQL: fenced with the lease's term.
+Status Service::OpenState() {
+  if (leadership_) {
+    const std::string state = "state " + RedactUrl(std::string_view(cfg_.state.url)) + ": ";
+    StoreAccess access;
+    access.fencing_token = leadership_->term();
+    PAYOUTD_ASSIGN_OR_RETURN(store_, OpenStore(cfg_.state, access).WithPrefix(state));
+    PAYOUTD_ASSIGN_OR_RETURN(std::unique_ptr<PayoutStore> writer_store,
+                             OpenStore(cfg_.state, access).WithPrefix(state));
+    writer_ = std::make_unique<StoreThread>(io_, std::move(writer_store));
+    return Status::Ok();
+  }
+  if (cfg_.state.backend != StateOptions::Backend::kSqlite) {
+    // Without the lease it would write the shared state behind the leader's back.
+    return Status::FailedPrecondition(
+        "`payoutd process` keeps its state in SQLite; give it a configuration with "
+        "state.backend: sqlite");
+  }
+  PAYOUTD_RETURN_IF_ERROR(MakeDirs(DirName(cfg_.state.path)));
+  PAYOUTD_RETURN_IF_ERROR(Lock());
+  const std::string state = "state " + cfg_.state.path + ": ";
+  PAYOUTD_ASSIGN_OR_RETURN(store_, PayoutStore::Open(cfg_.state.path).WithPrefix(state));
+  PAYOUTD_ASSIGN_OR_RETURN(std::unique_ptr<PayoutStore> writer_store,
+                           PayoutStore::Open(cfg_.state.path).WithPrefix(state));
+  writer_ = std::make_unique<StoreThread>(io_, std::move(writer_store));
+  return Status::Ok();
 }
 
 // `payoutd process`: the batch is taken in before anything starts. An exit code when the run ends
@@ -324,19 +423,21 @@ Status Service::Resume() {
   return Status::Ok();
 }
 
+std::string Service::MetricsWhere() const {
+  if (!metrics_->port()) return "off";
+  return cfg_.metrics.listen + " (port " + std::to_string(metrics_->port()) + ")";
+}
+
 // Signals, SIGHUP reloads, the ready line, and the periodic ticks.
 void Service::Serve() {
   signals_.async_wait([this](const boost::system::error_code& ec, int sig) {
     if (!ec) Shutdown(sig == SIGTERM ? "SIGTERM" : "SIGINT", Process() ? kExitFailure : kExitOk);
   });
   Reload();  // arms the SIGHUP handler
-  std::string metrics = metrics_->port() ? cfg_.metrics.listen + " (port " +
-                                               std::to_string(metrics_->port()) + ")"
-                                         : "off";
   log::Info("payoutd.ready", {{"version", PAYOUTD_VERSION},
                               {"mode", Process() ? "process" : "run"},
                               {"gateway", cfg_.gateway.base_url},
-                              {"metrics", metrics},
+                              {"metrics", MetricsWhere()},
                               {"spool", Process() ? "" : cfg_.spool.dir}});
   systemd::Ready();
   Tick();
@@ -532,7 +633,13 @@ void Service::OnBatchFinished(const std::string& batch_id) { Report(batch_id); }
 
 void Service::OnStoreError(const std::string& message) {
   log::Error("state.write_failed", {{"error", message}});
+  // A shared state that refuses our writes (fenced: another instance leads) or fails for good.
+  if (leadership_) StopAtOnce("state write failed");
   Shutdown("state write failed", kExitFailure);
+}
+
+void Service::OnCommit(Duration took, const Status& written) {
+  state_metrics_->OnCommit(took, written);
 }
 
 void Service::Shutdown(const std::string& why, int exit_code) {

@@ -125,9 +125,12 @@ known = {"payoutd_payouts_total", "payoutd_payouts_pending", "payoutd_http_reque
          "payoutd_unknown_gateway_status_total", "payoutd_callbacks_total",
          "payoutd_gateway_circuit_open", "payoutd_gateway_outage_seconds_total",
          "payoutd_batches_awaiting_approval", "payoutd_oldest_awaiting_approval_age_seconds",
-         "payoutd_approvals_invalid_total", "payoutd_batches_held"}
+         "payoutd_approvals_invalid_total", "payoutd_batches_held",
+         "payoutd_leader", "payoutd_state_commit_duration_seconds", "payoutd_state_errors_total"}
+
 def base(name):
-    m = re.fullmatch(r"(payoutd_http_request_duration_seconds)_(bucket|count|sum)", name)
+    m = re.fullmatch(r"(payoutd_http_request_duration_seconds|payoutd_state_commit_duration_seconds)"
+                     r"_(bucket|count|sum)", name)
     return m.group(1) if m else name
 d = json.load(open(dash_path))
 problems = []

@@ -9,6 +9,7 @@
 //   while (jobs_.empty()) cv_.Wait(mu_);  // wake-ups may be spurious: always wait in a loop
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <mutex>
 
@@ -66,6 +67,14 @@ class CondVar {
     std::unique_lock<std::mutex> lock(mu.mu_, std::adopt_lock);
     cv_.wait(lock);
     lock.release();  // `mu` stays held: the caller's MutexLock gives it back
+  }
+  // The same, until `deadline` at the latest. False when the deadline passed; a true return
+  // may be spurious, so callers re-check their condition either way.
+  bool WaitUntil(Mutex& mu, std::chrono::steady_clock::time_point deadline) REQUIRES(mu) {
+    std::unique_lock<std::mutex> lock(mu.mu_, std::adopt_lock);
+    const bool signalled = cv_.wait_until(lock, deadline) == std::cv_status::no_timeout;
+    lock.release();
+    return signalled;
   }
   void Signal() { cv_.notify_one(); }
   void SignalAll() { cv_.notify_all(); }

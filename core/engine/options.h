@@ -35,6 +35,12 @@ struct EngineOptions {
   // once the gateway has said "no such payout" for this long (longer than any request of ours can
   // still be on its way: the daemon passes twice gateway.timeout), it ends ERROR, never paid.
   Duration cancelled_unknown_settle = std::chrono::seconds(60);
+  // The longest wait between two attempts at a group commit the store could not take
+  // (kUnavailable: the database connection broke).
+  Duration store_retry_max = std::chrono::seconds(2);
+  // Whether such a commit is tried again (a shared PostgreSQL state, which comes back after a
+  // restart or a failover) or stops the engine (SQLite: a local disk that fails).
+  bool retry_unavailable_commits = false;
 };
 
 }  // namespace payoutd

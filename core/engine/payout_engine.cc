@@ -158,17 +158,22 @@ void PayoutEngine::Pump() {
   last_pump_ = clock_.Now();
   if (stopped_) return;
   if (!Commit()) return;
-  if (!draining_ && pending_.size() + committing_ < options_.max_uncommitted) {
+  if (!draining_ && !store_down_ && pending_.size() + committing_ < options_.max_uncommitted) {
     FillPolls();
     FillSubmissions();
   }
   CheckDrained();
-  if (stopped_ || draining_) return;
+  if (stopped_ || draining_ || store_down_) return;  // store down: the commit's retry wakes us
 
   // Wake for the next due poll; completions wake us earlier through SchedulePump().
   auto next = store_.NextDueAt();
-  if (!next.ok()) log::Error("engine.load_failed", {{"error", next.error()}});
-  if (!next.ok() || !next->has_value()) {
+  if (!next.ok()) {
+    // The state could not be read (a broken connection reconnects at the next call): look again.
+    log::Error("engine.load_failed", {{"error", next.error()}});
+    ScheduleAt(clock_.Now() + std::chrono::seconds(1));
+    return;
+  }
+  if (!next->has_value()) {
     if (!batches_.empty() && submits_out_ == 0 && polls_out_ == 0) {
       // Nothing due and nothing outstanding: a safety net in case a row was skipped.
       next = std::optional<int64_t>(NowMs() + 1000);
@@ -181,25 +186,73 @@ void PayoutEngine::Pump() {
 }
 
 bool PayoutEngine::Commit() {
-  if (pending_.empty() && pending_final_count_.empty() && pending_outages_.empty() && pending_controls_.empty())
-    return true;
+  const bool nothing = pending_.empty() && pending_final_count_.empty() &&
+                       pending_outages_.empty() && pending_controls_.empty();
   if (!writer_) {
+    if (nothing) return true;
     auto job = TakeCommitJob();
     return FinishCommit(*job, WriteCommit(store_, *job));
   }
   if (commit_in_flight_) return true;  // these changes go with the next group
-  auto job = TakeCommitJob();
+  if (retry_job_) {
+    // The group the store did not take goes first, alone: what changed since comes after it.
+    if (clock_.Now() < retry_at_) {
+      ScheduleAt(retry_at_);  // an earlier pump came first: keep the retry's wake-up
+      return true;
+    }
+    PostCommit(std::move(retry_job_));
+    return true;
+  }
+  if (nothing) return true;
+  PostCommit(TakeCommitJob());
+  return true;
+}
+
+void PayoutEngine::PostCommit(std::shared_ptr<CommitJob> job) {
   commit_in_flight_ = true;
   committing_ = job->updates.size();
-  writer_->Post([job](PayoutStore& store) { return WriteCommit(store, *job); },
-                [this, alive = alive_.token(), job](Status written) {
-                  if (!alive) return;
-                  commit_in_flight_ = false;
-                  committing_ = 0;
-                  if (!FinishCommit(*job, written)) return;
-                  SchedulePump();  // the next group, and the payouts this one settled
-                });
-  return true;
+  writer_->Post(
+      [job](PayoutStore& store) {
+        const SteadyTime started = std::chrono::steady_clock::now();
+        Status written = WriteCommit(store, *job);
+        job->took = std::chrono::steady_clock::now() - started;
+        return written;
+      },
+      [this, alive = alive_.token(), job](Status written) {
+        if (!alive) return;
+        commit_in_flight_ = false;
+        committing_ = 0;
+        if (observer_) observer_->OnCommit(job->took, written);
+        if (written.code() == StatusCode::kUnavailable && options_.retry_unavailable_commits)
+          return RetryCommitLater(job, written);
+        if (store_down_ && written.ok()) {
+          log::Info("engine.store_back", {{"action", "requests start again"}});
+          store_down_ = false;
+          retry_backoff_ = Duration::zero();
+        }
+        if (!FinishCommit(*job, written)) return;
+        SchedulePump();  // the next group, and the payouts this one settled
+      });
+}
+
+// The store is unreachable: nothing of the group is lost, it waits here (and counts against
+// max_uncommitted); no new work starts until it is durable.
+void PayoutEngine::RetryCommitLater(std::shared_ptr<CommitJob> job, const Status& why) {
+  PAYOUTD_DCHECK_ON_THREAD(io_thread_);
+  retry_backoff_ = retry_backoff_ == Duration::zero()
+                       ? Duration(std::chrono::milliseconds(100))
+                       : std::min<Duration>(retry_backoff_ * 2, options_.store_retry_max);
+  if (!store_down_) {
+    log::Warn("engine.store_unavailable",
+              {{"error", why.message()},
+               {"uncommitted", std::to_string(job->updates.size() + pending_.size())},
+               {"action", "no request starts; changes are kept and committed once it is back"}});
+  }
+  store_down_ = true;
+  committing_ = job->updates.size();
+  retry_job_ = std::move(job);
+  retry_at_ = clock_.Now() + retry_backoff_;
+  ScheduleAt(retry_at_);
 }
 
 std::shared_ptr<PayoutEngine::CommitJob> PayoutEngine::TakeCommitJob() {
@@ -225,23 +278,42 @@ std::shared_ptr<PayoutEngine::CommitJob> PayoutEngine::TakeCommitJob() {
 }
 
 // Runs on the writer's thread (or the io thread without one): nothing here touches the engine.
+// Each write is one step, committed on its own; a retry of the job (after kUnavailable) skips
+// the steps already durable. The step that failed is written again, which is safe: each writes
+// values, not increments (a step whose COMMIT got no answer may have been durable already).
 Status PayoutEngine::WriteCommit(PayoutStore& store, CommitJob& job) {
-  if (!job.updates.empty()) PAYOUTD_RETURN_IF_ERROR(store.Apply(job.updates));
-  for (const auto& outage : job.outages) PAYOUTD_RETURN_IF_ERROR(store.RecordOutage(outage));
+  size_t step = 0;
+  auto run = [&](auto&& write) -> Status {
+    if (step++ < job.steps_done) return Status::Ok();
+    Status s = write();
+    if (s.ok()) ++job.steps_done;
+    return s;
+  };
+  if (!job.updates.empty())
+    PAYOUTD_RETURN_IF_ERROR(run([&] { return store.Apply(job.updates); }));
+  for (const auto& outage : job.outages)
+    PAYOUTD_RETURN_IF_ERROR(run([&] { return store.RecordOutage(outage); }));
   // After the updates: a payout whose submission was taken back is at kNew again, so a cancel
   // in the same group ends it too.
   for (ControlChange& c : job.controls) {
-    for (const auto& [batch_id, hold] : c.holds) PAYOUTD_RETURN_IF_ERROR(store.SetHold(batch_id, hold));
-    if (c.hold_all) PAYOUTD_RETURN_IF_ERROR(store.SetHoldAll(*c.hold_all));
+    for (const auto& h : c.holds)
+      PAYOUTD_RETURN_IF_ERROR(run([&] { return store.SetHold(h.first, h.second); }));
+    if (c.hold_all) PAYOUTD_RETURN_IF_ERROR(run([&] { return store.SetHoldAll(*c.hold_all); }));
     if (!c.cancel_batch.empty()) {
-      PAYOUTD_ASSIGN_OR_RETURN(c.cancel_outcome, store.CancelUnsent(c.cancel_batch, job.now_ms, c.cancel_error));
+      PAYOUTD_RETURN_IF_ERROR(run([&]() -> Status {
+        PAYOUTD_ASSIGN_OR_RETURN(c.cancel_outcome,
+                                 store.CancelUnsent(c.cancel_batch, job.now_ms, c.cancel_error));
+        return Status::Ok();
+      }));
     }
-    for (const auto& [batch_id, entry] : c.audit) PAYOUTD_RETURN_IF_ERROR(store.AddAudit(batch_id, entry));
+    for (const auto& a : c.audit)
+      PAYOUTD_RETURN_IF_ERROR(run([&] { return store.AddAudit(a.first, a.second); }));
   }
   // After the finals above: a batch is kFinished only once every payout's final state is durable.
   for (const auto& batch_id : job.finished) {
-    PAYOUTD_RETURN_IF_ERROR(
-        store.SetBatchStatus(batch_id, BatchRecord::Status::kFinished, job.now_ms));
+    PAYOUTD_RETURN_IF_ERROR(run([&] {
+      return store.SetBatchStatus(batch_id, BatchRecord::Status::kFinished, job.now_ms);
+    }));
   }
   return Status::Ok();
 }
@@ -697,7 +769,7 @@ int64_t PayoutEngine::OutageMs(int64_t from_ms, int64_t to_ms) const {
 void PayoutEngine::CheckDrained() {
   if (!draining_ || !drained_) return;
   if (submits_out_ != 0 || polls_out_ != 0 || !pending_.empty() || !pending_outages_.empty() ||
-      !pending_controls_.empty() || commit_in_flight_)
+      !pending_controls_.empty() || commit_in_flight_ || retry_job_)
     return;
   auto done = std::move(drained_);
   drained_ = nullptr;

@@ -16,6 +16,14 @@
 //   waits for an fsync; changes made meanwhile form the next group. A payout with changes not yet
 //   committed is not read back from the store (its stored row is stale) until they are. When the
 //   store falls behind by max_uncommitted changes, no new work starts until it catches up.
+// - With retry_unavailable_commits, losing the store (a commit through the StoreThread fails
+//   with kUnavailable: the PostgreSQL connection broke) stops nothing for good: the group stays
+//   in memory, whole and in order, no new submission or poll starts (store_down() is true),
+//   answers of calls already out are kept with it (bounded by the windows and max_uncommitted),
+//   and the group is tried again with a backoff (100ms doubling to store_retry_max) until it is
+//   durable; then work resumes. A step of the group that was durable before the failure is not
+//   written again. Any other commit failure (kAborted: this instance's writes are fenced off; a
+//   full disk; anything on SQLite) stops the engine (OnStoreError).
 //
 // - Operator control (docs/operator-control.md): a held batch (or all, with HoldAll) starts no new
 //   POST, its queued submissions are taken back from the client at once, and its polls go on; a
@@ -67,8 +75,11 @@ class EngineObserver {
   virtual void OnUnknownStatus(const std::string& /*status*/) {}
   // Every payout of the batch is final and committed; the batch is kFinished.
   virtual void OnBatchFinished(const std::string& /*batch_id*/) {}
-  // A commit of the store failed; the engine stops (the daemon should exit non-zero).
+  // A commit of the store failed for good; the engine stops (the daemon should exit non-zero).
   virtual void OnStoreError(const std::string& /*message*/) {}
+  // Every group commit through the StoreThread, with how long the store took and how it ended
+  // (for metrics); a kUnavailable one is tried again.
+  virtual void OnCommit(Duration /*took*/, const Status& /*written*/) {}
 };
 
 class PayoutEngine {
@@ -118,6 +129,9 @@ class PayoutEngine {
   };
   Snapshot snapshot() const;
   bool draining() const { return draining_; }
+  // True from a commit that failed with kUnavailable until a commit succeeds again: start no
+  // gateway request meanwhile (the daemon's send gate asks).
+  bool store_down() const { return store_down_; }
 
  private:
   struct Cursor {
@@ -149,6 +163,10 @@ class PayoutEngine {
     std::vector<GatewayOutage> outages;     // circuit openings and closings
     std::vector<ControlChange> controls;    // after the updates: holds, cancels, their audit
     int64_t now_ms = 0;
+    // Written by the writer, read once its completion runs: the steps of WriteCommit that are
+    // durable (a retry goes on from the next), and how long the last attempt took.
+    size_t steps_done = 0;
+    Duration took{};
   };
 
   void SchedulePump();
@@ -157,6 +175,8 @@ class PayoutEngine {
   // Commits what is pending: at once without a writer (false on a store error), else hands it to
   // the writer unless a commit is already under way (then it goes with the next one).
   bool Commit();
+  void PostCommit(std::shared_ptr<CommitJob> job);
+  void RetryCommitLater(std::shared_ptr<CommitJob> job, const Status& why);
   std::shared_ptr<CommitJob> TakeCommitJob();
   static Status WriteCommit(PayoutStore& store, CommitJob& job);
   void QueueControl(ControlChange change);
@@ -214,6 +234,10 @@ class PayoutEngine {
   DuePosition due_from_;                            // where the sweep of due rows goes on
   SteadyTime sweep_started_{};                      // when the current sweep began at the start
   bool commit_in_flight_ = false;                   // a CommitJob is with the writer
+  std::shared_ptr<CommitJob> retry_job_;            // a group the store did not take: goes first
+  SteadyTime retry_at_{};                           // when to try it again
+  Duration retry_backoff_{};                        // the last wait; zero while the store is up
+  bool store_down_ = false;                         // see store_down()
   size_t committing_ = 0;                           // its size, for snapshot()
   bool pump_scheduled_ = false;
   bool stopped_ = false;                            // after a store error

@@ -98,6 +98,12 @@ class GatewayClientImpl final : public GatewayClient {
     Dispatch();
   }
 
+  void SetSendGate(std::function<bool(SteadyTime now)> gate) override {
+    PAYOUTD_DCHECK_ON_THREAD(io_thread_);
+    send_gate_ = std::move(gate);
+    Dispatch();
+  }
+
   void Shutdown() override {
     PAYOUTD_DCHECK_ON_THREAD(io_thread_);
     if (shutdown_) return;
@@ -242,6 +248,11 @@ class GatewayClientImpl final : public GatewayClient {
     PAYOUTD_DCHECK_ON_THREAD(io_thread_);
     if (shutdown_) return;
     while (!ready_.empty()) {
+      if (send_gate_ && !send_gate_(clock_.Now())) {
+        // Not allowed to start anything now (no lease): look again soon, start nothing meanwhile.
+        ArmDispatchTimer(clock_.Now() + kSendGateRecheck);
+        return;
+      }
       if (auth_paused_ || breaker_.open()) {
         MaybeProbe();
         return;
@@ -276,8 +287,10 @@ class GatewayClientImpl final : public GatewayClient {
     request.url = options_.base_url + "/payouts/" + call.payout_id;
     request.timeout = ToMillis(options_.timeout);
     request.connect_timeout = ToMillis(options_.connect_timeout);
-    request.headers.reserve(4);
+    request.headers.reserve(5);
     request.headers.push_back("Accept: application/json");
+    if (!options_.user_agent.empty())
+      request.headers.push_back("User-Agent: " + options_.user_agent);
     request.headers.push_back("X-API-Version: " + std::to_string(options_.api_version));
     request.headers.push_back("Authorization: Bearer " + TokenFor(call.payout_id));
     if (post) {
@@ -700,6 +713,7 @@ class GatewayClientImpl final : public GatewayClient {
   RetryPolicy policy_;
   CircuitBreaker breaker_;
   std::function<void(const CircuitEvent&)> circuit_listener_;
+  std::function<bool(SteadyTime now)> send_gate_;   // may requests start? (null: always)
 
   std::unordered_map<uint64_t, std::unique_ptr<Call>> calls_;
   std::deque<uint64_t> ready_;  // calls waiting for a start from the limiter

@@ -126,6 +126,14 @@ class GatewayClient {
   // New limits and retry settings, from SIGHUP; take effect for requests not yet started.
   virtual void Reconfigure(const LimitOptions& limits, const RetryOptions& retry) = 0;
 
+  // A condition every request start must meet besides the limits: on a shared PostgreSQL state,
+  // "this instance holds the leader's lease" (LeaderLease::MaySend). It is asked at `now` on the
+  // client's clock, right before each request (probes included) would start; while it is false
+  // nothing starts, the calls wait in the queue, and it is asked again every kSendGateRecheck.
+  // Requests already on the wire go on and report as usual. Null: no gate (the default).
+  virtual void SetSendGate(std::function<bool(SteadyTime now)> gate) = 0;
+  static constexpr Duration kSendGateRecheck = std::chrono::milliseconds(50);
+
   // Takes back the Submit calls for which `which(payout_id)` holds and that have no request on the
   // wire now (queued, or waiting to retry): each reports kCancelled, or kUnknown when an earlier
   // POST of the call may have reached the gateway. Requests on the wire are not touched. Reports

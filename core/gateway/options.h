@@ -38,6 +38,9 @@ struct GatewayOptions {
   Duration token_ttl = std::chrono::minutes(10);
 
   std::string callback_url;         // sent as callbackUrl when not empty
+  // Sent as User-Agent when not empty: on a shared state it names the instance and its lease
+  // term, so the gateway's logs show which instance sent what. No secret goes in it.
+  std::string user_agent;
   // Minor-unit digits that override or extend the built-in ISO 4217 table (config
   // `batches.currencies`); must match what the batch validator used, or amounts would be wrong.
   std::map<std::string, int> currency_minor_units;

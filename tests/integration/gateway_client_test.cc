@@ -324,6 +324,31 @@ TEST(GatewayClient, SubmitCreatesPayoutWithExactAmountAndPollSeesItFinal) {
   EXPECT_EQ(h.observer.responses["POST 201"] + h.observer.responses["POST 200"], 1);
 }
 
+// A closed send gate (a leader whose lease is not renewed) starts nothing, probes included, and
+// asks again and again; once it opens the queued call goes out.
+TEST(GatewayClient, ClosedSendGateStartsNothingUntilItOpens) {
+  Sandbox sandbox({"--final-after-ms", "0"});
+  ASSERT_TRUE(sandbox.ok());
+  Harness h(Options(sandbox.base_url()));
+  bool open = false;
+  int asked = 0;
+  h.client->SetSendGate([&](SteadyTime) {
+    ++asked;
+    return open;
+  });
+  std::optional<SubmitResult> result;
+  h.client->Submit(MakePayout("GATE-1", 100), [&](SubmitResult r) { result = std::move(r); });
+  // Asked at the start and then every kSendGateRecheck: five answers mean it kept waiting.
+  ASSERT_TRUE(RunUntil(h.io, [&] { return asked >= 5; }));
+  EXPECT_FALSE(result.has_value());
+  EXPECT_EQ(h.client->in_flight(), 0);
+  EXPECT_FALSE(sandbox.Ledger().count("GATE-1")) << "a request started through a closed gate";
+  open = true;
+  ASSERT_TRUE(RunUntil(h.io, [&] { return result.has_value(); }));
+  EXPECT_EQ(result->outcome, SubmitResult::Outcome::kCreated) << result->message;
+  EXPECT_TRUE(sandbox.Ledger()["GATE-1"].created);
+}
+
 TEST(GatewayClient, PollOfUnknownIdIsNotFound) {
   Sandbox sandbox({});
   ASSERT_TRUE(sandbox.ok());

@@ -240,7 +240,7 @@ Reply SandboxGateway::Handle(const Request& r, Clock::time_point now) {
   size_t arrival = SIZE_MAX;
   if (arrivals_.size() < options_.max_arrivals) {
     arrival = arrivals_.size();
-    arrivals_.push_back({SinceStartUs(now), post, id, 0, r.abandoned});
+    arrivals_.push_back({SinceStartUs(now), post, id, 0, r.abandoned, std::string(r.user_agent)});
   } else {
     ++arrivals_dropped_;
   }
@@ -655,6 +655,10 @@ std::string SandboxGateway::ArrivalsJson() const {
     AppendJsonString(out, a.id);
     out += R"(,"status":)" + std::to_string(a.status);
     if (a.abandoned) out += R"(,"abandoned":true)";
+    if (!a.agent.empty()) {
+      out += R"(,"agent":)";
+      AppendJsonString(out, a.agent);
+    }
     out.push_back('}');
   }
   out += R"(],"not_recorded":)" + std::to_string(arrivals_dropped_) + "}";

@@ -85,6 +85,7 @@ struct Request {
   std::string_view method;
   std::string_view target;
   std::string_view authorization;   // the Authorization header, "" when absent
+  std::string_view user_agent;      // the User-Agent header, "" when absent (kept in arrivals)
   bool has_api_version = false;
   std::string_view body;
   // The client had closed its connection before the request was handled (it gave up waiting,
@@ -138,6 +139,7 @@ class SandboxGateway {
     std::string id;
     int status;  // 0 = dropped (no reply)
     bool abandoned;
+    std::string agent;  // User-Agent
   };
   // POST /_sandbox/outage: the whole gateway down for a while, every /payouts request failing
   // the same way (the failures docs/gateway.md calls transient, all at once).

@@ -63,7 +63,7 @@ Faults (shares are probabilities 0..1; they apply to /payouts requests):
 Inspection (no auth):
   GET /_sandbox/ledger      {"payouts":{ID:{created,posts_received,post_count,get_count,
                             distinct_bodies,status,amount:{minor,currency},account_number}}}
-  GET /_sandbox/arrivals    {"arrivals":[{t_us,method,id,status[,abandoned]}],"not_recorded":N}
+  GET /_sandbox/arrivals    {"arrivals":[{t_us,method,id,status[,abandoned][,agent]}],"not_recorded":N}
                             t_us = microseconds since start (monotonic); status 0 = dropped;
                             abandoned: true when the client had closed its connection before
                             the request was handled (it gave up; the reply reached nobody)

@@ -81,6 +81,8 @@ class Session : public std::enable_shared_from_this<Session> {
     r.target = Sv(req.target());
     auto auth = req.find(http::field::authorization);
     if (auth != req.end()) r.authorization = Sv(auth->value());
+    auto agent = req.find(http::field::user_agent);
+    if (agent != req.end()) r.user_agent = Sv(agent->value());
     r.has_api_version = req.find("X-API-Version") != req.end();
     r.body = req.body();
     r.abandoned = PeerClosed();

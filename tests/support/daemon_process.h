@@ -203,6 +203,8 @@ struct DaemonConfig {
   // Relative to the config's folder (payoutd resolves relative paths from there).
   std::string spool = "spool";
   std::string state = "state/payoutd.db";
+  // Lines added to the `state` section as is, e.g. "  backend: postgresql\n  url: ...\n".
+  std::string state_extra;
 
   static DaemonConfig For(const SandboxProcess& sandbox) {
     DaemonConfig c;
@@ -225,7 +227,7 @@ struct DaemonConfig {
          "\n  max_backoff: " + max_backoff + "\n";
     y += "polling:\n  initial_delay: " + polling_initial_delay + "\n  max_interval: " + polling_max_interval + "\n";
     y += "spool:\n  dir: " + spool + "\n  settle: " + settle + "\n";
-    y += "state:\n  path: " + state + "\n";
+    y += "state:\n  path: " + state + "\n" + state_extra;
     y += "metrics:\n  listen: " + metrics_listen + "\n";
     y += "log:\n  level: " + log_level + "\n  format: " + log_format + "\n";
     y += "shutdown_grace: " + shutdown_grace + "\n";

@@ -86,6 +86,7 @@ struct SandboxArrival {
   std::string id;
   int status = 0;     // the reply's status; 0 = the connection was dropped without a reply
   bool abandoned = false;  // the client had closed its connection first: the reply reached nobody
+  std::string agent;  // the request's User-Agent ("" when it had none)
 };
 
 // What POST /_sandbox/outage answered: when the outage began and ends, on the arrivals' clock.
@@ -365,6 +366,8 @@ class SandboxProcess {
       r.status = static_cast<int>(a["status"].get_int64().value());
       bool abandoned = false;
       if (!a["abandoned"].get_bool().get(abandoned)) r.abandoned = abandoned;
+      std::string_view agent;
+      if (!a["agent"].get_string().get(agent)) r.agent = std::string(agent);
       out.push_back(std::move(r));
     }
     return out;

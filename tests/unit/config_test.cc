@@ -505,6 +505,41 @@ TEST(ParseConfig, BadLogSettingsAreErrors) {
   EXPECT_EQ(ErrorsOf(WithMinimal("log:\n  format: xml\n")), "log.format: expected text or json, got 'xml' (line 11)");
 }
 
+// kMinimal with its state section's lines replaced by `lines`.
+std::string WithState(const std::string& lines) {
+  std::string yaml = kMinimal;
+  const std::string path = "  path: state.db\n";
+  return yaml.replace(yaml.find(path), path.size(), lines);
+}
+
+// The PostgreSQL state: url instead of path, the lease, and the errors that name their key.
+TEST(ParseConfig, PostgresqlStateTakesUrlInsteadOfPath) {
+  Result<Config> r = Parse(WithState(
+      "  backend: postgresql\n"
+      "  url: \"postgresql://payoutd@db1,db2/p?target_session_attrs=read-write\"\n"
+      "  instance: pay1\n  lease: 5s\n"));
+  ASSERT_TRUE(r.ok()) << r.error();
+  EXPECT_EQ(r->state.backend, StateOptions::Backend::kPostgresql);
+  EXPECT_EQ(r->state.url, "postgresql://payoutd@db1,db2/p?target_session_attrs=read-write");
+  EXPECT_EQ(r->state.instance, "pay1");
+  EXPECT_EQ(r->state.lease, seconds(5));
+  std::string summary = Summarize(*r);
+  EXPECT_THAT(summary, HasSubstr("postgresql postgresql://payoutd@db1,db2/p"));
+  EXPECT_THAT(summary, HasSubstr("instance pay1, lease 5s"));
+}
+
+TEST(ParseConfig, BadStateSettingsAreErrors) {
+  EXPECT_THAT(ErrorsOf(WithState("  backend: mysql\n  path: state.db\n")),
+              HasSubstr("state.backend: expected sqlite or postgresql, got 'mysql'"));
+  EXPECT_THAT(ErrorsOf(WithState("  backend: postgresql\n")), HasSubstr("state.url"));
+  EXPECT_THAT(ErrorsOf(WithState("  path: state.db\n  lease: 200ms\n")),
+              HasSubstr("state.lease: must be at least 1s"));
+  std::string errors = ErrorsOf(WithState(
+      "  backend: postgresql\n  url: \"postgresql://u:hunter2@h/db?nosuchoption=1\"\n"));
+  EXPECT_THAT(errors, HasSubstr("state.url"));
+  EXPECT_THAT(errors, Not(HasSubstr("hunter2")));
+}
+
 TEST(ParseConfig, BadAuthModeIsAnError) {
   std::string yaml = std::string(kMinimal);
   yaml.insert(yaml.find("spool:"), "  mode: basic\n");

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <deque>
 #include <filesystem>
 #include <future>
@@ -73,6 +74,7 @@ class FakeGateway final : public GatewayClient {
     });
   }
   void Reconfigure(const LimitOptions&, const RetryOptions&) override {}
+  void SetSendGate(std::function<bool(SteadyTime)>) override {}
   void Shutdown() override {}
   void Cancel() override {}
   size_t outstanding() const override { return outstanding_; }
@@ -120,6 +122,83 @@ PollResult Found(const std::string& status, int64_t amount_minor) {
   r.payout.currency = "USD";
   return r;
 }
+
+// The writer's store, whose next `fail_applies` Apply calls fail as a lost database connection
+// does (kUnavailable), writing nothing; everything else goes through to `inner`.
+class UnreachableStore final : public PayoutStore {
+ public:
+  explicit UnreachableStore(std::unique_ptr<PayoutStore> inner) : inner_(std::move(inner)) {}
+  std::atomic<int> fail_applies{0};
+  std::atomic<int> applies_refused{0};
+
+  Status Apply(const std::vector<PayoutUpdate>& updates) override {
+    if (fail_applies.load() > 0) {
+      --fail_applies;
+      ++applies_refused;
+      return Status::Unavailable("state: connection to the database lost");
+    }
+    return inner_->Apply(updates);
+  }
+  Result<bool> HasBatchId(std::string_view b) override { return inner_->HasBatchId(b); }
+  Result<bool> HasContent(std::string_view s) override { return inner_->HasContent(s); }
+  Result<std::vector<std::string>> FindUsedPayoutIds(const PayoutList& p) override {
+    return inner_->FindUsedPayoutIds(p);
+  }
+  Status CreateBatch(const BatchRecord& b, const PayoutList& p) override {
+    return inner_->CreateBatch(b, p);
+  }
+  Result<std::vector<BatchRecord>> ListBatches() override { return inner_->ListBatches(); }
+  Result<std::optional<BatchRecord>> GetBatch(std::string_view b) override {
+    return inner_->GetBatch(b);
+  }
+  Status SetBatchStatus(std::string_view b, BatchRecord::Status s, int64_t at) override {
+    return inner_->SetBatchStatus(b, s, at);
+  }
+  Result<std::vector<PayoutRow>> LoadByStage(std::string_view b, Stage s, uint32_t after,
+                                             size_t limit) override {
+    return inner_->LoadByStage(b, s, after, limit);
+  }
+  Result<std::vector<PayoutRow>> LoadDue(int64_t now, size_t limit) override {
+    return inner_->LoadDue(now, limit);
+  }
+  Result<std::vector<DueRow>> LoadDueAfter(int64_t now, DuePosition after, size_t limit) override {
+    return inner_->LoadDueAfter(now, after, limit);
+  }
+  Result<std::optional<int64_t>> NextDueAt() override { return inner_->NextDueAt(); }
+  Result<std::optional<PayoutRow>> GetPayout(std::string_view id) override {
+    return inner_->GetPayout(id);
+  }
+  Status ForEachPayout(std::string_view b,
+                       const std::function<void(const PayoutRow&)>& fn) override {
+    return inner_->ForEachPayout(b, fn);
+  }
+  Result<BatchProgress> Progress(std::string_view b) override { return inner_->Progress(b); }
+  Status RecordOutage(const GatewayOutage& o) override { return inner_->RecordOutage(o); }
+  Result<std::vector<GatewayOutage>> LoadOutages(int64_t after) override {
+    return inner_->LoadOutages(after);
+  }
+  Result<bool> AddApproval(std::string_view b, const Approval& a) override {
+    return inner_->AddApproval(b, a);
+  }
+  Result<std::vector<Approval>> ListApprovals(std::string_view b) override {
+    return inner_->ListApprovals(b);
+  }
+  Status AddAudit(std::string_view b, const AuditEntry& e) override {
+    return inner_->AddAudit(b, e);
+  }
+  Result<std::vector<AuditEntry>> ListAudit(std::string_view b) override {
+    return inner_->ListAudit(b);
+  }
+  Status SetHold(std::string_view b, const Hold& h) override { return inner_->SetHold(b, h); }
+  Status SetHoldAll(const Hold& h) override { return inner_->SetHoldAll(h); }
+  Result<Hold> GetHoldAll() override { return inner_->GetHoldAll(); }
+  Result<CancelOutcome> CancelUnsent(std::string_view b, int64_t at, std::string_view e) override {
+    return inner_->CancelUnsent(b, at, e);
+  }
+
+ private:
+  std::unique_ptr<PayoutStore> inner_;
+};
 
 // Every engine test runs twice: commits on the io thread, and on a StoreThread (as the daemon does).
 class EngineTest : public ::testing::TestWithParam<bool> {
@@ -454,6 +533,77 @@ TEST_P(EngineTest, Engine_StopsTakingWorkWhileTheStoreIsTooFarBehind) {
   auto progress = store_->Progress("B1");
   ASSERT_TRUE(progress.ok());
   EXPECT_EQ(progress->states[FinalState::kSuccess], 100);
+}
+
+// The database goes away under the store thread: the group commit fails as unavailable three
+// times. Nothing new is sent while it fails, nothing is lost, and the batch finishes once the
+// commits go through again.
+TEST(EngineStoreLoss, Engine_UnavailableCommitsAreRetriedAndNothingNewStartsMeanwhile) {
+  const auto dir = std::filesystem::temp_directory_path() /
+                   ("engine_store_loss_" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  auto s = PayoutStore::Open((dir / "state.db").string());
+  ASSERT_TRUE(s.ok()) << s.error();
+  std::unique_ptr<PayoutStore> store = std::move(*s);
+  auto w = PayoutStore::Open((dir / "state.db").string());
+  ASSERT_TRUE(w.ok()) << w.error();
+  auto flaky_owned = std::make_unique<UnreachableStore>(std::move(*w));
+  UnreachableStore* flaky = flaky_owned.get();
+  boost::asio::io_context io;
+  FakeGateway gateway(io);
+  SystemClock clock;
+  Observer observer;
+  EngineOptions options;
+  options.polling.initial_delay = std::chrono::milliseconds(1);
+  options.polling.max_interval = std::chrono::milliseconds(5);
+  options.commit_interval = std::chrono::milliseconds(1);
+  options.submit_window = 4;
+  options.poll_window = 4;
+  options.store_retry_max = std::chrono::milliseconds(50);
+  options.retry_unavailable_commits = true;
+  {
+    auto writer = std::make_unique<StoreThread>(io, std::move(flaky_owned));
+    std::vector<Payout> ps;
+    for (int i = 1; i <= 40; ++i)
+      ps.push_back(MakePayout("L-" + std::to_string(i), i + 1, 100 * i));
+    BatchRecord b;
+    b.id = "B1";
+    b.sha256 = "sha-B1";
+    b.file_name = "B1.csv";
+    b.rows = 40;
+    b.started_at_ms = 1;
+    ASSERT_TRUE(store->CreateBatch(b, ToPayoutList(ps)).ok());
+    flaky->fail_applies = 3;
+    PayoutEngine engine(io, *store, gateway, clock, options, &observer, writer.get());
+    ASSERT_TRUE(engine.Start().ok());
+    // Run until the store is down, then on until every refused commit has been tried.
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (!engine.store_down() && std::chrono::steady_clock::now() < deadline)
+      io.run_one_for(std::chrono::milliseconds(10));
+    ASSERT_TRUE(engine.store_down());
+    while (gateway.outstanding() != 0 && std::chrono::steady_clock::now() < deadline)
+      io.run_one_for(std::chrono::milliseconds(10));
+    const size_t calls_when_down = gateway.calls.size();
+    while (flaky->applies_refused.load() < 3 && std::chrono::steady_clock::now() < deadline)
+      io.run_one_for(std::chrono::milliseconds(10));
+    ASSERT_EQ(flaky->applies_refused.load(), 3);
+    EXPECT_EQ(gateway.calls.size(), calls_when_down) << "requests started while the store was down";
+    while (observer.finished.empty() && std::chrono::steady_clock::now() < deadline)
+      io.run_for(std::chrono::milliseconds(10));
+    ASSERT_EQ(observer.finished.size(), 1u);
+    EXPECT_FALSE(engine.store_down());
+  }
+  auto progress = store->Progress("B1");
+  ASSERT_TRUE(progress.ok());
+  EXPECT_EQ(progress->states[FinalState::kSuccess], 40);
+  std::map<std::string, int> posts;
+  for (const auto& c : gateway.calls)
+    if (c.rfind("POST ", 0) == 0) ++posts[c.substr(5)];
+  EXPECT_EQ(posts.size(), 40u);
+  for (const auto& [id, n] : posts) EXPECT_EQ(n, 1) << id;
+  store.reset();
+  std::filesystem::remove_all(dir);
 }
 
 INSTANTIATE_TEST_SUITE_P(Commits, EngineTest, ::testing::Values(false, true),
