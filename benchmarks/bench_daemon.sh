@@ -16,7 +16,8 @@
 # (b) rate-limit fidelity: sandbox --latency-ms 200, limits.requests_per_second 2000, burst 100,
 #     max_in_flight 1000. Achieved request rate (from /_sandbox/arrivals, the steady part: 1 s after
 #     the first request to 1 s before the last) / 2000. Target: >= 0.95. Also the busiest 1-second
-#     window, which SPEC §8.6 bounds by requests_per_second + burst.
+#     window, which may hold at most requests_per_second + burst
+#     (docs/gateway.md#rate-and-concurrency).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 build=$(cd "${1:-$here/../build}" && pwd)

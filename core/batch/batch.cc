@@ -777,7 +777,7 @@ ValidatedBatch BatchValidator::Validate(std::string_view batch_id, std::istream&
   out.sha256 = sha.Finish();
   std::stable_sort(out.errors.begin(), out.errors.end(),
                    [](const BatchError& a, const BatchError& b) { return a.line < b.line; });
-  if (!out.ok()) out.payouts.clear();  // nothing of a rejected batch may be sent (SPEC §8.3)
+  if (!out.ok()) out.payouts.clear();  // nothing of a rejected batch may be sent
   return out;
 }
 
@@ -802,7 +802,7 @@ void AppendCsvField(std::string* out, std::string_view s) {
 }  // namespace
 
 std::string FormatErrorsCsv(const ValidatedBatch& batch) {
-  constexpr size_t kMaxRows = 999;  // with the header, at most 1000 lines (SPEC §2)
+  constexpr size_t kMaxRows = 999;  // with the header, at most 1000 lines (docs/batches.md)
   std::string out = "line,column,error\n";
   const bool truncated = batch.error_count > batch.errors.size() || batch.errors.size() > kMaxRows;
   const size_t shown = truncated ? std::min(batch.errors.size(), kMaxRows - 1) : batch.errors.size();

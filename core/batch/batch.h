@@ -1,8 +1,8 @@
-// Batch validation (SPEC §2): one pass over a batch CSV turns it into payouts in input order, or
-// into the list of everything wrong with it. Nothing is sent from a batch that has any error, so
-// ValidatedBatch::payouts is only filled when ok().
+// Batch validation (docs/batches.md): one pass over a batch CSV turns it into payouts in input
+// order, or into the list of everything wrong with it. Nothing is sent from a batch that has any
+// error, so ValidatedBatch::payouts is only filled when ok().
 //
-// What is checked (each error names its line and SPEC column): the batch id; the header (names
+// What is checked (each error names its line and column): the batch id; the header (names
 // trimmed and case-insensitive, required columns present, none twice, other columns ignored); the
 // CSV itself (quoting, UTF-8, same field count as the header); per row: id (given, or
 // `<batch id>-<data row number>`, data row 1 being the first after the header; must fit the id
@@ -43,9 +43,9 @@ struct BatchRules {
   CurrencyTable currencies = CurrencyTable::Iso4217();
 };
 
-// One problem found in a batch. line: physical CSV line where the record starts (header = 1),
-// 0 for the file as a whole. column: the SPEC column name (`amount`, `id`, ...), or empty when the
-// problem is not about one column.
+// One problem found in a batch. line: physical CSV line where the record starts (header = 1), 0 for
+// the file as a whole. column: the batch file's column name (`amount`, `id`, ...), or empty when
+// the problem is not about one column.
 struct BatchError {
   uint32_t line = 0;
   std::string column;
@@ -159,10 +159,10 @@ class BatchValidator {
   BatchRules rules_;
 };
 
-// The `<batch>.errors.csv` text (SPEC §2): header `line,column,error`, then one row per kept error,
-// RFC 4180 quoted, LF line ends, at most 1000 lines in all. The line is left empty for file-level errors
-// (line 0). When errors were dropped (error_count > errors kept), the last row says how many more
-// there were.
+// The `<batch>.errors.csv` text (docs/batches.md#errorscsv): header `line,column,error`, then one
+// row per kept error, RFC 4180 quoted, LF line ends, at most 1000 lines in all. The line is left
+// empty for file-level errors (line 0). When errors were dropped (error_count > errors kept), the
+// last row says how many more there were.
 std::string FormatErrorsCsv(const ValidatedBatch& batch);
 
 }  // namespace payoutd

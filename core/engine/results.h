@@ -1,4 +1,4 @@
-// The reports of a finished batch (SPEC §3): <batch>.results.csv and <batch>.summary.json.
+// The reports of a finished batch (docs/results.md): <batch>.results.csv and <batch>.summary.json.
 // Pure formatting from the store; the daemon writes them to files atomically.
 #pragma once
 

@@ -36,7 +36,7 @@ namespace {
 //   outage resumes paused; the rows also keep outage time out of polling.give_up_after.
 //
 // Payout ids are unique across all batches forever (the primary key), which is how a reused id is
-// refused (SPEC §8.4).
+// refused: no batch is processed twice.
 constexpr int kSchemaVersion = 4;
 constexpr const char* kSchemaV1 = R"sql(
 CREATE TABLE batches (
