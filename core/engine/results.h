@@ -26,7 +26,4 @@ std::string SummaryJson(const BatchProgress& progress, const CurrencyTable& curr
 // 1764000000123 -> "2025-11-24T16:00:00Z" (UTC, whole seconds).
 std::string FormatIsoTime(int64_t unix_ms);
 
-// RFC 4180 field quoting for `,` separated output.
-std::string CsvField(std::string_view s);
-
 }  // namespace payoutd
