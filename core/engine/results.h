@@ -1,5 +1,6 @@
 // The reports of a finished batch (docs/results.md): <batch>.results.csv and <batch>.summary.json.
-// Pure formatting from the store; the daemon writes them to files atomically.
+// Pure formatting from the store; the daemon writes them to files atomically. WriteResultsCsv
+// reads `store`, so it runs on the thread that uses that store; the rest is pure and thread-safe.
 #pragma once
 
 #include <cstdint>

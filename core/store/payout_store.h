@@ -1,4 +1,7 @@
-// Durable state: batches and their payouts, in one SQLite file (WAL mode).
+// Durable state: batches and their payouts, behind this one interface. Two implementations keep
+// the same promises: SQLite, one file in WAL mode for one host (sqlite_store.cc), and PostgreSQL,
+// shared by several hosts (pg_store.h); open_store.h opens the one the configuration names. The
+// caller owns the PayoutStore it opens; a store owns its connection and nothing else.
 //
 // What is durable before what (the daemon relies on this order):
 // 1. A batch and all its payouts (stage kNew) are committed in one transaction by CreateBatch()
