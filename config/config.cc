@@ -16,7 +16,7 @@
 #include <sstream>
 #include <utility>
 
-#include "config/secret_file.h"
+#include "core/base/secret_file.h"
 #include "config/text.h"
 #include "config/url.h"
 #include "config/yaml_walker.h"
