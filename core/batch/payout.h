@@ -45,4 +45,9 @@ std::string_view StageName(Stage s);        // "new", "submitting", "unknown", "
 // "SUCCESS", "FAILED", "REJECTED", "ERROR", "CANCELLED", "" (kNone)
 std::string_view FinalStateName(FinalState s);
 
+// Back from the integer a Stage or FinalState is stored as (its value above), for every store.
+// Aborts on a value out of range: the schemas' CHECK constraints make one impossible.
+Stage StageFromInt(int64_t v);
+FinalState FinalStateFromInt(int64_t v);
+
 }  // namespace payoutd
