@@ -30,6 +30,12 @@ std::string Sha256::HexDigest() {
   return hex;
 }
 
+std::string Sha256Hex(std::string_view bytes) {
+  Sha256 sha;
+  sha.Update(bytes);
+  return sha.HexDigest();
+}
+
 ContentHasher::~ContentHasher() {
   if (worker_.joinable()) Stop();
 }

@@ -22,6 +22,9 @@
 
 namespace payoutd {
 
+// SHA-256 of `bytes` as lower-case hex, in one call. Thread-safe.
+std::string Sha256Hex(std::string_view bytes);
+
 // Plain SHA-256 over OpenSSL's EVP, digest as lower-case hex. Not thread-safe.
 class Sha256 {
  public:
