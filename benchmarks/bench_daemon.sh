@@ -20,7 +20,8 @@
 # (b) rate-limit fidelity: sandbox --latency-ms 200, limits.requests_per_second 2000, burst 100,
 #     max_in_flight 1000. Achieved request rate (from /_sandbox/arrivals, the steady part: 1 s after
 #     the first request to 1 s before the last) / 2000. Target: >= 0.95. Also the busiest 1-second
-#     window, which the rate limit bounds by requests_per_second + burst.
+#     window, which may hold at most requests_per_second + burst
+#     (docs/gateway.md#rate-and-concurrency).
 # (t) takeover (STATE=postgresql): two instances, state.lease 5s, a batch paying at 200 requests/s;
 #     the leader is SIGKILLed at a random moment and the time until the standby's first gateway
 #     request is measured (sandbox arrival log, User-Agent names the instance); five times,

@@ -16,7 +16,7 @@
 #include <sstream>
 #include <utility>
 
-#include "config/secret_file.h"
+#include "core/base/secret_file.h"
 #include "core/store/open_store.h"
 #include "core/store/pg_connection.h"
 #include "config/text.h"
@@ -431,7 +431,7 @@ void ConfigReader::ReadState(const YamlSection& state, StateOptions* o) {
       o->password_file = expanded ? Resolve(*expanded) : file;
       // Read at every connection; here only its rule is checked (never its content shown).
       if (read_secret_ && pg) {
-        if (Result<std::string> pw = ReadPasswordFile(o->password_file); !pw.ok())
+        if (Result<std::string> pw = ReadSecretFile(o->password_file); !pw.ok())
           w_.Error(path, file_line, pw.error());
       }
     }

@@ -74,7 +74,7 @@ struct Config {
 };
 
 // Loads and validates the YAML file at `path`, including reading the secret file under the rule
-// of config/secret_file.h. On failure the Status holds every error found, one per line, in file
+// of core/base/secret_file.h. On failure the Status holds every error found, one per line, in file
 // order, each naming the key path and line:
 //   "limits.requests_per_second: expected a positive number, got 'fast' (line 12)"
 // Relative paths in the file (secret_file, state.path, spool.dir, ca_file) are taken relative to

@@ -1,4 +1,5 @@
 // Writing JSON text by hand (requests, tokens, logs, summaries): one escaping rule for all of them.
+// Pure, thread-safe.
 #pragma once
 
 #include <string>

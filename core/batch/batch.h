@@ -1,8 +1,14 @@
-// Batch validation (SPEC §2): one pass over a batch CSV turns it into payouts in input order, or
-// into the list of everything wrong with it. Nothing is sent from a batch that has any error, so
+// The batch module: a batch CSV in, validated payouts or the list of what is wrong out
+// (docs/batches.md). This header is its front door; the pieces behind it each do one job:
+// payout.h (the Payout and the id rule), payout_list.h (the compact list that holds a batch),
+// csv_reader.h (streaming RFC 4180 reading), content_hash.h (SHA-256 beside parsing), dedupe.h
+// (repeated ids), validator.cc (the rules below) and errors_csv.cc (FormatErrorsCsv).
+//
+// Batch validation: one pass over a batch CSV turns it into payouts in input order, or into the
+// list of everything wrong with it. Nothing is sent from a batch that has any error, so
 // ValidatedBatch::payouts is only filled when ok().
 //
-// What is checked (each error names its line and SPEC column): the batch id; the header (names
+// What is checked (each error names its line and column): the batch id; the header (names
 // trimmed and case-insensitive, required columns present, none twice, other columns ignored); the
 // CSV itself (quoting, UTF-8, same field count as the header); per row: id (given, or
 // `<batch id>-<data row number>`, data row 1 being the first after the header; must fit the id
@@ -14,21 +20,25 @@
 // currency's total against batches.max_total and int64. Cell values are trimmed of spaces and tabs.
 //
 // Memory does not follow the file: the CSV is read as a stream and payouts are kept in a compact
-// arena (about the size of their text), never as the raw file. SHA-256 of a big file is computed on
-// one short-lived worker thread per Validate call.
+// arena (about the size of their text), never as the raw file.
+//
+// Ownership and threads: a ValidatedBatch owns its payouts and is a plain value. A BatchValidator
+// holds only its rules and is immutable, so Validate may run on several threads at once; each call
+// computes SHA-256 of a big file on one worker thread of its own, joined before it returns.
+// Nothing here does I/O but reading the batch file, and nothing here logs.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <iosfwd>
 #include <map>
-#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
-#include "core/money/money.h"
 #include "core/batch/payout.h"
+#include "core/batch/payout_list.h"
+#include "core/money/money.h"
 
 namespace payoutd {
 
@@ -43,89 +53,14 @@ struct BatchRules {
   CurrencyTable currencies = CurrencyTable::Iso4217();
 };
 
-// One problem found in a batch. line: physical CSV line where the record starts (header = 1),
-// 0 for the file as a whole. column: the SPEC column name (`amount`, `id`, ...), or empty when the
-// problem is not about one column.
+// One problem found in a batch. line: physical CSV line where the record starts (header = 1), 0 for
+// the file as a whole. column: the batch file's column name (`amount`, `id`, ...), or empty when
+// the problem is not about one column.
 struct BatchError {
   uint32_t line = 0;
   std::string column;
   std::string message;
   bool operator==(const BatchError&) const = default;
-};
-
-// Payouts of a batch in input order, stored compactly (one arena for all text). Reads like a
-// std::vector<Payout>: size(), operator[], front()/back(), range-for; elements are materialised
-// Payout values, so bind them as `const Payout&` or `Payout`. Copyable; not thread-safe to append.
-class PayoutList {
- public:
-  PayoutList();
-  ~PayoutList();
-  PayoutList(const PayoutList& other);
-  PayoutList& operator=(const PayoutList& other);
-  PayoutList(PayoutList&&) noexcept;
-  PayoutList& operator=(PayoutList&&) noexcept;
-
-  void push_back(const Payout& p);
-  // The same without building a Payout first (the validator's hot path).
-  void emplace_back(uint32_t line, int64_t amount_minor, std::string_view id, std::string_view currency,
-                    std::string_view account_number, std::string_view account_name,
-                    std::string_view operator_code, std::string_view method, std::string_view email);
-  size_t size() const { return rows_.size(); }
-  bool empty() const { return rows_.empty(); }
-  void clear();
-  void reserve(size_t n);
-  size_t capacity() const { return rows_.capacity(); }
-  Payout operator[](size_t i) const;
-  Payout at(size_t i) const;  // throws std::out_of_range
-  Payout front() const { return (*this)[0]; }
-  Payout back() const { return (*this)[size() - 1]; }
-  // Cheap accessors that do not materialise a Payout.
-  std::string_view id(size_t i) const;
-  uint32_t line(size_t i) const { return rows_[i].line; }
-  std::vector<Payout> ToVector() const;
-
-  class const_iterator {
-   public:
-    using value_type = Payout;
-    using difference_type = std::ptrdiff_t;
-    const_iterator() = default;
-    const_iterator(const PayoutList* list, size_t i) : list_(list), i_(i) {}
-    Payout operator*() const { return (*list_)[i_]; }
-    const_iterator& operator++() { ++i_; return *this; }
-    const_iterator operator++(int) { auto t = *this; ++i_; return t; }
-    bool operator==(const const_iterator& o) const { return i_ == o.i_; }
-
-   private:
-    const PayoutList* list_ = nullptr;
-    size_t i_ = 0;
-  };
-  const_iterator begin() const { return {this, 0}; }
-  const_iterator end() const { return {this, size()}; }
-
- private:
-  // 32 bytes a payout plus its text. The text holds id, account_number, account_name and email,
-  // each as a varint length then its bytes. Currency, method and operator_code repeat from row to
-  // row, so they are kept once in shared_ and referred to by index (kInline: in the text after the
-  // others, once shared_ is full).
-  static constexpr uint16_t kInline = 0xFFFF;
-  struct Row {
-    const char* text;
-    int64_t amount_minor;
-    uint32_t line;
-    uint16_t shared[3];     // currency, method, operator_code
-  };
-  enum Shared { kCurrency = 0, kMethod = 1, kOperatorCode = 2 };
-  uint16_t Intern(int kind, std::string_view value);
-  std::string_view SharedField(const Row& r, int kind) const;
-  const char* Store(size_t n);
-  std::vector<Row> rows_;
-  std::vector<std::string> shared_;
-  std::map<std::string, uint16_t, std::less<>> shared_index_;
-  uint16_t last_shared_[3] = {kInline, kInline, kInline};
-  struct FreeBlock { void operator()(char* p) const; };
-  std::vector<std::unique_ptr<char, FreeBlock>> blocks_;
-  size_t block_used_ = 0;
-  size_t block_size_ = 0;
 };
 
 struct ValidatedBatch {
@@ -159,10 +94,11 @@ class BatchValidator {
   BatchRules rules_;
 };
 
-// The `<batch>.errors.csv` text (SPEC §2): header `line,column,error`, then one row per kept error,
-// RFC 4180 quoted, LF line ends, at most 1000 lines in all. The line is left empty for file-level errors
-// (line 0). When errors were dropped (error_count > errors kept), the last row says how many more
-// there were.
+// The `<batch>.errors.csv` text (docs/batches.md#errorscsv): header `line,column,error`, then one
+// row per kept error, LF line ends, at most 1000 lines in all. Fields are quoted as RFC 4180 wants
+// and also when they begin or end with a space (CsvQuoting::kAlsoEdgeSpaces). The line is `0` for
+// an error about the file as a whole. When errors were dropped (error_count > errors kept), the
+// last row (line `0`) says how many more there were.
 std::string FormatErrorsCsv(const ValidatedBatch& batch);
 
 }  // namespace payoutd

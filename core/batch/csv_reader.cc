@@ -202,14 +202,9 @@ CsvReader::Next CsvReader::Finish() {
   return Next::kRecord;
 }
 
-CsvReader::Next CsvReader::Read() {
-  record_.clear();
-  ends_.clear();
-  fields_.clear();
-
-  // Empty lines between records carry nothing; skip them (they still count as lines).
+bool CsvReader::SkipEmptyLines() {
   for (;;) {
-    if (AtEnd()) return Next::kEnd;
+    if (AtEnd()) return false;
     char c = buf_[pos_];
     if (c == '\n') {
       ++pos_;
@@ -219,108 +214,129 @@ CsvReader::Next CsvReader::Read() {
       if (!AtEnd() && buf_[pos_] == '\n') ++pos_;
       ++line_;
     } else {
-      break;
+      return true;
     }
   }
-  record_line_ = line_;
-  // Most lines have no quote and lie whole in the buffer: split them in place with memchr.
-  if (ReadSimpleLine()) return Finish();
+}
 
-  auto too_long = [&] { return record_.size() > opt_.max_record_bytes; };
-  auto too_long_error = [&] {
-    return Fail(record_line_, 0,
-                "row is longer than " + std::to_string(opt_.max_record_bytes) +
-                    " bytes; is a quote missing its closing quote?",
-                true);
-  };
-  // Consumes one line break at pos_ (which must be '\r' or '\n').
-  auto take_line_break = [&] {
-    if (buf_[pos_++] == '\r' && !AtEnd() && buf_[pos_] == '\n') ++pos_;
-    ++line_;
-  };
+void CsvReader::TakeLineBreak() {
+  if (buf_[pos_++] == '\r' && !AtEnd() && buf_[pos_] == '\n') ++pos_;
+  ++line_;
+}
 
-  bool record_done = false;
-  while (!record_done) {
-    const uint32_t field_no = static_cast<uint32_t>(ends_.size() + 1);
-    if (!AtEnd() && buf_[pos_] == '"') {
-      ++pos_;
-      const uint32_t open_line = line_;
-      for (;;) {
-        if (AtEnd())
-          return Fail(open_line, field_no, "a quoted field is never closed (its closing \" is missing)", false);
-        const char* p = buf_.data() + pos_;
-        const char* e = buf_.data() + end_;
-        const char* q = p;
-        while (q < e && *q != '"' && *q != '\r' && *q != '\n') ++q;
-        record_.append(p, q);
-        pos_ = static_cast<size_t>(q - buf_.data());
-        if (too_long()) return too_long_error();
-        if (q == e) continue;
-        char c = *q;
-        ++pos_;
-        if (c == '"') {
-          if (!AtEnd() && buf_[pos_] == '"') {  // "" is one literal quote
-            record_.push_back('"');
-            ++pos_;
-            continue;
-          }
-          break;  // closing quote
-        }
-        record_.push_back(c);
-        if (c == '\r' && !AtEnd() && buf_[pos_] == '\n') {
-          record_.push_back('\n');
-          ++pos_;
-        }
-        ++line_;
-      }
-      ends_.push_back(record_.size());
-      if (AtEnd()) break;
-      char c = buf_[pos_];
-      if (c == opt_.delimiter) {
+CsvReader::FieldEnd CsvReader::FailTooLong() {
+  Fail(record_line_, 0,
+       "row is longer than " + std::to_string(opt_.max_record_bytes) +
+           " bytes; is a quote missing its closing quote?",
+       true);
+  return FieldEnd::kError;
+}
+
+// At the opening quote. Line breaks inside the quotes belong to the field.
+CsvReader::FieldEnd CsvReader::ReadQuotedField(uint32_t field_no) {
+  ++pos_;
+  const uint32_t open_line = line_;
+  for (;;) {
+    if (AtEnd()) {
+      Fail(open_line, field_no, "a quoted field is never closed (its closing \" is missing)", false);
+      return FieldEnd::kError;
+    }
+    const char* p = buf_.data() + pos_;
+    const char* e = buf_.data() + end_;
+    const char* q = p;
+    while (q < e && *q != '"' && *q != '\r' && *q != '\n') ++q;
+    record_.append(p, q);
+    pos_ = static_cast<size_t>(q - buf_.data());
+    if (record_.size() > opt_.max_record_bytes) return FailTooLong();
+    if (q == e) continue;
+    char c = *q;
+    ++pos_;
+    if (c == '"') {
+      if (!AtEnd() && buf_[pos_] == '"') {  // "" is one literal quote
+        record_.push_back('"');
         ++pos_;
         continue;
       }
-      if (c == '\r' || c == '\n') {
-        take_line_break();
-        break;
-      }
-      return Fail(line_, field_no,
-                  "unexpected text after the closing quote of a quoted field; a quote inside a quoted "
-                  "field must be doubled (\"\")",
-                  true);
+      break;  // closing quote
     }
-    // Unquoted field: copy runs of ordinary bytes in bulk; this loop is where the time goes.
-    for (;;) {
-      if (AtEnd()) {
-        ends_.push_back(record_.size());
-        record_done = true;
-        break;
-      }
-      const char* p = buf_.data() + pos_;
-      const char* e = buf_.data() + end_;
-      const char* q = p;
-      while (q < e && !special_[static_cast<unsigned char>(*q)]) ++q;
-      record_.append(p, q);
-      pos_ = static_cast<size_t>(q - buf_.data());
-      if (too_long()) return too_long_error();
-      if (q == e) continue;
-      char c = *q;
-      if (c == opt_.delimiter) {
-        ++pos_;
-        ends_.push_back(record_.size());
-        break;
-      }
-      if (c == '\r' || c == '\n') {
-        ends_.push_back(record_.size());
-        take_line_break();
-        record_done = true;
-        break;
-      }
-      return Fail(line_, field_no,
-                  "a quote (\") inside a field that does not start with a quote; put the whole field "
-                  "in quotes and double the inner quote (\"\")",
-                  true);
+    record_.push_back(c);
+    if (c == '\r' && !AtEnd() && buf_[pos_] == '\n') {
+      record_.push_back('\n');
+      ++pos_;
     }
+    ++line_;
+  }
+  ends_.push_back(record_.size());
+  if (AtEnd()) return FieldEnd::kRecordEnd;
+  char c = buf_[pos_];
+  if (c == opt_.delimiter) {
+    ++pos_;
+    return FieldEnd::kDelimiter;
+  }
+  if (c == '\r' || c == '\n') {
+    TakeLineBreak();
+    return FieldEnd::kRecordEnd;
+  }
+  Fail(line_, field_no,
+       "unexpected text after the closing quote of a quoted field; a quote inside a quoted "
+       "field must be doubled (\"\")",
+       true);
+  return FieldEnd::kError;
+}
+
+// Copies runs of ordinary bytes in bulk; on the slow path this loop is where the time goes.
+CsvReader::FieldEnd CsvReader::ReadUnquotedField(uint32_t field_no) {
+  for (;;) {
+    if (AtEnd()) {
+      ends_.push_back(record_.size());
+      return FieldEnd::kRecordEnd;
+    }
+    const char* p = buf_.data() + pos_;
+    const char* e = buf_.data() + end_;
+    const char* q = p;
+    while (q < e && !special_[static_cast<unsigned char>(*q)]) ++q;
+    record_.append(p, q);
+    pos_ = static_cast<size_t>(q - buf_.data());
+    if (record_.size() > opt_.max_record_bytes) return FailTooLong();
+    if (q == e) continue;
+    char c = *q;
+    if (c == opt_.delimiter) {
+      ++pos_;
+      ends_.push_back(record_.size());
+      return FieldEnd::kDelimiter;
+    }
+    if (c == '\r' || c == '\n') {
+      ends_.push_back(record_.size());
+      TakeLineBreak();
+      return FieldEnd::kRecordEnd;
+    }
+    Fail(line_, field_no,
+         "a quote (\") inside a field that does not start with a quote; put the whole field "
+         "in quotes and double the inner quote (\"\")",
+         true);
+    return FieldEnd::kError;
+  }
+}
+
+CsvReader::Next CsvReader::Read() {
+  record_.clear();
+  ends_.clear();
+  fields_.clear();
+
+  // Empty lines between records carry nothing; skip them (they still count as lines).
+  if (!SkipEmptyLines()) return Next::kEnd;
+  record_line_ = line_;
+  // Most lines have no quote and lie whole in the buffer: split them in place.
+  if (ReadSimpleLine()) return Finish();
+
+  // The slow path: quotes, or a record that straddles the end of the buffer. Fields are unescaped
+  // into record_, back to back, and ends_ marks where each one ends.
+  for (;;) {
+    const uint32_t field_no = static_cast<uint32_t>(ends_.size() + 1);
+    const bool quoted = !AtEnd() && buf_[pos_] == '"';
+    const FieldEnd end = quoted ? ReadQuotedField(field_no) : ReadUnquotedField(field_no);
+    if (end == FieldEnd::kError) return Next::kError;
+    if (end == FieldEnd::kRecordEnd) break;
   }
 
   size_t begin = 0;
@@ -329,7 +345,6 @@ CsvReader::Next CsvReader::Read() {
     fields_.emplace_back(record_.data() + begin, end - begin);
     begin = end;
   }
-
   return Finish();
 }
 

@@ -67,6 +67,13 @@ class CsvReader {
 
  private:
   bool Fill();              // refills buf_; false at end of input
+  // How a field read on the slow path ended; kError: Fail() has set error_.
+  enum class FieldEnd { kDelimiter, kRecordEnd, kError };
+  bool SkipEmptyLines();    // false at end of input
+  void TakeLineBreak();     // consumes the line break at pos_ ('\r', '\n' or CRLF)
+  FieldEnd ReadQuotedField(uint32_t field_no);
+  FieldEnd ReadUnquotedField(uint32_t field_no);
+  FieldEnd FailTooLong();
   bool AtEnd();
   Next Fail(uint32_t line, uint32_t field, std::string message, bool skip_line);
   void SkipRestOfLine();

@@ -1,5 +1,7 @@
 #include "core/batch/payout.h"
 
+#include "core/base/status.h"
+
 namespace payoutd {
 
 bool IsValidId(std::string_view id) {
@@ -50,6 +52,16 @@ std::string_view FinalStateName(FinalState s) {
     case FinalState::kNone: return "";
   }
   return "";
+}
+
+Stage StageFromInt(int64_t v) {
+  PAYOUTD_CHECK(v >= 0 && v <= static_cast<int64_t>(Stage::kFinal));
+  return static_cast<Stage>(v);
+}
+
+FinalState FinalStateFromInt(int64_t v) {
+  PAYOUTD_CHECK(v >= 0 && v <= static_cast<int64_t>(FinalState::kCancelled));
+  return static_cast<FinalState>(v);
 }
 
 }  // namespace payoutd

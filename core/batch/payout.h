@@ -11,8 +11,8 @@ namespace payoutd {
 // Batch ids and payout ids: ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$
 bool IsValidId(std::string_view id);
 
-// One validated row of a batch. Its request body is a pure function of these fields, so a payout
-// id is bound to one body forever (SPEC §8.1).
+// One validated row of a batch. Its request body is a pure function of these fields, so a payout id
+// is bound to one body forever: every POST for it carries the same amount, currency, account.
 struct Payout {
   uint32_t line = 0;            // physical line of the CSV record (header is line 1)
   std::string id;               // idPayout
@@ -44,5 +44,10 @@ bool IsAllowedTransition(Stage from, Stage to);
 std::string_view StageName(Stage s);        // "new", "submitting", "unknown", "polling", "final"
 // "SUCCESS", "FAILED", "REJECTED", "ERROR", "CANCELLED", "" (kNone)
 std::string_view FinalStateName(FinalState s);
+
+// Back from the integer a Stage or FinalState is stored as (its value above), for every store.
+// Aborts on a value out of range: the schemas' CHECK constraints make one impossible.
+Stage StageFromInt(int64_t v);
+FinalState FinalStateFromInt(int64_t v);
 
 }  // namespace payoutd

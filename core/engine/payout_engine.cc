@@ -645,7 +645,7 @@ void PayoutEngine::OnPolled(PayoutRow row, const PollResult& r) {
 }
 
 void PayoutEngine::ApplyGatewayView(PayoutRow& row, const GatewayPayout& view) {
-  // The gateway must hold *our* payout under this id (SPEC §1: an id conflict is final ERROR).
+  // The gateway must hold *our* payout under this id; an id conflict is a final ERROR.
   bool differs = (!view.currency.empty() && (view.amount_minor != row.payout.amount_minor ||
                                              view.currency != row.payout.currency)) ||
                  (!view.account_number.empty() && view.account_number != row.payout.account_number);

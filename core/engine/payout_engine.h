@@ -84,7 +84,8 @@ class EngineObserver {
 
 class PayoutEngine {
  public:
-  // `writer`, when given, must outlive the engine; it commits the engine's changes on its thread.
+  // `store`, `client`, `clock`, `observer` (may be null) and `writer` (may be null) are borrowed
+  // and must outlive the engine. `writer`, when given, commits the engine's changes on its thread.
   PayoutEngine(boost::asio::io_context& io, PayoutStore& store, GatewayClient& client, Clock& clock,
                EngineOptions options, EngineObserver* observer, StoreThread* writer = nullptr);
   ~PayoutEngine();

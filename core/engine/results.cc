@@ -1,9 +1,10 @@
 #include "core/engine/results.h"
 
-#include "core/base/json_text.h"
-
 #include <ctime>
 #include <map>
+
+#include "core/base/csv_text.h"
+#include "core/base/json_text.h"
 
 namespace payoutd {
 namespace {
@@ -11,17 +12,6 @@ namespace {
 int Digits(const CurrencyTable& t, const std::string& code) { return t.MinorUnits(code).value_or(2); }
 
 }  // namespace
-
-std::string CsvField(std::string_view s) {
-  if (s.find_first_of(",\"\r\n") == std::string_view::npos) return std::string(s);
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"') out.push_back('"');
-    out.push_back(c);
-  }
-  out.push_back('"');
-  return out;
-}
 
 std::string FormatIsoTime(int64_t unix_ms) {
   std::time_t t = static_cast<std::time_t>(unix_ms / 1000);
@@ -32,18 +22,38 @@ std::string FormatIsoTime(int64_t unix_ms) {
   return buf;
 }
 
-Status WriteResultsCsv(PayoutStore& store, std::string_view batch_id, const CurrencyTable& currencies,
-                       std::ostream& out) {
-  out << "line,id,amount,currency,state,gateway_status,fee,fee_currency,processed_at,attempts,error\n";
+Status WriteResultsCsv(PayoutStore& store, std::string_view batch_id,
+                       const CurrencyTable& currencies, std::ostream& out) {
+  out << "line,id,amount,currency,state,gateway_status,fee,fee_currency,processed_at,attempts,"
+         "error\n";
+  std::string line;  // one row, reused
   PAYOUTD_RETURN_IF_ERROR(store.ForEachPayout(batch_id, [&](const PayoutRow& r) {
     const Payout& p = r.payout;
     const PayoutProgress& g = r.progress;
-    out << p.line << ',' << CsvField(p.id) << ','
-        << FormatFixedAmount(p.amount_minor, Digits(currencies, p.currency)) << ',' << p.currency << ','
-        << FinalStateName(g.state) << ',' << CsvField(g.gateway_status) << ',';
-    if (g.has_fee) out << FormatFixedAmount(g.fee_minor, Digits(currencies, g.fee_currency));
-    out << ',' << (g.has_fee ? g.fee_currency : std::string()) << ','
-        << CsvField(g.processed_at) << ',' << g.attempts << ',' << CsvField(g.error) << '\n';
+    line.clear();
+    line += std::to_string(p.line);
+    line += ',';
+    AppendCsvField(line, p.id);
+    line += ',';
+    line += FormatFixedAmount(p.amount_minor, Digits(currencies, p.currency));
+    line += ',';
+    line += p.currency;
+    line += ',';
+    line += FinalStateName(g.state);
+    line += ',';
+    AppendCsvField(line, g.gateway_status);
+    line += ',';
+    if (g.has_fee) line += FormatFixedAmount(g.fee_minor, Digits(currencies, g.fee_currency));
+    line += ',';
+    if (g.has_fee) line += g.fee_currency;
+    line += ',';
+    AppendCsvField(line, g.processed_at);
+    line += ',';
+    line += std::to_string(g.attempts);
+    line += ',';
+    AppendCsvField(line, g.error);
+    line += '\n';
+    out << line;
   }));
   if (!out) return Status::Unavailable("cannot write results");
   return Status::Ok();

@@ -1,5 +1,6 @@
-// The reports of a finished batch (SPEC §3): <batch>.results.csv and <batch>.summary.json.
-// Pure formatting from the store; the daemon writes them to files atomically.
+// The reports of a finished batch (docs/results.md): <batch>.results.csv and <batch>.summary.json.
+// Pure formatting from the store; the daemon writes them to files atomically. WriteResultsCsv
+// reads `store`, so it runs on the thread that uses that store; the rest is pure and thread-safe.
 #pragma once
 
 #include <cstdint>
@@ -29,8 +30,5 @@ std::string SummaryJson(const BatchProgress& progress, const CurrencyTable& curr
 
 // 1764000000123 -> "2025-11-24T16:00:00Z" (UTC, whole seconds).
 std::string FormatIsoTime(int64_t unix_ms);
-
-// RFC 4180 field quoting for `,` separated output.
-std::string CsvField(std::string_view s);
 
 }  // namespace payoutd

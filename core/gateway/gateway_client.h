@@ -1,5 +1,5 @@
-// The payment gateway client (SPEC §1). Submits payouts and polls their status over HTTP with
-// libcurl multi driven by a Boost.Asio io_context: no thread per request, no polling loop.
+// The payment gateway client (docs/gateway.md). Submits payouts and polls their status over HTTP
+// with libcurl multi driven by a Boost.Asio io_context: no thread per request, no polling loop.
 //
 // Guarantees:
 // - Every POST for a payout id carries the same body: the body is built from the Payout alone.

@@ -1,7 +1,7 @@
-// JWT (HS256) as the gateway expects it (SPEC §1): header {"alg":"HS256","typ":"JWT"}, claims
-// `operations`, `iat`, `exp`, `jti`, `sub`, signed with HMAC-SHA256 over the merchant's secret and
-// encoded base64url without padding. Used by the gateway client to sign and by the sandbox gateway
-// to verify.
+// JWT (HS256) as the gateway expects it (docs/gateway.md#the-token): header
+// {"alg":"HS256","typ":"JWT"}, claims `operations`, `iat`, `exp`, `jti`, `sub`, signed with
+// HMAC-SHA256 over the merchant's secret and encoded base64url without padding. Used by the gateway
+// client to sign and by the sandbox gateway to verify.
 //
 // Every function is pure (time and randomness are passed in) and thread-safe.
 // Never log a token or a secret.

@@ -1,6 +1,7 @@
-// The gateway's JSON (SPEC §1): the POST body written from a Payout, and the POST/GET response
-// bodies read back. Amounts travel exactly: written from integer minor units (FormatJsonAmount) and
-// read back from the number's text, never through a binary floating-point value.
+// The gateway's JSON (docs/gateway.md#requests): the POST body written from a Payout, and the
+// POST/GET response bodies read back. Amounts travel exactly: written from integer minor units
+// (FormatJsonAmount) and read back from the number's text, never through a binary floating-point
+// value.
 //
 // Parsing is tolerant of fields we do not use and strict about the ones we do: a missing or
 // mistyped field we use is an error (the caller treats it as a transient bad response).
@@ -18,7 +19,7 @@
 namespace payoutd {
 
 // The POST body. emailAddress and callbackUrl are left out when empty. A pure function of its
-// arguments, so a payout id is always sent with one body (SPEC §8.1). Requires
+// arguments, so every POST for a payout id carries the same amount, currency and account. Requires
 // payout.amount_minor > 0 and minor_units in 0..9.
 std::string BuildPayoutRequest(const Payout& payout, int minor_units, std::string_view callback_url);
 

@@ -1,6 +1,6 @@
-// The client-wide request limiter (SPEC §4 `limits`, §8.6): a token bucket of `burst` tokens
-// refilled at `requests_per_second`, plus a cap on requests in flight, plus a pause (429
-// Retry-After) that holds every start until a given time.
+// The client-wide request limiter (`limits`, docs/gateway.md#rate-and-concurrency): a token bucket
+// of `burst` tokens refilled at `requests_per_second`, plus a cap on requests in flight, plus a
+// pause (429 Retry-After) that holds every start until a given time.
 //
 // Guarantees:
 // - Over any one-second window at most requests_per_second + burst starts are granted. The bucket

@@ -1,6 +1,7 @@
-// How the gateway client reacts to each outcome of a request (SPEC §1 "Assumed behaviour") and how
-// long it waits before the next attempt. Everything here is a pure function of its inputs (time and
-// randomness passed in), so schedules are tested with FakeClock and a seeded Random.
+// How the gateway client reacts to each outcome of a request (docs/gateway.md, "Each answer, and
+// what payoutd does") and how long it waits before the next attempt. Everything here is a pure
+// function of its inputs (time and randomness passed in), so schedules are tested with FakeClock
+// and a seeded Random.
 #pragma once
 
 #include <optional>

@@ -1,6 +1,9 @@
 // Money is an integer count of minor units plus an ISO 4217 currency; never floating point.
 // This module parses decimal text exactly into minor units and formats minor units back, exactly,
 // in the two forms payoutd writes: the gateway's JSON number and the fixed-digit report form.
+//
+// Everything here is a value or a pure function: no I/O, no logging, callable from any thread.
+// CurrencyTable::Iso4217() is built once and lives for the whole process.
 #pragma once
 
 #include <cstdint>

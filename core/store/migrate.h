@@ -1,5 +1,5 @@
 // payoutd migrate-state: moves a single-host state (SQLite) into an empty PostgreSQL state, so
-// that several hosts can share it (SPEC §11, docs/several-hosts.md).
+// that several hosts can share it (docs/several-hosts.md).
 //
 // Guarantees:
 // - Everything moves: every table of the SQLite state (batches, payouts with their progress and

@@ -1,4 +1,7 @@
-// Durable state: batches and their payouts, in one SQLite file (WAL mode).
+// Durable state: batches and their payouts, behind this one interface. Two implementations keep
+// the same promises: SQLite, one file in WAL mode for one host (sqlite_store.cc), and PostgreSQL,
+// shared by several hosts (pg_store.h); open_store.h opens the one the configuration names. The
+// caller owns the PayoutStore it opens; a store owns its connection and nothing else.
 //
 // What is durable before what (the daemon relies on this order):
 // 1. A batch and all its payouts (stage kNew) are committed in one transaction by CreateBatch()
@@ -141,6 +144,24 @@ struct BatchProgress {
   std::map<std::string, CurrencyTotals> totals;  // by payout currency
   int64_t oldest_pending_since_ms = 0;        // min since_ms over non-final submitted payouts; 0 = none
 };
+
+// One row of a batch's running totals as every store keeps them (batch_totals): the payouts that
+// share a stage, a final state, a currency and a fee currency, and their sums. A bucket emptied
+// by moves has count 0 and zero sums. The views must outlive the call they are passed to.
+struct TotalsBucket {
+  Stage stage = Stage::kNew;
+  FinalState state = FinalState::kNone;
+  std::string_view currency;
+  bool has_fee = false;
+  std::string_view fee_currency;
+  int64_t count = 0;
+  int64_t amount_minor = 0;
+  int64_t fee_minor = 0;
+};
+
+// Adds `bucket` into progress's stages, states and per-currency totals (what counts as succeeded,
+// failed and pending is decided here, once for every store). False when a sum overflows int64.
+bool AddToProgress(const TotalsBucket& bucket, BatchProgress* progress);
 
 // A time the gateway circuit was open (core/gateway/circuit_breaker.h). Wall clock, ms since the epoch.
 struct GatewayOutage {

@@ -1,9 +1,7 @@
 #include "core/store/pg_connection.h"
 
-#include <fcntl.h>
 #include <libpq-fe.h>
 #include <poll.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -11,14 +9,12 @@
 #include <charconv>
 #include <cstdlib>
 #include <cstring>
-#include <filesystem>
+
+#include "core/base/secret_file.h"
 
 namespace payoutd {
 namespace {
 
-namespace fs = std::filesystem;
-
-constexpr size_t kMaxPasswordBytes = 4096;
 constexpr size_t kCopyChunkBytes = 256 * 1024;
 
 bool StartsWith(std::string_view s, std::string_view prefix) {
@@ -58,16 +54,6 @@ std::string OneLine(std::string s) {
   while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
   std::replace(s.begin(), s.end(), '\n', ' ');
   return s;
-}
-
-bool IsUnder(const fs::path& file, const fs::path& dir) {
-  std::error_code ec;
-  fs::path f = fs::canonical(file, ec);
-  if (ec) return false;
-  fs::path d = fs::canonical(dir, ec);
-  if (ec) return false;
-  auto [dit, fit] = std::mismatch(d.begin(), d.end(), f.begin(), f.end());
-  return dit == d.end() && fit != f.end();
 }
 
 }  // namespace
@@ -245,48 +231,7 @@ void AppendCopyField(std::string* out, std::string_view v) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Password file and URL
-
-Result<std::string> ReadPasswordFile(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
-  if (fd < 0) {
-    return Status::FailedPrecondition("cannot open " + path + ": " + std::strerror(errno));
-  }
-  struct Closer {
-    int fd;
-    ~Closer() { ::close(fd); }
-  } closer{fd};
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    return Status::FailedPrecondition("cannot stat " + path + ": " + std::strerror(errno));
-  }
-  if (!S_ISREG(st.st_mode)) return Status::FailedPrecondition(path + " is not a regular file");
-  const char* creds = std::getenv("CREDENTIALS_DIRECTORY");
-  bool under_creds = creds != nullptr && *creds != '\0' && IsUnder(path, creds);
-  if ((st.st_mode & 077) != 0 && !under_creds) {
-    char mode[8];
-    std::snprintf(mode, sizeof mode, "0%03o", static_cast<unsigned>(st.st_mode & 0777));
-    return Status::FailedPrecondition(path + " is accessible by group or others (mode " + mode +
-                         "); run 'chmod 600' on it, or pass it with systemd LoadCredential=");
-  }
-  std::string content;
-  char buf[1024];
-  for (;;) {
-    ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      return Status::FailedPrecondition("cannot read " + path + ": " + std::strerror(errno));
-    }
-    if (n == 0) break;
-    content.append(buf, static_cast<size_t>(n));
-    if (content.size() > kMaxPasswordBytes) {
-      return Status::FailedPrecondition(path + " is too large to be a password");
-    }
-  }
-  while (!content.empty() && (content.back() == '\n' || content.back() == '\r')) content.pop_back();
-  if (content.empty()) return Status::FailedPrecondition(path + " is empty");
-  return content;
-}
+// URL
 
 std::string RedactUrl(std::string_view url) {
   std::string out(url);
@@ -357,7 +302,7 @@ PgResult PgConnection::Connect() {
   Close();
   std::string password;
   if (!options_.password_file.empty()) {
-    auto p = ReadPasswordFile(options_.password_file);
+    auto p = ReadSecretFile(options_.password_file);
     if (!p.ok()) {
       return PgResult::Error(PgErrorKind::kUnusable, "state.password_file: " + p.error());
     }

@@ -127,15 +127,10 @@ class PgArray {
 
 struct PgConnectOptions {
   std::string url;             // libpq URI or key=value string (may be multi-host)
-  std::string password_file;   // optional; see ReadPasswordFile
+  std::string password_file;   // optional; read by core/base/secret_file.h's rule
   // Run once after every connect (SET ...): session settings. Simple-query text, no parameters.
   std::string session_sql;
 };
-
-// Reads a password file with the merchant secret's rule: a regular file, not readable by group or
-// others unless it lies under $CREDENTIALS_DIRECTORY; trailing newlines dropped. Errors name the
-// file, never its content.
-Result<std::string> ReadPasswordFile(const std::string& path);
 
 // The URL fit for a message: a password in it (user:password@, password=...) replaced by "***".
 std::string RedactUrl(std::string_view url);

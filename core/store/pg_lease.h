@@ -1,6 +1,6 @@
-// Leadership of several payoutd instances sharing one PostgreSQL state (SPEC §11): one leader,
-// standbys waiting. The leader holds a lease row in the database that it renews every lease/3;
-// each takeover raises a fencing term, and every write of a leader's store checks its term
+// Leadership of several payoutd instances sharing one PostgreSQL state (docs/several-hosts.md): one
+// leader, standbys waiting. The leader holds a lease row in the database that it renews every
+// lease/3; each takeover raises a fencing term, and every write of a leader's store checks its term
 // (payoutd_fence, see pg_schema.cc), so a leader that lost the lease cannot commit anything: its
 // writes fail with PgErrorKind::kFenced.
 //

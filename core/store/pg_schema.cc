@@ -10,7 +10,7 @@ namespace {
 //
 // - Payout ids, batch ids and batch contents are unique across the whole service forever
 //   (primary keys and the UNIQUE on sha256): a re-dropped batch or a reused payout id is refused
-//   (SPEC §8.4), whichever instance meets it.
+//   (no batch is processed twice), whichever instance meets it.
 // - payouts.seq: the order rows were stored in, the tie-break of LoadDueAfter (SQLite's rowid).
 // - payouts.batch_id names a row of batches, which CreateBatch inserts in the same transaction;
 //   it is not a FOREIGN KEY because the per-row check made a batch's COPY a third slower.

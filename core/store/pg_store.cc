@@ -34,15 +34,6 @@ constexpr const char* kBatchColumns =
 constexpr size_t kIdsPerLookup = 10000;
 constexpr int kFetchRows = 1000;
 
-Stage StageFromDb(int64_t v) {
-  PAYOUTD_CHECK(v >= 0 && v <= static_cast<int64_t>(Stage::kFinal));
-  return static_cast<Stage>(v);
-}
-FinalState StateFromDb(int64_t v) {
-  PAYOUTD_CHECK(v >= 0 && v <= static_cast<int64_t>(FinalState::kCancelled));
-  return static_cast<FinalState>(v);
-}
-
 // A row selected with kPayoutColumns.
 PayoutRow ReadPayoutRow(const PgResult& r, int i) {
   PayoutRow row;
@@ -56,8 +47,8 @@ PayoutRow ReadPayoutRow(const PgResult& r, int i) {
   row.payout.operator_code = std::string(r.Text(i, 7));
   row.payout.method = std::string(r.Text(i, 8));
   row.payout.email = std::string(r.Text(i, 9));
-  row.progress.stage = StageFromDb(r.Int(i, 10));
-  row.progress.state = StateFromDb(r.Int(i, 11));
+  row.progress.stage = StageFromInt(r.Int(i, 10));
+  row.progress.state = FinalStateFromInt(r.Int(i, 11));
   row.progress.attempts = static_cast<int>(r.Int(i, 12));
   row.progress.next_at_ms = r.Int(i, 13);
   row.progress.since_ms = r.Int(i, 14);
@@ -774,29 +765,10 @@ SELECT coalesce(sum(n), 0)::bigint FROM sums)sql",
   }
 
   static bool AddBucket(const PgResult& r, int i, BatchProgress* progress) {
-    Stage stage = StageFromDb(r.Int(i, 0));
-    FinalState state = StateFromDb(r.Int(i, 1));
-    int64_t count = r.Int(i, 5);
-    int64_t amount = r.Int(i, 6);
-    int64_t fee = r.Int(i, 7);
-    PAYOUTD_CHECK(count >= 0);
-    if (count == 0) {
-      PAYOUTD_CHECK(amount == 0 && fee == 0);  // an emptied bucket
-      return true;
-    }
-    bool ok = AddChecked(&progress->stages[stage], count);
-    if (stage == Stage::kFinal) ok = ok && AddChecked(&progress->states[state], count);
-    CurrencyTotals& t = progress->totals[std::string(r.Text(i, 2))];
-    ok = ok && AddChecked(&t.requested, amount);
-    if (stage != Stage::kFinal) {
-      ok = ok && AddChecked(&t.pending, amount);
-    } else if (state == FinalState::kSuccess) {
-      ok = ok && AddChecked(&t.succeeded, amount);
-    } else {
-      ok = ok && AddChecked(&t.failed, amount);
-    }
-    if (r.Bool(i, 3)) ok = ok && AddChecked(&t.fees[std::string(r.Text(i, 4))], fee);
-    return ok;
+    return AddToProgress(TotalsBucket{StageFromInt(r.Int(i, 0)), FinalStateFromInt(r.Int(i, 1)),
+                                      r.Text(i, 2), r.Bool(i, 3), r.Text(i, 4), r.Int(i, 5),
+                                      r.Int(i, 6), r.Int(i, 7)},
+                         progress);
   }
 
   static std::vector<PayoutRow> Rows(const PgResult& r) {

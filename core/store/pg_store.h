@@ -1,5 +1,5 @@
-// PayoutStore on PostgreSQL: the state shared by several payoutd instances (SPEC §11). The
-// contract is payout_store.h's; the schema and what each table guarantees are in pg_schema.cc.
+// PayoutStore on PostgreSQL: the state shared by several payoutd instances (docs/several-hosts.md).
+// The contract is payout_store.h's; the schema and what each table guarantees are in pg_schema.cc.
 //
 // What differs from SQLite, and what the daemon must know:
 // - A store opened with a fencing token (the term of the lease this instance holds, see

@@ -36,7 +36,7 @@ namespace {
 //   outage resumes paused; the rows also keep outage time out of polling.give_up_after.
 //
 // Payout ids are unique across all batches forever (the primary key), which is how a reused id is
-// refused (SPEC §8.4).
+// refused: no batch is processed twice.
 constexpr int kSchemaVersion = 4;
 constexpr const char* kSchemaV1 = R"sql(
 CREATE TABLE batches (
@@ -204,15 +204,6 @@ std::string ColText(sqlite3_stmt* s, int i) {
 }
 int64_t ColInt(sqlite3_stmt* s, int i) { return sqlite3_column_int64(s, i); }
 
-Stage StageFromDb(int64_t v) {
-  PAYOUTD_CHECK(v >= 0 && v <= static_cast<int64_t>(Stage::kFinal));
-  return static_cast<Stage>(v);
-}
-FinalState StateFromDb(int64_t v) {
-  PAYOUTD_CHECK(v >= 0 && v <= static_cast<int64_t>(FinalState::kCancelled));
-  return static_cast<FinalState>(v);
-}
-
 // Reads a row selected with kPayoutColumns.
 PayoutRow ReadPayoutRow(sqlite3_stmt* s) {
   PayoutRow r;
@@ -226,8 +217,8 @@ PayoutRow ReadPayoutRow(sqlite3_stmt* s) {
   r.payout.operator_code = ColText(s, 7);
   r.payout.method = ColText(s, 8);
   r.payout.email = ColText(s, 9);
-  r.progress.stage = StageFromDb(ColInt(s, 10));
-  r.progress.state = StateFromDb(ColInt(s, 11));
+  r.progress.stage = StageFromInt(ColInt(s, 10));
+  r.progress.state = FinalStateFromInt(ColInt(s, 11));
   r.progress.attempts = static_cast<int>(ColInt(s, 12));
   r.progress.next_at_ms = ColInt(s, 13);
   r.progress.since_ms = ColInt(s, 14);
@@ -444,8 +435,8 @@ class SqlitePayoutStore final : public PayoutStore {
         if (rc == SQLITE_DONE)
           return Status::NotFound("apply: unknown payout id '" + update.id + "'");
         if (rc != SQLITE_ROW) return DbError("read payout '" + update.id + "'");
-        old_stage = StageFromDb(ColInt(sel, 0));
-        old_state = StateFromDb(ColInt(sel, 1));
+        old_stage = StageFromInt(ColInt(sel, 0));
+        old_state = FinalStateFromInt(ColInt(sel, 1));
         std::string batch_id = ColText(sel, 2);
         std::string currency = ColText(sel, 3);
         int64_t amount = ColInt(sel, 4);
@@ -819,30 +810,12 @@ class SqlitePayoutStore final : public PayoutStore {
     BindText(s, 1, batch_id);
     int rc;
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-      Stage stage = StageFromDb(ColInt(s, 0));
-      FinalState state = StateFromDb(ColInt(s, 1));
-      std::string currency = ColText(s, 2);
-      bool has_fee = ColInt(s, 3) != 0;
-      int64_t count = ColInt(s, 5);
-      int64_t amount = ColInt(s, 6);
-      int64_t fee = ColInt(s, 7);
-      PAYOUTD_CHECK(count >= 0);
-      if (count == 0) {
-        PAYOUTD_CHECK(amount == 0 && fee == 0);  // an emptied bucket; skipped
-        continue;
-      }
-      bool ok = AddChecked(&progress.stages[stage], count);
-      if (stage == Stage::kFinal) ok = ok && AddChecked(&progress.states[state], count);
-      CurrencyTotals& t = progress.totals[currency];
-      ok = ok && AddChecked(&t.requested, amount);
-      if (stage != Stage::kFinal) {
-        ok = ok && AddChecked(&t.pending, amount);
-      } else if (state == FinalState::kSuccess) {
-        ok = ok && AddChecked(&t.succeeded, amount);
-      } else {
-        ok = ok && AddChecked(&t.failed, amount);
-      }
-      if (has_fee) ok = ok && AddChecked(&t.fees[ColText(s, 4)], fee);
+      const std::string currency = ColText(s, 2);
+      const std::string fee_currency = ColText(s, 4);
+      const bool ok = AddToProgress(
+          TotalsBucket{StageFromInt(ColInt(s, 0)), FinalStateFromInt(ColInt(s, 1)), currency,
+                       ColInt(s, 3) != 0, fee_currency, ColInt(s, 5), ColInt(s, 6), ColInt(s, 7)},
+          &progress);
       if (!ok) {
         return Status::Internal("progress of batch '" + std::string(batch_id) +
                                 "': total overflows int64");

@@ -1,5 +1,6 @@
-// Where the durable state lives: the `state` section of the configuration (SPEC §4, §11), as the
-// store module takes it. The configuration holds this very struct; nothing here opens anything.
+// Where the durable state lives: the `state` section of the configuration
+// (docs/configuration.md#state), as the store module takes it. The configuration holds this very
+// struct; nothing here opens anything.
 #pragma once
 
 #include <chrono>
@@ -25,7 +26,7 @@ struct StateOptions {
   // PostgreSQL: this instance's name in the `instances` table, `payoutd status` and the logs.
   // Empty: the host name.
   std::string instance;
-  // PostgreSQL: the leader's lease (§11). Renewed every lease/3.
+  // PostgreSQL: the leader's lease (docs/several-hosts.md). Renewed every lease/3.
   Duration lease = std::chrono::seconds(15);
 };
 

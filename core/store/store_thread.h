@@ -1,7 +1,7 @@
 // One dedicated thread that owns a PayoutStore connection and runs store work for the io_context
 // thread: the engine's group commits (fsync), a batch's intake (validation and CreateBatch of up to
-// a million rows), and anything else that would stall the network loop (STYLE: "work that blocks
-// is done in one dedicated thread handing results back through asio::post").
+// a million rows), and anything else that would stall the network loop: what blocks runs here,
+// and its result comes back to the io thread through asio::post.
 //
 // Guarantees:
 // - Jobs run one at a time, in the order they were posted, each with exclusive use of the store.

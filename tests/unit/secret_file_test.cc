@@ -1,6 +1,6 @@
-// The secret-file rule (config/secret_file.h). Reading the file under that rule is covered, with
+// The secret-file rule (core/base/secret_file.h). Reading the file under that rule is covered, with
 // the messages operators see, by config_test's LoadConfig tests; here the parts on their own.
-#include "config/secret_file.h"
+#include "core/base/secret_file.h"
 
 #include <cstdlib>
 #include <optional>

@@ -1,4 +1,4 @@
-#include "config/secret_file.h"
+#include "core/base/secret_file.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>

@@ -1,9 +1,11 @@
-// Where the merchant secret comes from, and who may read it (docs/configuration.md#auth).
+// Where a secret comes from, and who may read it: the merchant secret (auth.secret_file,
+// docs/configuration.md#auth) and the PostgreSQL password (state.password_file). One rule for
+// both, so that neither can be looser than the other.
 //
 // The rule: the secret file must be readable by its owner only (mode 0600 or stricter), unless it
 // lies under $CREDENTIALS_DIRECTORY, the private folder in which systemd passes credentials
 // (LoadCredential=). It holds one line (a trailing line break is ignored), is not empty and is at
-// most 64 KiB. Nothing here ever puts the secret's content into a message.
+// most 64 KiB. Nothing here ever puts the secret's content into a message. Thread-safe.
 #pragma once
 
 #include <optional>
