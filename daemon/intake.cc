@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <unordered_map>
 
+#include "core/base/failpoint.h"
 #include "core/base/log.h"
 
 namespace payoutd {
@@ -79,6 +80,8 @@ Intake TakeBatch(PayoutStore* store, const BatchValidator& validator, const std:
     rec.file_name = file_name;
     rec.rows = static_cast<int64_t>(b.payouts.size());
     rec.started_at_ms = now_ms;
+    if (PAYOUTD_FAILPOINT("intake.record"))
+      return Failed(std::move(in), Status::Unavailable("failpoint intake.record"));
     created = store->CreateBatch(rec, b.payouts);
     if (created.ok()) {
       in.kind = Intake::Kind::kAccepted;

@@ -9,6 +9,7 @@
 
 #include <boost/asio/post.hpp>
 
+#include "core/base/failpoint.h"
 #include "core/base/log.h"
 #include "core/base/thread_checker.h"
 #include "daemon/files.h"
@@ -163,6 +164,7 @@ void Spool::Claim(const std::string& name) {
     return;
   }
   log::Info("spool.claimed", {{"file", name}});
+  (void)PAYOUTD_FAILPOINT("spool.claimed");  // in work/, not recorded: the next start retakes it
   on_claimed_(name);
 }
 

@@ -4,6 +4,7 @@
 
 #include <boost/asio/post.hpp>
 
+#include "core/base/failpoint.h"
 #include "core/base/log.h"
 
 namespace payoutd {
@@ -239,10 +240,13 @@ Status PayoutEngine::WriteCommit(PayoutStore& store, CommitJob& job) {
     for (const auto& [batch_id, entry] : c.audit) PAYOUTD_RETURN_IF_ERROR(store.AddAudit(batch_id, entry));
   }
   // After the finals above: a batch is kFinished only once every payout's final state is durable.
+  if (!job.finished.empty() && PAYOUTD_FAILPOINT("engine.before_finished"))
+    return Status::Unavailable("failpoint engine.before_finished");
   for (const auto& batch_id : job.finished) {
     PAYOUTD_RETURN_IF_ERROR(
         store.SetBatchStatus(batch_id, BatchRecord::Status::kFinished, job.now_ms));
   }
+  if (!job.finished.empty()) (void)PAYOUTD_FAILPOINT("engine.after_finished");  // reports not begun
   return Status::Ok();
 }
 
