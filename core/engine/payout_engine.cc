@@ -145,6 +145,8 @@ void PayoutEngine::SchedulePump() {
 }
 
 void PayoutEngine::ScheduleAt(SteadyTime at) {
+  // Stopped by a store error, the engine pumps no more; a drain ends once its calls are back.
+  if (stopped_) CheckDrained();
   if (stopped_ || (pump_scheduled_ && at >= wake_at_)) return;
   pump_scheduled_ = true;
   wake_at_ = at;
@@ -682,8 +684,10 @@ int64_t PayoutEngine::OutageMs(int64_t from_ms, int64_t to_ms) const {
 
 void PayoutEngine::CheckDrained() {
   if (!draining_ || !drained_) return;
-  if (submits_out_ != 0 || polls_out_ != 0 || !pending_.empty() || !pending_outages_.empty() ||
-      !pending_controls_.empty() || commit_in_flight_)
+  if (submits_out_ != 0 || polls_out_ != 0 || commit_in_flight_) return;
+  // After a store error nothing more is committed: what waits is lost as in a crash, and the next
+  // start resumes from the store.
+  if (!stopped_ && (!pending_.empty() || !pending_outages_.empty() || !pending_controls_.empty()))
     return;
   auto done = std::move(drained_);
   drained_ = nullptr;
