@@ -167,6 +167,9 @@ void PayoutEngine::Pump() {
   }
   CheckDrained();
   if (stopped_ || draining_) return;
+  // What was just recorded (submissions on their way out) is committed at the next pump, not only
+  // once some answer comes back: a restart must find those POSTs as possibly under way.
+  if (!pending_.empty()) SchedulePump();
 
   // Wake for the next due poll; completions wake us earlier through SchedulePump().
   auto next = store_.NextDueAt();
