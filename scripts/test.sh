@@ -20,16 +20,17 @@ fi
 jobs=$(nproc)
 cmake -S . -B "$build" "${flags[@]}" >/dev/null
 cmake --build "$build" -j"$jobs"
-# The gateway-outage tests (label "outage") spend minutes waiting for a gateway that is away and
-# little CPU: they run beside the rest of the suite instead of after it.
+# The gateway-outage tests (label "outage") spend minutes waiting for a gateway that is away, and
+# the "slow" ones half a minute for a retry, with little CPU: they run beside the rest of the
+# suite instead of after it.
 outage_log=$(mktemp)
-ctest --test-dir "$build" --output-on-failure -L outage -j3 >"$outage_log" 2>&1 &
+ctest --test-dir "$build" --output-on-failure -L 'outage|slow' -j4 >"$outage_log" 2>&1 &
 outage_pid=$!
 status=0
-ctest --test-dir "$build" --output-on-failure -LE outage -j"$jobs" || status=$?
+ctest --test-dir "$build" --output-on-failure -LE 'outage|slow' -j"$jobs" || status=$?
 outage_status=0
 wait "$outage_pid" || outage_status=$?
-echo "== gateway outage tests (label outage)"
+echo "== gateway outage and slow tests (labels outage, slow)"
 cat "$outage_log"
 rm -f "$outage_log"
 [ "$status" -eq 0 ] && [ "$outage_status" -eq 0 ]
