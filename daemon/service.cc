@@ -391,8 +391,10 @@ ReportOutcome WriteReport(PayoutStore& store, const std::string& batch_id, const
   }
   out.progress = std::move(*progress);
   out.results_path = dir + "/" + batch_id + ".results.csv";
-  if (PAYOUTD_FAILPOINT("report.write"))
-    return ReportOutcome{Status::Unavailable("failpoint report.write")};
+  if (PAYOUTD_FAILPOINT("report.write")) {
+    out.status = Status::Unavailable("failpoint report.write");
+    return out;
+  }
   FileSet set;  // results, summary, then the input: they appear in done/ together
   out.status = set.Write(out.results_path, [&](std::ostream& os) {
     return WriteResultsCsv(store, batch_id, currencies, os);
