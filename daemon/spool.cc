@@ -65,14 +65,6 @@ void Spool::Stop() {
   }
 }
 
-void Spool::ScanSoon() {
-  PAYOUTD_DCHECK_ON_THREAD(io_thread_);
-  if (!running_) return;
-  boost::asio::post(io_, [this, alive = alive_.token()] {
-    if (alive && running_) Scan();
-  });
-}
-
 void Spool::WatchInotify() {
   int fd = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
   if (fd < 0) {
