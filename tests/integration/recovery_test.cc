@@ -364,6 +364,14 @@ TEST_F(RecoveryTest, ReportsInDoneButNotMarkedAreWrittenAgainInPlaceAtRestart) {
   EXPECT_EQ(sandbox_->Arrivals().size(), sent);
   EXPECT_EQ(ReadFile(done("marked.results.csv")), results);
   ExpectPaidAndReportedOnce("marked", rows);
+
+  // Done is done: the same file dropped again is refused as already processed, nothing sent.
+  DropBatch(spool(), "marked", PayoutCsv(rows));
+  ASSERT_TRUE(WaitForFile(spool() + "/rejected/marked.csv", seconds(30))) << LogTail();
+  const auto errors = ReadErrorsCsv(spool() + "/rejected/marked.errors.csv");
+  ASSERT_FALSE(errors.empty());
+  EXPECT_THAT(errors[0].error, HasSubstr("'marked' was already processed"));
+  EXPECT_EQ(sandbox_->Arrivals().size(), sent);
   EXPECT_EQ(daemon_->Terminate(), 0) << LogTail();
   EXPECT_THAT(BatchStatus("marked"), HasSubstr("(reported)"));
 }
@@ -464,6 +472,26 @@ TEST_F(RecoveryTest, ProcessWithFailedReportWriteExitsOneAndARerunReports) {
   EXPECT_EQ(ListDir(out), (std::vector<std::string>{"procw.results.csv", "procw.summary.json"}));
   ExpectReports("procw", rows, ReadResultsCsv(out + "/procw.results.csv"),
                 ReadSummary(out + "/procw.summary.json"));
+  ExpectLedgerExactlyOnce(rows, *sandbox_);
+}
+
+// `payoutd process` whose batch cannot be recorded exits 1 having sent nothing; run again, it pays.
+TEST_F(RecoveryTest, ProcessWithFailedIntakeExitsOneSendingNothingAndARerunPays) {
+  const auto rows = SandboxRows("PIN", 15);
+  const std::string file = dir_.path() + "/proci.csv";
+  const std::string out = dir_.path() + "/out";
+  WriteFile(file, PayoutCsv(rows));
+  const std::vector<std::string> args = {"process", "--config", config_, file, "--out", out};
+  CommandResult r = RunPayoutd(args, seconds(60), Failpoints("intake.record=error"));
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("batch.intake_failed batch=proci"));
+  EXPECT_TRUE(sandbox_->Arrivals().empty());
+  EXPECT_TRUE(ListDir(out).empty());
+
+  r = RunPayoutd(args);
+  EXPECT_EQ(r.exit_code, 3) << r.err;
+  ExpectReports("proci", rows, ReadResultsCsv(out + "/proci.results.csv"),
+                ReadSummary(out + "/proci.summary.json"));
   ExpectLedgerExactlyOnce(rows, *sandbox_);
 }
 
