@@ -113,11 +113,18 @@ class RecoveryTest : public ::testing::Test {
   }
 
   // RunArmed, and the daemon must have died at `point` (SIGKILL, as by a power cut).
-  void CrashAt(const std::string& point, const std::string& batch, const std::vector<PayoutIn>& rows,
-               int nth = 1) {
+  void CrashAt(const std::string& point, const std::string& batch,
+               const std::vector<PayoutIn>& rows, int nth = 1) {
     std::optional<int> code = RunArmed(point + "=crash@" + std::to_string(nth), batch, rows);
     ASSERT_EQ(code, kKilled) << LogTail();
     ASSERT_THAT(daemon_->log(), HasSubstr("failpoint " + point + ": crashing"));
+  }
+
+  // Waits for the running daemon to log `event`.
+  bool WaitLogged(const std::string& event, milliseconds timeout = seconds(30)) {
+    bool ok = WaitFor([&] { return daemon_->log().find(event) != std::string::npos; }, timeout);
+    if (!ok) ADD_FAILURE() << "no " << event << " in time:\n" << LogTail();
+    return ok;
   }
 
   // Waits for the batch to be in done/ and logged as done by the running daemon.
@@ -148,7 +155,7 @@ class RecoveryTest : public ::testing::Test {
     EXPECT_EQ(ListDir(spool() + "/done"),
               (std::vector<std::string>{batch + ".csv", batch + ".results.csv",
                                         batch + ".summary.json"}));
-    EXPECT_EQ(ReadFile(done(batch + ".csv")), PayoutCsv(rows)) << "the input moves to done/ unchanged";
+    EXPECT_EQ(ReadFile(done(batch + ".csv")), PayoutCsv(rows)) << "the input moves unchanged";
     EXPECT_TRUE(ListDir(spool() + "/inbox").empty());
     EXPECT_TRUE(ListDir(spool() + "/work").empty());
     EXPECT_TRUE(ListDir(spool() + "/rejected").empty()) << "a restart made the batch a duplicate";
@@ -402,9 +409,7 @@ TEST_F(RecoveryTest, FailedIntakeIsRetriedAndTheBatchPaid) {
   daemon_->Start(Failpoints("intake.record=error"));
   ASSERT_TRUE(daemon_->WaitReady()) << LogTail();
   DropBatch(spool(), "intake", PayoutCsv(rows));
-  ASSERT_TRUE(WaitFor([&] { return daemon_->log().find("batch.intake_failed") != std::string::npos; },
-                      seconds(30)))
-      << LogTail();
+  ASSERT_TRUE(WaitLogged("batch.intake_failed"));
   EXPECT_EQ(ListDir(spool() + "/work"), std::vector<std::string>{"intake.csv"});
   ASSERT_TRUE(WaitReported("intake", seconds(60)));
   ExpectPaidAndReportedOnce("intake", rows);
@@ -418,9 +423,7 @@ TEST_F(RecoveryTest, Slow_FailedReportWriteIsRetriedAndWrittenOnce) {
   daemon_->Start(Failpoints("report.write=error"));
   ASSERT_TRUE(daemon_->WaitReady()) << LogTail();
   DropBatch(spool(), "report", PayoutCsv(rows));
-  ASSERT_TRUE(WaitFor([&] { return daemon_->log().find("batch.report_failed") != std::string::npos; },
-                      seconds(30)))
-      << LogTail();
+  ASSERT_TRUE(WaitLogged("batch.report_failed"));
   EXPECT_TRUE(ListDir(spool() + "/done").empty());
   ASSERT_TRUE(WaitReported("report", seconds(60)));
   ExpectPaidAndReportedOnce("report", rows);

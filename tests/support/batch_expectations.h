@@ -47,14 +47,16 @@ inline int64_t ParseMinor(const std::string& amount, int digits) {
 // The sandbox's rules: operator BNK_REJECT is refused (422), an account ending in 13 FAILED.
 inline std::string SandboxState(const PayoutIn& r) {
   if (r.op == "BNK_REJECT") return "REJECTED";
-  const bool ends_13 = r.account.size() >= 2 && r.account.compare(r.account.size() - 2, 2, "13") == 0;
-  return ends_13 ? "FAILED" : "SUCCESS";
+  const size_t n = r.account.size();
+  return n >= 2 && r.account.compare(n - 2, 2, "13") == 0 ? "FAILED" : "SUCCESS";
 }
 
 inline std::string PayoutCsv(const std::vector<PayoutIn>& rows) {
   std::string s = "id,amount,currency,account_number,account_name,operator_code\n";
-  for (const auto& r : rows)
-    s += r.id + "," + r.amount + "," + r.currency + "," + r.account + "," + r.name + "," + r.op + "\n";
+  for (const auto& r : rows) {
+    s += r.id + "," + r.amount + "," + r.currency + "," + r.account + "," + r.name + "," + r.op;
+    s += "\n";
+  }
   return s;
 }
 
@@ -81,7 +83,7 @@ inline std::vector<PayoutIn> SandboxRows(const std::string& prefix, int n, int f
 // amount, currency and account, created once (refused ones never); nothing else was sent.
 inline void ExpectLedgerExactlyOnce(const std::vector<PayoutIn>& rows, SandboxProcess& sandbox) {
   auto ledger = sandbox.Ledger();
-  EXPECT_EQ(ledger.size(), rows.size()) << "the gateway saw payouts outside the batch, or missed some";
+  EXPECT_EQ(ledger.size(), rows.size()) << "payouts outside the batch were sent, or some were not";
   int64_t want_created = 0;
   int problems = 0;
   for (const auto& r : rows) {
