@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <unordered_map>
 
+#include "core/base/failpoint.h"
 #include "core/base/log.h"
 
 namespace payoutd {
@@ -83,6 +84,8 @@ Intake TakeBatch(PayoutStore* store, const BatchValidator& validator, const std:
     rec.started_at_ms = now_ms;
     rec.approvals_required = in.approvals_required;
     if (in.approvals_required > 0) rec.status = BatchRecord::Status::kAwaitingApproval;
+    if (PAYOUTD_FAILPOINT("intake.record"))
+      return Failed(std::move(in), Status::Unavailable("failpoint intake.record"));
     created = store->CreateBatch(rec, b.payouts);
     if (created.ok()) {
       in.kind = Intake::Kind::kAccepted;

@@ -16,6 +16,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include "core/batch/batch.h"
+#include "core/base/failpoint.h"
 #include "core/base/log.h"
 #include "core/engine/payout_engine.h"
 #include "core/store/open_store.h"
@@ -553,6 +554,10 @@ ReportOutcome WriteReport(PayoutStore& store, const std::string& batch_id, const
   }
   out.progress = std::move(*progress);
   out.results_path = dir + "/" + batch_id + ".results.csv";
+  if (PAYOUTD_FAILPOINT("report.write")) {
+    out.status = Status::Unavailable("failpoint report.write");
+    return out;
+  }
   FileSet set;  // results, summary, then the input: they appear in done/ together
   out.status = set.Write(out.results_path, [&](std::ostream& os) {
     return WriteResultsCsv(store, batch_id, currencies, os);
@@ -571,6 +576,7 @@ ReportOutcome WriteReport(PayoutStore& store, const std::string& batch_id, const
     if (FileExists(spool->work() + "/" + file_name)) spool->Finish(file_name, &set);
   }
   if (out.status = set.Commit(); !out.status.ok()) return out;
+  (void)PAYOUTD_FAILPOINT("report.before_mark_reported");
   out.status = store.SetBatchStatus(batch_id, BatchRecord::Status::kReported, out.progress.batch.finished_at_ms);
   return out;
 }

@@ -9,6 +9,7 @@
 
 #include <boost/asio/post.hpp>
 
+#include "core/base/failpoint.h"
 #include "core/base/log.h"
 #include "core/base/thread_checker.h"
 #include "daemon/files.h"
@@ -62,14 +63,6 @@ void Spool::Stop() {
     inotify_->close(ec);
     inotify_.reset();
   }
-}
-
-void Spool::ScanSoon() {
-  PAYOUTD_DCHECK_ON_THREAD(io_thread_);
-  if (!running_) return;
-  boost::asio::post(io_, [this, alive = alive_.token()] {
-    if (alive && running_) Scan();
-  });
 }
 
 void Spool::WatchInotify() {
@@ -165,6 +158,7 @@ void Spool::Claim(const std::string& name) {
     return;
   }
   log::Info("spool.claimed", {{"file", name}});
+  (void)PAYOUTD_FAILPOINT("spool.claimed");  // in work/, not recorded: the next start retakes it
   on_claimed_(name);
 }
 

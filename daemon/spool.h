@@ -65,9 +65,6 @@ class Spool {
   // Files names in work/ (`*.csv`), for recovery at start-up.
   std::vector<std::string> WorkFiles() const;
 
-  // A claim is a name the spool should pick up on its next scan, e.g. after a rescan request.
-  void ScanSoon();
-
  private:
   // Writes `<batch>.errors.csv` into rejected/ and moves `from` beside it as `<batch>.csv` (or
   // `<batch>.N.csv`, never overwriting).

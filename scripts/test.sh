@@ -22,17 +22,17 @@ jobs=$(nproc)
 cmake -S . -B "$build" "${flags[@]}" >/dev/null
 cmake --build "$build" -j"$jobs"
 case " $* " in *" --build-only "*) exit 0 ;; esac
-# The gateway-outage tests (label "outage"), the other long end-to-end ones (label "long") and
-# the several-hosts tests (label "hosts", waiting out leases) spend minutes waiting and little
-# CPU: they run beside the rest of the suite instead of after it.
+# The gateway-outage tests (label "outage"), the other long end-to-end ones (labels "long" and
+# "slow") and the several-hosts tests (label "hosts", waiting out leases) spend minutes waiting
+# and little CPU: they run beside the rest of the suite instead of after it.
 outage_log=$(mktemp)
-ctest --test-dir "$build" --output-on-failure -L 'outage|long|hosts' -j4 >"$outage_log" 2>&1 &
+ctest --test-dir "$build" --output-on-failure -L 'outage|long|hosts|slow' -j4 >"$outage_log" 2>&1 &
 outage_pid=$!
 status=0
-ctest --test-dir "$build" --output-on-failure -LE 'outage|long|hosts' -j"$jobs" || status=$?
+ctest --test-dir "$build" --output-on-failure -LE 'outage|long|hosts|slow' -j"$jobs" || status=$?
 outage_status=0
 wait "$outage_pid" || outage_status=$?
-echo "== long end-to-end tests (labels outage, long, hosts)"
+echo "== long end-to-end tests (labels outage, long, hosts, slow)"
 cat "$outage_log"
 rm -f "$outage_log"
 [ "$status" -eq 0 ] && [ "$outage_status" -eq 0 ]

@@ -4,6 +4,7 @@
 
 #include <boost/asio/post.hpp>
 
+#include "core/base/failpoint.h"
 #include "core/base/log.h"
 
 namespace payoutd {
@@ -144,6 +145,8 @@ void PayoutEngine::SchedulePump() {
 }
 
 void PayoutEngine::ScheduleAt(SteadyTime at) {
+  // Stopped by a store error, the engine pumps no more; a drain ends once its calls are back.
+  if (stopped_) CheckDrained();
   if (stopped_ || (pump_scheduled_ && at >= wake_at_)) return;
   pump_scheduled_ = true;
   wake_at_ = at;
@@ -164,6 +167,9 @@ void PayoutEngine::Pump() {
   }
   CheckDrained();
   if (stopped_ || draining_ || store_down_) return;  // store down: the commit's retry wakes us
+  // What was just recorded (submissions on their way out) is committed at the next pump, not only
+  // once some answer comes back: a restart must find those POSTs as possibly under way.
+  if (!pending_.empty()) SchedulePump();
 
   // Wake for the next due poll; completions wake us earlier through SchedulePump().
   auto next = store_.NextDueAt();
@@ -310,11 +316,14 @@ Status PayoutEngine::WriteCommit(PayoutStore& store, CommitJob& job) {
       PAYOUTD_RETURN_IF_ERROR(run([&] { return store.AddAudit(a.first, a.second); }));
   }
   // After the finals above: a batch is kFinished only once every payout's final state is durable.
+  if (!job.finished.empty() && PAYOUTD_FAILPOINT("engine.before_finished"))
+    return Status::Unavailable("failpoint engine.before_finished");
   for (const auto& batch_id : job.finished) {
     PAYOUTD_RETURN_IF_ERROR(run([&] {
       return store.SetBatchStatus(batch_id, BatchRecord::Status::kFinished, job.now_ms);
     }));
   }
+  if (!job.finished.empty()) (void)PAYOUTD_FAILPOINT("engine.after_finished");  // reports not begun
   return Status::Ok();
 }
 
@@ -768,8 +777,10 @@ int64_t PayoutEngine::OutageMs(int64_t from_ms, int64_t to_ms) const {
 
 void PayoutEngine::CheckDrained() {
   if (!draining_ || !drained_) return;
-  if (submits_out_ != 0 || polls_out_ != 0 || !pending_.empty() || !pending_outages_.empty() ||
-      !pending_controls_.empty() || commit_in_flight_ || retry_job_)
+  if (submits_out_ != 0 || polls_out_ != 0 || commit_in_flight_ || retry_job_) return;
+  // After a store error nothing more is committed: what waits is lost as in a crash, and the next
+  // start resumes from the store.
+  if (!stopped_ && (!pending_.empty() || !pending_outages_.empty() || !pending_controls_.empty()))
     return;
   auto done = std::move(drained_);
   drained_ = nullptr;

@@ -9,6 +9,7 @@
 #include "core/gateway/circuit_breaker.h"
 #include "core/gateway/http_client.h"
 #include "core/gateway/jwt.h"
+#include "core/base/failpoint.h"
 #include "core/base/liveness.h"
 #include "core/base/log.h"
 #include "core/base/thread_checker.h"
@@ -387,6 +388,7 @@ class GatewayClientImpl final : public GatewayClient {
       case Verdict::kOk:
         ++call.attempts;
         call.message.clear();
+        if (method == Method::kPost) (void)PAYOUTD_FAILPOINT("gateway.post_created");
         if (method == Method::kPost) return Report(id, SubmitResult::Outcome::kCreated);
         call.view = std::move(parsed);
         if (call.kind == Call::Kind::kPoll) return Report(id, std::nullopt, PollResult::Outcome::kFound);
@@ -402,6 +404,7 @@ class GatewayClientImpl final : public GatewayClient {
       case Verdict::kRejected:
         ++call.attempts;
         call.message = ErrorMessageFromBody(r.body);
+        (void)PAYOUTD_FAILPOINT("gateway.post_refused");
         return Report(id, SubmitResult::Outcome::kRejected);
       case Verdict::kNotFound:
         ++call.attempts;

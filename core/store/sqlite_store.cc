@@ -8,6 +8,8 @@
 #include <type_traits>
 #include <utility>
 
+#include "core/base/failpoint.h"
+
 namespace payoutd {
 namespace {
 
@@ -474,6 +476,8 @@ class SqlitePayoutStore final : public PayoutStore {
       if (sqlite3_step(upd) != SQLITE_DONE) return DbError("update payout '" + update.id + "'");
     }
     PAYOUTD_RETURN_IF_ERROR(ApplyTotals(deltas));
+    if (PAYOUTD_FAILPOINT("sqlite_store.apply"))
+      return Status::Unavailable("failpoint sqlite_store.apply");  // rolled back
     return txn.Commit();
   }
 

@@ -19,6 +19,7 @@
 //   int code = daemon.Terminate(std::chrono::seconds(15)); // SIGTERM, wait; exit code or 128+signal
 //   daemon.Kill();                                       // SIGKILL, wait (for crash tests)
 //   daemon.Start();                                      // again, same config; a new log file
+//   daemon.Start({"PAYOUTD_FAILPOINTS=spool.claimed=crash"});   // this start with more environment
 //
 //   CommandResult r = RunPayoutd({"status", "--config", config});    // one-shot: exit code, out, err
 //
@@ -255,10 +256,34 @@ struct CommandResult {
 
 namespace detail {
 
-// fork + exec PAYOUTD_BIN args, stdout/stderr to the given fds (they are dup'ed, not closed).
-inline pid_t Spawn(const std::vector<std::string>& args, int out_fd, int err_fd) {
+// Our environment with `env`'s "NAME=value" entries added (replacing ones of the same NAME).
+inline std::vector<std::string> EnvironmentWith(const std::vector<std::string>& env) {
+  std::vector<std::string> out;
+  auto name_of = [](const std::string& e) { return e.substr(0, e.find('=')); };
+  for (char** e = environ; *e; ++e) {
+    std::string entry = *e;
+    bool replaced = std::any_of(env.begin(), env.end(),
+                                [&](const std::string& x) { return name_of(x) == name_of(entry); });
+    if (!replaced) out.push_back(std::move(entry));
+  }
+  out.insert(out.end(), env.begin(), env.end());
+  return out;
+}
+
+// fork + exec PAYOUTD_BIN args, stdout/stderr to the given fds (they are dup'ed, not closed), with
+// `env` ("NAME=value") added to the environment.
+inline pid_t Spawn(const std::vector<std::string>& args, int out_fd, int err_fd,
+                   const std::vector<std::string>& env = {}) {
   std::vector<std::string> argv_s = {PAYOUTD_BIN};
   argv_s.insert(argv_s.end(), args.begin(), args.end());
+  // Built before the fork: the child only calls async-signal-safe functions.
+  std::vector<std::string> env_s = EnvironmentWith(env);
+  std::vector<char*> envp;
+  for (std::string& e : env_s) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  std::vector<char*> argv;
+  for (std::string& a : argv_s) argv.push_back(a.data());
+  argv.push_back(nullptr);
   pid_t pid = ::fork();
   if (pid < 0) throw std::runtime_error("fork failed");
   if (pid == 0) {
@@ -267,10 +292,7 @@ inline pid_t Spawn(const std::vector<std::string>& args, int out_fd, int err_fd)
     if (devnull >= 0) ::dup2(devnull, STDIN_FILENO);
     ::dup2(out_fd, STDOUT_FILENO);
     ::dup2(err_fd, STDERR_FILENO);
-    std::vector<char*> argv;
-    for (std::string& a : argv_s) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    ::execv(argv[0], argv.data());
+    ::execve(argv[0], argv.data(), envp.data());
     ::_exit(127);
   }
   return pid;
@@ -306,12 +328,14 @@ inline int TempFd(std::string* path) {
 }  // namespace detail
 
 // Runs `payoutd <args...>` to completion (killed after timeout) and returns its exit code and output.
+// `env` ("NAME=value", e.g. "PAYOUTD_FAILPOINTS=...") is added to its environment.
 inline CommandResult RunPayoutd(const std::vector<std::string>& args,
-                                std::chrono::milliseconds timeout = std::chrono::seconds(60)) {
+                                std::chrono::milliseconds timeout = std::chrono::seconds(60),
+                                const std::vector<std::string>& env = {}) {
   std::string out_path, err_path;
   int out_fd = detail::TempFd(&out_path);
   int err_fd = detail::TempFd(&err_path);
-  pid_t pid = detail::Spawn(args, out_fd, err_fd);
+  pid_t pid = detail::Spawn(args, out_fd, err_fd, env);
   ::close(out_fd);
   ::close(err_fd);
   CommandResult r;
@@ -344,8 +368,10 @@ class DaemonProcess {
   DaemonProcess(const DaemonProcess&) = delete;
   DaemonProcess& operator=(const DaemonProcess&) = delete;
 
-  // Starts payoutd run (throws if one is running). Its output goes to a fresh log file.
-  void Start() {
+  // Starts payoutd run (throws if one is running). Its output goes to a fresh log file. `env`
+  // ("NAME=value") is added to the environment of this start only, e.g. failpoints to arm
+  // (core/base/failpoint.h): {"PAYOUTD_FAILPOINTS=spool.claimed=crash"}.
+  void Start(const std::vector<std::string>& env = {}) {
     if (pid_ > 0) throw std::runtime_error("payoutd is already running");
     ++starts_;
     log_path_ = dir_ + "/payoutd." + std::to_string(starts_) + ".log";
@@ -353,7 +379,7 @@ class DaemonProcess {
     if (fd < 0) throw std::runtime_error("cannot open " + log_path_);
     std::vector<std::string> args = {"run", "--config", config_};
     args.insert(args.end(), extra_.begin(), extra_.end());
-    pid_ = detail::Spawn(args, fd, fd);
+    pid_ = detail::Spawn(args, fd, fd, env);
     ::close(fd);
     metrics_port_ = 0;
     exit_code_.reset();

@@ -13,9 +13,12 @@
 #include <functional>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <boost/asio/io_context.hpp>
+
+#include "core/base/log.h"
 
 namespace payoutd {
 namespace {
@@ -236,6 +239,85 @@ TEST_F(SpoolTest, Spool_RejectPutsTheErrorsBesideTheBatchWithoutOverwriting) {
   EXPECT_EQ(Read("rejected/payroll.csv"), "one");
   EXPECT_EQ(Read("rejected/payroll.1.csv"), "two");
   EXPECT_EQ(Read("rejected/payroll.1.errors.csv"), "line,column,error\n3,id,bad\n");
+}
+
+// The spool's log lines, for the tests of its failures (log::SetSink takes a plain function).
+std::vector<std::string>& Logged() {
+  static std::vector<std::string> lines;
+  return lines;
+}
+
+class SpoolFailureTest : public SpoolTest {
+ protected:
+  void SetUp() override {
+    SpoolTest::SetUp();
+    Logged().clear();
+    log::SetSink([](std::string_view line) { Logged().emplace_back(line); });
+  }
+  void TearDown() override {
+    log::SetSink(nullptr);
+    SpoolTest::TearDown();
+  }
+  // Runs until the spool has logged `event` `times` times.
+  bool RunUntilLogged(const std::string& event, int times = 1) {
+    return RunUntil([&] {
+      return std::count_if(Logged().begin(), Logged().end(), [&](const std::string& l) {
+               return l.find(" " + event + " ") != std::string::npos;
+             }) >= times;
+    });
+  }
+};
+
+// An inbox missing when the spool starts (a file system not mounted yet): no inotify watch, so it
+// rescans on its timer, and takes files once the folder is there.
+TEST_F(SpoolFailureTest, Spool_StartedWithoutItsInboxRescansAndClaimsOnceItAppears) {
+  Spool& spool = MakeSpool(milliseconds(50));
+  fs::remove(Path("inbox"));
+  spool.Start();
+  ASSERT_TRUE(RunUntilLogged("spool.inotify_unavailable"));
+  ASSERT_TRUE(RunUntilLogged("spool.scan_failed", 2)) << "a scan, and a rescan on the timer";
+  fs::create_directory(Path("inbox"));
+  Put("inbox/late.csv", "x");
+  ASSERT_TRUE(RunUntil([&] { return !claimed_.empty(); }));
+  EXPECT_THAT(claimed_, ElementsAre("late.csv"));
+  EXPECT_EQ(Read("work/late.csv"), "x");
+}
+
+// A claim that fails (here work/ is not a folder) leaves the file in inbox/; a later scan takes it.
+TEST_F(SpoolFailureTest, Spool_AFailedClaimLeavesTheFileInTheInboxAndIsTriedAgain) {
+  Spool& spool = MakeSpool(milliseconds(50));
+  fs::remove(Path("work"));
+  Put("work", "not a folder");
+  Put("inbox/payroll.csv", "x");
+  spool.Start();
+  ASSERT_TRUE(RunUntilLogged("spool.claim_failed", 2)) << "a claim, and another at a later scan";
+  EXPECT_TRUE(claimed_.empty());
+  EXPECT_EQ(Read("inbox/payroll.csv"), "x");
+  fs::remove(Path("work"));
+  fs::create_directory(Path("work"));
+  ASSERT_TRUE(RunUntil([&] { return !claimed_.empty(); }));
+  EXPECT_THAT(claimed_, ElementsAre("payroll.csv"));
+  EXPECT_EQ(Read("work/payroll.csv"), "x");
+}
+
+// A newcomer whose name is in work/ cannot be moved to rejected/: it stays in inbox/ untouched and
+// is refused once it can be.
+TEST_F(SpoolFailureTest, Spool_ARefusalThatCannotBeWrittenLeavesTheNewcomerInTheInbox) {
+  Spool& spool = MakeSpool(milliseconds(50));
+  Put("work/payroll.csv", "in progress");
+  fs::remove(Path("rejected"));
+  Put("rejected", "not a folder");
+  Put("inbox/payroll.csv", "newcomer");
+  spool.Start();
+  ASSERT_TRUE(RunUntilLogged("spool.reject_failed", 2));
+  EXPECT_TRUE(refused_.empty());
+  EXPECT_EQ(Read("inbox/payroll.csv"), "newcomer");
+  fs::remove(Path("rejected"));
+  fs::create_directory(Path("rejected"));
+  ASSERT_TRUE(RunUntil([&] { return !refused_.empty(); }));
+  EXPECT_EQ(Read("rejected/payroll.csv"), "newcomer");
+  EXPECT_EQ(Read("work/payroll.csv"), "in progress");
+  EXPECT_TRUE(claimed_.empty());
 }
 
 }  // namespace
