@@ -20,22 +20,28 @@ namespace {
 double CpuSeconds() {
   rusage u{};
   getrusage(RUSAGE_SELF, &u);
-  return u.ru_utime.tv_sec + u.ru_utime.tv_usec / 1e6 + u.ru_stime.tv_sec + u.ru_stime.tv_usec / 1e6;
+  return u.ru_utime.tv_sec + u.ru_utime.tv_usec / 1e6 + u.ru_stime.tv_sec +
+         u.ru_stime.tv_usec / 1e6;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   std::string url;
-  std::string prefix = "BENCH-" + std::to_string(std::chrono::system_clock::now().time_since_epoch().count());
+  std::string prefix =
+      "BENCH-" + std::to_string(std::chrono::system_clock::now().time_since_epoch().count());
   int n = 50000;
   int connections = 64;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i];
-    if (a == "--url") url = argv[i + 1];
-    else if (a == "--n") n = std::atoi(argv[i + 1]);
-    else if (a == "--connections") connections = std::atoi(argv[i + 1]);
-    else if (a == "--prefix") prefix = argv[i + 1];
+    if (a == "--url")
+      url = argv[i + 1];
+    else if (a == "--n")
+      n = std::atoi(argv[i + 1]);
+    else if (a == "--connections")
+      connections = std::atoi(argv[i + 1]);
+    else if (a == "--prefix")
+      prefix = argv[i + 1];
     else {
       std::fprintf(stderr, "unknown flag %s\n", a.c_str());
       return 2;
@@ -77,8 +83,10 @@ int main(int argc, char** argv) {
   std::function<void()> submit_one = [&] {
     p.id = prefix + "-" + std::to_string(next++);
     (*client)->Submit(p, [&](payoutd::SubmitResult r) {
-      if (r.outcome == payoutd::SubmitResult::Outcome::kCreated) ++created;
-      else ++other;
+      if (r.outcome == payoutd::SubmitResult::Outcome::kCreated)
+        ++created;
+      else
+        ++other;
       if (next < n) submit_one();
     });
   };
@@ -88,7 +96,7 @@ int main(int argc, char** argv) {
   io.run();
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const double cpu = CpuSeconds() - cpu0;
-  std::printf("requests=%d created=%d other=%d seconds=%.3f rate=%.0f cpu_us_per_request=%.1f\n", n, created,
-              other, secs, n / secs, cpu * 1e6 / n);
+  std::printf("requests=%d created=%d other=%d seconds=%.3f rate=%.0f cpu_us_per_request=%.1f\n", n,
+              created, other, secs, n / secs, cpu * 1e6 / n);
   return other == 0 ? 0 : 1;
 }

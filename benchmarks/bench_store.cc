@@ -22,7 +22,8 @@ constexpr int kGroup = 1'000;
 fs::path BenchDir() {
   static const fs::path dir = [] {
     const char* env = std::getenv("PAYOUTD_BENCH_DIR");
-    std::string tmpl = ((env ? fs::path(env) : fs::temp_directory_path()) / "bench_store.XXXXXX").string();
+    std::string tmpl =
+        ((env ? fs::path(env) : fs::temp_directory_path()) / "bench_store.XXXXXX").string();
     if (mkdtemp(tmpl.data()) == nullptr) std::abort();
     return fs::path(tmpl);
   }();
@@ -149,8 +150,8 @@ void BM_Apply1MInGroupsOf1000(benchmark::State& state) {
   }
   state.counters["rows/s"] = benchmark::Counter(static_cast<double>(kRows) * state.iterations(),
                                                 benchmark::Counter::kIsRate);
-  state.counters["commits/s"] = benchmark::Counter(static_cast<double>(kRows / kGroup) * state.iterations(),
-                                                   benchmark::Counter::kIsRate);
+  state.counters["commits/s"] = benchmark::Counter(
+      static_cast<double>(kRows / kGroup) * state.iterations(), benchmark::Counter::kIsRate);
   state.counters["file_bytes"] = static_cast<double>(bytes);
 }
 BENCHMARK(BM_Apply1MInGroupsOf1000)->Iterations(1)->Unit(benchmark::kMillisecond)->UseRealTime();

@@ -27,7 +27,8 @@ void Generate(const std::string& path, long rows) {
   std::ofstream out(path, std::ios::binary);
   out << "id,amount,currency,account_number,account_name,operator_code,method,email\r\n";
   static const char* kFirst[] = {"Maria", "John", "Aiko", "Olu", "Sven", "Priya", "Jose", "Chen"};
-  static const char* kLast[] = {"Schneider", "Okafor", "Tanaka", "Garcia", "Johansson", "Patel", "Smith", "Li"};
+  static const char* kLast[] = {"Schneider", "Okafor", "Tanaka", "Garcia",
+                                "Johansson", "Patel",  "Smith",  "Li"};
   static const char* kCur[] = {"EUR", "USD", "JPY", "KWD"};
   char line[512];
   unsigned seed = 12345;
@@ -36,19 +37,27 @@ void Generate(const std::string& path, long rows) {
     const char* cur = kCur[(seed >> 8) % 4];
     unsigned long minor = 100 + (seed >> 4) % 500000;
     char amount[32];
-    if (std::strcmp(cur, "JPY") == 0) std::snprintf(amount, sizeof amount, "%lu", minor);
-    else if (std::strcmp(cur, "KWD") == 0) std::snprintf(amount, sizeof amount, "%lu.%03lu", minor / 1000, minor % 1000);
-    else std::snprintf(amount, sizeof amount, "%lu.%02lu", minor / 100, minor % 100);
+    if (std::strcmp(cur, "JPY") == 0)
+      std::snprintf(amount, sizeof amount, "%lu", minor);
+    else if (std::strcmp(cur, "KWD") == 0)
+      std::snprintf(amount, sizeof amount, "%lu.%03lu", minor / 1000, minor % 1000);
+    else
+      std::snprintf(amount, sizeof amount, "%lu.%02lu", minor / 100, minor % 100);
     const char* first = kFirst[(seed >> 12) % 8];
     const char* last = kLast[(seed >> 16) % 8];
     bool quoted = (i % 10) == 0;
     char name[96];
-    if (quoted) std::snprintf(name, sizeof name, "\"%s, %s %ld\"", last, first, i % 1000);
-    else std::snprintf(name, sizeof name, "%s %s %ld", first, last, i % 1000);
+    if (quoted)
+      std::snprintf(name, sizeof name, "\"%s, %s %ld\"", last, first, i % 1000);
+    else
+      std::snprintf(name, sizeof name, "%s %s %ld", first, last, i % 1000);
     char email[96] = "";
-    if (i % 5 != 0) std::snprintf(email, sizeof email, "%s.%s%ld@example.com", first, last, i % 10000);
-    int n = std::snprintf(line, sizeof line, "PAY-2026-11-%07ld,%s,%s,DE%02ld3704004405320%05ld,%s,OP%ld,BANK_TRANSFER,%s\r\n",
-                          i, amount, cur, i % 97, i % 100000, name, i % 7, email);
+    if (i % 5 != 0)
+      std::snprintf(email, sizeof email, "%s.%s%ld@example.com", first, last, i % 10000);
+    int n = std::snprintf(
+        line, sizeof line,
+        "PAY-2026-11-%07ld,%s,%s,DE%02ld3704004405320%05ld,%s,OP%ld,BANK_TRANSFER,%s\r\n", i,
+        amount, cur, i % 97, i % 100000, name, i % 7, email);
     out.write(line, n);
   }
 }
@@ -56,7 +65,9 @@ void Generate(const std::string& path, long rows) {
 double CpuSeconds() {  // user + system, all threads of this process
   rusage u{};
   getrusage(RUSAGE_SELF, &u);
-  auto sec = [](timeval t) { return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6; };
+  auto sec = [](timeval t) {
+    return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6;
+  };
   return sec(u.ru_utime) + sec(u.ru_stime);
 }
 
@@ -74,16 +85,22 @@ int main(int argc, char** argv) {
   bool keep = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
-    if (a == "--rows" && i + 1 < argc) rows = std::atol(argv[++i]);
-    else if (a == "--file" && i + 1 < argc) path = argv[++i];
-    else if (a == "--keep") keep = true;
+    if (a == "--rows" && i + 1 < argc)
+      rows = std::atol(argv[++i]);
+    else if (a == "--file" && i + 1 < argc)
+      path = argv[++i];
+    else if (a == "--keep")
+      keep = true;
     else {
       std::fprintf(stderr, "usage: %s [--rows N] [--file PATH] [--keep]\n", argv[0]);
       return 2;
     }
   }
   bool generated = false;
-  if (path.empty()) path = (std::filesystem::temp_directory_path() / ("bench_validate_" + std::to_string(getpid()) + ".csv")).string();
+  if (path.empty())
+    path = (std::filesystem::temp_directory_path() /
+            ("bench_validate_" + std::to_string(getpid()) + ".csv"))
+               .string();
   if (!std::filesystem::exists(path)) {
     Generate(path, rows);
     generated = true;
@@ -118,16 +135,21 @@ int main(int argc, char** argv) {
   const double s = std::chrono::duration<double>(t1 - t0).count();
   const double cpu = CpuSeconds() - cpu0;
 
-  std::printf("file: %s (%.1f MB, %llu rows)\n", path.c_str(), mb, static_cast<unsigned long long>(batch.rows));
-  std::printf("valid: %s (%llu errors), payouts kept: %zu, sha256 %.16s...\n", batch.ok() ? "yes" : "no",
-              static_cast<unsigned long long>(batch.error_count), batch.payouts.size(), batch.sha256.c_str());
-  if (!batch.ok()) std::printf("first error: line %u %s: %s\n", batch.errors[0].line, batch.errors[0].column.c_str(),
-                               batch.errors[0].message.c_str());
-  std::printf("parse+validate: %.3f s, %.0f rows/s, %.1f MB/s\n", s, static_cast<double>(batch.rows) / s, mb / s);
+  std::printf("file: %s (%.1f MB, %llu rows)\n", path.c_str(), mb,
+              static_cast<unsigned long long>(batch.rows));
+  std::printf("valid: %s (%llu errors), payouts kept: %zu, sha256 %.16s...\n",
+              batch.ok() ? "yes" : "no", static_cast<unsigned long long>(batch.error_count),
+              batch.payouts.size(), batch.sha256.c_str());
+  if (!batch.ok())
+    std::printf("first error: line %u %s: %s\n", batch.errors[0].line,
+                batch.errors[0].column.c_str(), batch.errors[0].message.c_str());
+  std::printf("parse+validate: %.3f s, %.0f rows/s, %.1f MB/s\n", s,
+              static_cast<double>(batch.rows) / s, mb / s);
   std::printf("cpu: %.3f s (user+sys, all threads)\n", cpu);
   std::printf("parse only: %.3f s, cpu %.3f s, %.0f rows/s\n", parse_s, parse_cpu,
               static_cast<double>(batch.rows) / parse_s);
-  std::printf("peak RSS: %.1f MB (before validating: %.1f MB)\n", PeakRssKb() / 1024.0, rss_before / 1024.0);
+  std::printf("peak RSS: %.1f MB (before validating: %.1f MB)\n", PeakRssKb() / 1024.0,
+              rss_before / 1024.0);
   if (generated && !keep) std::filesystem::remove(path);
   return batch.ok() ? 0 : 1;
 }

@@ -16,13 +16,13 @@
 #include <sstream>
 #include <utility>
 
-#include "core/base/secret_file.h"
-#include "core/store/open_store.h"
-#include "core/store/pg_connection.h"
 #include "config/text.h"
 #include "config/url.h"
 #include "config/yaml_walker.h"
 #include "core/base/listen_address.h"
+#include "core/base/secret_file.h"
+#include "core/store/open_store.h"
+#include "core/store/pg_connection.h"
 
 namespace payoutd {
 namespace {
@@ -81,8 +81,8 @@ bool ConfigReader::Path(const YamlSection& s, std::string_view key, bool require
   return true;
 }
 
-bool ConfigReader::Url(const YamlSection& s, std::string_view key, bool required,
-                       bool allow_query, std::string* out) {
+bool ConfigReader::Url(const YamlSection& s, std::string_view key, bool required, bool allow_query,
+                       std::string* out) {
   std::string text;
   int line = 0;
   if (!required && s.IsBlank(key)) {
@@ -169,10 +169,10 @@ bool ConfigReader::StatusList(const YamlSection& s, std::string_view key,
 }
 
 void ConfigReader::Read(const YAML::Node& root, Config* c) {
-  YamlSection top = w_.Open(root, "", 0,
-                            {"gateway", "auth", "limits", "retry", "polling", "spool", "batches",
-                             "state", "approvals", "control", "metrics", "callbacks", "log",
-                             "shutdown_grace"});
+  YamlSection top =
+      w_.Open(root, "", 0,
+              {"gateway", "auth", "limits", "retry", "polling", "spool", "batches", "state",
+               "approvals", "control", "metrics", "callbacks", "log", "shutdown_grace"});
   ReadGateway(top, &c->gateway);
   ReadAuth(top, c);
   ReadLimitsAndRetry(top, &c->gateway);
@@ -184,8 +184,9 @@ void ConfigReader::Read(const YAML::Node& root, Config* c) {
 }
 
 void ConfigReader::ReadGateway(const YamlSection& top, GatewayOptions* o) {
-  YamlSection g = w_.Child(top, "gateway", {"base_url", "api_version", "timeout",
-                                            "connect_timeout", "ca_file", "verify_tls"});
+  YamlSection g =
+      w_.Child(top, "gateway",
+               {"base_url", "api_version", "timeout", "connect_timeout", "ca_file", "verify_tls"});
   Url(g, "base_url", true, false, &o->base_url);
   w_.Integer(g, "api_version", 1, std::numeric_limits<int>::max(), &o->api_version);
   w_.PositiveDuration(g, "timeout", &o->timeout);
@@ -260,8 +261,9 @@ void ConfigReader::ReadLimitsAndRetry(const YamlSection& top, GatewayOptions* o)
 }
 
 void ConfigReader::ReadPolling(const YamlSection& top, PollingPolicy* o) {
-  YamlSection p = w_.Child(top, "polling", {"initial_delay", "max_interval", "give_up_after",
-                                            "final_statuses", "success_statuses"});
+  YamlSection p = w_.Child(
+      top, "polling",
+      {"initial_delay", "max_interval", "give_up_after", "final_statuses", "success_statuses"});
   w_.OrderedDurations(p, "initial_delay", &o->initial_delay, "max_interval", &o->max_interval);
   w_.PositiveDuration(p, "give_up_after", &o->give_up_after);
   bool final_ok =
@@ -286,8 +288,9 @@ void ConfigReader::SuccessStatusesAreFinal(const YamlSection& p, const PollingPo
 }
 
 void ConfigReader::ReadBatches(const YamlSection& top, Config* c) {
-  YamlSection b = w_.Child(top, "batches", {"delimiter", "default_method", "default_operator_code",
-                                            "max_rows", "max_amount", "max_total", "currencies"});
+  YamlSection b = w_.Child(top, "batches",
+                           {"delimiter", "default_method", "default_operator_code", "max_rows",
+                            "max_amount", "max_total", "currencies"});
   BatchRules& o = c->batches;
   ReadDelimiter(b, &o.delimiter);
   w_.String(b, "default_method", false, false, &o.default_method);
@@ -324,9 +327,8 @@ std::map<std::string, int> ConfigReader::CurrencyOverrides(const YamlSection& b)
   YamlSection cur = w_.Child(b, "currencies", {});
   for (const auto& [code, entry] : cur.entries) {
     std::string path = JoinKey(cur.path, code);
-    bool code_ok = code.size() == 3 && std::all_of(code.begin(), code.end(), [](char ch) {
-                     return ch >= 'A' && ch <= 'Z';
-                   });
+    bool code_ok = code.size() == 3 && std::all_of(code.begin(), code.end(),
+                                                   [](char ch) { return ch >= 'A' && ch <= 'Z'; });
     if (!code_ok) {
       w_.Error(path, LineOf(entry.key),
                "expected a currency code of three upper-case letters, got " + Quote(code));
@@ -382,8 +384,8 @@ void ConfigReader::ReadDaemonSections(const YamlSection& top, Config* c) {
   // 0s: a file is taken as soon as it is seen, for writers that rename complete files in.
   w_.NonNegativeDuration(spool, "settle", &c->spool.settle);
 
-  YamlSection state = w_.Child(
-      top, "state", {"backend", "path", "url", "password_file", "instance", "lease"});
+  YamlSection state =
+      w_.Child(top, "state", {"backend", "path", "url", "password_file", "instance", "lease"});
   ReadState(state, &c->state);
   ReadApprovals(top, c);
 
@@ -445,8 +447,9 @@ void ConfigReader::ReadState(const YamlSection& state, StateOptions* o) {
 
 // approvals: which batches wait for signatures (docs/approvals.md).
 void ConfigReader::ReadApprovals(const YamlSection& top, Config* c) {
-  YamlSection a = w_.Child(top, "approvals", {"allowed_signers", "required", "large_above",
-                                              "large_required", "expire_after"});
+  YamlSection a =
+      w_.Child(top, "approvals",
+               {"allowed_signers", "required", "large_above", "large_required", "expire_after"});
   ApprovalPolicy& o = c->approvals;
   Path(a, "allowed_signers", false, &o.allowed_signers);
   w_.Integer(a, "required", 0, 100, &o.required);

@@ -55,16 +55,16 @@ struct ControlOptions {
 };
 
 struct Config {
-  std::string path;           // the file it was loaded from
+  std::string path;  // the file it was loaded from
   // `gateway`, `auth`, `limits` (gateway.limits), `retry` (gateway.retry) and `callbacks.url`;
   // the secret loaded. `batches.currencies` also lands in gateway.currency_minor_units, so the
   // client writes amounts with the digits the validator read them with.
   GatewayOptions gateway;
-  std::string secret_file;    // where gateway.secret came from
+  std::string secret_file;  // where gateway.secret came from
   PollingPolicy polling;
   SpoolOptions spool;
-  BatchRules batches;         // currencies: ISO 4217 with `batches.currencies` applied
-  StateOptions state;         // `state`: core/store/state_options.h (SQLite path, PostgreSQL...)
+  BatchRules batches;  // currencies: ISO 4217 with `batches.currencies` applied
+  StateOptions state;  // `state`: core/store/state_options.h (SQLite path, PostgreSQL...)
   MetricsOptions metrics;
   CallbackOptions callbacks;
   ApprovalPolicy approvals;

@@ -15,7 +15,7 @@ struct Unit {
   int64_t nanos;
 };
 constexpr Unit kUnits[] = {{"h", 3'600'000'000'000}, {"m", 60'000'000'000}, {"s", 1'000'000'000},
-                           {"ms", 1'000'000},        {"us", 1'000},          {"ns", 1}};
+                           {"ms", 1'000'000},        {"us", 1'000},         {"ns", 1}};
 
 const Unit* FindUnit(std::string_view name) {
   const Unit* u = std::find_if(std::begin(kUnits), std::end(kUnits),

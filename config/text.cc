@@ -8,7 +8,9 @@ namespace {
 // Values echoed back in errors are cut to this many characters, so one error stays one line.
 constexpr size_t kMaxEcho = 60;
 
-bool IsControl(unsigned char ch) { return ch < 0x20 || ch == 0x7f; }
+bool IsControl(unsigned char ch) {
+  return ch < 0x20 || ch == 0x7f;
+}
 
 }  // namespace
 

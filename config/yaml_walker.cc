@@ -127,7 +127,9 @@ std::string Describe(const YAML::Node& node) {
   return Quote(node.Scalar());
 }
 
-int YamlEntry::line() const { return LineOf(value) > 0 ? LineOf(value) : LineOf(key); }
+int YamlEntry::line() const {
+  return LineOf(value) > 0 ? LineOf(value) : LineOf(key);
+}
 
 const YamlEntry* YamlSection::Find(std::string_view key) const {
   auto it = entries.find(key);
@@ -211,8 +213,8 @@ bool YamlWalker::Text(const YamlSection& s, std::string_view key, const char* wh
   return true;
 }
 
-bool YamlWalker::String(const YamlSection& s, std::string_view key, bool required,
-                        bool allow_empty, std::string* out) {
+bool YamlWalker::String(const YamlSection& s, std::string_view key, bool required, bool allow_empty,
+                        std::string* out) {
   // An optional text whose default is empty may be left blank ("key:").
   if (allow_empty && s.IsBlank(key)) {
     out->clear();
@@ -267,8 +269,7 @@ bool YamlWalker::Integer(const YamlSection& s, std::string_view key, int64_t lo,
 }
 
 template bool YamlWalker::Integer(const YamlSection&, std::string_view, int64_t, int64_t, int*);
-template bool YamlWalker::Integer(const YamlSection&, std::string_view, int64_t, int64_t,
-                                  int64_t*);
+template bool YamlWalker::Integer(const YamlSection&, std::string_view, int64_t, int64_t, int64_t*);
 
 bool YamlWalker::PositiveNumber(const YamlSection& s, std::string_view key, double* out) {
   std::string text;
@@ -312,8 +313,8 @@ bool YamlWalker::ReadDuration(const YamlSection& s, std::string_view key, bool a
   return true;
 }
 
-void YamlWalker::OrderedDurations(const YamlSection& s, std::string_view lower_key,
-                                  Duration* lower, std::string_view upper_key, Duration* upper) {
+void YamlWalker::OrderedDurations(const YamlSection& s, std::string_view lower_key, Duration* lower,
+                                  std::string_view upper_key, Duration* upper) {
   bool lower_given = PositiveDuration(s, lower_key, lower);
   bool upper_given = PositiveDuration(s, upper_key, upper);
   if ((!lower_given && !upper_given) || *lower <= *upper) return;

@@ -32,7 +32,9 @@ BatchFiles FilesOf(const std::vector<std::string>& names, const std::string& bat
   BatchFiles f;
   const std::string prefix = batch_id + ".csv.";
   for (const std::string& name : names) {
-    if (name.rfind(prefix, 0) != 0 || (name.size() > 4 && name.compare(name.size() - 4, 4, ".tmp") == 0)) continue;
+    if (name.rfind(prefix, 0) != 0 ||
+        (name.size() > 4 && name.compare(name.size() - 4, 4, ".tmp") == 0))
+      continue;
     f.companions.push_back(name);
     auto sig = ParseSignatureName(name);
     if (sig && sig->batch_id == batch_id) f.signatures.push_back(name);
@@ -55,11 +57,14 @@ std::string ErrorsCsv(const std::string& why) {
 }
 
 // The batch file and its companions, from approval/ to work/ (the batch is active now).
-Status MoveToWork(const std::string& spool_dir, const BatchRecord& b, const std::vector<std::string>& names) {
+Status MoveToWork(const std::string& spool_dir, const BatchRecord& b,
+                  const std::vector<std::string>& names) {
   const std::string approval = spool_dir + "/approval", work = spool_dir + "/work";
   FileSet set;
-  for (const std::string& name : FilesOf(names, b.id).companions) set.Move(approval + "/" + name, work + "/" + name);
-  set.Move(approval + "/" + b.file_name, work + "/" + b.file_name);  // last: what a watcher waits for
+  for (const std::string& name : FilesOf(names, b.id).companions)
+    set.Move(approval + "/" + name, work + "/" + name);
+  set.Move(approval + "/" + b.file_name,
+           work + "/" + b.file_name);  // last: what a watcher waits for
   return set.Commit();
 }
 
@@ -67,14 +72,16 @@ Status MoveToRejected(const std::string& spool_dir, const BatchRecord& b, const 
                       const std::vector<std::string>& names) {
   const std::string approval = spool_dir + "/approval";
   std::vector<std::string> also;
-  for (const std::string& name : FilesOf(names, b.id).companions) also.push_back(approval + "/" + name);
-  return RejectInto(spool_dir + "/rejected", approval + "/" + b.file_name, b.id, ErrorsCsv(why), also);
+  for (const std::string& name : FilesOf(names, b.id).companions)
+    also.push_back(approval + "/" + name);
+  return RejectInto(spool_dir + "/rejected", approval + "/" + b.file_name, b.id, ErrorsCsv(why),
+                    also);
 }
 
 // Checks the batch's new signature files and records what they came to.
-Status CheckNew(PayoutStore& store, const ApprovalPolicy& policy, const std::string& approval, const BatchRecord& b,
-                const std::vector<std::string>& names, int64_t now_ms, std::set<std::string>& seen,
-                ApprovalRound& round) {
+Status CheckNew(PayoutStore& store, const ApprovalPolicy& policy, const std::string& approval,
+                const BatchRecord& b, const std::vector<std::string>& names, int64_t now_ms,
+                std::set<std::string>& seen, ApprovalRound& round) {
   std::vector<std::string> fresh;
   for (const std::string& name : FilesOf(names, b.id).signatures)
     if (!seen.count(SeenKey(approval, name))) fresh.push_back(name);
@@ -85,20 +92,26 @@ Status CheckNew(PayoutStore& store, const ApprovalPolicy& policy, const std::str
     for (const std::string& name : fresh) seen.insert(SeenKey(approval, name));
     return bytes.status();
   }
-  PAYOUTD_ASSIGN_OR_RETURN(std::vector<SignatureCheck> checks, CheckSignatures(policy, approval, fresh, *bytes));
+  PAYOUTD_ASSIGN_OR_RETURN(std::vector<SignatureCheck> checks,
+                           CheckSignatures(policy, approval, fresh, *bytes));
   for (SignatureCheck& check : checks) {
     ApprovalRound::Checked c{b.id, check, false};
     if (check.valid) {
       PAYOUTD_ASSIGN_OR_RETURN(
-          c.counted, store.AddApproval(b.id, Approval{check.signer.principal, check.signer.key_fingerprint, check.file, now_ms}));
+          c.counted,
+          store.AddApproval(b.id, Approval{check.signer.principal, check.signer.key_fingerprint,
+                                           check.file, now_ms}));
       PAYOUTD_RETURN_IF_ERROR(store.AddAudit(
-          b.id, AuditEntry{now_ms, "approve", check.signer.principal + " (" + check.signer.key_fingerprint + ")",
+          b.id, AuditEntry{now_ms, "approve",
+                           check.signer.principal + " (" + check.signer.key_fingerprint + ")",
                            c.counted ? "" : "this principal had signed already: counted once"}));
       seen.insert(SeenKey(approval, check.file));
     } else {
-      PAYOUTD_RETURN_IF_ERROR(store.AddAudit(b.id, AuditEntry{now_ms, "approval.invalid", check.file, check.reason}));
+      PAYOUTD_RETURN_IF_ERROR(
+          store.AddAudit(b.id, AuditEntry{now_ms, "approval.invalid", check.file, check.reason}));
       // Renamed so that it is not checked again and an operator sees it failed.
-      PAYOUTD_RETURN_IF_ERROR(MoveFile(approval + "/" + check.file, approval + "/" + check.file + ".invalid"));
+      PAYOUTD_RETURN_IF_ERROR(
+          MoveFile(approval + "/" + check.file, approval + "/" + check.file + ".invalid"));
     }
     round.checked.push_back(std::move(c));
   }
@@ -107,8 +120,9 @@ Status CheckNew(PayoutStore& store, const ApprovalPolicy& policy, const std::str
 
 }  // namespace
 
-Result<int64_t> RejectAwaitingBatch(PayoutStore& store, const BatchRecord& b, const std::string& spool_dir,
-                                    int64_t now_ms, const std::string& why, const AuditEntry& audit) {
+Result<int64_t> RejectAwaitingBatch(PayoutStore& store, const BatchRecord& b,
+                                    const std::string& spool_dir, int64_t now_ms,
+                                    const std::string& why, const AuditEntry& audit) {
   PAYOUTD_ASSIGN_OR_RETURN(CancelOutcome out, store.CancelUnsent(b.id, now_ms, why));
   PAYOUTD_RETURN_IF_ERROR(store.AddAudit(b.id, audit));
   PAYOUTD_RETURN_IF_ERROR(store.SetBatchStatus(b.id, BatchRecord::Status::kRejected, now_ms));
@@ -117,8 +131,9 @@ Result<int64_t> RejectAwaitingBatch(PayoutStore& store, const BatchRecord& b, co
   return out.cancelled;
 }
 
-ApprovalRound RunApprovalRound(PayoutStore& store, const ApprovalPolicy& policy, const std::string& spool_dir,
-                               int64_t now_ms, std::set<std::string>& seen) {
+ApprovalRound RunApprovalRound(PayoutStore& store, const ApprovalPolicy& policy,
+                               const std::string& spool_dir, int64_t now_ms,
+                               std::set<std::string>& seen) {
   ApprovalRound round;
   auto batches = store.ListBatches();
   if (!batches.ok()) {
@@ -128,7 +143,8 @@ ApprovalRound RunApprovalRound(PayoutStore& store, const ApprovalPolicy& policy,
   const std::string approval = spool_dir + "/approval";
   std::vector<std::string> names;
   bool listed = false;
-  const int64_t expire_ms = std::chrono::duration_cast<std::chrono::milliseconds>(policy.expire_after).count();
+  const int64_t expire_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(policy.expire_after).count();
   for (const BatchRecord& b : *batches) {
     if (b.status != BatchRecord::Status::kAwaitingApproval) continue;
     if (!listed) {
@@ -136,8 +152,10 @@ ApprovalRound RunApprovalRound(PayoutStore& store, const ApprovalPolicy& policy,
       listed = true;
     }
     if (now_ms - b.started_at_ms >= expire_ms) {
-      auto rejected = RejectAwaitingBatch(store, b, spool_dir, now_ms, "approval expired",
-                                          AuditEntry{now_ms, "expire", "payoutd", "not enough approvals within approvals.expire_after"});
+      auto rejected =
+          RejectAwaitingBatch(store, b, spool_dir, now_ms, "approval expired",
+                              AuditEntry{now_ms, "expire", "payoutd",
+                                         "not enough approvals within approvals.expire_after"});
       if (rejected.ok()) {
         round.expired.push_back(b.id);
       } else {
@@ -171,11 +189,13 @@ Status FinishApprovalMoves(PayoutStore& store, const std::string& spool_dir) {
   const std::vector<std::string> names = ListNames(approval);
   for (const BatchRecord& b : batches) {
     if (!FileExists(approval + "/" + b.file_name)) continue;
-    if (b.status == BatchRecord::Status::kActive) PAYOUTD_RETURN_IF_ERROR(MoveToWork(spool_dir, b, names));
+    if (b.status == BatchRecord::Status::kActive)
+      PAYOUTD_RETURN_IF_ERROR(MoveToWork(spool_dir, b, names));
     if (b.status == BatchRecord::Status::kRejected) {
       const std::string why = b.cancelled_at_ms ? "cancelled" : "approval expired";
       PAYOUTD_RETURN_IF_ERROR(MoveToRejected(spool_dir, b, why, names));
-      PAYOUTD_RETURN_IF_ERROR(store.SetBatchStatus(b.id, BatchRecord::Status::kReported, b.finished_at_ms));
+      PAYOUTD_RETURN_IF_ERROR(
+          store.SetBatchStatus(b.id, BatchRecord::Status::kReported, b.finished_at_ms));
     }
   }
   return Status::Ok();

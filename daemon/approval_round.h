@@ -28,22 +28,24 @@ struct ApprovalRound {
     bool counted = false;  // valid and the principal's first for this batch
   };
   std::vector<Checked> checked;
-  std::vector<std::string> approved;   // now active, file in work/: the engine takes them
-  std::vector<std::string> expired;    // now rejected, file in rejected/
-  std::vector<std::string> problems;   // what went wrong, for the log; tried again next round
-  int awaiting = 0;                    // batches still waiting after this round
+  std::vector<std::string> approved;  // now active, file in work/: the engine takes them
+  std::vector<std::string> expired;   // now rejected, file in rejected/
+  std::vector<std::string> problems;  // what went wrong, for the log; tried again next round
+  int awaiting = 0;                   // batches still waiting after this round
   int64_t oldest_awaiting_since_ms = 0;
 };
 
 // `seen` remembers the signature files already checked (name, size and time), across rounds.
-ApprovalRound RunApprovalRound(PayoutStore& store, const ApprovalPolicy& policy, const std::string& spool_dir,
-                               int64_t now_ms, std::set<std::string>& seen);
+ApprovalRound RunApprovalRound(PayoutStore& store, const ApprovalPolicy& policy,
+                               const std::string& spool_dir, int64_t now_ms,
+                               std::set<std::string>& seen);
 
 // Rejects a batch awaiting approval (expired, or an operator's cancel): its payouts become
 // CANCELLED with `why`, the audit gets `action`, and its file (with its signatures) goes to
 // rejected/ with `0,,<why>`. Returns how many payouts were cancelled.
-Result<int64_t> RejectAwaitingBatch(PayoutStore& store, const BatchRecord& batch, const std::string& spool_dir,
-                                    int64_t now_ms, const std::string& why, const AuditEntry& audit);
+Result<int64_t> RejectAwaitingBatch(PayoutStore& store, const BatchRecord& batch,
+                                    const std::string& spool_dir, int64_t now_ms,
+                                    const std::string& why, const AuditEntry& audit);
 
 // At start-up: files still in approval/ whose batch the state says is active (move to work/) or
 // rejected (move to rejected/, then reported).

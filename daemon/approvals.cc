@@ -15,7 +15,8 @@ namespace payoutd {
 namespace {
 
 bool IsLabelChar(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+         c == '-';
 }
 
 // Opens `path` for reading without following a symlink or blocking on a pipe, and checks that it
@@ -52,7 +53,8 @@ int ApprovalsRequired(const ApprovalPolicy& policy, const std::map<std::string, 
   int needed = std::max(policy.required, 0);
   for (const auto& [currency, total] : totals) {
     auto cap = policy.large_above.find(currency);
-    if (cap != policy.large_above.end() && total > cap->second) needed = std::max(needed, policy.large_required);
+    if (cap != policy.large_above.end() && total > cap->second)
+      needed = std::max(needed, policy.large_required);
   }
   return needed;
 }
@@ -60,7 +62,8 @@ int ApprovalsRequired(const ApprovalPolicy& policy, const std::map<std::string, 
 std::optional<SignatureName> ParseSignatureName(std::string_view name) {
   constexpr std::string_view kSig = ".sig";
   constexpr std::string_view kCsv = ".csv";
-  if (name.size() <= kSig.size() || name.substr(name.size() - kSig.size()) != kSig) return std::nullopt;
+  if (name.size() <= kSig.size() || name.substr(name.size() - kSig.size()) != kSig)
+    return std::nullopt;
   std::string_view stem = name.substr(0, name.size() - kSig.size());  // <batch>.csv[.<label>]
   SignatureName out;
   if (stem.size() > kCsv.size() && stem.substr(stem.size() - kCsv.size()) == kCsv) {
@@ -71,7 +74,8 @@ std::optional<SignatureName> ParseSignatureName(std::string_view name) {
     std::string_view label = stem.substr(dot + 1);
     std::string_view csv = stem.substr(0, dot);
     if (label.empty() || !std::all_of(label.begin(), label.end(), IsLabelChar)) return std::nullopt;
-    if (csv.size() <= kCsv.size() || csv.substr(csv.size() - kCsv.size()) != kCsv) return std::nullopt;
+    if (csv.size() <= kCsv.size() || csv.substr(csv.size() - kCsv.size()) != kCsv)
+      return std::nullopt;
     out.batch_id = std::string(csv.substr(0, csv.size() - kCsv.size()));
     out.label = std::string(label);
   }
@@ -98,7 +102,8 @@ Result<SignatureFile> ReadSignatureFile(const std::string& dir, const std::strin
   }
   const bool read = ReadAll(fd, kMaxSignatureFile, &out.bytes);
   ::close(fd);
-  if (!read) return Status::Unavailable("cannot read " + dir + "/" + name + ": " + std::strerror(errno));
+  if (!read)
+    return Status::Unavailable("cannot read " + dir + "/" + name + ": " + std::strerror(errno));
   if (out.bytes.size() > kMaxSignatureFile) {  // it grew while we read it
     out.bytes.clear();
     out.unusable = "larger than " + std::to_string(kMaxSignatureFile / 1024) + " KiB";
@@ -116,12 +121,16 @@ Result<std::string> ReadApprovedBytes(const std::string& path, std::string_view 
   ::close(fd);
   if (!read) return Status::Unavailable("cannot read " + path + ": " + std::strerror(errno));
   if (Sha256Hex(bytes) != sha256)
-    return Status::FailedPrecondition(path + " is not the file that was accepted (its sha256 differs): no signature over it counts");
+    return Status::FailedPrecondition(
+        path +
+        " is not the file that was accepted (its sha256 differs): no signature over it counts");
   return bytes;
 }
 
-Result<std::vector<SignatureCheck>> CheckSignatures(const ApprovalPolicy& policy, const std::string& dir,
-                                                    const std::vector<std::string>& files, std::string_view data,
+Result<std::vector<SignatureCheck>> CheckSignatures(const ApprovalPolicy& policy,
+                                                    const std::string& dir,
+                                                    const std::vector<std::string>& files,
+                                                    std::string_view data,
                                                     const SshKeygenOptions& ssh) {
   std::vector<SignatureCheck> checks;
   for (const std::string& name : files) {
@@ -134,7 +143,8 @@ Result<std::vector<SignatureCheck>> CheckSignatures(const ApprovalPolicy& policy
       checks.push_back(std::move(check));
       continue;
     }
-    auto verdict = VerifySshSignature(policy.allowed_signers, kApprovalNamespace, file->bytes, data, ssh);
+    auto verdict =
+        VerifySshSignature(policy.allowed_signers, kApprovalNamespace, file->bytes, data, ssh);
     if (!verdict.ok()) return verdict.status();
     check.valid = verdict->valid;
     check.signer = verdict->signer;

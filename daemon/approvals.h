@@ -16,9 +16,9 @@
 #include <string_view>
 #include <vector>
 
+#include "config/config.h"  // ApprovalPolicy
 #include "core/base/clock.h"
 #include "core/base/status.h"
-#include "config/config.h"  // ApprovalPolicy
 #include "daemon/ssh_keygen.h"
 
 namespace payoutd {
@@ -57,15 +57,16 @@ Result<std::string> ReadApprovedBytes(const std::string& path, std::string_view 
 
 // What one signature file came to.
 struct SignatureCheck {
-  std::string file;     // its name in approval/
+  std::string file;  // its name in approval/
   bool valid = false;
-  SshSigner signer;     // when valid
-  std::string reason;   // when not
+  SshSigner signer;    // when valid
+  std::string reason;  // when not
 };
 
 // Checks each of `files` (names in `dir`, all for the batch whose bytes are `data`) against the
 // policy's allowed_signers. An error only when ssh-keygen cannot be run at all.
-Result<std::vector<SignatureCheck>> CheckSignatures(const ApprovalPolicy& policy, const std::string& dir,
+Result<std::vector<SignatureCheck>> CheckSignatures(const ApprovalPolicy& policy,
+                                                    const std::string& dir,
                                                     const std::vector<std::string>& files,
                                                     std::string_view data,
                                                     const SshKeygenOptions& ssh = {});

@@ -41,28 +41,32 @@ std::string Elsewhere(const std::string& spool, const std::string& batch_id) {
   return "";
 }
 
-void PrintBatch(const ValidatedBatch& batch, const ApproveOptions& o, const std::string& path, std::ostream& out) {
+void PrintBatch(const ValidatedBatch& batch, const ApproveOptions& o, const std::string& path,
+                std::ostream& out) {
   const CurrencyTable& t = o.rules.currencies;
   out << "batch " << batch.batch_id << " (" << path << ")\n";
   out << "  sha256     " << batch.sha256 << "\n";
   out << "  rows       " << batch.payouts.size() << "\n";
   out << "  totals    ";
   for (const auto& [currency, total] : batch.totals)
-    out << " " << FormatFixedAmount(total, t.MinorUnits(currency).value_or(2)) << " " << currency << ";";
+    out << " " << FormatFixedAmount(total, t.MinorUnits(currency).value_or(2)) << " " << currency
+        << ";";
   out << "\n";
   if (o.approvals_required >= 0)
-    out << "  approvals  " << std::max(o.approvals_given, 0) << " of " << o.approvals_required << " so far\n";
+    out << "  approvals  " << std::max(o.approvals_given, 0) << " of " << o.approvals_required
+        << " so far\n";
   std::vector<size_t> order(batch.payouts.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;
   const size_t shown = std::min<size_t>(5, order.size());
-  std::partial_sort(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(shown), order.end(),
-                    [&](size_t a, size_t b) { return Larger(batch.payouts[a], batch.payouts[b], t); });
+  std::partial_sort(
+      order.begin(), order.begin() + static_cast<std::ptrdiff_t>(shown), order.end(),
+      [&](size_t a, size_t b) { return Larger(batch.payouts[a], batch.payouts[b], t); });
   out << "  the " << shown << " largest payouts:\n";
   for (size_t k = 0; k < shown; ++k) {
     const Payout p = batch.payouts[order[k]];
     out << "    line " << p.line << "  " << p.id << "  "
-        << FormatFixedAmount(p.amount_minor, t.MinorUnits(p.currency).value_or(2)) << " " << p.currency << "  to "
-        << MaskAccount(p.account_number) << "  " << p.account_name << "\n";
+        << FormatFixedAmount(p.amount_minor, t.MinorUnits(p.currency).value_or(2)) << " "
+        << p.currency << "  to " << MaskAccount(p.account_number) << "  " << p.account_name << "\n";
   }
 }
 
@@ -104,8 +108,9 @@ int RunApprove(const ApproveOptions& o, std::istream& in, std::ostream& out, std
   std::istringstream text(bytes);
   ValidatedBatch batch = BatchValidator(o.rules).Validate(o.batch_id, text);
   if (!batch.ok()) {
-    err << "payoutd: " << path << " does not validate (" << batch.error_count << " errors; first at line "
-        << batch.errors.front().line << ": " << batch.errors.front().message << "); not signing it\n";
+    err << "payoutd: " << path << " does not validate (" << batch.error_count
+        << " errors; first at line " << batch.errors.front().line << ": "
+        << batch.errors.front().message << "); not signing it\n";
     return 1;
   }
   PrintBatch(batch, o, "approval/" + o.batch_id + ".csv", out);

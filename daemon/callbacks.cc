@@ -1,9 +1,9 @@
 #include "daemon/callbacks.h"
 
+#include <simdjson.h>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-#include <simdjson.h>
 
 #include "core/base/listen_address.h"
 #include "core/base/liveness.h"
@@ -40,9 +40,9 @@ class Session : public std::enable_shared_from_this<Session> {
     parser_.emplace();
     parser_->body_limit(CallbackReceiver::kMaxBody);
     stream_.expires_after(std::chrono::seconds(30));
-    http::async_read(stream_, buffer_, *parser_, [self = shared_from_this()](beast::error_code ec, size_t) {
-      self->OnRead(ec);
-    });
+    http::async_read(
+        stream_, buffer_, *parser_,
+        [self = shared_from_this()](beast::error_code ec, size_t) { self->OnRead(ec); });
   }
 
  private:
@@ -54,15 +54,18 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     if (ec) return;  // closed, timed out or not HTTP
     auto& req = parser_->get();
-    if (req.method() != http::verb::post) return Reply(http::status::method_not_allowed, "{}", req.keep_alive());
+    if (req.method() != http::verb::post)
+      return Reply(http::status::method_not_allowed, "{}", req.keep_alive());
     auto id = CallbackPayoutId(req.body());
     if (!id.ok()) {
       if (metrics_) metrics_->OnCallback(Metrics::CallbackResult::kBadRequest);
-      return Reply(http::status::bad_request, "{\"error\":\"" + id.error() + "\"}", req.keep_alive());
+      return Reply(http::status::bad_request, "{\"error\":\"" + id.error() + "\"}",
+                   req.keep_alive());
     }
     bool known = nudge_(*id);
     if (metrics_)
-      metrics_->OnCallback(known ? Metrics::CallbackResult::kAccepted : Metrics::CallbackResult::kUnknownId);
+      metrics_->OnCallback(known ? Metrics::CallbackResult::kAccepted
+                                 : Metrics::CallbackResult::kUnknownId);
     log::Debug("callback.received", {{"payout", *id}, {"known", known ? "yes" : "no"}});
     Reply(http::status::ok, "{}", req.keep_alive());
   }
@@ -73,10 +76,13 @@ class Session : public std::enable_shared_from_this<Session> {
     res->keep_alive(keep_alive);
     res->body() = std::move(body);
     res->prepare_payload();
-    http::async_write(stream_, *res, [self = shared_from_this(), res, keep_alive](beast::error_code ec, size_t) {
-      if (!ec && keep_alive) self->Read();
-      else self->stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
-    });
+    http::async_write(stream_, *res,
+                      [self = shared_from_this(), res, keep_alive](beast::error_code ec, size_t) {
+                        if (!ec && keep_alive)
+                          self->Read();
+                        else
+                          self->stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+                      });
   }
 
   beast::tcp_stream stream_;
@@ -141,14 +147,14 @@ class Receiver final : public CallbackReceiver {
   Metrics* metrics_;
   int port_ = 0;
   ThreadChecker io_thread_;  // binds to the io thread at the first call
-  Liveness alive_;  // last: ends first
+  Liveness alive_;           // last: ends first
 };
 
 }  // namespace
 
-Result<std::unique_ptr<CallbackReceiver>> CallbackReceiver::Create(asio::io_context& io, const std::string& listen,
-                                                                   std::function<bool(const std::string&)> nudge,
-                                                                   Metrics* metrics) {
+Result<std::unique_ptr<CallbackReceiver>> CallbackReceiver::Create(
+    asio::io_context& io, const std::string& listen, std::function<bool(const std::string&)> nudge,
+    Metrics* metrics) {
   auto r = std::make_unique<Receiver>(io, std::move(nudge), metrics);
   PAYOUTD_RETURN_IF_ERROR(r->Listen(listen));
   log::Info("callbacks.listening", {{"listen", listen}, {"port", std::to_string(r->port())}});

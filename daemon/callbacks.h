@@ -22,9 +22,9 @@ class Metrics;
 class CallbackReceiver {
  public:
   // `nudge(id)` returns false when the id is unknown (or not waiting for a status).
-  static Result<std::unique_ptr<CallbackReceiver>> Create(boost::asio::io_context& io, const std::string& listen,
-                                                          std::function<bool(const std::string&)> nudge,
-                                                          Metrics* metrics);
+  static Result<std::unique_ptr<CallbackReceiver>> Create(
+      boost::asio::io_context& io, const std::string& listen,
+      std::function<bool(const std::string&)> nudge, Metrics* metrics);
   virtual ~CallbackReceiver() = default;
   virtual int port() const = 0;
   virtual void Stop() = 0;

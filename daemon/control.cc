@@ -10,11 +10,11 @@
 #include <cerrno>
 #include <cstring>
 
+#include <simdjson.h>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/read_until.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
-#include <simdjson.h>
 
 #include "core/base/json_text.h"
 #include "core/base/log.h"
@@ -57,9 +57,8 @@ class Session : public std::enable_shared_from_this<Session> {
       self->socket_.close(ignored);
     });
     asio::async_read_until(socket_, asio::dynamic_buffer(buffer_, kMaxControlRequest), '\n',
-                           [self = shared_from_this()](const boost::system::error_code& ec, size_t n) {
-                             self->OnRead(ec, n);
-                           });
+                           [self = shared_from_this()](const boost::system::error_code& ec,
+                                                       size_t n) { self->OnRead(ec, n); });
   }
 
  private:
@@ -71,16 +70,18 @@ class Session : public std::enable_shared_from_this<Session> {
     if (line.empty()) return;
     auto request = DecodeControlRequest(line);
     if (!request.ok()) return Send({2, "malformed request: " + request.error()});
-    (*handler_)(*request, peer_, [self = shared_from_this()](ControlReply reply) { self->Send(std::move(reply)); });
+    (*handler_)(*request, peer_,
+                [self = shared_from_this()](ControlReply reply) { self->Send(std::move(reply)); });
   }
 
   void Send(ControlReply reply) {
     out_ = EncodeControlReply(reply);
-    asio::async_write(socket_, asio::buffer(out_), [self = shared_from_this()](const boost::system::error_code&, size_t) {
-      boost::system::error_code ignored;
-      self->socket_.shutdown(local::socket::shutdown_both, ignored);
-      self->socket_.close(ignored);
-    });
+    asio::async_write(socket_, asio::buffer(out_),
+                      [self = shared_from_this()](const boost::system::error_code&, size_t) {
+                        boost::system::error_code ignored;
+                        self->socket_.shutdown(local::socket::shutdown_both, ignored);
+                        self->socket_.close(ignored);
+                      });
   }
 
   local::socket socket_;
@@ -94,7 +95,8 @@ class Session : public std::enable_shared_from_this<Session> {
 
 class ControlServerImpl final : public ControlServer {
  public:
-  ControlServerImpl(asio::io_context& io, std::string path, Handler handler, std::chrono::milliseconds read_timeout)
+  ControlServerImpl(asio::io_context& io, std::string path, Handler handler,
+                    std::chrono::milliseconds read_timeout)
       : acceptor_(io),
         path_(std::move(path)),
         handler_(std::make_shared<Handler>(std::move(handler))),
@@ -102,7 +104,8 @@ class ControlServerImpl final : public ControlServer {
   ~ControlServerImpl() override { Stop(); }
 
   Status Listen() {
-    ::unlink(path_.c_str());  // a socket left by a daemon that died; the state lock says we are alone
+    ::unlink(
+        path_.c_str());  // a socket left by a daemon that died; the state lock says we are alone
     boost::system::error_code ec;
     acceptor_.open(local(), ec);
     if (!ec) acceptor_.bind(local::endpoint(path_), ec);
@@ -143,13 +146,16 @@ Result<std::string> StringField(simdjson::dom::object& o, const char* key, bool 
     return std::string();
   }
   std::string_view v;
-  if (e.get_string().get(v)) return Status::InvalidArgument(std::string("'") + key + "' must be a string");
+  if (e.get_string().get(v))
+    return Status::InvalidArgument(std::string("'") + key + "' must be a string");
   return std::string(v);
 }
 
 }  // namespace
 
-std::string ControlPeer::Describe() const { return user + " (uid " + std::to_string(uid) + ")"; }
+std::string ControlPeer::Describe() const {
+  return user + " (uid " + std::to_string(uid) + ")";
+}
 
 ControlPeer ControlPeer::Self() {
   ControlPeer p;
@@ -188,7 +194,8 @@ Result<ControlRequest> DecodeControlRequest(std::string_view line) {
   if (!reason.ok()) return reason.status();
   r.reason = *reason;
   simdjson::dom::element all;
-  if (!o["all"].get(all) && all.get_bool().get(r.all)) return Status::InvalidArgument("'all' must be true or false");
+  if (!o["all"].get(all) && all.get_bool().get(r.all))
+    return Status::InvalidArgument("'all' must be true or false");
   return r;
 }
 
@@ -202,7 +209,8 @@ std::string EncodeControlReply(const ControlReply& r) {
 Result<ControlReply> DecodeControlReply(std::string_view line) {
   simdjson::dom::parser parser;
   simdjson::dom::element doc;
-  if (parser.parse(line.data(), line.size()).get(doc)) return Status::Unavailable("the daemon's reply is not JSON");
+  if (parser.parse(line.data(), line.size()).get(doc))
+    return Status::Unavailable("the daemon's reply is not JSON");
   ControlReply r;
   int64_t code = 0;
   std::string_view message;
@@ -213,27 +221,32 @@ Result<ControlReply> DecodeControlReply(std::string_view line) {
   return r;
 }
 
-Result<std::unique_ptr<ControlServer>> ControlServer::Create(asio::io_context& io, const std::string& path,
-                                                              Handler handler,
-                                                              std::chrono::milliseconds read_timeout) {
+Result<std::unique_ptr<ControlServer>> ControlServer::Create(
+    asio::io_context& io, const std::string& path, Handler handler,
+    std::chrono::milliseconds read_timeout) {
   if (path.size() >= sizeof(sockaddr_un::sun_path))
-    return Status::InvalidArgument("control.socket " + path + ": longer than a Unix socket path may be (107 bytes)");
+    return Status::InvalidArgument("control.socket " + path +
+                                   ": longer than a Unix socket path may be (107 bytes)");
   // Its folder, and any missing above it (systemd's RuntimeDirectory= makes /run/payoutd).
-  for (size_t slash = path.find('/', 1); slash != std::string::npos; slash = path.find('/', slash + 1)) {
+  for (size_t slash = path.find('/', 1); slash != std::string::npos;
+       slash = path.find('/', slash + 1)) {
     const std::string dir = path.substr(0, slash);
     if (::mkdir(dir.c_str(), 0750) != 0 && errno != EEXIST)
-      return Status::Unavailable("control.socket " + path + ": cannot create " + dir + ": " + std::strerror(errno));
+      return Status::Unavailable("control.socket " + path + ": cannot create " + dir + ": " +
+                                 std::strerror(errno));
   }
   auto server = std::make_unique<ControlServerImpl>(io, path, std::move(handler), read_timeout);
   if (Status st = server->Listen(); !st.ok()) return st;
   return std::unique_ptr<ControlServer>(std::move(server));
 }
 
-Result<std::optional<ControlReply>> SendControl(const std::string& path, const ControlRequest& request,
+Result<std::optional<ControlReply>> SendControl(const std::string& path,
+                                                const ControlRequest& request,
                                                 std::chrono::milliseconds timeout) {
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
-  if (path.size() >= sizeof addr.sun_path) return Status::InvalidArgument("control.socket " + path + ": path too long");
+  if (path.size() >= sizeof addr.sun_path)
+    return Status::InvalidArgument("control.socket " + path + ": path too long");
   std::memcpy(addr.sun_path, path.c_str(), path.size());
   const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return Status::Unavailable(std::string("socket: ") + std::strerror(errno));
@@ -247,13 +260,17 @@ Result<std::optional<ControlReply>> SendControl(const std::string& path, const C
   }
   const std::string line = EncodeControlRequest(request);
   if (::send(fd, line.data(), line.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(line.size()))
-    return Status::Unavailable("control.socket " + path + ": cannot send the request: " + std::strerror(errno));
+    return Status::Unavailable("control.socket " + path +
+                               ": cannot send the request: " + std::strerror(errno));
   std::string reply;
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   char buf[4096];
   while (reply.find('\n') == std::string::npos) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) return Status::Unavailable("the daemon did not answer within " + std::to_string(timeout.count() / 1000) + "s");
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0)
+      return Status::Unavailable("the daemon did not answer within " +
+                                 std::to_string(timeout.count() / 1000) + "s");
     pollfd p{fd, POLLIN, 0};
     if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
     const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
@@ -261,7 +278,8 @@ Result<std::optional<ControlReply>> SendControl(const std::string& path, const C
     if (n <= 0) break;
     reply.append(buf, static_cast<size_t>(n));
   }
-  if (reply.empty()) return Status::Unavailable("the daemon closed the control connection without an answer");
+  if (reply.empty())
+    return Status::Unavailable("the daemon closed the control connection without an answer");
   auto decoded = DecodeControlReply(reply.substr(0, reply.find('\n')));
   if (!decoded.ok()) return decoded.status();
   return std::optional<ControlReply>(std::move(*decoded));

@@ -46,7 +46,7 @@ struct ControlReply {
 struct ControlPeer {
   uid_t uid = 0;
   pid_t pid = 0;
-  std::string user;     // the account name, or the uid when it has none
+  std::string user;  // the account name, or the uid when it has none
   // "alice (uid 1001)", as the audit list and the log show it.
   std::string Describe() const;
   static ControlPeer Self();
@@ -67,9 +67,9 @@ class ControlServer {
 
   // Listens on `path` (a stale socket file there is replaced; its folder is created) with mode
   // 0660. `read_timeout` bounds how long a client may take to send its request.
-  static Result<std::unique_ptr<ControlServer>> Create(boost::asio::io_context& io, const std::string& path,
-                                                       Handler handler,
-                                                       std::chrono::milliseconds read_timeout = std::chrono::seconds(5));
+  static Result<std::unique_ptr<ControlServer>> Create(
+      boost::asio::io_context& io, const std::string& path, Handler handler,
+      std::chrono::milliseconds read_timeout = std::chrono::seconds(5));
   virtual ~ControlServer() = default;
   // Stops accepting and removes the socket file; connections under way finish.
   virtual void Stop() = 0;
@@ -78,7 +78,8 @@ class ControlServer {
 // Sends `request` to the daemon listening on `path` and waits for its reply. nullopt when no
 // daemon listens there (no socket file, or nobody accepts); an error when one listens but the
 // exchange fails.
-Result<std::optional<ControlReply>> SendControl(const std::string& path, const ControlRequest& request,
-                                                std::chrono::milliseconds timeout = std::chrono::seconds(60));
+Result<std::optional<ControlReply>> SendControl(
+    const std::string& path, const ControlRequest& request,
+    std::chrono::milliseconds timeout = std::chrono::seconds(60));
 
 }  // namespace payoutd

@@ -22,7 +22,8 @@ namespace payoutd {
 
 // Refuses what cannot be done (with the reply to send), or returns the batch (empty record with
 // `all`) the request is about.
-Result<BatchRecord> CheckControlRequest(PayoutStore& store, const ControlRequest& request, ControlReply* refusal);
+Result<BatchRecord> CheckControlRequest(PayoutStore& store, const ControlRequest& request,
+                                        ControlReply* refusal);
 
 AuditEntry ControlAudit(const ControlRequest& request, const ControlPeer& peer, int64_t now_ms);
 Hold ControlHold(const ControlRequest& request, const ControlPeer& peer, int64_t now_ms);
@@ -36,7 +37,8 @@ std::string HoldMessage(const ControlRequest& request);
 // 1234567 -> "1,234,567"
 std::string WithThousands(int64_t n);
 
-ControlReply RunControlOnState(PayoutStore& store, const ControlRequest& request, const ControlPeer& peer,
-                               const std::string& spool_dir, int64_t now_ms);
+ControlReply RunControlOnState(PayoutStore& store, const ControlRequest& request,
+                               const ControlPeer& peer, const std::string& spool_dir,
+                               int64_t now_ms);
 
 }  // namespace payoutd

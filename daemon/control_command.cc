@@ -29,8 +29,8 @@ bool Exists(const std::string& path) {
 }
 
 int Print(const ControlReply& reply, std::ostream& out, std::ostream& err) {
-  (reply.exit_code == 0 ? out : err) << (reply.exit_code == 0 ? "" : "payoutd: ") << reply.message
-                                     << "\n";
+  (reply.exit_code == 0 ? out : err)
+      << (reply.exit_code == 0 ? "" : "payoutd: ") << reply.message << "\n";
   return reply.exit_code;
 }
 
@@ -66,8 +66,9 @@ int OnState(const Config& config, const ControlRequest& request, std::ostream& o
   if (!store.ok()) {
     err << "payoutd: state " << config.state.path << ": " << store.error() << "\n";
   } else {
-    code = Print(RunControlOnState(**store, request, ControlPeer::Self(), config.spool.dir, NowMs()),
-                 out, err);
+    code =
+        Print(RunControlOnState(**store, request, ControlPeer::Self(), config.spool.dir, NowMs()),
+              out, err);
   }
   ::close(fd);
   return code;

@@ -3,9 +3,9 @@
 //
 // hold, resume and cancel go to the running daemon through control.socket, which makes the change
 // durable and in force before it answers. With no daemon listening there, the command takes the
-// state's lock (the one `payoutd run` holds, so no daemon can start meanwhile) and acts on the state
-// itself (daemon/control_actions.h). Exit codes: 0 done; 2 usage, unknown batch, or a batch already
-// finished; 1 anything else.
+// state's lock (the one `payoutd run` holds, so no daemon can start meanwhile) and acts on the
+// state itself (daemon/control_actions.h). Exit codes: 0 done; 2 usage, unknown batch, or a batch
+// already finished; 1 anything else.
 //
 // Threading: command-line subcommands; blocking.
 #pragma once

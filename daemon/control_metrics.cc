@@ -12,11 +12,12 @@ ControlMetrics::ControlMetrics(prometheus::Registry& registry)
                      .Help("Batches accepted and waiting for enough approvals before they are paid")
                      .Register(registry)
                      .Add({})),
-      oldest_awaiting_age_(&prometheus::BuildGauge()
-                                .Name("payoutd_oldest_awaiting_approval_age_seconds")
-                                .Help("How long the oldest batch awaiting approval has waited; 0 when none")
-                                .Register(registry)
-                                .Add({})),
+      oldest_awaiting_age_(
+          &prometheus::BuildGauge()
+               .Name("payoutd_oldest_awaiting_approval_age_seconds")
+               .Help("How long the oldest batch awaiting approval has waited; 0 when none")
+               .Register(registry)
+               .Add({})),
       held_(&prometheus::BuildGauge()
                  .Name("payoutd_batches_held")
                  .Help("Batches an operator holds (payoutd hold): no new payment starts for them")
@@ -33,8 +34,12 @@ void ControlMetrics::SetAwaitingApproval(int64_t batches, double oldest_age_seco
   oldest_awaiting_age_->Set(oldest_age_seconds);
 }
 
-void ControlMetrics::SetHeld(int64_t batches) { held_->Set(static_cast<double>(batches)); }
+void ControlMetrics::SetHeld(int64_t batches) {
+  held_->Set(static_cast<double>(batches));
+}
 
-void ControlMetrics::OnInvalidApproval() { invalid_->Increment(); }
+void ControlMetrics::OnInvalidApproval() {
+  invalid_->Increment();
+}
 
 }  // namespace payoutd

@@ -20,9 +20,10 @@ class ControlMetrics {
  public:
   explicit ControlMetrics(prometheus::Registry& registry);
 
-  void SetAwaitingApproval(int64_t batches, double oldest_age_seconds);  // batches_awaiting_approval
-  void SetHeld(int64_t batches);                                         // batches_held
-  void OnInvalidApproval();                                  // approvals_invalid_total += 1
+  void SetAwaitingApproval(int64_t batches,
+                           double oldest_age_seconds);  // batches_awaiting_approval
+  void SetHeld(int64_t batches);                        // batches_held
+  void OnInvalidApproval();                             // approvals_invalid_total += 1
 
  private:
   prometheus::Gauge* awaiting_ = nullptr;

@@ -51,7 +51,9 @@ std::string DirName(const std::string& path) {
   return p.empty() ? "." : p;
 }
 
-std::string BaseName(const std::string& path) { return std::filesystem::path(path).filename().string(); }
+std::string BaseName(const std::string& path) {
+  return std::filesystem::path(path).filename().string();
+}
 
 bool FileExists(const std::string& path) {
   struct stat st;
@@ -65,7 +67,8 @@ Status MakeDirs(const std::string& dir) {
   return Status::Ok();
 }
 
-Status WriteFileAtomically(const std::string& path, const std::function<Status(std::ostream&)>& write) {
+Status WriteFileAtomically(const std::string& path,
+                           const std::function<Status(std::ostream&)>& write) {
   FileSet set;
   PAYOUTD_RETURN_IF_ERROR(set.Write(path, write));
   return set.Commit();
@@ -88,14 +91,19 @@ Status FileSet::Write(const std::string& path, const std::function<Status(std::o
   return Status::Ok();
 }
 
-Status FileSet::Write(const std::string& path, const std::string& content) { return Write(path, Content(content)); }
+Status FileSet::Write(const std::string& path, const std::string& content) {
+  return Write(path, Content(content));
+}
 
-void FileSet::Move(const std::string& from, const std::string& to) { renames_.emplace_back(from, to); }
+void FileSet::Move(const std::string& from, const std::string& to) {
+  renames_.emplace_back(from, to);
+}
 
 Status FileSet::Commit() {
   auto renames = std::move(renames_);
   renames_.clear();
-  // Folders to fsync: where files arrived first (that is what makes them durable), then where they left.
+  // Folders to fsync: where files arrived first (that is what makes them durable), then where they
+  // left.
   std::vector<std::string> dirs;
   auto note = [&dirs](const std::string& dir) {
     if (std::find(dirs.begin(), dirs.end(), dir) == dirs.end()) dirs.push_back(dir);

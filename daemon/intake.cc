@@ -10,7 +10,8 @@ namespace payoutd {
 
 std::string BatchIdFromFileName(const std::string& file_name) {
   const std::string ext = ".csv";
-  if (file_name.size() > ext.size() && file_name.compare(file_name.size() - ext.size(), ext.size(), ext) == 0)
+  if (file_name.size() > ext.size() &&
+      file_name.compare(file_name.size() - ext.size(), ext.size(), ext) == 0)
     return file_name.substr(0, file_name.size() - ext.size());
   return file_name;
 }
@@ -19,7 +20,8 @@ namespace {
 
 void AddError(ValidatedBatch& b, uint32_t line, std::string column, std::string message) {
   ++b.error_count;
-  if (b.errors.size() < BatchValidator::kMaxErrors) b.errors.push_back({line, std::move(column), std::move(message)});
+  if (b.errors.size() < BatchValidator::kMaxErrors)
+    b.errors.push_back({line, std::move(column), std::move(message)});
 }
 
 // What the store already holds of this batch, as errors a finance user can act on: the batch id,

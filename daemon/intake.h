@@ -13,14 +13,14 @@ namespace payoutd {
 
 struct Intake {
   enum class Kind {
-    kAccepted,   // recorded in the store (durable); ready for the engine
-    kResumed,    // the same batch (id and content) was already recorded: nothing new to record
-    kRejected,   // invalid or a duplicate: errors say why; nothing recorded, nothing to send
-    kFailed,     // could not read the file or write the store: try again later
+    kAccepted,  // recorded in the store (durable); ready for the engine
+    kResumed,   // the same batch (id and content) was already recorded: nothing new to record
+    kRejected,  // invalid or a duplicate: errors say why; nothing recorded, nothing to send
+    kFailed,    // could not read the file or write the store: try again later
   };
   Kind kind = Kind::kFailed;
-  ValidatedBatch batch;      // errors include the duplicate checks
-  Status status;             // for kFailed: why
+  ValidatedBatch batch;        // errors include the duplicate checks
+  Status status;               // for kFailed: why
   int approvals_required = 0;  // kAccepted: signatures it waits for (0: it is paid at once)
 };
 

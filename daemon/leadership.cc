@@ -16,8 +16,7 @@ std::string Ms(Duration d) {
 
 }  // namespace
 
-std::unique_ptr<Leadership> Leadership::ForState(const StateOptions& state,
-                                                 StateMetrics* metrics) {
+std::unique_ptr<Leadership> Leadership::ForState(const StateOptions& state, StateMetrics* metrics) {
   std::unique_ptr<LeaderLease> lease = MakeLeaderLease(state);
   if (!lease) return nullptr;
   return std::make_unique<Leadership>(std::move(lease), metrics);
@@ -28,7 +27,9 @@ Leadership::Leadership(std::unique_ptr<LeaderLease> lease, StateMetrics* metrics
   if (metrics_) metrics_->SetLeader(false);
 }
 
-Leadership::~Leadership() { Stop(/*release=*/true); }
+Leadership::~Leadership() {
+  Stop(/*release=*/true);
+}
 
 void Leadership::Start(boost::asio::io_context& io, std::function<void()> on_lead,
                        std::function<void()> on_lost) {
@@ -53,8 +54,8 @@ void Leadership::Stop(bool release) {
   PgResult r = lease_->Release();
   if (metrics_) metrics_->SetLeader(false);
   if (r.ok()) {
-    log::Info("leadership.released", {{"instance", lease_->instance()},
-                                      {"term", std::to_string(term)}});
+    log::Info("leadership.released",
+              {{"instance", lease_->instance()}, {"term", std::to_string(term)}});
   } else {
     // The lease then runs out by itself: a standby takes over after it.
     log::Warn("leadership.release_failed", {{"error", r.message()}});
@@ -86,8 +87,8 @@ void Leadership::Run(boost::asio::io_context& io, const std::function<void()>& o
     NoteStep(was_leader);
     const bool leader = lease_->IsLeader();
     if (!was_leader && leader) {
-      log::Info("leadership.acquired", {{"instance", lease_->instance()},
-                                        {"term", std::to_string(lease_->fencing())}});
+      log::Info("leadership.acquired",
+                {{"instance", lease_->instance()}, {"term", std::to_string(lease_->fencing())}});
       if (metrics_) metrics_->SetLeader(true);
       boost::asio::post(io, on_lead);
     } else if (was_leader && !leader) {

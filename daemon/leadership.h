@@ -75,10 +75,10 @@ class Leadership {
   std::unique_ptr<LeaderLease> lease_;
   StateMetrics* metrics_;
   Mutex mu_;
-  CondVar cv_;                   // stopping_ was set
+  CondVar cv_;  // stopping_ was set
   bool stopping_ GUARDED_BY(mu_) = false;
-  bool step_failing_ = false;    // keeper thread only: the last step failed (logged once)
-  std::atomic<bool> sending_{false};   // MaySend's last answer, to log its changes
+  bool step_failing_ = false;         // keeper thread only: the last step failed (logged once)
+  std::atomic<bool> sending_{false};  // MaySend's last answer, to log its changes
   std::thread keeper_;
 };
 

@@ -6,23 +6,23 @@
 
 #include <cstring>
 #include <fstream>
-#include <sstream>
 #include <iostream>
 #include <map>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <vector>
 
 #include "config/config.h"
-#include "config/listen_check.h"
 #include "config/duration.h"
+#include "config/listen_check.h"
 #include "config/summary.h"
-#include "core/batch/batch.h"
 #include "core/base/log.h"
+#include "core/batch/batch.h"
+#include "core/engine/results.h"
 #include "core/store/open_store.h"
 #include "core/store/payout_store.h"
 #include "core/store/pg_lease.h"
-#include "core/engine/results.h"
 #include "daemon/control_command.h"
 #include "daemon/intake.h"
 #include "daemon/migrate_state.h"
@@ -70,13 +70,16 @@ const std::map<std::string, std::string>& CommandHelp() {
        "Exit 0 when valid, 2 with every error otherwise.\n"},
       {"validate",
        "usage: payoutd validate [--config FILE] BATCH.csv\n"
-       "Validates a batch against the rules of the configuration (and, when the state exists, against\n"
-       "batches and payout ids seen before). Sends nothing. Exit 0 valid (rows and totals printed),\n"
+       "Validates a batch against the rules of the configuration (and, when the state exists, "
+       "against\n"
+       "batches and payout ids seen before). Sends nothing. Exit 0 valid (rows and totals "
+       "printed),\n"
        "4 invalid (errors printed as line,column,error), 2 bad configuration.\n"},
       {"process",
        "usage: payoutd process [--config FILE] BATCH.csv [--out DIR]\n"
        "Pays one batch to completion in the foreground and writes BATCH.results.csv and\n"
-       "BATCH.summary.json to DIR (default: the current folder). Exit 0 all SUCCESS, 3 some payouts\n"
+       "BATCH.summary.json to DIR (default: the current folder). Exit 0 all SUCCESS, 3 some "
+       "payouts\n"
        "not SUCCESS, 4 batch invalid or rejected (BATCH.errors.csv in DIR), 1 runtime failure.\n"},
       {"status",
        "usage: payoutd status [--config FILE] [BATCH] [--json] [--watch [--interval DURATION]]\n"
@@ -86,7 +89,8 @@ const std::map<std::string, std::string>& CommandHelp() {
        "every second (or --interval) with payouts per second and the time left, until Ctrl-C.\n"},
       {"approve",
        "usage: payoutd approve [--config FILE] BATCH --key SSH_PRIVATE_KEY [--yes]\n"
-       "Shows the batch waiting in spool.dir/approval (rows, totals per currency, sha256, the five\n"
+       "Shows the batch waiting in spool.dir/approval (rows, totals per currency, sha256, the "
+       "five\n"
        "largest payouts) and, once confirmed (or with --yes), signs its exact bytes with\n"
        "'ssh-keygen -Y sign -n payoutd-batch', writing approval/BATCH.csv.<user>.sig. Needs no\n"
        "running daemon. Exit 0 signed, 1 not signed, 2 no such batch awaiting approval.\n"},
@@ -113,10 +117,10 @@ struct Args {
   std::string out;
   std::vector<std::string> positional;
   bool help = false;
-  bool all = false;      // hold, resume
-  bool yes = false;      // approve
-  std::string reason;    // hold, resume, cancel
-  std::string key;       // approve
+  bool all = false;    // hold, resume
+  bool yes = false;    // approve
+  std::string reason;  // hold, resume, cancel
+  std::string key;     // approve
   bool has_reason = false;
   StatusOptions status;  // `status` only: --json, --watch, --interval
 };
@@ -142,7 +146,8 @@ int Check(const Args& a) {
   std::optional<Config> cfg = Load(a);
   if (!cfg) return kExitUsage;
   if (Status st = CheckListenAddresses(*cfg); !st.ok()) {
-    std::cerr << "payoutd: configuration " << a.config << " is not valid:\n" << st.message() << "\n";
+    std::cerr << "payoutd: configuration " << a.config << " is not valid:\n"
+              << st.message() << "\n";
     return kExitUsage;
   }
   std::cout << Summarize(*cfg) << "configuration OK\n";
@@ -162,9 +167,12 @@ bool BatchReadable(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   struct stat st;
   std::string why;
-  if (fd < 0) why = std::strerror(errno);
-  else if (::fstat(fd, &st) != 0) why = std::strerror(errno);
-  else if (!S_ISREG(st.st_mode)) why = "not a regular file";
+  if (fd < 0)
+    why = std::strerror(errno);
+  else if (::fstat(fd, &st) != 0)
+    why = std::strerror(errno);
+  else if (!S_ISREG(st.st_mode))
+    why = "not a regular file";
   if (fd >= 0) ::close(fd);
   if (why.empty()) return true;
   std::cerr << "payoutd: cannot read batch " << path << ": " << why << "\n";
@@ -189,21 +197,25 @@ int Validate(const Args& a) {
     }
   }
   std::string file_name = path.substr(path.find_last_of('/') + 1);
-  Intake in = TakeBatch(store.get(), validator, BatchIdFromFileName(file_name), path, file_name, 0, false);
+  Intake in =
+      TakeBatch(store.get(), validator, BatchIdFromFileName(file_name), path, file_name, 0, false);
   if (in.kind == Intake::Kind::kFailed) {
     std::cerr << "payoutd: " << in.status.message() << "\n";
     return kExitFailure;
   }
   if (in.kind == Intake::Kind::kResumed) {
-    std::cerr << "payoutd: batch " << BatchIdFromFileName(file_name) << " is already in the state (accepted earlier)\n";
+    std::cerr << "payoutd: batch " << BatchIdFromFileName(file_name)
+              << " is already in the state (accepted earlier)\n";
     return kExitBatchInvalid;
   }
   if (in.kind == Intake::Kind::kRejected) {
     std::cout << FormatErrorsCsv(in.batch);
-    std::cerr << "payoutd: " << path << ": " << in.batch.error_count << " error(s); the batch would be rejected\n";
+    std::cerr << "payoutd: " << path << ": " << in.batch.error_count
+              << " error(s); the batch would be rejected\n";
     return kExitBatchInvalid;
   }
-  std::cout << "batch " << in.batch.batch_id << ": valid, " << in.batch.payouts.size() << " payouts\n"
+  std::cout << "batch " << in.batch.batch_id << ": valid, " << in.batch.payouts.size()
+            << " payouts\n"
             << "sha256 " << in.batch.sha256 << "\n"
             << "totals:\n"
             << Totals(in.batch.totals, cfg->batches.currencies);

@@ -13,12 +13,14 @@ namespace payoutd {
 namespace {
 
 // From a fast loopback answer to a gateway that is slow but within the default 30s timeout.
-const prometheus::Histogram::BucketBoundaries kLatencyBuckets{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-                                                              1,     2.5,  5,     10,   20,  30};
+const prometheus::Histogram::BucketBoundaries kLatencyBuckets{
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30};
 
-constexpr FinalState kFinalStates[] = {FinalState::kSuccess, FinalState::kFailed, FinalState::kRejected,
-                                       FinalState::kError, FinalState::kCancelled};
-constexpr Stage kPendingStages[] = {Stage::kNew, Stage::kSubmitting, Stage::kUnknown, Stage::kPolling};
+constexpr FinalState kFinalStates[] = {FinalState::kSuccess, FinalState::kFailed,
+                                       FinalState::kRejected, FinalState::kError,
+                                       FinalState::kCancelled};
+constexpr Stage kPendingStages[] = {Stage::kNew, Stage::kSubmitting, Stage::kUnknown,
+                                    Stage::kPolling};
 
 std::string_view BatchResultName(Metrics::BatchResult r) {
   switch (r) {
@@ -49,10 +51,11 @@ double Pow10(int n) {
 
 Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
   auto& r = *registry_;
-  http_requests_ = &prometheus::BuildCounter()
-                        .Name("payoutd_http_requests_total")
-                        .Help("Gateway HTTP responses by method and status code (0 = transport failure).")
-                        .Register(r);
+  http_requests_ =
+      &prometheus::BuildCounter()
+           .Name("payoutd_http_requests_total")
+           .Help("Gateway HTTP responses by method and status code (0 = transport failure).")
+           .Register(r);
   http_duration_ = &prometheus::BuildHistogram()
                         .Name("payoutd_http_request_duration_seconds")
                         .Help("Gateway HTTP request duration in seconds, by method.")
@@ -71,17 +74,20 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                     .Help("Times the gateway throttled us (HTTP 429).")
                     .Register(r)
                     .Add({});
-  sending_paused_ = &prometheus::BuildGauge()
-                         .Name("payoutd_sending_paused")
-                         .Help("1 while sending is paused because the gateway refuses our token, else 0.")
-                         .Register(r)
-                         .Add({});
-  circuit_open_ = &prometheus::BuildGauge()
-                       .Name("payoutd_gateway_circuit_open")
-                       .Help("1 while the gateway circuit is open (the gateway as a whole is failing and "
-                             "only probes are sent), else 0.")
-                       .Register(r)
-                       .Add({});
+  sending_paused_ =
+      &prometheus::BuildGauge()
+           .Name("payoutd_sending_paused")
+           .Help("1 while sending is paused because the gateway refuses our token, else 0.")
+           .Register(r)
+           .Add({});
+  circuit_open_ =
+      &prometheus::BuildGauge()
+           .Name("payoutd_gateway_circuit_open")
+           .Help(
+               "1 while the gateway circuit is open (the gateway as a whole is failing and "
+               "only probes are sent), else 0.")
+           .Register(r)
+           .Add({});
   outage_seconds_ = &prometheus::BuildCounter()
                          .Name("payoutd_gateway_outage_seconds_total")
                          .Help("Seconds the gateway circuit has been open.")
@@ -91,29 +97,33 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                   .Name("payoutd_payouts_total")
                   .Help("Payouts that reached a final state, by state.")
                   .Register(r);
-  amount_ = &prometheus::BuildCounter()
-                 .Name("payoutd_amount_total")
-                 .Help("Amount of final payouts in major currency units (approximate; exact totals are in "
-                       "the summary files), by currency and state.")
-                 .Register(r);
+  amount_ =
+      &prometheus::BuildCounter()
+           .Name("payoutd_amount_total")
+           .Help(
+               "Amount of final payouts in major currency units (approximate; exact totals are in "
+               "the summary files), by currency and state.")
+           .Register(r);
   pending_ = &prometheus::BuildGauge()
                   .Name("payoutd_payouts_pending")
                   .Help("Payouts not yet final, by stage.")
                   .Register(r);
-  oldest_pending_age_ = &prometheus::BuildGauge()
-                             .Name("payoutd_oldest_pending_payout_age_seconds")
-                             .Help("Age of the oldest submitted payout that is not final yet; 0 when none.")
-                             .Register(r)
-                             .Add({});
+  oldest_pending_age_ =
+      &prometheus::BuildGauge()
+           .Name("payoutd_oldest_pending_payout_age_seconds")
+           .Help("Age of the oldest submitted payout that is not final yet; 0 when none.")
+           .Register(r)
+           .Add({});
   batches_ = &prometheus::BuildCounter()
                   .Name("payoutd_batches_total")
                   .Help("Batches by result: accepted, rejected, done.")
                   .Register(r);
-  unknown_status_ = &prometheus::BuildCounter()
-                         .Name("payoutd_unknown_gateway_status_total")
-                         .Help("Gateway answers carrying a status that is in neither configured list.")
-                         .Register(r)
-                         .Add({});
+  unknown_status_ =
+      &prometheus::BuildCounter()
+           .Name("payoutd_unknown_gateway_status_total")
+           .Help("Gateway answers carrying a status that is in neither configured list.")
+           .Register(r)
+           .Add({});
   callbacks_ = &prometheus::BuildCounter()
                     .Name("payoutd_callbacks_total")
                     .Help("Gateway callbacks received, by result.")
@@ -132,7 +142,8 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
 
 Metrics::~Metrics() = default;
 
-Result<std::unique_ptr<Metrics>> Metrics::Create(const std::string& listen, std::string_view version) {
+Result<std::unique_ptr<Metrics>> Metrics::Create(const std::string& listen,
+                                                 std::string_view version) {
   std::unique_ptr<Metrics> m(new Metrics());
   prometheus::BuildGauge()
       .Name("payoutd_build_info")
@@ -151,27 +162,37 @@ Result<std::unique_ptr<Metrics>> Metrics::Create(const std::string& listen, std:
   return m;
 }
 
-std::string Metrics::Render() const { return prometheus::TextSerializer().Serialize(registry_->Collect()); }
+std::string Metrics::Render() const {
+  return prometheus::TextSerializer().Serialize(registry_->Collect());
+}
 
 void Metrics::OnResponse(std::string_view method, int code, double seconds) {
   std::string m(method);
   http_requests_->Add({{"method", m}, {"code", std::to_string(code)}}).Increment();
   // Family::Add() builds a histogram before finding the existing one: keep the common two at hand.
-  prometheus::Histogram* h = method == "POST"  ? post_duration_
-                             : method == "GET" ? get_duration_
-                                               : &http_duration_->Add({{"method", m}}, kLatencyBuckets);
+  prometheus::Histogram* h = method == "POST" ? post_duration_
+                             : method == "GET"
+                                 ? get_duration_
+                                 : &http_duration_->Add({{"method", m}}, kLatencyBuckets);
   h->Observe(seconds < 0 ? 0 : seconds);
 }
 
 void Metrics::OnRetry(std::string_view method, std::string_view reason) {
-  http_retries_->Add({{"method", std::string(method)}, {"reason", std::string(reason)}}).Increment();
+  http_retries_->Add({{"method", std::string(method)}, {"reason", std::string(reason)}})
+      .Increment();
 }
 
-void Metrics::OnThrottled() { throttled_->Increment(); }
+void Metrics::OnThrottled() {
+  throttled_->Increment();
+}
 
-void Metrics::OnPaused(bool paused) { sending_paused_->Set(paused ? 1 : 0); }
+void Metrics::OnPaused(bool paused) {
+  sending_paused_->Set(paused ? 1 : 0);
+}
 
-void Metrics::OnInFlight(int in_flight) { in_flight_->Set(in_flight); }
+void Metrics::OnInFlight(int in_flight) {
+  in_flight_->Set(in_flight);
+}
 
 void Metrics::OnCircuit(const CircuitEvent& event) {
   MutexLock lock(&outage_mu_);
@@ -182,8 +203,7 @@ void Metrics::OnCircuit(const CircuitEvent& event) {
       circuit_open_->Set(1);
       outage_counted_to_ = now;
       break;
-    case CircuitEvent::Kind::kProbeScheduled:
-      break;
+    case CircuitEvent::Kind::kProbeScheduled: break;
     case CircuitEvent::Kind::kClosed:
       if (!outage_counted_to_) return;
       outage_seconds_->Increment(std::chrono::duration<double>(now - *outage_counted_to_).count());
@@ -201,7 +221,8 @@ void Metrics::CountOutageSoFar() {
   outage_counted_to_ = now;
 }
 
-void Metrics::OnPayoutFinal(FinalState state, std::string_view currency, int64_t amount_minor, int minor_units) {
+void Metrics::OnPayoutFinal(FinalState state, std::string_view currency, int64_t amount_minor,
+                            int minor_units) {
   PAYOUTD_CHECK(state != FinalState::kNone);
   PAYOUTD_CHECK(amount_minor >= 0);
   PAYOUTD_CHECK(minor_units >= 0 && minor_units <= 9);
@@ -216,7 +237,9 @@ void Metrics::SetPending(Stage stage, int64_t count) {
   pending_->Add({{"stage", std::string(StageName(stage))}}).Set(static_cast<double>(count));
 }
 
-void Metrics::SetOldestPendingAge(double seconds) { oldest_pending_age_->Set(seconds < 0 ? 0 : seconds); }
+void Metrics::SetOldestPendingAge(double seconds) {
+  oldest_pending_age_->Set(seconds < 0 ? 0 : seconds);
+}
 
 void Metrics::SetPendingFrom(const std::vector<BatchProgress>& unfinished, int64_t now_wall_ms) {
   int64_t oldest_since_ms = 0;
@@ -229,10 +252,12 @@ void Metrics::SetPendingFrom(const std::vector<BatchProgress>& unfinished, int64
     SetPending(stage, count);
   }
   for (const BatchProgress& p : unfinished) {
-    if (p.oldest_pending_since_ms > 0 && (oldest_since_ms == 0 || p.oldest_pending_since_ms < oldest_since_ms))
+    if (p.oldest_pending_since_ms > 0 &&
+        (oldest_since_ms == 0 || p.oldest_pending_since_ms < oldest_since_ms))
       oldest_since_ms = p.oldest_pending_since_ms;
   }
-  SetOldestPendingAge(oldest_since_ms == 0 ? 0 : static_cast<double>(now_wall_ms - oldest_since_ms) / 1000.0);
+  SetOldestPendingAge(
+      oldest_since_ms == 0 ? 0 : static_cast<double>(now_wall_ms - oldest_since_ms) / 1000.0);
 }
 
 void Metrics::OnPayoutsCancelled(int64_t n) {
@@ -243,7 +268,9 @@ void Metrics::OnBatch(BatchResult result) {
   batches_->Add({{"result", std::string(BatchResultName(result))}}).Increment();
 }
 
-void Metrics::OnUnknownGatewayStatus() { unknown_status_->Increment(); }
+void Metrics::OnUnknownGatewayStatus() {
+  unknown_status_->Increment();
+}
 
 void Metrics::OnCallback(CallbackResult result) {
   callbacks_->Add({{"result", std::string(CallbackResultName(result))}}).Increment();

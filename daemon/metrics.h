@@ -29,11 +29,11 @@
 #include <vector>
 
 #include "core/base/mutex.h"
-#include "core/base/thread_annotations.h"
-#include "core/gateway/gateway_client.h"
-#include "core/batch/payout.h"
-#include "core/store/payout_store.h"
 #include "core/base/status.h"
+#include "core/base/thread_annotations.h"
+#include "core/batch/payout.h"
+#include "core/gateway/gateway_client.h"
+#include "core/store/payout_store.h"
 
 namespace prometheus {
 class Counter;
@@ -58,7 +58,8 @@ class Metrics final : public GatewayObserver {
   // with a message that starts "metrics.listen: " and names the address: kInvalidArgument when
   // it is malformed or does not resolve, kUnavailable when it cannot be bound (in use, not an
   // address of this host). `version` goes to build_info.
-  static Result<std::unique_ptr<Metrics>> Create(const std::string& listen, std::string_view version);
+  static Result<std::unique_ptr<Metrics>> Create(const std::string& listen,
+                                                 std::string_view version);
   // Stops serving at once (open connections are closed).
   ~Metrics() override;
 
@@ -92,12 +93,14 @@ class Metrics final : public GatewayObserver {
   // A payout reached its final state: payouts_total{state} += 1 and
   // amount_total{currency,state} += amount_minor / 10^minor_units. `state` must not be kNone,
   // amount_minor must be >= 0 and minor_units 0..9 (the currency's digits from the CurrencyTable).
-  void OnPayoutFinal(FinalState state, std::string_view currency, int64_t amount_minor, int minor_units);
+  void OnPayoutFinal(FinalState state, std::string_view currency, int64_t amount_minor,
+                     int minor_units);
 
   // payouts_pending{stage}: payouts now at `stage` (kNew, kSubmitting, kUnknown, kPolling; kFinal
   // is not a pending stage and must not be passed).
   void SetPending(Stage stage, int64_t count);
-  // oldest_pending_payout_age_seconds: age of the oldest submitted, not yet final payout; 0 when none.
+  // oldest_pending_payout_age_seconds: age of the oldest submitted, not yet final payout; 0 when
+  // none.
   void SetOldestPendingAge(double seconds);
   // Both of the above at once from the store: `unfinished` holds PayoutStore::Progress() of every
   // batch not yet kFinished; `now_wall_ms` is the wall clock (since_ms is wall time). Stages absent
@@ -106,8 +109,8 @@ class Metrics final : public GatewayObserver {
 
   // payouts_total{state="CANCELLED"} += n: an operator's cancel ended n unsent payouts at once.
   void OnPayoutsCancelled(int64_t n);
-  void OnBatch(BatchResult result);     // batches_total{result}
-  void OnUnknownGatewayStatus();        // unknown_gateway_status_total
+  void OnBatch(BatchResult result);        // batches_total{result}
+  void OnUnknownGatewayStatus();           // unknown_gateway_status_total
   void OnCallback(CallbackResult result);  // callbacks_total{result}
 
  private:

@@ -52,7 +52,8 @@ bool Exchange(Pipe& in, Pipe& out, Pipe& err, std::string_view input, const Proc
   if (in.write >= 0 && input.empty()) Pipe::Close(in.write);
   char buf[16384];
   while (out.read >= 0 || err.read >= 0) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) return false;
     pollfd fds[3];
     int n = 0;
@@ -65,7 +66,8 @@ bool Exchange(Pipe& in, Pipe& out, Pipe& err, std::string_view input, const Proc
       if (fds[i].fd == in.write) {
         const ssize_t w = ::write(in.write, input.data() + written, input.size() - written);
         if (w > 0) written += static_cast<size_t>(w);
-        if (w < 0 && errno != EAGAIN && errno != EINTR) written = input.size();  // the child stopped reading
+        if (w < 0 && errno != EAGAIN && errno != EINTR)
+          written = input.size();  // the child stopped reading
         if (written == input.size()) Pipe::Close(in.write);
         continue;
       }
@@ -77,7 +79,8 @@ bool Exchange(Pipe& in, Pipe& out, Pipe& err, std::string_view input, const Proc
         Pipe::Close(fd);
         continue;
       }
-      if (sink.size() < o.max_output) sink.append(buf, std::min(static_cast<size_t>(got), o.max_output - sink.size()));
+      if (sink.size() < o.max_output)
+        sink.append(buf, std::min(static_cast<size_t>(got), o.max_output - sink.size()));
     }
   }
   return true;
@@ -93,7 +96,8 @@ Result<ProcessResult> RunProcess(const std::vector<std::string>& argv, std::stri
   static const bool sigpipe_ignored = ::signal(SIGPIPE, SIG_IGN) != SIG_ERR;
   (void)sigpipe_ignored;
   Pipe in, out, err;
-  if ((!options.inherit_stdin && !in.Open()) || !out.Open() || (!options.inherit_stderr && !err.Open()))
+  if ((!options.inherit_stdin && !in.Open()) || !out.Open() ||
+      (!options.inherit_stderr && !err.Open()))
     return Status::Unavailable(std::string("cannot make pipes: ") + std::strerror(errno));
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);

@@ -16,10 +16,10 @@
 namespace payoutd {
 
 struct ProcessResult {
-  int exit_code = -1;       // the child's exit status; 128 + signal when killed by one
-  bool timed_out = false;   // killed at the deadline
-  std::string out;          // stdout, at most max_output bytes
-  std::string err;          // stderr, at most max_output bytes
+  int exit_code = -1;      // the child's exit status; 128 + signal when killed by one
+  bool timed_out = false;  // killed at the deadline
+  std::string out;         // stdout, at most max_output bytes
+  std::string err;         // stderr, at most max_output bytes
 };
 
 struct ProcessOptions {

@@ -9,11 +9,15 @@ namespace payoutd::systemd {
 namespace {
 
 // sd_notify() itself returns 0 when NOTIFY_SOCKET is unset; > 0 only when the datagram went out.
-bool Send(const std::string& state) { return sd_notify(/*unset_environment=*/0, state.c_str()) > 0; }
+bool Send(const std::string& state) {
+  return sd_notify(/*unset_environment=*/0, state.c_str()) > 0;
+}
 
 }  // namespace
 
-bool Ready() { return Send("READY=1"); }
+bool Ready() {
+  return Send("READY=1");
+}
 
 bool Status(std::string_view text) {
   std::string state = "STATUS=";
@@ -24,11 +28,17 @@ bool Status(std::string_view text) {
   return Send(state);
 }
 
-bool Watchdog() { return Send("WATCHDOG=1"); }
+bool Watchdog() {
+  return Send("WATCHDOG=1");
+}
 
-bool Reloading() { return Send("RELOADING=1"); }
+bool Reloading() {
+  return Send("RELOADING=1");
+}
 
-bool Stopping() { return Send("STOPPING=1"); }
+bool Stopping() {
+  return Send("STOPPING=1");
+}
 
 std::chrono::microseconds WatchdogInterval() {
   uint64_t usec = 0;

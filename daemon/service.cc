@@ -15,13 +15,13 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 
-#include "core/batch/batch.h"
 #include "core/base/failpoint.h"
 #include "core/base/log.h"
+#include "core/batch/batch.h"
 #include "core/engine/payout_engine.h"
+#include "core/engine/results.h"
 #include "core/store/open_store.h"
 #include "core/store/payout_store.h"
-#include "core/engine/results.h"
 #include "core/store/store_thread.h"
 #include "daemon/approval_round.h"
 #include "daemon/callbacks.h"
@@ -58,19 +58,20 @@ EngineOptions EngineOptionsFor(const Config& c) {
 }
 
 int64_t WallMs(const Clock& clock) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(clock.WallNow().time_since_epoch()).count();
+  return std::chrono::duration_cast<std::chrono::milliseconds>(clock.WallNow().time_since_epoch())
+      .count();
 }
 
 // What writing a batch's reports came to (WriteReport, on the store thread).
 struct ReportOutcome {
   Status status = Status::Ok();
   BatchProgress progress;
-  std::string summary;        // the summary.json text
+  std::string summary;  // the summary.json text
   std::string results_path;
 };
 
-ReportOutcome WriteReport(PayoutStore& store, const std::string& batch_id, const CurrencyTable& currencies,
-                          const std::string& dir, Spool* spool);
+ReportOutcome WriteReport(PayoutStore& store, const std::string& batch_id,
+                          const CurrencyTable& currencies, const std::string& dir, Spool* spool);
 
 class Service final : public EngineObserver {
  public:
@@ -134,7 +135,8 @@ class Service final : public EngineObserver {
   void OnAwaitingApproval(const std::string& batch_id, const std::string& file_name, int required);
   void CheckApprovals();
   void OnApprovalRound(const payoutd::ApprovalRound& round);
-  void OnControl(const ControlRequest& request, const ControlPeer& peer, ControlServer::Reply reply);
+  void OnControl(const ControlRequest& request, const ControlPeer& peer,
+                 ControlServer::Reply reply);
   void HoldFromControl(const ControlRequest& request, const ControlPeer& peer,
                        ControlServer::Reply reply);
   void CancelFromControl(const BatchRecord& batch, const ControlRequest& request,
@@ -148,11 +150,12 @@ class Service final : public EngineObserver {
   SystemClock clock_;
   SystemRandom random_;
   BatchValidator validator_;
-  std::unique_ptr<PayoutStore> store_;     // the io thread's connection
-  std::unique_ptr<StoreThread> writer_;    // commits off the io thread (own connection); outlives engine_
+  std::unique_ptr<PayoutStore> store_;  // the io thread's connection
+  std::unique_ptr<StoreThread>
+      writer_;  // commits off the io thread (own connection); outlives engine_
   std::unique_ptr<Metrics> metrics_;
   std::unique_ptr<StateMetrics> state_metrics_;
-  std::unique_ptr<Leadership> leadership_;   // PostgreSQL state only (daemon/leadership.h)
+  std::unique_ptr<Leadership> leadership_;  // PostgreSQL state only (daemon/leadership.h)
   std::unique_ptr<GatewayClient> client_;
   std::unique_ptr<PayoutEngine> engine_;
   std::unique_ptr<Spool> spool_;
@@ -167,8 +170,9 @@ class Service final : public EngineObserver {
   boost::asio::steady_timer retry_timer_;
   boost::asio::steady_timer approval_timer_;
   // The signature files already checked (the store thread's, between approval rounds).
-  std::shared_ptr<std::set<std::string>> seen_signatures_ = std::make_shared<std::set<std::string>>();
-  bool approvals_waiting_ = false;  // a batch awaits approval: the rounds run
+  std::shared_ptr<std::set<std::string>> seen_signatures_ =
+      std::make_shared<std::set<std::string>>();
+  bool approvals_waiting_ = false;        // a batch awaits approval: the rounds run
   std::vector<std::string> retry_files_;  // claimed files whose intake failed for a passing reason
   int lock_fd_ = -1;
   int exit_code_ = kExitOk;
@@ -176,7 +180,7 @@ class Service final : public EngineObserver {
   bool stopping_ = false;
   bool drained_ = false;       // the engine has drained (after Shutdown)
   int store_jobs_ = 0;         // PostToStore jobs whose completion has not run
-  std::string process_batch_;   // kProcess: the batch id
+  std::string process_batch_;  // kProcess: the batch id
   int64_t done_batches_ = 0;
 };
 
@@ -223,11 +227,14 @@ std::optional<int> Service::StandBy() {
   signals_.async_wait([this](const boost::system::error_code& ec, int) {
     if (!ec) io_.stop();
   });
-  leadership_->Start(io_, [this, leads] {
-    *leads = true;
-    signals_.cancel();  // Serve() waits for them again
-    io_.stop();
-  }, [this] { StopAtOnce("the lease was lost"); });
+  leadership_->Start(
+      io_,
+      [this, leads] {
+        *leads = true;
+        signals_.cancel();  // Serve() waits for them again
+        io_.stop();
+      },
+      [this] { StopAtOnce("the lease was lost"); });
   log::Info("payoutd.ready", {{"version", PAYOUTD_VERSION},
                               {"mode", "run"},
                               {"role", "standby"},
@@ -280,9 +287,9 @@ Status Service::StartUp() {
                               leadership_->instance() + "; term " +
                               std::to_string(leadership_->term()) + ")";
   }
-  PAYOUTD_ASSIGN_OR_RETURN(
-      client_, GatewayClient::Create(io_, cfg_.gateway, clock_, random_, metrics_.get())
-                   .WithPrefix("gateway: "));
+  PAYOUTD_ASSIGN_OR_RETURN(client_,
+                           GatewayClient::Create(io_, cfg_.gateway, clock_, random_, metrics_.get())
+                               .WithPrefix("gateway: "));
   engine_ = std::make_unique<PayoutEngine>(io_, *store_, *client_, clock_, EngineOptionsFor(cfg_),
                                            this, writer_.get());
   if (leadership_) {
@@ -350,14 +357,15 @@ std::optional<int> Service::TakeProcessBatch() {
     if (dry.kind == Intake::Kind::kAccepted && dry.approvals_required > 0) {
       dry.batch.errors.insert(
           dry.batch.errors.begin(),
-          BatchError{0, "", "needs " + std::to_string(dry.approvals_required) +
-                                " approval(s): drop it into the spool of payoutd run"});
+          BatchError{0, "",
+                     "needs " + std::to_string(dry.approvals_required) +
+                         " approval(s): drop it into the spool of payoutd run"});
       dry.batch.error_count += 1;
       return RefuseProcessBatch(dry.batch);
     }
   }
   Intake in = TakeBatch(store_.get(), validator_, process_batch_, opt_.batch_path, file_name,
-                 WallMs(clock_), true);
+                        WallMs(clock_), true);
   if (in.kind == Intake::Kind::kResumed) {
     // The same batch again: an interrupted run is resumed; a finished one is a duplicate
     // (docs/batches.md).
@@ -380,8 +388,7 @@ std::optional<int> Service::TakeProcessBatch() {
       log::Error("batch.intake_failed",
                  {{"batch", process_batch_}, {"error", in.status.message()}});
       return kExitFailure;
-    case Intake::Kind::kRejected:
-      return RefuseProcessBatch(in.batch);
+    case Intake::Kind::kRejected: return RefuseProcessBatch(in.batch);
     case Intake::Kind::kAccepted:
     case Intake::Kind::kResumed:
       log::Info(in.kind == Intake::Kind::kResumed ? "batch.resumed" : "batch.accepted",
@@ -400,9 +407,9 @@ int Service::RefuseProcessBatch(const ValidatedBatch& batch) {
     log::Error("batch.errors_write_failed", {{"batch", process_batch_}, {"error", st.message()}});
   }
   std::cout << errors;
-  log::Warn("batch.rejected", {{"batch", process_batch_},
-                               {"errors", std::to_string(batch.error_count)},
-                               {"report", path}});
+  log::Warn(
+      "batch.rejected",
+      {{"batch", process_batch_}, {"errors", std::to_string(batch.error_count)}, {"report", path}});
   return kExitBatchInvalid;
 }
 
@@ -417,8 +424,9 @@ Status Service::Resume() {
   if (!cfg_.control.socket.empty()) {
     auto handler = [this](const ControlRequest& r, const ControlPeer& peer,
                           ControlServer::Reply reply) { OnControl(r, peer, std::move(reply)); };
-    PAYOUTD_ASSIGN_OR_RETURN(control_, ControlServer::Create(io_, cfg_.control.socket, handler)
-                                           .WithPrefix("control.socket: "));
+    PAYOUTD_ASSIGN_OR_RETURN(
+        control_,
+        ControlServer::Create(io_, cfg_.control.socket, handler).WithPrefix("control.socket: "));
   }
   CheckApprovals();
   return Status::Ok();
@@ -544,8 +552,8 @@ void Service::RetryLater(const std::string& file_name) {
 // Runs on the store thread. Reports land in done/ with the input (results, summary, then the input,
 // renamed back to back) before the batch is marked reported, so a crash in between only means
 // writing them again.
-ReportOutcome WriteReport(PayoutStore& store, const std::string& batch_id, const CurrencyTable& currencies,
-                          const std::string& dir, Spool* spool) {
+ReportOutcome WriteReport(PayoutStore& store, const std::string& batch_id,
+                          const CurrencyTable& currencies, const std::string& dir, Spool* spool) {
   ReportOutcome out;
   auto progress = store.Progress(batch_id);
   if (!progress.ok()) {
@@ -570,29 +578,31 @@ ReportOutcome WriteReport(PayoutStore& store, const std::string& batch_id, const
     return out;
   }
   out.summary = SummaryJson(out.progress, currencies, *approvals, *audit);
-  if (out.status = set.Write(dir + "/" + batch_id + ".summary.json", out.summary); !out.status.ok()) return out;
+  if (out.status = set.Write(dir + "/" + batch_id + ".summary.json", out.summary); !out.status.ok())
+    return out;
   if (spool) {
     const std::string& file_name = out.progress.batch.file_name;
     if (FileExists(spool->work() + "/" + file_name)) spool->Finish(file_name, &set);
   }
   if (out.status = set.Commit(); !out.status.ok()) return out;
   (void)PAYOUTD_FAILPOINT("report.before_mark_reported");
-  out.status = store.SetBatchStatus(batch_id, BatchRecord::Status::kReported, out.progress.batch.finished_at_ms);
+  out.status = store.SetBatchStatus(batch_id, BatchRecord::Status::kReported,
+                                    out.progress.batch.finished_at_ms);
   return out;
 }
 
 void Service::Report(const std::string& batch_id) {
   std::string dir = Process() ? opt_.out_dir : spool_->done();
   PostToStore(
-      [batch_id, dir, currencies = cfg_.batches.currencies, spool = spool_.get()](PayoutStore& store) {
-        return WriteReport(store, batch_id, currencies, dir, spool);
-      },
+      [batch_id, dir, currencies = cfg_.batches.currencies, spool = spool_.get()](
+          PayoutStore& store) { return WriteReport(store, batch_id, currencies, dir, spool); },
       [this, batch_id](ReportOutcome out) { OnReported(batch_id, out); });
 }
 
 void Service::OnReported(const std::string& batch_id, const ReportOutcome& out) {
   if (!out.status.ok()) {
-    log::Error("batch.report_failed", {{"batch", batch_id}, {"error", out.status.message()}, {"retry_in", "30s"}});
+    log::Error("batch.report_failed",
+               {{"batch", batch_id}, {"error", out.status.message()}, {"retry_in", "30s"}});
     if (Process()) {
       Shutdown("report failed", kExitFailure);
       return;
@@ -633,9 +643,13 @@ void Service::OnFinal(const PayoutRow& row) {
               {"error", row.progress.error}});
 }
 
-void Service::OnUnknownStatus(const std::string&) { metrics_->OnUnknownGatewayStatus(); }
+void Service::OnUnknownStatus(const std::string&) {
+  metrics_->OnUnknownGatewayStatus();
+}
 
-void Service::OnBatchFinished(const std::string& batch_id) { Report(batch_id); }
+void Service::OnBatchFinished(const std::string& batch_id) {
+  Report(batch_id);
+}
 
 void Service::OnStoreError(const std::string& message) {
   log::Error("state.write_failed", {{"error", message}});
@@ -652,7 +666,8 @@ void Service::Shutdown(const std::string& why, int exit_code) {
   if (stopping_) return;
   stopping_ = true;
   exit_code_ = exit_code;
-  log::Info("payoutd.stopping", {{"reason", why}, {"in_flight", std::to_string(client_->in_flight())}});
+  log::Info("payoutd.stopping",
+            {{"reason", why}, {"in_flight", std::to_string(client_->in_flight())}});
   systemd::Stopping();
   if (spool_) spool_->Stop();
   if (callbacks_) callbacks_->Stop();
@@ -697,9 +712,10 @@ void Service::Reload() {
       log::Configure(cfg_.log);
       client_->Reconfigure(cfg_.gateway.limits, cfg_.gateway.retry);
       engine_->Reconfigure(cfg_.polling);
-      log::Info("config.reloaded", {{"requests_per_second", std::to_string(cfg_.gateway.limits.requests_per_second)},
-                                    {"burst", std::to_string(cfg_.gateway.limits.burst)},
-                                    {"max_in_flight", std::to_string(cfg_.gateway.limits.max_in_flight)}});
+      log::Info("config.reloaded",
+                {{"requests_per_second", std::to_string(cfg_.gateway.limits.requests_per_second)},
+                 {"burst", std::to_string(cfg_.gateway.limits.burst)},
+                 {"max_in_flight", std::to_string(cfg_.gateway.limits.max_in_flight)}});
     }
     systemd::Ready();
     Reload();
@@ -743,13 +759,16 @@ void Service::Tick() {
   }
   metrics_->SetOldestPendingAge(oldest ? (WallMs(clock_) - oldest) / 1000.0 : 0.0);
   control_metrics_->SetHeld(held);
-  std::string status = std::to_string(active) + " batch(es) active, " + std::to_string(total_pending) +
-                       " payout(s) pending, " + std::to_string(done_batches_) + " batch(es) done";
+  std::string status = std::to_string(active) + " batch(es) active, " +
+                       std::to_string(total_pending) + " payout(s) pending, " +
+                       std::to_string(done_batches_) + " batch(es) done";
   if (held) status += ", " + std::to_string(held) + " batch(es) HELD";
   if (client_->paused()) status += ", SENDING PAUSED (gateway refuses our token)";
   if (CircuitState c = client_->circuit(); c.open) {
     status += ", GATEWAY UNREACHABLE since " +
-              FormatIsoTime(std::chrono::duration_cast<std::chrono::milliseconds>(c.since.time_since_epoch()).count()) +
+              FormatIsoTime(
+                  std::chrono::duration_cast<std::chrono::milliseconds>(c.since.time_since_epoch())
+                      .count()) +
               " (" + c.cause + ")";
   }
   metrics_->CountOutageSoFar();
@@ -804,7 +823,8 @@ void Service::OnApprovalRound(const payoutd::ApprovalRound& round) {
       control_metrics_->OnInvalidApproval();
     }
   }
-  for (const auto& problem : round.problems) log::Error("approval.round_failed", {{"error", problem}});
+  for (const auto& problem : round.problems)
+    log::Error("approval.round_failed", {{"error", problem}});
   for (const auto& id : round.expired) {
     log::Warn("batch.approval_expired", {{"batch", id}});
     metrics_->OnBatch(Metrics::BatchResult::kRejected);
@@ -903,16 +923,17 @@ void Service::CancelFromControl(const BatchRecord& batch, const ControlRequest& 
   const std::string why =
       "cancelled: " + (request.reason.empty() ? "by " + peer.Describe() : request.reason);
   PostToStore(
-      [id = batch.id, dir = cfg_.spool.dir, now_ms, why, audit](
-          PayoutStore& store) -> Result<std::optional<int64_t>> {
+      [id = batch.id, dir = cfg_.spool.dir, now_ms, why,
+       audit](PayoutStore& store) -> Result<std::optional<int64_t>> {
         PAYOUTD_ASSIGN_OR_RETURN(std::optional<BatchRecord> rec, store.GetBatch(id));
         if (!rec || rec->status != BatchRecord::Status::kAwaitingApproval)
           return std::optional<int64_t>();
-        PAYOUTD_ASSIGN_OR_RETURN(int64_t n, RejectAwaitingBatch(store, *rec, dir, now_ms, why, audit));
+        PAYOUTD_ASSIGN_OR_RETURN(int64_t n,
+                                 RejectAwaitingBatch(store, *rec, dir, now_ms, why, audit));
         return std::optional<int64_t>(n);
       },
-      [this, id = batch.id, request, peer, reply = std::move(reply)](
-          Result<std::optional<int64_t>> out) mutable {
+      [this, id = batch.id, request, peer,
+       reply = std::move(reply)](Result<std::optional<int64_t>> out) mutable {
         if (!out.ok()) {
           reply(ControlReply{1, "cannot change the state: " + out.error()});
           return;
@@ -929,7 +950,8 @@ void Service::CancelFromControl(const BatchRecord& batch, const ControlRequest& 
         metrics_->OnBatch(Metrics::BatchResult::kRejected);
         metrics_->OnPayoutsCancelled(**out);
         reply(ControlReply{0, "cancelled batch " + id + " awaiting approval (" +
-                                  WithThousands(**out) + " payouts, none sent); it is in rejected/"});
+                                  WithThousands(**out) +
+                                  " payouts, none sent); it is in rejected/"});
       });
 }
 

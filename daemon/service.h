@@ -11,8 +11,8 @@ namespace payoutd {
 struct ServiceOptions {
   enum class Mode { kRun, kProcess } mode = Mode::kRun;
   Config config;
-  std::string batch_path;   // kProcess: the batch file
-  std::string out_dir;      // kProcess: where results (or errors) go
+  std::string batch_path;  // kProcess: the batch file
+  std::string out_dir;     // kProcess: where results (or errors) go
 };
 
 int RunService(ServiceOptions options);

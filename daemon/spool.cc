@@ -20,7 +20,8 @@ namespace payoutd {
 bool IsBatchFileName(const std::string& name) {
   if (name.empty() || name[0] == '.') return false;
   auto ends = [&](const std::string& ext) {
-    return name.size() >= ext.size() && name.compare(name.size() - ext.size(), ext.size(), ext) == 0;
+    return name.size() >= ext.size() &&
+           name.compare(name.size() - ext.size(), ext.size(), ext) == 0;
   };
   return ends(".csv") && name.size() > 4;
 }
@@ -68,12 +69,15 @@ void Spool::Stop() {
 void Spool::WatchInotify() {
   int fd = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
   if (fd < 0) {
-    log::Warn("spool.inotify_unavailable", {{"reason", "inotify_init1 failed; rescanning every second"}});
+    log::Warn("spool.inotify_unavailable",
+              {{"reason", "inotify_init1 failed; rescanning every second"}});
     return;
   }
-  if (::inotify_add_watch(fd, inbox().c_str(), IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_MODIFY | IN_ATTRIB) < 0) {
+  if (::inotify_add_watch(fd, inbox().c_str(),
+                          IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_MODIFY | IN_ATTRIB) < 0) {
     ::close(fd);
-    log::Warn("spool.inotify_unavailable", {{"reason", "cannot watch inbox; rescanning every second"}});
+    log::Warn("spool.inotify_unavailable",
+              {{"reason", "cannot watch inbox; rescanning every second"}});
     return;
   }
   inotify_ = std::make_unique<boost::asio::posix::stream_descriptor>(io_, fd);
@@ -143,13 +147,15 @@ void Spool::Claim(const std::string& name) {
   if (FileExists(to)) {
     // A batch of that name is being paid: refuse the newcomer without touching the one in work/.
     std::string batch = BatchIdFromFileName(name);
-    Status st = MoveToRejected(from, batch,
-                               "line,column,error\n0,,\"batch id '" + batch + "' is already being processed\"\n");
+    Status st = MoveToRejected(
+        from, batch,
+        "line,column,error\n0,,\"batch id '" + batch + "' is already being processed\"\n");
     if (!st.ok()) {  // left in inbox/: the next scan tries again
       log::Error("spool.reject_failed", {{"batch", batch}, {"error", st.message()}});
       return;
     }
-    log::Warn("batch.rejected", {{"batch", batch}, {"reason", "a batch with this name is in progress"}});
+    log::Warn("batch.rejected",
+              {{"batch", batch}, {"reason", "a batch with this name is in progress"}});
     on_refused_(batch);
     return;
   }
@@ -167,15 +173,18 @@ Status Spool::Reject(const std::string& file_name, const std::string& errors_csv
   return MoveToRejected(work() + "/" + file_name, BatchIdFromFileName(file_name), errors_csv);
 }
 
-Status Spool::MoveToRejected(const std::string& from, const std::string& batch, const std::string& errors_csv) {
+Status Spool::MoveToRejected(const std::string& from, const std::string& batch,
+                             const std::string& errors_csv) {
   return RejectInto(rejected(), from, batch, errors_csv);
 }
 
-Status RejectInto(const std::string& rejected_dir, const std::string& from, const std::string& batch,
-                  const std::string& errors_csv, const std::vector<std::string>& also) {
+Status RejectInto(const std::string& rejected_dir, const std::string& from,
+                  const std::string& batch, const std::string& errors_csv,
+                  const std::vector<std::string>& also) {
   std::string dest = FreePath(rejected_dir, batch, ".csv");
   std::string stem = BaseName(dest).substr(0, BaseName(dest).size() - 4);
-  // The reasons first, then the batch, back to back: a batch in rejected/ always has its reasons beside it.
+  // The reasons first, then the batch, back to back: a batch in rejected/ always has its reasons
+  // beside it.
   FileSet set;
   PAYOUTD_RETURN_IF_ERROR(set.Write(rejected_dir + "/" + stem + ".errors.csv", errors_csv));
   for (const std::string& path : also) set.Move(path, rejected_dir + "/" + BaseName(path));

@@ -2,22 +2,22 @@
 // work/ for batches being paid, done/ for finished batches and their reports, rejected/ for
 // refused batches and their errors.
 //
-// A `*.csv` file in inbox/ (not hidden, not *.tmp or *.part) is claimed once its size and mtime have
-// been still for `settle`, by a rename into work/; with a settle of 0, in the scan that first sees
-// it (for writers that rename complete files into inbox/). Changes are noticed through inotify and, for
-// network filesystems and missed events, by a rescan every second.
+// A `*.csv` file in inbox/ (not hidden, not *.tmp or *.part) is claimed once its size and mtime
+// have been still for `settle`, by a rename into work/; with a settle of 0, in the scan that first
+// sees it (for writers that rename complete files into inbox/). Changes are noticed through inotify
+// and, for network filesystems and missed events, by a rescan every second.
 //
 // Threading: on the io_context's thread (asserted in debug and sanitizer builds), except the folder
 // names (inbox() ... rejected()) and Finish(), which read only the folder fixed at construction and
 // may be called from any thread: the store thread's report writing moves the input with Finish().
 #pragma once
 
+#include <sys/types.h>
 #include <functional>
 #include <map>
 #include <memory>
 #include <string>
 #include <vector>
-#include <sys/types.h>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
@@ -33,8 +33,8 @@ namespace payoutd {
 
 class Spool {
  public:
-  // `on_claimed(file_name)` runs for each file claimed into work/; `on_refused(batch)` for each file
-  // refused at the claim because a batch of that name is in work/ (it goes to rejected/).
+  // `on_claimed(file_name)` runs for each file claimed into work/; `on_refused(batch)` for each
+  // file refused at the claim because a batch of that name is in work/ (it goes to rejected/).
   Spool(boost::asio::io_context& io, std::string dir, Duration settle,
         std::function<void(const std::string& file_name)> on_claimed,
         std::function<void(const std::string& batch)> on_refused);
@@ -52,10 +52,11 @@ class Spool {
   std::string rejected() const { return dir_ + "/rejected"; }
   std::string approval() const { return dir_ + "/approval"; }
 
-  // Writes `<batch>.errors.csv` into rejected/ and moves work/<file_name> beside it (never overwriting).
+  // Writes `<batch>.errors.csv` into rejected/ and moves work/<file_name> beside it (never
+  // overwriting).
   Status Reject(const std::string& file_name, const std::string& errors_csv);
-  // Adds the move of work/<file_name> into done/ (never overwriting) to `set`, after the reports the
-  // caller wrote into it; the second form moves it on its own.
+  // Adds the move of work/<file_name> into done/ (never overwriting) to `set`, after the reports
+  // the caller wrote into it; the second form moves it on its own.
   void Finish(const std::string& file_name, FileSet* set) const;
   Status Finish(const std::string& file_name) const;
 
@@ -68,7 +69,8 @@ class Spool {
  private:
   // Writes `<batch>.errors.csv` into rejected/ and moves `from` beside it as `<batch>.csv` (or
   // `<batch>.N.csv`, never overwriting).
-  Status MoveToRejected(const std::string& from, const std::string& batch, const std::string& errors_csv);
+  Status MoveToRejected(const std::string& from, const std::string& batch,
+                        const std::string& errors_csv);
 
   struct Seen {
     off_t size = 0;
@@ -92,7 +94,7 @@ class Spool {
   char inotify_buf_[4096];
   bool running_ = false;
   ThreadChecker io_thread_;  // binds to the io thread at the first call
-  Liveness alive_;  // last: handlers check it before they touch anything else
+  Liveness alive_;           // last: handlers check it before they touch anything else
 };
 
 // True for names the spool takes: `*.csv`, not hidden, not `*.tmp`/`*.part`.
@@ -101,7 +103,8 @@ bool IsBatchFileName(const std::string& name);
 // Writes `<batch>.errors.csv` into `rejected_dir` and moves `from` beside it as `<batch>.csv` (or
 // `<batch>.N.csv`, never overwriting), with the files in `also` (e.g. its signatures) before it.
 // Blocking; used by the spool and by the approval round on the store thread.
-Status RejectInto(const std::string& rejected_dir, const std::string& from, const std::string& batch,
-                  const std::string& errors_csv, const std::vector<std::string>& also = {});
+Status RejectInto(const std::string& rejected_dir, const std::string& from,
+                  const std::string& batch, const std::string& errors_csv,
+                  const std::vector<std::string>& also = {});
 
 }  // namespace payoutd

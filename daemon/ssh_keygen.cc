@@ -23,18 +23,23 @@ class PrivateCopy {
   Status Write(std::string_view bytes) {
     const char* tmp = std::getenv("TMPDIR");
     std::string pattern = std::string(tmp && *tmp ? tmp : "/tmp") + "/payoutd-sig-XXXXXX";
-    if (!::mkdtemp(pattern.data())) return Status::Unavailable(std::string("cannot make a private folder: ") + std::strerror(errno));
+    if (!::mkdtemp(pattern.data()))
+      return Status::Unavailable(std::string("cannot make a private folder: ") +
+                                 std::strerror(errno));
     dir_ = pattern;
     file_ = dir_ + "/signature";
     const int fd = ::open(file_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0) return Status::Unavailable(std::string("cannot write the signature copy: ") + std::strerror(errno));
+    if (fd < 0)
+      return Status::Unavailable(std::string("cannot write the signature copy: ") +
+                                 std::strerror(errno));
     size_t off = 0;
     while (off < bytes.size()) {
       const ssize_t n = ::write(fd, bytes.data() + off, bytes.size() - off);
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) {
         ::close(fd);
-        return Status::Unavailable(std::string("cannot write the signature copy: ") + std::strerror(errno));
+        return Status::Unavailable(std::string("cannot write the signature copy: ") +
+                                   std::strerror(errno));
       }
       off += static_cast<size_t>(n);
     }
@@ -95,7 +100,8 @@ Result<SshVerdict> VerifySshSignature(const std::string& allowed_signers, std::s
   ProcessOptions po;
   po.timeout = options.timeout;
   // Which principals may have made it: the key must be in allowed_signers, valid now.
-  auto found = RunProcess({options.program, "-Y", "find-principals", "-s", copy.path(), "-f", allowed_signers}, "", po);
+  auto found = RunProcess(
+      {options.program, "-Y", "find-principals", "-s", copy.path(), "-f", allowed_signers}, "", po);
   if (!found.ok()) return found.status();
   SshVerdict verdict;
   if (found->exit_code != 0) {
@@ -113,8 +119,8 @@ Result<SshVerdict> VerifySshSignature(const std::string& allowed_signers, std::s
     }
   }
   for (const std::string& principal : principals) {
-    auto checked = RunProcess({options.program, "-Y", "verify", "-f", allowed_signers, "-I", principal, "-n",
-                               std::string(ns), "-s", copy.path()},
+    auto checked = RunProcess({options.program, "-Y", "verify", "-f", allowed_signers, "-I",
+                               principal, "-n", std::string(ns), "-s", copy.path()},
                               data, po);
     if (!checked.ok()) return checked.status();
     if (checked->exit_code == 0) {
@@ -129,8 +135,8 @@ Result<SshVerdict> VerifySshSignature(const std::string& allowed_signers, std::s
   return verdict;
 }
 
-Result<std::string> MakeSshSignature(const std::string& key, std::string_view ns, std::string_view data,
-                                     const SshKeygenOptions& options) {
+Result<std::string> MakeSshSignature(const std::string& key, std::string_view ns,
+                                     std::string_view data, const SshKeygenOptions& options) {
   ProcessOptions po;
   po.timeout = std::chrono::minutes(5);  // a person may be typing a passphrase
   po.inherit_stderr = true;              // ... and sees ssh-keygen's prompt there
@@ -138,7 +144,8 @@ Result<std::string> MakeSshSignature(const std::string& key, std::string_view ns
   auto r = RunProcess({options.program, "-Y", "sign", "-n", std::string(ns), "-f", key}, data, po);
   if (!r.ok()) return r.status();
   if (r->exit_code != 0 || r->out.find("BEGIN SSH SIGNATURE") == std::string::npos)
-    return Status::Unavailable("ssh-keygen could not sign with " + key + " (exit code " + std::to_string(r->exit_code) + ")");
+    return Status::Unavailable("ssh-keygen could not sign with " + key + " (exit code " +
+                               std::to_string(r->exit_code) + ")");
   return r->out;
 }
 

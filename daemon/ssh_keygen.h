@@ -35,8 +35,8 @@ struct SshKeygenOptions {
 // What ssh-keygen says of one signature.
 struct SshVerdict {
   bool valid = false;
-  std::string reason;   // when not valid: ssh-keygen's words, e.g. "namespace does not match"
-  SshSigner signer;     // when valid
+  std::string reason;  // when not valid: ssh-keygen's words, e.g. "namespace does not match"
+  SshSigner signer;    // when valid
 };
 
 // Checks `signature` (the text of a .sig file) over `data` in namespace `ns` against the
@@ -48,7 +48,7 @@ Result<SshVerdict> VerifySshSignature(const std::string& allowed_signers, std::s
 
 // Signs `data` in namespace `ns` with the private key file `key` (ssh-keygen may ask for its
 // passphrase on the terminal). Returns the armored signature text.
-Result<std::string> MakeSshSignature(const std::string& key, std::string_view ns, std::string_view data,
-                                     const SshKeygenOptions& options = {});
+Result<std::string> MakeSshSignature(const std::string& key, std::string_view ns,
+                                     std::string_view data, const SshKeygenOptions& options = {});
 
 }  // namespace payoutd

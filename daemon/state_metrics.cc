@@ -17,10 +17,9 @@ namespace {
 const prometheus::Histogram::BucketBoundaries kCommitBuckets{
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
 
-constexpr StateMetrics::Error kErrors[] = {StateMetrics::Error::kUnavailable,
-                                           StateMetrics::Error::kFenced,
-                                           StateMetrics::Error::kLease,
-                                           StateMetrics::Error::kOther};
+constexpr StateMetrics::Error kErrors[] = {
+    StateMetrics::Error::kUnavailable, StateMetrics::Error::kFenced, StateMetrics::Error::kLease,
+    StateMetrics::Error::kOther};
 
 std::string ErrorName(StateMetrics::Error kind) {
   switch (kind) {
@@ -37,8 +36,9 @@ std::string ErrorName(StateMetrics::Error kind) {
 StateMetrics::StateMetrics(prometheus::Registry& registry) {
   leader_ = &prometheus::BuildGauge()
                  .Name("payoutd_leader")
-                 .Help("1 while this instance leads (holds the lease; always on SQLite), "
-                       "0 on a standby.")
+                 .Help(
+                     "1 while this instance leads (holds the lease; always on SQLite), "
+                     "0 on a standby.")
                  .Register(registry)
                  .Add({});
   commit_duration_ = &prometheus::BuildHistogram()
@@ -53,14 +53,18 @@ StateMetrics::StateMetrics(prometheus::Registry& registry) {
   for (Error kind : kErrors) errors_->Add({{"kind", ErrorName(kind)}});
 }
 
-void StateMetrics::SetLeader(bool leader) { leader_->Set(leader ? 1 : 0); }
+void StateMetrics::SetLeader(bool leader) {
+  leader_->Set(leader ? 1 : 0);
+}
 
 void StateMetrics::OnCommit(Duration took, const Status& written) {
   commit_duration_->Observe(std::chrono::duration<double>(took).count());
   if (!written.ok()) OnError(KindOf(written.code()));
 }
 
-void StateMetrics::OnError(Error kind) { errors_->Add({{"kind", ErrorName(kind)}}).Increment(); }
+void StateMetrics::OnError(Error kind) {
+  errors_->Add({{"kind", ErrorName(kind)}}).Increment();
+}
 
 StateMetrics::Error StateMetrics::KindOf(StatusCode code) {
   switch (code) {

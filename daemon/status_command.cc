@@ -482,7 +482,9 @@ int Watch(PayoutStore& store, InstancesReader& instances, const Config& config,
 
 }  // namespace
 
-int64_t BatchStatus::final_count() const { return Count(progress.stages, Stage::kFinal); }
+int64_t BatchStatus::final_count() const {
+  return Count(progress.stages, Stage::kFinal);
+}
 
 int64_t BatchStatus::pending_count() const {
   int64_t n = 0;

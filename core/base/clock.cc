@@ -19,7 +19,8 @@ struct WaitState {
 
 class AsioTimer final : public Timer {
  public:
-  explicit AsioTimer(boost::asio::io_context& io) : timer_(io), state_(std::make_shared<WaitState>()) {}
+  explicit AsioTimer(boost::asio::io_context& io)
+      : timer_(io), state_(std::make_shared<WaitState>()) {}
   ~AsioTimer() override { Cancel(); }
 
   void WaitUntil(SteadyTime at, std::function<void()> fn) override {

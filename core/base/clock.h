@@ -99,7 +99,9 @@ class SystemRandom final : public Random {
  public:
   SystemRandom() : gen_(std::random_device{}() ^ (uint64_t(std::random_device{}()) << 32)) {}
   explicit SystemRandom(uint64_t seed) : gen_(seed) {}
-  uint64_t Below(uint64_t n) override { return std::uniform_int_distribution<uint64_t>(0, n - 1)(gen_); }
+  uint64_t Below(uint64_t n) override {
+    return std::uniform_int_distribution<uint64_t>(0, n - 1)(gen_);
+  }
   uint64_t Next64() override { return gen_(); }
 
  private:

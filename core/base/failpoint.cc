@@ -29,7 +29,8 @@ std::once_flag from_env;
 void ReadEnvironment() {
   const char* spec = std::getenv("PAYOUTD_FAILPOINTS");
   if (spec && *spec && !ArmFromSpec(spec)) {
-    std::fprintf(stderr, "payoutd: PAYOUTD_FAILPOINTS is malformed (want name=crash|error@N,...)\n");
+    std::fprintf(stderr,
+                 "payoutd: PAYOUTD_FAILPOINTS is malformed (want name=crash|error@N,...)\n");
     std::abort();
   }
 }
@@ -46,7 +47,8 @@ bool Hit(std::string_view name) {
   Points().erase(it);
   any_armed.store(!Points().empty(), std::memory_order_relaxed);
   if (action == Action::kError) return true;
-  std::fprintf(stderr, "payoutd: failpoint %.*s: crashing\n", static_cast<int>(name.size()), name.data());
+  std::fprintf(stderr, "payoutd: failpoint %.*s: crashing\n", static_cast<int>(name.size()),
+               name.data());
   ::kill(::getpid(), SIGKILL);
   ::_exit(137);  // not reached
 }
@@ -73,11 +75,15 @@ bool ArmFromSpec(std::string_view spec) {
     const size_t eq = item.find('=');
     const size_t at = item.find('@');
     if (eq == std::string_view::npos || eq == 0) return false;
-    std::string_view what = item.substr(eq + 1, at == std::string_view::npos ? std::string_view::npos : at - eq - 1);
+    std::string_view what =
+        item.substr(eq + 1, at == std::string_view::npos ? std::string_view::npos : at - eq - 1);
     Armed a;
-    if (what == "crash") a.action = Action::kCrash;
-    else if (what == "error") a.action = Action::kError;
-    else return false;
+    if (what == "crash")
+      a.action = Action::kCrash;
+    else if (what == "error")
+      a.action = Action::kError;
+    else
+      return false;
     if (at != std::string_view::npos) {
       std::string_view n = item.substr(at + 1);
       auto [ptr, ec] = std::from_chars(n.data(), n.data() + n.size(), a.remaining);

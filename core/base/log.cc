@@ -20,12 +20,13 @@ void (*g_sink)(std::string_view) GUARDED_BY(g_mu) = nullptr;
 std::string Timestamp() {
   auto now = std::chrono::system_clock::now();
   auto t = std::chrono::system_clock::to_time_t(now);
-  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
+  auto ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
   std::tm tm{};
   gmtime_r(&t, &tm);
   char buf[64];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-                tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms));
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms));
   return buf;
 }
 
@@ -44,18 +45,26 @@ void AppendTextValue(std::string& out, std::string_view s) {
 }  // namespace
 
 bool ParseLevel(std::string_view s, Level* out) {
-  if (s == "debug") *out = Level::kDebug;
-  else if (s == "info") *out = Level::kInfo;
-  else if (s == "warn" || s == "warning") *out = Level::kWarn;
-  else if (s == "error") *out = Level::kError;
-  else return false;
+  if (s == "debug")
+    *out = Level::kDebug;
+  else if (s == "info")
+    *out = Level::kInfo;
+  else if (s == "warn" || s == "warning")
+    *out = Level::kWarn;
+  else if (s == "error")
+    *out = Level::kError;
+  else
+    return false;
   return true;
 }
 
 bool ParseFormat(std::string_view s, Format* out) {
-  if (s == "text") *out = Format::kText;
-  else if (s == "json") *out = Format::kJson;
-  else return false;
+  if (s == "text")
+    *out = Format::kText;
+  else if (s == "json")
+    *out = Format::kJson;
+  else
+    return false;
   return true;
 }
 
@@ -73,8 +82,12 @@ std::string_view FormatName(Format format) {
   return format == Format::kJson ? "json" : "text";
 }
 
-void SetLevel(Level level) { g_level = static_cast<int>(level); }
-void SetFormat(Format format) { g_format = static_cast<int>(format); }
+void SetLevel(Level level) {
+  g_level = static_cast<int>(level);
+}
+void SetFormat(Format format) {
+  g_format = static_cast<int>(format);
+}
 void Configure(const Options& options) {
   SetLevel(options.level);
   SetFormat(options.format);
@@ -83,7 +96,9 @@ void SetSink(void (*sink)(std::string_view)) {
   MutexLock lock(&g_mu);
   g_sink = sink;
 }
-bool Enabled(Level level) { return static_cast<int>(level) >= g_level.load(std::memory_order_relaxed); }
+bool Enabled(Level level) {
+  return static_cast<int>(level) >= g_level.load(std::memory_order_relaxed);
+}
 
 void Write(Level level, std::string_view event, std::initializer_list<Field> fields) {
   if (!Enabled(level)) return;

@@ -1,6 +1,6 @@
 // Structured logging: one event per line on stderr, as text (`ts level event key=value ...`) or as
-// JSON. Callers pass an event name and fields; never pass a secret, a token or a full account number
-// (use MaskAccount). Thread-safe: a line is written whole.
+// JSON. Callers pass an event name and fields; never pass a secret, a token or a full account
+// number (use MaskAccount). Thread-safe: a line is written whole.
 #pragma once
 
 #include <initializer_list>
@@ -36,10 +36,18 @@ bool Enabled(Level level);
 using Field = std::pair<std::string_view, std::string>;
 void Write(Level level, std::string_view event, std::initializer_list<Field> fields = {});
 
-inline void Debug(std::string_view e, std::initializer_list<Field> f = {}) { Write(Level::kDebug, e, f); }
-inline void Info(std::string_view e, std::initializer_list<Field> f = {}) { Write(Level::kInfo, e, f); }
-inline void Warn(std::string_view e, std::initializer_list<Field> f = {}) { Write(Level::kWarn, e, f); }
-inline void Error(std::string_view e, std::initializer_list<Field> f = {}) { Write(Level::kError, e, f); }
+inline void Debug(std::string_view e, std::initializer_list<Field> f = {}) {
+  Write(Level::kDebug, e, f);
+}
+inline void Info(std::string_view e, std::initializer_list<Field> f = {}) {
+  Write(Level::kInfo, e, f);
+}
+inline void Warn(std::string_view e, std::initializer_list<Field> f = {}) {
+  Write(Level::kWarn, e, f);
+}
+inline void Error(std::string_view e, std::initializer_list<Field> f = {}) {
+  Write(Level::kError, e, f);
+}
 
 }  // namespace payoutd::log
 

@@ -74,8 +74,8 @@ std::optional<std::string> ExpandCredentialsDirectory(const std::string& file) {
     const size_t close = file.find("}/", kWithDefault.size());
     if (close != std::string::npos) {
       const char* dir = CredentialsDirectory();
-      std::string base = dir ? std::string(dir)
-                             : file.substr(kWithDefault.size(), close - kWithDefault.size());
+      std::string base =
+          dir ? std::string(dir) : file.substr(kWithDefault.size(), close - kWithDefault.size());
       return (fs::path(base) / file.substr(close + 2)).lexically_normal().string();
     }
   }

@@ -106,8 +106,8 @@ inline std::string_view StatusCodeName(StatusCode code) {
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}            // NOLINT: implicit by design
-  Result(Status error) : v_(std::move(error)) {         // NOLINT: implicit by design
+  Result(T value) : v_(std::move(value)) {}      // NOLINT: implicit by design
+  Result(Status error) : v_(std::move(error)) {  // NOLINT: implicit by design
     if (std::get<Status>(v_).ok()) {
       std::fprintf(stderr, "payoutd: Result built from an OK Status\n");
       std::abort();
@@ -143,10 +143,9 @@ class [[nodiscard]] Result {
 
 // Returns from the enclosing function (which returns a Status or a Result) when `expr`, a Status,
 // is not ok.
-#define PAYOUTD_RETURN_IF_ERROR(expr)                                      \
-  do {                                                                     \
-    if (::payoutd::Status payoutd_status_ = (expr); !payoutd_status_.ok()) \
-      return payoutd_status_;                                              \
+#define PAYOUTD_RETURN_IF_ERROR(expr)                                                              \
+  do {                                                                                             \
+    if (::payoutd::Status payoutd_status_ = (expr); !payoutd_status_.ok()) return payoutd_status_; \
   } while (0)
 
 // `lhs = value of expr` when the Result `expr` is ok; otherwise returns its Status from the
@@ -161,10 +160,11 @@ class [[nodiscard]] Result {
 #define PAYOUTD_STATUS_CONCAT_INNER_(a, b) a##b
 
 // Invariants of money-moving code: checked in release builds too. A failure is a bug, never input.
-#define PAYOUTD_CHECK(cond)                                                                   \
-  do {                                                                                        \
-    if (!(cond)) {                                                                            \
-      std::fprintf(stderr, "payoutd: invariant violated: %s (%s:%d)\n", #cond, __FILE__, __LINE__); \
-      std::abort();                                                                           \
-    }                                                                                         \
+#define PAYOUTD_CHECK(cond)                                                              \
+  do {                                                                                   \
+    if (!(cond)) {                                                                       \
+      std::fprintf(stderr, "payoutd: invariant violated: %s (%s:%d)\n", #cond, __FILE__, \
+                   __LINE__);                                                            \
+      std::abort();                                                                      \
+    }                                                                                    \
   } while (0)

@@ -44,10 +44,10 @@ class ThreadChecker {
 // Prints what was called off its thread, and where, then aborts.
 [[noreturn]] void ThreadCheckFailed(const char* what, const char* file, int line);
 
-#define PAYOUTD_DCHECK_ON_THREAD(checker)                                        \
-  do {                                                                           \
-    if (!(checker).CalledOnValidThread())                                        \
-      ::payoutd::ThreadCheckFailed(#checker, __FILE__, __LINE__);                \
+#define PAYOUTD_DCHECK_ON_THREAD(checker)                         \
+  do {                                                            \
+    if (!(checker).CalledOnValidThread())                         \
+      ::payoutd::ThreadCheckFailed(#checker, __FILE__, __LINE__); \
   } while (0)
 
 #else

@@ -46,7 +46,7 @@ namespace payoutd {
 struct BatchRules {
   char delimiter = ',';
   std::string default_method = "BANK_TRANSFER";
-  std::string default_operator_code;          // empty = the operator_code column is required
+  std::string default_operator_code;  // empty = the operator_code column is required
   int64_t max_rows = 1'000'000;
   std::map<std::string, int64_t> max_amount;  // currency -> minor units, cap per payout
   std::map<std::string, int64_t> max_total;   // currency -> minor units, cap per batch total
@@ -65,13 +65,13 @@ struct BatchError {
 
 struct ValidatedBatch {
   std::string batch_id;
-  std::string sha256;                      // lower-case hex of every byte of the file
-  uint64_t rows = 0;                       // data records read (header not counted), good or bad
-  PayoutList payouts;                      // in input order; empty unless ok()
-  std::map<std::string, int64_t> totals;   // currency -> sum of amounts (minor units) of the rows
-                                           // whose amount and currency are valid
-  std::vector<BatchError> errors;          // the first kMaxErrors found, sorted by line
-  uint64_t error_count = 0;                // all errors found, including those not kept
+  std::string sha256;                     // lower-case hex of every byte of the file
+  uint64_t rows = 0;                      // data records read (header not counted), good or bad
+  PayoutList payouts;                     // in input order; empty unless ok()
+  std::map<std::string, int64_t> totals;  // currency -> sum of amounts (minor units) of the rows
+                                          // whose amount and currency are valid
+  std::vector<BatchError> errors;         // the first kMaxErrors found, sorted by line
+  uint64_t error_count = 0;               // all errors found, including those not kept
   bool ok() const { return error_count == 0; }
 };
 

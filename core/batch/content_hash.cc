@@ -12,7 +12,9 @@ Sha256::Sha256() : ctx_(EVP_MD_CTX_new()) {
   PAYOUTD_CHECK(EVP_DigestInit_ex(ctx_, EVP_sha256(), nullptr) == 1);
 }
 
-Sha256::~Sha256() { EVP_MD_CTX_free(ctx_); }
+Sha256::~Sha256() {
+  EVP_MD_CTX_free(ctx_);
+}
 
 void Sha256::Update(std::string_view bytes) {
   PAYOUTD_CHECK(EVP_DigestUpdate(ctx_, bytes.data(), bytes.size()) == 1);

@@ -50,17 +50,22 @@ bool AllAscii(const char* p, size_t n) {
 uint32_t CountLineBreaks(std::string_view s) {
   uint32_t n = 0;
   for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '\n') ++n;
-    else if (s[i] == '\r' && (i + 1 == s.size() || s[i + 1] != '\n')) ++n;
+    if (s[i] == '\n')
+      ++n;
+    else if (s[i] == '\r' && (i + 1 == s.size() || s[i + 1] != '\n'))
+      ++n;
   }
   return n;
 }
 
-char Hex(unsigned v) { return "0123456789ABCDEF"[v & 0xF]; }
+char Hex(unsigned v) {
+  return "0123456789ABCDEF"[v & 0xF];
+}
 
 }  // namespace
 
-CsvReader::CsvReader(std::istream& in, CsvOptions options) : in_(in), opt_(options), buf_(kFirstChunkBytes) {
+CsvReader::CsvReader(std::istream& in, CsvOptions options)
+    : in_(in), opt_(options), buf_(kFirstChunkBytes) {
   PAYOUTD_CHECK(opt_.delimiter != '"' && opt_.delimiter != '\r' && opt_.delimiter != '\n');
   for (char c : {opt_.delimiter, '"', '\r', '\n'}) special_[static_cast<unsigned char>(c)] = true;
 }
@@ -88,7 +93,9 @@ bool CsvReader::Fill() {
   return pos_ < end_ || Fill();
 }
 
-bool CsvReader::AtEnd() { return pos_ == end_ && !Fill(); }
+bool CsvReader::AtEnd() {
+  return pos_ == end_ && !Fill();
+}
 
 void CsvReader::SkipRestOfLine() {
   while (!AtEnd()) {
@@ -105,7 +112,8 @@ void CsvReader::SkipRestOfLine() {
   }
 }
 
-CsvReader::Next CsvReader::Fail(uint32_t line, uint32_t field, std::string message, bool skip_line) {
+CsvReader::Next CsvReader::Fail(uint32_t line, uint32_t field, std::string message,
+                                bool skip_line) {
   error_.line = line;
   error_.field = field;
   error_.message = std::move(message);
@@ -129,7 +137,8 @@ bool CsvReader::ValidateUtf8(CsvError* error) const {
     for (size_t i = 0; i < n;) {
       size_t len = Utf8SequenceLength(s + i, n - i);
       if (len == 0) {
-        error->line = record_line_ + CountLineBreaks(std::string_view(first, fields_[k].data() + i - first));
+        error->line =
+            record_line_ + CountLineBreaks(std::string_view(first, fields_[k].data() + i - first));
         error->field = static_cast<uint32_t>(k + 1);
         error->message = std::string("invalid UTF-8 (byte 0x") + Hex(s[i] >> 4) + Hex(s[i]) +
                          "); save the file as UTF-8";
@@ -164,7 +173,8 @@ bool CsvReader::ReadSimpleLine() {
     }
 #endif
     while (p < e && !special_[static_cast<unsigned char>(*p)]) ++p;
-    if (p == e || static_cast<size_t>(p - start) > opt_.max_record_bytes) break;  // leave it to the slow path
+    if (p == e || static_cast<size_t>(p - start) > opt_.max_record_bytes)
+      break;  // leave it to the slow path
     const char c = *p;
     if (c == opt_.delimiter) {
       fields_.emplace_back(field, static_cast<size_t>(p - field));
@@ -195,7 +205,8 @@ CsvReader::Next CsvReader::Finish() {
     return Fail(record_line_, 0,
                 "row has " + std::to_string(fields_.size()) + " fields but the header has " +
                     std::to_string(width_) +
-                    "; check for a missing or extra delimiter, or a value with a delimiter that is not quoted",
+                    "; check for a missing or extra delimiter, or a value with a delimiter that is "
+                    "not quoted",
                 false);
   }
   if (!ValidateUtf8(&error_)) return Next::kError;
@@ -238,7 +249,8 @@ CsvReader::FieldEnd CsvReader::ReadQuotedField(uint32_t field_no) {
   const uint32_t open_line = line_;
   for (;;) {
     if (AtEnd()) {
-      Fail(open_line, field_no, "a quoted field is never closed (its closing \" is missing)", false);
+      Fail(open_line, field_no, "a quoted field is never closed (its closing \" is missing)",
+           false);
       return FieldEnd::kError;
     }
     const char* p = buf_.data() + pos_;

@@ -7,10 +7,10 @@
 //
 // Errors are values, never crashes, and each names the physical line and the 1-based field: a quote
 // inside an unquoted field, text after a closing quote, a quoted field never closed, invalid UTF-8,
-// a record longer than max_record_bytes, and (when uniform_width) a record whose field count differs
-// from the first record's. After an error the reader skips to the end of that physical line (or of
-// the record, when the record's structure was intact) and carries on, so every bad row can be
-// reported in one pass.
+// a record longer than max_record_bytes, and (when uniform_width) a record whose field count
+// differs from the first record's. After an error the reader skips to the end of that physical line
+// (or of the record, when the record's structure was intact) and carries on, so every bad row can
+// be reported in one pass.
 //
 // Not thread-safe; one reader per stream.
 #pragma once
@@ -26,9 +26,9 @@
 namespace payoutd {
 
 struct CsvOptions {
-  char delimiter = ',';                    // must not be '"', '\r' or '\n' (a bug: aborts)
-  size_t max_record_bytes = 1 << 20;       // a longer record is an error (bounds memory)
-  bool uniform_width = true;               // every record must have the first record's field count
+  char delimiter = ',';               // must not be '"', '\r' or '\n' (a bug: aborts)
+  size_t max_record_bytes = 1 << 20;  // a longer record is an error (bounds memory)
+  bool uniform_width = true;          // every record must have the first record's field count
 };
 
 struct CsvError {
@@ -66,11 +66,11 @@ class CsvReader {
   bool stream_failed() const { return stream_failed_; }
 
  private:
-  bool Fill();              // refills buf_; false at end of input
+  bool Fill();  // refills buf_; false at end of input
   // How a field read on the slow path ended; kError: Fail() has set error_.
   enum class FieldEnd { kDelimiter, kRecordEnd, kError };
-  bool SkipEmptyLines();    // false at end of input
-  void TakeLineBreak();     // consumes the line break at pos_ ('\r', '\n' or CRLF)
+  bool SkipEmptyLines();  // false at end of input
+  void TakeLineBreak();   // consumes the line break at pos_ ('\r', '\n' or CRLF)
   FieldEnd ReadQuotedField(uint32_t field_no);
   FieldEnd ReadUnquotedField(uint32_t field_no);
   FieldEnd FailTooLong();
@@ -79,8 +79,8 @@ class CsvReader {
   void SkipRestOfLine();
   void FinishRecord();
   bool ValidateUtf8(CsvError* error) const;  // fills *error when the record is not UTF-8
-  bool ReadSimpleLine();   // fast path: a quote-free line wholly in buf_; false = use the slow path
-  Next Finish();           // width and UTF-8 checks of fields_
+  bool ReadSimpleLine();  // fast path: a quote-free line wholly in buf_; false = use the slow path
+  Next Finish();          // width and UTF-8 checks of fields_
 
   std::istream& in_;
   CsvOptions opt_;
@@ -92,14 +92,14 @@ class CsvReader {
   bool started_ = false;
   bool stream_failed_ = false;
   uint64_t bytes_read_ = 0;
-  uint32_t line_ = 1;          // physical line at pos_
+  uint32_t line_ = 1;  // physical line at pos_
   uint32_t record_line_ = 0;
   size_t width_ = 0;
-  std::string record_;         // slow path: unescaped field bytes of the current record, back to back
-  std::vector<size_t> ends_;   // end offset of each field in record_
+  std::string record_;  // slow path: unescaped field bytes of the current record, back to back
+  std::vector<size_t> ends_;              // end offset of each field in record_
   std::vector<std::string_view> fields_;  // into record_, or into buf_ on the fast path
   CsvError error_;
-  bool special_[256] = {};     // bytes that end a run of an unquoted field
+  bool special_[256] = {};  // bytes that end a run of an unquoted field
 };
 
 }  // namespace payoutd

@@ -48,7 +48,9 @@ void ReportRepeatsInGroup(const PayoutList& list, const std::vector<uint64_t>& k
 
 }  // namespace
 
-uint64_t IdHash(std::string_view id) { return std::hash<std::string_view>{}(id); }
+uint64_t IdHash(std::string_view id) {
+  return std::hash<std::string_view>{}(id);
+}
 
 void ForEachDuplicateId(const PayoutList& list, std::vector<uint64_t> hashes,
                         const std::function<void(size_t later, size_t first)>& on_duplicate) {

@@ -17,16 +17,15 @@ bool IsValidId(std::string_view id) {
 
 bool IsAllowedTransition(Stage from, Stage to) {
   switch (from) {
-    case Stage::kNew:
-      return to == Stage::kSubmitting || to == Stage::kFinal;
+    case Stage::kNew: return to == Stage::kSubmitting || to == Stage::kFinal;
     case Stage::kSubmitting:
-      return to == Stage::kPolling || to == Stage::kUnknown || to == Stage::kNew || to == Stage::kFinal;
+      return to == Stage::kPolling || to == Stage::kUnknown || to == Stage::kNew ||
+             to == Stage::kFinal;
     case Stage::kUnknown:
-      return to == Stage::kSubmitting || to == Stage::kPolling || to == Stage::kUnknown || to == Stage::kFinal;
-    case Stage::kPolling:
-      return to == Stage::kPolling || to == Stage::kFinal;
-    case Stage::kFinal:
-      return false;
+      return to == Stage::kSubmitting || to == Stage::kPolling || to == Stage::kUnknown ||
+             to == Stage::kFinal;
+    case Stage::kPolling: return to == Stage::kPolling || to == Stage::kFinal;
+    case Stage::kFinal: return false;
   }
   return false;
 }

@@ -16,8 +16,8 @@ constexpr size_t kHugePage = 2 << 20;
 constexpr size_t kBlockBytes = kHugePage;
 
 // Asks for transparent huge pages over the whole 2 MiB pages inside [p, p+n). First-touching a
-// large batch's payouts is otherwise a page fault every 4 KiB, which on a virtual machine costs more
-// than parsing the text. Advice only: nothing changes where it is not honoured.
+// large batch's payouts is otherwise a page fault every 4 KiB, which on a virtual machine costs
+// more than parsing the text. Advice only: nothing changes where it is not honoured.
 void AdviseHugePages(void* p, size_t n) {
 #ifdef MADV_HUGEPAGE
   uintptr_t begin = (reinterpret_cast<uintptr_t>(p) + kHugePage - 1) & ~(kHugePage - 1);
@@ -77,7 +77,9 @@ PayoutList& PayoutList::operator=(const PayoutList& other) {
   return *this;
 }
 
-void PayoutList::FreeBlock::operator()(char* p) const { std::free(p); }
+void PayoutList::FreeBlock::operator()(char* p) const {
+  std::free(p);
+}
 
 void PayoutList::reserve(size_t n) {
   rows_.reserve(n);
@@ -124,8 +126,8 @@ uint16_t PayoutList::Intern(int kind, std::string_view value) {
   if (shared_.size() <= 32) {  // the usual batch: a few currencies, methods and operators
     for (size_t i = 0; i < shared_.size(); ++i) {
       const std::string& v = shared_[i];
-      if (v.size() == value.size() && (v.empty() || (v[0] == value[0] && v.back() == value.back())) &&
-          v == value) {
+      if (v.size() == value.size() &&
+          (v.empty() || (v[0] == value[0] && v.back() == value.back())) && v == value) {
         last_shared_[kind] = static_cast<uint16_t>(i);
         return static_cast<uint16_t>(i);
       }

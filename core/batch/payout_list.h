@@ -30,9 +30,10 @@ class PayoutList {
 
   void push_back(const Payout& p);
   // The same without building a Payout first (the validator's hot path).
-  void emplace_back(uint32_t line, int64_t amount_minor, std::string_view id, std::string_view currency,
-                    std::string_view account_number, std::string_view account_name,
-                    std::string_view operator_code, std::string_view method, std::string_view email);
+  void emplace_back(uint32_t line, int64_t amount_minor, std::string_view id,
+                    std::string_view currency, std::string_view account_number,
+                    std::string_view account_name, std::string_view operator_code,
+                    std::string_view method, std::string_view email);
   size_t size() const { return rows_.size(); }
   bool empty() const { return rows_.empty(); }
   void clear();
@@ -54,8 +55,15 @@ class PayoutList {
     const_iterator() = default;
     const_iterator(const PayoutList* list, size_t i) : list_(list), i_(i) {}
     Payout operator*() const { return (*list_)[i_]; }
-    const_iterator& operator++() { ++i_; return *this; }
-    const_iterator operator++(int) { auto t = *this; ++i_; return t; }
+    const_iterator& operator++() {
+      ++i_;
+      return *this;
+    }
+    const_iterator operator++(int) {
+      auto t = *this;
+      ++i_;
+      return t;
+    }
     bool operator==(const const_iterator& o) const { return i_ == o.i_; }
 
    private:
@@ -75,7 +83,7 @@ class PayoutList {
     const char* text;
     int64_t amount_minor;
     uint32_t line;
-    uint16_t shared[3];     // currency, method, operator_code
+    uint16_t shared[3];  // currency, method, operator_code
   };
   enum Shared { kCurrency = 0, kMethod = 1, kOperatorCode = 2 };
   uint16_t Intern(int kind, std::string_view value);
@@ -85,7 +93,9 @@ class PayoutList {
   std::vector<std::string> shared_;
   std::map<std::string, uint16_t, std::less<>> shared_index_;
   uint16_t last_shared_[3] = {kInline, kInline, kInline};
-  struct FreeBlock { void operator()(char* p) const; };
+  struct FreeBlock {
+    void operator()(char* p) const;
+  };
   std::vector<std::unique_ptr<char, FreeBlock>> blocks_;
   size_t block_used_ = 0;
   size_t block_size_ = 0;

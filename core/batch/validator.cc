@@ -18,10 +18,20 @@
 namespace payoutd {
 namespace {
 
-enum Column { kColId = 0, kColAmount, kColCurrency, kColAccountNumber, kColAccountName,
-              kColOperatorCode, kColMethod, kColEmail, kColumns };
-constexpr const char* kColumnNames[kColumns] = {"id", "amount", "currency", "account_number",
-                                                "account_name", "operator_code", "method", "email"};
+enum Column {
+  kColId = 0,
+  kColAmount,
+  kColCurrency,
+  kColAccountNumber,
+  kColAccountName,
+  kColOperatorCode,
+  kColMethod,
+  kColEmail,
+  kColumns
+};
+constexpr const char* kColumnNames[kColumns] = {
+    "id",           "amount",        "currency", "account_number",
+    "account_name", "operator_code", "method",   "email"};
 
 std::string_view Trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
@@ -180,9 +190,9 @@ class BatchPass {
   const uint64_t max_rows_;
   bool batch_id_ok_ = false;
   bool header_ok_ = false;
-  std::array<int, kColumns> col_;     // column -> field index in a record, -1 when absent
-  std::vector<uint64_t> id_hashes_;   // IdHash of each kept payout's id, for ForEachDuplicateId
-  std::string default_id_;            // buffers reused from row to row
+  std::array<int, kColumns> col_;    // column -> field index in a record, -1 when absent
+  std::vector<uint64_t> id_hashes_;  // IdHash of each kept payout's id, for ForEachDuplicateId
+  std::string default_id_;           // buffers reused from row to row
   std::string currency_;
   std::vector<std::unique_ptr<CurrencyState>> currencies_;  // known codes met in this batch
   CurrencyState* last_currency_ = nullptr;
@@ -192,22 +202,22 @@ class BatchPass {
 void BatchPass::CheckBatchId() {
   batch_id_ok_ = IsValidId(out_->batch_id);
   if (!batch_id_ok_)
-    errors_.Add(0, "", "the batch id " + Shown(out_->batch_id, true) +
-                           " (the file name without .csv) is not valid: use " + IdRule());
+    errors_.Add(0, "",
+                "the batch id " + Shown(out_->batch_id, true) +
+                    " (the file name without .csv) is not valid: use " + IdRule());
 }
 
 void BatchPass::ReadHeader(CsvReader& reader) {
   switch (reader.Read()) {
     case CsvReader::Next::kEnd:
-      errors_.Add(0, "", "the file is empty; expected a header row (id,amount,currency,"
-                         "account_number,account_name,operator_code,...) and at least one payout");
+      errors_.Add(0, "",
+                  "the file is empty; expected a header row (id,amount,currency,"
+                  "account_number,account_name,operator_code,...) and at least one payout");
       break;
     case CsvReader::Next::kError:
       errors_.Add(reader.error().line, "", "header row: " + reader.error().message);
       break;
-    case CsvReader::Next::kRecord:
-      header_ok_ = MapHeader(reader.fields());
-      break;
+    case CsvReader::Next::kRecord: header_ok_ = MapHeader(reader.fields()); break;
   }
 }
 
@@ -228,8 +238,9 @@ bool BatchPass::MapHeader(const std::vector<std::string_view>& names) {
   }
   if (std::all_of(col_.begin(), col_.end(), [](int i) { return i < 0; })) {
     // Not one known name: most likely the header row is missing and this is the first payout.
-    errors_.Add(1, "", "the first line is not a header row; it must name the columns, e.g. "
-                       "id,amount,currency,account_number,account_name,operator_code");
+    errors_.Add(1, "",
+                "the first line is not a header row; it must name the columns, e.g. "
+                "id,amount,currency,account_number,account_name,operator_code");
     return false;
   }
   for (int c : {kColAmount, kColCurrency, kColAccountNumber, kColAccountName, kColOperatorCode}) {
@@ -272,8 +283,7 @@ void BatchPass::ReadRows(CsvReader& reader) {
   }
 }
 
-void BatchPass::CheckRow(const std::vector<std::string_view>& f, uint32_t line,
-                         uint64_t data_row) {
+void BatchPass::CheckRow(const std::vector<std::string_view>& f, uint32_t line, uint64_t data_row) {
   const uint64_t errors_before = out_->error_count;
   std::string_view id = Cell(f, kColId);
   const bool id_ok = CheckId(line, data_row, &id);
@@ -322,9 +332,9 @@ bool BatchPass::CheckId(uint32_t line, uint64_t data_row, std::string_view* id) 
   *id = default_id_;
   if (IsValidId(*id)) return true;
   if (batch_id_ok_)  // an invalid batch id is reported once, not on every row
-    errors_.Add(line, "id", "the default id " + Shown(*id) +
-                                " (batch id + row number) is too long; give this row an id (" +
-                                IdRule() + ")");
+    errors_.Add(line, "id",
+                "the default id " + Shown(*id) +
+                    " (batch id + row number) is too long; give this row an id (" + IdRule() + ")");
   return false;
 }
 

@@ -10,7 +10,9 @@
 namespace payoutd {
 namespace {
 
-int64_t ToMs(Duration d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); }
+int64_t ToMs(Duration d) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
+}
 
 bool Contains(const std::vector<std::string>& v, const std::string& s) {
   return std::find(v.begin(), v.end(), s) != v.end();
@@ -20,8 +22,9 @@ constexpr size_t kPageSize = 256;
 
 }  // namespace
 
-PayoutEngine::PayoutEngine(boost::asio::io_context& io, PayoutStore& store, GatewayClient& client, Clock& clock,
-                           EngineOptions options, EngineObserver* observer, StoreThread* writer)
+PayoutEngine::PayoutEngine(boost::asio::io_context& io, PayoutStore& store, GatewayClient& client,
+                           Clock& clock, EngineOptions options, EngineObserver* observer,
+                           StoreThread* writer)
     : io_(io),
       store_(store),
       client_(client),
@@ -39,12 +42,19 @@ PayoutEngine::~PayoutEngine() {
 }
 
 int64_t PayoutEngine::NowMs() const {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(clock_.WallNow().time_since_epoch()).count();
+  return std::chrono::duration_cast<std::chrono::milliseconds>(clock_.WallNow().time_since_epoch())
+      .count();
 }
 
-bool PayoutEngine::IsFinalStatus(const std::string& s) const { return Contains(options_.polling.final_statuses, s); }
-bool PayoutEngine::IsSuccessStatus(const std::string& s) const { return Contains(options_.polling.success_statuses, s); }
-bool PayoutEngine::IsPendingStatus(const std::string& s) const { return Contains(options_.polling.pending_statuses, s); }
+bool PayoutEngine::IsFinalStatus(const std::string& s) const {
+  return Contains(options_.polling.final_statuses, s);
+}
+bool PayoutEngine::IsSuccessStatus(const std::string& s) const {
+  return Contains(options_.polling.success_statuses, s);
+}
+bool PayoutEngine::IsPendingStatus(const std::string& s) const {
+  return Contains(options_.polling.pending_statuses, s);
+}
 
 Status PayoutEngine::Start() {
   PAYOUTD_DCHECK_ON_THREAD(io_thread_);
@@ -295,8 +305,7 @@ Status PayoutEngine::WriteCommit(PayoutStore& store, CommitJob& job) {
     if (s.ok()) ++job.steps_done;
     return s;
   };
-  if (!job.updates.empty())
-    PAYOUTD_RETURN_IF_ERROR(run([&] { return store.Apply(job.updates); }));
+  if (!job.updates.empty()) PAYOUTD_RETURN_IF_ERROR(run([&] { return store.Apply(job.updates); }));
   for (const auto& outage : job.outages)
     PAYOUTD_RETURN_IF_ERROR(run([&] { return store.RecordOutage(outage); }));
   // After the updates: a payout whose submission was taken back is at kNew again, so a cancel
@@ -391,7 +400,8 @@ bool PayoutEngine::MaySubmit(const std::string& batch_id) const {
 
 // Submissions the client has not put on the wire yet come back as kCancelled (OnSubmitted puts
 // them back in their batch's queue, or leaves them for a cancel to end).
-void PayoutEngine::WithdrawSubmissions(const std::function<bool(const std::string& batch_id)>& which) {
+void PayoutEngine::WithdrawSubmissions(
+    const std::function<bool(const std::string& batch_id)>& which) {
   client_.WithdrawSubmissions([&](const std::string& payout_id) {
     auto it = submitting_.find(payout_id);
     return it != submitting_.end() && which(it->second);
@@ -430,7 +440,8 @@ void PayoutEngine::HoldAll(const Hold& hold, std::vector<std::pair<std::string, 
   QueueControl(std::move(c));
 }
 
-void PayoutEngine::CancelBatch(const std::string& batch_id, std::string error, const AuditEntry& audit,
+void PayoutEngine::CancelBatch(const std::string& batch_id, std::string error,
+                               const AuditEntry& audit,
                                std::function<void(Result<CancelOutcome>)> done) {
   auto it = batches_.find(batch_id);
   if (it == batches_.end()) {
@@ -579,11 +590,10 @@ void PayoutEngine::OnSubmitted(PayoutRow row, const SubmitResult& r) {
       }
       break;
     case O::kRejected:
-      Finalize(row, FinalState::kRejected, r.message.empty() ? "refused by the gateway" : r.message);
+      Finalize(row, FinalState::kRejected,
+               r.message.empty() ? "refused by the gateway" : r.message);
       break;
-    case O::kConflict:
-      Finalize(row, FinalState::kError, "id conflict: " + r.message);
-      break;
+    case O::kConflict: Finalize(row, FinalState::kError, "id conflict: " + r.message); break;
     case O::kNotCreated:
       Finalize(row, FinalState::kError,
                "not created after " + std::to_string(r.post_attempts) + " attempts: " + r.message);
@@ -602,7 +612,8 @@ void PayoutEngine::OnSubmitted(PayoutRow row, const SubmitResult& r) {
       if (row.progress.stage == Stage::kNew && !draining_) {
         // First in its batch's queue again, for when the hold ends (a cancel ends it instead).
         auto it = batches_.find(row.batch_id);
-        if (it != batches_.end() && !it->second.cancelled) it->second.ready.push_front(std::move(row));
+        if (it != batches_.end() && !it->second.cancelled)
+          it->second.ready.push_front(std::move(row));
       }
       break;
   }
@@ -647,8 +658,7 @@ void PayoutEngine::OnPolled(PayoutRow row, const PollResult& r) {
       row.progress.error = r.message;
       ScheduleNextPoll(row, row.progress.stage);
       break;
-    case O::kCancelled:
-      break;  // the store still holds the stage it had before the poll
+    case O::kCancelled: break;  // the store still holds the stage it had before the poll
   }
   SchedulePump();
 }
@@ -659,7 +669,8 @@ void PayoutEngine::ApplyGatewayView(PayoutRow& row, const GatewayPayout& view) {
                                              view.currency != row.payout.currency)) ||
                  (!view.account_number.empty() && view.account_number != row.payout.account_number);
   if (differs) {
-    Finalize(row, FinalState::kError, "id conflict: the gateway holds a different payout under this id");
+    Finalize(row, FinalState::kError,
+             "id conflict: the gateway holds a different payout under this id");
     return;
   }
   // The gateway holds it, so at least one POST of ours reached it, even if a crash cut off our
@@ -678,7 +689,8 @@ void PayoutEngine::ApplyGatewayView(PayoutRow& row, const GatewayPayout& view) {
       note = "fee not recorded: " + view.fee_problem;
       log::Warn("engine.fee_not_recorded", {{"payout", row.payout.id}, {"why", view.fee_problem}});
     }
-    Finalize(row, IsSuccessStatus(view.status) ? FinalState::kSuccess : FinalState::kFailed, std::move(note));
+    Finalize(row, IsSuccessStatus(view.status) ? FinalState::kSuccess : FinalState::kFailed,
+             std::move(note));
     return;
   }
   if (!IsPendingStatus(view.status)) {
@@ -712,7 +724,8 @@ void PayoutEngine::ScheduleNextPoll(PayoutRow& row, Stage stage) {
     Finalize(row, FinalState::kError, why);
     return;
   }
-  int64_t interval = std::clamp(elapsed, ToMs(options_.polling.initial_delay), ToMs(options_.polling.max_interval));
+  int64_t interval = std::clamp(elapsed, ToMs(options_.polling.initial_delay),
+                                ToMs(options_.polling.max_interval));
   p.stage = stage;
   p.next_at_ms = now + interval;
   Record(row);

@@ -3,9 +3,10 @@
 //
 // Guarantees:
 // - Works from the store alone: Start() resumes every batch not yet finished, so recovery after a
-//   crash is the same code as a normal start. Payouts found at kSubmitting are moved to kUnknown and
-//   resolved with GET before any re-send.
-// - Memory and requests are bounded: at most `submit_window` submissions and `poll_window` polls are
+//   crash is the same code as a normal start. Payouts found at kSubmitting are moved to kUnknown
+//   and resolved with GET before any re-send.
+// - Memory and requests are bounded: at most `submit_window` submissions and `poll_window` polls
+// are
 //   handed to the gateway client at once, and only those payouts are held in memory; the rest wait
 //   in the store. Active batches share the submission window round-robin, so a small batch is not
 //   stuck behind a large one; polls and submissions have separate windows and neither starves.
@@ -57,9 +58,9 @@
 #include "core/base/clock.h"
 #include "core/base/liveness.h"
 #include "core/base/thread_checker.h"
-#include "core/gateway/gateway_client.h"
 #include "core/batch/payout.h"
 #include "core/engine/options.h"
+#include "core/gateway/gateway_client.h"
 #include "core/store/payout_store.h"
 #include "core/store/store_thread.h"
 
@@ -146,23 +147,23 @@ class PayoutEngine {
 
   // An operator's change waiting for the next group commit, with whom to tell once it is durable.
   struct ControlChange {
-    std::vector<std::pair<std::string, Hold>> holds;                 // batch -> hold (or resume)
+    std::vector<std::pair<std::string, Hold>> holds;  // batch -> hold (or resume)
     std::optional<Hold> hold_all;
-    std::vector<std::pair<std::string, AuditEntry>> audit;           // batch -> entry
-    std::string cancel_batch;                                        // empty: no cancel
+    std::vector<std::pair<std::string, AuditEntry>> audit;  // batch -> entry
+    std::string cancel_batch;                               // empty: no cancel
     std::string cancel_error;
     std::function<void(Status)> done;
     std::function<void(Result<CancelOutcome>)> cancel_done;
-    CancelOutcome cancel_outcome;                                    // filled by the writer
+    CancelOutcome cancel_outcome;  // filled by the writer
   };
 
   // One group of changes on its way to the store.
   struct CommitJob {
     std::vector<PayoutUpdate> updates;
-    std::vector<PayoutRow> finals;          // for the observer, once committed
-    std::vector<std::string> finished;      // batches whose last payout is final in this group
-    std::vector<GatewayOutage> outages;     // circuit openings and closings
-    std::vector<ControlChange> controls;    // after the updates: holds, cancels, their audit
+    std::vector<PayoutRow> finals;        // for the observer, once committed
+    std::vector<std::string> finished;    // batches whose last payout is final in this group
+    std::vector<GatewayOutage> outages;   // circuit openings and closings
+    std::vector<ControlChange> controls;  // after the updates: holds, cancels, their audit
     int64_t now_ms = 0;
     // Written by the writer, read once its completion runs: the steps of WriteCommit that are
     // durable (a retry goes on from the next), and how long the last attempt took.
@@ -185,7 +186,9 @@ class PayoutEngine {
   bool IsCancelled(const std::string& batch_id) const;
   void WithdrawSubmissions(const std::function<bool(const std::string& batch_id)>& which);
   bool FinishCommit(const CommitJob& job, const Status& written);
-  bool Settled(const std::string& payout_id) const { return !busy_.count(payout_id) && !unsettled_.count(payout_id); }
+  bool Settled(const std::string& payout_id) const {
+    return !busy_.count(payout_id) && !unsettled_.count(payout_id);
+  }
   void FillPolls();
   void FillSubmissions();
   bool NextReady(Cursor& c, PayoutRow* out);
@@ -213,12 +216,12 @@ class PayoutEngine {
   EngineOptions options_;
   EngineObserver* observer_;
 
-  std::map<std::string, Cursor> batches_;           // active batches by id
-  std::string rr_next_;                             // round-robin position among batches_
+  std::map<std::string, Cursor> batches_;  // active batches by id
+  std::string rr_next_;                    // round-robin position among batches_
   StoreThread* writer_;
-  std::unordered_set<std::string> busy_;            // payout ids with a call at the client
+  std::unordered_set<std::string> busy_;                     // payout ids with a call at the client
   std::unordered_map<std::string, std::string> submitting_;  // payout id -> batch, while submitted
-  std::unordered_set<std::string> holds_;           // batches held one by one (any status)
+  std::unordered_set<std::string> holds_;                    // batches held one by one (any status)
   // Payouts of cancelled batches in kUnknown: when the gateway first said it has no such payout.
   std::unordered_map<std::string, SteadyTime> not_found_since_;
   bool hold_all_ = false;
@@ -227,28 +230,28 @@ class PayoutEngine {
   std::vector<PayoutUpdate> pending_;               // uncommitted changes
   std::vector<PayoutRow> pending_finals_;           // finals in pending_, for the observer
   std::map<std::string, int64_t> pending_final_count_;  // per batch, finals in pending_
-  std::unordered_set<std::string> nudged_;          // ids to poll at once
-  std::vector<GatewayOutage> outages_;              // recent and ongoing, oldest first
-  std::vector<GatewayOutage> pending_outages_;      // changes to them, not yet committed
+  std::unordered_set<std::string> nudged_;              // ids to poll at once
+  std::vector<GatewayOutage> outages_;                  // recent and ongoing, oldest first
+  std::vector<GatewayOutage> pending_outages_;          // changes to them, not yet committed
   size_t submits_out_ = 0;
   size_t polls_out_ = 0;
-  DuePosition due_from_;                            // where the sweep of due rows goes on
-  SteadyTime sweep_started_{};                      // when the current sweep began at the start
-  bool commit_in_flight_ = false;                   // a CommitJob is with the writer
-  std::shared_ptr<CommitJob> retry_job_;            // a group the store did not take: goes first
-  SteadyTime retry_at_{};                           // when to try it again
-  Duration retry_backoff_{};                        // the last wait; zero while the store is up
-  bool store_down_ = false;                         // see store_down()
-  size_t committing_ = 0;                           // its size, for snapshot()
+  DuePosition due_from_;                  // where the sweep of due rows goes on
+  SteadyTime sweep_started_{};            // when the current sweep began at the start
+  bool commit_in_flight_ = false;         // a CommitJob is with the writer
+  std::shared_ptr<CommitJob> retry_job_;  // a group the store did not take: goes first
+  SteadyTime retry_at_{};                 // when to try it again
+  Duration retry_backoff_{};              // the last wait; zero while the store is up
+  bool store_down_ = false;               // see store_down()
+  size_t committing_ = 0;                 // its size, for snapshot()
   bool pump_scheduled_ = false;
-  bool stopped_ = false;                            // after a store error
+  bool stopped_ = false;  // after a store error
   bool draining_ = false;
   std::function<void()> drained_;
   SteadyTime last_pump_{};
   SteadyTime wake_at_{};
   std::unique_ptr<Timer> timer_;
   ThreadChecker io_thread_;  // binds to the io thread at the first call
-  Liveness alive_;  // last: handlers check it before they touch anything else
+  Liveness alive_;           // last: handlers check it before they touch anything else
 };
 
 }  // namespace payoutd

@@ -9,7 +9,9 @@
 namespace payoutd {
 namespace {
 
-int Digits(const CurrencyTable& t, const std::string& code) { return t.MinorUnits(code).value_or(2); }
+int Digits(const CurrencyTable& t, const std::string& code) {
+  return t.MinorUnits(code).value_or(2);
+}
 
 }  // namespace
 
@@ -94,8 +96,9 @@ std::string SummaryJson(const BatchProgress& progress, const CurrencyTable& curr
     first = false;
     AppendJsonString(out, cur);
     out += ": {\"requested\": \"" + FormatFixedAmount(t.requested, d) + "\", \"succeeded\": \"" +
-           FormatFixedAmount(t.succeeded, d) + "\", \"failed\": \"" + FormatFixedAmount(t.failed, d) +
-           "\", \"fees\": \"" + FormatFixedAmount(fees.count(cur) ? fees[cur] : 0, d) + "\"}";
+           FormatFixedAmount(t.succeeded, d) + "\", \"failed\": \"" +
+           FormatFixedAmount(t.failed, d) + "\", \"fees\": \"" +
+           FormatFixedAmount(fees.count(cur) ? fees[cur] : 0, d) + "\"}";
   }
   out += "},\n \"started_at\": ";
   AppendJsonString(out, FormatIsoTime(b.started_at_ms));

@@ -8,16 +8,17 @@
 #include <string>
 #include <string_view>
 
+#include "core/base/status.h"
 #include "core/money/money.h"
 #include "core/store/payout_store.h"
-#include "core/base/status.h"
 
 namespace payoutd {
 
-// results.csv: header `line,id,amount,currency,state,gateway_status,fee,fee_currency,processed_at,attempts,error`
-// and one row per payout in input order. Amounts use the currency's fixed minor digits.
-Status WriteResultsCsv(PayoutStore& store, std::string_view batch_id, const CurrencyTable& currencies,
-                       std::ostream& out);
+// results.csv: header
+// `line,id,amount,currency,state,gateway_status,fee,fee_currency,processed_at,attempts,error` and
+// one row per payout in input order. Amounts use the currency's fixed minor digits.
+Status WriteResultsCsv(PayoutStore& store, std::string_view batch_id,
+                       const CurrencyTable& currencies, std::ostream& out);
 
 // summary.json: {"batch","sha256","rows","states":{STATE:n, non-zero only},
 // "totals":{CUR:{"requested","succeeded","failed","fees"}}, "started_at","finished_at"}.

@@ -6,17 +6,17 @@
 #include <deque>
 #include <unordered_map>
 
-#include "core/gateway/circuit_breaker.h"
-#include "core/gateway/http_client.h"
-#include "core/gateway/jwt.h"
 #include "core/base/failpoint.h"
 #include "core/base/liveness.h"
 #include "core/base/log.h"
 #include "core/base/thread_checker.h"
-#include "core/money/money.h"
+#include "core/gateway/circuit_breaker.h"
+#include "core/gateway/http_client.h"
+#include "core/gateway/jwt.h"
 #include "core/gateway/payout_json.h"
 #include "core/gateway/rate_limiter.h"
 #include "core/gateway/retry_policy.h"
+#include "core/money/money.h"
 
 namespace payoutd {
 namespace {
@@ -31,23 +31,26 @@ std::chrono::milliseconds ToMillis(Duration d) {
 
 class GatewayClientImpl final : public GatewayClient {
  public:
-  GatewayClientImpl(asio::io_context& io, GatewayOptions options, CurrencyTable currencies, Clock& clock,
-                    Random& random, GatewayObserver* observer, std::unique_ptr<HttpTransport> transport)
+  GatewayClientImpl(asio::io_context& io, GatewayOptions options, CurrencyTable currencies,
+                    Clock& clock, Random& random, GatewayObserver* observer,
+                    std::unique_ptr<HttpTransport> transport)
       : io_(io),
         options_(std::move(options)),
         currencies_(std::move(currencies)),
         clock_(clock),
         random_(random),
         observer_(observer ? observer : &null_observer_),
-        http_(transport ? std::move(transport)
-                        : std::make_unique<HttpClient>(
-                              io, HttpClientOptions{options_.ca_file, options_.verify_tls,
-                                                    std::max<long>(options_.limits.max_in_flight, 1)})),
+        http_(transport
+                  ? std::move(transport)
+                  : std::make_unique<HttpClient>(
+                        io, HttpClientOptions{options_.ca_file, options_.verify_tls,
+                                              std::max<long>(options_.limits.max_in_flight, 1)})),
         limiter_(options_.limits, clock.Now()),
         policy_(options_.retry),
         dispatch_timer_(clock.NewTimer(io)),
         probe_timer_(clock.NewTimer(io)) {
-    while (!options_.base_url.empty() && options_.base_url.back() == '/') options_.base_url.pop_back();
+    while (!options_.base_url.empty() && options_.base_url.back() == '/')
+      options_.base_url.pop_back();
   }
 
   void Submit(const Payout& payout, std::function<void(SubmitResult)> done) override {
@@ -59,7 +62,8 @@ class GatewayClientImpl final : public GatewayClient {
     const std::optional<int> digits = currencies_.MinorUnits(payout.currency);
     if (!digits || payout.amount_minor <= 0 || !IsValidId(payout.id)) {
       // The validator never lets this through; refuse without sending anything.
-      call->message = "cannot build the request: invalid id, unknown currency or non-positive amount";
+      call->message =
+          "cannot build the request: invalid id, unknown currency or non-positive amount";
       PostReport(std::move(call), SubmitResult::Outcome::kNotCreated);
       return;
     }
@@ -126,10 +130,12 @@ class GatewayClientImpl final : public GatewayClient {
     }
   }
 
-  size_t WithdrawSubmissions(const std::function<bool(const std::string& payout_id)>& which) override {
+  size_t WithdrawSubmissions(
+      const std::function<bool(const std::string& payout_id)>& which) override {
     std::vector<uint64_t> taken;
     for (auto& [id, call] : calls_)
-      if (call->kind == Call::Kind::kSubmit && !call->in_flight && which(call->payout_id)) taken.push_back(id);
+      if (call->kind == Call::Kind::kSubmit && !call->in_flight && which(call->payout_id))
+        taken.push_back(id);
     for (uint64_t id : taken) {
       ready_.erase(std::remove(ready_.begin(), ready_.end(), id), ready_.end());
       auto node = calls_.extract(id);
@@ -181,10 +187,11 @@ class GatewayClientImpl final : public GatewayClient {
     PAYOUTD_DCHECK_ON_THREAD(io_thread_);
     if (breaker_.open()) return;
     breaker_.OpenSince(clock_.Now(), since, cause);
-    log::Warn("gateway.circuit_open", {{"cause", cause},
-                                       {"since", std::to_string(ToMillis(since.time_since_epoch()).count())},
-                                       {"restored", "true"},
-                                       {"action", "no request starts but probes until the gateway answers"}});
+    log::Warn("gateway.circuit_open",
+              {{"cause", cause},
+               {"since", std::to_string(ToMillis(since.time_since_epoch()).count())},
+               {"restored", "true"},
+               {"action", "no request starts but probes until the gateway answers"}});
     CircuitEvent e;
     e.kind = CircuitEvent::Kind::kOpened;
     e.since = since;
@@ -199,17 +206,17 @@ class GatewayClientImpl final : public GatewayClient {
     enum class Kind { kSubmit, kPoll } kind = Kind::kSubmit;
     uint64_t id = 0;
     std::string payout_id;
-    Payout payout;           // Submit only
-    std::string body;        // Submit only: the one body this id is ever sent with
+    Payout payout;     // Submit only
+    std::string body;  // Submit only: the one body this id is ever sent with
     Method next = Method::kPost;
     bool in_flight = false;
     bool cancelled = false;
-    bool probe = false;      // sent to test the gateway (credentials or outage) while paused
+    bool probe = false;  // sent to test the gateway (credentials or outage) while paused
     bool auth_retried = false;
     bool maybe_created = false;  // a POST may have reached the gateway, or it said the id exists
-    int attempts = 0;        // requests that count towards retry.max_attempts
-    int systemic = 0;        // of those, gateway-wide failures: given back if the circuit opens
-    int unbilled = 0;        // failed requests that cost no attempt (never reached the gateway)
+    int attempts = 0;            // requests that count towards retry.max_attempts
+    int systemic = 0;            // of those, gateway-wide failures: given back if the circuit opens
+    int unbilled = 0;            // failed requests that cost no attempt (never reached the gateway)
     int post_attempts = 0;
     int http_status = 0;
     std::string message;
@@ -310,8 +317,11 @@ class GatewayClientImpl final : public GatewayClient {
 
   std::string TokenFor(const std::string& payout_id) {
     if (options_.auth_mode == GatewayOptions::AuthMode::kStatic) return options_.secret;
-    const int64_t now = std::chrono::duration_cast<std::chrono::seconds>(clock_.WallNow().time_since_epoch()).count();
-    const int64_t ttl = std::max<int64_t>(std::chrono::duration_cast<std::chrono::seconds>(options_.token_ttl).count(), 1);
+    const int64_t now =
+        std::chrono::duration_cast<std::chrono::seconds>(clock_.WallNow().time_since_epoch())
+            .count();
+    const int64_t ttl = std::max<int64_t>(
+        std::chrono::duration_cast<std::chrono::seconds>(options_.token_ttl).count(), 1);
     // Reuse a token while comfortably inside its lifetime, so a request never carries a token that
     // expires on the way.
     const int64_t margin = std::clamp<int64_t>(ttl / 4, 1, 60);
@@ -351,7 +361,8 @@ class GatewayClientImpl final : public GatewayClient {
     call.probe = false;
     if (was_probe) probe_in_flight_ = false;
     // A POST counts once it may have reached the gateway; a refused connection carried nothing.
-    if (method == Method::kPost && (r.status != 0 || r.maybe_sent || r.cancelled)) ++call.post_attempts;
+    if (method == Method::kPost && (r.status != 0 || r.maybe_sent || r.cancelled))
+      ++call.post_attempts;
     if (r.cancelled || call.cancelled) {
       if (method == Method::kPost) call.maybe_created = true;  // cut off mid-request
       call.message = "cancelled";
@@ -362,8 +373,9 @@ class GatewayClientImpl final : public GatewayClient {
     std::optional<GatewayPayout> parsed;
     std::string bad_body;
     if (verdict == Verdict::kOk) {
-      Result<GatewayPayout> p = method == Method::kPost ? ParsePostResponse(r.body, call.payout_id, currencies_)
-                                                        : ParseGetResponse(r.body, call.payout_id, currencies_);
+      Result<GatewayPayout> p = method == Method::kPost
+                                    ? ParsePostResponse(r.body, call.payout_id, currencies_)
+                                    : ParseGetResponse(r.body, call.payout_id, currencies_);
       if (p) {
         parsed = std::move(*p);
       } else {
@@ -391,7 +403,8 @@ class GatewayClientImpl final : public GatewayClient {
         if (method == Method::kPost) (void)PAYOUTD_FAILPOINT("gateway.post_created");
         if (method == Method::kPost) return Report(id, SubmitResult::Outcome::kCreated);
         call.view = std::move(parsed);
-        if (call.kind == Call::Kind::kPoll) return Report(id, std::nullopt, PollResult::Outcome::kFound);
+        if (call.kind == Call::Kind::kPoll)
+          return Report(id, std::nullopt, PollResult::Outcome::kFound);
         return Report(id, CompareWithOurs(call));
       case Verdict::kExists:
         // The id exists at the gateway: read it back and compare with what we sent.
@@ -408,11 +421,13 @@ class GatewayClientImpl final : public GatewayClient {
         return Report(id, SubmitResult::Outcome::kRejected);
       case Verdict::kNotFound:
         ++call.attempts;
-        if (call.kind == Call::Kind::kPoll) return Report(id, std::nullopt, PollResult::Outcome::kNotFound);
+        if (call.kind == Call::Kind::kPoll)
+          return Report(id, std::nullopt, PollResult::Outcome::kNotFound);
         // Our earlier POST did not land (or not yet): send it again, same id and body.
         call.next = Method::kPost;
         if (!policy_.MayRetry(call.attempts))
-          return Report(id, call.maybe_created ? SubmitResult::Outcome::kUnknown : SubmitResult::Outcome::kNotCreated);
+          return Report(id, call.maybe_created ? SubmitResult::Outcome::kUnknown
+                                               : SubmitResult::Outcome::kNotCreated);
         return Requeue(call);
       case Verdict::kThrottled: {
         observer_->OnThrottled();
@@ -423,19 +438,20 @@ class GatewayClientImpl final : public GatewayClient {
         log::Debug("gateway_throttled", {{"wait_ms", std::to_string(ToMillis(wait).count())}});
         return Requeue(call, /*front=*/true);
       }
-      default:
-        break;
+      default: break;
     }
     OnTransientFailure(call, method, verdict, health, r, bad_body);
   }
 
   // 5xx, transport failure, unusable body, unexpected status: retried after a backoff, within the
   // payout's budget, or (circuit open) held until the gateway is back.
-  void OnTransientFailure(Call& call, Method method, Verdict verdict, CircuitBreaker::Outcome health,
-                          const HttpResponse& r, const std::string& bad_body) {
+  void OnTransientFailure(Call& call, Method method, Verdict verdict,
+                          CircuitBreaker::Outcome health, const HttpResponse& r,
+                          const std::string& bad_body) {
     const std::string_view method_name = method == Method::kPost ? "POST" : "GET";
     const bool ambiguous = verdict == Verdict::kAmbiguous;
-    std::string_view reason = bad_body.empty() ? RetryReason(verdict, r.status, r.timed_out) : "bad_json";
+    std::string_view reason =
+        bad_body.empty() ? RetryReason(verdict, r.status, r.timed_out) : "bad_json";
     if (method == Method::kPost) {
       if (ambiguous) call.maybe_created = true;
       // An ambiguous POST is resolved with GET before anything is sent again.
@@ -459,26 +475,27 @@ class GatewayClientImpl final : public GatewayClient {
       if (health != CircuitBreaker::Outcome::kHealthy) ++call.systemic;
     }
     if (!policy_.MayRetry(call.attempts)) {
-      if (call.kind == Call::Kind::kPoll) return Report(call.id, std::nullopt, PollResult::Outcome::kFailed);
-      return Report(call.id, call.maybe_created ? SubmitResult::Outcome::kUnknown : SubmitResult::Outcome::kNotCreated);
+      if (call.kind == Call::Kind::kPoll)
+        return Report(call.id, std::nullopt, PollResult::Outcome::kFailed);
+      return Report(call.id, call.maybe_created ? SubmitResult::Outcome::kUnknown
+                                                : SubmitResult::Outcome::kNotCreated);
     }
     observer_->OnRetry(method_name, reason);
-    log::Debug("gateway_retry", {{"id", call.payout_id}, {"method", std::string(method_name)},
-                                 {"reason", std::string(reason)}, {"attempt", std::to_string(call.attempts)}});
+    log::Debug("gateway_retry", {{"id", call.payout_id},
+                                 {"method", std::string(method_name)},
+                                 {"reason", std::string(reason)},
+                                 {"attempt", std::to_string(call.attempts)}});
     Backoff(call, policy_.Backoff(call.attempts + call.unbilled, random_));
   }
 
   static CircuitBreaker::Outcome HealthOf(Verdict verdict, int http_status) {
     switch (verdict) {
-      case Verdict::kNotSent:
-        return CircuitBreaker::Outcome::kTransportFailure;
+      case Verdict::kNotSent: return CircuitBreaker::Outcome::kTransportFailure;
       case Verdict::kAmbiguous:
         return http_status == 0 ? CircuitBreaker::Outcome::kTransportFailure
                                 : CircuitBreaker::Outcome::kServerFailure;
-      case Verdict::kThrottled:
-        return CircuitBreaker::Outcome::kServerFailure;
-      default:
-        return CircuitBreaker::Outcome::kHealthy;
+      case Verdict::kThrottled: return CircuitBreaker::Outcome::kServerFailure;
+      default: return CircuitBreaker::Outcome::kHealthy;
     }
   }
 
@@ -491,7 +508,8 @@ class GatewayClientImpl final : public GatewayClient {
                               : !bad_body.empty()                         ? "unusable response"
                               : r.status != 0 ? "HTTP " + std::to_string(r.status)
                                               : CleanCause(r.error);
-    const bool opened = breaker_.Record(clock_.Now(), clock_.WallNow(), call.payout_id, health, cause);
+    const bool opened =
+        breaker_.Record(clock_.Now(), clock_.WallNow(), call.payout_id, health, cause);
     if (opened) return OnCircuitOpened();
     if (was_open && !breaker_.open()) OnCircuitClosed();
   }
@@ -501,7 +519,8 @@ class GatewayClientImpl final : public GatewayClient {
   }
 
   void OnCircuitOpened() {
-    // The failures that led up to the opening were the outage, not the payouts' own: give them back.
+    // The failures that led up to the opening were the outage, not the payouts' own: give them
+    // back.
     for (auto& [id, c] : calls_) {
       c->attempts -= c->systemic;
       c->systemic = 0;
@@ -525,7 +544,8 @@ class GatewayClientImpl final : public GatewayClient {
     probe_armed_ = false;
     probe_due_ = false;
     log::Info("gateway.circuit_closed",
-              {{"outage_s", std::to_string(std::chrono::duration_cast<std::chrono::seconds>(lasted).count())},
+              {{"outage_s",
+                std::to_string(std::chrono::duration_cast<std::chrono::seconds>(lasted).count())},
                {"action", "sending resumed at the configured pace"}});
     CircuitEvent e;
     e.kind = CircuitEvent::Kind::kClosed;
@@ -552,9 +572,9 @@ class GatewayClientImpl final : public GatewayClient {
       return SubmitResult::Outcome::kCreated;
     }
     const int digits = currencies_.MinorUnits(v.currency).value_or(0);
-    call.message = "the gateway holds " + FormatFixedAmount(v.amount_minor, digits) + " " + v.currency +
-                   (v.account_number.empty() ? "" : " to " + MaskAccount(v.account_number)) +
-                   " under this id";
+    call.message =
+        "the gateway holds " + FormatFixedAmount(v.amount_minor, digits) + " " + v.currency +
+        (v.account_number.empty() ? "" : " to " + MaskAccount(v.account_number)) + " under this id";
     return SubmitResult::Outcome::kConflict;
   }
 
@@ -568,8 +588,9 @@ class GatewayClientImpl final : public GatewayClient {
     }
     if (!auth_paused_) {
       auth_paused_ = true;
-      log::Error("gateway_auth_refused", {{"status", std::to_string(status)},
-                                          {"action", "sending paused; probing every retry.max_backoff"}});
+      log::Error("gateway_auth_refused",
+                 {{"status", std::to_string(status)},
+                  {"action", "sending paused; probing every retry.max_backoff"}});
       observer_->OnPaused(true);
     }
     Requeue(call, /*front=*/true);
@@ -582,7 +603,8 @@ class GatewayClientImpl final : public GatewayClient {
       probe_armed_ = false;
       probe_due_ = false;
     }
-    log::Info("gateway_auth_accepted", {{"action", "sending resumed"}, {"by_probe", by_probe ? "true" : "false"}});
+    log::Info("gateway_auth_accepted",
+              {{"action", "sending resumed"}, {"by_probe", by_probe ? "true" : "false"}});
     observer_->OnPaused(false);
     asio::post(io_, [this, alive = alive_.token()] {
       if (alive) Dispatch();
@@ -636,8 +658,10 @@ class GatewayClientImpl final : public GatewayClient {
 
   void Requeue(Call& call, bool front = false) {
     if (shutdown_) return Report(call.id, std::nullopt);
-    if (front) ready_.push_front(call.id);
-    else ready_.push_back(call.id);
+    if (front)
+      ready_.push_front(call.id);
+    else
+      ready_.push_back(call.id);
     Dispatch();
   }
 
@@ -683,7 +707,8 @@ class GatewayClientImpl final : public GatewayClient {
         result.outcome = *outcome;
       } else {
         // Cut short: if a POST may have landed, say so; otherwise nothing is known.
-        result.outcome = call.maybe_created ? SubmitResult::Outcome::kUnknown : SubmitResult::Outcome::kCancelled;
+        result.outcome = call.maybe_created ? SubmitResult::Outcome::kUnknown
+                                            : SubmitResult::Outcome::kCancelled;
       }
       result.http_status = call.http_status;
       result.message = std::move(call.message);
@@ -716,7 +741,7 @@ class GatewayClientImpl final : public GatewayClient {
   RetryPolicy policy_;
   CircuitBreaker breaker_;
   std::function<void(const CircuitEvent&)> circuit_listener_;
-  std::function<bool(SteadyTime now)> send_gate_;   // may requests start? (null: always)
+  std::function<bool(SteadyTime now)> send_gate_;  // may requests start? (null: always)
 
   std::unordered_map<uint64_t, std::unique_ptr<Call>> calls_;
   std::deque<uint64_t> ready_;  // calls waiting for a start from the limiter
@@ -728,22 +753,21 @@ class GatewayClientImpl final : public GatewayClient {
   bool dispatch_armed_ = false;
   SteadyTime dispatch_at_{};
   std::unique_ptr<Timer> probe_timer_;
-  bool probe_armed_ = false;     // the probe timer runs
-  bool probe_due_ = false;       // its wait is over: the next call to start is the probe
+  bool probe_armed_ = false;  // the probe timer runs
+  bool probe_due_ = false;    // its wait is over: the next call to start is the probe
   bool probe_in_flight_ = false;
   bool auth_paused_ = false;
   bool shutdown_ = false;
   int throttle_streak_ = 0;
   ThreadChecker io_thread_;  // binds to the io thread at the first call
-  Liveness alive_;  // last: ends first
+  Liveness alive_;           // last: ends first
 };
 
 }  // namespace
 
-Result<std::unique_ptr<GatewayClient>> GatewayClient::Create(asio::io_context& io, GatewayOptions options,
-                                                              Clock& clock, Random& random,
-                                                              GatewayObserver* observer,
-                                                              std::unique_ptr<HttpTransport> transport) {
+Result<std::unique_ptr<GatewayClient>> GatewayClient::Create(
+    asio::io_context& io, GatewayOptions options, Clock& clock, Random& random,
+    GatewayObserver* observer, std::unique_ptr<HttpTransport> transport) {
   if (options.base_url.rfind("http://", 0) != 0 && options.base_url.rfind("https://", 0) != 0)
     return Status::InvalidArgument("gateway.base_url must start with http:// or https://");
   if (options.secret.empty()) return Status::InvalidArgument("auth: the secret is empty");
@@ -757,9 +781,9 @@ Result<std::unique_ptr<GatewayClient>> GatewayClient::Create(asio::io_context& i
   if (options.retry.max_attempts < 1)
     return Status::InvalidArgument("retry.max_attempts must be >= 1");
   CurrencyTable currencies = CurrencyTable::Iso4217().WithOverrides(options.currency_minor_units);
-  return std::unique_ptr<GatewayClient>(
-      new GatewayClientImpl(io, std::move(options), std::move(currencies), clock, random, observer,
-                            std::move(transport)));
+  return std::unique_ptr<GatewayClient>(new GatewayClientImpl(io, std::move(options),
+                                                              std::move(currencies), clock, random,
+                                                              observer, std::move(transport)));
 }
 
 }  // namespace payoutd

@@ -14,7 +14,8 @@
 //   (paused() is true, the observer is told) and queued work waits; a probe request is retried
 //   every retry.max_backoff and sending resumes when a token is accepted. Payouts are never
 //   failed for it.
-// - A gateway outage opens the circuit (core/gateway/circuit_breaker.h): no request starts but one probe
+// - A gateway outage opens the circuit (core/gateway/circuit_breaker.h): no request starts but one
+// probe
 //   at a time, at a wait that doubles from retry.initial_backoff to retry.max_backoff, and the
 //   first healthy answer closes it. A payout's retry budget (retry.max_attempts) is spent only on
 //   failures that can be its own: never on a request that certainly did not reach the gateway,
@@ -49,17 +50,17 @@ namespace payoutd {
 
 struct SubmitResult {
   enum class Outcome {
-    kCreated,    // the gateway has this payout with our body (200/201, or 409 + GET that matches)
-    kRejected,   // 400/422: the gateway refused it; final REJECTED
-    kConflict,   // 409 and the gateway's payout differs in amount, currency or account; final ERROR
-    kUnknown,    // retries exhausted and the payout may exist at the gateway: resolve later by Poll
-    kNotCreated, // retries exhausted and the payout certainly does not exist at the gateway
-    kCancelled,  // Shutdown() came first; nothing more is known than before the call
+    kCreated,   // the gateway has this payout with our body (200/201, or 409 + GET that matches)
+    kRejected,  // 400/422: the gateway refused it; final REJECTED
+    kConflict,  // 409 and the gateway's payout differs in amount, currency or account; final ERROR
+    kUnknown,   // retries exhausted and the payout may exist at the gateway: resolve later by Poll
+    kNotCreated,  // retries exhausted and the payout certainly does not exist at the gateway
+    kCancelled,   // Shutdown() came first; nothing more is known than before the call
   };
   Outcome outcome = Outcome::kUnknown;
-  int http_status = 0;              // last HTTP status, 0 when none
-  std::string message;              // the gateway's error text or our reason; no secrets
-  int post_attempts = 0;            // POSTs that may have reached the gateway (not refused ones)
+  int http_status = 0;    // last HTTP status, 0 when none
+  std::string message;    // the gateway's error text or our reason; no secrets
+  int post_attempts = 0;  // POSTs that may have reached the gateway (not refused ones)
   std::optional<GatewayPayout> payout;  // when a GET was made along the way
 };
 
@@ -80,17 +81,17 @@ struct PollResult {
 struct CircuitEvent {
   enum class Kind { kOpened, kProbeScheduled, kClosed };
   Kind kind = Kind::kOpened;
-  WallTime since{};           // when the outage began
-  std::string cause;          // the failure that opened it: an HTTP status or the transport error
-  WallTime next_probe{};      // kOpened, kProbeScheduled: when the next probe may start
-  Duration lasted{};          // kClosed: how long the circuit was open in this process
+  WallTime since{};       // when the outage began
+  std::string cause;      // the failure that opened it: an HTTP status or the transport error
+  WallTime next_probe{};  // kOpened, kProbeScheduled: when the next probe may start
+  Duration lasted{};      // kClosed: how long the circuit was open in this process
 };
 
 struct CircuitState {
   bool open = false;
   WallTime since{};
   std::string cause;
-  int probes = 0;             // probes sent and failed since it opened
+  int probes = 0;  // probes sent and failed since it opened
 };
 
 // Told about every request, for metrics. Called on the io_context thread.
@@ -107,15 +108,13 @@ class GatewayObserver {
   virtual void OnCircuit(const CircuitEvent& /*event*/) {}
 };
 
-
 class GatewayClient {
  public:
   // `clock`, `random` and `observer` (may be null) must outlive the client. `transport` null
   // means HTTP with libcurl (HttpClient); tests pass a simulated gateway.
-  static Result<std::unique_ptr<GatewayClient>> Create(boost::asio::io_context& io, GatewayOptions options,
-                                                       Clock& clock, Random& random,
-                                                       GatewayObserver* observer,
-                                                       std::unique_ptr<HttpTransport> transport = nullptr);
+  static Result<std::unique_ptr<GatewayClient>> Create(
+      boost::asio::io_context& io, GatewayOptions options, Clock& clock, Random& random,
+      GatewayObserver* observer, std::unique_ptr<HttpTransport> transport = nullptr);
   virtual ~GatewayClient() = default;
 
   // Creates `payout` at the gateway (POST, with the retries described above) and reports once.
@@ -138,7 +137,8 @@ class GatewayClient {
   // wire now (queued, or waiting to retry): each reports kCancelled, or kUnknown when an earlier
   // POST of the call may have reached the gateway. Requests on the wire are not touched. Reports
   // are posted, never run inside this call. Returns how many were taken back.
-  virtual size_t WithdrawSubmissions(const std::function<bool(const std::string& payout_id)>& which) = 0;
+  virtual size_t WithdrawSubmissions(
+      const std::function<bool(const std::string& payout_id)>& which) = 0;
 
   // Stops starting requests. Queued calls report kCancelled; requests in flight finish (or time
   // out) and report normally. Cancel() also aborts requests in flight (they report kCancelled).

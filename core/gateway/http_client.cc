@@ -4,8 +4,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <boost/asio/post.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <map>
@@ -37,10 +37,8 @@ bool NeverConnected(CURLcode code) {
     case CURLE_SSL_CACERT_BADFILE:
     case CURLE_SSL_CERTPROBLEM:
     case CURLE_UNSUPPORTED_PROTOCOL:
-    case CURLE_URL_MALFORMAT:
-      return true;
-    default:
-      return false;
+    case CURLE_URL_MALFORMAT: return true;
+    default: return false;
   }
 }
 
@@ -52,10 +50,10 @@ bool NeverConnected(CURLcode code) {
 struct Watch {
   explicit Watch(asio::io_context& io) : sd(io) {}
   asio::posix::stream_descriptor sd;
-  int want = 0;            // CURL_POLL_IN | CURL_POLL_OUT
-  bool owned = false;      // opened by our CURLOPT_OPENSOCKETFUNCTION: we close it
-  bool closed = false;     // closed or released: pending waits must do nothing
-  bool reading = false;    // a read wait is pending
+  int want = 0;          // CURL_POLL_IN | CURL_POLL_OUT
+  bool owned = false;    // opened by our CURLOPT_OPENSOCKETFUNCTION: we close it
+  bool closed = false;   // closed or released: pending waits must do nothing
+  bool reading = false;  // a read wait is pending
   bool writing = false;
 };
 
@@ -65,7 +63,7 @@ struct Transfer {
   // The header list curl reads, built in place over header_text (no allocation per header).
   std::vector<std::string> header_text;
   std::vector<curl_slist> headers;
-  std::string request_body;   // CURLOPT_POSTFIELDS points here: must live as long as the transfer
+  std::string request_body;  // CURLOPT_POSTFIELDS points here: must live as long as the transfer
   HttpResponse response;
   HttpClient::Callback done;
   std::chrono::steady_clock::time_point started;
@@ -217,8 +215,8 @@ struct HttpClient::Impl {
   // is pending.
   struct Direction {
     asio::posix::stream_descriptor::wait_type wait;
-    int poll;             // CURL_POLL_IN | CURL_POLL_OUT: curl wants this direction
-    int select;           // CURL_CSELECT_IN | CURL_CSELECT_OUT: it is ready
+    int poll;    // CURL_POLL_IN | CURL_POLL_OUT: curl wants this direction
+    int select;  // CURL_CSELECT_IN | CURL_CSELECT_OUT: it is ready
     bool Watch::*pending;
   };
   static constexpr Direction kRead{asio::posix::stream_descriptor::wait_read, CURL_POLL_IN,
@@ -289,7 +287,8 @@ struct HttpClient::Impl {
       curl_easy_getinfo(t.easy, CURLINFO_RESPONSE_CODE, &status);
       r.status = static_cast<int>(status);
       curl_header* h = nullptr;
-      if (curl_easy_header(t.easy, "Retry-After", 0, CURLH_HEADER, -1, &h) == CURLHE_OK && h) r.retry_after = h->value;
+      if (curl_easy_header(t.easy, "Retry-After", 0, CURLH_HEADER, -1, &h) == CURLHE_OK && h)
+        r.retry_after = h->value;
     } else {
       r.status = 0;
       r.timed_out = code == CURLE_OPERATION_TIMEDOUT;
@@ -391,7 +390,8 @@ uint64_t HttpClient::Start(HttpRequest request, Callback done) {
   static char kNoExpect[] = "Expect:";
   t->header_text = std::move(request.headers);
   t->headers.resize(t->header_text.size() + 1);
-  for (size_t k = 0; k < t->header_text.size(); ++k) t->headers[k] = {t->header_text[k].data(), &t->headers[k + 1]};
+  for (size_t k = 0; k < t->header_text.size(); ++k)
+    t->headers[k] = {t->header_text[k].data(), &t->headers[k + 1]};
   t->headers.back() = {kNoExpect, nullptr};
 
   curl_easy_setopt(e, CURLOPT_URL, request.url.c_str());
@@ -400,14 +400,16 @@ uint64_t HttpClient::Start(HttpRequest request, Callback done) {
   curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->headers.data());
   curl_easy_setopt(e, CURLOPT_WRITEDATA, t.get());
   curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, static_cast<long>(request.timeout.count()));
-  curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(request.connect_timeout.count()));
+  curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
+                   static_cast<long>(request.connect_timeout.count()));
   // Wait for a connection that can multiplex rather than opening another (matters for HTTP/2
   // over TLS only; plain HTTP/1.1 would be serialised by it).
   curl_easy_setopt(e, CURLOPT_PIPEWAIT, request.url.rfind("https://", 0) == 0 ? 1L : 0L);
   // Every method option is set each time: the handle may last have carried another method.
   curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, nullptr);
   if (request.method == "POST") {
-    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(t->request_body.size()));
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE,
+                     static_cast<curl_off_t>(t->request_body.size()));
     curl_easy_setopt(e, CURLOPT_POSTFIELDS, t->request_body.data());
   } else {
     curl_easy_setopt(e, CURLOPT_POSTFIELDS, nullptr);

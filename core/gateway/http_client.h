@@ -21,31 +21,31 @@
 namespace payoutd {
 
 struct HttpClientOptions {
-  std::string ca_file;       // empty = the system store
+  std::string ca_file;  // empty = the system store
   bool verify_tls = true;
-  long max_connections = 64; // the connection cache (and per-host cap); >= max_in_flight
+  long max_connections = 64;  // the connection cache (and per-host cap); >= max_in_flight
 };
 
 struct HttpRequest {
-  std::string method;                 // "GET" | "POST"
+  std::string method;  // "GET" | "POST"
   std::string url;
-  std::vector<std::string> headers;   // "Name: value"
-  std::string body;                   // sent when method is POST
+  std::vector<std::string> headers;  // "Name: value"
+  std::string body;                  // sent when method is POST
   std::chrono::milliseconds timeout{30000};
   std::chrono::milliseconds connect_timeout{5000};
 };
 
 struct HttpResponse {
-  int status = 0;            // HTTP status; 0 = transport failure (see error)
+  int status = 0;  // HTTP status; 0 = transport failure (see error)
   std::string body;
-  std::string retry_after;   // the Retry-After header, when present
+  std::string retry_after;  // the Retry-After header, when present
   // Transport failures only: false when no byte of the request can have reached the server
   // (connection refused, DNS, TLS handshake, connect timeout), true otherwise.
   bool maybe_sent = false;
   bool timed_out = false;
-  bool cancelled = false;    // Abort() or AbortAll()
-  std::string error;         // curl's description of a transport failure
-  double seconds = 0;        // total time of the exchange
+  bool cancelled = false;  // Abort() or AbortAll()
+  std::string error;       // curl's description of a transport failure
+  double seconds = 0;      // total time of the exchange
 };
 
 // What the gateway client needs of HTTP. HttpClient is the real one; the engine tests put a

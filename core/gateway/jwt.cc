@@ -31,9 +31,9 @@ std::string HmacSha256(std::string_view key, std::string_view data) {
   // An empty key is legal for HMAC; OpenSSL wants a non-null pointer for it.
   static const unsigned char kEmpty = 0;
   const void* key_ptr = key.empty() ? &kEmpty : static_cast<const void*>(key.data());
-  unsigned char* ok = HMAC(EVP_sha256(), key_ptr, static_cast<int>(key.size()),
-                           reinterpret_cast<const unsigned char*>(data.data()), data.size(),
-                           mac.data(), &len);
+  unsigned char* ok =
+      HMAC(EVP_sha256(), key_ptr, static_cast<int>(key.size()),
+           reinterpret_cast<const unsigned char*>(data.data()), data.size(), mac.data(), &len);
   PAYOUTD_CHECK(ok != nullptr && len == 32);
   return std::string(reinterpret_cast<const char*>(mac.data()), len);
 }
@@ -44,7 +44,8 @@ std::string ClaimsJson(const JwtClaims& c) {
     if (i) out.push_back(',');
     AppendJsonString(out, c.operations[i]);
   }
-  out += R"(],"iat":)" + std::to_string(c.iat) + R"(,"exp":)" + std::to_string(c.exp) + R"(,"jti":)";
+  out +=
+      R"(],"iat":)" + std::to_string(c.iat) + R"(,"exp":)" + std::to_string(c.exp) + R"(,"jti":)";
   AppendJsonString(out, c.jti);
   out += R"(,"sub":)";
   AppendJsonString(out, c.sub);
@@ -157,8 +158,8 @@ Result<std::string> Base64UrlDecode(std::string_view text) {
 std::string NewUuidV4(Random& random) {
   uint64_t hi = random.Next64();
   uint64_t lo = random.Next64();
-  hi = (hi & ~0xF000ULL) | 0x4000ULL;                        // version 4
-  lo = (lo & ~(0xC0ULL << 56)) | (0x80ULL << 56);            // variant 10xx
+  hi = (hi & ~0xF000ULL) | 0x4000ULL;              // version 4
+  lo = (lo & ~(0xC0ULL << 56)) | (0x80ULL << 56);  // variant 10xx
   char buf[37];
   std::snprintf(buf, sizeof buf, "%08x-%04x-%04x-%04x-%012llx", static_cast<unsigned>(hi >> 32),
                 static_cast<unsigned>((hi >> 16) & 0xFFFF), static_cast<unsigned>(hi & 0xFFFF),

@@ -25,19 +25,19 @@ struct LimitOptions {
 };
 
 struct GatewayOptions {
-  std::string base_url;             // e.g. "http://127.0.0.1:8080" (no trailing slash needed)
+  std::string base_url;  // e.g. "http://127.0.0.1:8080" (no trailing slash needed)
   int api_version = 2;
   Duration timeout = std::chrono::seconds(30);
   Duration connect_timeout = std::chrono::seconds(5);
-  std::string ca_file;              // empty = system store
+  std::string ca_file;  // empty = system store
   bool verify_tls = true;
 
   enum class AuthMode { kJwtHs256, kStatic } auth_mode = AuthMode::kJwtHs256;
-  std::string merchant_code;        // JWT sub
-  std::string secret;               // HMAC key (jwt-hs256) or the bearer token itself (static)
+  std::string merchant_code;  // JWT sub
+  std::string secret;         // HMAC key (jwt-hs256) or the bearer token itself (static)
   Duration token_ttl = std::chrono::minutes(10);
 
-  std::string callback_url;         // sent as callbackUrl when not empty
+  std::string callback_url;  // sent as callbackUrl when not empty
   // Sent as User-Agent when not empty: on a shared state it names the instance and its lease
   // term, so the gateway's logs show which instance sent what. No secret goes in it.
   std::string user_agent;

@@ -13,9 +13,11 @@ namespace {
 namespace od = simdjson::ondemand;
 
 std::string_view Trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\n' || s.front() == '\r'))
+  while (!s.empty() &&
+         (s.front() == ' ' || s.front() == '\t' || s.front() == '\n' || s.front() == '\r'))
     s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\n' || s.back() == '\r'))
+  while (!s.empty() &&
+         (s.back() == ' ' || s.back() == '\t' || s.back() == '\n' || s.back() == '\r'))
     s.remove_suffix(1);
   return s;
 }
@@ -48,8 +50,8 @@ struct RawPayout {
   std::string account_number;
 };
 
-#define PAYOUTD_JSON_TRY(expr)                  \
-  do {                                          \
+#define PAYOUTD_JSON_TRY(expr)                                \
+  do {                                                        \
     if (auto _e = (expr); _e != simdjson::SUCCESS) return _e; \
   } while (0)
 
@@ -171,7 +173,8 @@ simdjson::error_code ReadPayout(std::string_view body, RawPayout* p) {
 
 #undef PAYOUTD_JSON_TRY
 
-Result<GatewayPayout> Convert(const RawPayout& raw, std::string_view expected_id, const CurrencyTable& currencies) {
+Result<GatewayPayout> Convert(const RawPayout& raw, std::string_view expected_id,
+                              const CurrencyTable& currencies) {
   if (!raw.id) return Status::InvalidArgument("response lacks paymentMethodResponse.idPayout");
   if (*raw.id != expected_id) return Status::InvalidArgument("response is for another idPayout");
   if (!raw.amount_text || !raw.currency)
@@ -191,7 +194,8 @@ Result<GatewayPayout> Convert(const RawPayout& raw, std::string_view expected_id
   // A fee we cannot keep exactly does not make the status unusable: the payout's outcome matters
   // more than its fee, and retrying would not change the figure. It is reported, not dropped.
   if (raw.fee_amount_text || raw.fee_currency) {
-    const std::string shown = raw.fee_amount_text.value_or("?") + " " + raw.fee_currency.value_or("?");
+    const std::string shown =
+        raw.fee_amount_text.value_or("?") + " " + raw.fee_currency.value_or("?");
     const std::optional<int> fee_digits =
         raw.fee_currency ? currencies.MinorUnits(*raw.fee_currency) : std::optional<int>();
     if (!raw.fee_amount_text || !raw.fee_currency) {
@@ -219,7 +223,8 @@ Result<RawPayout> Read(std::string_view body) {
 
 }  // namespace
 
-std::string BuildPayoutRequest(const Payout& payout, int minor_units, std::string_view callback_url) {
+std::string BuildPayoutRequest(const Payout& payout, int minor_units,
+                               std::string_view callback_url) {
   PAYOUTD_CHECK(payout.amount_minor > 0);
   PAYOUTD_CHECK(minor_units >= 0 && minor_units <= 9);
   std::string out;
@@ -338,8 +343,10 @@ std::string ErrorMessageFromBody(std::string_view body, size_t max_len) {
       text = std::string(s);
       found = true;
     } else if (key == "code") {
-      if (v.get_string().get(s) == simdjson::SUCCESS) code = std::string(s);
-      else code = std::string(Trim(v.raw_json_token()));
+      if (v.get_string().get(s) == simdjson::SUCCESS)
+        code = std::string(s);
+      else
+        code = std::string(Trim(v.raw_json_token()));
       found = true;
     }
     return simdjson::SUCCESS;
@@ -354,8 +361,10 @@ std::string ErrorMessageFromBody(std::string_view body, size_t max_len) {
     });
   }
   std::string message;
-  if (found) message = code.empty() ? text : (text.empty() ? code : code + ": " + text);
-  else message = std::string(Trim(body));
+  if (found)
+    message = code.empty() ? text : (text.empty() ? code : code + ": " + text);
+  else
+    message = std::string(Trim(body));
   return CleanGatewayText(std::move(message), max_len);
 }
 

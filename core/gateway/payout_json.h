@@ -11,17 +11,18 @@
 #include <string>
 #include <string_view>
 
+#include "core/base/status.h"
+#include "core/batch/payout.h"
 #include "core/gateway/gateway_payout.h"
 #include "core/money/money.h"
-#include "core/batch/payout.h"
-#include "core/base/status.h"
 
 namespace payoutd {
 
 // The POST body. emailAddress and callbackUrl are left out when empty. A pure function of its
 // arguments, so every POST for a payout id carries the same amount, currency and account. Requires
 // payout.amount_minor > 0 and minor_units in 0..9.
-std::string BuildPayoutRequest(const Payout& payout, int minor_units, std::string_view callback_url);
+std::string BuildPayoutRequest(const Payout& payout, int minor_units,
+                               std::string_view callback_url);
 
 // Exact conversion of a JSON number's text (e.g. "42.05", "10000", "0.1", "4.2e1") into minor units
 // of a currency with `minor_units` digits. Rejects a negative value, more significant decimals than

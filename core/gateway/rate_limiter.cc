@@ -7,7 +7,9 @@
 
 namespace payoutd {
 
-RateLimiter::RateLimiter(const LimitOptions& options, SteadyTime now) : options_(options) { Reset(now); }
+RateLimiter::RateLimiter(const LimitOptions& options, SteadyTime now) : options_(options) {
+  Reset(now);
+}
 
 void RateLimiter::Reconfigure(const LimitOptions& options, SteadyTime now) {
   // Keep the recent starts: the window spans the change.
@@ -35,7 +37,8 @@ void RateLimiter::Reset(SteadyTime now) {
   }
   capacity_ = std::max(options_.burst, 1);
   if (options_.requests_per_second > 0) {
-    const double paced = std::ceil(options_.requests_per_second * std::chrono::duration<double>(kPaceSpan).count());
+    const double paced =
+        std::ceil(options_.requests_per_second * std::chrono::duration<double>(kPaceSpan).count());
     // At least two: a wake-up a little late (timer slack, a busy loop) still finds the next token.
     capacity_ = std::min<int64_t>(capacity_, static_cast<int64_t>(std::max(2.0, paced)));
   }
@@ -61,7 +64,8 @@ SteadyTime RateLimiter::NextStartTime(SteadyTime now) const {
     // One token is available once full_at_ - t <= (capacity - 1) * interval.
     t = std::max(t, full_at_ - std::chrono::nanoseconds((capacity_ - 1) * interval_ns_));
     // The window: the start that many starts ago must be more than 1s + guard in the past.
-    if (recent_count_ == recent_.size()) t = std::max(t, recent_[recent_next_] + std::chrono::seconds(1) + guard_);
+    if (recent_count_ == recent_.size())
+      t = std::max(t, recent_[recent_next_] + std::chrono::seconds(1) + guard_);
   }
   return std::max(t, pause_until_);
 }
@@ -84,6 +88,8 @@ void RateLimiter::Finished() {
   --in_flight_;
 }
 
-void RateLimiter::PauseUntil(SteadyTime until) { pause_until_ = std::max(pause_until_, until); }
+void RateLimiter::PauseUntil(SteadyTime until) {
+  pause_until_ = std::max(pause_until_, until);
+}
 
 }  // namespace payoutd

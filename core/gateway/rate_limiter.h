@@ -57,7 +57,9 @@ class RateLimiter {
   void PauseUntil(SteadyTime until);
   bool PausedAt(SteadyTime now) const { return now < pause_until_; }
 
-  bool FullyInFlight() const { return options_.max_in_flight > 0 && in_flight_ >= options_.max_in_flight; }
+  bool FullyInFlight() const {
+    return options_.max_in_flight > 0 && in_flight_ >= options_.max_in_flight;
+  }
   int in_flight() const { return in_flight_; }
   // The window's extra span beyond one second (see the guarantees above); 0 when unlimited.
   Duration jitter_guard() const { return guard_; }
@@ -67,8 +69,8 @@ class RateLimiter {
   void Reset(SteadyTime now);
 
   LimitOptions options_;
-  int64_t interval_ns_ = 0;   // time to earn one token; 0 = unlimited
-  int64_t capacity_ = 1;      // tokens the bucket holds: min(max(burst, 1), max(2, rps * kPaceSpan))
+  int64_t interval_ns_ = 0;  // time to earn one token; 0 = unlimited
+  int64_t capacity_ = 1;     // tokens the bucket holds: min(max(burst, 1), max(2, rps * kPaceSpan))
   // The time at which the bucket would be full again (GCRA's "theoretical arrival time" shifted
   // by the capacity): tokens(t) = capacity - (full_at_ - t) / interval, capped at capacity.
   SteadyTime full_at_{};
@@ -76,7 +78,7 @@ class RateLimiter {
   Duration guard_{};
   // The last rps + burst start times (a ring), for the sliding window; empty when unlimited.
   std::vector<SteadyTime> recent_;
-  size_t recent_next_ = 0;   // the oldest entry once the ring is full
+  size_t recent_next_ = 0;  // the oldest entry once the ring is full
   size_t recent_count_ = 0;
   int in_flight_ = 0;
 };

@@ -47,7 +47,8 @@ std::optional<Duration> ParseRetryAfter(std::string_view value, WallTime now) {
   if (at == -1) return std::nullopt;
   // Compare in whole seconds first: a date centuries ahead (year 9999) would overflow the
   // nanosecond clock in from_time_t, and the wait must then be the cap, not a wrapped value.
-  const int64_t now_s = std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
+  const int64_t now_s =
+      std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
   const int64_t ahead_s = static_cast<int64_t>(at) - now_s;
   if (ahead_s <= 0) return Duration::zero();
   if (ahead_s >= 3600) return kMaxWait;

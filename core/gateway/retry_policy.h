@@ -38,16 +38,16 @@ std::optional<Duration> ParseRetryAfter(std::string_view value, WallTime now);
 
 // What one HTTP exchange means for a payout call.
 enum class Verdict {
-  kOk,              // 200/201: use the body (a body lacking the fields we use is kBadBody instead)
-  kExists,          // POST 409: the id exists; GET and compare
-  kRejected,        // POST 400/422: final, keep the message
-  kNotFound,        // GET 404
-  kAuth,            // 401/403: fresh token, then pause
-  kThrottled,       // 429: pause the whole client
-  kAmbiguous,       // 5xx, timeout or reset after the request may have been sent, bad body
-  kNotSent,         // the request certainly never reached the gateway (connection refused...)
-  kUnexpected,      // another status (e.g. POST 404, GET 400): retried; the request was answered
-                    // without effect
+  kOk,          // 200/201: use the body (a body lacking the fields we use is kBadBody instead)
+  kExists,      // POST 409: the id exists; GET and compare
+  kRejected,    // POST 400/422: final, keep the message
+  kNotFound,    // GET 404
+  kAuth,        // 401/403: fresh token, then pause
+  kThrottled,   // 429: pause the whole client
+  kAmbiguous,   // 5xx, timeout or reset after the request may have been sent, bad body
+  kNotSent,     // the request certainly never reached the gateway (connection refused...)
+  kUnexpected,  // another status (e.g. POST 404, GET 400): retried; the request was answered
+                // without effect
 };
 
 enum class Method { kPost, kGet };

@@ -35,10 +35,12 @@ constexpr std::pair<const char*, int> kIso4217[] = {
     {"ZWL", 2},
 };
 
-constexpr int64_t kPow10[] = {1,         10,         100,         1000,         10000,
-                              100000,    1000000,    10000000,    100000000,    1000000000};
+constexpr int64_t kPow10[] = {1,      10,      100,      1000,      10000,
+                              100000, 1000000, 10000000, 100000000, 1000000000};
 
-bool IsDigit(char c) { return c >= '0' && c <= '9'; }
+bool IsDigit(char c) {
+  return c >= '0' && c <= '9';
+}
 
 std::string Plural(int n, const char* one, const char* many) {
   return std::to_string(n) + " " + (n == 1 ? one : many);
@@ -122,8 +124,8 @@ Result<int64_t> ParseAmount(std::string_view text, int minor_units, std::string_
   // ambiguous to the finance user who wrote it (a thousands separator?), so it is refused.
   if (frac.size() > static_cast<size_t>(minor_units)) {
     std::string what = currency.empty() ? std::string("the currency") : std::string(currency);
-    std::string has = "amount has " +
-                      Plural(static_cast<int>(frac.size()), "decimal place", "decimal places");
+    std::string has =
+        "amount has " + Plural(static_cast<int>(frac.size()), "decimal place", "decimal places");
     if (minor_units == 0) {
       return Status::InvalidArgument(has + " but " + what +
                                      " has no minor unit; write a whole number");
@@ -132,7 +134,9 @@ Result<int64_t> ParseAmount(std::string_view text, int minor_units, std::string_
   }
 
   constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
-  const char* kTooLarge = "amount is too large (the largest amount payoutd can handle is 9223372036854775807 minor units)";
+  const char* kTooLarge =
+      "amount is too large (the largest amount payoutd can handle is 9223372036854775807 minor "
+      "units)";
   int64_t value = 0;
   auto push = [&](char c) {
     int d = c - '0';

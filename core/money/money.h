@@ -18,8 +18,8 @@
 namespace payoutd {
 
 struct Money {
-  int64_t minor = 0;      // > 0 for a payout amount
-  std::string currency;   // ISO 4217 alphabetic code, upper case
+  int64_t minor = 0;     // > 0 for a payout amount
+  std::string currency;  // ISO 4217 alphabetic code, upper case
   bool operator==(const Money&) const = default;
 };
 

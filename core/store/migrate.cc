@@ -218,10 +218,10 @@ class Migration {
       if (!ids.ok()) return Target(ids, "read the identity columns of " + t.name);
       for (int i = 0; i < ids.rows(); ++i) {
         std::string column(ids.Text(i, 0));
-        PgResult r = pg_.Exec("SELECT setval(pg_get_serial_sequence($1, $2), max(" +
-                                  QuoteIdent(column) + ")) FROM " + QuoteIdent(t.name) +
-                                  " HAVING count(*) > 0",
-                              PgParams().Add(QuoteIdent(t.name)).Add(column));
+        PgResult r =
+            pg_.Exec("SELECT setval(pg_get_serial_sequence($1, $2), max(" + QuoteIdent(column) +
+                         ")) FROM " + QuoteIdent(t.name) + " HAVING count(*) > 0",
+                     PgParams().Add(QuoteIdent(t.name)).Add(column));
         if (!r.ok()) return Target(r, "number " + t.name);
       }
     }

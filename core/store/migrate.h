@@ -25,7 +25,7 @@
 namespace payoutd {
 
 struct MigrationReport {
-  std::map<std::string, int64_t> rows;   // rows moved, by table
+  std::map<std::string, int64_t> rows;  // rows moved, by table
 };
 
 // `from`: "sqlite:PATH". `to`: a libpq URI ("postgresql://..." or "postgres://...") or

@@ -40,12 +40,10 @@ Status CheckPgUrl(const std::string& url) {
 Result<std::unique_ptr<PayoutStore>> OpenStore(const StateOptions& state,
                                                const StoreAccess& access) {
   switch (state.backend) {
-    case StateOptions::Backend::kSqlite:
-      return PayoutStore::Open(state.path, access.read_only);
+    case StateOptions::Backend::kSqlite: return PayoutStore::Open(state.path, access.read_only);
     case StateOptions::Backend::kPostgresql:
       if (Status s = CheckPgUrl(state.url); !s.ok()) return s;
-      return OpenPgPayoutStore(PgConnectOptionsFor(state), access.fencing_token,
-                               access.read_only);
+      return OpenPgPayoutStore(PgConnectOptionsFor(state), access.fencing_token, access.read_only);
   }
   return Status::InvalidArgument("unknown state backend");
 }

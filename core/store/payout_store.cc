@@ -16,7 +16,9 @@ bool BatchRecord::MayMove(Status from, Status to) {
 }
 
 namespace {
-bool AddChecked(int64_t* acc, int64_t v) { return AddMinor(*acc, v, acc); }
+bool AddChecked(int64_t* acc, int64_t v) {
+  return AddMinor(*acc, v, acc);
+}
 }  // namespace
 
 bool AddToProgress(const TotalsBucket& b, BatchProgress* progress) {

@@ -36,8 +36,8 @@ PgErrorKind KindOf(std::string_view sqlstate) {
   for (std::string_view cls : {"08", "53", "58"}) {
     if (StartsWith(sqlstate, cls)) return PgErrorKind::kUnavailable;
   }
-  for (std::string_view code : {"57P01", "57P02", "57P03", "57014", "25006", "40001", "40P01",
-                                "55P03"}) {
+  for (std::string_view code :
+       {"57P01", "57P02", "57P03", "57014", "25006", "40001", "40P01", "55P03"}) {
     if (sqlstate == code) return PgErrorKind::kUnavailable;
   }
   return PgErrorKind::kOther;
@@ -126,8 +126,12 @@ Status PgResult::ToStatus(std::string_view what) const {
   return Status(code(), std::string(what) + ": " + message_);
 }
 
-int PgResult::rows() const { return res_ ? PQntuples(res_) : 0; }
-int PgResult::columns() const { return res_ ? PQnfields(res_) : 0; }
+int PgResult::rows() const {
+  return res_ ? PQntuples(res_) : 0;
+}
+int PgResult::columns() const {
+  return res_ ? PQnfields(res_) : 0;
+}
 
 bool PgResult::IsNull(int row, int col) const {
   PAYOUTD_CHECK(res_ != nullptr && row < rows() && col < columns());
@@ -279,7 +283,9 @@ const char* const kPgDropVanishedClients =
 PgConnection::PgConnection(PgConnectOptions options)
     : options_(std::move(options)), redacted_url_(RedactUrl(options_.url)) {}
 
-PgConnection::~PgConnection() { Close(); }
+PgConnection::~PgConnection() {
+  Close();
+}
 
 bool PgConnection::connected() const {
   return conn_ != nullptr && PQstatus(conn_) == CONNECTION_OK;
@@ -311,11 +317,11 @@ PgResult PgConnection::Connect() {
   // Defaults first: the URL, expanded from dbname, overrides them; the password file comes last
   // and overrides the URL. Keepalives and tcp_user_timeout let a call notice a peer that went
   // away without a word (a host or network failure) in seconds rather than hours.
-  std::vector<const char*> keys = {"fallback_application_name", "connect_timeout", "keepalives",
-                                   "keepalives_idle", "keepalives_interval", "keepalives_count",
-                                   "tcp_user_timeout", "dbname"};
-  std::vector<const char*> values = {"payoutd", "5", "1", "5", "2", "3", "15000",
-                                     options_.url.c_str()};
+  std::vector<const char*> keys = {
+      "fallback_application_name", "connect_timeout",  "keepalives",       "keepalives_idle",
+      "keepalives_interval",       "keepalives_count", "tcp_user_timeout", "dbname"};
+  std::vector<const char*> values = {"payoutd", "5", "1",     "5",
+                                     "2",       "3", "15000", options_.url.c_str()};
   if (!password.empty()) {
     keys.push_back("password");
     values.push_back(password.c_str());
@@ -326,9 +332,9 @@ PgResult PgConnection::Connect() {
   std::fill(password.begin(), password.end(), '\0');
   if (conn_ == nullptr) return PgResult::Error(PgErrorKind::kUnavailable, "out of memory");
   if (PQstatus(conn_) != CONNECTION_OK) {
-    PgResult r = PgResult::Error(PgErrorKind::kUnavailable,
-                                 "cannot connect to " + redacted_url_ + ": " +
-                                     OneLine(PQerrorMessage(conn_)));
+    PgResult r =
+        PgResult::Error(PgErrorKind::kUnavailable, "cannot connect to " + redacted_url_ + ": " +
+                                                       OneLine(PQerrorMessage(conn_)));
     Close();
     return r;
   }
@@ -349,8 +355,8 @@ PgResult PgConnection::Connect() {
 }
 
 PgResult PgConnection::ConnectionError(std::string_view what) {
-  std::string msg = std::string(what) + " (" + redacted_url_ + "): " +
-                    (conn_ ? OneLine(PQerrorMessage(conn_)) : std::string("not connected"));
+  std::string msg = std::string(what) + " (" + redacted_url_ +
+                    "): " + (conn_ ? OneLine(PQerrorMessage(conn_)) : std::string("not connected"));
   Close();
   return PgResult::Error(PgErrorKind::kUnavailable, std::move(msg));
 }

@@ -78,7 +78,7 @@ class PgResult {
   std::string_view Text(int row, int col) const;
   // A bigint/integer column; a value that is not one is a bug (PAYOUTD_CHECK).
   int64_t Int(int row, int col) const;
-  bool Bool(int row, int col) const;   // a boolean column ('t' / 'f')
+  bool Bool(int row, int col) const;  // a boolean column ('t' / 'f')
   // The number of rows an INSERT/UPDATE/DELETE touched.
   int64_t affected() const;
 
@@ -117,7 +117,7 @@ class PgArray {
   void Add(std::string_view v);
   void Add(int64_t v);
   void Add(bool v) { Add(static_cast<int64_t>(v ? 1 : 0)); }
-  std::string Take();   // the literal; the builder is empty afterwards
+  std::string Take();  // the literal; the builder is empty afterwards
   size_t size() const { return count_; }
 
  private:
@@ -126,8 +126,8 @@ class PgArray {
 };
 
 struct PgConnectOptions {
-  std::string url;             // libpq URI or key=value string (may be multi-host)
-  std::string password_file;   // optional; read by core/base/secret_file.h's rule
+  std::string url;            // libpq URI or key=value string (may be multi-host)
+  std::string password_file;  // optional; read by core/base/secret_file.h's rule
   // Run once after every connect (SET ...): session settings. Simple-query text, no parameters.
   std::string session_sql;
 };
@@ -174,7 +174,7 @@ class PgConnection {
   PgConnectOptions options_;
   std::string redacted_url_;
   PGconn* conn_ = nullptr;
-  std::unordered_map<std::string, std::string> prepared_;   // sql -> statement name
+  std::unordered_map<std::string, std::string> prepared_;  // sql -> statement name
 };
 
 // Session SQL that makes the server end the session of a client that went away, even while the

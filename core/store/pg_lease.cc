@@ -54,7 +54,9 @@ WITH released AS (
   RETURNING fencing)
 UPDATE instances SET role = 'standby', last_seen = clock_timestamp() WHERE name = $1)sql";
 
-int64_t Ns(SteadyTime t) { return duration_cast<nanoseconds>(t.time_since_epoch()).count(); }
+int64_t Ns(SteadyTime t) {
+  return duration_cast<nanoseconds>(t.time_since_epoch()).count();
+}
 
 // The lease's own session: a takeover waits at most one lease for the writes of the old term
 // (then fails cleanly and is tried again), and the server drops the session of a client that went
@@ -74,7 +76,9 @@ LeaderLease::LeaderLease(PgConnectOptions db, std::string instance, Duration lea
   PAYOUTD_CHECK(lease_ >= milliseconds(300));
 }
 
-LeaderLease::~LeaderLease() { Stop(); }
+LeaderLease::~LeaderLease() {
+  Stop();
+}
 
 bool LeaderLease::MaySend(SteadyTime now) const {
   return fencing_.load() != 0 && Ns(now) < send_until_ns_.load();
@@ -107,8 +111,8 @@ SteadyTime LeaderLease::Renew(SteadyTime sent) {
   int64_t term = fencing_.load();
   int64_t lease_ms = duration_cast<milliseconds>(lease_).count();
   // No point waiting for an answer past the time this renewal would keep sending allowed.
-  PgResult r = conn_.Run(kRenew, PgParams().Add(instance_).Add(term).Add(lease_ms),
-                         sent + lease_ * 2 / 3);
+  PgResult r =
+      conn_.Run(kRenew, PgParams().Add(instance_).Add(term).Add(lease_ms), sent + lease_ * 2 / 3);
   if (!r.ok()) {
     // Still the leader as far as we know: MaySend runs out on its own; try again soon.
     SetError(r.message());

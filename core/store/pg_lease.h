@@ -41,8 +41,8 @@ namespace payoutd {
 
 // A change of this instance's role, as the keeper saw it.
 struct LeaseChange {
-  bool leader = false;    // true: this instance now leads with `fencing`; false: it lost the lease
-  int64_t fencing = 0;    // the term taken (leader), or the one lost
+  bool leader = false;  // true: this instance now leads with `fencing`; false: it lost the lease
+  int64_t fencing = 0;  // the term taken (leader), or the one lost
 };
 
 class LeaderLease {
@@ -50,7 +50,7 @@ class LeaderLease {
   // `instance`: this instance's name (state.instance; must not be empty). `lease`: its length,
   // at least 300ms.
   LeaderLease(PgConnectOptions db, std::string instance, Duration lease);
-  ~LeaderLease();   // stops the keeper; does not release the lease (Release() does)
+  ~LeaderLease();  // stops the keeper; does not release the lease (Release() does)
   LeaderLease(const LeaderLease&) = delete;
   LeaderLease& operator=(const LeaderLease&) = delete;
 
@@ -93,11 +93,11 @@ class LeaderLease {
   const Duration lease_;
   bool schema_ready_ = false;
   std::atomic<int64_t> fencing_{0};
-  std::atomic<int64_t> send_until_ns_{0};   // steady_clock ns since its epoch
+  std::atomic<int64_t> send_until_ns_{0};  // steady_clock ns since its epoch
   mutable std::mutex mu_;
-  std::string last_error_;                  // guarded by mu_
+  std::string last_error_;  // guarded by mu_
   std::function<void(const LeaseChange&)> on_change_;
-  bool stopping_ = false;                   // guarded by mu_
+  bool stopping_ = false;  // guarded by mu_
   std::condition_variable cv_;
   std::thread thread_;
 };
@@ -105,14 +105,14 @@ class LeaderLease {
 // The instances of the service as the database knows them (for `payoutd status`).
 struct InstanceInfo {
   std::string name;
-  bool leader = false;          // holds the lease and it has not expired
-  Duration since_seen{};        // time since its last step, on the database's clock
+  bool leader = false;    // holds the lease and it has not expired
+  Duration since_seen{};  // time since its last step, on the database's clock
 };
 struct ServiceInstances {
-  std::string leader;           // empty: no instance holds a valid lease
-  int64_t fencing = 0;          // the current term
-  Duration lease_left{};        // until the leader's lease expires (0 when none)
-  std::vector<InstanceInfo> instances;   // by name
+  std::string leader;                   // empty: no instance holds a valid lease
+  int64_t fencing = 0;                  // the current term
+  Duration lease_left{};                // until the leader's lease expires (0 when none)
+  std::vector<InstanceInfo> instances;  // by name
 };
 Result<ServiceInstances> ReadServiceInstances(PgConnection& conn);
 

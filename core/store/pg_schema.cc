@@ -234,8 +234,8 @@ constexpr const char* kSchemaLock = "SELECT pg_advisory_xact_lock(11297070761174
 
 // The version the database holds: 0 when it holds no payoutd schema.
 PgResult ReadVersion(PgConnection& conn, int* version) {
-  PgResult r = conn.Exec(
-      "SELECT CASE WHEN to_regclass('schema_version') IS NULL THEN -1 ELSE 0 END");
+  PgResult r =
+      conn.Exec("SELECT CASE WHEN to_regclass('schema_version') IS NULL THEN -1 ELSE 0 END");
   if (!r.ok()) return r;
   if (r.Int(0, 0) < 0) {
     *version = 0;

@@ -17,10 +17,18 @@ namespace payoutd {
 namespace {
 
 // The error kinds of payout_store.h, in one place.
-Status AlreadyExistsError(std::string m) { return Status::AlreadyExists(std::move(m)); }
-Status NotFoundError(std::string m) { return Status::NotFound(std::move(m)); }
-Status FailedPreconditionError(std::string m) { return Status::FailedPrecondition(std::move(m)); }
-Status InternalError(std::string m) { return Status::Internal(std::move(m)); }
+Status AlreadyExistsError(std::string m) {
+  return Status::AlreadyExists(std::move(m));
+}
+Status NotFoundError(std::string m) {
+  return Status::NotFound(std::move(m));
+}
+Status FailedPreconditionError(std::string m) {
+  return Status::FailedPrecondition(std::move(m));
+}
+Status InternalError(std::string m) {
+  return Status::Internal(std::move(m));
+}
 
 constexpr const char* kPayoutColumns =
     "id, batch_id, line, amount_minor, currency, account_number, account_name, operator_code, "
@@ -78,7 +86,9 @@ BatchRecord ReadBatch(const PgResult& r, int i) {
   return b;
 }
 
-bool AddChecked(int64_t* acc, int64_t v) { return !__builtin_add_overflow(*acc, v, acc); }
+bool AddChecked(int64_t* acc, int64_t v) {
+  return !__builtin_add_overflow(*acc, v, acc);
+}
 
 int64_t ClampLimit(size_t limit) {
   return limit > static_cast<size_t>(INT64_MAX) ? INT64_MAX : static_cast<int64_t>(limit);
@@ -114,8 +124,8 @@ void AppendNewPayout(std::string* out, const std::string& batch_id, const Payout
   *out += std::to_string(p.line);
   *out += '\t';
   *out += std::to_string(p.amount_minor);
-  for (const std::string* s : {&p.currency, &p.account_number, &p.account_name, &p.operator_code,
-                               &p.method, &p.email}) {
+  for (const std::string* s :
+       {&p.currency, &p.account_number, &p.account_name, &p.operator_code, &p.method, &p.email}) {
     *out += '\t';
     AppendCopyField(out, *s);
   }
@@ -174,8 +184,7 @@ class PgPayoutStore final : public PayoutStore {
     if (Status s = CheckWritable("apply"); !s.ok()) return s;
     for (const PayoutUpdate& u : updates) {
       // An outcome goes with the final stage and only with it (checked again by payoutd_apply).
-      PAYOUTD_CHECK((u.progress.stage == Stage::kFinal) ==
-                    (u.progress.state != FinalState::kNone));
+      PAYOUTD_CHECK((u.progress.stage == Stage::kFinal) == (u.progress.state != FinalState::kNone));
     }
     // payoutd_apply takes each id once: a group that moves a payout twice goes in runs, in
     // order, inside one transaction. The engine's groups hardly ever do.
@@ -246,8 +255,8 @@ class PgPayoutStore final : public PayoutStore {
     if (Status s = CheckWritable("set batch status"); !s.ok()) return s;
     Txn txn(this, Txn::kWrite);
     if (!txn.status().ok()) return txn.status();
-    PgResult r = conn_.Run("SELECT status FROM batches WHERE id = $1 FOR UPDATE",
-                           PgParams().Add(batch_id));
+    PgResult r =
+        conn_.Run("SELECT status FROM batches WHERE id = $1 FOR UPDATE", PgParams().Add(batch_id));
     if (!r.ok()) return Fail(r, "read batch");
     if (r.rows() == 0) return NotFoundError("unknown batch '" + std::string(batch_id) + "'");
     // Only the moves of the batch's life (payout_store.h), and "finished" or "rejected" means
@@ -394,9 +403,9 @@ SELECT coalesce(sum(n), 0)::bigint FROM sums)sql",
     if (!r.ok()) return Fail(r, "cancel payouts of batch '" + std::string(batch_id) + "'");
     CancelOutcome out;
     out.cancelled = r.Int(0, 0);
-    PgResult mark = conn_.Run(
-        "UPDATE batches SET cancelled_at_ms = $2 WHERE id = $1 AND cancelled_at_ms = 0",
-        PgParams().Add(batch_id).Add(at_ms));
+    PgResult mark =
+        conn_.Run("UPDATE batches SET cancelled_at_ms = $2 WHERE id = $1 AND cancelled_at_ms = 0",
+                  PgParams().Add(batch_id).Add(at_ms));
     if (!mark.ok()) return Fail(mark, "mark batch '" + std::string(batch_id) + "' cancelled");
     auto running = CountNotFinal(batch_id);
     if (!running.ok()) return running.status();
@@ -432,15 +441,12 @@ SELECT coalesce(sum(n), 0)::bigint FROM sums)sql",
   Result<std::vector<DueRow>> LoadDueAfter(int64_t now_ms, DuePosition after,
                                            size_t limit) override {
     // The partial index payouts_due is (next_at_ms, seq): read in order, without a sort.
-    PgResult r = conn_.Run(std::string("SELECT ") + kPayoutColumns +
-                               ", seq FROM payouts WHERE stage IN (2, 3) AND next_at_ms <= $1"
-                               " AND (next_at_ms, seq) > ($3, $4) ORDER BY next_at_ms, seq"
-                               " LIMIT $2",
-                           PgParams()
-                               .Add(now_ms)
-                               .Add(ClampLimit(limit))
-                               .Add(after.next_at_ms)
-                               .Add(after.row));
+    PgResult r = conn_.Run(
+        std::string("SELECT ") + kPayoutColumns +
+            ", seq FROM payouts WHERE stage IN (2, 3) AND next_at_ms <= $1"
+            " AND (next_at_ms, seq) > ($3, $4) ORDER BY next_at_ms, seq"
+            " LIMIT $2",
+        PgParams().Add(now_ms).Add(ClampLimit(limit)).Add(after.next_at_ms).Add(after.row));
     if (!r.ok()) return Fail(r, "load due payouts");
     std::vector<DueRow> rows;
     rows.reserve(static_cast<size_t>(r.rows()));
@@ -537,7 +543,7 @@ SELECT coalesce(sum(n), 0)::bigint FROM sums)sql",
     Txn(PgPayoutStore* store, Kind kind) : store_(store) {
       PgConnection& c = store_->conn_;
       if (kind == kSnapshot && c.in_transaction()) return;  // joined
-      PAYOUTD_CHECK(!c.in_transaction());  // writes check CheckWritable() first
+      PAYOUTD_CHECK(!c.in_transaction());                   // writes check CheckWritable() first
       PgResult r = c.ExecScript(kind == kWrite ? "BEGIN"
                                                : "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
       if (r.ok() && kind == kWrite) r = store_->Fence();
@@ -647,8 +653,8 @@ SELECT coalesce(sum(n), 0)::bigint FROM sums)sql",
     // The last call for this batch got no answer to its COMMIT: if that COMMIT went through, the
     // batch is ours, recorded whole, and this call is its retry.
     if (pending_create_ && pending_create_->first == batch.id) {
-      PgResult r = conn_.Run("SELECT created_by FROM batches WHERE id = $1",
-                             PgParams().Add(batch.id));
+      PgResult r =
+          conn_.Run("SELECT created_by FROM batches WHERE id = $1", PgParams().Add(batch.id));
       if (!r.ok()) return Fail(r, "read batch");
       bool ours = r.rows() == 1 && r.Text(0, 0) == pending_create_->second;
       pending_create_.reset();
@@ -684,8 +690,8 @@ SELECT coalesce(sum(n), 0)::bigint FROM sums)sql",
             .Add(batch.hold.reason)
             .Add(token));
     if (r.error_kind() == PgErrorKind::kUniqueViolation) {
-      return AlreadyExistsError("batch '" + batch.id + "' was recorded meanwhile (" +
-                                r.message() + ")");
+      return AlreadyExistsError("batch '" + batch.id + "' was recorded meanwhile (" + r.message() +
+                                ")");
     }
     if (!r.ok()) return Fail(r, "insert batch '" + batch.id + "'");
     auto it = payouts.begin();
@@ -765,10 +771,10 @@ SELECT coalesce(sum(n), 0)::bigint FROM sums)sql",
   }
 
   static bool AddBucket(const PgResult& r, int i, BatchProgress* progress) {
-    return AddToProgress(TotalsBucket{StageFromInt(r.Int(i, 0)), FinalStateFromInt(r.Int(i, 1)),
-                                      r.Text(i, 2), r.Bool(i, 3), r.Text(i, 4), r.Int(i, 5),
-                                      r.Int(i, 6), r.Int(i, 7)},
-                         progress);
+    return AddToProgress(
+        TotalsBucket{StageFromInt(r.Int(i, 0)), FinalStateFromInt(r.Int(i, 1)), r.Text(i, 2),
+                     r.Bool(i, 3), r.Text(i, 4), r.Int(i, 5), r.Int(i, 6), r.Int(i, 7)},
+        progress);
   }
 
   static std::vector<PayoutRow> Rows(const PgResult& r) {

@@ -23,13 +23,16 @@ namespace {
 //   ONE transaction, before the daemon moves the file out of inbox/. After a crash either the whole
 //   batch is known or none of it is; never a batch with missing payouts.
 // - payouts.stage/state/...: Apply writes a group of updates in one transaction. The state machine
-//   (core/batch/payout.h) is asserted against the stored stage inside that transaction, so the file never
-//   holds a forbidden edge, and a final row (stage 4) never changes its outcome.
+//   (core/batch/payout.h) is asserted against the stored stage inside that transaction, so the file
+//   never holds a forbidden edge, and a final row (stage 4) never changes its outcome.
 // - Intermediate fields (attempts, next_at_ms, stage 1..3) may lag behind the network: the caller
-//   groups them. Losing them is safe (a payout id is bound to one body; restart GETs before re-POST).
-// - batches.status moves forward only (active -> finished -> reported), and finished only when every
+//   groups them. Losing them is safe (a payout id is bound to one body; restart GETs before
+//   re-POST).
+// - batches.status moves forward only (active -> finished -> reported), and finished only when
+// every
 //   payout of the batch is final; the daemon writes its report files before marking it reported.
-// - batch_totals (v2): per batch, the count and sums of its payouts in each (stage, state, currency,
+// - batch_totals (v2): per batch, the count and sums of its payouts in each (stage, state,
+// currency,
 //   fee) bucket, moved by the same transaction that moves the payouts, so Progress() reads a
 //   handful of rows instead of aggregating a million every few seconds. Invariant: it equals the
 //   GROUP BY of payouts (the tests recount it).
@@ -167,8 +170,10 @@ struct TotalsDelta {
 };
 
 constexpr const char* kPayoutColumns =
-    "id, batch_id, line, amount_minor, currency, account_number, account_name, operator_code, method, email, "
-    "stage, state, attempts, next_at_ms, since_ms, gateway_status, has_fee, fee_minor, fee_currency, "
+    "id, batch_id, line, amount_minor, currency, account_number, account_name, operator_code, "
+    "method, email, "
+    "stage, state, attempts, next_at_ms, since_ms, gateway_status, has_fee, fee_minor, "
+    "fee_currency, "
     "processed_at, error";
 constexpr int kPayoutColumnCount = 21;
 
@@ -198,13 +203,17 @@ class StmtUse {
 void BindText(sqlite3_stmt* s, int i, std::string_view v) {
   sqlite3_bind_text(s, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
 }
-void BindInt(sqlite3_stmt* s, int i, int64_t v) { sqlite3_bind_int64(s, i, v); }
+void BindInt(sqlite3_stmt* s, int i, int64_t v) {
+  sqlite3_bind_int64(s, i, v);
+}
 
 std::string ColText(sqlite3_stmt* s, int i) {
   const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(s, i));
   return p ? std::string(p, static_cast<size_t>(sqlite3_column_bytes(s, i))) : std::string();
 }
-int64_t ColInt(sqlite3_stmt* s, int i) { return sqlite3_column_int64(s, i); }
+int64_t ColInt(sqlite3_stmt* s, int i) {
+  return sqlite3_column_int64(s, i);
+}
 
 // Reads a row selected with kPayoutColumns.
 PayoutRow ReadPayoutRow(sqlite3_stmt* s) {
@@ -250,10 +259,13 @@ BatchRecord ReadBatch(sqlite3_stmt* s) {
   return b;
 }
 constexpr const char* kBatchColumns =
-    "id, sha256, file_name, rows, status, started_at_ms, finished_at_ms, approvals_required, held_at_ms, held_by, "
+    "id, sha256, file_name, rows, status, started_at_ms, finished_at_ms, approvals_required, "
+    "held_at_ms, held_by, "
     "hold_reason, cancelled_at_ms";
 
-bool AddChecked(int64_t* acc, int64_t v) { return !__builtin_add_overflow(*acc, v, acc); }
+bool AddChecked(int64_t* acc, int64_t v) {
+  return !__builtin_add_overflow(*acc, v, acc);
+}
 
 // The code of a failed SQLite call: what a retry may cure (a busy or locked file, I/O, a full
 // disk, no memory) is kUnavailable; anything else (corruption, a constraint or SQL the schema does
@@ -268,10 +280,8 @@ StatusCode CodeOf(int sqlite_rc) {
     case SQLITE_READONLY:
     case SQLITE_NOMEM:
     case SQLITE_PROTOCOL:
-    case SQLITE_PERM:
-      return StatusCode::kUnavailable;
-    default:
-      return StatusCode::kInternal;
+    case SQLITE_PERM: return StatusCode::kUnavailable;
+    default: return StatusCode::kInternal;
   }
 }
 
@@ -355,7 +365,8 @@ class SqlitePayoutStore final : public PayoutStore {
 
     sqlite3_stmt* ib = Prepare(
         "INSERT INTO batches (id, sha256, file_name, rows, status, started_at_ms, finished_at_ms, "
-        "approvals_required, held_at_ms, held_by, hold_reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)");
+        "approvals_required, held_at_ms, held_by, hold_reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, "
+        "?8, ?9, ?10, ?11)");
     if (!ib) return DbError("prepare batch insert");
     {
       StmtUse use(ib);
@@ -374,8 +385,10 @@ class SqlitePayoutStore final : public PayoutStore {
     }
 
     sqlite3_stmt* ip = Prepare(
-        "INSERT INTO payouts (id, batch_id, line, amount_minor, currency, account_number, account_name, "
-        "operator_code, method, email, stage, state, attempts, next_at_ms, since_ms, gateway_status, has_fee, "
+        "INSERT INTO payouts (id, batch_id, line, amount_minor, currency, account_number, "
+        "account_name, "
+        "operator_code, method, email, stage, state, attempts, next_at_ms, since_ms, "
+        "gateway_status, has_fee, "
         "fee_minor, fee_currency, processed_at, error) "
         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 0, 0, 0, 0, 0, '', 0, 0, '', '', '')");
     if (!ip) return DbError("prepare payout insert");
@@ -400,13 +413,15 @@ class SqlitePayoutStore final : public PayoutStore {
       if (rc != SQLITE_DONE) return DbError("insert payout '" + p.id + "'");
       auto it = by_currency.find(p.currency);
       if (it == by_currency.end()) it = by_currency.emplace(p.currency, TotalsDelta{}).first;
-      if (!AddChecked(&it->second.payouts, 1) || !AddChecked(&it->second.amount_minor, p.amount_minor)) {
+      if (!AddChecked(&it->second.payouts, 1) ||
+          !AddChecked(&it->second.amount_minor, p.amount_minor)) {
         return Status::InvalidArgument("batch '" + batch.id + "': the " + p.currency +
                                        " total overflows int64");
       }
     }
     std::map<TotalsKey, TotalsDelta> deltas;
-    for (const auto& [currency, d] : by_currency) deltas[TotalsKey{batch.id, 0, 0, currency, false, ""}] = d;
+    for (const auto& [currency, d] : by_currency)
+      deltas[TotalsKey{batch.id, 0, 0, currency, false, ""}] = d;
     PAYOUTD_RETURN_IF_ERROR(ApplyTotals(deltas));
     return txn.Commit();
   }
@@ -418,7 +433,8 @@ class SqlitePayoutStore final : public PayoutStore {
         "FROM payouts WHERE id = ?1");
     sqlite3_stmt* upd = Prepare(
         "UPDATE payouts SET stage = ?2, state = ?3, attempts = ?4, next_at_ms = ?5, since_ms = ?6, "
-        "gateway_status = ?7, has_fee = ?8, fee_minor = ?9, fee_currency = ?10, processed_at = ?11, error = ?12 "
+        "gateway_status = ?7, has_fee = ?8, fee_minor = ?9, fee_currency = ?10, processed_at = "
+        "?11, error = ?12 "
         "WHERE id = ?1");
     if (!sel || !upd) return DbError("prepare payout update");
     Txn txn(this, "BEGIN IMMEDIATE");
@@ -442,10 +458,12 @@ class SqlitePayoutStore final : public PayoutStore {
         std::string batch_id = ColText(sel, 2);
         std::string currency = ColText(sel, 3);
         int64_t amount = ColInt(sel, 4);
-        TotalsDelta& from = deltas[TotalsKey{batch_id, static_cast<int>(old_stage), static_cast<int>(old_state),
-                                             currency, ColInt(sel, 5) != 0, ColText(sel, 7)}];
-        TotalsDelta& to = deltas[TotalsKey{std::move(batch_id), static_cast<int>(u.stage), static_cast<int>(u.state),
-                                           std::move(currency), u.has_fee, u.fee_currency}];
+        TotalsDelta& from =
+            deltas[TotalsKey{batch_id, static_cast<int>(old_stage), static_cast<int>(old_state),
+                             currency, ColInt(sel, 5) != 0, ColText(sel, 7)}];
+        TotalsDelta& to = deltas[TotalsKey{std::move(batch_id), static_cast<int>(u.stage),
+                                           static_cast<int>(u.state), std::move(currency),
+                                           u.has_fee, u.fee_currency}];
         // The fee comes from the gateway: an absurd one is an error, not a crash.
         if (!AddChecked(&from.payouts, -1) || !AddChecked(&from.amount_minor, -amount) ||
             !AddChecked(&from.fee_minor, -ColInt(sel, 6)) || !AddChecked(&to.payouts, 1) ||
@@ -459,7 +477,8 @@ class SqlitePayoutStore final : public PayoutStore {
       PAYOUTD_CHECK(u.stage == old_stage || IsAllowedTransition(old_stage, u.stage));
       PAYOUTD_CHECK(old_stage != Stage::kFinal || u.state == old_state);
       // Never sent, then final: only an operator's cancel does that.
-      PAYOUTD_CHECK(old_stage != Stage::kNew || u.stage != Stage::kFinal || u.state == FinalState::kCancelled);
+      PAYOUTD_CHECK(old_stage != Stage::kNew || u.stage != Stage::kFinal ||
+                    u.state == FinalState::kCancelled);
       StmtUse use(upd);
       BindText(upd, 1, update.id);
       BindInt(upd, 2, static_cast<int>(u.stage));
@@ -483,8 +502,10 @@ class SqlitePayoutStore final : public PayoutStore {
 
   Status RecordOutage(const GatewayOutage& o) override {
     sqlite3_stmt* s = Prepare(
-        "INSERT INTO gateway_outages (started_at_ms, ended_at_ms, next_probe_at_ms, cause) VALUES (?1, ?2, ?3, ?4) "
-        "ON CONFLICT (started_at_ms) DO UPDATE SET ended_at_ms = ?2, next_probe_at_ms = ?3, cause = ?4");
+        "INSERT INTO gateway_outages (started_at_ms, ended_at_ms, next_probe_at_ms, cause) VALUES "
+        "(?1, ?2, ?3, ?4) "
+        "ON CONFLICT (started_at_ms) DO UPDATE SET ended_at_ms = ?2, next_probe_at_ms = ?3, cause "
+        "= ?4");
     if (!s) return DbError("prepare outage record");
     StmtUse use(s);
     BindInt(s, 1, o.started_at_ms);
@@ -508,21 +529,24 @@ class SqlitePayoutStore final : public PayoutStore {
   }
 
   Result<std::vector<BatchRecord>> ListBatches() override {
-    sqlite3_stmt* s = Prepare(std::string("SELECT ") + kBatchColumns + " FROM batches ORDER BY started_at_ms, id");
+    sqlite3_stmt* s = Prepare(std::string("SELECT ") + kBatchColumns +
+                              " FROM batches ORDER BY started_at_ms, id");
     if (!s) return DbError("prepare batch list");
     StmtUse use(s);
     return ReadRows(s, "list batches", ReadBatch);
   }
 
   Result<std::optional<BatchRecord>> GetBatch(std::string_view batch_id) override {
-    sqlite3_stmt* s = Prepare(std::string("SELECT ") + kBatchColumns + " FROM batches WHERE id = ?1");
+    sqlite3_stmt* s =
+        Prepare(std::string("SELECT ") + kBatchColumns + " FROM batches WHERE id = ?1");
     if (!s) return DbError("prepare batch lookup");
     StmtUse use(s);
     BindText(s, 1, batch_id);
     return ReadRow(s, "read batch", ReadBatch);
   }
 
-  Status SetBatchStatus(std::string_view batch_id, BatchRecord::Status status, int64_t at_ms) override {
+  Status SetBatchStatus(std::string_view batch_id, BatchRecord::Status status,
+                        int64_t at_ms) override {
     Txn txn(this, "BEGIN IMMEDIATE");
     PAYOUTD_RETURN_IF_ERROR(txn.status());
     PAYOUTD_ASSIGN_OR_RETURN(std::optional<BatchRecord> batch, GetBatch(batch_id));
@@ -548,7 +572,8 @@ class SqlitePayoutStore final : public PayoutStore {
 
   Result<bool> AddApproval(std::string_view batch_id, const Approval& a) override {
     sqlite3_stmt* s = Prepare(
-        "INSERT INTO approvals (batch_id, principal, key_fingerprint, file, at_ms) VALUES (?1, ?2, ?3, ?4, ?5) "
+        "INSERT INTO approvals (batch_id, principal, key_fingerprint, file, at_ms) VALUES (?1, ?2, "
+        "?3, ?4, ?5) "
         "ON CONFLICT (batch_id, principal) DO NOTHING");
     if (!s) return DbError("prepare approval insert");
     StmtUse use(s);
@@ -557,25 +582,29 @@ class SqlitePayoutStore final : public PayoutStore {
     BindText(s, 3, a.key_fingerprint);
     BindText(s, 4, a.file);
     BindInt(s, 5, a.at_ms);
-    if (sqlite3_step(s) != SQLITE_DONE) return DbError("record approval of batch '" + std::string(batch_id) + "'");
+    if (sqlite3_step(s) != SQLITE_DONE)
+      return DbError("record approval of batch '" + std::string(batch_id) + "'");
     return sqlite3_changes(db_) == 1;
   }
 
   Result<std::vector<Approval>> ListApprovals(std::string_view batch_id) override {
     sqlite3_stmt* s = Prepare(
-        "SELECT principal, key_fingerprint, file, at_ms FROM approvals WHERE batch_id = ?1 ORDER BY at_ms, principal");
+        "SELECT principal, key_fingerprint, file, at_ms FROM approvals WHERE batch_id = ?1 ORDER "
+        "BY at_ms, principal");
     if (!s) return DbError("prepare approval list");
     StmtUse use(s);
     BindText(s, 1, batch_id);
     std::vector<Approval> out;
     int rc;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) out.push_back(Approval{ColText(s, 0), ColText(s, 1), ColText(s, 2), ColInt(s, 3)});
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+      out.push_back(Approval{ColText(s, 0), ColText(s, 1), ColText(s, 2), ColInt(s, 3)});
     if (rc != SQLITE_DONE) return DbError("list approvals");
     return out;
   }
 
   Status AddAudit(std::string_view batch_id, const AuditEntry& e) override {
-    sqlite3_stmt* s = Prepare("INSERT INTO audit (batch_id, at_ms, action, by, reason) VALUES (?1, ?2, ?3, ?4, ?5)");
+    sqlite3_stmt* s = Prepare(
+        "INSERT INTO audit (batch_id, at_ms, action, by, reason) VALUES (?1, ?2, ?3, ?4, ?5)");
     if (!s) return DbError("prepare audit insert");
     StmtUse use(s);
     BindText(s, 1, batch_id);
@@ -584,43 +613,53 @@ class SqlitePayoutStore final : public PayoutStore {
     BindText(s, 4, e.by);
     BindText(s, 5, e.reason);
     int rc = sqlite3_step(s);
-    if (rc == SQLITE_CONSTRAINT_FOREIGNKEY) return Status::NotFound("unknown batch '" + std::string(batch_id) + "'");
+    if (rc == SQLITE_CONSTRAINT_FOREIGNKEY)
+      return Status::NotFound("unknown batch '" + std::string(batch_id) + "'");
     if (rc != SQLITE_DONE) return DbError("record audit of batch '" + std::string(batch_id) + "'");
     return Status::Ok();
   }
 
   Result<std::vector<AuditEntry>> ListAudit(std::string_view batch_id) override {
-    sqlite3_stmt* s = Prepare("SELECT at_ms, action, by, reason FROM audit WHERE batch_id = ?1 ORDER BY seq");
+    sqlite3_stmt* s =
+        Prepare("SELECT at_ms, action, by, reason FROM audit WHERE batch_id = ?1 ORDER BY seq");
     if (!s) return DbError("prepare audit list");
     StmtUse use(s);
     BindText(s, 1, batch_id);
     std::vector<AuditEntry> out;
     int rc;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) out.push_back(AuditEntry{ColInt(s, 0), ColText(s, 1), ColText(s, 2), ColText(s, 3)});
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+      out.push_back(AuditEntry{ColInt(s, 0), ColText(s, 1), ColText(s, 2), ColText(s, 3)});
     if (rc != SQLITE_DONE) return DbError("list audit");
     return out;
   }
 
   Status SetHold(std::string_view batch_id, const Hold& h) override {
-    sqlite3_stmt* s = Prepare("UPDATE batches SET held_at_ms = ?2, held_by = ?3, hold_reason = ?4 WHERE id = ?1");
+    sqlite3_stmt* s =
+        Prepare("UPDATE batches SET held_at_ms = ?2, held_by = ?3, hold_reason = ?4 WHERE id = ?1");
     if (!s) return DbError("prepare hold");
     StmtUse use(s);
     BindText(s, 1, batch_id);
     BindInt(s, 2, h.at_ms);
     BindText(s, 3, h.by);
     BindText(s, 4, h.reason);
-    if (sqlite3_step(s) != SQLITE_DONE) return DbError("hold batch '" + std::string(batch_id) + "'");
-    if (sqlite3_changes(db_) != 1) return Status::NotFound("unknown batch '" + std::string(batch_id) + "'");
+    if (sqlite3_step(s) != SQLITE_DONE)
+      return DbError("hold batch '" + std::string(batch_id) + "'");
+    if (sqlite3_changes(db_) != 1)
+      return Status::NotFound("unknown batch '" + std::string(batch_id) + "'");
     return Status::Ok();
   }
 
   Status SetHoldAll(const Hold& h) override {
     Txn txn(this, "BEGIN IMMEDIATE");
     PAYOUTD_RETURN_IF_ERROR(txn.status());
-    sqlite3_stmt* s = Prepare("INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = ?2");
+    sqlite3_stmt* s = Prepare(
+        "INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = "
+        "?2");
     if (!s) return DbError("prepare setting");
     const std::pair<const char*, std::string> values[] = {
-        {"hold_all.at_ms", std::to_string(h.at_ms)}, {"hold_all.by", h.by}, {"hold_all.reason", h.reason}};
+        {"hold_all.at_ms", std::to_string(h.at_ms)},
+        {"hold_all.by", h.by},
+        {"hold_all.reason", h.reason}};
     for (const auto& [key, value] : values) {
       StmtUse use(s);
       BindText(s, 1, key);
@@ -646,7 +685,8 @@ class SqlitePayoutStore final : public PayoutStore {
     return h;
   }
 
-  Result<CancelOutcome> CancelUnsent(std::string_view batch_id, int64_t at_ms, std::string_view error) override {
+  Result<CancelOutcome> CancelUnsent(std::string_view batch_id, int64_t at_ms,
+                                     std::string_view error) override {
     Txn txn(this, "BEGIN IMMEDIATE");
     PAYOUTD_RETURN_IF_ERROR(txn.status());
     PAYOUTD_ASSIGN_OR_RETURN(std::optional<BatchRecord> batch, GetBatch(batch_id));
@@ -654,7 +694,8 @@ class SqlitePayoutStore final : public PayoutStore {
     // batch_totals moves with the payouts: every never-sent payout leaves (new, none) for
     // (final, CANCELLED), by currency.
     sqlite3_stmt* sum = Prepare(
-        "SELECT currency, count(*), sum(amount_minor) FROM payouts WHERE batch_id = ?1 AND stage = 0 GROUP BY currency");
+        "SELECT currency, count(*), sum(amount_minor) FROM payouts WHERE batch_id = ?1 AND stage = "
+        "0 GROUP BY currency");
     if (!sum) return DbError("prepare cancel totals");
     std::map<TotalsKey, TotalsDelta> deltas;
     CancelOutcome out;
@@ -665,29 +706,35 @@ class SqlitePayoutStore final : public PayoutStore {
       while ((rc = sqlite3_step(sum)) == SQLITE_ROW) {
         const std::string currency = ColText(sum, 0);
         const int64_t n = ColInt(sum, 1), amount = ColInt(sum, 2);
-        deltas[TotalsKey{std::string(batch_id), 0, 0, currency, false, ""}] = TotalsDelta{-n, -amount, 0};
+        deltas[TotalsKey{std::string(batch_id), 0, 0, currency, false, ""}] =
+            TotalsDelta{-n, -amount, 0};
         deltas[TotalsKey{std::string(batch_id), static_cast<int>(Stage::kFinal),
-                         static_cast<int>(FinalState::kCancelled), currency, false, ""}] = TotalsDelta{n, amount, 0};
+                         static_cast<int>(FinalState::kCancelled), currency, false, ""}] =
+            TotalsDelta{n, amount, 0};
         out.cancelled += n;
       }
       if (rc != SQLITE_DONE) return DbError("sum unsent payouts");
     }
     sqlite3_stmt* upd = Prepare(
-        "UPDATE payouts SET stage = 4, state = 5, next_at_ms = 0, error = ?2 WHERE batch_id = ?1 AND stage = 0");
-    sqlite3_stmt* mark = Prepare("UPDATE batches SET cancelled_at_ms = ?2 WHERE id = ?1 AND cancelled_at_ms = 0");
+        "UPDATE payouts SET stage = 4, state = 5, next_at_ms = 0, error = ?2 WHERE batch_id = ?1 "
+        "AND stage = 0");
+    sqlite3_stmt* mark =
+        Prepare("UPDATE batches SET cancelled_at_ms = ?2 WHERE id = ?1 AND cancelled_at_ms = 0");
     if (!upd || !mark) return DbError("prepare cancel");
     {
       StmtUse use(upd);
       BindText(upd, 1, batch_id);
       BindText(upd, 2, error);
-      if (sqlite3_step(upd) != SQLITE_DONE) return DbError("cancel payouts of batch '" + std::string(batch_id) + "'");
+      if (sqlite3_step(upd) != SQLITE_DONE)
+        return DbError("cancel payouts of batch '" + std::string(batch_id) + "'");
       PAYOUTD_CHECK(sqlite3_changes(db_) == out.cancelled);
     }
     {
       StmtUse use(mark);
       BindText(mark, 1, batch_id);
       BindInt(mark, 2, at_ms);
-      if (sqlite3_step(mark) != SQLITE_DONE) return DbError("mark batch '" + std::string(batch_id) + "' cancelled");
+      if (sqlite3_step(mark) != SQLITE_DONE)
+        return DbError("mark batch '" + std::string(batch_id) + "' cancelled");
     }
     PAYOUTD_RETURN_IF_ERROR(ApplyTotals(deltas));
     PAYOUTD_ASSIGN_OR_RETURN(out.still_running, CountNotFinal(batch_id));
@@ -696,10 +743,11 @@ class SqlitePayoutStore final : public PayoutStore {
     return out;
   }
 
-  Result<std::vector<PayoutRow>> LoadByStage(std::string_view batch_id, Stage stage, uint32_t after_line,
-                                             size_t limit) override {
-    sqlite3_stmt* s = Prepare(std::string("SELECT ") + kPayoutColumns +
-                              " FROM payouts WHERE batch_id = ?1 AND stage = ?2 AND line > ?3 ORDER BY line LIMIT ?4");
+  Result<std::vector<PayoutRow>> LoadByStage(std::string_view batch_id, Stage stage,
+                                             uint32_t after_line, size_t limit) override {
+    sqlite3_stmt* s = Prepare(
+        std::string("SELECT ") + kPayoutColumns +
+        " FROM payouts WHERE batch_id = ?1 AND stage = ?2 AND line > ?3 ORDER BY line LIMIT ?4");
     if (!s) return DbError("prepare load by stage");
     StmtUse use(s);
     BindText(s, 1, batch_id);
@@ -710,8 +758,9 @@ class SqlitePayoutStore final : public PayoutStore {
   }
 
   Result<std::vector<PayoutRow>> LoadDue(int64_t now_ms, size_t limit) override {
-    sqlite3_stmt* s = Prepare(std::string("SELECT ") + kPayoutColumns +
-                              " FROM payouts WHERE stage IN (2, 3) AND next_at_ms <= ?1 ORDER BY next_at_ms LIMIT ?2");
+    sqlite3_stmt* s = Prepare(
+        std::string("SELECT ") + kPayoutColumns +
+        " FROM payouts WHERE stage IN (2, 3) AND next_at_ms <= ?1 ORDER BY next_at_ms LIMIT ?2");
     if (!s) return DbError("prepare load due");
     StmtUse use(s);
     BindInt(s, 1, now_ms);
@@ -719,11 +768,13 @@ class SqlitePayoutStore final : public PayoutStore {
     return ReadRows(s, "load due payouts", ReadPayoutRow);
   }
 
-  Result<std::vector<DueRow>> LoadDueAfter(int64_t now_ms, DuePosition after, size_t limit) override {
+  Result<std::vector<DueRow>> LoadDueAfter(int64_t now_ms, DuePosition after,
+                                           size_t limit) override {
     // The partial index payouts_due is (next_at_ms, rowid): this reads it in order, without a sort.
-    sqlite3_stmt* s = Prepare(std::string("SELECT ") + kPayoutColumns +
-                              ", rowid FROM payouts WHERE stage IN (2, 3) AND next_at_ms <= ?1"
-                              " AND (next_at_ms, rowid) > (?3, ?4) ORDER BY next_at_ms, rowid LIMIT ?2");
+    sqlite3_stmt* s =
+        Prepare(std::string("SELECT ") + kPayoutColumns +
+                ", rowid FROM payouts WHERE stage IN (2, 3) AND next_at_ms <= ?1"
+                " AND (next_at_ms, rowid) > (?3, ?4) ORDER BY next_at_ms, rowid LIMIT ?2");
     if (!s) return DbError("prepare load due");
     StmtUse use(s);
     BindInt(s, 1, now_ms);
@@ -739,21 +790,24 @@ class SqlitePayoutStore final : public PayoutStore {
   }
 
   Result<std::optional<int64_t>> NextDueAt() override {
-    sqlite3_stmt* s = Prepare("SELECT next_at_ms FROM payouts WHERE stage IN (2, 3) ORDER BY next_at_ms LIMIT 1");
+    sqlite3_stmt* s =
+        Prepare("SELECT next_at_ms FROM payouts WHERE stage IN (2, 3) ORDER BY next_at_ms LIMIT 1");
     if (!s) return DbError("prepare next due");
     StmtUse use(s);
     return ReadRow(s, "read next due", [](sqlite3_stmt* row) { return ColInt(row, 0); });
   }
 
   Result<std::optional<PayoutRow>> GetPayout(std::string_view payout_id) override {
-    sqlite3_stmt* s = Prepare(std::string("SELECT ") + kPayoutColumns + " FROM payouts WHERE id = ?1");
+    sqlite3_stmt* s =
+        Prepare(std::string("SELECT ") + kPayoutColumns + " FROM payouts WHERE id = ?1");
     if (!s) return DbError("prepare payout lookup");
     StmtUse use(s);
     BindText(s, 1, payout_id);
     return ReadRow(s, "read payout", ReadPayoutRow);
   }
 
-  Status ForEachPayout(std::string_view batch_id, const std::function<void(const PayoutRow&)>& fn) override {
+  Status ForEachPayout(std::string_view batch_id,
+                       const std::function<void(const PayoutRow&)>& fn) override {
     // Line order without a sort and without another index: the (batch_id, stage, line) index gives
     // each stage's rows in line order, so merge the five stage streams. All five read inside one
     // transaction, i.e. one snapshot. `fn` must not write to the store (its Apply would fail).
@@ -787,7 +841,8 @@ class SqlitePayoutStore final : public PayoutStore {
     for (;;) {
       Stream* next = nullptr;
       for (Stream& st : streams) {
-        if (st.has_row && (!next || ColInt(st.stmt.get(), 2) < ColInt(next->stmt.get(), 2))) next = &st;
+        if (st.has_row && (!next || ColInt(st.stmt.get(), 2) < ColInt(next->stmt.get(), 2)))
+          next = &st;
       }
       if (!next) break;
       fn(ReadPayoutRow(next->stmt.get()));
@@ -833,7 +888,8 @@ class SqlitePayoutStore final : public PayoutStore {
       if (!o) return DbError("prepare oldest pending");
       StmtUse use_oldest(o);
       BindText(o, 1, batch_id);
-      if (sqlite3_step(o) != SQLITE_ROW) return DbError("oldest pending of batch '" + std::string(batch_id) + "'");
+      if (sqlite3_step(o) != SQLITE_ROW)
+        return DbError("oldest pending of batch '" + std::string(batch_id) + "'");
       progress.oldest_pending_since_ms = ColInt(o, 0);  // NULL (none) reads as 0
     }
     sqlite3_reset(s);
@@ -848,7 +904,8 @@ class SqlitePayoutStore final : public PayoutStore {
   class Txn {
    public:
     Txn(SqlitePayoutStore* store, const char* begin) : store_(store) {
-      if (std::string_view(begin) == "BEGIN" && !sqlite3_get_autocommit(store_->db_)) return;  // joined
+      if (std::string_view(begin) == "BEGIN" && !sqlite3_get_autocommit(store_->db_))
+        return;  // joined
       status_ = store_->Exec(begin);
       open_ = status_.ok();
     }
@@ -879,10 +936,12 @@ class SqlitePayoutStore final : public PayoutStore {
   // Adds the deltas to batch_totals, inside the caller's transaction.
   Status ApplyTotals(const std::map<TotalsKey, TotalsDelta>& deltas) {
     sqlite3_stmt* s = Prepare(
-        "INSERT INTO batch_totals (batch_id, stage, state, currency, has_fee, fee_currency, payouts, amount_minor, "
+        "INSERT INTO batch_totals (batch_id, stage, state, currency, has_fee, fee_currency, "
+        "payouts, amount_minor, "
         "fee_minor) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) "
         "ON CONFLICT DO UPDATE SET payouts = payouts + excluded.payouts, "
-        "amount_minor = amount_minor + excluded.amount_minor, fee_minor = fee_minor + excluded.fee_minor");
+        "amount_minor = amount_minor + excluded.amount_minor, fee_minor = fee_minor + "
+        "excluded.fee_minor");
     if (!s) return DbError("prepare totals update");
     for (const auto& [key, d] : deltas) {
       if (d.payouts == 0 && d.amount_minor == 0 && d.fee_minor == 0) continue;
@@ -918,11 +977,13 @@ class SqlitePayoutStore final : public PayoutStore {
   Status WidenChecks() {
     PAYOUTD_ASSIGN_OR_RETURN(const int64_t schema, QueryInt("PRAGMA schema_version"));
     PAYOUTD_RETURN_IF_ERROR(Exec("PRAGMA writable_schema = ON"));
-    PAYOUTD_RETURN_IF_ERROR(Exec(
-        "UPDATE sqlite_schema SET sql = replace(sql, 'CHECK (status BETWEEN 0 AND 2)', 'CHECK (status BETWEEN 0 AND 4)') "
-        "WHERE type = 'table' AND name = 'batches';"
-        "UPDATE sqlite_schema SET sql = replace(sql, 'CHECK (state BETWEEN 0 AND 4)', 'CHECK (state BETWEEN 0 AND 5)') "
-        "WHERE type = 'table' AND name = 'payouts'"));
+    PAYOUTD_RETURN_IF_ERROR(
+        Exec("UPDATE sqlite_schema SET sql = replace(sql, 'CHECK (status BETWEEN 0 AND 2)', 'CHECK "
+             "(status BETWEEN 0 AND 4)') "
+             "WHERE type = 'table' AND name = 'batches';"
+             "UPDATE sqlite_schema SET sql = replace(sql, 'CHECK (state BETWEEN 0 AND 4)', 'CHECK "
+             "(state BETWEEN 0 AND 5)') "
+             "WHERE type = 'table' AND name = 'payouts'"));
     PAYOUTD_RETURN_IF_ERROR(Exec("PRAGMA schema_version = " + std::to_string(schema + 1)));
     return Exec("PRAGMA writable_schema = OFF");
   }
@@ -1019,7 +1080,8 @@ class SqlitePayoutStore final : public PayoutStore {
     auto it = stmts_.find(sql);
     if (it != stmts_.end()) return it->second.get();
     sqlite3_stmt* s = nullptr;
-    if (sqlite3_prepare_v3(db_, sql.c_str(), -1, SQLITE_PREPARE_PERSISTENT, &s, nullptr) != SQLITE_OK) {
+    if (sqlite3_prepare_v3(db_, sql.c_str(), -1, SQLITE_PREPARE_PERSISTENT, &s, nullptr) !=
+        SQLITE_OK) {
       sqlite3_finalize(s);
       return nullptr;
     }
@@ -1067,11 +1129,13 @@ class SqlitePayoutStore final : public PayoutStore {
 
 Result<std::unique_ptr<PayoutStore>> PayoutStore::Open(const std::string& path, bool read_only) {
   // One thread at a time uses a store (header), so the connection needs no mutex of its own.
-  int flags = (read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) | SQLITE_OPEN_NOMUTEX;
+  int flags = (read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) |
+              SQLITE_OPEN_NOMUTEX;
   sqlite3* db = nullptr;
   int rc = sqlite3_open_v2(path.c_str(), &db, flags, nullptr);
   if (rc != SQLITE_OK) {
-    std::string msg = "cannot open state " + path + ": " + (db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+    std::string msg =
+        "cannot open state " + path + ": " + (db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
     sqlite3_close(db);
     return Status(CodeOf(rc), msg);
   }

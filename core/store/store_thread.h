@@ -45,10 +45,12 @@ class StoreThread {
   template <typename Job, typename Done>
   void Post(Job job, Done done) {
     // Held through a shared_ptr: std::function needs a copyable callable, a job may be move-only.
-    auto task = std::make_shared<Task<Job, Done>>(std::move(job), std::move(done), boost::asio::make_work_guard(io_));
+    auto task = std::make_shared<Task<Job, Done>>(std::move(job), std::move(done),
+                                                  boost::asio::make_work_guard(io_));
     Enqueue([this, task] {
       auto result = task->job(*store_);
-      boost::asio::post(io_, [task, result = std::move(result)]() mutable { task->done(std::move(result)); });
+      boost::asio::post(
+          io_, [task, result = std::move(result)]() mutable { task->done(std::move(result)); });
       task->guard.reset();
     });
   }

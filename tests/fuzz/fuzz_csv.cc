@@ -25,7 +25,8 @@ void FuzzReader(const std::string& text) {
   std::istringstream in(text);
   payoutd::CsvOptions options;
   options.max_record_bytes = 4096;
-  options.delimiter = text.empty() || text[0] == '"' || text[0] == '\r' || text[0] == '\n' ? ',' : text[0];
+  options.delimiter =
+      text.empty() || text[0] == '"' || text[0] == '\r' || text[0] == '\n' ? ',' : text[0];
   payoutd::CsvReader reader(in, options);
   size_t seen = 0;
   reader.OnBytes([&](std::string_view b) { seen += b.size(); });
@@ -53,11 +54,13 @@ void FuzzValidator(const std::string& text) {
   std::istringstream in(text);
   payoutd::ValidatedBatch b = payoutd::BatchValidator(rules).Validate("fuzz-batch", in);
   Require(b.sha256.size() == 64);
-  Require(b.errors.size() <= payoutd::BatchValidator::kMaxErrors && b.errors.size() <= b.error_count);
+  Require(b.errors.size() <= payoutd::BatchValidator::kMaxErrors &&
+          b.errors.size() <= b.error_count);
   if (b.ok()) {
     ++g_valid_batches;
     Require(b.payouts.size() == b.rows && b.rows > 0);
-    for (const payoutd::Payout& p : b.payouts) Require(p.amount_minor > 0 && payoutd::IsValidId(p.id));
+    for (const payoutd::Payout& p : b.payouts)
+      Require(p.amount_minor > 0 && payoutd::IsValidId(p.id));
   } else {
     Require(b.payouts.empty());
   }

@@ -12,11 +12,11 @@
 #include <string>
 #include <string_view>
 
-#include "core/gateway/gateway_client.h"
 #include "core/base/json_text.h"
-#include "core/money/money.h"
+#include "core/gateway/gateway_client.h"
 #include "core/gateway/payout_json.h"
 #include "core/gateway/retry_policy.h"
+#include "core/money/money.h"
 #include "tests/fuzz/fuzz_accepted.h"
 
 namespace {
@@ -58,7 +58,9 @@ bool NoControlCharacters(std::string_view s) {
   return true;
 }
 
-bool ValidUtf8(std::string_view s) { return simdjson::validate_utf8(s.data(), s.size()); }
+bool ValidUtf8(std::string_view s) {
+  return simdjson::validate_utf8(s.data(), s.size());
+}
 
 void CheckAmount(int64_t minor, int digits) {
   // ParseJsonAmount refuses negatives; zero is not refused (payout_json.h does not promise more).

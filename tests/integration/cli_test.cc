@@ -11,13 +11,13 @@
 #include <string>
 #include <vector>
 
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <simdjson.h>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
-#include <simdjson.h>
 
 #include "tests/support/daemon_process.h"
 #include "tests/support/sandbox_process.h"
@@ -54,7 +54,9 @@ bool HaveIpv6Loopback() {
   return !ec;
 }
 
-bool HavePromtool() { return std::system("command -v promtool > /dev/null 2>&1") == 0; }
+bool HavePromtool() {
+  return std::system("command -v promtool > /dev/null 2>&1") == 0;
+}
 
 // A GET over a new connection; status 0 when no answer came.
 std::pair<int, std::string> Get(const std::string& host, int port, const std::string& target) {
@@ -79,8 +81,8 @@ class Background {
   Background(const std::string& dir, const std::vector<std::string>& args)
       : out_path_(dir + "/background.out") {
     int out = ::open(out_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    int err = ::open((dir + "/background.err").c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
-                     0600);
+    int err =
+        ::open((dir + "/background.err").c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     pid_ = detail::Spawn(args, out, err);
     ::close(out);
     ::close(err);
@@ -219,8 +221,8 @@ TEST_F(CliTest, StatusJsonAndWatchFollowABatchTheDaemonPays) {
   DaemonProcess daemon(WriteConfig());
   daemon.Start();
   ASSERT_TRUE(daemon.WaitReady()) << daemon.log();
-  Background watch(dir_.path(), {"status", "--config", daemon.config_path(), "--watch",
-                                 "--interval", "200ms"});
+  Background watch(dir_.path(),
+                   {"status", "--config", daemon.config_path(), "--watch", "--interval", "200ms"});
   ASSERT_TRUE(WaitFor([&] { return watch.out().find("no batch in progress") != std::string::npos; },
                       seconds(20)))
       << watch.out();

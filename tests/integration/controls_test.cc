@@ -74,7 +74,7 @@ class ControlsTest : public ::testing::Test {
     std::string signers;
     for (const std::string name : {"alice", "bob", "mallory"}) {
       ASSERT_EQ(RunProgram({"ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f",
-                     keys_ + "/" + name}),
+                            keys_ + "/" + name}),
                 0);
       if (name != "mallory")
         signers += name + "@example.com namespaces=\"payoutd-batch\" " +
@@ -116,7 +116,8 @@ class ControlsTest : public ::testing::Test {
               const std::string& ns = "payoutd-batch") {
     std::string copy = dir_.path() + "/to-sign-" + sig_name;
     WriteFile(copy, ReadFile(file));
-    ASSERT_EQ(RunProgram({"ssh-keygen", "-q", "-Y", "sign", "-n", ns, "-f", keys_ + "/" + who, copy}), 0);
+    ASSERT_EQ(
+        RunProgram({"ssh-keygen", "-q", "-Y", "sign", "-n", ns, "-f", keys_ + "/" + who, copy}), 0);
     std::string tmp = approval(sig_name + ".tmp");
     WriteFile(tmp, ReadFile(copy + ".sig"));
     ASSERT_EQ(::rename(tmp.c_str(), approval(sig_name).c_str()), 0);
@@ -143,8 +144,8 @@ class ControlsTest : public ::testing::Test {
 };
 
 std::string ApprovalsYaml(const std::string& keys, int required, const std::string& more = "") {
-  return "approvals:\n  allowed_signers: " + keys + "/allowed_signers\n  required: " +
-         std::to_string(required) + "\n" + more;
+  return "approvals:\n  allowed_signers: " + keys +
+         "/allowed_signers\n  required: " + std::to_string(required) + "\n" + more;
 }
 
 // Two required: one valid signature pays nothing, the same principal again counts once, a
@@ -207,7 +208,8 @@ TEST_F(ControlsTest, BadSignaturesCountForNothingAndTheBatchExpires) {
   SignAs("bob", approval("bad.csv"), "bad.csv.bob-expired.sig");
   WriteFile(approval("bad.csv.garbage.sig"), "not a signature\n");
   ASSERT_TRUE(WaitLog("approval.invalid", 5)) << daemon_->log();
-  for (const std::string label : {"mallory", "other-bytes", "namespace", "bob-expired", "garbage"}) {
+  for (const std::string label :
+       {"mallory", "other-bytes", "namespace", "bob-expired", "garbage"}) {
     EXPECT_TRUE(FileExists(approval("bad.csv." + label + ".sig.invalid"))) << label;
   }
   EXPECT_EQ(Posts("BAD-"), 0u);
@@ -267,7 +269,8 @@ TEST_F(ControlsTest, CancelMidBatchSendsNothingMore) {
   for (const auto& r : rows) {
     if (r.state == "CANCELLED") {
       ++cancelled;
-      EXPECT_EQ(ledger.count(r.id), 0u) << r.id << " was reported CANCELLED but reached the gateway";
+      EXPECT_EQ(ledger.count(r.id), 0u)
+          << r.id << " was reported CANCELLED but reached the gateway";
       EXPECT_THAT(r.error, HasSubstr("wrong file"));
     } else {
       ++sent;

@@ -56,13 +56,16 @@ int64_t ToMinor(const std::string& amount, int digits) {
 // The sandbox's rules (payout-sandbox --help).
 std::string ExpectedState(const In& r) {
   if (r.op == "BNK_REJECT") return "REJECTED";
-  if (r.account.size() >= 2 && r.account.compare(r.account.size() - 2, 2, "13") == 0) return "FAILED";
+  if (r.account.size() >= 2 && r.account.compare(r.account.size() - 2, 2, "13") == 0)
+    return "FAILED";
   return "SUCCESS";
 }
 
 std::string Csv(const std::vector<In>& rows) {
   std::string s = "id,amount,currency,account_number,account_name,operator_code\n";
-  for (const auto& r : rows) s += r.id + "," + r.amount + "," + r.currency + "," + r.account + "," + r.name + "," + r.op + "\n";
+  for (const auto& r : rows)
+    s += r.id + "," + r.amount + "," + r.currency + "," + r.account + "," + r.name + "," + r.op +
+         "\n";
   return s;
 }
 
@@ -86,7 +89,8 @@ std::vector<In> UsdRows(const std::string& prefix, int n) {
 // body, exact amount, created once (refused ones never created); nothing else was sent.
 void ExpectLedgerExactlyOnce(const std::vector<In>& rows, SandboxProcess& sandbox) {
   auto ledger = sandbox.Ledger();
-  EXPECT_EQ(ledger.size(), rows.size()) << "the gateway saw payouts outside the batch, or missed some";
+  EXPECT_EQ(ledger.size(), rows.size())
+      << "the gateway saw payouts outside the batch, or missed some";
   int64_t want_created = 0;
   int problems = 0;
   for (const auto& r : rows) {
@@ -104,9 +108,9 @@ void ExpectLedgerExactlyOnce(const std::vector<In>& rows, SandboxProcess& sandbo
               e.account_number == r.account;
     if (!ok) {
       ADD_FAILURE() << r.id << ": created=" << e.created << " distinct_bodies=" << e.distinct_bodies
-                    << " amount_minor=" << e.amount_minor << " (want " << ToMinor(r.amount, Digits(r.currency))
-                    << ") currency=" << e.currency << " account=" << e.account_number
-                    << " post_count=" << e.post_count;
+                    << " amount_minor=" << e.amount_minor << " (want "
+                    << ToMinor(r.amount, Digits(r.currency)) << ") currency=" << e.currency
+                    << " account=" << e.account_number << " post_count=" << e.post_count;
       if (++problems > 10) return;
     }
   }
@@ -118,8 +122,9 @@ void ExpectLedgerExactlyOnce(const std::vector<In>& rows, SandboxProcess& sandbo
 // amounts and fees exact; the summary's counts and per-currency totals exact to the minor unit.
 // min_attempts: every payout the gateway holds was POSTed at least once, even when a SIGKILL cut
 // off the daemon's count of it.
-void ExpectReport(const std::string& batch_id, const std::vector<In>& rows, const std::vector<ResultRow>& results,
-                  const Summary& summary, int min_attempts = 1) {
+void ExpectReport(const std::string& batch_id, const std::vector<In>& rows,
+                  const std::vector<ResultRow>& results, const Summary& summary,
+                  int min_attempts = 1) {
   ASSERT_EQ(results.size(), rows.size());
   std::map<std::string, int64_t> states;
   struct Tot {
@@ -134,19 +139,24 @@ void ExpectReport(const std::string& batch_id, const std::vector<In>& rows, cons
     int64_t minor = ToMinor(in.amount, d);
     std::string want_state = ExpectedState(in);
     // The sandbox's fee: 1% rounded down, at least one minor unit, on every payout it created.
-    std::string want_fee = want_state == "REJECTED" ? "" : FormatMinor(std::max<int64_t>(1, minor / 100), d);
-    bool ok = r.line == static_cast<int>(i) + 2 && r.id == in.id && r.amount == FormatMinor(minor, d) &&
-              r.currency == in.currency && r.state == want_state &&
-              r.gateway_status == (want_state == "REJECTED" ? "" : want_state) && r.fee == want_fee &&
-              r.fee_currency == (want_fee.empty() ? "" : in.currency) &&
-              (want_state == "REJECTED" ? !r.error.empty() : !r.processed_at.empty()) && r.attempts >= min_attempts;
+    std::string want_fee =
+        want_state == "REJECTED" ? "" : FormatMinor(std::max<int64_t>(1, minor / 100), d);
+    bool ok = r.line == static_cast<int>(i) + 2 && r.id == in.id &&
+              r.amount == FormatMinor(minor, d) && r.currency == in.currency &&
+              r.state == want_state &&
+              r.gateway_status == (want_state == "REJECTED" ? "" : want_state) &&
+              r.fee == want_fee && r.fee_currency == (want_fee.empty() ? "" : in.currency) &&
+              (want_state == "REJECTED" ? !r.error.empty() : !r.processed_at.empty()) &&
+              r.attempts >= min_attempts;
     if (!ok) {
       if (++problems <= 10)
-        ADD_FAILURE() << "results row " << i << ": line=" << r.line << " id=" << r.id << " amount=" << r.amount
-                    << " currency=" << r.currency << " state=" << r.state << " (want " << want_state
-                    << ") gateway_status=" << r.gateway_status << " fee=" << r.fee << " (want " << want_fee
-                    << ") fee_currency=" << r.fee_currency << " processed_at=" << r.processed_at
-                    << " attempts=" << r.attempts << " error=" << r.error;
+        ADD_FAILURE() << "results row " << i << ": line=" << r.line << " id=" << r.id
+                      << " amount=" << r.amount << " currency=" << r.currency
+                      << " state=" << r.state << " (want " << want_state
+                      << ") gateway_status=" << r.gateway_status << " fee=" << r.fee << " (want "
+                      << want_fee << ") fee_currency=" << r.fee_currency
+                      << " processed_at=" << r.processed_at << " attempts=" << r.attempts
+                      << " error=" << r.error;
     }
     ++states[want_state];
     Tot& t = totals[in.currency];
@@ -195,13 +205,15 @@ class DaemonTest : public ::testing::Test {
     return ok;
   }
 
-  // Waits for rejected/<stem>.csv, the last file of a rejection to appear; its reasons must be there by then.
+  // Waits for rejected/<stem>.csv, the last file of a rejection to appear; its reasons must be
+  // there by then.
   bool WaitRejected(DaemonProcess& d, const std::string& stem, milliseconds timeout) {
     if (!WaitForFile(rejected(stem + ".csv"), timeout)) {
       ADD_FAILURE() << stem << ".csv not in rejected/ in time; log:\n" << d.log();
       return false;
     }
-    EXPECT_TRUE(FileExists(rejected(stem + ".errors.csv"))) << "a rejected batch without its reasons";
+    EXPECT_TRUE(FileExists(rejected(stem + ".errors.csv")))
+        << "a rejected batch without its reasons";
     return true;
   }
 
@@ -239,11 +251,13 @@ TEST_F(DaemonTest, PaysBatchInZeroTwoAndThreeDigitCurrenciesExactlyAndReportsInI
   DropBatch(spool(), "happy", Csv(rows));
   ASSERT_TRUE(WaitDone(daemon, "happy", seconds(60)));
 
-  ExpectReport("happy", rows, ReadResultsCsv(done("happy.results.csv")), ReadSummary(done("happy.summary.json")));
+  ExpectReport("happy", rows, ReadResultsCsv(done("happy.results.csv")),
+               ReadSummary(done("happy.summary.json")));
   ExpectLedgerExactlyOnce(rows, *sandbox_);
   ASSERT_TRUE(WaitForFile(done("happy.csv"), seconds(10)));
   EXPECT_EQ(ReadFile(done("happy.csv")), Csv(rows)) << "the input moves to done/ unchanged";
-  EXPECT_EQ(ListDir(spool() + "/inbox"), (std::vector<std::string>{".hidden.csv", "later.csv.part", "later.tmp"}));
+  EXPECT_EQ(ListDir(spool() + "/inbox"),
+            (std::vector<std::string>{".hidden.csv", "later.csv.part", "later.tmp"}));
   EXPECT_TRUE(ListDir(spool() + "/work").empty());
   EXPECT_TRUE(ListDir(spool() + "/rejected").empty());
   EXPECT_EQ(daemon.Terminate(), 0) << daemon.log();
@@ -266,16 +280,18 @@ TEST_F(DaemonTest, BomCrlfQuotingHeaderCaseAndDefaultIdsArePaidExactly) {
   std::vector<In> rows = {{"fmt-1", "0.5", "KWD", "KW0001", "", "BNK_000"},
                           {"fmt-2", "1000", "JPY", "JP0002", "", "BNK_000"},
                           {"fmt-3", "99.99", "USD", "US0013", "", "BNK_000"}};
-  ExpectReport("fmt", rows, ReadResultsCsv(done("fmt.results.csv")), ReadSummary(done("fmt.summary.json")));
+  ExpectReport("fmt", rows, ReadResultsCsv(done("fmt.results.csv")),
+               ReadSummary(done("fmt.summary.json")));
   ExpectLedgerExactlyOnce(rows, *sandbox_);
   EXPECT_EQ(daemon.Terminate(), 0) << daemon.log();
 }
 
 // 2 -------------------------------------------------------------------------------------------
 TEST_F(DaemonTest, EveryPayoutCreatedOnceWithOneBodyUnderGatewayFaults) {
-  StartSandbox({"--final-after-ms", "0", "--seed", "7", "--500-share", "0.08", "--503-share", "0.08",
-                "--429-share", "0.08", "--retry-after-s", "0", "--drop-share", "0.08", "--slow-share", "0.08",
-                "--slow-ms", "1500", "--malformed-share", "0.08"});
+  StartSandbox({"--final-after-ms",  "0",    "--seed",       "7",    "--500-share",     "0.08",
+                "--503-share",       "0.08", "--429-share",  "0.08", "--retry-after-s", "0",
+                "--drop-share",      "0.08", "--slow-share", "0.08", "--slow-ms",       "1500",
+                "--malformed-share", "0.08"});
   cfg_.gateway_timeout = "1s";
   cfg_.max_attempts = 30;
   cfg_.initial_backoff = "10ms";
@@ -292,13 +308,15 @@ TEST_F(DaemonTest, EveryPayoutCreatedOnceWithOneBodyUnderGatewayFaults) {
   DropBatch(spool(), "faults", Csv(rows));
   ASSERT_TRUE(WaitDone(daemon, "faults", seconds(90)));
 
-  ExpectReport("faults", rows, ReadResultsCsv(done("faults.results.csv")), ReadSummary(done("faults.summary.json")));
+  ExpectReport("faults", rows, ReadResultsCsv(done("faults.results.csv")),
+               ReadSummary(done("faults.summary.json")));
   ExpectLedgerExactlyOnce(rows, *sandbox_);
   // The faults did happen: some payouts needed more than one POST.
   int64_t retried = 0;
   for (const auto& [id, e] : sandbox_->Ledger()) retried += e.posts_received > 1;
   EXPECT_GT(retried, 0);
-  for (const char* stat : {"injected_500", "injected_503", "injected_429", "injected_drop", "injected_malformed"})
+  for (const char* stat :
+       {"injected_500", "injected_503", "injected_429", "injected_drop", "injected_malformed"})
     EXPECT_GT(sandbox_->Stat(stat), 0) << stat;
   EXPECT_EQ(daemon.Terminate(), 0) << daemon.log();
 }
@@ -323,16 +341,20 @@ TEST_F(DaemonTest, SigkillAtRandomMomentsLosesNothingAndPaysNothingTwice) {
     daemon.Start();
     auto at = std::chrono::steady_clock::now() + milliseconds(delay_ms(rng));
     // A condition wait for the moment of the kill (or for the daemon dying on its own: a failure).
-    WaitFor([&] { return !daemon.running(); }, std::chrono::duration_cast<milliseconds>(at - std::chrono::steady_clock::now()));
-    ASSERT_TRUE(daemon.running()) << "payoutd exited by itself (run " << daemon.starts() << "):\n" << daemon.log();
+    WaitFor([&] { return !daemon.running(); },
+            std::chrono::duration_cast<milliseconds>(at - std::chrono::steady_clock::now()));
+    ASSERT_TRUE(daemon.running()) << "payoutd exited by itself (run " << daemon.starts() << "):\n"
+                                  << daemon.log();
     EXPECT_EQ(daemon.Kill(), 128 + SIGKILL);
     // A kill hits the batch in flight when this very run was creating payouts: it created some,
     // and the batch was not finished.
     const int64_t created = sandbox_->Stat("created");
-    if (created > created_at_start && created < kRows && !FileExists(done("crash.summary.json"))) ++kills_mid_batch;
+    if (created > created_at_start && created < kRows && !FileExists(done("crash.summary.json")))
+      ++kills_mid_batch;
   }
   created_before_last_kill = sandbox_->Stat("created");
-  EXPECT_LT(created_before_last_kill, kRows) << "the batch finished before the last kill; make it slower";
+  EXPECT_LT(created_before_last_kill, kRows)
+      << "the batch finished before the last kill; make it slower";
   EXPECT_GE(kills_mid_batch, 5) << "most kills should hit the batch while payouts are in flight";
 
   daemon.Start();
@@ -343,7 +365,8 @@ TEST_F(DaemonTest, SigkillAtRandomMomentsLosesNothingAndPaysNothingTwice) {
   ExpectLedgerExactlyOnce(rows, *sandbox_);
   EXPECT_TRUE(WaitForFile(done("crash.csv"), seconds(10)));
   EXPECT_TRUE(ListDir(spool() + "/work").empty());
-  EXPECT_TRUE(ListDir(spool() + "/rejected").empty()) << "a crash made the batch look like a duplicate";
+  EXPECT_TRUE(ListDir(spool() + "/rejected").empty())
+      << "a crash made the batch look like a duplicate";
   EXPECT_EQ(daemon.Terminate(), 0) << daemon.log();
 }
 
@@ -356,13 +379,13 @@ TEST_F(DaemonTest, BatchWithBadRowsIsRejectedWithExactlyThoseLinesAndNothingIsSe
 
   std::string csv =
       "id,amount,currency,account_number,account_name,operator_code\n"
-      "BAD-1,10.00,USD,US0001,Good One,BNK_000\n"        // line 2
-      "BAD-2,-5.00,USD,US0002,Negative,BNK_000\n"        // line 3: sign
-      "BAD-3,11.00,USD,US0003,Good Two,BNK_000\n"        // line 4
-      "BAD-4,1.234,USD,US0004,Too Many Digits,BNK_000\n" // line 5: 3 decimals for USD
-      "BAD-5,12.00,XXQ,US0005,Bad Currency,BNK_000\n"    // line 6: unknown currency
-      "BAD-6,13.00,USD,US0006,Good Three,BNK_000\n"      // line 7
-      "BAD-7,5,JPY,,No Account,BNK_000\n";               // line 8: empty account
+      "BAD-1,10.00,USD,US0001,Good One,BNK_000\n"         // line 2
+      "BAD-2,-5.00,USD,US0002,Negative,BNK_000\n"         // line 3: sign
+      "BAD-3,11.00,USD,US0003,Good Two,BNK_000\n"         // line 4
+      "BAD-4,1.234,USD,US0004,Too Many Digits,BNK_000\n"  // line 5: 3 decimals for USD
+      "BAD-5,12.00,XXQ,US0005,Bad Currency,BNK_000\n"     // line 6: unknown currency
+      "BAD-6,13.00,USD,US0006,Good Three,BNK_000\n"       // line 7
+      "BAD-7,5,JPY,,No Account,BNK_000\n";                // line 8: empty account
   DropBatch(spool(), "bad", csv);
   ASSERT_TRUE(WaitRejected(daemon, "bad", seconds(30)));
   std::set<int> lines;
@@ -404,11 +427,14 @@ TEST_F(DaemonTest, SameContentUnderAnotherNameAndReusedPayoutIdAreRejectedAsDupl
 
   // The first batch's name again, new content.
   DropBatch(spool(), "first", Csv(UsdRows("OTHER", 2)));
-  ASSERT_TRUE(WaitFor([&] {
-    for (const auto& n : ListDir(spool() + "/rejected"))
-      if (n.rfind("first", 0) == 0 && n.find("errors.csv") != std::string::npos) return true;
-    return false;
-  }, seconds(30))) << daemon.log();
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        for (const auto& n : ListDir(spool() + "/rejected"))
+          if (n.rfind("first", 0) == 0 && n.find("errors.csv") != std::string::npos) return true;
+        return false;
+      },
+      seconds(30)))
+      << daemon.log();
 
   EXPECT_EQ(sandbox_->Arrivals().size(), requests) << "a rejected batch sent something";
   EXPECT_EQ(sandbox_->Ledger().size(), rows.size());
@@ -427,7 +453,8 @@ TEST_F(DaemonTest, SigtermMidBatchExitsZeroWithinGraceAndRestartFinishesTheBatch
   ASSERT_TRUE(daemon.WaitReady()) << daemon.log();
   std::vector<In> rows = UsdRows("TERM", 200);
   DropBatch(spool(), "term", Csv(rows));
-  ASSERT_TRUE(WaitFor([&] { return sandbox_->Stat("created") >= 20; }, seconds(30))) << daemon.log();
+  ASSERT_TRUE(WaitFor([&] { return sandbox_->Stat("created") >= 20; }, seconds(30)))
+      << daemon.log();
 
   auto t0 = std::chrono::steady_clock::now();
   daemon.Signal(SIGTERM);
@@ -439,14 +466,16 @@ TEST_F(DaemonTest, SigtermMidBatchExitsZeroWithinGraceAndRestartFinishesTheBatch
   // 10 s grace.
   EXPECT_LT(took, seconds(10)) << "SIGTERM waited for the whole shutdown_grace";
   EXPECT_THAT(daemon.log(), Not(HasSubstr("payoutd.grace_expired")));
-  EXPECT_FALSE(FileExists(done("term.summary.json"))) << "the batch finished before SIGTERM; make it slower";
+  EXPECT_FALSE(FileExists(done("term.summary.json")))
+      << "the batch finished before SIGTERM; make it slower";
   int64_t created_at_stop = sandbox_->Stat("created");
   EXPECT_LT(created_at_stop, static_cast<int64_t>(rows.size()));
 
   daemon.Start();
   ASSERT_TRUE(daemon.WaitReady()) << daemon.log();
   ASSERT_TRUE(WaitDone(daemon, "term", seconds(90)));
-  ExpectReport("term", rows, ReadResultsCsv(done("term.results.csv")), ReadSummary(done("term.summary.json")));
+  ExpectReport("term", rows, ReadResultsCsv(done("term.results.csv")),
+               ReadSummary(done("term.summary.json")));
   ExpectLedgerExactlyOnce(rows, *sandbox_);
   EXPECT_EQ(daemon.Terminate(), 0) << daemon.log();
 }
@@ -457,7 +486,7 @@ TEST_F(DaemonTest, SigtermMidBatchExitsZeroWithinGraceAndRestartFinishesTheBatch
 TEST_F(DaemonTest, GatewayDownAcrossARestartPausesSendingAndFailsNoPayout) {
   StartSandbox({"--final-after-ms", "0"});
   const uint16_t port = sandbox_->port();
-  sandbox_->Stop();  // nothing listens on its port now: connection refused
+  sandbox_->Stop();       // nothing listens on its port now: connection refused
   cfg_.max_attempts = 2;  // refusals beyond it must not end a payout
   cfg_.max_backoff = "500ms";
   DaemonProcess daemon(WriteConfig());
@@ -465,18 +494,25 @@ TEST_F(DaemonTest, GatewayDownAcrossARestartPausesSendingAndFailsNoPayout) {
   ASSERT_TRUE(daemon.WaitReady()) << daemon.log();
   std::vector<In> rows = UsdRows("DOWN", 30);
   DropBatch(spool(), "down", Csv(rows));
-  ASSERT_TRUE(WaitFor([&] { return daemon.log().find("gateway.circuit_open") != std::string::npos; }, seconds(30)))
+  ASSERT_TRUE(WaitFor(
+      [&] { return daemon.log().find("gateway.circuit_open") != std::string::npos; }, seconds(30)))
       << daemon.log();
   std::string metrics;
-  ASSERT_TRUE(WaitFor([&] {
-    metrics = HttpRequest(daemon.metrics_port(), "GET", "/metrics").body;
-    return metrics.find("payoutd_gateway_circuit_open 1") != std::string::npos;
-  }, seconds(10))) << metrics;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        metrics = HttpRequest(daemon.metrics_port(), "GET", "/metrics").body;
+        return metrics.find("payoutd_gateway_circuit_open 1") != std::string::npos;
+      },
+      seconds(10)))
+      << metrics;
   CommandResult status;
-  ASSERT_TRUE(WaitFor([&] {
-    status = RunPayoutd({"status", "--config", dir_.path() + "/payoutd.yaml"});
-    return status.out.find("gateway unreachable since") != std::string::npos;
-  }, seconds(10))) << status.out << status.err;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        status = RunPayoutd({"status", "--config", dir_.path() + "/payoutd.yaml"});
+        return status.out.find("gateway unreachable since") != std::string::npos;
+      },
+      seconds(10)))
+      << status.out << status.err;
   EXPECT_THAT(status.out, HasSubstr("next probe in"));
   EXPECT_THAT(status.out, HasSubstr("onnect"));  // the cause: curl's "Couldn't connect to server"
 
@@ -485,10 +521,13 @@ TEST_F(DaemonTest, GatewayDownAcrossARestartPausesSendingAndFailsNoPayout) {
 
   daemon.Start();
   ASSERT_TRUE(daemon.WaitReady()) << daemon.log();
-  EXPECT_THAT(daemon.log(), HasSubstr("restored=true")) << "a restart during an outage resumes paused";
-  SandboxProcess gateway({"--listen", "127.0.0.1:" + std::to_string(port), "--final-after-ms", "0"});
+  EXPECT_THAT(daemon.log(), HasSubstr("restored=true"))
+      << "a restart during an outage resumes paused";
+  SandboxProcess gateway(
+      {"--listen", "127.0.0.1:" + std::to_string(port), "--final-after-ms", "0"});
   ASSERT_TRUE(WaitDone(daemon, "down", seconds(60)));
-  ExpectReport("down", rows, ReadResultsCsv(done("down.results.csv")), ReadSummary(done("down.summary.json")));
+  ExpectReport("down", rows, ReadResultsCsv(done("down.results.csv")),
+               ReadSummary(done("down.summary.json")));
   ExpectLedgerExactlyOnce(rows, gateway);
   EXPECT_THAT(daemon.log(), HasSubstr("gateway.circuit_closed"));
   status = RunPayoutd({"status", "--config", dir_.path() + "/payoutd.yaml"});
@@ -541,13 +580,15 @@ TEST_F(DaemonTest, SighupReloadChangesTheRateAndPollingAtTheGatewayAndRefusesABr
     for (const auto& a : sandbox_->Arrivals()) {
       if (a.method != "GET" || a.t_us < from || a.t_us >= from + 3'000'000) continue;
       ++gets;
-      if (auto it = last.find(a.id); it != last.end()) w.shortest_gap_us = std::min(w.shortest_gap_us, a.t_us - it->second);
+      if (auto it = last.find(a.id); it != last.end())
+        w.shortest_gap_us = std::min(w.shortest_gap_us, a.t_us - it->second);
       last[a.id] = a.t_us;
     }
     w.gets_per_second = gets / 3.0;
     return w;
   };
-  ASSERT_TRUE(WaitFor([&] { return sandbox_->Ledger().size() == kRows; }, seconds(30))) << daemon.log();
+  ASSERT_TRUE(WaitFor([&] { return sandbox_->Ledger().size() == kRows; }, seconds(30)))
+      << daemon.log();
   const Window slow = measure(last_us());
   EXPECT_LE(slow.gets_per_second, 5 + 1) << "the 5/s limit holds before the reload";
 
@@ -558,15 +599,18 @@ TEST_F(DaemonTest, SighupReloadChangesTheRateAndPollingAtTheGatewayAndRefusesABr
   cfg_.polling_max_interval = "2s";
   WriteConfig();
   daemon.Signal(SIGHUP);
-  ASSERT_TRUE(WaitFor([&] { return daemon.log().find("config.reloaded") != std::string::npos; }, seconds(10)));
+  ASSERT_TRUE(WaitFor([&] { return daemon.log().find("config.reloaded") != std::string::npos; },
+                      seconds(10)));
   const Window reloaded = measure(last_us() + 2'500'000);  // after the polls already scheduled
   EXPECT_GT(reloaded.gets_per_second, 5 + 1) << "the new rate limit did not take effect";
-  EXPECT_LE(reloaded.gets_per_second, kRows / 2.0 + 2) << "the new polling interval did not take effect";
+  EXPECT_LE(reloaded.gets_per_second, kRows / 2.0 + 2)
+      << "the new polling interval did not take effect";
   EXPECT_GE(reloaded.shortest_gap_us, 1'500'000) << "a payout was polled sooner than the new 2 s";
 
   WriteFile(config, "limits:\n  requests_per_second: [not a number\n");
   daemon.Signal(SIGHUP);
-  ASSERT_TRUE(WaitFor([&] { return daemon.log().find("config.reload_failed") != std::string::npos; }, seconds(10)));
+  ASSERT_TRUE(WaitFor(
+      [&] { return daemon.log().find("config.reload_failed") != std::string::npos; }, seconds(10)));
   const Window kept = measure(last_us());
   EXPECT_GE(kept.shortest_gap_us, 1'500'000) << "a broken file must keep the running settings";
   EXPECT_GT(kept.gets_per_second, 5 + 1);
@@ -608,7 +652,8 @@ TEST_F(DaemonTest, SigtermAsTheReportAppearsStillLogsTheBatchAsDone) {
   // caught the bug on a loaded machine (ops_test lost the line in 6 runs of 8), not on an idle one.
   int watch = ::inotify_init1(IN_CLOEXEC);
   ASSERT_GE(watch, 0);
-  ASSERT_GE(::inotify_add_watch(watch, (spool() + "/done").c_str(), IN_MOVED_TO | IN_CLOSE_WRITE), 0);
+  ASSERT_GE(::inotify_add_watch(watch, (spool() + "/done").c_str(), IN_MOVED_TO | IN_CLOSE_WRITE),
+            0);
   DropBatch(spool(), "quick", Csv(UsdRows("QUICK", 20)));
   bool signalled = false;
   const auto deadline = std::chrono::steady_clock::now() + seconds(60);
@@ -650,13 +695,18 @@ TEST_F(DaemonTest, SameBatchNameDroppedWhileInProgressIsRejectedAndTheFirstIsPai
   EXPECT_EQ(ReadFile(rejected("same.csv")), Csv(UsdRows("SAME-NEW", 3)));
   // The counter moves just after the files land (and their folders are fsynced): wait for it.
   std::string metrics;
-  EXPECT_TRUE(WaitFor([&] {
-    metrics = HttpRequest(daemon.metrics_port(), "GET", "/metrics").body;
-    return metrics.find("payoutd_batches_total{result=\"rejected\"} 1\n") != std::string::npos;
-  }, seconds(10))) << "the refused file counts as a rejected batch:\n" << metrics;
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        metrics = HttpRequest(daemon.metrics_port(), "GET", "/metrics").body;
+        return metrics.find("payoutd_batches_total{result=\"rejected\"} 1\n") != std::string::npos;
+      },
+      seconds(10)))
+      << "the refused file counts as a rejected batch:\n"
+      << metrics;
   ASSERT_TRUE(WaitDone(daemon, "same", seconds(60)));
   EXPECT_EQ(sandbox_->Ledger().count("SAME-NEW-1"), 0u) << "the second file was paid";
-  ExpectReport("same", rows, ReadResultsCsv(done("same.results.csv")), ReadSummary(done("same.summary.json")));
+  ExpectReport("same", rows, ReadResultsCsv(done("same.results.csv")),
+               ReadSummary(done("same.summary.json")));
   ExpectLedgerExactlyOnce(rows, *sandbox_);
   ASSERT_TRUE(WaitForFile(done("same.csv"), seconds(10)));
   EXPECT_EQ(ReadFile(done("same.csv")), Csv(rows));
@@ -701,19 +751,22 @@ TEST_F(DaemonTest, IdHeldByGatewayWithAnotherBodyIsErrorAndWithTheSameBodyIsSucc
 
 TEST_F(DaemonTest, ValidateRejectsBatchesOverTheConfiguredCaps) {
   StartSandbox({"--final-after-ms", "0"});
-  cfg_.extra_yaml = "batches:\n  max_rows: 3\n  max_amount: {USD: \"100.00\"}\n  max_total: {JPY: \"1000\"}\n";
+  cfg_.extra_yaml =
+      "batches:\n  max_rows: 3\n  max_amount: {USD: \"100.00\"}\n  max_total: {JPY: \"1000\"}\n";
   std::string config = WriteConfig();
   auto validate = [&](const std::string& name, const std::string& csv) {
     WriteFile(dir_.path() + "/" + name, csv);
     return RunPayoutd({"validate", "--config", config, dir_.path() + "/" + name});
   };
   const std::string header = "id,amount,currency,account_number,account_name,operator_code\n";
-  CommandResult r = validate("ok.csv", header + "C-1,100.00,USD,A1,X,BNK_000\nC-2,600,JPY,A2,Y,BNK_000\n"
-                                                "C-3,400,JPY,A3,Z,BNK_000\n");
+  CommandResult r = validate("ok.csv", header +
+                                           "C-1,100.00,USD,A1,X,BNK_000\nC-2,600,JPY,A2,Y,BNK_000\n"
+                                           "C-3,400,JPY,A3,Z,BNK_000\n");
   EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
 
-  r = validate("rows.csv", header + "C-1,1.00,USD,A1,X,BNK_000\nC-2,1.00,USD,A2,X,BNK_000\n"
-                                    "C-3,1.00,USD,A3,X,BNK_000\nC-4,1.00,USD,A4,X,BNK_000\n");
+  r = validate("rows.csv", header +
+                               "C-1,1.00,USD,A1,X,BNK_000\nC-2,1.00,USD,A2,X,BNK_000\n"
+                               "C-3,1.00,USD,A3,X,BNK_000\nC-4,1.00,USD,A4,X,BNK_000\n");
   EXPECT_EQ(r.exit_code, 4) << r.out << r.err;
   EXPECT_THAT(r.out, HasSubstr("max_rows"));
 
@@ -738,10 +791,12 @@ TEST_F(DaemonTest, ProcessExitsZeroThreeOrFourAndWritesResultsOrErrors) {
   ok_rows[3].op = "BNK_000";
   for (auto& r : ok_rows) r.account = "US00000044";
   WriteFile(dir_.path() + "/allgood.csv", Csv(ok_rows));
-  CommandResult r = RunPayoutd({"process", "--config", config, dir_.path() + "/allgood.csv", "--out", out});
+  CommandResult r =
+      RunPayoutd({"process", "--config", config, dir_.path() + "/allgood.csv", "--out", out});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   ASSERT_TRUE(FileExists(out + "/allgood.summary.json")) << r.err;
-  ExpectReport("allgood", ok_rows, ReadResultsCsv(out + "/allgood.results.csv"), ReadSummary(out + "/allgood.summary.json"));
+  ExpectReport("allgood", ok_rows, ReadResultsCsv(out + "/allgood.results.csv"),
+               ReadSummary(out + "/allgood.summary.json"));
   EXPECT_THAT(r.out, HasSubstr("\"batch\": \"allgood\""));
 
   std::vector<In> some_fail = UsdRows("PROC-FAIL", 5);
@@ -750,10 +805,12 @@ TEST_F(DaemonTest, ProcessExitsZeroThreeOrFourAndWritesResultsOrErrors) {
   r = RunPayoutd({"process", "--config", config, dir_.path() + "/somefail.csv", "--out", out});
   EXPECT_EQ(r.exit_code, 3) << r.err;
   ASSERT_TRUE(FileExists(out + "/somefail.results.csv")) << r.err;
-  ExpectReport("somefail", some_fail, ReadResultsCsv(out + "/somefail.results.csv"), ReadSummary(out + "/somefail.summary.json"));
+  ExpectReport("somefail", some_fail, ReadResultsCsv(out + "/somefail.results.csv"),
+               ReadSummary(out + "/somefail.summary.json"));
 
   WriteFile(dir_.path() + "/invalid.csv",
-            "id,amount,currency,account_number,account_name,operator_code\nPROC-BAD-1,abc,USD,US1,X,BNK_000\n");
+            "id,amount,currency,account_number,account_name,operator_code\nPROC-BAD-1,abc,USD,US1,"
+            "X,BNK_000\n");
   r = RunPayoutd({"process", "--config", config, dir_.path() + "/invalid.csv", "--out", out});
   EXPECT_EQ(r.exit_code, 4) << r.err;
   ASSERT_TRUE(FileExists(out + "/invalid.errors.csv"));
@@ -763,7 +820,8 @@ TEST_F(DaemonTest, ProcessExitsZeroThreeOrFourAndWritesResultsOrErrors) {
   EXPECT_EQ(errors[0].column, "amount");
 
   // The same finished batch again is a duplicate (docs/batches.md): exit 4, nothing sent again.
-  r = RunPayoutd({"process", "--config", config, dir_.path() + "/allgood.csv", "--out", out + "/again"});
+  r = RunPayoutd(
+      {"process", "--config", config, dir_.path() + "/allgood.csv", "--out", out + "/again"});
   EXPECT_EQ(r.exit_code, 4) << r.err;
   EXPECT_THAT(r.out, HasSubstr("already processed"));
   EXPECT_TRUE(FileExists(out + "/again/allgood.errors.csv"));
@@ -815,7 +873,8 @@ TEST_F(DaemonTest, ValidateCheckAndUsageExitCodes) {
   EXPECT_THAT(r.out, HasSubstr("valid, 3 payouts"));
 
   WriteFile(dir_.path() + "/bad.csv",
-            "id,amount,currency,account_number,account_name,operator_code\nV-1,1.00,USD,A1,X,BNK_000\nV-2,1.00,ZZZ,A2,Y,BNK_000\n");
+            "id,amount,currency,account_number,account_name,operator_code\nV-1,1.00,USD,A1,X,BNK_"
+            "000\nV-2,1.00,ZZZ,A2,Y,BNK_000\n");
   r = RunPayoutd({"validate", "--config", config, dir_.path() + "/bad.csv"});
   EXPECT_EQ(r.exit_code, 4) << r.err;
   EXPECT_THAT(r.out, HasSubstr("3,currency,"));

@@ -3,8 +3,8 @@
 // auth pause/resume, and 10,000 payouts through faults.
 // No sleeps: the io_context runs until a condition holds or a deadline passes.
 #include "core/gateway/gateway_client.h"
-#include "core/gateway/jwt.h"
 #include "core/base/log.h"
+#include "core/gateway/jwt.h"
 
 #include <curl/curl.h>
 #include <fcntl.h>
@@ -112,10 +112,11 @@ class Sandbox {
     const std::string url = base_url() + path;
     curl_easy_setopt(e, CURLOPT_URL, url.c_str());
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 20000L);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, +[](char* d, size_t s, size_t n, void* u) {
-      static_cast<std::string*>(u)->append(d, s * n);
-      return s * n;
-    });
+    curl_easy_setopt(
+        e, CURLOPT_WRITEFUNCTION, +[](char* d, size_t s, size_t n, void* u) {
+          static_cast<std::string*>(u)->append(d, s * n);
+          return s * n;
+        });
     curl_easy_setopt(e, CURLOPT_WRITEDATA, &body);
     curl_easy_perform(e);
     curl_easy_cleanup(e);
@@ -145,7 +146,8 @@ class Sandbox {
         e.amount_minor = v["amount"]["minor"].get_int64();
         e.currency = std::string(v["amount"]["currency"].get_string().value());
       }
-      if (v["account_number"].is_string()) e.account_number = std::string(v["account_number"].get_string().value());
+      if (v["account_number"].is_string())
+        e.account_number = std::string(v["account_number"].get_string().value());
       out.emplace(std::string(id), e);
     }
     return out;
@@ -177,13 +179,18 @@ class Sandbox {
     std::ofstream(dir / "secret") << kSecret << "\n";
     return dir;
   }
-  static std::vector<std::string> Args(const std::filesystem::path& dir, std::vector<std::string> flags,
-                                       uint16_t port) {
+  static std::vector<std::string> Args(const std::filesystem::path& dir,
+                                       std::vector<std::string> flags, uint16_t port) {
     // $PAYOUT_SANDBOX overrides the binary, e.g. an optimised one under a sanitizer build.
     const char* bin = std::getenv("PAYOUT_SANDBOX");
-    std::vector<std::string> args = {bin && *bin ? bin : PAYOUT_SANDBOX_BIN, "--listen",
-                                     "127.0.0.1:" + std::to_string(port), "--secret-file",
-                                     (dir / "secret").string(), "--merchant", kMerchant, "--no-callbacks"};
+    std::vector<std::string> args = {bin && *bin ? bin : PAYOUT_SANDBOX_BIN,
+                                     "--listen",
+                                     "127.0.0.1:" + std::to_string(port),
+                                     "--secret-file",
+                                     (dir / "secret").string(),
+                                     "--merchant",
+                                     kMerchant,
+                                     "--no-callbacks"};
     args.insert(args.end(), flags.begin(), flags.end());
     return args;
   }
@@ -195,8 +202,12 @@ class Sandbox {
 // ---------------------------------------------------------------------------------------------
 class RecordingObserver final : public GatewayObserver {
  public:
-  void OnResponse(std::string_view method, int code, double) override { ++responses[std::string(method) + " " + std::to_string(code)]; }
-  void OnRetry(std::string_view method, std::string_view reason) override { ++retries[std::string(method) + " " + std::string(reason)]; }
+  void OnResponse(std::string_view method, int code, double) override {
+    ++responses[std::string(method) + " " + std::to_string(code)];
+  }
+  void OnRetry(std::string_view method, std::string_view reason) override {
+    ++retries[std::string(method) + " " + std::string(reason)];
+  }
   void OnThrottled() override { ++throttled; }
   void OnPaused(bool p) override { pauses.push_back(p); }
   void OnInFlight(int n) override { max_in_flight = std::max(max_in_flight, n); }
@@ -204,7 +215,10 @@ class RecordingObserver final : public GatewayObserver {
     if (e.kind == CircuitEvent::Kind::kOpened) ++circuit_opened;
     if (e.kind == CircuitEvent::Kind::kClosed) ++circuit_closed;
   }
-  int Retries(const std::string& key) const { auto it = retries.find(key); return it == retries.end() ? 0 : it->second; }
+  int Retries(const std::string& key) const {
+    auto it = retries.find(key);
+    return it == retries.end() ? 0 : it->second;
+  }
 
   std::map<std::string, int> responses;
   std::map<std::string, int> retries;
@@ -231,7 +245,8 @@ GatewayOptions Options(const std::string& base_url) {
   return o;
 }
 
-Payout MakePayout(const std::string& id, int64_t minor = 4205, const std::string& currency = "USD") {
+Payout MakePayout(const std::string& id, int64_t minor = 4205,
+                  const std::string& currency = "USD") {
   Payout p;
   p.id = id;
   p.amount_minor = minor;
@@ -263,7 +278,8 @@ struct Harness {
   ~Harness() {
     if (!client) return;
     client->Shutdown();
-    RunUntil(io, [&] { return client->idle(); }, seconds(30));
+    RunUntil(
+        io, [&] { return client->idle(); }, seconds(30));
   }
   SubmitResult SubmitAndWait(const Payout& p) {
     std::optional<SubmitResult> result;
@@ -418,14 +434,16 @@ TEST(GatewayClient, Post409WithAnotherAccountIsAConflict) {
   other.account_number = "FR7630006000011234567890189";
   SubmitResult r = h.SubmitAndWait(other);
   EXPECT_EQ(r.outcome, SubmitResult::Outcome::kConflict) << r.message;
-  EXPECT_EQ(r.message.find(other.account_number), std::string::npos) << "no full account in a message";
+  EXPECT_EQ(r.message.find(other.account_number), std::string::npos)
+      << "no full account in a message";
 }
 
 TEST(GatewayClient, Post409WithAnotherCurrencyIsAConflict) {
   Sandbox sandbox({});
   ASSERT_TRUE(sandbox.ok());
   Harness h(Options(sandbox.base_url()));
-  ASSERT_EQ(h.SubmitAndWait(MakePayout("CUR-1", 1000, "USD")).outcome, SubmitResult::Outcome::kCreated);
+  ASSERT_EQ(h.SubmitAndWait(MakePayout("CUR-1", 1000, "USD")).outcome,
+            SubmitResult::Outcome::kCreated);
   SubmitResult r = h.SubmitAndWait(MakePayout("CUR-1", 1000, "EUR"));
   EXPECT_EQ(r.outcome, SubmitResult::Outcome::kConflict) << r.message;
   EXPECT_NE(r.message.find("USD"), std::string::npos) << r.message;
@@ -507,7 +525,8 @@ TEST(GatewayClient, ConnectionRefusedSpendsNoAttemptAndTheCallWaitsForTheGateway
   std::optional<SubmitResult> result;
   h.client->Submit(MakePayout("REFUSED-1"), [&](SubmitResult r) { result = std::move(r); });
   ASSERT_TRUE(RunUntil(h.io, [&] { return h.client->circuit().open; }));
-  EXPECT_NE(h.client->circuit().cause.find("onnect"), std::string::npos) << h.client->circuit().cause;
+  EXPECT_NE(h.client->circuit().cause.find("onnect"), std::string::npos)
+      << h.client->circuit().cause;
   EXPECT_EQ(h.observer.circuit_opened, 1);
   EXPECT_GE(h.observer.responses["POST 0"], 5) << "five refusals in a row open the circuit";
   EXPECT_FALSE(result.has_value()) << "refusals beyond max_attempts must not end the payout";
@@ -562,7 +581,8 @@ TEST(GatewayClient, RetryAfterSecondsPausesTheWholeClient) {
   for (size_t i = 0; i + 1 < arrivals.size(); ++i) {
     if (arrivals[i].status != 429) continue;
     ++throttles;
-    EXPECT_GE(arrivals[i + 1].t_us - arrivals[i].t_us, 1'000'000) << "request " << i + 1 << " came too soon";
+    EXPECT_GE(arrivals[i + 1].t_us - arrivals[i].t_us, 1'000'000)
+        << "request " << i + 1 << " came too soon";
   }
   EXPECT_GT(throttles, 0);
   EXPECT_EQ(h.observer.throttled, throttles);
@@ -570,7 +590,8 @@ TEST(GatewayClient, RetryAfterSecondsPausesTheWholeClient) {
 
 TEST(GatewayClient, RetryAfterHttpDatePausesTheWholeClient) {
   // The sandbox sends now + 2 s as an HTTP-date (whole seconds): at least 1 s from the 429.
-  Sandbox sandbox({"--429-share", "0.5", "--retry-after-s", "1", "--retry-after-date", "--seed", "3"});
+  Sandbox sandbox(
+      {"--429-share", "0.5", "--retry-after-s", "1", "--retry-after-date", "--seed", "3"});
   ASSERT_TRUE(sandbox.ok());
   GatewayOptions o = Options(sandbox.base_url());
   o.limits.max_in_flight = 1;
@@ -584,7 +605,8 @@ TEST(GatewayClient, RetryAfterHttpDatePausesTheWholeClient) {
   for (size_t i = 0; i + 1 < arrivals.size(); ++i) {
     if (arrivals[i].status != 429) continue;
     ++throttles;
-    EXPECT_GE(arrivals[i + 1].t_us - arrivals[i].t_us, 1'000'000) << "request " << i + 1 << " came too soon";
+    EXPECT_GE(arrivals[i + 1].t_us - arrivals[i].t_us, 1'000'000)
+        << "request " << i + 1 << " came too soon";
   }
   EXPECT_GT(throttles, 0);
 }
@@ -627,11 +649,13 @@ TEST(GatewayClient, RateLimitHoldsAtTheGatewayAndBacklogUsesIt) {
   const int warm = 60, n = 640;
   int left = warm + n;
   for (int i = 0; i < warm + n; ++i)
-    client->Submit(MakePayout((i < warm ? "WARM-" : "RL-") + std::to_string(i)), [&](SubmitResult r) {
-      EXPECT_EQ(r.outcome, SubmitResult::Outcome::kCreated);
-      --left;
-    });
-  ASSERT_TRUE(RunUntil(io, [&] { return left == 0; }, seconds(30)));
+    client->Submit(MakePayout((i < warm ? "WARM-" : "RL-") + std::to_string(i)),
+                   [&](SubmitResult r) {
+                     EXPECT_EQ(r.outcome, SubmitResult::Outcome::kCreated);
+                     --left;
+                   });
+  ASSERT_TRUE(RunUntil(
+      io, [&] { return left == 0; }, seconds(30)));
 
   // Every start, burst included: never more than rps + burst in a second.
   size_t first = 0;
@@ -646,7 +670,8 @@ TEST(GatewayClient, RateLimitHoldsAtTheGatewayAndBacklogUsesIt) {
   for (auto& x : sandbox.Arrivals())
     if (x.id.rfind("RL-", 0) == 0) a.push_back(x);
   ASSERT_EQ(a.size(), static_cast<size_t>(n));
-  const size_t worst = MaxPerSecond(a, [](const Sandbox::Arrival& x) { return x.t_us; }, &first);
+  const size_t worst = MaxPerSecond(
+      a, [](const Sandbox::Arrival& x) { return x.t_us; }, &first);
   EXPECT_LE(worst, 210u) << "more than rps + burst in the second from arrival " << first;
   const double span_s = (a.back().t_us - a.front().t_us) / 1e6;
   const double rate = (a.size() - 1) / span_s;
@@ -669,13 +694,15 @@ TEST(GatewayClient, ReconfigureRaisesTheRateForQueuedWork) {
       EXPECT_EQ(r.outcome, SubmitResult::Outcome::kCreated);
       --left;
     });
-  ASSERT_TRUE(RunUntil(h.io, [&] { return left == 19; }, seconds(5)));
+  ASSERT_TRUE(RunUntil(
+      h.io, [&] { return left == 19; }, seconds(5)));
   const auto changed = std::chrono::steady_clock::now();
   LimitOptions faster = o.limits;
   faster.requests_per_second = 1000;
   faster.burst = 10;
   h.client->Reconfigure(faster, o.retry);
-  ASSERT_TRUE(RunUntil(h.io, [&] { return left == 0; }, seconds(10)));
+  ASSERT_TRUE(RunUntil(
+      h.io, [&] { return left == 0; }, seconds(10)));
   EXPECT_LT(std::chrono::steady_clock::now() - changed, seconds(3));
 }
 
@@ -685,7 +712,8 @@ TEST(GatewayClient, TokensAreAcceptedByTheGateway) {
   GatewayOptions o = Options(sandbox.base_url());
   Harness h(o);  // a token's renewal is tested in fake time: tests/unit/gateway_tokens_test.cc
   ASSERT_EQ(h.SubmitAndWait(MakePayout("TOK-1")).outcome, SubmitResult::Outcome::kCreated);
-  for (int i = 0; i < 3; ++i) EXPECT_EQ(h.PollAndWait("TOK-1").outcome, PollResult::Outcome::kFound);
+  for (int i = 0; i < 3; ++i)
+    EXPECT_EQ(h.PollAndWait("TOK-1").outcome, PollResult::Outcome::kFound);
   EXPECT_EQ(h.observer.Retries("POST auth") + h.observer.Retries("GET auth"), 0);
   EXPECT_FALSE(h.client->paused());
 }
@@ -695,11 +723,14 @@ TEST(GatewayClient, StaticAuthSendsTheSecretAsTheBearerTokenAsIs) {
   ASSERT_TRUE(sandbox.ok());
   // A token made elsewhere (here: signed by the test) is the whole secret in static mode.
   SystemRandom random(3);
-  const int64_t now = std::chrono::duration_cast<seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  const int64_t now =
+      std::chrono::duration_cast<seconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count();
   GatewayOptions o = Options(sandbox.base_url());
   o.auth_mode = GatewayOptions::AuthMode::kStatic;
   o.merchant_code.clear();
-  o.secret = SignJwt(NewJwtClaims({"POST /payouts/STATIC-1", "GET /payouts/STATIC-1"}, kMerchant, now, 600, random),
+  o.secret = SignJwt(NewJwtClaims({"POST /payouts/STATIC-1", "GET /payouts/STATIC-1"}, kMerchant,
+                                  now, 600, random),
                      kSecret);
   Harness h(o);
   EXPECT_EQ(h.SubmitAndWait(MakePayout("STATIC-1")).outcome, SubmitResult::Outcome::kCreated);
@@ -717,11 +748,13 @@ TEST(GatewayClient, WrongSecretPausesSendingAndNeverFailsThePayout) {
   std::optional<SubmitResult> result;
   h.client->Submit(MakePayout("AUTH-1"), [&](SubmitResult r) { result = r; });
   h.client->Submit(MakePayout("AUTH-2"), [&](SubmitResult) {});
-  ASSERT_TRUE(RunUntil(h.io, [&] { return h.client->paused(); }, seconds(10)));
+  ASSERT_TRUE(RunUntil(
+      h.io, [&] { return h.client->paused(); }, seconds(10)));
   EXPECT_EQ(h.observer.pauses, std::vector<bool>{true});
   // Probes keep coming every max_backoff, and the payouts stay outstanding, not failed.
   const int before = h.observer.Retries("POST auth");
-  ASSERT_TRUE(RunUntil(h.io, [&] { return h.observer.Retries("POST auth") >= before + 3; }, seconds(10)));
+  ASSERT_TRUE(RunUntil(
+      h.io, [&] { return h.observer.Retries("POST auth") >= before + 3; }, seconds(10)));
   EXPECT_FALSE(result.has_value());
   EXPECT_EQ(h.client->outstanding(), 2u);
   EXPECT_FALSE(sandbox.Ledger()["AUTH-1"].created);
@@ -742,15 +775,19 @@ TEST(GatewayClient, PausedClientResumesWhenTheGatewayAcceptsTokensAgain) {
   Harness h(o);
   std::optional<SubmitResult> result;
   h.client->Submit(MakePayout("RESUME-1"), [&](SubmitResult r) { result = r; });
-  ASSERT_TRUE(RunUntil(h.io, [&] { return h.client->paused(); }, seconds(10)));
+  ASSERT_TRUE(RunUntil(
+      h.io, [&] { return h.client->paused(); }, seconds(10)));
   wrong.reset();
 
   // payout-sandbox reads the secret from a file; start it with the client's.
-  const std::string secret_file = (std::filesystem::temp_directory_path() / ("gwtest-rotated-" + std::to_string(::getpid()))).string();
+  const std::string secret_file =
+      (std::filesystem::temp_directory_path() / ("gwtest-rotated-" + std::to_string(::getpid())))
+          .string();
   std::ofstream(secret_file) << "rotated-secret\n";
   Sandbox restarted({"--secret-file", secret_file}, port);  // the later flag wins
   ASSERT_TRUE(restarted.ok());
-  ASSERT_TRUE(RunUntil(h.io, [&] { return result.has_value(); }, seconds(20)));
+  ASSERT_TRUE(RunUntil(
+      h.io, [&] { return result.has_value(); }, seconds(20)));
   EXPECT_EQ(result->outcome, SubmitResult::Outcome::kCreated) << result->message;
   EXPECT_FALSE(h.client->paused());
   EXPECT_EQ(h.observer.pauses, (std::vector<bool>{true, false}));
@@ -766,10 +803,13 @@ TEST(GatewayClient, ShutdownCancelsQueuedCallsAndLetsInFlightFinish) {
   Harness h(o);
   std::map<SubmitResult::Outcome, int> outcomes;
   for (int i = 0; i < 10; ++i)
-    h.client->Submit(MakePayout("SD-" + std::to_string(i)), [&](SubmitResult r) { ++outcomes[r.outcome]; });
-  ASSERT_TRUE(RunUntil(h.io, [&] { return h.client->in_flight() == 2; }, seconds(10)));
+    h.client->Submit(MakePayout("SD-" + std::to_string(i)),
+                     [&](SubmitResult r) { ++outcomes[r.outcome]; });
+  ASSERT_TRUE(RunUntil(
+      h.io, [&] { return h.client->in_flight() == 2; }, seconds(10)));
   h.client->Shutdown();
-  ASSERT_TRUE(RunUntil(h.io, [&] { return h.client->idle(); }, seconds(10)));
+  ASSERT_TRUE(RunUntil(
+      h.io, [&] { return h.client->idle(); }, seconds(10)));
   EXPECT_EQ(outcomes[SubmitResult::Outcome::kCreated], 2);
   EXPECT_EQ(outcomes[SubmitResult::Outcome::kCancelled], 8);
   std::optional<SubmitResult> late;
@@ -784,11 +824,14 @@ TEST(GatewayClient, CancelAbortsRequestsInFlight) {
   Harness h(Options(sandbox.base_url()));
   std::vector<SubmitResult> results;
   for (int i = 0; i < 3; ++i)
-    h.client->Submit(MakePayout("CX-" + std::to_string(i)), [&](SubmitResult r) { results.push_back(r); });
-  ASSERT_TRUE(RunUntil(h.io, [&] { return h.client->in_flight() == 3; }, seconds(10)));
+    h.client->Submit(MakePayout("CX-" + std::to_string(i)),
+                     [&](SubmitResult r) { results.push_back(r); });
+  ASSERT_TRUE(RunUntil(
+      h.io, [&] { return h.client->in_flight() == 3; }, seconds(10)));
   const auto started = std::chrono::steady_clock::now();
   h.client->Cancel();
-  ASSERT_TRUE(RunUntil(h.io, [&] { return h.client->idle(); }, seconds(10)));
+  ASSERT_TRUE(RunUntil(
+      h.io, [&] { return h.client->idle(); }, seconds(10)));
   EXPECT_LT(std::chrono::steady_clock::now() - started, seconds(2));
   ASSERT_EQ(results.size(), 3u);
   // A POST cut off mid-flight may have landed: the caller must resolve it.
@@ -802,12 +845,15 @@ TEST(GatewayClient, TlsVerifiesThePeerByDefaultAndHonoursCaFile) {
   const auto dir = std::filesystem::temp_directory_path() / ("gwtls-" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
   const std::string cert = (dir / "cert.pem").string(), key = (dir / "key.pem").string();
-  const std::string make_cert = "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost "
-                                "-addext subjectAltName=IP:127.0.0.1 -keyout " + key + " -out " + cert +
-                                " >/dev/null 2>&1";
-  if (std::system(make_cert.c_str()) != 0) GTEST_SKIP() << "no openssl command to make a certificate";
-  ChildProcess server({"openssl", "s_server", "-accept", "127.0.0.1:0", "-cert", cert, "-key", key, "-www"},
-                      "ACCEPT");
+  const std::string make_cert =
+      "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost "
+      "-addext subjectAltName=IP:127.0.0.1 -keyout " +
+      key + " -out " + cert + " >/dev/null 2>&1";
+  if (std::system(make_cert.c_str()) != 0)
+    GTEST_SKIP() << "no openssl command to make a certificate";
+  ChildProcess server(
+      {"openssl", "s_server", "-accept", "127.0.0.1:0", "-cert", cert, "-key", key, "-www"},
+      "ACCEPT");
   ASSERT_NE(server.port(), 0);
   const std::string url = "https://127.0.0.1:" + std::to_string(server.port());
 
@@ -824,7 +870,8 @@ TEST(GatewayClient, TlsVerifiesThePeerByDefaultAndHonoursCaFile) {
     Harness h(Options(url));
     h.client->Poll("TLS-1", [&](PollResult r) { refused = std::move(r); });
     ASSERT_TRUE(RunUntil(h.io, [&] { return h.client->circuit().open; }));
-    EXPECT_NE(h.client->circuit().cause.find("certificate"), std::string::npos) << h.client->circuit().cause;
+    EXPECT_NE(h.client->circuit().cause.find("certificate"), std::string::npos)
+        << h.client->circuit().cause;
     EXPECT_FALSE(refused.has_value());
     EXPECT_EQ(h.observer.responses["GET 200"], 0);
   }
@@ -843,8 +890,9 @@ TEST(GatewayClient, TlsVerifiesThePeerByDefaultAndHonoursCaFile) {
 }
 
 TEST(GatewayClient, TenThousandPayoutsThroughFaultsAreEachCreatedOnceWithOneBody) {
-  Sandbox sandbox({"--500-share", "0.05", "--503-share", "0.04", "--429-share", "0.03", "--retry-after-s", "0",
-                   "--drop-share", "0.04", "--malformed-share", "0.04", "--seed", "11", "--final-after-ms", "0"});
+  Sandbox sandbox({"--500-share", "0.05", "--503-share", "0.04", "--429-share", "0.03",
+                   "--retry-after-s", "0", "--drop-share", "0.04", "--malformed-share", "0.04",
+                   "--seed", "11", "--final-after-ms", "0"});
   ASSERT_TRUE(sandbox.ok());
   GatewayOptions o = Options(sandbox.base_url());
   o.limits.requests_per_second = 20000;
@@ -867,8 +915,10 @@ TEST(GatewayClient, TenThousandPayoutsThroughFaultsAreEachCreatedOnceWithOneBody
     });
   }
   const auto started = std::chrono::steady_clock::now();
-  ASSERT_TRUE(RunUntil(h.io, [&] { return left == 0; }, seconds(120)));
-  const double seconds_taken = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  ASSERT_TRUE(RunUntil(
+      h.io, [&] { return left == 0; }, seconds(120)));
+  const double seconds_taken =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   EXPECT_EQ(outcomes[SubmitResult::Outcome::kCreated], n);
   EXPECT_LE(h.observer.max_in_flight, 64);
   auto ledger = sandbox.Ledger();

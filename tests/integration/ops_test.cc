@@ -44,7 +44,8 @@ class ReservedPort {
     sockaddr_in a{};
     a.sin_family = AF_INET;
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) throw std::runtime_error("bind failed");
+    if (::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0)
+      throw std::runtime_error("bind failed");
     socklen_t len = sizeof a;
     ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
     port_ = ntohs(a.sin_port);
@@ -91,8 +92,10 @@ std::string CallbacksYaml(uint16_t port) {
 ::testing::AssertionResult StartReady(DaemonProcess& d) {
   d.Start();
   if (!d.WaitReady(15s)) return ::testing::AssertionFailure() << "no payoutd.ready:\n" << d.log();
-  if (!d.running()) return ::testing::AssertionFailure() << "payoutd exited after ready:\n" << d.log();
-  if (d.metrics_port() == 0) return ::testing::AssertionFailure() << "no metrics port in payoutd.ready:\n" << d.log();
+  if (!d.running())
+    return ::testing::AssertionFailure() << "payoutd exited after ready:\n" << d.log();
+  if (d.metrics_port() == 0)
+    return ::testing::AssertionFailure() << "no metrics port in payoutd.ready:\n" << d.log();
   return ::testing::AssertionSuccess();
 }
 
@@ -102,7 +105,8 @@ std::string Scrape(const DaemonProcess& d) {
   return r.status == 200 ? r.body : std::string();
 }
 
-bool WaitDone(const std::string& spool, const std::string& batch, std::chrono::milliseconds timeout) {
+bool WaitDone(const std::string& spool, const std::string& batch,
+              std::chrono::milliseconds timeout) {
   return WaitForFile(spool + "/done/" + batch + ".summary.json", timeout);
 }
 
@@ -116,7 +120,9 @@ std::optional<double> Sample(const std::string& text, const std::string& name,
   while (std::getline(in, line)) {
     if (line.empty() || line[0] == '#') continue;
     size_t name_end = line.find_first_of("{ ");
-    if (name_end == std::string::npos || line.compare(0, name_end, name) != 0 || name_end != name.size()) continue;
+    if (name_end == std::string::npos || line.compare(0, name_end, name) != 0 ||
+        name_end != name.size())
+      continue;
     std::string label_text;
     size_t value_pos = name_end;
     if (line[name_end] == '{') {
@@ -137,7 +143,8 @@ std::optional<double> Sample(const std::string& text, const std::string& name,
 
 // -1 when the series is missing, so that an expected 0 fails for an absent series (every label
 // set alerts and dashboards use is exported from the start, at 0: docs/operations.md#metrics).
-double SampleOrMinusOne(const std::string& text, const std::string& name, const std::map<std::string, std::string>& labels = {}) {
+double SampleOrMinusOne(const std::string& text, const std::string& name,
+                        const std::map<std::string, std::string>& labels = {}) {
   return Sample(text, name, labels).value_or(-1);
 }
 
@@ -149,11 +156,14 @@ std::map<std::string, std::string> ResultStates(const std::string& results) {
 }
 
 // The two fields of /_sandbox/ledger and /_sandbox/arrivals this test needs. (Written when
-// SandboxProcess::Ledger()/Arrivals() still bound a destroyed simdjson temporary; fixed in 1eede0d.)
-simdjson::dom::element FetchJson(SandboxProcess& sandbox, simdjson::dom::parser& parser, const std::string& path) {
+// SandboxProcess::Ledger()/Arrivals() still bound a destroyed simdjson temporary; fixed in
+// 1eede0d.)
+simdjson::dom::element FetchJson(SandboxProcess& sandbox, simdjson::dom::parser& parser,
+                                 const std::string& path) {
   HttpReply r = sandbox.Send("GET", path);
   simdjson::dom::element doc;
-  if (r.status != 200 || parser.parse(r.body).get(doc)) throw std::runtime_error("GET " + path + " failed");
+  if (r.status != 200 || parser.parse(r.body).get(doc))
+    throw std::runtime_error("GET " + path + " failed");
   return doc;
 }
 
@@ -173,7 +183,8 @@ std::vector<int> ArrivalStatuses(SandboxProcess& sandbox) {
   simdjson::dom::element doc = FetchJson(sandbox, parser, "/_sandbox/arrivals");
   simdjson::dom::array arrivals = doc["arrivals"].get_array().value();
   std::vector<int> out;
-  for (simdjson::dom::element a : arrivals) out.push_back(static_cast<int>(a["status"].get_int64().value()));
+  for (simdjson::dom::element a : arrivals)
+    out.push_back(static_cast<int>(a["status"].get_int64().value()));
   return out;
 }
 
@@ -194,21 +205,30 @@ TEST(OpsMetrics, AfterABatchCountersMatchItsOutcomesAndTheTextPassesPromtool) {
   // 6 SUCCESS (USD 1.00..6.00 = 21.00), 3 FAILED (account ends 13), 2 REJECTED (BNK_REJECT).
   std::string csv = kHeader;
   for (int i = 1; i <= 6; ++i)
-    csv += "M-S" + std::to_string(i) + "," + std::to_string(i) + ".00,USD,DE0000111122" + std::to_string(20 + i) + ",Ann,BNK_000\n";
-  for (int i = 1; i <= 3; ++i) csv += "M-F" + std::to_string(i) + ",2.50,USD,DE00001111" + std::to_string(10 + i) + "13,Bob,BNK_000\n";
-  for (int i = 1; i <= 2; ++i) csv += "M-R" + std::to_string(i) + ",7,USD,DE00001111333" + std::to_string(i) + ",Cy,BNK_REJECT\n";
+    csv += "M-S" + std::to_string(i) + "," + std::to_string(i) + ".00,USD,DE0000111122" +
+           std::to_string(20 + i) + ",Ann,BNK_000\n";
+  for (int i = 1; i <= 3; ++i)
+    csv += "M-F" + std::to_string(i) + ",2.50,USD,DE00001111" + std::to_string(10 + i) +
+           "13,Bob,BNK_000\n";
+  for (int i = 1; i <= 2; ++i)
+    csv +=
+        "M-R" + std::to_string(i) + ",7,USD,DE00001111333" + std::to_string(i) + ",Cy,BNK_REJECT\n";
   DropBatch(spool, "metrics-batch", csv);
-  DropBatch(spool, "metrics-bad", std::string(kHeader) + "M-X1,-5,USD,DE1,Dee,BNK_000\n");  // rejected: signed amount
+  DropBatch(spool, "metrics-bad",
+            std::string(kHeader) + "M-X1,-5,USD,DE1,Dee,BNK_000\n");  // rejected: signed amount
   ASSERT_TRUE(WaitDone(spool, "metrics-batch", 20s)) << d.log();
   ASSERT_TRUE(WaitForFile(spool + "/rejected/metrics-bad.errors.csv", 10s));
 
   // The done counter is raised right after the reports are written; wait for it, not for time.
   std::string text;
-  ASSERT_TRUE(WaitFor([&] {
-    text = Scrape(d);
-    return SampleOrMinusOne(text, "payoutd_batches_total", {{"result", "done"}}) == 1 &&
-           SampleOrMinusOne(text, "payoutd_batches_total", {{"result", "rejected"}}) == 1;
-  }, 10s)) << text;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        text = Scrape(d);
+        return SampleOrMinusOne(text, "payoutd_batches_total", {{"result", "done"}}) == 1 &&
+               SampleOrMinusOne(text, "payoutd_batches_total", {{"result", "rejected"}}) == 1;
+      },
+      10s))
+      << text;
 
   EXPECT_EQ(SampleOrMinusOne(text, "payoutd_payouts_total", {{"state", "SUCCESS"}}), 6);
   EXPECT_EQ(SampleOrMinusOne(text, "payoutd_payouts_total", {{"state", "FAILED"}}), 3);
@@ -218,14 +238,28 @@ TEST(OpsMetrics, AfterABatchCountersMatchItsOutcomesAndTheTextPassesPromtool) {
   EXPECT_EQ(SampleOrMinusOne(text, "payoutd_batches_total", {{"result", "done"}}), 1);
   EXPECT_EQ(SampleOrMinusOne(text, "payoutd_batches_total", {{"result", "rejected"}}), 1);
   // 9 payouts created (201), 2 refused (422); no faults, so no other POST codes.
-  EXPECT_EQ(SampleOrMinusOne(text, "payoutd_http_requests_total", {{"method", "POST"}, {"code", "201"}}), 9);
-  EXPECT_EQ(SampleOrMinusOne(text, "payoutd_http_requests_total", {{"method", "POST"}, {"code", "422"}}), 2);
+  EXPECT_EQ(
+      SampleOrMinusOne(text, "payoutd_http_requests_total", {{"method", "POST"}, {"code", "201"}}),
+      9);
+  EXPECT_EQ(
+      SampleOrMinusOne(text, "payoutd_http_requests_total", {{"method", "POST"}, {"code", "422"}}),
+      2);
   EXPECT_EQ(SampleOrMinusOne(text, "payoutd_http_requests_total", {{"method", "POST"}}), 11);
-  EXPECT_GE(SampleOrMinusOne(text, "payoutd_http_requests_total", {{"method", "GET"}, {"code", "200"}}), 9);
-  EXPECT_EQ(SampleOrMinusOne(text, "payoutd_http_request_duration_seconds_count", {{"method", "POST"}}), 11);
-  EXPECT_DOUBLE_EQ(SampleOrMinusOne(text, "payoutd_amount_total", {{"currency", "USD"}, {"state", "SUCCESS"}}), 21.0);
-  EXPECT_DOUBLE_EQ(SampleOrMinusOne(text, "payoutd_amount_total", {{"currency", "USD"}, {"state", "FAILED"}}), 7.5);
-  EXPECT_DOUBLE_EQ(SampleOrMinusOne(text, "payoutd_amount_total", {{"currency", "USD"}, {"state", "REJECTED"}}), 14.0);
+  EXPECT_GE(
+      SampleOrMinusOne(text, "payoutd_http_requests_total", {{"method", "GET"}, {"code", "200"}}),
+      9);
+  EXPECT_EQ(
+      SampleOrMinusOne(text, "payoutd_http_request_duration_seconds_count", {{"method", "POST"}}),
+      11);
+  EXPECT_DOUBLE_EQ(
+      SampleOrMinusOne(text, "payoutd_amount_total", {{"currency", "USD"}, {"state", "SUCCESS"}}),
+      21.0);
+  EXPECT_DOUBLE_EQ(
+      SampleOrMinusOne(text, "payoutd_amount_total", {{"currency", "USD"}, {"state", "FAILED"}}),
+      7.5);
+  EXPECT_DOUBLE_EQ(
+      SampleOrMinusOne(text, "payoutd_amount_total", {{"currency", "USD"}, {"state", "REJECTED"}}),
+      14.0);
   EXPECT_EQ(SampleOrMinusOne(text, "payoutd_sending_paused"), 0);
   EXPECT_EQ(SampleOrMinusOne(text, "payoutd_in_flight_requests"), 0);
   EXPECT_EQ(SampleOrMinusOne(text, "payoutd_throttled_total"), 0);
@@ -239,10 +273,12 @@ TEST(OpsMetrics, AfterABatchCountersMatchItsOutcomesAndTheTextPassesPromtool) {
   EXPECT_NE(summary.find("\"FAILED\": 3"), std::string::npos) << summary;
   EXPECT_NE(summary.find("\"REJECTED\": 2"), std::string::npos) << summary;
 
-  if (std::system("command -v promtool > /dev/null 2>&1") != 0) GTEST_SKIP() << "promtool not installed";
+  if (std::system("command -v promtool > /dev/null 2>&1") != 0)
+    GTEST_SKIP() << "promtool not installed";
   std::string scraped = tmp.path() + "/metrics.txt";
   WriteFile(scraped, text);
-  std::string cmd = "promtool check metrics < '" + scraped + "' > '" + tmp.path() + "/promtool.out' 2>&1";
+  std::string cmd =
+      "promtool check metrics < '" + scraped + "' > '" + tmp.path() + "/promtool.out' 2>&1";
   int rc = std::system(cmd.c_str());
   EXPECT_EQ(rc, 0) << ReadFile(tmp.path() + "/promtool.out") << "\n" << text;
   EXPECT_EQ(d.Terminate(15s), 0) << d.log();
@@ -262,8 +298,8 @@ struct SecrecyRun {
 // then the right secret (a restart) and a gateway refusal (422). Returns what was written.
 constexpr int kSecrecyPayouts = 48;
 
-void RunSecrecyScenario(const std::string& format, const std::string& secret, const std::string& wrong_secret,
-                        SecrecyRun* out) {
+void RunSecrecyScenario(const std::string& format, const std::string& secret,
+                        const std::string& wrong_secret, SecrecyRun* out) {
   // Enough payouts (kSecrecyPayouts, ~60 POSTs) that every fault kind is met in practically every
   // run: the order of concurrent requests varies, so the seed alone does not fix which request
   // gets which fault (with 12 payouts broken JSON or a drop was missed in about one run in five).
@@ -274,7 +310,8 @@ void RunSecrecyScenario(const std::string& format, const std::string& secret, co
   DaemonConfig c = OpsConfig(sandbox);
   c.secret = wrong_secret;
   c.log_format = format;
-  c.max_attempts = 30;  // faults must not exhaust retries: the batch is to finish with real outcomes
+  c.max_attempts =
+      30;  // faults must not exhaust retries: the batch is to finish with real outcomes
   DaemonProcess d(c.Write(tmp.path()));
   const std::string spool = c.spool_dir(tmp.path());
 
@@ -283,8 +320,8 @@ void RunSecrecyScenario(const std::string& format, const std::string& secret, co
   for (int i = 0; i < kSecrecyPayouts; ++i) {
     std::string acct = "QZXSECRETACCT" + std::to_string(700000 + i) + (i % 4 == 1 ? "13" : "55");
     out->accounts.push_back(acct);
-    csv += "S" + format + "-" + std::to_string(i) + ",1" + std::to_string(i) + ".25,EUR," + acct + ",Holder " +
-           std::to_string(i) + "," + (i % 4 == 3 ? "BNK_REJECT" : "BNK_000") + "\n";
+    csv += "S" + format + "-" + std::to_string(i) + ",1" + std::to_string(i) + ".25,EUR," + acct +
+           ",Holder " + std::to_string(i) + "," + (i % 4 == 3 ? "BNK_REJECT" : "BNK_000") + "\n";
   }
   // A bad batch whose rows carry account numbers next to errors (too many decimals, too long, a
   // control character), so its error report and log line are tested too.
@@ -292,10 +329,14 @@ void RunSecrecyScenario(const std::string& format, const std::string& secret, co
   std::string bad_ok = "QZXSECRETBADROW4455";
   out->accounts.push_back(bad_long);
   out->accounts.push_back(bad_ok);
-  std::string bad_csv = std::string(kHeader) + "B" + format + "-1,1.234,EUR," + bad_ok + ",Holder,BNK_000\n" +
-                        "B" + format + "-2,5.00,EUR," + bad_long + ",Holder,BNK_000\n" + "B" + format +
-                        "-3,5.00,EUR,QZXSECRETCTRL\x01" "9911,Holder,BNK_000\n";
-  out->accounts.push_back("QZXSECRETCTRL\x01" "9911");
+  std::string bad_csv = std::string(kHeader) + "B" + format + "-1,1.234,EUR," + bad_ok +
+                        ",Holder,BNK_000\n" + "B" + format + "-2,5.00,EUR," + bad_long +
+                        ",Holder,BNK_000\n" + "B" + format +
+                        "-3,5.00,EUR,QZXSECRETCTRL\x01"
+                        "9911,Holder,BNK_000\n";
+  out->accounts.push_back(
+      "QZXSECRETCTRL\x01"
+      "9911");
 
   ASSERT_TRUE(StartReady(d));
   DropBatch(spool, "bad-" + format, bad_csv);
@@ -305,16 +346,21 @@ void RunSecrecyScenario(const std::string& format, const std::string& secret, co
   const std::string batch = "pay-" + format;
   DropBatch(spool, batch, csv);
   std::string text;
-  ASSERT_TRUE(WaitFor([&] {
-    text = Scrape(d);
-    return SampleOrMinusOne(text, "payoutd_sending_paused") == 1;
-  }, 15s)) << text << d.log();
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        text = Scrape(d);
+        return SampleOrMinusOne(text, "payoutd_sending_paused") == 1;
+      },
+      15s))
+      << text << d.log();
   // While paused the probe keeps being refused; wait for a few probes' worth of refusals.
-  ASSERT_TRUE(WaitFor([&] {
-    int n401 = 0;
-    for (int status : ArrivalStatuses(sandbox)) n401 += status == 401;
-    return n401 >= 5;
-  }, 10s));
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        int n401 = 0;
+        for (int status : ArrivalStatuses(sandbox)) n401 += status == 401;
+        return n401 >= 5;
+      },
+      10s));
   text = Scrape(d);
   EXPECT_EQ(SampleOrMinusOne(text, "payoutd_sending_paused"), 1);
   for (const char* s : {"SUCCESS", "FAILED", "REJECTED", "ERROR"})
@@ -334,7 +380,8 @@ void RunSecrecyScenario(const std::string& format, const std::string& secret, co
   // summary.json appears (written on the store thread) a moment before batch.done is logged on the
   // io thread. A SIGTERM in between waits for that line now (Service::StopWhenIdle); waiting for it
   // here keeps this test about secrecy, not about that ordering.
-  EXPECT_TRUE(WaitFor([&] { return d.log().find("batch.done") != std::string::npos; }, 10s)) << d.log();
+  EXPECT_TRUE(WaitFor([&] { return d.log().find("batch.done") != std::string::npos; }, 10s))
+      << d.log();
   auto states = ResultStates(spool + "/done/" + batch + ".results.csv");
   ASSERT_EQ(states.size(), static_cast<size_t>(kSecrecyPayouts));
   for (int i = 0; i < kSecrecyPayouts; ++i) {
@@ -348,23 +395,26 @@ void RunSecrecyScenario(const std::string& format, const std::string& secret, co
   // (status 0 at the sandbox), 422; broken JSON shows as a bad_json retry in the log below.
   std::map<int, int> seen;
   for (int status : ArrivalStatuses(sandbox)) ++seen[status];
-  for (int status : {401, 500, 0, 422}) EXPECT_GE(seen[status], 1) << "no reply with status " << status;
+  for (int status : {401, 500, 0, 422})
+    EXPECT_GE(seen[status], 1) << "no reply with status " << status;
   out->exports += text;
   EXPECT_EQ(d.Terminate(15s), 0) << d.log();
   std::string second_log = d.log();
 
   // The paths were really taken (so the absence checks below mean something).
   std::string all = first_log + second_log;
-  for (const char* event : {"batch.rejected", "gateway_retry", "gateway_auth_refused", "payout.final", "batch.done",
-                            "bad_json", "OPERATOR_REJECTED"})
-    EXPECT_NE(all.find(event), std::string::npos) << "no " << event << " in the " << format << " log";
+  for (const char* event : {"batch.rejected", "gateway_retry", "gateway_auth_refused",
+                            "payout.final", "batch.done", "bad_json", "OPERATOR_REJECTED"})
+    EXPECT_NE(all.find(event), std::string::npos)
+        << "no " << event << " in the " << format << " log";
   EXPECT_NE(all.find("REJECTED"), std::string::npos);
   if (format == "json") {
     EXPECT_EQ(all.find("{\""), 0u) << all.substr(0, 200);
   }
   out->logs += all;
   for (const auto& entry : fs::directory_iterator(spool + "/done")) {
-    if (entry.path().extension() != ".csv" || entry.path().string().find(".results.") != std::string::npos)
+    if (entry.path().extension() != ".csv" ||
+        entry.path().string().find(".results.") != std::string::npos)
       out->exports += ReadFile(entry.path().string());
   }
   out->exports += ReadFile(spool + "/rejected/bad-" + format + ".errors.csv");
@@ -372,17 +422,20 @@ void RunSecrecyScenario(const std::string& format, const std::string& secret, co
 
 void ExpectNothingSecret(const std::string& where, const std::string& text, const SecrecyRun& run,
                          const std::vector<std::string>& secrets) {
-  for (const auto& s : secrets) EXPECT_EQ(text.find(s), std::string::npos) << where << " holds a secret";
-  EXPECT_EQ(text.find("eyJ"), std::string::npos) << where << " holds a JWT: "
-                                                  << text.substr(text.find("eyJ") == std::string::npos ? 0 : text.find("eyJ"), 120);
+  for (const auto& s : secrets)
+    EXPECT_EQ(text.find(s), std::string::npos) << where << " holds a secret";
+  EXPECT_EQ(text.find("eyJ"), std::string::npos)
+      << where << " holds a JWT: "
+      << text.substr(text.find("eyJ") == std::string::npos ? 0 : text.find("eyJ"), 120);
   EXPECT_EQ(text.find("Bearer"), std::string::npos) << where;
   for (const auto& acct : run.accounts) {
     EXPECT_EQ(text.find(acct), std::string::npos) << where << " holds the account number " << acct;
     // Not even the part a mask hides.
     std::string hidden = acct.substr(0, acct.size() - 4);
     size_t at = text.find(hidden);
-    EXPECT_EQ(at, std::string::npos) << where << " holds the unmasked part of " << acct << ": "
-                                     << (at == std::string::npos ? "" : text.substr(at > 40 ? at - 40 : 0, 120));
+    EXPECT_EQ(at, std::string::npos)
+        << where << " holds the unmasked part of " << acct << ": "
+        << (at == std::string::npos ? "" : text.substr(at > 40 ? at - 40 : 0, 120));
   }
 }
 
@@ -397,8 +450,10 @@ TEST_P(OpsLogSecrecy, NoSecretTokenOrFullAccountNumberIsEverLoggedOrExported) {
   ASSERT_FALSE(run.logs.empty());
   ExpectNothingSecret(GetParam() + " log", run.logs, run, {secret, wrong});
   ExpectNothingSecret(GetParam() + " reports and metrics", run.exports, run, {secret, wrong});
-  // Masked forms may appear (and do: FAILED and REJECTED payouts are logged at info with the account).
-  EXPECT_NE(run.logs.find("****" + run.accounts[1].substr(run.accounts[1].size() - 4)), std::string::npos);
+  // Masked forms may appear (and do: FAILED and REJECTED payouts are logged at info with the
+  // account).
+  EXPECT_NE(run.logs.find("****" + run.accounts[1].substr(run.accounts[1].size() - 4)),
+            std::string::npos);
 }
 
 INSTANTIATE_TEST_SUITE_P(Formats, OpsLogSecrecy, ::testing::Values("text", "json"),
@@ -432,20 +487,28 @@ TEST(OpsCallbacks, AForgedSuccessCallbackCannotOverrideTheGatewaysFailedStatus) 
   ASSERT_TRUE(StartReady(d));
   cb_port.Release();
 
-  DropBatch(spool, "cb-batch", std::string(kHeader) + "CB-FAIL,3.50,USD,US0000999913,Eve,BNK_000\n" +
-                         "CB-OK,4.00,USD,US0000999955,Fay,BNK_000\n");
-  ASSERT_TRUE(WaitFor([&] {
-    auto l = LedgerCreated(sandbox);
-    return l.count("CB-FAIL") && l.at("CB-FAIL");
-  }, 10s));
+  DropBatch(spool, "cb-batch",
+            std::string(kHeader) + "CB-FAIL,3.50,USD,US0000999913,Eve,BNK_000\n" +
+                "CB-OK,4.00,USD,US0000999955,Fay,BNK_000\n");
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto l = LedgerCreated(sandbox);
+        return l.count("CB-FAIL") && l.at("CB-FAIL");
+      },
+      10s));
   // Forged: "SUCCESS" for a payout the gateway will end FAILED. The receiver says 200 (a hint).
   // Until the daemon has recorded the POST's outcome the id is not waiting for a status and counts
-  // as unknown_id; repeat until one is accepted (it then makes the daemon GET, and GET says PENDING).
-  ASSERT_TRUE(WaitFor([&] {
-    HttpReply forged = HttpRequest(cb_port.port(), "POST", "/callback", CallbackBody("CB-FAIL", "SUCCESS"), kJson);
-    EXPECT_EQ(forged.status, 200) << forged.error;
-    return SampleOrMinusOne(Scrape(d), "payoutd_callbacks_total", {{"result", "accepted"}}) >= 1;
-  }, 10s));
+  // as unknown_id; repeat until one is accepted (it then makes the daemon GET, and GET says
+  // PENDING).
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        HttpReply forged = HttpRequest(cb_port.port(), "POST", "/callback",
+                                       CallbackBody("CB-FAIL", "SUCCESS"), kJson);
+        EXPECT_EQ(forged.status, 200) << forged.error;
+        return SampleOrMinusOne(Scrape(d), "payoutd_callbacks_total", {{"result", "accepted"}}) >=
+               1;
+      },
+      10s));
 
   ASSERT_TRUE(WaitDone(spool, "cb-batch", 15s)) << d.log();
   auto states = ResultStates(spool + "/done/cb-batch.results.csv");
@@ -453,7 +516,10 @@ TEST(OpsCallbacks, AForgedSuccessCallbackCannotOverrideTheGatewaysFailedStatus) 
   EXPECT_EQ(states["CB-OK"], "SUCCESS");
   EXPECT_TRUE(WaitFor([&] { return sandbox.Stat("callbacks_delivered") >= 2; }, 5s));
   // After it is final a second forged callback changes nothing either.
-  EXPECT_EQ(HttpRequest(cb_port.port(), "POST", "/callback", CallbackBody("CB-FAIL", "SUCCESS"), kJson).status, 200);
+  EXPECT_EQ(
+      HttpRequest(cb_port.port(), "POST", "/callback", CallbackBody("CB-FAIL", "SUCCESS"), kJson)
+          .status,
+      200);
   std::string text = Scrape(d);
   EXPECT_GE(SampleOrMinusOne(text, "payoutd_callbacks_total", {{"result", "accepted"}}), 3) << text;
   EXPECT_EQ(SampleOrMinusOne(text, "payoutd_payouts_total", {{"state", "SUCCESS"}}), 1);
@@ -485,14 +551,20 @@ TEST(OpsCallbacks, ReceiverRefusesOversizedAndBadBodiesAndCountsUnknownIds) {
   EXPECT_EQ(HttpRequest(port, "POST", "/callback", at_limit, kJson).status, 200);
 
   EXPECT_EQ(HttpRequest(port, "POST", "/callback", "{not json", kJson).status, 400);
-  EXPECT_EQ(HttpRequest(port, "POST", "/callback", R"({"process":{"status":"SUCCESS"}})", kJson).status, 400);
-  EXPECT_EQ(HttpRequest(port, "POST", "/callback", CallbackBody("NOPE-3", "SUCCESS"), kJson).status, 200);
+  EXPECT_EQ(
+      HttpRequest(port, "POST", "/callback", R"({"process":{"status":"SUCCESS"}})", kJson).status,
+      400);
+  EXPECT_EQ(HttpRequest(port, "POST", "/callback", CallbackBody("NOPE-3", "SUCCESS"), kJson).status,
+            200);
 
   std::string text;
-  ASSERT_TRUE(WaitFor([&] {
-    text = Scrape(d);
-    return SampleOrMinusOne(text, "payoutd_callbacks_total", {{"result", "unknown_id"}}) == 2;
-  }, 5s)) << text;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        text = Scrape(d);
+        return SampleOrMinusOne(text, "payoutd_callbacks_total", {{"result", "unknown_id"}}) == 2;
+      },
+      5s))
+      << text;
   EXPECT_EQ(SampleOrMinusOne(text, "payoutd_callbacks_total", {{"result", "too_large"}}), 1);
   EXPECT_EQ(SampleOrMinusOne(text, "payoutd_callbacks_total", {{"result", "bad_request"}}), 2);
   EXPECT_EQ(SampleOrMinusOne(text, "payoutd_callbacks_total", {{"result", "accepted"}}), 0);

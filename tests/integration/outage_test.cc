@@ -77,8 +77,8 @@ class OutageTest : public ::testing::Test {
   // at 10 requests a second the limiter spreads a payout's 8 attempts over more than two
   // minutes, and a daemon that spends attempts on an outage would pass by luck.
   void StartPayingBatch() {
-    sandbox_ = std::make_unique<SandboxProcess>(std::vector<std::string>{"--final-after-ms",
-                                                                         "1500"});
+    sandbox_ =
+        std::make_unique<SandboxProcess>(std::vector<std::string>{"--final-after-ms", "1500"});
     cfg_ = DaemonConfig::For(*sandbox_);
     cfg_.requests_per_second = 50;
     cfg_.burst = 10;
@@ -99,9 +99,8 @@ class OutageTest : public ::testing::Test {
     DropBatch(cfg_.spool_dir(dir_.path()), kBatch, Csv(rows_));
     int64_t created = 0;
     auto enough = [&] { return (created = sandbox_->Stat("created")) >= kCreatedBeforeOutage; };
-    ASSERT_TRUE(WaitFor(enough, minutes(2)))
-        << "only " << created << " payouts created; log:\n"
-        << Tail(daemon_->log());
+    ASSERT_TRUE(WaitFor(enough, minutes(2))) << "only " << created << " payouts created; log:\n"
+                                             << Tail(daemon_->log());
     // Else the outage would prove nothing: the batch must still need the gateway.
     ASSERT_LT(created, kRows);
   }
@@ -115,8 +114,8 @@ class OutageTest : public ::testing::Test {
   void ExpectEveryPayoutPaidOnce(const std::string& label, steady_clock::time_point outage_end,
                                  int64_t outage_end_t_us) {
     // The input arrives in done/ last, after its reports (README).
-    auto timeout = std::chrono::duration_cast<milliseconds>(outage_end + minutes(4) -
-                                                            steady_clock::now());
+    auto timeout =
+        std::chrono::duration_cast<milliseconds>(outage_end + minutes(4) - steady_clock::now());
     bool reported = WaitForFile(done(kBatch + ".csv"), timeout);
     PrintRecovery(label, outage_end_t_us);
     ASSERT_TRUE(reported) << "the batch was not reported within 4 minutes of the outage; "

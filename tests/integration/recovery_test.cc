@@ -129,10 +129,12 @@ class RecoveryTest : public ::testing::Test {
 
   // Waits for the batch to be in done/ and logged as done by the running daemon.
   bool WaitReported(const std::string& batch, milliseconds timeout = seconds(60)) {
-    bool ok = WaitFor([&] {
-      return FileExists(done(batch + ".csv")) &&
-             daemon_->log().find("batch.done batch=" + batch) != std::string::npos;
-    }, timeout);
+    bool ok = WaitFor(
+        [&] {
+          return FileExists(done(batch + ".csv")) &&
+                 daemon_->log().find("batch.done batch=" + batch) != std::string::npos;
+        },
+        timeout);
     if (!ok) ADD_FAILURE() << batch << " not reported in time:\n" << LogTail();
     return ok;
   }

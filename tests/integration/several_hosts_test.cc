@@ -161,17 +161,21 @@ TEST_F(SeveralHostsTest, LeaderKilledFiveTimes_EveryPayoutOnceAndOneSenderAtATim
   const std::string summary = Done("hosts.summary.json");
   for (int kill = 0; kill < 5; ++kill) {
     Host* leader = nullptr;
-    ASSERT_TRUE(WaitFor([&] {
-      for (Host& h : hosts)
-        if (h.Leads()) leader = &h;
-      return leader != nullptr;
-    }, seconds(30))) << "no leader after kill " << kill;
+    ASSERT_TRUE(WaitFor(
+        [&] {
+          for (Host& h : hosts)
+            if (h.Leads()) leader = &h;
+          return leader != nullptr;
+        },
+        seconds(30)))
+        << "no leader after kill " << kill;
     // A random moment: after the leader started another 50 to 400 requests.
     const int64_t sent = sandbox_->Stat("posts") + sandbox_->Stat("gets");
     const int64_t more = std::uniform_int_distribution<int64_t>(50, 400)(rng);
-    ASSERT_TRUE(WaitFor([&] {
-      return sandbox_->Stat("posts") + sandbox_->Stat("gets") >= sent + more;
-    }, seconds(60))) << Tail(leader->daemon->log());
+    ASSERT_TRUE(
+        WaitFor([&] { return sandbox_->Stat("posts") + sandbox_->Stat("gets") >= sent + more; },
+                seconds(60)))
+        << Tail(leader->daemon->log());
     ASSERT_FALSE(FileExists(summary)) << "the batch finished before kill " << kill + 1;
     std::cout << "kill " << kill + 1 << ": " << leader->name << " after " << more
               << " more requests\n";
@@ -179,8 +183,8 @@ TEST_F(SeveralHostsTest, LeaderKilledFiveTimes_EveryPayoutOnceAndOneSenderAtATim
     leader->daemon->Start();
     ASSERT_TRUE(leader->daemon->WaitReady()) << leader->daemon->log();
   }
-  ASSERT_TRUE(WaitForFile(summary, seconds(240)))
-      << Tail(hosts[0].daemon->log()) << "\n---\n" << Tail(hosts[1].daemon->log());
+  ASSERT_TRUE(WaitForFile(summary, seconds(240))) << Tail(hosts[0].daemon->log()) << "\n---\n"
+                                                  << Tail(hosts[1].daemon->log());
 
   ExpectPaidOnce("hosts", kRows);
   EXPECT_EQ(ListDir(spool_dir_.path() + "/done"),
@@ -279,14 +283,14 @@ TEST_F(SeveralHostsTest, MigrateState_UnfinishedCompleteOnPostgresAndRedropRefus
   ASSERT_FALSE(FileExists(Done("unfinished.summary.json")));
 
   const std::string url = server->CreateDatabase();
-  CommandResult migrated = RunPayoutd({"migrate-state", "--from",
-                                       "sqlite:" + sqlite_cfg.state_path(sqlite_dir.path()),
-                                       "--to", url});
+  CommandResult migrated =
+      RunPayoutd({"migrate-state", "--from", "sqlite:" + sqlite_cfg.state_path(sqlite_dir.path()),
+                  "--to", url});
   ASSERT_EQ(migrated.exit_code, 0) << migrated.out << migrated.err;
   // A second time into the same database: refused, the target is not empty.
-  CommandResult again = RunPayoutd({"migrate-state", "--from",
-                                    "sqlite:" + sqlite_cfg.state_path(sqlite_dir.path()),
-                                    "--to", url});
+  CommandResult again =
+      RunPayoutd({"migrate-state", "--from", "sqlite:" + sqlite_cfg.state_path(sqlite_dir.path()),
+                  "--to", url});
   EXPECT_NE(again.exit_code, 0) << again.out;
 
   Host host = MakeHost("alpha", url, 300);

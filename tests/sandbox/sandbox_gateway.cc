@@ -32,7 +32,8 @@ bool ParseJsonAmount(std::string_view t, int digits, int64_t* minor, std::string
   std::string_view whole = t.substr(0, dot);
   std::string_view frac = dot == std::string_view::npos ? std::string_view() : t.substr(dot + 1);
   auto all_digits = [](std::string_view s) {
-    return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+    return !s.empty() &&
+           std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
   };
   if (!all_digits(whole) || (dot != std::string_view::npos && !all_digits(frac))) {
     *why = "amount must be a plain positive decimal number (no sign, no exponent)";
@@ -290,7 +291,8 @@ Reply SandboxGateway::Handle(const Request& r, Clock::time_point now) {
     if (options_.require_api_version && !r.has_api_version) {
       return Error(400, "MISSING_API_VERSION", "X-API-Version header is required");
     }
-    if (!ValidId(id)) return Error(400, "INVALID_ID", "idPayout does not match ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$");
+    if (!ValidId(id))
+      return Error(400, "INVALID_ID", "idPayout does not match ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$");
     bool faults = post ? options_.faults_on_post : options_.faults_on_get;
     if (faults && Draw(options_.share_429)) {
       ++stats_["injected_429"];
@@ -307,7 +309,8 @@ Reply SandboxGateway::Handle(const Request& r, Clock::time_point now) {
       return Error(503, "UNAVAILABLE", "injected failure");
     }
     Reply ok = post ? HandlePost(id, r, now) : HandleGet(id, now);
-    if (post && options_.drop_share > 0 && (ok.status == 200 || ok.status == 201 || ok.status == 409)) {
+    if (post && options_.drop_share > 0 &&
+        (ok.status == 200 || ok.status == 201 || ok.status == 409)) {
       auto it = entries_.find(id);
       if (it != entries_.end() && it->second.created && Draw(options_.drop_share)) {
         ++stats_["injected_drop"];
@@ -326,7 +329,8 @@ Reply SandboxGateway::Handle(const Request& r, Clock::time_point now) {
   if (faults && !reply.drop) {
     int64_t ms = options_.latency_ms;
     if (options_.jitter_ms > 0) {
-      ms += static_cast<int64_t>(std::uniform_int_distribution<int64_t>(0, options_.jitter_ms)(random_));
+      ms += static_cast<int64_t>(
+          std::uniform_int_distribution<int64_t>(0, options_.jitter_ms)(random_));
     }
     if (Draw(options_.slow_share)) {
       ++stats_["injected_slow"];
@@ -369,8 +373,7 @@ std::optional<Reply> SandboxGateway::DuringOutage(Clock::time_point now) {
       down.drop = true;
       down.delay = std::chrono::ceil<std::chrono::milliseconds>(outage_end_ - now);
       return down;
-    case Outage::kNone:
-      break;
+    case Outage::kNone: break;
   }
   return std::nullopt;
 }
@@ -424,9 +427,11 @@ Reply SandboxGateway::HandlePost(const std::string& id, const Request& r, Clock:
     return true;
   };
   if (!str(doc["paymentRequested"]["money"]["currencyCode"], &b.currency, true) ||
-      b.currency.size() != 3 ||
-      !std::all_of(b.currency.begin(), b.currency.end(), [](char c) { return c >= 'A' && c <= 'Z'; })) {
-    return Error(400, "INVALID_FIELD", "paymentRequested.money.currencyCode must be an ISO 4217 code");
+      b.currency.size() != 3 || !std::all_of(b.currency.begin(), b.currency.end(), [](char c) {
+        return c >= 'A' && c <= 'Z';
+      })) {
+    return Error(400, "INVALID_FIELD",
+                 "paymentRequested.money.currencyCode must be an ISO 4217 code");
   }
   if (!doc["paymentRequested"]["money"]["amount"].is_number()) {
     return Error(400, "INVALID_FIELD", "paymentRequested.money.amount must be a JSON number");
@@ -571,7 +576,8 @@ std::string SandboxGateway::GetJson(const std::string& id, const Entry& e,
   return out;
 }
 
-std::optional<std::string> SandboxGateway::PayoutJson(const std::string& id, Clock::time_point now) {
+std::optional<std::string> SandboxGateway::PayoutJson(const std::string& id,
+                                                      Clock::time_point now) {
   MutexLock lock(&mu_);
   auto it = entries_.find(id);
   if (it == entries_.end() || !it->second.created) return std::nullopt;
@@ -629,11 +635,10 @@ std::string SandboxGateway::LedgerJson(Clock::time_point now) const {
     if (!first) out.push_back(',');
     first = false;
     AppendJsonString(out, id);
-    out += R"(:{"created":)" + std::string(e.created ? "true" : "false") +
-           R"(,"posts_received":)" + std::to_string(e.posts_received) + R"(,"post_count":)" +
-           std::to_string(e.post_count) + R"(,"get_count":)" + std::to_string(e.get_count) +
-           R"(,"distinct_bodies":)" + std::to_string(e.bodies.size()) + R"(,"status":)" +
-           Quote(StatusOf(e, now));
+    out += R"(:{"created":)" + std::string(e.created ? "true" : "false") + R"(,"posts_received":)" +
+           std::to_string(e.posts_received) + R"(,"post_count":)" + std::to_string(e.post_count) +
+           R"(,"get_count":)" + std::to_string(e.get_count) + R"(,"distinct_bodies":)" +
+           std::to_string(e.bodies.size()) + R"(,"status":)" + Quote(StatusOf(e, now));
     if (!e.body.currency.empty()) {
       out += R"(,"amount":{"minor":)" + std::to_string(e.body.amount_minor) + R"(,"currency":)" +
              Quote(e.body.currency) + R"(},"account_number":)" + Quote(e.body.account_number);

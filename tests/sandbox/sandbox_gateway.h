@@ -11,9 +11,9 @@
 #include <map>
 #include <optional>
 #include <random>
-#include <unordered_map>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -26,9 +26,9 @@ using Clock = std::chrono::steady_clock;
 
 struct SandboxOptions {
   std::string listen = "127.0.0.1:0";
-  std::string secret;            // HMAC key; from --secret-file
-  std::string merchant;          // expected JWT sub
-  bool auth = true;              // --no-auth turns token checks off
+  std::string secret;    // HMAC key; from --secret-file
+  std::string merchant;  // expected JWT sub
+  bool auth = true;      // --no-auth turns token checks off
   bool require_api_version = true;
   std::string base_path;         // prefix before /payouts, e.g. "/v1"
   bool replay_200 = false;       // repeated identical POST answers 200 (else 409)
@@ -42,19 +42,19 @@ struct SandboxOptions {
   // Faults. Shares are probabilities in [0, 1].
   bool faults_on_post = true;
   bool faults_on_get = true;
-  int64_t latency_ms = 0;        // added to every /payouts reply
-  int64_t jitter_ms = 0;         // plus uniform [0, jitter_ms]
+  int64_t latency_ms = 0;  // added to every /payouts reply
+  int64_t jitter_ms = 0;   // plus uniform [0, jitter_ms]
   double share_500 = 0;
   double share_503 = 0;
   double share_429 = 0;
   int64_t retry_after_s = 1;
   bool retry_after_http_date = false;
-  double drop_share = 0;         // POST: payout created, then the connection closed unanswered
-  double slow_share = 0;         // reply after slow_ms (the operation itself is done at once)
+  double drop_share = 0;  // POST: payout created, then the connection closed unanswered
+  double slow_share = 0;  // reply after slow_ms (the operation itself is done at once)
   int64_t slow_ms = 5000;
-  double malformed_share = 0;    // 200/201 replies get a broken JSON body
-  double stuck_share = 0;        // created payouts that never become final
-  int64_t rate_limit = 0;        // > 0: at most N /payouts requests in any one-second window; 429 beyond
+  double malformed_share = 0;  // 200/201 replies get a broken JSON body
+  double stuck_share = 0;      // created payouts that never become final
+  int64_t rate_limit = 0;  // > 0: at most N /payouts requests in any one-second window; 429 beyond
 };
 
 struct Header {
@@ -71,11 +71,11 @@ struct CallbackPlan {
 
 struct Reply {
   int status = 200;
-  std::string body;                     // JSON
-  std::vector<Header> headers;          // besides Content-Type
-  std::chrono::milliseconds delay{0};   // wait this long before answering (or before dropping)
-  bool drop = false;                    // close the connection without answering
-  std::optional<CallbackPlan> callback; // schedule this callback
+  std::string body;                      // JSON
+  std::vector<Header> headers;           // besides Content-Type
+  std::chrono::milliseconds delay{0};    // wait this long before answering (or before dropping)
+  bool drop = false;                     // close the connection without answering
+  std::optional<CallbackPlan> callback;  // schedule this callback
   // Once this reply is written, close the listener and every connection, and listen again on the
   // same port after this long (POST /_sandbox/outage?kind=refuse). Sockets are the server's.
   std::chrono::milliseconds refuse_connections_for{0};
@@ -84,8 +84,8 @@ struct Reply {
 struct Request {
   std::string_view method;
   std::string_view target;
-  std::string_view authorization;   // the Authorization header, "" when absent
-  std::string_view user_agent;      // the User-Agent header, "" when absent (kept in arrivals)
+  std::string_view authorization;  // the Authorization header, "" when absent
+  std::string_view user_agent;     // the User-Agent header, "" when absent (kept in arrivals)
   bool has_api_version = false;
   std::string_view body;
   // The client had closed its connection before the request was handled (it gave up waiting,
@@ -100,8 +100,7 @@ class SandboxGateway {
   Reply Handle(const Request& request, Clock::time_point now) EXCLUDES(mu_);
 
   // The GET body of a payout, as sent in a callback; nullopt when it does not exist.
-  std::optional<std::string> PayoutJson(const std::string& id, Clock::time_point now)
-      EXCLUDES(mu_);
+  std::optional<std::string> PayoutJson(const std::string& id, Clock::time_point now) EXCLUDES(mu_);
   void NoteCallback(bool delivered) EXCLUDES(mu_);
 
   const SandboxOptions& options() const { return options_; }
@@ -123,12 +122,12 @@ class SandboxGateway {
   };
   struct Entry {
     bool created = false;
-    Body body;                       // the stored payout (first accepted body)
-    std::vector<uint64_t> bodies;    // fingerprints of distinct valid bodies seen
-    int64_t posts_received = 0;      // every POST arrival for this id
-    int64_t post_count = 0;          // POSTs that reached the payout logic (valid body)
+    Body body;                     // the stored payout (first accepted body)
+    std::vector<uint64_t> bodies;  // fingerprints of distinct valid bodies seen
+    int64_t posts_received = 0;    // every POST arrival for this id
+    int64_t post_count = 0;        // POSTs that reached the payout logic (valid body)
     int64_t get_count = 0;
-    int64_t refused_count = 0;       // 422s
+    int64_t refused_count = 0;  // 422s
     Clock::time_point created_at{};
     std::chrono::system_clock::time_point created_wall{};
     bool stuck = false;

@@ -20,7 +20,8 @@ namespace {
 
 using payoutd::sandbox::SandboxOptions;
 
-constexpr char kHelp[] = R"(usage: payout-sandbox --listen HOST:PORT --secret-file F --merchant M [flags]
+constexpr char kHelp[] =
+    R"(usage: payout-sandbox --listen HOST:PORT --secret-file F --merchant M [flags]
 
 A fake payment gateway (docs/gateway.md): POST/GET /payouts/{id} with HS256 JWT auth, a ledger for tests,
 and fault injection. Prints "listening on HOST:PORT" on stdout once ready. SIGTERM/SIGINT: exit 0.
@@ -91,7 +92,8 @@ Inspection (no auth):
 double Share(const std::string& flag, const std::string& v) {
   char* end = nullptr;
   double d = std::strtod(v.c_str(), &end);
-  if (end == v.c_str() || *end != '\0' || !(d >= 0 && d <= 1)) Usage(flag + " wants a share in [0, 1]");
+  if (end == v.c_str() || *end != '\0' || !(d >= 0 && d <= 1))
+    Usage(flag + " wants a share in [0, 1]");
   return d;
 }
 
@@ -114,50 +116,81 @@ SandboxOptions ParseArgs(int argc, char** argv) {
     if (a == "--help" || a == "-h") {
       std::fputs(kHelp, stdout);
       std::exit(0);
-    } else if (a == "--listen") o.listen = value();
-    else if (a == "--port-file") o.port_file = value();
-    else if (a == "--threads") o.threads = static_cast<int>(std::max<int64_t>(1, Int(a, value())));
-    else if (a == "--base-path") o.base_path = value();
-    else if (a == "--secret-file") secret_file = value();
-    else if (a == "--merchant") o.merchant = value();
-    else if (a == "--no-auth") o.auth = false;
-    else if (a == "--no-api-version-check") o.require_api_version = false;
-    else if (a == "--final-after-ms") o.final_after_ms = Int(a, value());
-    else if (a == "--replay-200") o.replay_200 = true;
-    else if (a == "--no-callbacks") o.callbacks = false;
-    else if (a == "--seed") o.seed = static_cast<uint64_t>(Int(a, value()));
-    else if (a == "--max-arrivals") o.max_arrivals = static_cast<size_t>(Int(a, value()));
+    } else if (a == "--listen")
+      o.listen = value();
+    else if (a == "--port-file")
+      o.port_file = value();
+    else if (a == "--threads")
+      o.threads = static_cast<int>(std::max<int64_t>(1, Int(a, value())));
+    else if (a == "--base-path")
+      o.base_path = value();
+    else if (a == "--secret-file")
+      secret_file = value();
+    else if (a == "--merchant")
+      o.merchant = value();
+    else if (a == "--no-auth")
+      o.auth = false;
+    else if (a == "--no-api-version-check")
+      o.require_api_version = false;
+    else if (a == "--final-after-ms")
+      o.final_after_ms = Int(a, value());
+    else if (a == "--replay-200")
+      o.replay_200 = true;
+    else if (a == "--no-callbacks")
+      o.callbacks = false;
+    else if (a == "--seed")
+      o.seed = static_cast<uint64_t>(Int(a, value()));
+    else if (a == "--max-arrivals")
+      o.max_arrivals = static_cast<size_t>(Int(a, value()));
     else if (a == "--faults-on") {
       std::string v = value();
-      if (v == "post") o.faults_on_get = false;
-      else if (v == "get") o.faults_on_post = false;
-      else if (v != "all") Usage("--faults-on wants post, get or all");
-    } else if (a == "--latency-ms") o.latency_ms = Int(a, value());
-    else if (a == "--jitter-ms") o.jitter_ms = Int(a, value());
-    else if (a == "--500-share") o.share_500 = Share(a, value());
-    else if (a == "--503-share") o.share_503 = Share(a, value());
-    else if (a == "--429-share") o.share_429 = Share(a, value());
-    else if (a == "--retry-after-s") o.retry_after_s = Int(a, value());
-    else if (a == "--retry-after-date") o.retry_after_http_date = true;
-    else if (a == "--drop-share") o.drop_share = Share(a, value());
-    else if (a == "--slow-share") o.slow_share = Share(a, value());
-    else if (a == "--slow-ms") o.slow_ms = Int(a, value());
-    else if (a == "--malformed-share") o.malformed_share = Share(a, value());
-    else if (a == "--stuck-share") o.stuck_share = Share(a, value());
+      if (v == "post")
+        o.faults_on_get = false;
+      else if (v == "get")
+        o.faults_on_post = false;
+      else if (v != "all")
+        Usage("--faults-on wants post, get or all");
+    } else if (a == "--latency-ms")
+      o.latency_ms = Int(a, value());
+    else if (a == "--jitter-ms")
+      o.jitter_ms = Int(a, value());
+    else if (a == "--500-share")
+      o.share_500 = Share(a, value());
+    else if (a == "--503-share")
+      o.share_503 = Share(a, value());
+    else if (a == "--429-share")
+      o.share_429 = Share(a, value());
+    else if (a == "--retry-after-s")
+      o.retry_after_s = Int(a, value());
+    else if (a == "--retry-after-date")
+      o.retry_after_http_date = true;
+    else if (a == "--drop-share")
+      o.drop_share = Share(a, value());
+    else if (a == "--slow-share")
+      o.slow_share = Share(a, value());
+    else if (a == "--slow-ms")
+      o.slow_ms = Int(a, value());
+    else if (a == "--malformed-share")
+      o.malformed_share = Share(a, value());
+    else if (a == "--stuck-share")
+      o.stuck_share = Share(a, value());
     else if (a == "--rate-limit") {
       o.rate_limit = Int(a, value());
-      if (o.rate_limit > 1'000'000) Usage("--rate-limit is at most 1000000 (it keeps one slot per request)");
-    }
-    else Usage("unknown flag " + a);
+      if (o.rate_limit > 1'000'000)
+        Usage("--rate-limit is at most 1000000 (it keeps one slot per request)");
+    } else
+      Usage("unknown flag " + a);
   }
   if (o.auth) {
-    if (secret_file.empty() || o.merchant.empty()) Usage("--secret-file and --merchant are required (or --no-auth)");
+    if (secret_file.empty() || o.merchant.empty())
+      Usage("--secret-file and --merchant are required (or --no-auth)");
     std::ifstream in(secret_file, std::ios::binary);
     if (!in) Usage("cannot read --secret-file " + secret_file);
     std::stringstream ss;
     ss << in.rdbuf();
     o.secret = ss.str();
-    while (!o.secret.empty() && (o.secret.back() == '\n' || o.secret.back() == '\r')) o.secret.pop_back();
+    while (!o.secret.empty() && (o.secret.back() == '\n' || o.secret.back() == '\r'))
+      o.secret.pop_back();
     if (o.secret.empty()) Usage("--secret-file is empty");
   }
   return o;
@@ -174,7 +207,8 @@ int main(int argc, char** argv) {
   try {
     server = std::make_unique<payoutd::sandbox::SandboxServer>(io, gateway);
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "payout-sandbox: cannot listen on %s: %s\n", options.listen.c_str(), e.what());
+    std::fprintf(stderr, "payout-sandbox: cannot listen on %s: %s\n", options.listen.c_str(),
+                 e.what());
     return 1;
   }
   uint16_t port = server->port();

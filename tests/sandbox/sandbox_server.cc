@@ -36,7 +36,9 @@ using Timer = asio::basic_waitable_timer<std::chrono::steady_clock,
 
 namespace {
 
-std::string_view Sv(beast::string_view s) { return {s.data(), s.size()}; }
+std::string_view Sv(beast::string_view s) {
+  return {s.data(), s.size()};
+}
 
 // What a session asks of its server. Owned by SandboxServer::Impl, which outlives every handler
 // that runs (handlers still queued when the io_context is destroyed are dropped, never run).
@@ -69,8 +71,9 @@ class Session : public std::enable_shared_from_this<Session> {
   void ReadRequest() {
     parser_.emplace();
     parser_->body_limit(1 << 20);
-    http::async_read(socket_, buffer_, *parser_,
-                     [self = shared_from_this()](beast::error_code ec, size_t) { self->OnRequest(ec); });
+    http::async_read(
+        socket_, buffer_, *parser_,
+        [self = shared_from_this()](beast::error_code ec, size_t) { self->OnRequest(ec); });
   }
 
   void OnRequest(beast::error_code ec) {
@@ -182,10 +185,12 @@ bool ParseHttpUrl(std::string_view url, Url* out) {
   return !out->host.empty();
 }
 
-// Delivers one callback: POST of the GET-shaped body. Failures are logged and counted, never retried.
+// Delivers one callback: POST of the GET-shaped body. Failures are logged and counted, never
+// retried.
 class CallbackSender : public std::enable_shared_from_this<CallbackSender> {
  public:
-  CallbackSender(asio::io_context& io, SandboxGateway& gateway, Url url, std::string id, std::string body)
+  CallbackSender(asio::io_context& io, SandboxGateway& gateway, Url url, std::string id,
+                 std::string body)
       : resolver_(io), stream_(io), gateway_(gateway), url_(std::move(url)), id_(std::move(id)) {
     req_.method(http::verb::post);
     req_.target(url_.path);
@@ -199,15 +204,16 @@ class CallbackSender : public std::enable_shared_from_this<CallbackSender> {
   }
 
   void Send() {
-    resolver_.async_resolve(url_.host, url_.port,
-                            [self = shared_from_this()](beast::error_code ec, tcp::resolver::results_type r) {
-                              if (ec) return self->Fail("resolve", ec);
-                              self->stream_.expires_after(std::chrono::seconds(5));
-                              self->stream_.async_connect(r, [self](beast::error_code ec, auto) {
-                                if (ec) return self->Fail("connect", ec);
-                                self->Write();
-                              });
-                            });
+    resolver_.async_resolve(
+        url_.host, url_.port,
+        [self = shared_from_this()](beast::error_code ec, tcp::resolver::results_type r) {
+          if (ec) return self->Fail("resolve", ec);
+          self->stream_.expires_after(std::chrono::seconds(5));
+          self->stream_.async_connect(r, [self](beast::error_code ec, auto) {
+            if (ec) return self->Fail("connect", ec);
+            self->Write();
+          });
+        });
   }
 
  private:
@@ -348,7 +354,8 @@ struct SandboxServer::Impl {
       }
       std::optional<std::string> body = gateway.PayoutJson(plan.id, Clock::now());
       if (!body) return;
-      std::make_shared<CallbackSender>(io, gateway, std::move(url), plan.id, std::move(*body))->Send();
+      std::make_shared<CallbackSender>(io, gateway, std::move(url), plan.id, std::move(*body))
+          ->Send();
     });
   }
 
@@ -370,7 +377,8 @@ SandboxServer::SandboxServer(asio::io_context& io, SandboxGateway& gateway)
   size_t colon = listen.rfind(':');
   if (colon == std::string::npos) throw std::runtime_error("--listen wants host:port");
   std::string host = listen.substr(0, colon);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
   auto port = static_cast<uint16_t>(std::stoi(listen.substr(colon + 1)));
   tcp::endpoint ep(asio::ip::make_address(host), port);
   impl_->acceptor.open(ep.protocol());
@@ -384,7 +392,9 @@ SandboxServer::SandboxServer(asio::io_context& io, SandboxGateway& gateway)
 
 SandboxServer::~SandboxServer() = default;
 
-uint16_t SandboxServer::port() const { return impl_->endpoint.port(); }
+uint16_t SandboxServer::port() const {
+  return impl_->endpoint.port();
+}
 
 void SandboxServer::Close() {
   beast::error_code ignored;

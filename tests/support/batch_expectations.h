@@ -142,8 +142,8 @@ inline void ExpectReports(const std::string& batch_id, const std::vector<PayoutI
       ADD_FAILURE() << "results row " << i << ": line=" << r.line << " id=" << r.id
                     << " amount=" << r.amount << " currency=" << r.currency << " state=" << r.state
                     << " (want " << want_state << ") gateway_status=" << r.gateway_status
-                    << " fee=" << r.fee << " (want " << want_fee << ") fee_currency="
-                    << r.fee_currency << " processed_at=" << r.processed_at
+                    << " fee=" << r.fee << " (want " << want_fee
+                    << ") fee_currency=" << r.fee_currency << " processed_at=" << r.processed_at
                     << " attempts=" << r.attempts << " error=" << r.error;
     }
     ++states[want_state];

@@ -1,12 +1,13 @@
 // Runs the real `payoutd` binary for end-to-end tests: a scratch folder with a config and a secret,
-// `payoutd run` as a child process, the other subcommands as one-shot commands, and parsers for what
-// the daemon writes (results.csv, summary.json, errors.csv).
+// `payoutd run` as a child process, the other subcommands as one-shot commands, and parsers for
+// what the daemon writes (results.csv, summary.json, errors.csv).
 //
 //   payoutd::testing::SandboxProcess sandbox({"--final-after-ms", "0"});
-//   payoutd::testing::TempDir dir;                       // removed at the end (PAYOUTD_TEST_KEEP=1 keeps it)
-//   payoutd::testing::DaemonConfig cfg = DaemonConfig::For(sandbox);   // fast test defaults
-//   cfg.extra_yaml = "callbacks:\n  listen: 127.0.0.1:0\n";           // any more top-level keys
-//   std::string config = cfg.Write(dir.path());          // dir/payoutd.yaml + dir/secret.key (0600)
+//   payoutd::testing::TempDir dir;                       // removed at the end (PAYOUTD_TEST_KEEP=1
+//   keeps it) payoutd::testing::DaemonConfig cfg = DaemonConfig::For(sandbox);   // fast test
+//   defaults cfg.extra_yaml = "callbacks:\n  listen: 127.0.0.1:0\n";           // any more
+//   top-level keys std::string config = cfg.Write(dir.path());          // dir/payoutd.yaml +
+//   dir/secret.key (0600)
 //
 //   payoutd::testing::DaemonProcess daemon(config);      // not started yet
 //   daemon.Start();                                      // payoutd run --config ...; log in dir
@@ -16,12 +17,14 @@
 //   ASSERT_TRUE(WaitForFile(dir.path() + "/spool/done/b1.summary.json", std::chrono::seconds(30)));
 //   auto rows = ReadResultsCsv(dir.path() + "/spool/done/b1.results.csv");
 //   auto summary = ReadSummary(dir.path() + "/spool/done/b1.summary.json");
-//   int code = daemon.Terminate(std::chrono::seconds(15)); // SIGTERM, wait; exit code or 128+signal
-//   daemon.Kill();                                       // SIGKILL, wait (for crash tests)
-//   daemon.Start();                                      // again, same config; a new log file
-//   daemon.Start({"PAYOUTD_FAILPOINTS=spool.claimed=crash"});   // this start with more environment
+//   int code = daemon.Terminate(std::chrono::seconds(15)); // SIGTERM, wait; exit code or
+//   128+signal daemon.Kill();                                       // SIGKILL, wait (for crash
+//   tests) daemon.Start();                                      // again, same config; a new log
+//   file daemon.Start({"PAYOUTD_FAILPOINTS=spool.claimed=crash"});   // this start with more
+//   environment
 //
-//   CommandResult r = RunPayoutd({"status", "--config", config});    // one-shot: exit code, out, err
+//   CommandResult r = RunPayoutd({"status", "--config", config});    // one-shot: exit code, out,
+//   err
 //
 // DaemonProcess keeps every start's log (stdout + stderr) as <dir of config>/payoutd.<n>.log;
 // log() returns the current one, all_logs() every start's text. The destructor SIGKILLs a child
@@ -166,7 +169,8 @@ class TempDir {
 };
 
 // Puts a batch into <spool>/inbox as the spool expects: written as "<name>.csv.part", then renamed.
-inline void DropBatch(const std::string& spool_dir, const std::string& batch_id, const std::string& csv) {
+inline void DropBatch(const std::string& spool_dir, const std::string& batch_id,
+                      const std::string& csv) {
   std::string inbox = spool_dir + "/inbox";
   ::mkdir(spool_dir.c_str(), 0700);
   ::mkdir(inbox.c_str(), 0700);
@@ -199,7 +203,7 @@ struct DaemonConfig {
   std::string metrics_listen = "127.0.0.1:0";
   std::string log_level = "info";
   std::string log_format = "text";
-  std::string extra_yaml;   // appended as is: more top-level sections (callbacks:, batches:, ...)
+  std::string extra_yaml;  // appended as is: more top-level sections (callbacks:, batches:, ...)
 
   // Relative to the config's folder (payoutd resolves relative paths from there).
   std::string spool = "spool";
@@ -215,18 +219,25 @@ struct DaemonConfig {
     return c;
   }
 
-  std::string spool_dir(const std::string& dir) const { return spool[0] == '/' ? spool : dir + "/" + spool; }
-  std::string state_path(const std::string& dir) const { return state[0] == '/' ? state : dir + "/" + state; }
+  std::string spool_dir(const std::string& dir) const {
+    return spool[0] == '/' ? spool : dir + "/" + spool;
+  }
+  std::string state_path(const std::string& dir) const {
+    return state[0] == '/' ? state : dir + "/" + state;
+  }
 
   std::string Yaml() const {
     std::string y;
-    y += "gateway:\n  base_url: " + base_url + "\n  timeout: " + gateway_timeout + "\n  connect_timeout: " + connect_timeout + "\n";
+    y += "gateway:\n  base_url: " + base_url + "\n  timeout: " + gateway_timeout +
+         "\n  connect_timeout: " + connect_timeout + "\n";
     y += "auth:\n  merchant_code: " + merchant + "\n  secret_file: secret.key\n";
     y += "limits:\n  requests_per_second: " + std::to_string(requests_per_second) +
-         "\n  burst: " + std::to_string(burst) + "\n  max_in_flight: " + std::to_string(max_in_flight) + "\n";
-    y += "retry:\n  max_attempts: " + std::to_string(max_attempts) + "\n  initial_backoff: " + initial_backoff +
-         "\n  max_backoff: " + max_backoff + "\n";
-    y += "polling:\n  initial_delay: " + polling_initial_delay + "\n  max_interval: " + polling_max_interval + "\n";
+         "\n  burst: " + std::to_string(burst) +
+         "\n  max_in_flight: " + std::to_string(max_in_flight) + "\n";
+    y += "retry:\n  max_attempts: " + std::to_string(max_attempts) +
+         "\n  initial_backoff: " + initial_backoff + "\n  max_backoff: " + max_backoff + "\n";
+    y += "polling:\n  initial_delay: " + polling_initial_delay +
+         "\n  max_interval: " + polling_max_interval + "\n";
     y += "spool:\n  dir: " + spool + "\n  settle: " + settle + "\n";
     y += "state:\n  path: " + state + "\n" + state_extra;
     y += "metrics:\n  listen: " + metrics_listen + "\n";
@@ -249,7 +260,7 @@ struct DaemonConfig {
 // Processes
 
 struct CommandResult {
-  int exit_code = -1;   // 128 + signal when killed; -1 when it did not end in time (then killed)
+  int exit_code = -1;  // 128 + signal when killed; -1 when it did not end in time (then killed)
   std::string out;
   std::string err;
 };
@@ -327,8 +338,8 @@ inline int TempFd(std::string* path) {
 
 }  // namespace detail
 
-// Runs `payoutd <args...>` to completion (killed after timeout) and returns its exit code and output.
-// `env` ("NAME=value", e.g. "PAYOUTD_FAILPOINTS=...") is added to its environment.
+// Runs `payoutd <args...>` to completion (killed after timeout) and returns its exit code and
+// output. `env` ("NAME=value", e.g. "PAYOUTD_FAILPOINTS=...") is added to its environment.
 inline CommandResult RunPayoutd(const std::vector<std::string>& args,
                                 std::chrono::milliseconds timeout = std::chrono::seconds(60),
                                 const std::vector<std::string>& env = {}) {
@@ -387,17 +398,21 @@ class DaemonProcess {
 
   // True once the current run logged payoutd.ready; false on timeout or if it exited first.
   bool WaitReady(std::chrono::milliseconds timeout = std::chrono::seconds(20)) {
-    return WaitFor([&] {
-      std::string text = log();
-      size_t at = text.find("payoutd.ready");
-      if (at != std::string::npos) {
-        size_t p = text.find("(port ", at);
-        size_t eol = text.find('\n', at);
-        if (p != std::string::npos && p < eol) metrics_port_ = static_cast<uint16_t>(std::atoi(text.c_str() + p + 6));
-        return true;
-      }
-      return Exited().has_value();
-    }, timeout) && log().find("payoutd.ready") != std::string::npos;
+    return WaitFor(
+               [&] {
+                 std::string text = log();
+                 size_t at = text.find("payoutd.ready");
+                 if (at != std::string::npos) {
+                   size_t p = text.find("(port ", at);
+                   size_t eol = text.find('\n', at);
+                   if (p != std::string::npos && p < eol)
+                     metrics_port_ = static_cast<uint16_t>(std::atoi(text.c_str() + p + 6));
+                   return true;
+                 }
+                 return Exited().has_value();
+               },
+               timeout) &&
+           log().find("payoutd.ready") != std::string::npos;
   }
 
   // The exit code if the child ended (reaps it), nullopt while it runs.
@@ -553,8 +568,9 @@ inline std::vector<ResultRow> ReadResultsCsv(const std::string& path) {
   std::vector<ResultRow> out;
   for (size_t i = 1; i < rows.size(); ++i) {
     const auto& f = rows[i];
-    if (f.size() != 11) throw std::runtime_error(path + ": row " + std::to_string(i) + " has " +
-                                                 std::to_string(f.size()) + " fields");
+    if (f.size() != 11)
+      throw std::runtime_error(path + ": row " + std::to_string(i) + " has " +
+                               std::to_string(f.size()) + " fields");
     ResultRow r;
     r.line = std::atoi(f[0].c_str());
     r.id = f[1];
@@ -591,7 +607,7 @@ inline std::vector<ErrorRow> ReadErrorsCsv(const std::string& path) {
 }
 
 struct SummaryTotals {
-  std::string requested, succeeded, failed, fees;   // exact decimal strings, as written
+  std::string requested, succeeded, failed, fees;  // exact decimal strings, as written
 };
 
 // <batch>.summary.json (docs/results.md).
@@ -613,7 +629,8 @@ inline Summary ParseSummary(const std::string& json) {
   if (parser.parse(padded).get(doc)) throw std::runtime_error("summary: bad JSON");
   auto str = [](simdjson::dom::element e, const char* key) {
     std::string_view v;
-    if (e[key].get_string().get(v)) throw std::runtime_error(std::string("summary: no string ") + key);
+    if (e[key].get_string().get(v))
+      throw std::runtime_error(std::string("summary: no string ") + key);
     return std::string(v);
   };
   Summary s;
@@ -641,13 +658,17 @@ inline Summary ParseSummary(const std::string& json) {
   return s;
 }
 
-inline Summary ReadSummary(const std::string& path) { return ParseSummary(ReadFile(path)); }
+inline Summary ReadSummary(const std::string& path) {
+  return ParseSummary(ReadFile(path));
+}
 
-// Exact decimal text of `minor` units with `digits` decimals: (12345, 2) -> "123.45", (5, 0) -> "5".
+// Exact decimal text of `minor` units with `digits` decimals: (12345, 2) -> "123.45", (5, 0) ->
+// "5".
 inline std::string FormatMinor(int64_t minor, int digits) {
   std::string s = std::to_string(minor);
   if (digits == 0) return s;
-  if (s.size() <= static_cast<size_t>(digits)) s.insert(0, static_cast<size_t>(digits) + 1 - s.size(), '0');
+  if (s.size() <= static_cast<size_t>(digits))
+    s.insert(0, static_cast<size_t>(digits) + 1 - s.size(), '0');
   s.insert(s.size() - static_cast<size_t>(digits), ".");
   return s;
 }

@@ -343,10 +343,10 @@ inline ::testing::Environment* const kPostgresEnvironment =
 
 // Declares `PostgresServer* var`, the shared server; skips the test when PostgreSQL is not
 // installed, fails it when the server does not start.
-#define PAYOUTD_REQUIRE_POSTGRES(var)                                                     \
-  std::string var##_why;                                                                  \
-  bool var##_skip = false;                                                                \
-  ::payoutd::testing::PostgresServer* var =                                               \
-      ::payoutd::testing::PostgresEnvironment::Get(&var##_why, &var##_skip);              \
-  if (var == nullptr && var##_skip) GTEST_SKIP() << var##_why;                            \
+#define PAYOUTD_REQUIRE_POSTGRES(var)                                        \
+  std::string var##_why;                                                     \
+  bool var##_skip = false;                                                   \
+  ::payoutd::testing::PostgresServer* var =                                  \
+      ::payoutd::testing::PostgresEnvironment::Get(&var##_why, &var##_skip); \
+  if (var == nullptr && var##_skip) GTEST_SKIP() << var##_why;               \
   if (var == nullptr) FAIL() << "PostgreSQL test server: " << var##_why

@@ -56,7 +56,7 @@ namespace payoutd::testing {
 using Headers = std::vector<std::pair<std::string, std::string>>;
 
 struct HttpReply {
-  int status = 0;                              // 0 when no reply came (see error)
+  int status = 0;  // 0 when no reply came (see error)
   std::string body;
   std::map<std::string, std::string> headers;  // names in lower case
   std::string error;                           // "closed" (peer closed, no reply), "timeout", ...
@@ -68,25 +68,26 @@ struct HttpReply {
 
 // One row of GET /_sandbox/ledger.
 struct SandboxLedgerEntry {
-  bool created = false;          // the sandbox holds this payout
-  int64_t posts_received = 0;    // every POST that arrived for the id (faulted, refused, ...)
-  int64_t post_count = 0;        // POSTs with a valid body that reached the payout logic
+  bool created = false;        // the sandbox holds this payout
+  int64_t posts_received = 0;  // every POST that arrived for the id (faulted, refused, ...)
+  int64_t post_count = 0;      // POSTs with a valid body that reached the payout logic
   int64_t get_count = 0;
-  int64_t distinct_bodies = 0;   // distinct valid bodies seen; > 1 means a client sent one id with two bodies
-  std::string status;            // CREATED, PENDING, SUCCESS, FAILED; REJECTED (422); NONE
-  int64_t amount_minor = 0;      // of the stored payout (0 when no valid body was seen)
+  int64_t distinct_bodies =
+      0;               // distinct valid bodies seen; > 1 means a client sent one id with two bodies
+  std::string status;  // CREATED, PENDING, SUCCESS, FAILED; REJECTED (422); NONE
+  int64_t amount_minor = 0;  // of the stored payout (0 when no valid body was seen)
   std::string currency;
   std::string account_number;
 };
 
 // One row of GET /_sandbox/arrivals: a /payouts request as the sandbox saw it.
 struct SandboxArrival {
-  int64_t t_us = 0;   // microseconds since the sandbox started (monotonic clock)
-  std::string method; // "POST" | "GET"
+  int64_t t_us = 0;    // microseconds since the sandbox started (monotonic clock)
+  std::string method;  // "POST" | "GET"
   std::string id;
-  int status = 0;     // the reply's status; 0 = the connection was dropped without a reply
+  int status = 0;          // the reply's status; 0 = the connection was dropped without a reply
   bool abandoned = false;  // the client had closed its connection first: the reply reached nobody
-  std::string agent;  // the request's User-Agent ("" when it had none)
+  std::string agent;       // the request's User-Agent ("" when it had none)
 };
 
 // What POST /_sandbox/outage answered: when the outage began and ends, on the arrivals' clock.
@@ -133,7 +134,8 @@ inline HttpReply HttpRequest(uint16_t port, const std::string& method, const std
   std::string req = method + " " + target + " HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(port) +
                     "\r\nConnection: close\r\n";
   for (const auto& [k, v] : headers) req += k + ": " + v + "\r\n";
-  if (!body.empty() || method == "POST") req += "Content-Length: " + std::to_string(body.size()) + "\r\n";
+  if (!body.empty() || method == "POST")
+    req += "Content-Length: " + std::to_string(body.size()) + "\r\n";
   req += "\r\n" + body;
   for (size_t off = 0; off < req.size();) {
     ssize_t n = ::send(fd, req.data() + off, req.size() - off, MSG_NOSIGNAL);
@@ -149,7 +151,8 @@ inline HttpReply HttpRequest(uint16_t port, const std::string& method, const std
   size_t content_length = 0;
   for (;;) {
     if (header_end != std::string::npos && in.size() >= header_end + 4 + content_length) break;
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
     pollfd p{fd, POLLIN, 0};
     if (left.count() <= 0 || ::poll(&p, 1, static_cast<int>(left.count())) <= 0) {
       ::close(fd);
@@ -164,7 +167,8 @@ inline HttpReply HttpRequest(uint16_t port, const std::string& method, const std
       return reply;
     }
     in.append(buf, static_cast<size_t>(n));
-    if (header_end == std::string::npos && (header_end = in.find("\r\n\r\n")) != std::string::npos) {
+    if (header_end == std::string::npos &&
+        (header_end = in.find("\r\n\r\n")) != std::string::npos) {
       size_t line_end = in.find("\r\n");
       std::string status_line = in.substr(0, line_end);
       size_t sp = status_line.find(' ');
@@ -195,10 +199,11 @@ inline std::string PayoutBody(const std::string& amount, const std::string& curr
                               const std::string& account_number = "11223344",
                               const std::string& operator_code = "BNK_000",
                               const std::string& callback_url = "") {
-  std::string b = R"({"paymentRequested":{"money":{"amount":)" + amount + R"(,"currencyCode":")" +
-                  currency + R"("}},"paymentMethod":{"paymentMethodCode":"BANK_TRANSFER","account":{"accountName":"Test account","accountNumber":")" +
-                  account_number + R"("},"paymentOperatorCode":")" + operator_code +
-                  R"(","emailAddress":"customer@test.com"})";
+  std::string b =
+      R"({"paymentRequested":{"money":{"amount":)" + amount + R"(,"currencyCode":")" + currency +
+      R"("}},"paymentMethod":{"paymentMethodCode":"BANK_TRANSFER","account":{"accountName":"Test account","accountNumber":")" +
+      account_number + R"("},"paymentOperatorCode":")" + operator_code +
+      R"(","emailAddress":"customer@test.com"})";
   if (!callback_url.empty()) b += R"(,"callbackUrl":")" + callback_url + "\"";
   return b + "}";
 }
@@ -219,8 +224,9 @@ class SandboxProcess {
     }
     ::close(sfd);
 
-    std::vector<std::string> args = {PAYOUT_SANDBOX_BIN, "--listen", "127.0.0.1:0",
-                                     "--secret-file", secret_file_, "--merchant", merchant_};
+    std::vector<std::string> args = {PAYOUT_SANDBOX_BIN, "--listen",   "127.0.0.1:0",
+                                     "--secret-file",    secret_file_, "--merchant",
+                                     merchant_};
     args.insert(args.end(), extra_args.begin(), extra_args.end());
     int out[2];
     if (::pipe2(out, O_CLOEXEC) != 0) throw std::runtime_error("pipe failed");
@@ -300,7 +306,8 @@ class SandboxProcess {
     int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
                       std::chrono::system_clock::now().time_since_epoch())
                       .count();
-    return SignJwt(NewJwtClaims(std::move(operations), merchant_, now, ttl.count(), random_), secret_);
+    return SignJwt(NewJwtClaims(std::move(operations), merchant_, now, ttl.count(), random_),
+                   secret_);
   }
 
   // The headers the daemon sends (docs/gateway.md), with a valid token for "METHOD /payouts/ID".
@@ -321,7 +328,8 @@ class SandboxProcess {
                  std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
     return Send("POST", "/payouts/" + id, body, AuthHeaders("POST", id), timeout);
   }
-  HttpReply Get(const std::string& id, std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
+  HttpReply Get(const std::string& id,
+                std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
     return Send("GET", "/payouts/" + id, "", AuthHeaders("GET", id), timeout);
   }
 
@@ -398,8 +406,8 @@ class SandboxProcess {
   // or "hang"; see payout-sandbox --help). A refuse outage answers before the listener closes.
   // Throws when the sandbox did not accept it.
   SandboxOutage StartOutage(const std::string& kind, std::chrono::milliseconds duration) {
-    HttpReply r = Send("POST", "/_sandbox/outage?kind=" + kind + "&ms=" +
-                                   std::to_string(duration.count()));
+    HttpReply r =
+        Send("POST", "/_sandbox/outage?kind=" + kind + "&ms=" + std::to_string(duration.count()));
     simdjson::dom::parser parser;
     simdjson::dom::element doc;
     SandboxOutage o;
@@ -437,7 +445,8 @@ class SandboxProcess {
     auto deadline = std::chrono::steady_clock::now() + timeout;
     std::string line;
     for (;;) {
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
       pollfd p{fd, POLLIN, 0};
       if (left.count() <= 0 || ::poll(&p, 1, static_cast<int>(left.count())) <= 0) return line;
       char c;

@@ -3,9 +3,9 @@
 //   FakeClock clock;
 //   boost::asio::io_context io;
 //   SimulatedGateway gateway(io, clock, sandbox_options);
-//   auto client = GatewayClient::Create(io, options, clock, random, &observer, gateway.Transport());
-//   gateway.Outage(SimulatedGateway::Fault::kRefuse, clock.Now() + 2s, clock.Now() + 10min);
-//   RunInFakeTime(io, clock, [&] { return done; }, std::chrono::hours(2));
+//   auto client = GatewayClient::Create(io, options, clock, random, &observer,
+//   gateway.Transport()); gateway.Outage(SimulatedGateway::Fault::kRefuse, clock.Now() + 2s,
+//   clock.Now() + 10min); RunInFakeTime(io, clock, [&] { return done; }, std::chrono::hours(2));
 //   gateway.Ledger()   // what the gateway holds: id -> SandboxLedgerEntry
 //
 // SimulatedGateway::Transport() is an HttpTransport that hands each request to
@@ -35,9 +35,9 @@
 #include <utility>
 #include <vector>
 
+#include <simdjson.h>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
-#include <simdjson.h>
 
 #include "core/base/clock.h"
 #include "core/gateway/http_client.h"
@@ -56,8 +56,9 @@ struct SimulatedLedgerEntry {
 };
 
 // Runs `io` until `done()` holds or `limit` of fake time has passed; returns done().
-inline bool RunInFakeTime(boost::asio::io_context& io, FakeClock& clock, const std::function<bool()>& done,
-                          Duration limit, const std::function<bool()>& other_thread_busy = nullptr) {
+inline bool RunInFakeTime(boost::asio::io_context& io, FakeClock& clock,
+                          const std::function<bool()>& done, Duration limit,
+                          const std::function<bool()>& other_thread_busy = nullptr) {
   const SteadyTime end = clock.Now() + limit;
   // A schedule that never settles would spin forever in fake time; real time bounds the test.
   const auto real_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
@@ -94,7 +95,9 @@ class SimulatedGateway {
   std::unique_ptr<HttpTransport> Transport() { return std::make_unique<Link>(*this); }
 
   // The gateway fails as `fault` says from `from` to `to`.
-  void Outage(Fault fault, SteadyTime from, SteadyTime to) { outages_.push_back({fault, from, to}); }
+  void Outage(Fault fault, SteadyTime from, SteadyTime to) {
+    outages_.push_back({fault, from, to});
+  }
   // Every request for payout `id` is answered `status` (0: the connection is refused).
   void Fail(const std::string& id, int status) { per_payout_[id] = status; }
 
@@ -159,7 +162,8 @@ class SimulatedGateway {
       SteadyTime at = now + g_.latency_;
       const Window* w = g_.FaultAt(now);
       auto fail = g_.per_payout_.find(id);
-      if ((w && w->fault == Fault::kRefuse) || (fail != g_.per_payout_.end() && fail->second == 0)) {
+      if ((w && w->fault == Fault::kRefuse) ||
+          (fail != g_.per_payout_.end() && fail->second == 0)) {
         response.error = "Failed to connect to gateway.test port 443: Connection refused";
         at = now;
       } else if (w && w->fault == Fault::k503) {
@@ -233,14 +237,16 @@ class SimulatedGateway {
     r.method = request.method;
     const size_t path = request.url.find("/payouts/");
     r.target = std::string_view(request.url).substr(path == std::string::npos ? 0 : path);
-    r.has_api_version = std::any_of(request.headers.begin(), request.headers.end(),
-                                    [](const std::string& h) { return h.rfind("X-API-Version:", 0) == 0; });
+    r.has_api_version =
+        std::any_of(request.headers.begin(), request.headers.end(),
+                    [](const std::string& h) { return h.rfind("X-API-Version:", 0) == 0; });
     r.body = request.body;
     return gateway_.Handle(r, at);
   }
 
   // The sandbox's reply as the client sees it: at `answered` plus the reply's own delay.
-  static void Answer(const sandbox::Reply& reply, HttpResponse* out, SteadyTime* at, SteadyTime answered) {
+  static void Answer(const sandbox::Reply& reply, HttpResponse* out, SteadyTime* at,
+                     SteadyTime answered) {
     *at = answered + reply.delay;
     if (reply.drop) {
       out->maybe_sent = true;

@@ -29,19 +29,22 @@ std::string Read(const fs::path& p) {
 class ApprovalRoundTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("approval_round_" + std::to_string(::getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    dir_ = fs::temp_directory_path() /
+           ("approval_round_" + std::to_string(::getpid()) + "_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(dir_);
-    for (const char* d : {"approval", "work", "rejected", "done", "inbox"}) fs::create_directories(spool() / d);
+    for (const char* d : {"approval", "work", "rejected", "done", "inbox"})
+      fs::create_directories(spool() / d);
     auto s = PayoutStore::Open((dir_ / "state.db").string());
     ASSERT_TRUE(s.ok()) << s.error();
     store_ = std::move(*s);
     for (const char* who : {"alice", "bob", "mallory"}) {
-      auto r = RunProcess({"ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", (dir_ / who).string()}, "");
+      auto r = RunProcess(
+          {"ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", (dir_ / who).string()}, "");
       ASSERT_TRUE(r.ok() && r->exit_code == 0);
     }
-    std::ofstream(dir_ / "allowed_signers") << "alice@example.com " << Read(dir_ / "alice.pub") << "bob@example.com "
-                                            << Read(dir_ / "bob.pub");
+    std::ofstream(dir_ / "allowed_signers") << "alice@example.com " << Read(dir_ / "alice.pub")
+                                            << "bob@example.com " << Read(dir_ / "bob.pub");
     policy_.allowed_signers = (dir_ / "allowed_signers").string();
     policy_.required = 2;
   }
@@ -52,7 +55,8 @@ class ApprovalRoundTest : public ::testing::Test {
   // A valid batch, accepted and waiting in approval/ as the daemon leaves it.
   std::string Await(const std::string& id, int64_t accepted_at_ms, int required = 2) {
     const std::string csv = "id,amount,currency,account_number,account_name,operator_code\n" + id +
-                            "-1,10.00,USD,DE0011223344,Ann,BNK\n" + id + "-2,20.00,USD,DE0011225566,Bob,BNK\n";
+                            "-1,10.00,USD,DE0011223344,Ann,BNK\n" + id +
+                            "-2,20.00,USD,DE0011225566,Bob,BNK\n";
     std::ofstream(spool() / "approval" / (id + ".csv"), std::ios::binary) << csv;
     std::istringstream in(csv);
     ValidatedBatch v = BatchValidator(BatchRules{}).Validate(id, in);
@@ -68,7 +72,8 @@ class ApprovalRoundTest : public ::testing::Test {
     EXPECT_TRUE(store_->CreateBatch(b, v.payouts).ok());
     return csv;
   }
-  void Sign(const std::string& who, const std::string& batch, const std::string& csv, const std::string& label) {
+  void Sign(const std::string& who, const std::string& batch, const std::string& csv,
+            const std::string& label) {
     auto sig = MakeSshSignature((dir_ / who).string(), kApprovalNamespace, csv);
     ASSERT_TRUE(sig.ok()) << sig.error();
     std::ofstream(spool() / "approval" / (batch + ".csv." + label + ".sig")) << *sig;
@@ -107,7 +112,8 @@ TEST_F(ApprovalRoundTest, TwoDistinctAllowedSignersAreNeededAndAStrangerOrARepea
   ASSERT_EQ(r.approved, std::vector<std::string>{"pay"});
   EXPECT_EQ(Batch("pay").status, BatchRecord::Status::kActive);
   EXPECT_TRUE(fs::exists(spool() / "work" / "pay.csv"));
-  EXPECT_TRUE(fs::exists(spool() / "work" / "pay.csv.bob.sig")) << "the signatures go with the batch";
+  EXPECT_TRUE(fs::exists(spool() / "work" / "pay.csv.bob.sig"))
+      << "the signatures go with the batch";
   EXPECT_FALSE(fs::exists(spool() / "approval" / "pay.csv"));
   auto approvals = store_->ListApprovals("pay");
   ASSERT_TRUE(approvals.ok());
@@ -128,12 +134,15 @@ TEST_F(ApprovalRoundTest, TwoDistinctAllowedSignersAreNeededAndAStrangerOrARepea
 
 TEST_F(ApprovalRoundTest, SignaturesOverAChangedBatchFileNeverCount) {
   const std::string csv = Await("pay", 500, 1);
-  std::ofstream(spool() / "approval" / "pay.csv", std::ios::binary) << csv << "pay-3,99999.00,USD,DE99,Eve,BNK\n";
-  Sign("alice", "pay", csv + "pay-3,99999.00,USD,DE99,Eve,BNK\n", "alice");  // over the changed bytes
+  std::ofstream(spool() / "approval" / "pay.csv", std::ios::binary)
+      << csv << "pay-3,99999.00,USD,DE99,Eve,BNK\n";
+  Sign("alice", "pay", csv + "pay-3,99999.00,USD,DE99,Eve,BNK\n",
+       "alice");  // over the changed bytes
   ApprovalRound r = Round();
   EXPECT_TRUE(r.approved.empty());
   ASSERT_FALSE(r.problems.empty());
-  EXPECT_NE(r.problems[0].find("not the file that was accepted"), std::string::npos) << r.problems[0];
+  EXPECT_NE(r.problems[0].find("not the file that was accepted"), std::string::npos)
+      << r.problems[0];
   EXPECT_EQ(Batch("pay").status, BatchRecord::Status::kAwaitingApproval);
 }
 
@@ -145,7 +154,8 @@ TEST_F(ApprovalRoundTest, ABatchNotApprovedInTimeIsRejectedAndNothingOfItIsPaid)
   EXPECT_EQ(r.expired, std::vector<std::string>{"late"});
   EXPECT_TRUE(fs::exists(spool() / "rejected" / "late.csv"));
   EXPECT_TRUE(fs::exists(spool() / "rejected" / "late.csv.alice.sig"));
-  EXPECT_NE(Read(spool() / "rejected" / "late.errors.csv").find("0,,approval expired"), std::string::npos)
+  EXPECT_NE(Read(spool() / "rejected" / "late.errors.csv").find("0,,approval expired"),
+            std::string::npos)
       << Read(spool() / "rejected" / "late.errors.csv");
   EXPECT_EQ(Batch("late").status, BatchRecord::Status::kReported);
   auto p = store_->Progress("late");
@@ -156,26 +166,39 @@ TEST_F(ApprovalRoundTest, ABatchNotApprovedInTimeIsRejectedAndNothingOfItIsPaid)
 TEST_F(ApprovalRoundTest, CommandsOnTheStateHoldResumeAndCancel) {
   const ControlPeer peer{1001, 1, "alice"};
   Await("wait", 500);
-  ControlReply r = RunControlOnState(*store_, {"hold", "wait", false, "check"}, peer, spool().string(), 10);
+  ControlReply r =
+      RunControlOnState(*store_, {"hold", "wait", false, "check"}, peer, spool().string(), 10);
   EXPECT_EQ(r.exit_code, 0) << r.message;
   EXPECT_TRUE(Batch("wait").hold.held());
   EXPECT_EQ(Batch("wait").hold.by, "alice (uid 1001)");
-  r = RunControlOnState(*store_, {"cancel", "wait", false, "wrong file"}, peer, spool().string(), 20);
+  r = RunControlOnState(*store_, {"cancel", "wait", false, "wrong file"}, peer, spool().string(),
+                        20);
   EXPECT_EQ(r.exit_code, 0) << r.message;
-  EXPECT_NE(Read(spool() / "rejected" / "wait.errors.csv").find("0,,cancelled: wrong file"), std::string::npos);
-  EXPECT_EQ(RunControlOnState(*store_, {"cancel", "wait", false, ""}, peer, spool().string(), 30).exit_code, 2)
+  EXPECT_NE(Read(spool() / "rejected" / "wait.errors.csv").find("0,,cancelled: wrong file"),
+            std::string::npos);
+  EXPECT_EQ(RunControlOnState(*store_, {"cancel", "wait", false, ""}, peer, spool().string(), 30)
+                .exit_code,
+            2)
       << "a batch already reported";
-  EXPECT_EQ(RunControlOnState(*store_, {"hold", "nope", false, ""}, peer, spool().string(), 30).exit_code, 2);
-  EXPECT_EQ(RunControlOnState(*store_, {"cancel", "", true, ""}, peer, spool().string(), 30).exit_code, 2);
-  EXPECT_EQ(RunControlOnState(*store_, {"explode", "wait", false, ""}, peer, spool().string(), 30).exit_code, 2);
+  EXPECT_EQ(
+      RunControlOnState(*store_, {"hold", "nope", false, ""}, peer, spool().string(), 30).exit_code,
+      2);
+  EXPECT_EQ(
+      RunControlOnState(*store_, {"cancel", "", true, ""}, peer, spool().string(), 30).exit_code,
+      2);
+  EXPECT_EQ(RunControlOnState(*store_, {"explode", "wait", false, ""}, peer, spool().string(), 30)
+                .exit_code,
+            2);
 
   Await("paying", 500, 0);
   ASSERT_TRUE(store_->SetBatchStatus("paying", BatchRecord::Status::kActive, 0).ok());
   r = RunControlOnState(*store_, {"cancel", "paying", false, "stop"}, peer, spool().string(), 40);
   EXPECT_EQ(r.exit_code, 0);
   EXPECT_NE(r.message.find("cancelled 2 unsent payouts"), std::string::npos) << r.message;
-  EXPECT_EQ(Batch("paying").status, BatchRecord::Status::kFinished) << "all final: the next start reports it";
-  EXPECT_EQ((**store_->GetPayout("paying-1")).progress.error, "cancelled by alice (uid 1001): stop");
+  EXPECT_EQ(Batch("paying").status, BatchRecord::Status::kFinished)
+      << "all final: the next start reports it";
+  EXPECT_EQ((**store_->GetPayout("paying-1")).progress.error,
+            "cancelled by alice (uid 1001): stop");
   r = RunControlOnState(*store_, {"hold", "", true, "holiday"}, peer, spool().string(), 50);
   EXPECT_EQ(r.exit_code, 0);
   EXPECT_TRUE(store_->GetHoldAll()->held());

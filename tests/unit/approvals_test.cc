@@ -20,7 +20,8 @@ namespace fs = std::filesystem;
 
 TEST(ApprovalsRequired, RequiredForAllAndMoreAboveALargeTotalPerCurrency) {
   ApprovalPolicy p;
-  EXPECT_EQ(ApprovalsRequired(p, {{"USD", 1'000'000'00}}), 0) << "no approvals configured: paid at once";
+  EXPECT_EQ(ApprovalsRequired(p, {{"USD", 1'000'000'00}}), 0)
+      << "no approvals configured: paid at once";
   p.large_above = {{"USD", 10'000'00}};
   p.large_required = 2;
   EXPECT_EQ(ApprovalsRequired(p, {{"USD", 10'000'00}}), 0) << "at the threshold is not above it";
@@ -42,9 +43,9 @@ TEST(SignatureName, TakesBothFormsAndNothingElse) {
   ASSERT_TRUE(labelled);
   EXPECT_EQ(labelled->batch_id, "pay.roll");
   EXPECT_EQ(labelled->label, "alice_2-x");
-  for (const char* bad : {"payroll.csv", "payroll.csv.sig.invalid", "payroll.csv.al ice.sig", "payroll.sig",
-                          ".sig", "payroll.csv.alice.sig.tmp", "-bad.csv.sig", "payroll.csv..sig",
-                          "payroll.csv.a/b.sig"})
+  for (const char* bad :
+       {"payroll.csv", "payroll.csv.sig.invalid", "payroll.csv.al ice.sig", "payroll.sig", ".sig",
+        "payroll.csv.alice.sig.tmp", "-bad.csv.sig", "payroll.csv..sig", "payroll.csv.a/b.sig"})
     EXPECT_FALSE(ParseSignatureName(bad)) << bad;
   EXPECT_EQ(SignatureLabel("alice.smith@corp"), "alicesmithcorp");
   EXPECT_EQ(SignatureLabel("..."), "user");
@@ -53,13 +54,16 @@ TEST(SignatureName, TakesBothFormsAndNothingElse) {
 class ApprovalFiles : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("approvals_test_" + std::to_string(::getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    dir_ = fs::temp_directory_path() /
+           ("approvals_test_" + std::to_string(::getpid()) + "_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(dir_);
     fs::create_directories(dir_ / "spool" / "approval");
   }
   void TearDown() override { fs::remove_all(dir_); }
-  void Write(const fs::path& p, const std::string& text) { std::ofstream(p, std::ios::binary) << text; }
+  void Write(const fs::path& p, const std::string& text) {
+    std::ofstream(p, std::ios::binary) << text;
+  }
   fs::path approval() const { return dir_ / "spool" / "approval"; }
   fs::path dir_;
 };
@@ -123,7 +127,8 @@ TEST_F(ApprovalFiles, ApproveShowsTheBatchSignsItsBytesAndTheSignatureVerifies) 
   EXPECT_NE(shown.find("5000 JPY"), std::string::npos) << shown;
   EXPECT_NE(shown.find("0 of 2"), std::string::npos) << shown;
   EXPECT_NE(shown.find("****3344"), std::string::npos) << shown;
-  EXPECT_EQ(shown.find("DE0001111122223344"), std::string::npos) << "a full account number was shown";
+  EXPECT_EQ(shown.find("DE0001111122223344"), std::string::npos)
+      << "a full account number was shown";
   // Ordered by the amount as written, each in its own currency: 5000 JPY, 99.50 USD, 10.00 USD.
   EXPECT_LT(shown.find("P-2"), shown.find("P-3")) << shown;
   EXPECT_LT(shown.find("P-3"), shown.find("P-1")) << shown;

@@ -13,13 +13,15 @@ namespace {
 
 const char* kHeader = "id,amount,currency,account_number,account_name,operator_code,method,email\n";
 
-ValidatedBatch Check(const std::string& csv, BatchRules rules = {}, std::string_view batch_id = "B1") {
+ValidatedBatch Check(const std::string& csv, BatchRules rules = {},
+                     std::string_view batch_id = "B1") {
   std::istringstream in(csv);
   return BatchValidator(std::move(rules)).Validate(batch_id, in);
 }
 
 // The batch has exactly one error, at `line` in `column`, whose message contains `needle`.
-void ExpectOnlyError(const ValidatedBatch& b, uint32_t line, std::string_view column, std::string_view needle) {
+void ExpectOnlyError(const ValidatedBatch& b, uint32_t line, std::string_view column,
+                     std::string_view needle) {
   ASSERT_EQ(b.error_count, 1u) << (b.errors.empty() ? "" : b.errors[0].message);
   ASSERT_EQ(b.errors.size(), 1u);
   EXPECT_EQ(b.errors[0].line, line);
@@ -51,23 +53,26 @@ TEST(BatchValidator_Accepts, AGoodBatchBecomesPayoutsInInputOrder) {
   EXPECT_EQ(b.payouts[1].method, "CARD");
   EXPECT_EQ(b.payouts[1].amount_minor, 1000);
   EXPECT_EQ(b.payouts[2].amount_minor, 1250);
-  EXPECT_EQ(b.totals, (std::map<std::string, int64_t>{{"USD", 4205}, {"JPY", 1000}, {"KWD", 1250}}));
+  EXPECT_EQ(b.totals,
+            (std::map<std::string, int64_t>{{"USD", 4205}, {"JPY", 1000}, {"KWD", 1250}}));
 }
 
 TEST(BatchValidator_Accepts, HeaderNamesAreTrimmedAndCaseInsensitiveAndExtraColumnsIgnored) {
-  auto b = Check(" Amount ,CURRENCY,Notes,account_Number,ACCOUNT_NAME , operator_code\n"
-                 "10,EUR,whatever,123,Ann,OP\n");
+  auto b = Check(
+      " Amount ,CURRENCY,Notes,account_Number,ACCOUNT_NAME , operator_code\n"
+      "10,EUR,whatever,123,Ann,OP\n");
   ASSERT_TRUE(b.ok()) << b.errors[0].message;
   EXPECT_EQ(b.payouts[0].amount_minor, 1000);
   EXPECT_EQ(b.payouts[0].id, "B1-1");
 }
 
 TEST(BatchValidator_Accepts, DefaultIdIsBatchIdAndDataRowNumber) {
-  auto b = Check("id,amount,currency,account_number,account_name,operator_code\n"
-                 "x,1,EUR,1,A,O\n"
-                 ",2,EUR,1,A,O\n"
-                 ",3,EUR,1,A,O\n",
-                 {}, "payroll-2026-11");
+  auto b = Check(
+      "id,amount,currency,account_number,account_name,operator_code\n"
+      "x,1,EUR,1,A,O\n"
+      ",2,EUR,1,A,O\n"
+      ",3,EUR,1,A,O\n",
+      {}, "payroll-2026-11");
   ASSERT_TRUE(b.ok()) << b.errors[0].message;
   EXPECT_EQ(b.payouts[1].id, "payroll-2026-11-2");
   EXPECT_EQ(b.payouts[2].id, "payroll-2026-11-3");
@@ -84,11 +89,16 @@ TEST(BatchValidator_Accepts, DefaultOperatorCodeMakesTheColumnOptional) {
 TEST(BatchValidator_Accepts, BomCrlfAndSemicolonDelimiter) {
   BatchRules rules;
   rules.delimiter = ';';
-  auto b = Check("\xEF\xBB\xBF" "amount;currency;account_number;account_name;operator_code\r\n7,5;EUR;1;A;O\r\n", rules);
+  auto b = Check(
+      "\xEF\xBB\xBF"
+      "amount;currency;account_number;account_name;operator_code\r\n7,5;EUR;1;A;O\r\n",
+      rules);
   // "7,5" with ';' as delimiter is a decimal comma, which is refused like a thousands separator.
   ExpectOnlyError(b, 2, "amount", "thousands separator");
-  auto good = Check("\xEF\xBB\xBF" "amount;currency;account_number;account_name;operator_code\r\n7.5;EUR;1;A;O\r\n",
-                    rules);
+  auto good = Check(
+      "\xEF\xBB\xBF"
+      "amount;currency;account_number;account_name;operator_code\r\n7.5;EUR;1;A;O\r\n",
+      rules);
   ASSERT_TRUE(good.ok());
   EXPECT_EQ(good.payouts[0].amount_minor, 750);
 }
@@ -104,7 +114,8 @@ TEST(BatchValidator_Accepts, BigBatchIsHashedWholeAndKeptInOrder) {
   // Over 1 MiB, so reading goes to big chunks and hashing to its worker thread.
   std::string csv = kHeader;
   for (int i = 1; i <= 40000; ++i)
-    csv += "pay-" + std::to_string(i) + ",12.34,EUR,DE89370400440532013000,Jane Doe,OP1,,jane@example.com\n";
+    csv += "pay-" + std::to_string(i) +
+           ",12.34,EUR,DE89370400440532013000,Jane Doe,OP1,,jane@example.com\n";
   ASSERT_GT(csv.size(), 2u << 20);
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int n = 0;
@@ -136,7 +147,8 @@ TEST(BatchValidator_File, HeaderOnlyIsRejectedAsNoPayouts) {
 TEST(BatchValidator_File, MissingRequiredColumnsAreNamed) {
   auto b = Check("id,amount,account_number,account_name\n1,2,3,4\n");
   ASSERT_EQ(b.error_count, 2u);
-  EXPECT_EQ(b.errors[0], (BatchError{1, "currency", "the header has no currency column, which is required"}));
+  EXPECT_EQ(b.errors[0],
+            (BatchError{1, "currency", "the header has no currency column, which is required"}));
   EXPECT_EQ(b.errors[1].column, "operator_code");
   EXPECT_EQ(b.rows, 1u);
 }
@@ -148,15 +160,18 @@ TEST(BatchValidator_File, MissingHeaderRowIsSaidPlainly) {
 }
 
 TEST(BatchValidator_File, DuplicateHeaderColumnIsAnError) {
-  auto b = Check("amount,currency,account_number,account_name,operator_code,AMOUNT\n1,EUR,1,A,O,2\n");
+  auto b =
+      Check("amount,currency,account_number,account_name,operator_code,AMOUNT\n1,EUR,1,A,O,2\n");
   ExpectOnlyError(b, 1, "amount", "twice");
 }
 
 TEST(BatchValidator_File, InvalidBatchIdIsAFileLevelErrorReportedOnce) {
-  auto b = Check("amount,currency,account_number,account_name,operator_code\n1,EUR,1,A,O\n2,EUR,1,A,O\n",
-                 {}, "bad batch!");
+  auto b =
+      Check("amount,currency,account_number,account_name,operator_code\n1,EUR,1,A,O\n2,EUR,1,A,O\n",
+            {}, "bad batch!");
   ExpectOnlyError(b, 0, "", "batch id 'bad batch!'");
-  auto latin1 = Check("amount,currency,account_number,account_name,operator_code\n1,EUR,1,A,O\n", {}, "caf\xE9");
+  auto latin1 = Check("amount,currency,account_number,account_name,operator_code\n1,EUR,1,A,O\n",
+                      {}, "caf\xE9");
   ExpectOnlyError(latin1, 0, "", "batch id 'caf?'");  // the errors file stays valid UTF-8
 }
 
@@ -172,20 +187,25 @@ TEST(BatchValidator_File, CsvErrorsCarryLineAndColumnName) {
 TEST(BatchValidator_File, MaxRowsRejectsTheBatchAtTheFirstRowOverTheLimit) {
   BatchRules rules;
   rules.max_rows = 2;
-  auto b = Check(std::string(kHeader) + "a,1,EUR,1,A,O,,\nb,1,EUR,1,A,O,,\nc,1,EUR,1,A,O,,\nd,1,EUR,1,A,O,,\n", rules);
+  auto b = Check(
+      std::string(kHeader) + "a,1,EUR,1,A,O,,\nb,1,EUR,1,A,O,,\nc,1,EUR,1,A,O,,\nd,1,EUR,1,A,O,,\n",
+      rules);
   ExpectOnlyError(b, 4, "", "the batch has 4 rows; at most 2 are allowed");
   EXPECT_EQ(b.rows, 4u);
 }
 
 TEST(BatchValidator_Id, RejectsAnInvalidId) {
-  ExpectOnlyError(Check(std::string(kHeader) + "has space,1,EUR,1,A,O,,\n"), 2, "id", "id 'has space' is not valid");
+  ExpectOnlyError(Check(std::string(kHeader) + "has space,1,EUR,1,A,O,,\n"), 2, "id",
+                  "id 'has space' is not valid");
   ExpectOnlyError(Check(std::string(kHeader) + "-lead,1,EUR,1,A,O,,\n"), 2, "id", "is not valid");
-  ExpectOnlyError(Check(std::string(kHeader) + std::string(65, 'a') + ",1,EUR,1,A,O,,\n"), 2, "id", "is not valid");
+  ExpectOnlyError(Check(std::string(kHeader) + std::string(65, 'a') + ",1,EUR,1,A,O,,\n"), 2, "id",
+                  "is not valid");
 }
 
 TEST(BatchValidator_Id, RejectsADefaultIdThatNoLongerFitsTheRule) {
   std::string batch_id(63, 'b');  // valid alone; "<63 b>-1" is 65 characters
-  auto b = Check("amount,currency,account_number,account_name,operator_code\n1,EUR,1,A,O\n", {}, batch_id);
+  auto b = Check("amount,currency,account_number,account_name,operator_code\n1,EUR,1,A,O\n", {},
+                 batch_id);
   ExpectOnlyError(b, 2, "id", "default id");
 }
 
@@ -204,8 +224,10 @@ TEST(BatchValidator_Id, DetectsDuplicatesAmongManyIds) {
 TEST(BatchValidator_Id, EveryRepeatNamesTheFirstLine) {
   auto b = Check(std::string(kHeader) + "p1,1,EUR,1,A,O,,\np1,1,EUR,1,A,O,,\np1,1,EUR,1,A,O,,\n");
   ASSERT_EQ(b.error_count, 2u);
-  EXPECT_EQ(b.errors[0], (BatchError{3, "id", "id 'p1' appears twice in this batch; first on line 2"}));
-  EXPECT_EQ(b.errors[1], (BatchError{4, "id", "id 'p1' appears twice in this batch; first on line 2"}));
+  EXPECT_EQ(b.errors[0],
+            (BatchError{3, "id", "id 'p1' appears twice in this batch; first on line 2"}));
+  EXPECT_EQ(b.errors[1],
+            (BatchError{4, "id", "id 'p1' appears twice in this batch; first on line 2"}));
 }
 
 // Every repeat of an id is checked against the ids seen before it; comparing each with every
@@ -233,8 +255,8 @@ TEST(BatchValidator_Id, ManyCopiesOfOneIdAreCountedInLinearTime) {
   };
   const auto small = fastest(batch(4000), 3999);
   const auto large = fastest(batch(40000), 39999);
-  EXPECT_LT(large, 30 * small) << "4000 rows: " << small.count() << " ns, 40000 rows: "
-                               << large.count() << " ns";
+  EXPECT_LT(large, 30 * small) << "4000 rows: " << small.count()
+                               << " ns, 40000 rows: " << large.count() << " ns";
 }
 
 TEST(BatchValidator_Amount, RejectsTooManyDecimalsNamingTheCurrency) {
@@ -263,9 +285,12 @@ TEST(BatchValidator_Amount, RejectsAPayoutAboveMaxAmount) {
 TEST(BatchValidator_Amount, RejectsABatchWhoseCurrencyTotalExceedsMaxTotalOnce) {
   BatchRules rules;
   rules.max_total["EUR"] = 1000;  // 10.00 EUR
-  auto b = Check(std::string(kHeader) + "a,6,EUR,1,A,O,,\nb,4,EUR,1,A,O,,\nc,0.01,EUR,1,A,O,,\nd,5,EUR,1,A,O,,\n"
-                 "e,99,USD,1,A,O,,\n", rules);
-  ExpectOnlyError(b, 4, "amount", "the EUR total reaches 10.01 at this row, above the batch limit of 10.00 EUR");
+  auto b = Check(std::string(kHeader) +
+                     "a,6,EUR,1,A,O,,\nb,4,EUR,1,A,O,,\nc,0.01,EUR,1,A,O,,\nd,5,EUR,1,A,O,,\n"
+                     "e,99,USD,1,A,O,,\n",
+                 rules);
+  ExpectOnlyError(b, 4, "amount",
+                  "the EUR total reaches 10.01 at this row, above the batch limit of 10.00 EUR");
   EXPECT_EQ(b.totals.at("EUR"), 1501);
   EXPECT_EQ(b.totals.at("USD"), 9900);
 }
@@ -277,8 +302,10 @@ TEST(BatchValidator_Amount, RejectsATotalBeyondInt64) {
 }
 
 TEST(BatchValidator_Currency, RejectsUnknownAndEmptyCurrency) {
-  ExpectOnlyError(Check(std::string(kHeader) + "p1,1,XYZ,1,A,O,,\n"), 2, "currency", "'XYZ' is not a known ISO 4217");
-  ExpectOnlyError(Check(std::string(kHeader) + "p1,1,,1,A,O,,\n"), 2, "currency", "currency is empty");
+  ExpectOnlyError(Check(std::string(kHeader) + "p1,1,XYZ,1,A,O,,\n"), 2, "currency",
+                  "'XYZ' is not a known ISO 4217");
+  ExpectOnlyError(Check(std::string(kHeader) + "p1,1,,1,A,O,,\n"), 2, "currency",
+                  "currency is empty");
 }
 
 TEST(BatchValidator_Currency, UsesConfiguredOverridesAndAcceptsLowerCase) {
@@ -305,8 +332,8 @@ TEST(BatchValidator_Account, RejectsAccountNameEmptyTooLongOrWithControls) {
   std::string name140;
   for (int i = 0; i < 140; ++i) name140 += "\xC3\xA9";  // 140 characters, 280 bytes
   EXPECT_TRUE(Check(std::string(kHeader) + "p1,1,EUR,1," + name140 + ",O,,\n").ok());
-  ExpectOnlyError(Check(std::string(kHeader) + "p1,1,EUR,1," + name140 + "x,O,,\n"), 2, "account_name",
-                  "141 characters; at most 140");
+  ExpectOnlyError(Check(std::string(kHeader) + "p1,1,EUR,1," + name140 + "x,O,,\n"), 2,
+                  "account_name", "141 characters; at most 140");
   ExpectOnlyError(Check(std::string(kHeader) + "p1,1,EUR,1,\"Jane\nDoe\",O,,\n"), 2, "account_name",
                   "control character");
   ExpectOnlyError(Check(std::string(kHeader) + "p1,1,EUR,1,Jane\xC2\x85,O,,\n"), 2, "account_name",
@@ -314,7 +341,8 @@ TEST(BatchValidator_Account, RejectsAccountNameEmptyTooLongOrWithControls) {
 }
 
 TEST(BatchValidator_Operator, RejectsEmptyOperatorCodeWithoutADefault) {
-  ExpectOnlyError(Check(std::string(kHeader) + "p1,1,EUR,1,A,,,\n"), 2, "operator_code", "operator_code is empty");
+  ExpectOnlyError(Check(std::string(kHeader) + "p1,1,EUR,1,A,,,\n"), 2, "operator_code",
+                  "operator_code is empty");
   BatchRules rules;
   rules.default_operator_code = "OPX";
   auto b = Check(std::string(kHeader) + "p1,1,EUR,1,A,,,\n", rules);
@@ -323,13 +351,14 @@ TEST(BatchValidator_Operator, RejectsEmptyOperatorCodeWithoutADefault) {
 }
 
 TEST(BatchValidator_Email, RejectsSomethingThatIsNotAnEmailAddress) {
-  for (const char* email : {"jane", "@example.com", "jane@", "jane@example", "ja ne@example.com", "a@b@c.com",
-                            "jane@example..com"}) {
+  for (const char* email : {"jane", "@example.com", "jane@", "jane@example", "ja ne@example.com",
+                            "a@b@c.com", "jane@example..com"}) {
     auto b = Check(std::string(kHeader) + "p1,1,EUR,1,A,O,," + email + "\n");
     ASSERT_EQ(b.error_count, 1u) << email;
     EXPECT_EQ(b.errors[0].column, "email") << email;
   }
-  EXPECT_TRUE(Check(std::string(kHeader) + "p1,1,EUR,1,A,O,,jane.doe+pay@mail.example.co.uk\n").ok());
+  EXPECT_TRUE(
+      Check(std::string(kHeader) + "p1,1,EUR,1,A,O,,jane.doe+pay@mail.example.co.uk\n").ok());
 }
 
 TEST(BatchValidator_Errors, ReportsEveryBadRowSortedByLine) {

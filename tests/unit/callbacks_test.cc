@@ -34,7 +34,7 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
 struct Answer {
-  int status = 0;       // 0: no answer (the connection ended first)
+  int status = 0;  // 0: no answer (the connection ended first)
   std::string body;
 };
 
@@ -171,8 +171,8 @@ TEST_F(CallbacksTest, Callbacks_RefuseOtherMethodsWith405) {
 TEST_F(CallbacksTest, Callbacks_KeepServingWhileAClientSendsNothing) {
   asio::io_context client_io;
   tcp::socket silent(client_io);
-  silent.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"),
-                               static_cast<uint16_t>(receiver_->port())));
+  silent.connect(
+      tcp::endpoint(asio::ip::make_address("127.0.0.1"), static_cast<uint16_t>(receiver_->port())));
   tcp::socket gone(client_io);  // connects and leaves without a byte
   gone.connect(silent.remote_endpoint());
   gone.close();
@@ -219,20 +219,20 @@ TEST_F(CallbacksTest, Callbacks_RefuseConnectionsOnceStopped) {
 
 TEST(Callbacks, CreateFailsWithTheAddressItCouldNotUse) {
   asio::io_context io;
-  auto bad = CallbackReceiver::Create(io, "no-port", [](const std::string&) { return true; },
-                                      nullptr);
+  auto bad = CallbackReceiver::Create(
+      io, "no-port", [](const std::string&) { return true; }, nullptr);
   ASSERT_FALSE(bad.ok());
   EXPECT_THAT(bad.error(), HasSubstr("no-port"));
-  auto unknown = CallbackReceiver::Create(io, "example.invalid:80",
-                                          [](const std::string&) { return true; }, nullptr);
+  auto unknown = CallbackReceiver::Create(
+      io, "example.invalid:80", [](const std::string&) { return true; }, nullptr);
   ASSERT_FALSE(unknown.ok());
   EXPECT_THAT(unknown.error(), HasSubstr("cannot resolve 'example.invalid'"));
 }
 
 TEST(Callbacks, ListensOnAHostNameAsMetricsListenDoes) {
   asio::io_context io;
-  auto named = CallbackReceiver::Create(io, "localhost:0", [](const std::string&) { return true; },
-                                        nullptr);
+  auto named = CallbackReceiver::Create(
+      io, "localhost:0", [](const std::string&) { return true; }, nullptr);
   ASSERT_TRUE(named.ok()) << named.error();
   EXPECT_GT((*named)->port(), 0);
   (*named)->Stop();

@@ -1,4 +1,5 @@
-// The rule that tells a gateway outage from a payout's own failures (core/gateway/circuit_breaker.h).
+// The rule that tells a gateway outage from a payout's own failures
+// (core/gateway/circuit_breaker.h).
 #include "core/gateway/circuit_breaker.h"
 
 #include <gtest/gtest.h>

@@ -36,10 +36,14 @@ state:
   path: state.db
 )";
 
-std::string WithMinimal(const std::string& extra) { return std::string(kMinimal) + extra; }
+std::string WithMinimal(const std::string& extra) {
+  return std::string(kMinimal) + extra;
+}
 
 // Parses without touching the secret, as if from /etc/payoutd/payoutd.yaml.
-Result<Config> Parse(const std::string& yaml) { return ParseConfig(yaml, "/etc/payoutd/payoutd.yaml", false); }
+Result<Config> Parse(const std::string& yaml) {
+  return ParseConfig(yaml, "/etc/payoutd/payoutd.yaml", false);
+}
 
 std::string ErrorsOf(const std::string& yaml) {
   Result<Config> r = Parse(yaml);
@@ -279,7 +283,8 @@ TEST(ParseConfig, TabDelimiterIsAccepted) {
 
 TEST(ParseConfig, WrongTypeNamesKeyValueAndLine) {
   std::string yaml = WithMinimal("limits:\n  requests_per_second: fast\n");
-  EXPECT_EQ(ErrorsOf(yaml), "limits.requests_per_second: expected a positive number, got 'fast' (line 11)");
+  EXPECT_EQ(ErrorsOf(yaml),
+            "limits.requests_per_second: expected a positive number, got 'fast' (line 11)");
 }
 
 TEST(ParseConfig, ListWhereScalarExpectedIsAnError) {
@@ -288,7 +293,8 @@ TEST(ParseConfig, ListWhereScalarExpectedIsAnError) {
 }
 
 TEST(ParseConfig, ScalarWhereSectionExpectedIsAnError) {
-  EXPECT_EQ(ErrorsOf(WithMinimal("limits: 5\n")), "limits: expected a mapping of keys, got '5' (line 10)");
+  EXPECT_EQ(ErrorsOf(WithMinimal("limits: 5\n")),
+            "limits: expected a mapping of keys, got '5' (line 10)");
 }
 
 TEST(ParseConfig, UnknownTopLevelKeyIsAnError) {
@@ -312,9 +318,10 @@ state:
 }
 
 TEST(ParseConfig, UnknownKeyInsideCurrencyOverrideIsAnError) {
-  EXPECT_EQ(ErrorsOf(WithMinimal("batches:\n  currencies:\n    XYZ: {minor_unit: 2}\n")),
-            "batches.currencies.XYZ.minor_unit: unknown key (did you mean 'minor_units'?) (line 12)\n"
-            "batches.currencies.XYZ.minor_units: required key is missing (line 12)");
+  EXPECT_EQ(
+      ErrorsOf(WithMinimal("batches:\n  currencies:\n    XYZ: {minor_unit: 2}\n")),
+      "batches.currencies.XYZ.minor_unit: unknown key (did you mean 'minor_units'?) (line 12)\n"
+      "batches.currencies.XYZ.minor_units: required key is missing (line 12)");
 }
 
 TEST(ParseConfig, DuplicateKeyIsAnError) {
@@ -332,8 +339,9 @@ TEST(ParseConfig, MissingRequiredKeysAreEachNamed) {
 }
 
 TEST(ParseConfig, MissingKeyInPresentSectionPointsAtTheSection) {
-  std::string yaml = "gateway:\n  api_version: 2\nauth:\n  merchant_code: M\n  secret_file: s\n"
-                     "spool:\n  dir: d\nstate:\n  path: p\n";
+  std::string yaml =
+      "gateway:\n  api_version: 2\nauth:\n  merchant_code: M\n  secret_file: s\n"
+      "spool:\n  dir: d\nstate:\n  path: p\n";
   EXPECT_EQ(ErrorsOf(yaml), "gateway.base_url: required key is missing (line 1)");
 }
 
@@ -350,10 +358,12 @@ TEST(ParseConfig, EmptyRequiredStringIsAnError) {
 }
 
 TEST(ParseConfig, BadDurationNamesTheExpectedForm) {
-  EXPECT_EQ(ErrorsOf(WithMinimal("shutdown_grace: soon\n")),
-            "shutdown_grace: expected a duration like 250ms, 2s, 5m, 72h or 1h30m, got 'soon' (line 10)");
-  EXPECT_EQ(ErrorsOf(WithMinimal("shutdown_grace: 10\n")),
-            "shutdown_grace: expected a duration like 250ms, 2s, 5m, 72h or 1h30m, got '10' (line 10)");
+  EXPECT_EQ(
+      ErrorsOf(WithMinimal("shutdown_grace: soon\n")),
+      "shutdown_grace: expected a duration like 250ms, 2s, 5m, 72h or 1h30m, got 'soon' (line 10)");
+  EXPECT_EQ(
+      ErrorsOf(WithMinimal("shutdown_grace: 10\n")),
+      "shutdown_grace: expected a duration like 250ms, 2s, 5m, 72h or 1h30m, got '10' (line 10)");
 }
 
 TEST(ParseConfig, ZeroDurationIsOutOfRange) {
@@ -382,22 +392,28 @@ TEST(ParseConfig, EveryRangeIsChecked) {
        "limits.requests_per_second: expected a positive number, got '-3' (line 11)"},
       {"limits:\n  requests_per_second: .nan\n",
        "limits.requests_per_second: expected a positive number, got '.nan' (line 11)"},
-      {"limits:\n  burst: 0\n", "limits.burst: expected an integer from 1 to 2147483647, got '0' (line 11)"},
+      {"limits:\n  burst: 0\n",
+       "limits.burst: expected an integer from 1 to 2147483647, got '0' (line 11)"},
       {"limits:\n  max_in_flight: 10001\n",
        "limits.max_in_flight: expected an integer from 1 to 10000, got '10001' (line 11)"},
       {"limits:\n  max_in_flight: 0\n",
        "limits.max_in_flight: expected an integer from 1 to 10000, got '0' (line 11)"},
-      {"retry:\n  max_attempts: 0\n", "retry.max_attempts: expected an integer from 1 to 100, got '0' (line 11)"},
+      {"retry:\n  max_attempts: 0\n",
+       "retry.max_attempts: expected an integer from 1 to 100, got '0' (line 11)"},
       {"retry:\n  max_attempts: 101\n",
        "retry.max_attempts: expected an integer from 1 to 100, got '101' (line 11)"},
-      {"batches:\n  max_rows: 0\n", "batches.max_rows: expected an integer of at least 1, got '0' (line 11)"},
-      {"batches:\n  max_rows: 1.5\n", "batches.max_rows: expected an integer of at least 1, got '1.5' (line 11)"},
+      {"batches:\n  max_rows: 0\n",
+       "batches.max_rows: expected an integer of at least 1, got '0' (line 11)"},
+      {"batches:\n  max_rows: 1.5\n",
+       "batches.max_rows: expected an integer of at least 1, got '1.5' (line 11)"},
       {"batches:\n  currencies:\n    XYZ: {minor_units: 10}\n",
        "batches.currencies.XYZ.minor_units: expected an integer from 0 to 9, got '10' (line 12)"},
       {"retry:\n  initial_backoff: 2m\n  max_backoff: 1m\n",
-       "retry.initial_backoff: retry.initial_backoff (2m) must not exceed retry.max_backoff (1m) (line 11)"},
+       "retry.initial_backoff: retry.initial_backoff (2m) must not exceed retry.max_backoff (1m) "
+       "(line 11)"},
       {"polling:\n  initial_delay: 2m\n",
-       "polling.initial_delay: polling.initial_delay (2m) must not exceed polling.max_interval (1m) (line 11)"},
+       "polling.initial_delay: polling.initial_delay (2m) must not exceed polling.max_interval "
+       "(1m) (line 11)"},
   };
   for (const Case& c : cases) EXPECT_EQ(ErrorsOf(WithMinimal(c.yaml)), c.error) << c.yaml;
 }
@@ -405,7 +421,8 @@ TEST(ParseConfig, EveryRangeIsChecked) {
 TEST(ParseConfig, ApiVersionMustBeAtLeastOne) {
   std::string yaml = std::string(kMinimal);
   yaml.insert(yaml.find("auth:"), "  api_version: 0\n");
-  EXPECT_EQ(ErrorsOf(yaml), "gateway.api_version: expected an integer from 1 to 2147483647, got '0' (line 3)");
+  EXPECT_EQ(ErrorsOf(yaml),
+            "gateway.api_version: expected an integer from 1 to 2147483647, got '0' (line 3)");
 }
 
 TEST(ParseConfig, BadBoolIsAnError) {
@@ -421,12 +438,14 @@ std::string WithBaseUrl(const std::string& url) {
 }
 
 TEST(ParseConfig, BaseUrlMustBeHttpOrHttps) {
-  EXPECT_EQ(ErrorsOf(WithBaseUrl("ftp://gw.example.com")),
-            "gateway.base_url: expected an http:// or https:// URL, got 'ftp://gw.example.com' (line 2)");
+  EXPECT_EQ(
+      ErrorsOf(WithBaseUrl("ftp://gw.example.com")),
+      "gateway.base_url: expected an http:// or https:// URL, got 'ftp://gw.example.com' (line 2)");
   EXPECT_EQ(ErrorsOf(WithBaseUrl("gw.example.com")),
             "gateway.base_url: expected an http:// or https:// URL, got 'gw.example.com' (line 2)");
   EXPECT_THAT(ErrorsOf(WithBaseUrl("https:///payouts")), HasSubstr("expected a host in the URL"));
-  EXPECT_THAT(ErrorsOf(WithBaseUrl("https://gw:99999")), HasSubstr("expected a port from 1 to 65535"));
+  EXPECT_THAT(ErrorsOf(WithBaseUrl("https://gw:99999")),
+              HasSubstr("expected a port from 1 to 65535"));
   EXPECT_THAT(ErrorsOf(WithBaseUrl("https://gw/api?x=1")), HasSubstr("must not have a query"));
   EXPECT_TRUE(Parse(WithBaseUrl("HTTP://[::1]:8080")).ok());
 }
@@ -446,34 +465,41 @@ TEST(ParseConfig, BadListenAddressIsAnError) {
   EXPECT_EQ(ErrorsOf(WithMinimal("metrics:\n  listen: localhost\n")),
             "metrics.listen: expected host:port, e.g. 127.0.0.1:9464, got 'localhost' (line 11)");
   EXPECT_EQ(ErrorsOf(WithMinimal("callbacks:\n  listen: \"127.0.0.1:70000\"\n")),
-            "callbacks.listen: expected a port from 0 to 65535 after ':', got '127.0.0.1:70000' (line 11)");
+            "callbacks.listen: expected a port from 0 to 65535 after ':', got '127.0.0.1:70000' "
+            "(line 11)");
 }
 
 TEST(ParseConfig, UnknownCurrencyInCapsNamesTheKey) {
-  EXPECT_EQ(ErrorsOf(WithMinimal("batches:\n  max_amount:\n    XYZ: \"10.00\"\n")),
-            "batches.max_amount.XYZ: unknown currency 'XYZ' (use an ISO 4217 code, or declare it under "
-            "batches.currencies) (line 12)");
+  EXPECT_EQ(
+      ErrorsOf(WithMinimal("batches:\n  max_amount:\n    XYZ: \"10.00\"\n")),
+      "batches.max_amount.XYZ: unknown currency 'XYZ' (use an ISO 4217 code, or declare it under "
+      "batches.currencies) (line 12)");
   EXPECT_THAT(ErrorsOf(WithMinimal("batches:\n  max_total: {usd: 10}\n")),
               HasSubstr("batches.max_total.usd: unknown currency 'usd'"));
 }
 
 TEST(ParseConfig, CapWithTooManyDecimalsForItsCurrencyIsAnError) {
   std::string errors = ErrorsOf(WithMinimal("batches:\n  max_amount: {JPY: \"10.5\"}\n"));
-  EXPECT_THAT(errors, AllOf(HasSubstr("batches.max_amount.JPY: "), HasSubstr("got '10.5' (line 11)")));
+  EXPECT_THAT(errors,
+              AllOf(HasSubstr("batches.max_amount.JPY: "), HasSubstr("got '10.5' (line 11)")));
   errors = ErrorsOf(WithMinimal("batches:\n  max_total: {USD: lots}\n"));
-  EXPECT_THAT(errors, AllOf(HasSubstr("batches.max_total.USD: "), HasSubstr("got 'lots' (line 11)")));
+  EXPECT_THAT(errors,
+              AllOf(HasSubstr("batches.max_total.USD: "), HasSubstr("got 'lots' (line 11)")));
 }
 
 TEST(ParseConfig, CurrencyOverrideCodeMustBeThreeUpperCaseLetters) {
   EXPECT_EQ(ErrorsOf(WithMinimal("batches:\n  currencies: {Xy1: {minor_units: 2}}\n")),
-            "batches.currencies.Xy1: expected a currency code of three upper-case letters, got 'Xy1' (line 11)");
+            "batches.currencies.Xy1: expected a currency code of three upper-case letters, got "
+            "'Xy1' (line 11)");
 }
 
 TEST(ParseConfig, BadDelimiterIsAnError) {
   for (const char* bad : {"\"ab\"", "'\"'", "\"\"", "\"\\n\"", "\"é\""}) {
     std::string errors = ErrorsOf(WithMinimal(std::string("batches:\n  delimiter: ") + bad + "\n"));
-    EXPECT_THAT(errors, HasSubstr("batches.delimiter: expected a single ASCII character other than a quote or "
-                                  "line break"))
+    EXPECT_THAT(
+        errors,
+        HasSubstr("batches.delimiter: expected a single ASCII character other than a quote or "
+                  "line break"))
         << bad;
     EXPECT_THAT(errors, HasSubstr("(line 11)")) << bad;
   }
@@ -481,11 +507,13 @@ TEST(ParseConfig, BadDelimiterIsAnError) {
 
 TEST(ParseConfig, SuccessStatusesMustBeFinal) {
   EXPECT_EQ(ErrorsOf(WithMinimal("polling:\n  final_statuses: [PAID, FAILED]\n")),
-            "polling.success_statuses: status 'SUCCESS' is not in polling.final_statuses; a success must be "
+            "polling.success_statuses: status 'SUCCESS' is not in polling.final_statuses; a "
+            "success must be "
             "final (line 11)");
-  EXPECT_EQ(ErrorsOf(WithMinimal("polling:\n  success_statuses:\n    - SUCCESS\n    - DONE\n")),
-            "polling.success_statuses: status 'DONE' is not in polling.final_statuses; a success must be "
-            "final (line 13)");
+  EXPECT_EQ(
+      ErrorsOf(WithMinimal("polling:\n  success_statuses:\n    - SUCCESS\n    - DONE\n")),
+      "polling.success_statuses: status 'DONE' is not in polling.final_statuses; a success must be "
+      "final (line 13)");
 }
 
 TEST(ParseConfig, StatusListsMustBeNonEmptyListsOfNames) {
@@ -494,7 +522,8 @@ TEST(ParseConfig, StatusListsMustBeNonEmptyListsOfNames) {
   EXPECT_EQ(ErrorsOf(WithMinimal("polling:\n  final_statuses: SUCCESS\n")),
             "polling.final_statuses: expected a list of gateway statuses, got 'SUCCESS' (line 11)");
   EXPECT_EQ(ErrorsOf(WithMinimal("polling:\n  final_statuses: [SUCCESS, {a: b}]\n")),
-            "polling.final_statuses[1]: expected a gateway status such as SUCCESS, got a mapping (line 11)");
+            "polling.final_statuses[1]: expected a gateway status such as SUCCESS, got a mapping "
+            "(line 11)");
   EXPECT_EQ(ErrorsOf(WithMinimal("polling:\n  success_statuses: [SUCCESS, SUCCESS]\n")),
             "polling.success_statuses[1]: status 'SUCCESS' is listed twice (line 11)");
 }
@@ -502,7 +531,8 @@ TEST(ParseConfig, StatusListsMustBeNonEmptyListsOfNames) {
 TEST(ParseConfig, BadLogSettingsAreErrors) {
   EXPECT_EQ(ErrorsOf(WithMinimal("log:\n  level: loud\n")),
             "log.level: expected debug, info, warn or error, got 'loud' (line 11)");
-  EXPECT_EQ(ErrorsOf(WithMinimal("log:\n  format: xml\n")), "log.format: expected text or json, got 'xml' (line 11)");
+  EXPECT_EQ(ErrorsOf(WithMinimal("log:\n  format: xml\n")),
+            "log.format: expected text or json, got 'xml' (line 11)");
 }
 
 // kMinimal with its state section's lines replaced by `lines`.
@@ -514,10 +544,10 @@ std::string WithState(const std::string& lines) {
 
 // The PostgreSQL state: url instead of path, the lease, and the errors that name their key.
 TEST(ParseConfig, PostgresqlStateTakesUrlInsteadOfPath) {
-  Result<Config> r = Parse(WithState(
-      "  backend: postgresql\n"
-      "  url: \"postgresql://payoutd@db1,db2/p?target_session_attrs=read-write\"\n"
-      "  instance: pay1\n  lease: 5s\n"));
+  Result<Config> r =
+      Parse(WithState("  backend: postgresql\n"
+                      "  url: \"postgresql://payoutd@db1,db2/p?target_session_attrs=read-write\"\n"
+                      "  instance: pay1\n  lease: 5s\n"));
   ASSERT_TRUE(r.ok()) << r.error();
   EXPECT_EQ(r->state.backend, StateOptions::Backend::kPostgresql);
   EXPECT_EQ(r->state.url, "postgresql://payoutd@db1,db2/p?target_session_attrs=read-write");
@@ -534,8 +564,8 @@ TEST(ParseConfig, BadStateSettingsAreErrors) {
   EXPECT_THAT(ErrorsOf(WithState("  backend: postgresql\n")), HasSubstr("state.url"));
   EXPECT_THAT(ErrorsOf(WithState("  path: state.db\n  lease: 200ms\n")),
               HasSubstr("state.lease: must be at least 1s"));
-  std::string errors = ErrorsOf(WithState(
-      "  backend: postgresql\n  url: \"postgresql://u:hunter2@h/db?nosuchoption=1\"\n"));
+  std::string errors = ErrorsOf(
+      WithState("  backend: postgresql\n  url: \"postgresql://u:hunter2@h/db?nosuchoption=1\"\n"));
   EXPECT_THAT(errors, HasSubstr("state.url"));
   EXPECT_THAT(errors, Not(HasSubstr("hunter2")));
 }
@@ -563,7 +593,8 @@ state:
 )";
   EXPECT_EQ(ErrorsOf(yaml),
             "gateway.base_url: expected an http:// or https:// URL, got 'ftp://x' (line 2)\n"
-            "gateway.timeout: expected a duration like 250ms, 2s, 5m, 72h or 1h30m, got 'forever' (line 3)\n"
+            "gateway.timeout: expected a duration like 250ms, 2s, 5m, 72h or 1h30m, got 'forever' "
+            "(line 3)\n"
             "auth.secret_file: required key is missing (line 4)\n"
             "limits.requests_per_second: expected a positive number, got 'fast' (line 7)\n"
             "limits.burst: expected an integer from 1 to 2147483647, got '0' (line 8)\n"
@@ -579,30 +610,37 @@ TEST(ParseConfig, YamlSyntaxErrorNamesTheOriginAndLine) {
 TEST(ParseConfig, SeveralDocumentsAreRefused) {
   Result<Config> r = ParseConfig(std::string(kMinimal) + "---\n" + kMinimal, "/etc/p.yaml", false);
   ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.error(), "/etc/p.yaml: holds more than one YAML document (line 10); a configuration is one document");
+  EXPECT_EQ(
+      r.error(),
+      "/etc/p.yaml: holds more than one YAML document (line 10); a configuration is one document");
 }
 
 // yaml-cpp's LoadAll never returns on these; found by fuzz_config.
 TEST(ParseConfig, StrayFlowCommaIsASyntaxErrorNotAHang) {
   EXPECT_EQ(ErrorsOf(","), "/etc/payoutd/payoutd.yaml: not valid YAML: unexpected text (line 1)");
-  EXPECT_EQ(ErrorsOf("[a],"), "/etc/payoutd/payoutd.yaml: not valid YAML: unexpected text (line 1)");
+  EXPECT_EQ(ErrorsOf("[a],"),
+            "/etc/payoutd/payoutd.yaml: not valid YAML: unexpected text (line 1)");
   EXPECT_THAT(ErrorsOf(std::string(kMinimal) + "log: {level: info},\n"),
               AllOf(HasSubstr("not valid YAML"), HasSubstr("(line 10)")));
 }
 
 TEST(ParseConfig, NonMappingDocumentIsRefused) {
-  EXPECT_EQ(ErrorsOf("- a\n- b\n").substr(0, 54), "configuration: expected a mapping of keys, got a list ");
+  EXPECT_EQ(ErrorsOf("- a\n- b\n").substr(0, 54),
+            "configuration: expected a mapping of keys, got a list ");
 }
 
 TEST(ParseConfig, ErrorValuesAreEscapedToStayOnOneLine) {
   std::string errors = ErrorsOf(WithMinimal("shutdown_grace: \"1s\\n2s\"\n"));
-  EXPECT_EQ(errors, "shutdown_grace: expected a duration like 250ms, 2s, 5m, 72h or 1h30m, got '1s\\x0a2s' (line 10)");
+  EXPECT_EQ(errors,
+            "shutdown_grace: expected a duration like 250ms, 2s, 5m, 72h or 1h30m, got '1s\\x0a2s' "
+            "(line 10)");
 }
 
 // ---------------------------------------------------------------------------------------------
 // The secret file (LoadConfig).
 
-std::string ConfigWithSecret(const std::string& secret_file, const std::string& mode = "jwt-hs256") {
+std::string ConfigWithSecret(const std::string& secret_file,
+                             const std::string& mode = "jwt-hs256") {
   std::string yaml = kMinimal;
   yaml.replace(yaml.find("secret.key"), 10, secret_file);
   yaml.insert(yaml.find("spool:"), "  mode: " + mode + "\n");
@@ -624,7 +662,8 @@ TEST(LoadConfig, ReadsTheSecretAndTrimsTheTrailingNewline) {
 TEST(LoadConfig, StaticModeTakesTheFileAsBearerToken) {
   TempDir dir;
   dir.Write("token", "bearer-token-xyz\r\n", kOwnerOnly);
-  Result<Config> r = LoadConfig(dir.Write("p.yaml", ConfigWithSecret("token", "static"), kOwnerOnly));
+  Result<Config> r =
+      LoadConfig(dir.Write("p.yaml", ConfigWithSecret("token", "static"), kOwnerOnly));
   ASSERT_TRUE(r.ok()) << r.error();
   EXPECT_EQ(r->gateway.auth_mode, GatewayOptions::AuthMode::kStatic);
   EXPECT_EQ(r->gateway.secret, "bearer-token-xyz");
@@ -633,7 +672,8 @@ TEST(LoadConfig, StaticModeTakesTheFileAsBearerToken) {
 TEST(LoadConfig, StaticTokenSpanningLinesIsRefused) {
   TempDir dir;
   dir.Write("token", "line-one\nline-two\n", kOwnerOnly);
-  Result<Config> r = LoadConfig(dir.Write("p.yaml", ConfigWithSecret("token", "static"), kOwnerOnly));
+  Result<Config> r =
+      LoadConfig(dir.Write("p.yaml", ConfigWithSecret("token", "static"), kOwnerOnly));
   ASSERT_FALSE(r.ok());
   EXPECT_THAT(r.error(), HasSubstr("a static bearer token must be one line"));
   EXPECT_THAT(r.error(), Not(HasSubstr("line-one")));
@@ -644,9 +684,10 @@ TEST(LoadConfig, SecretReadableByOthersIsRefusedWithoutShowingIt) {
   std::string secret = dir.Write("secret.key", "do-not-print-me\n", kWorldReadable);
   Result<Config> r = LoadConfig(dir.Write("p.yaml", ConfigWithSecret("secret.key"), kOwnerOnly));
   ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.error(), "auth.secret_file: " + secret +
-                           " is accessible by group or others (mode 0644); run 'chmod 600' on it, or pass it "
-                           "with systemd LoadCredential= (line 5)");
+  EXPECT_EQ(r.error(),
+            "auth.secret_file: " + secret +
+                " is accessible by group or others (mode 0644); run 'chmod 600' on it, or pass it "
+                "with systemd LoadCredential= (line 5)");
   EXPECT_THAT(r.error(), Not(HasSubstr("do-not-print-me")));
 }
 
@@ -672,7 +713,8 @@ TEST(LoadConfig, ReadableSecretOutsideCredentialsDirectoryIsStillRefused) {
   dir.Write("creds/other", "x\n", kOwnerOnly);
   dir.Write("secret.key", "x\n", kWorldReadable);
   ScopedEnv env("CREDENTIALS_DIRECTORY", (dir.path() / "creds").string());
-  Result<Config> r = LoadConfig(dir.Write("p.yaml", ConfigWithSecret("creds/../secret.key"), kOwnerOnly));
+  Result<Config> r =
+      LoadConfig(dir.Write("p.yaml", ConfigWithSecret("creds/../secret.key"), kOwnerOnly));
   ASSERT_FALSE(r.ok());
   EXPECT_THAT(r.error(), HasSubstr("is accessible by group or others"));
 }
@@ -681,8 +723,8 @@ TEST(LoadConfig, SecretFileMayNameTheCredentialsDirectory) {
   TempDir dir;
   dir.Write("creds/payoutd-secret", "via-variable\n", kWorldReadable);
   ScopedEnv env("CREDENTIALS_DIRECTORY", (dir.path() / "creds").string());
-  Result<Config> r =
-      LoadConfig(dir.Write("p.yaml", ConfigWithSecret("$CREDENTIALS_DIRECTORY/payoutd-secret"), kOwnerOnly));
+  Result<Config> r = LoadConfig(
+      dir.Write("p.yaml", ConfigWithSecret("$CREDENTIALS_DIRECTORY/payoutd-secret"), kOwnerOnly));
   ASSERT_TRUE(r.ok()) << r.error();
   EXPECT_EQ(r->gateway.secret, "via-variable");
   EXPECT_EQ(r->secret_file, (dir.path() / "creds/payoutd-secret").string());
@@ -691,10 +733,11 @@ TEST(LoadConfig, SecretFileMayNameTheCredentialsDirectory) {
 TEST(LoadConfig, CredentialsDirectoryReferenceWithoutTheVariableIsAnError) {
   TempDir dir;
   ScopedEnv env("CREDENTIALS_DIRECTORY", "");
-  Result<Config> r =
-      LoadConfig(dir.Write("p.yaml", ConfigWithSecret("${CREDENTIALS_DIRECTORY}/payoutd-secret"), kOwnerOnly));
+  Result<Config> r = LoadConfig(
+      dir.Write("p.yaml", ConfigWithSecret("${CREDENTIALS_DIRECTORY}/payoutd-secret"), kOwnerOnly));
   ASSERT_FALSE(r.ok());
-  EXPECT_THAT(r.error(), HasSubstr("auth.secret_file: refers to $CREDENTIALS_DIRECTORY, which is not set"));
+  EXPECT_THAT(r.error(),
+              HasSubstr("auth.secret_file: refers to $CREDENTIALS_DIRECTORY, which is not set"));
 }
 
 TEST(LoadConfig, MissingSecretFileNamesIt) {
@@ -729,7 +772,8 @@ TEST(LoadConfig, UnreadableCaFileIsAnError) {
   yaml.insert(yaml.find("auth:"), "  ca_file: certs/missing.pem\n");
   Result<Config> r = LoadConfig(dir.Write("p.yaml", yaml, kOwnerOnly));
   ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.error(), "gateway.ca_file: cannot read " + (dir.path() / "certs/missing.pem").string() +
+  EXPECT_EQ(r.error(), "gateway.ca_file: cannot read " +
+                           (dir.path() / "certs/missing.pem").string() +
                            ": No such file or directory (line 3)");
 }
 
@@ -771,8 +815,8 @@ TEST(ShippedExample, IsAcceptedWithoutItsSecret) {
 
 TEST(ShippedExample, LoadsOnceItsSecretFileExists) {
   TempDir dir;
-  std::string path =
-      dir.Write("payoutd.yaml", ReadFile(fs::path(PAYOUTD_SOURCE_DIR) / "config/payoutd.yaml"), kOwnerOnly);
+  std::string path = dir.Write(
+      "payoutd.yaml", ReadFile(fs::path(PAYOUTD_SOURCE_DIR) / "config/payoutd.yaml"), kOwnerOnly);
   dir.Write("secret.key", "merchant-secret\n", kOwnerOnly);
   Result<Config> r = LoadConfig(path);
   ASSERT_TRUE(r.ok()) << r.error();
@@ -790,9 +834,8 @@ TEST(ShippedExample, LoadsOnceItsSecretFileExists) {
 
 TEST(ShippedExample, InTheServiceReadsTheCredentialSystemdPassesIt) {
   TempDir dir;
-  std::string path =
-      dir.Write("payoutd.yaml", ReadFile(fs::path(PAYOUTD_SOURCE_DIR) / "config/payoutd.yaml"),
-                kOwnerOnly);
+  std::string path = dir.Write(
+      "payoutd.yaml", ReadFile(fs::path(PAYOUTD_SOURCE_DIR) / "config/payoutd.yaml"), kOwnerOnly);
   dir.Write("secret.key", "on-disk\n", kOwnerOnly);
   dir.Write("creds/secret.key", "from-systemd\n", kWorldReadable);  // systemd's copy
   ScopedEnv env("CREDENTIALS_DIRECTORY", (dir.path() / "creds").string());

@@ -31,17 +31,21 @@ class ControlTest : public ::testing::Test {
     std::promise<void> ready;
     auto started = ready.get_future();
     thread_ = std::thread([this, &ready] {
-      auto server = ControlServer::Create(io_, path_, [this](const ControlRequest& r, const ControlPeer& p,
-                                                             ControlServer::Reply reply) {
-        last_request_ = r;
-        last_peer_ = p;
-        if (r.command == "slow") {  // answered later, as a cancel is once it is durable
-          auto timer = std::make_shared<boost::asio::steady_timer>(io_, milliseconds(200));
-          timer->async_wait([timer, reply](const boost::system::error_code&) { reply({0, "done later"}); });
-          return;
-        }
-        reply({r.command == "hold" ? 0 : 2, "did " + r.command + " " + r.batch});
-      }, milliseconds(200));
+      auto server = ControlServer::Create(
+          io_, path_,
+          [this](const ControlRequest& r, const ControlPeer& p, ControlServer::Reply reply) {
+            last_request_ = r;
+            last_peer_ = p;
+            if (r.command == "slow") {  // answered later, as a cancel is once it is durable
+              auto timer = std::make_shared<boost::asio::steady_timer>(io_, milliseconds(200));
+              timer->async_wait([timer, reply](const boost::system::error_code&) {
+                reply({0, "done later"});
+              });
+              return;
+            }
+            reply({r.command == "hold" ? 0 : 2, "did " + r.command + " " + r.batch});
+          },
+          milliseconds(200));
       create_status_ = server.ok() ? Status::Ok() : server.status();
       if (server.ok()) server_ = std::move(*server);
       ready.set_value();
@@ -74,7 +78,8 @@ class ControlTest : public ::testing::Test {
     }
     std::string out;
     char buf[4096];
-    for (ssize_t n; (n = ::recv(fd, buf, sizeof buf, 0)) > 0;) out.append(buf, static_cast<size_t>(n));
+    for (ssize_t n; (n = ::recv(fd, buf, sizeof buf, 0)) > 0;)
+      out.append(buf, static_cast<size_t>(n));
     ::close(fd);
     return out;
   }
@@ -82,7 +87,8 @@ class ControlTest : public ::testing::Test {
   fs::path dir_;
   std::string path_;
   boost::asio::io_context io_;
-  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> guard_ = boost::asio::make_work_guard(io_);
+  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> guard_ =
+      boost::asio::make_work_guard(io_);
   std::unique_ptr<ControlServer> server_;
   Status create_status_;
   ControlRequest last_request_;

@@ -13,9 +13,9 @@ using Rows = std::vector<std::vector<std::string>>;
 
 struct Outcome {
   Rows rows;
-  std::vector<uint32_t> lines;        // record_line() of each record
+  std::vector<uint32_t> lines;  // record_line() of each record
   std::vector<CsvError> errors;
-  std::string hashed;                 // what OnBytes saw
+  std::string hashed;  // what OnBytes saw
 };
 
 Outcome ReadAll(const std::string& text, CsvOptions options = {}) {

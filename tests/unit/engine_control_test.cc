@@ -37,7 +37,8 @@ class EngineControlTest : public ::testing::TestWithParam<bool> {
   void SetUp() override {
     std::string name = ::testing::UnitTest::GetInstance()->current_test_info()->name();
     std::replace(name.begin(), name.end(), '/', '_');
-    dir_ = std::filesystem::temp_directory_path() / ("control_engine_" + std::to_string(::getpid()) + "_" + name);
+    dir_ = std::filesystem::temp_directory_path() /
+           ("control_engine_" + std::to_string(::getpid()) + "_" + name);
     std::filesystem::remove_all(dir_);
     std::filesystem::create_directories(dir_);
     store_ = Open();
@@ -93,11 +94,12 @@ class EngineControlTest : public ::testing::TestWithParam<bool> {
     ASSERT_TRUE(store_->CreateBatch(b, list).ok());
   }
   void Start() {
-    auto client = GatewayClient::Create(io_, options_, clock_, random_, nullptr, gateway_->Transport());
+    auto client =
+        GatewayClient::Create(io_, options_, clock_, random_, nullptr, gateway_->Transport());
     ASSERT_TRUE(client.ok()) << client.error();
     client_ = std::move(*client);
-    engine_ = std::make_unique<PayoutEngine>(io_, *store_, *client_, clock_, engine_options_, &observer_,
-                                             writer_.get());
+    engine_ = std::make_unique<PayoutEngine>(io_, *store_, *client_, clock_, engine_options_,
+                                             &observer_, writer_.get());
     ASSERT_TRUE(engine_->Start().ok());
   }
   void Stop() {
@@ -109,7 +111,8 @@ class EngineControlTest : public ::testing::TestWithParam<bool> {
     client_.reset();
   }
   bool Run(const std::function<bool()>& done, Duration limit) {
-    return RunInFakeTime(io_, clock_, done, limit, [&] { return writer_ && writer_->backlog() > 0; });
+    return RunInFakeTime(io_, clock_, done, limit,
+                         [&] { return writer_ && writer_->backlog() > 0; });
   }
   // POSTs the gateway received for payouts of `batch`, from the index `from` of sent() on.
   size_t PostsOf(const std::string& batch, size_t from = 0) {
@@ -122,7 +125,8 @@ class EngineControlTest : public ::testing::TestWithParam<bool> {
   size_t GetsOf(const std::string& batch, size_t from = 0) {
     size_t n = 0;
     const auto& sent = gateway_->sent();
-    for (size_t i = from; i < sent.size(); ++i) n += sent[i].what.rfind("GET " + batch + "-", 0) == 0;
+    for (size_t i = from; i < sent.size(); ++i)
+      n += sent[i].what.rfind("GET " + batch + "-", 0) == 0;
     return n;
   }
   PayoutRow Row(const std::string& id) { return **store_->GetPayout(id); }
@@ -147,19 +151,22 @@ TEST_P(EngineControlTest, AHoldStopsNewPostsAtOnceWhilePollsGoOnAndAResumeFinish
   ASSERT_TRUE(Run([&] { return PostsOf("B") >= 30; }, minutes(1)));
   bool durable = false;
   const size_t at_hold = gateway_->sent().size();
-  engine_->HoldBatch("B", Hold{1, "alice (uid 1001)", "check the file"}, AuditEntry{1, "hold", "alice (uid 1001)", ""},
+  engine_->HoldBatch("B", Hold{1, "alice (uid 1001)", "check the file"},
+                     AuditEntry{1, "hold", "alice (uid 1001)", ""},
                      [&](Status st) { durable = st.ok(); });
   ASSERT_TRUE(Run([&] { return durable; }, seconds(10)));
   EXPECT_TRUE((*store_->GetBatch("B"))->hold.held());
   Run([] { return false; }, minutes(2));
   // A request already on the wire may still land; nothing queued does.
-  EXPECT_LE(PostsOf("B", at_hold), static_cast<size_t>(options_.limits.max_in_flight)) << "POSTs went on while held";
+  EXPECT_LE(PostsOf("B", at_hold), static_cast<size_t>(options_.limits.max_in_flight))
+      << "POSTs went on while held";
   EXPECT_GT(GetsOf("B", at_hold), 10u) << "polls go on while held";
   const size_t sent_while_held = PostsOf("B");
   EXPECT_LT(sent_while_held, 200u);
 
   durable = false;
-  engine_->HoldBatch("B", Hold{}, AuditEntry{2, "resume", "alice (uid 1001)", ""}, [&](Status st) { durable = st.ok(); });
+  engine_->HoldBatch("B", Hold{}, AuditEntry{2, "resume", "alice (uid 1001)", ""},
+                     [&](Status st) { durable = st.ok(); });
   ASSERT_TRUE(Run([&] { return observer_.finished.size() == 1; }, minutes(30)));
   EXPECT_TRUE(durable);
   auto ledger = gateway_->Ledger();
@@ -176,7 +183,8 @@ TEST_P(EngineControlTest, HoldAllAlsoHoldsABatchThatArrivesLaterAndSurvivesARest
   AddBatch("A", 20);
   Start();
   bool durable = false;
-  engine_->HoldAll(Hold{1, "ops (uid 1002)", "bank holiday"}, {{"A", AuditEntry{1, "hold", "ops (uid 1002)", ""}}},
+  engine_->HoldAll(Hold{1, "ops (uid 1002)", "bank holiday"},
+                   {{"A", AuditEntry{1, "hold", "ops (uid 1002)", ""}}},
                    [&](Status st) { durable = st.ok(); });
   ASSERT_TRUE(Run([&] { return durable; }, seconds(10)));
   const size_t at_hold = gateway_->sent().size();
@@ -190,7 +198,8 @@ TEST_P(EngineControlTest, HoldAllAlsoHoldsABatchThatArrivesLaterAndSurvivesARest
   Start();  // a restart keeps the hold
   const size_t after_restart = gateway_->sent().size();
   Run([] { return false; }, minutes(1));
-  EXPECT_EQ(PostsOf("L", after_restart) + PostsOf("A", after_restart), 0u) << "the hold did not survive the restart";
+  EXPECT_EQ(PostsOf("L", after_restart) + PostsOf("A", after_restart), 0u)
+      << "the hold did not survive the restart";
 
   durable = false;
   engine_->HoldAll(Hold{}, {}, [&](Status st) { durable = st.ok(); });
@@ -203,7 +212,8 @@ TEST_P(EngineControlTest, ACancelEndsEveryNeverSentPayoutAndNoneOfThemIsEverSent
   Start();
   ASSERT_TRUE(Run([&] { return PostsOf("C") >= 50; }, minutes(1)));
   std::optional<Result<CancelOutcome>> outcome;
-  engine_->CancelBatch("C", "cancelled by alice (uid 1001): wrong file", AuditEntry{1, "cancel", "alice (uid 1001)", "wrong file"},
+  engine_->CancelBatch("C", "cancelled by alice (uid 1001): wrong file",
+                       AuditEntry{1, "cancel", "alice (uid 1001)", "wrong file"},
                        [&](Result<CancelOutcome> r) { outcome = std::move(r); });
   const size_t at_cancel = gateway_->sent().size();
   ASSERT_TRUE(Run([&] { return outcome.has_value(); }, seconds(10)));
@@ -248,9 +258,9 @@ TEST_P(EngineControlTest, ACutOffPostOfACancelledBatchIsNeverSentAgain) {
     u.id = id;
     u.progress.stage = Stage::kSubmitting;
     u.progress.attempts = 1;
-    u.progress.since_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                              clock_.WallNow().time_since_epoch())
-                              .count();
+    u.progress.since_ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(clock_.WallNow().time_since_epoch())
+            .count();
     ASSERT_TRUE(store_->Apply({u}).ok());
   }
   engine_options_.cancelled_unknown_settle = seconds(20);
@@ -278,7 +288,8 @@ TEST_P(EngineControlTest, ACutOffPostOfACancelledBatchIsNeverSentAgain) {
 
 INSTANTIATE_TEST_SUITE_P(Commits, EngineControlTest, ::testing::Values(false, true),
                          [](const ::testing::TestParamInfo<bool>& info) {
-                           return info.param ? std::string("OnStoreThread") : std::string("OnIoThread");
+                           return info.param ? std::string("OnStoreThread")
+                                             : std::string("OnIoThread");
                          });
 
 }  // namespace

@@ -1,7 +1,7 @@
 // Gateway outages, end to end inside one process and in fake time: the real PayoutEngine and
 // GatewayClient against the sandbox gateway's logic behind a simulated network
-// (tests/support/simulated_gateway.h), with the shipped retry settings (8 attempts, 500 ms to 60 s).
-// Ten minutes of outage run in well under a second, and every schedule is exact.
+// (tests/support/simulated_gateway.h), with the shipped retry settings (8 attempts, 500 ms to 60
+// s). Ten minutes of outage run in well under a second, and every schedule is exact.
 //
 // What must hold after every outage kind: every payout reaches the state the gateway gives it,
 // none is ERROR, each id is created once with one body, and a payout's attempts are what the
@@ -17,8 +17,8 @@
 
 #include <boost/asio/io_context.hpp>
 
-#include "core/gateway/gateway_client.h"
 #include "core/engine/payout_engine.h"
+#include "core/gateway/gateway_client.h"
 #include "core/store/payout_store.h"
 #include "core/store/store_thread.h"
 #include "tests/support/payout_list.h"
@@ -48,7 +48,8 @@ class Observer final : public EngineObserver, public GatewayObserver {
 
 // The sandbox pays every account but those ending in 13, which it ends FAILED.
 FinalState Truth(const Payout& p) {
-  return p.account_number.size() >= 2 && p.account_number.substr(p.account_number.size() - 2) == "13"
+  return p.account_number.size() >= 2 &&
+                 p.account_number.substr(p.account_number.size() - 2) == "13"
              ? FinalState::kFailed
              : FinalState::kSuccess;
 }
@@ -59,7 +60,8 @@ class EngineOutageTest : public ::testing::TestWithParam<bool> {
   void SetUp() override {
     std::string name = ::testing::UnitTest::GetInstance()->current_test_info()->name();
     std::replace(name.begin(), name.end(), '/', '_');
-    dir_ = std::filesystem::temp_directory_path() / ("outage_test_" + std::to_string(::getpid()) + "_" + name);
+    dir_ = std::filesystem::temp_directory_path() /
+           ("outage_test_" + std::to_string(::getpid()) + "_" + name);
     std::filesystem::remove_all(dir_);
     std::filesystem::create_directories(dir_);
     store_ = OpenStore();
@@ -115,11 +117,12 @@ class EngineOutageTest : public ::testing::TestWithParam<bool> {
 
   // A client and an engine on the store, as at a daemon's start.
   void Start() {
-    auto client = GatewayClient::Create(io_, client_options_, clock_, random_, &observer_, gateway().Transport());
+    auto client = GatewayClient::Create(io_, client_options_, clock_, random_, &observer_,
+                                        gateway().Transport());
     ASSERT_TRUE(client.ok()) << client.error();
     client_ = std::move(*client);
-    engine_ = std::make_unique<PayoutEngine>(io_, *store_, *client_, clock_, engine_options_, &observer_,
-                                             writer_.get());
+    engine_ = std::make_unique<PayoutEngine>(io_, *store_, *client_, clock_, engine_options_,
+                                             &observer_, writer_.get());
     ASSERT_TRUE(engine_->Start().ok());
   }
 
@@ -139,7 +142,8 @@ class EngineOutageTest : public ::testing::TestWithParam<bool> {
   }
 
   bool Run(const std::function<bool()>& done, Duration limit) {
-    return RunInFakeTime(io_, clock_, done, limit, [&] { return writer_ && writer_->backlog() > 0; });
+    return RunInFakeTime(io_, clock_, done, limit,
+                         [&] { return writer_ && writer_->backlog() > 0; });
   }
   bool RunToEnd(size_t batches, Duration limit = std::chrono::hours(3)) {
     return Run([&] { return observer_.finished.size() >= batches; }, limit);
@@ -244,7 +248,8 @@ TEST_P(EngineOutageTest, FlappingThirtySecondsDownThirtyUpMakesProgressAndLosesN
   AddBatch("B", 300);
   client_options_.limits.requests_per_second = 2;  // 300 payouts need several up periods
   SteadyTime t = clock_.Now() + seconds(5);
-  for (int i = 0; i < 12; ++i, t += minutes(1)) gateway().Outage(Fault::kRefuse, t, t + seconds(30));
+  for (int i = 0; i < 12; ++i, t += minutes(1))
+    gateway().Outage(Fault::kRefuse, t, t + seconds(30));
   Start();
   ASSERT_TRUE(RunToEnd(1));
   EXPECT_EQ(ExpectEachPaidOnceAsTheGatewaySays(), 1);
@@ -325,7 +330,8 @@ TEST_P(EngineOutageTest, RestartDuringAnOutageResumesPausedAndLosesNothing) {
 
 INSTANTIATE_TEST_SUITE_P(Commits, EngineOutageTest, ::testing::Values(false, true),
                          [](const ::testing::TestParamInfo<bool>& info) {
-                           return info.param ? std::string("OnStoreThread") : std::string("OnIoThread");
+                           return info.param ? std::string("OnStoreThread")
+                                             : std::string("OnIoThread");
                          });
 
 }  // namespace

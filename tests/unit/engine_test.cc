@@ -200,13 +200,15 @@ class UnreachableStore final : public PayoutStore {
   std::unique_ptr<PayoutStore> inner_;
 };
 
-// Every engine test runs twice: commits on the io thread, and on a StoreThread (as the daemon does).
+// Every engine test runs twice: commits on the io thread, and on a StoreThread (as the daemon
+// does).
 class EngineTest : public ::testing::TestWithParam<bool> {
  protected:
   void SetUp() override {
     std::string name = ::testing::UnitTest::GetInstance()->current_test_info()->name();
     std::replace(name.begin(), name.end(), '/', '_');  // "Engine_X/OnStoreThread"
-    dir_ = std::filesystem::temp_directory_path() / ("engine_test_" + std::to_string(::getpid()) + "_" + name);
+    dir_ = std::filesystem::temp_directory_path() /
+           ("engine_test_" + std::to_string(::getpid()) + "_" + name);
     std::filesystem::remove_all(dir_);
     std::filesystem::create_directories(dir_);
     auto s = PayoutStore::Open((dir_ / "state.db").string());
@@ -241,7 +243,8 @@ class EngineTest : public ::testing::TestWithParam<bool> {
     PayoutEngine engine(io_, *store_, gateway_, clock_, options_, &observer_, writer_.get());
     ASSERT_TRUE(engine.Start().ok());
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-    while (observer_.finished.size() < expect_batches && std::chrono::steady_clock::now() < deadline) {
+    while (observer_.finished.size() < expect_batches &&
+           std::chrono::steady_clock::now() < deadline) {
       io_.run_for(std::chrono::milliseconds(10));
     }
     ASSERT_EQ(observer_.finished.size(), expect_batches) << "batches did not finish in time";
@@ -326,7 +329,8 @@ TEST_P(EngineTest, Engine_GatewayHoldingADifferentAmountIsAnIdConflict) {
   gateway_.poll_script["X-1"].push_back(Found("PENDING", 999));
   RunToEnd(1);
   EXPECT_EQ(Row("X-1").progress.state, FinalState::kError);
-  EXPECT_NE(Row("X-1").progress.error.find("id conflict"), std::string::npos) << Row("X-1").progress.error;
+  EXPECT_NE(Row("X-1").progress.error.find("id conflict"), std::string::npos)
+      << Row("X-1").progress.error;
 }
 
 TEST_P(EngineTest, Engine_GatewayHoldingADifferentCurrencyIsAnIdConflict) {
@@ -335,8 +339,10 @@ TEST_P(EngineTest, Engine_GatewayHoldingADifferentCurrencyIsAnIdConflict) {
   eur.payout.currency = "EUR";
   gateway_.poll_script["X-1"].push_back(eur);
   RunToEnd(1);
-  EXPECT_EQ(Row("X-1").progress.state, FinalState::kError) << "a SUCCESS in another currency is not our payout";
-  EXPECT_NE(Row("X-1").progress.error.find("id conflict"), std::string::npos) << Row("X-1").progress.error;
+  EXPECT_EQ(Row("X-1").progress.state, FinalState::kError)
+      << "a SUCCESS in another currency is not our payout";
+  EXPECT_NE(Row("X-1").progress.error.find("id conflict"), std::string::npos)
+      << Row("X-1").progress.error;
 }
 
 TEST_P(EngineTest, Engine_GatewayHoldingADifferentAccountIsAnIdConflict) {
@@ -345,8 +351,10 @@ TEST_P(EngineTest, Engine_GatewayHoldingADifferentAccountIsAnIdConflict) {
   elsewhere.payout.account_number = "99999999";
   gateway_.poll_script["X-1"].push_back(elsewhere);
   RunToEnd(1);
-  EXPECT_EQ(Row("X-1").progress.state, FinalState::kError) << "paid to another beneficiary must never read SUCCESS";
-  EXPECT_NE(Row("X-1").progress.error.find("id conflict"), std::string::npos) << Row("X-1").progress.error;
+  EXPECT_EQ(Row("X-1").progress.state, FinalState::kError)
+      << "paid to another beneficiary must never read SUCCESS";
+  EXPECT_NE(Row("X-1").progress.error.find("id conflict"), std::string::npos)
+      << Row("X-1").progress.error;
 }
 
 TEST_P(EngineTest, Engine_PollsUntilFinalAndKeepsFeeAndStatus) {
@@ -430,8 +438,10 @@ TEST_P(EngineTest, Engine_GivingUpWhileThePostsOutcomeIsUnknownSaysSo) {
   RunToEnd(1);
   PayoutRow row = Row("U-1");
   EXPECT_EQ(row.progress.state, FinalState::kError);
-  EXPECT_NE(row.progress.error.find("outcome unknown after"), std::string::npos) << row.progress.error;
-  EXPECT_NE(row.progress.error.find("timed out"), std::string::npos) << "the last reason is kept: " << row.progress.error;
+  EXPECT_NE(row.progress.error.find("outcome unknown after"), std::string::npos)
+      << row.progress.error;
+  EXPECT_NE(row.progress.error.find("timed out"), std::string::npos)
+      << "the last reason is kept: " << row.progress.error;
   EXPECT_EQ(std::count(gateway_.calls.begin(), gateway_.calls.end(), "POST U-1"), 1)
       << "never re-sent while its outcome is unknown";
 }
@@ -505,18 +515,22 @@ TEST_P(EngineTest, Engine_StopsTakingWorkWhileTheStoreIsTooFarBehind) {
   // The disk is stuck: the store thread is busy with a job that waits for us.
   std::promise<void> unstick;
   std::shared_future<void> unstuck = unstick.get_future().share();
-  writer_->Post([unstuck](PayoutStore&) { return unstuck.wait_for(std::chrono::seconds(30)) == std::future_status::ready; },
-                [](bool) {});
+  writer_->Post(
+      [unstuck](PayoutStore&) {
+        return unstuck.wait_for(std::chrono::seconds(30)) == std::future_status::ready;
+      },
+      [](bool) {});
   PayoutEngine engine(io_, *store_, gateway_, clock_, options_, &observer_, writer_.get());
   ASSERT_TRUE(engine.Start().ok());
   // Run until the engine has stopped taking work: the uncommitted changes reach the cap and every
   // call already handed out is answered. What was sent by then is all that is sent.
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
   auto stalled = [&] {
-    return engine.snapshot().uncommitted >= options_.max_uncommitted && gateway_.outstanding() == 0 &&
-           engine.snapshot().submitting == 0;
+    return engine.snapshot().uncommitted >= options_.max_uncommitted &&
+           gateway_.outstanding() == 0 && engine.snapshot().submitting == 0;
   };
-  while (!stalled() && std::chrono::steady_clock::now() < deadline) io_.run_one_for(std::chrono::milliseconds(10));
+  while (!stalled() && std::chrono::steady_clock::now() < deadline)
+    io_.run_one_for(std::chrono::milliseconds(10));
   ASSERT_TRUE(stalled()) << "the cap was never reached";
   io_.poll();  // the pump those answers scheduled, if it is due: it must not send either
   size_t posts = 0;
@@ -524,7 +538,8 @@ TEST_P(EngineTest, Engine_StopsTakingWorkWhileTheStoreIsTooFarBehind) {
   EXPECT_GT(posts, 0u);
   // Each payout leaves 2-3 changes; past 20 nothing new starts, only calls under way finish.
   EXPECT_LE(posts, 20u + options_.submit_window) << "kept sending while nothing was committed";
-  EXPECT_LE(engine.snapshot().uncommitted, 20u + 2 * (options_.submit_window + options_.poll_window));
+  EXPECT_LE(engine.snapshot().uncommitted,
+            20u + 2 * (options_.submit_window + options_.poll_window));
   unstick.set_value();
   deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
   while (observer_.finished.empty() && std::chrono::steady_clock::now() < deadline)
@@ -539,8 +554,8 @@ TEST_P(EngineTest, Engine_StopsTakingWorkWhileTheStoreIsTooFarBehind) {
 // times. Nothing new is sent while it fails, nothing is lost, and the batch finishes once the
 // commits go through again.
 TEST(EngineStoreLoss, Engine_UnavailableCommitsAreRetriedAndNothingNewStartsMeanwhile) {
-  const auto dir = std::filesystem::temp_directory_path() /
-                   ("engine_store_loss_" + std::to_string(::getpid()));
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("engine_store_loss_" + std::to_string(::getpid()));
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   auto s = PayoutStore::Open((dir / "state.db").string());
@@ -608,7 +623,8 @@ TEST(EngineStoreLoss, Engine_UnavailableCommitsAreRetriedAndNothingNewStartsMean
 
 INSTANTIATE_TEST_SUITE_P(Commits, EngineTest, ::testing::Values(false, true),
                          [](const ::testing::TestParamInfo<bool>& info) {
-                           return info.param ? std::string("OnStoreThread") : std::string("OnIoThread");
+                           return info.param ? std::string("OnStoreThread")
+                                             : std::string("OnIoThread");
                          });
 
 }  // namespace

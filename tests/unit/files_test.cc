@@ -43,10 +43,12 @@ TEST_F(FilesTest, FileSetShowsNothingBeforeCommitAndEverythingAfter) {
   Put(dir_ + "/work/b.csv", "input");
   FileSet set;
   ASSERT_TRUE(set.Write(dir_ + "/done/b.results.csv", "results").ok());
-  ASSERT_TRUE(set.Write(dir_ + "/done/b.summary.json", [](std::ostream& os) {
-                   os << "{}";
-                   return Status::Ok();
-                 }).ok());
+  ASSERT_TRUE(set.Write(dir_ + "/done/b.summary.json",
+                        [](std::ostream& os) {
+                          os << "{}";
+                          return Status::Ok();
+                        })
+                  .ok());
   set.Move(dir_ + "/work/b.csv", dir_ + "/done/b.csv");
 
   // Written and fsynced under temporary names only; the input has not moved.
@@ -73,7 +75,8 @@ TEST_F(FilesTest, FileSetCommitSaysWhichMoveFailedAndStopsThere) {
   ASSERT_FALSE(st.ok());
   EXPECT_THAT(st.message(), HasSubstr("work/missing.csv"));
   EXPECT_TRUE(FileExists(dir_ + "/done/b.results.csv")) << "renames before the failing one stand";
-  EXPECT_FALSE(FileExists(dir_ + "/done/after.txt")) << "renames after the failing one are not made";
+  EXPECT_FALSE(FileExists(dir_ + "/done/after.txt"))
+      << "renames after the failing one are not made";
 }
 
 TEST_F(FilesTest, FileSetWriteThatFailsSaysWhere) {

@@ -20,7 +20,8 @@ constexpr char kSecret[] = "token-test-secret";
 
 JwtClaims Claims(const std::string& authorization, FakeClock& clock) {
   const std::string token = authorization.substr(authorization.find(' ') + 1);
-  const int64_t now = std::chrono::duration_cast<seconds>(clock.WallNow().time_since_epoch()).count();
+  const int64_t now =
+      std::chrono::duration_cast<seconds>(clock.WallNow().time_since_epoch()).count();
   // Verified against the issue time it claims, so that an expired token still shows its claims.
   auto claims = VerifyJwt(token, kSecret, now - 3600);
   EXPECT_TRUE(claims.ok()) << claims.error();
@@ -44,7 +45,8 @@ TEST(GatewayTokens, ACallThatWaitsPastTheTokensLifetimeSendsAFreshToken) {
   ASSERT_TRUE(client.ok()) << client.error();
   // The gateway refuses connections for 30 minutes after the first POST: the call keeps waiting
   // (the circuit opens), and its next request goes out long after the first token expired.
-  gateway.Outage(SimulatedGateway::Fault::kRefuse, clock.Now() + seconds(1), clock.Now() + minutes(30));
+  gateway.Outage(SimulatedGateway::Fault::kRefuse, clock.Now() + seconds(1),
+                 clock.Now() + minutes(30));
   Payout p;
   p.id = "TOK-1";
   p.amount_minor = 1000;
@@ -56,7 +58,8 @@ TEST(GatewayTokens, ACallThatWaitsPastTheTokensLifetimeSendsAFreshToken) {
   std::optional<SubmitResult> result;
   clock.Advance(seconds(2));  // inside the outage from the start
   (*client)->Submit(p, [&](SubmitResult r) { result = r; });
-  ASSERT_TRUE(RunInFakeTime(io, clock, [&] { return result.has_value(); }, minutes(60)));
+  ASSERT_TRUE(RunInFakeTime(
+      io, clock, [&] { return result.has_value(); }, minutes(60)));
   EXPECT_EQ(result->outcome, SubmitResult::Outcome::kCreated);
 
   const auto& sent = gateway.sent();
@@ -64,7 +67,8 @@ TEST(GatewayTokens, ACallThatWaitsPastTheTokensLifetimeSendsAFreshToken) {
   const JwtClaims first = Claims(sent.front().authorization, clock);
   const JwtClaims second = Claims(sent[1].authorization, clock);
   const JwtClaims last = Claims(sent.back().authorization, clock);
-  EXPECT_EQ(second.jti, first.jti) << "reused while comfortably valid (the second try is a second later)";
+  EXPECT_EQ(second.jti, first.jti)
+      << "reused while comfortably valid (the second try is a second later)";
   EXPECT_NE(last.jti, first.jti) << "a fresh token after the first expired";
   EXPECT_GT(last.exp, first.exp);
   EXPECT_EQ(last.exp - last.iat, 600);
@@ -73,11 +77,13 @@ TEST(GatewayTokens, ACallThatWaitsPastTheTokensLifetimeSendsAFreshToken) {
   for (const auto& s : sent) {
     const JwtClaims c = Claims(s.authorization, clock);
     const int64_t at = std::chrono::duration_cast<seconds>(
-                           (clock.WallNow() - (clock.Now() - s.at)).time_since_epoch()).count();
+                           (clock.WallNow() - (clock.Now() - s.at)).time_since_epoch())
+                           .count();
     EXPECT_GT(c.exp, at) << "a request carried a token that had expired";
   }
   (*client)->Shutdown();
-  RunInFakeTime(io, clock, [&] { return (*client)->idle(); }, minutes(1));
+  RunInFakeTime(
+      io, clock, [&] { return (*client)->idle(); }, minutes(1));
 }
 
 }  // namespace

@@ -40,7 +40,8 @@ class IntakeTest : public ::testing::Test {
   std::string Put(const std::string& name, const std::string& rows) const {
     std::string path = (dir_ / name).string();
     std::ofstream(path, std::ios::binary)
-        << "id,amount,currency,account_number,account_name,operator_code\n" << rows;
+        << "id,amount,currency,account_number,account_name,operator_code\n"
+        << rows;
     return path;
   }
 
@@ -93,8 +94,8 @@ TEST_F(IntakeTest, Intake_ValidatesWithoutRecordingWhenNotAskedToRecord) {
   EXPECT_EQ(in.kind, Intake::Kind::kAccepted);
   EXPECT_FALSE(Known("dry"));
   // With no store at all (`payoutd validate` without state) it validates only.
-  Intake bare = TakeBatch(nullptr, validator_, "dry", (dir_ / "dry.csv").string(), "dry.csv",
-                          kNowMs, true);
+  Intake bare =
+      TakeBatch(nullptr, validator_, "dry", (dir_ / "dry.csv").string(), "dry.csv", kNowMs, true);
   EXPECT_EQ(bare.kind, Intake::Kind::kAccepted);
   EXPECT_FALSE(Known("dry"));
 }
@@ -150,8 +151,8 @@ TEST_F(IntakeTest, Intake_FailsWithTheReasonWhenTheStoreCannotRecord) {
   const std::string path = Put("payroll-1.csv", kTwoRows);
   auto read_only = PayoutStore::Open(StatePath(), /*read_only=*/true);
   ASSERT_TRUE(read_only.ok()) << read_only.error();
-  Intake in = TakeBatch(read_only->get(), validator_, "payroll-1", path, "payroll-1.csv", kNowMs,
-                        true);
+  Intake in =
+      TakeBatch(read_only->get(), validator_, "payroll-1", path, "payroll-1.csv", kNowMs, true);
   EXPECT_EQ(in.kind, Intake::Kind::kFailed);
   EXPECT_FALSE(in.status.ok());
   EXPECT_FALSE(in.status.message().empty());

@@ -92,7 +92,8 @@ TEST(Jwt, VerifyRefusesTamperedPayload) {
   // Graft the forged claims onto the known header and signature.
   size_t d1 = known.find('.'), d2 = known.rfind('.');
   size_t f1 = forged.find('.'), f2 = forged.rfind('.');
-  std::string spliced = known.substr(0, d1 + 1) + forged.substr(f1 + 1, f2 - f1 - 1) + known.substr(d2);
+  std::string spliced =
+      known.substr(0, d1 + 1) + forged.substr(f1 + 1, f2 - f1 - 1) + known.substr(d2);
   EXPECT_FALSE(VerifyJwt(spliced, kKnownSecret, 1622627900).ok());
 }
 

@@ -306,7 +306,9 @@ TEST(MetricsServer, FailsInvalidArgumentForAMalformedOrUnknownHost) {
 
 // ---- the daemon's metrics on IPv6, as Prometheus checks them ------------------------------------
 
-bool HavePromtool() { return std::system("command -v promtool > /dev/null 2>&1") == 0; }
+bool HavePromtool() {
+  return std::system("command -v promtool > /dev/null 2>&1") == 0;
+}
 
 TEST(MetricsServer, Ipv6ScrapeOfPayoutdMetricsPassesPromtool) {
   if (!HaveIpv6Loopback()) GTEST_SKIP() << "no IPv6 loopback on this machine";

@@ -7,12 +7,12 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <gtest/gtest.h>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-#include <gtest/gtest.h>
 
 #include <cstdlib>
 #include <filesystem>
@@ -39,7 +39,8 @@ struct Scrape {
 Scrape Get(int port, const std::string& target) {
   boost::asio::io_context io;
   tcp::socket socket(io);
-  socket.connect(tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(port)));
+  socket.connect(
+      tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(port)));
   http::request<http::empty_body> req(http::verb::get, target, 11);
   req.set(http::field::host, "127.0.0.1");
   http::write(socket, req);
@@ -48,7 +49,8 @@ Scrape Get(int port, const std::string& target) {
   http::read(socket, buffer, res);
   boost::system::error_code ec;
   socket.shutdown(tcp::socket::shutdown_both, ec);
-  return {static_cast<int>(res.result_int()), std::string(res[http::field::content_type]), res.body()};
+  return {static_cast<int>(res.result_int()), std::string(res[http::field::content_type]),
+          res.body()};
 }
 
 // The value of the sample written exactly as `series` (name plus labels in the exposition's
@@ -57,7 +59,8 @@ std::optional<double> Sample(const std::string& text, const std::string& series)
   std::istringstream in(text);
   std::string line;
   while (std::getline(in, line)) {
-    if (line.size() > series.size() && line.compare(0, series.size(), series) == 0 && line[series.size()] == ' ')
+    if (line.size() > series.size() && line.compare(0, series.size(), series) == 0 &&
+        line[series.size()] == ' ')
       return std::stod(line.substr(series.size() + 1));
   }
   return std::nullopt;
@@ -84,18 +87,22 @@ struct CommandResult {
   std::string output;
 };
 
-CommandResult RunWithStdin(const std::string& command, const std::string& input, const TempDir& dir) {
+CommandResult RunWithStdin(const std::string& command, const std::string& input,
+                           const TempDir& dir) {
   auto in = dir.path() / "stdin.txt";
   auto out = dir.path() / "output.txt";
   std::ofstream(in) << input;
-  int rc = std::system((command + " < '" + in.string() + "' > '" + out.string() + "' 2>&1").c_str());
+  int rc =
+      std::system((command + " < '" + in.string() + "' > '" + out.string() + "' 2>&1").c_str());
   std::ifstream f(out);
   std::stringstream ss;
   ss << f.rdbuf();
   return {WIFEXITED(rc) ? WEXITSTATUS(rc) : -1, ss.str()};
 }
 
-bool HavePromtool() { return std::system("command -v promtool > /dev/null 2>&1") == 0; }
+bool HavePromtool() {
+  return std::system("command -v promtool > /dev/null 2>&1") == 0;
+}
 
 // A known sequence: what the gateway client and the pipeline would report for a small batch.
 void FeedKnownEvents(Metrics& m) {
@@ -146,10 +153,14 @@ TEST(Metrics, ScrapeCountsEveryEventFedIn) {
   EXPECT_EQ(Sample(t, "payoutd_http_requests_total{code=\"0\",method=\"POST\"}"), 1.0);
   EXPECT_EQ(Sample(t, "payoutd_http_requests_total{code=\"200\",method=\"GET\"}"), 1.0);
   EXPECT_EQ(Sample(t, "payoutd_http_request_duration_seconds_count{method=\"POST\"}"), 4.0);
-  EXPECT_EQ(Sample(t, "payoutd_http_request_duration_seconds_bucket{method=\"POST\",le=\"0.005\"}"), 1.0);
-  EXPECT_EQ(Sample(t, "payoutd_http_request_duration_seconds_bucket{method=\"POST\",le=\"0.025\"}"), 2.0);
-  EXPECT_EQ(Sample(t, "payoutd_http_request_duration_seconds_bucket{method=\"POST\",le=\"30\"}"), 3.0);
-  EXPECT_EQ(Sample(t, "payoutd_http_request_duration_seconds_bucket{method=\"POST\",le=\"+Inf\"}"), 4.0);
+  EXPECT_EQ(Sample(t, "payoutd_http_request_duration_seconds_bucket{method=\"POST\",le=\"0.005\"}"),
+            1.0);
+  EXPECT_EQ(Sample(t, "payoutd_http_request_duration_seconds_bucket{method=\"POST\",le=\"0.025\"}"),
+            2.0);
+  EXPECT_EQ(Sample(t, "payoutd_http_request_duration_seconds_bucket{method=\"POST\",le=\"30\"}"),
+            3.0);
+  EXPECT_EQ(Sample(t, "payoutd_http_request_duration_seconds_bucket{method=\"POST\",le=\"+Inf\"}"),
+            4.0);
   EXPECT_EQ(Sample(t, "payoutd_http_request_duration_seconds_count{method=\"GET\"}"), 1.0);
   EXPECT_EQ(Sample(t, "payoutd_http_retries_total{method=\"POST\",reason=\"5xx\"}"), 2.0);
   EXPECT_EQ(Sample(t, "payoutd_http_retries_total{method=\"POST\",reason=\"timeout\"}"), 1.0);
@@ -200,11 +211,15 @@ TEST(Metrics, CountsEveryEventFromConcurrentThreadsWhileBeingScraped) {
   for (int i = 0; i < 3; ++i) EXPECT_EQ(Get(m.port(), "/metrics").status, 200);
   for (auto& th : threads) th.join();
   const std::string t = Get(m.port(), "/metrics").body;
-  EXPECT_EQ(Sample(t, "payoutd_http_requests_total{code=\"200\",method=\"POST\"}"), kThreads / 2 * kEach);
-  EXPECT_EQ(Sample(t, "payoutd_http_requests_total{code=\"200\",method=\"GET\"}"), kThreads / 2 * kEach);
-  EXPECT_EQ(Sample(t, "payoutd_http_retries_total{method=\"GET\",reason=\"network\"}"), kThreads * kEach);
+  EXPECT_EQ(Sample(t, "payoutd_http_requests_total{code=\"200\",method=\"POST\"}"),
+            kThreads / 2 * kEach);
+  EXPECT_EQ(Sample(t, "payoutd_http_requests_total{code=\"200\",method=\"GET\"}"),
+            kThreads / 2 * kEach);
+  EXPECT_EQ(Sample(t, "payoutd_http_retries_total{method=\"GET\",reason=\"network\"}"),
+            kThreads * kEach);
   EXPECT_EQ(Sample(t, "payoutd_payouts_total{state=\"SUCCESS\"}"), kThreads * kEach);
-  EXPECT_DOUBLE_EQ(*Sample(t, "payoutd_amount_total{currency=\"EUR\",state=\"SUCCESS\"}"), kThreads * kEach * 1.0);
+  EXPECT_DOUBLE_EQ(*Sample(t, "payoutd_amount_total{currency=\"EUR\",state=\"SUCCESS\"}"),
+                   kThreads * kEach * 1.0);
 }
 
 TEST(Metrics, SendingPausedDropsBackToZeroWhenResumed) {
@@ -237,7 +252,8 @@ TEST(Metrics, PendingFromStoreSumsStagesOverBatchesAndAgesTheOldest) {
   EXPECT_EQ(Sample(t, "payoutd_oldest_pending_payout_age_seconds"), 690.5);
 
   (*m)->SetPendingFrom({c}, 2'000'000);
-  EXPECT_EQ(Sample((*m)->Render(), "payoutd_oldest_pending_payout_age_seconds"), 0.0) << "nothing submitted";
+  EXPECT_EQ(Sample((*m)->Render(), "payoutd_oldest_pending_payout_age_seconds"), 0.0)
+      << "nothing submitted";
 }
 
 TEST(Metrics, AlertedSeriesExistAtZeroBeforeAnyEvent) {
@@ -245,11 +261,12 @@ TEST(Metrics, AlertedSeriesExistAtZeroBeforeAnyEvent) {
   ASSERT_TRUE(m.ok()) << m.error();
   EXPECT_EQ((*m)->port(), 0);
   const std::string t = (*m)->Render();
-  for (const char* s : {"payoutd_payouts_total{state=\"ERROR\"}", "payoutd_batches_total{result=\"rejected\"}",
-                        "payoutd_payouts_pending{stage=\"unknown\"}", "payoutd_sending_paused",
-                        "payoutd_oldest_pending_payout_age_seconds", "payoutd_throttled_total",
-                        "payoutd_in_flight_requests", "payoutd_callbacks_total{result=\"bad_request\"}",
-                        "payoutd_http_request_duration_seconds_count{method=\"GET\"}"})
+  for (const char* s :
+       {"payoutd_payouts_total{state=\"ERROR\"}", "payoutd_batches_total{result=\"rejected\"}",
+        "payoutd_payouts_pending{stage=\"unknown\"}", "payoutd_sending_paused",
+        "payoutd_oldest_pending_payout_age_seconds", "payoutd_throttled_total",
+        "payoutd_in_flight_requests", "payoutd_callbacks_total{result=\"bad_request\"}",
+        "payoutd_http_request_duration_seconds_count{method=\"GET\"}"})
     EXPECT_EQ(Sample(t, s), 0.0) << s;
 }
 
@@ -286,8 +303,8 @@ TEST(Metrics, CreateFailsNamingTheAddressWhenThePortIsTaken) {
 }
 
 TEST(Metrics, CreateRejectsListenWithoutHostOrPort) {
-  for (const char* bad : {"9464", "127.0.0.1", "127.0.0.1:", ":9464", "127.0.0.1:99999", "127.0.0.1:94s",
-                          "127.0.0.1:abc"}) {
+  for (const char* bad : {"9464", "127.0.0.1", "127.0.0.1:", ":9464", "127.0.0.1:99999",
+                          "127.0.0.1:94s", "127.0.0.1:abc"}) {
     auto m = Metrics::Create(bad, "0.1.0");
     EXPECT_FALSE(m.ok()) << bad;
     if (!m.ok()) {
@@ -368,7 +385,8 @@ TEST(SdNotify, WatchdogIntervalComesFromWatchdogUsecForThisProcess) {
   setenv("WATCHDOG_PID", std::to_string(getpid()).c_str(), 1);
   EXPECT_EQ(systemd::WatchdogInterval(), std::chrono::seconds(30));
   setenv("WATCHDOG_PID", std::to_string(getpid() + 1).c_str(), 1);
-  EXPECT_EQ(systemd::WatchdogInterval(), std::chrono::microseconds(0)) << "meant for another process";
+  EXPECT_EQ(systemd::WatchdogInterval(), std::chrono::microseconds(0))
+      << "meant for another process";
   unsetenv("WATCHDOG_USEC");
   unsetenv("WATCHDOG_PID");
   EXPECT_EQ(systemd::WatchdogInterval(), std::chrono::microseconds(0));

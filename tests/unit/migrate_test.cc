@@ -76,7 +76,9 @@ PayoutUpdate Update(const std::string& id, Stage stage, FinalState state = Final
   return u;
 }
 
-void Must(const Status& s) { ASSERT_TRUE(s.ok()) << s.message(); }
+void Must(const Status& s) {
+  ASSERT_TRUE(s.ok()) << s.message();
+}
 
 // A single-host state: "done" finished and reported, "open" half way (new, submitting, polling
 // and final payouts, fees, ties on next_at_ms), and a gateway outage.

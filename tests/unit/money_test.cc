@@ -86,8 +86,9 @@ TEST(Money_ParseAmount, AcceptsTheLargestInt64) {
 }
 
 TEST(Money_ParseAmount, RejectsOneBeyondInt64) {
-  for (auto [text, digits] : {std::pair{"9223372036854775808", 0}, std::pair{"92233720368547758.08", 2},
-                              std::pair{"92233720368547759", 2}, std::pair{"99999999999999999999999", 0}}) {
+  for (auto [text, digits] :
+       {std::pair{"9223372036854775808", 0}, std::pair{"92233720368547758.08", 2},
+        std::pair{"92233720368547759", 2}, std::pair{"99999999999999999999999", 0}}) {
     auto r = ParseAmount(text, digits);
     ASSERT_FALSE(r.ok()) << text;
     EXPECT_NE(r.error().find("too large"), std::string::npos) << r.error();
@@ -100,7 +101,9 @@ void ExpectRejected(std::string_view text, int digits, std::string_view needle) 
   EXPECT_NE(r.error().find(needle), std::string::npos) << "'" << text << "' -> " << r.error();
 }
 
-TEST(Money_ParseAmount, RejectsEmpty) { ExpectRejected("", 2, "empty"); }
+TEST(Money_ParseAmount, RejectsEmpty) {
+  ExpectRejected("", 2, "empty");
+}
 TEST(Money_ParseAmount, RejectsSign) {
   ExpectRejected("-1.00", 2, "sign");
   ExpectRejected("+1.00", 2, "sign");
@@ -130,7 +133,8 @@ TEST(Money_ParseAmount, RejectsMoreDecimalsThanTheCurrencyHas) {
   ExpectRejected("42.000", 2, "3 decimal places");  // trailing zeros are not silently dropped
   auto r = ParseAmount("100.5", 0, "JPY");
   ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.error(), "amount has 1 decimal place but JPY has no minor unit; write a whole number");
+  EXPECT_EQ(r.error(),
+            "amount has 1 decimal place but JPY has no minor unit; write a whole number");
   auto anon = ParseAmount("1.234", 2);
   ASSERT_FALSE(anon.ok());
   EXPECT_EQ(anon.error(), "amount has 3 decimal places but the currency allows 2");

@@ -21,11 +21,12 @@ Payout SamplePayout() {
 TEST(PayoutJson, RequestMatchesTheSeedExampleFieldForField) {
   Payout p = SamplePayout();
   p.amount_minor = 1000000;  // 10000.00 IDR (2 minor digits) -> 10000
-  EXPECT_EQ(BuildPayoutRequest(p, 2, "https://callback.example.com"),
-            R"({"paymentRequested":{"money":{"amount":10000,"currencyCode":"IDR"}},)"
-            R"("paymentMethod":{"paymentMethodCode":"BANK_TRANSFER","account":{"accountName":"Test account",)"
-            R"("accountNumber":"11223344"},"paymentOperatorCode":"BNK_000","emailAddress":"customer@test.com"},)"
-            R"("callbackUrl":"https://callback.example.com"})");
+  EXPECT_EQ(
+      BuildPayoutRequest(p, 2, "https://callback.example.com"),
+      R"({"paymentRequested":{"money":{"amount":10000,"currencyCode":"IDR"}},)"
+      R"("paymentMethod":{"paymentMethodCode":"BANK_TRANSFER","account":{"accountName":"Test account",)"
+      R"("accountNumber":"11223344"},"paymentOperatorCode":"BNK_000","emailAddress":"customer@test.com"},)"
+      R"("callbackUrl":"https://callback.example.com"})");
 }
 
 TEST(PayoutJson, RequestLeavesOutEmptyEmailAndCallback) {
@@ -124,18 +125,35 @@ TEST(PayoutJson, GetResponseToleratesExtraFieldsAnyOrderAndEchoedAccount) {
 TEST(PayoutJson, GetResponseLackingFieldsWeUseIsAnError) {
   const CurrencyTable& t = CurrencyTable::Iso4217();
   EXPECT_FALSE(ParseGetResponse(R"({"paymentRequested":{"money":{"amount":1,"currencyCode":"USD"}},
-      "paymentMethodResponse":{"idPayout":"A"}})", "A", t).ok());  // no process
-  EXPECT_FALSE(ParseGetResponse(R"({"paymentRequested":{"money":{"amount":"1 USD","currencyCode":"USD"}},
-      "process":{"status":"SUCCESS","createdAt":"c"},"paymentMethodResponse":{"idPayout":"A"}})", "A", t).ok());
-  EXPECT_FALSE(ParseGetResponse(R"({"paymentRequested":{"money":{"amount":true,"currencyCode":"USD"}},
-      "process":{"status":"SUCCESS","createdAt":"c"},"paymentMethodResponse":{"idPayout":"A"}})", "A", t).ok());
+      "paymentMethodResponse":{"idPayout":"A"}})",
+                                "A", t)
+                   .ok());  // no process
+  EXPECT_FALSE(
+      ParseGetResponse(R"({"paymentRequested":{"money":{"amount":"1 USD","currencyCode":"USD"}},
+      "process":{"status":"SUCCESS","createdAt":"c"},"paymentMethodResponse":{"idPayout":"A"}})",
+                       "A", t)
+          .ok());
+  EXPECT_FALSE(
+      ParseGetResponse(R"({"paymentRequested":{"money":{"amount":true,"currencyCode":"USD"}},
+      "process":{"status":"SUCCESS","createdAt":"c"},"paymentMethodResponse":{"idPayout":"A"}})",
+                       "A", t)
+          .ok());
   EXPECT_FALSE(ParseGetResponse(R"({"paymentRequested":{"money":{"amount":1,"currencyCode":"USD"}},
-      "process":{"createdAt":"c"},"paymentMethodResponse":{"idPayout":"A"}})", "A", t).ok());  // no status
+      "process":{"createdAt":"c"},"paymentMethodResponse":{"idPayout":"A"}})",
+                                "A", t)
+                   .ok());  // no status
   EXPECT_FALSE(ParseGetResponse(R"({"paymentRequested":{"money":{"amount":1,"currencyCode":"USD"}},
-      "process":{"status":"SUCCESS","createdAt":"c"},"paymentMethodResponse":{"idPayout":"B"}})", "A", t).ok());
+      "process":{"status":"SUCCESS","createdAt":"c"},"paymentMethodResponse":{"idPayout":"B"}})",
+                                "A", t)
+                   .ok());
   EXPECT_FALSE(ParseGetResponse(R"({"paymentRequested":{"money":{"amount":1,"currencyCode":"USD"}},
-      "process":{"status":"SUCCESS","createdAt":"c"},"paymentMethodResponse":{"idPayout":"A"}})" "x", "A", t).ok());
-  EXPECT_FALSE(ParseGetResponse(R"({"paymentRequested":{"money":{"amount":1,"currencyCode":"USD"}},)", "A", t).ok());
+      "process":{"status":"SUCCESS","createdAt":"c"},"paymentMethodResponse":{"idPayout":"A"}})"
+                                "x",
+                                "A", t)
+                   .ok());
+  EXPECT_FALSE(ParseGetResponse(
+                   R"({"paymentRequested":{"money":{"amount":1,"currencyCode":"USD"}},)", "A", t)
+                   .ok());
   EXPECT_FALSE(ParseGetResponse("<html>502 Bad Gateway</html>", "A", t).ok());
   EXPECT_FALSE(ParseGetResponse("", "A", t).ok());
 }
@@ -183,7 +201,8 @@ TEST(PayoutJson, UnusableFeeKeepsTheStatusAndSaysWhy) {
   r = parse(R"("fee":{"amount":"1\n2","currencyCode":"USD"})");
   ASSERT_TRUE(r.ok()) << r.error();
   EXPECT_FALSE(r->has_fee);
-  EXPECT_EQ(r->fee_problem.find('\n'), std::string::npos);  // no control characters reach a log or CSV
+  EXPECT_EQ(r->fee_problem.find('\n'),
+            std::string::npos);  // no control characters reach a log or CSV
 
   r = parse(R"("fee":null)");
   ASSERT_TRUE(r.ok()) << r.error();
@@ -198,12 +217,14 @@ TEST(PayoutJson, ParsesSeedPostResponse) {
   ASSERT_TRUE(r.ok()) << r.error();
   EXPECT_EQ(r->amount_minor, 1000000);
   EXPECT_EQ(r->currency, "IDR");
-  EXPECT_FALSE(ParsePostResponse(R"({"paymentRequested":{}})", "TST-223344", CurrencyTable::Iso4217()).ok());
+  EXPECT_FALSE(
+      ParsePostResponse(R"({"paymentRequested":{}})", "TST-223344", CurrencyTable::Iso4217()).ok());
 }
 
 TEST(PayoutJson, ErrorMessageComesFromErrorObjectOrText) {
-  EXPECT_EQ(ErrorMessageFromBody(R"({"error":{"code":"INVALID_ACCOUNT","message":"account closed"}})"),
-            "INVALID_ACCOUNT: account closed");
+  EXPECT_EQ(
+      ErrorMessageFromBody(R"({"error":{"code":"INVALID_ACCOUNT","message":"account closed"}})"),
+      "INVALID_ACCOUNT: account closed");
   EXPECT_EQ(ErrorMessageFromBody(R"({"error":{"message":"bad amount"}})"), "bad amount");
   EXPECT_EQ(ErrorMessageFromBody("plain\ntext refusal"), "plain text refusal");
   const std::string long_text(500, 'x');

@@ -44,7 +44,8 @@ class TempDir {
   fs::path path_;
 };
 
-Payout MakePayout(const std::string& batch, int i, int64_t amount = 1000, const std::string& currency = "USD") {
+Payout MakePayout(const std::string& batch, int i, int64_t amount = 1000,
+                  const std::string& currency = "USD") {
   Payout p;
   p.line = static_cast<uint32_t>(i + 2);
   p.id = batch + "-" + std::to_string(i);
@@ -108,7 +109,9 @@ int64_t CountPayouts(const std::string& path, const std::string& batch_id) {
   sqlite3* db = nullptr;
   EXPECT_EQ(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
   sqlite3_stmt* s = nullptr;
-  EXPECT_EQ(sqlite3_prepare_v2(db, "SELECT count(*) FROM payouts WHERE batch_id = ?1", -1, &s, nullptr), SQLITE_OK);
+  EXPECT_EQ(
+      sqlite3_prepare_v2(db, "SELECT count(*) FROM payouts WHERE batch_id = ?1", -1, &s, nullptr),
+      SQLITE_OK);
   sqlite3_bind_text(s, 1, batch_id.c_str(), -1, SQLITE_TRANSIENT);
   EXPECT_EQ(sqlite3_step(s), SQLITE_ROW);
   int64_t n = sqlite3_column_int64(s, 0);
@@ -160,8 +163,8 @@ class PayoutStoreTest : public ::testing::TestWithParam<Backend> {
     PgConnectOptions db;
     db.url = uri_;
     PgConnection conn(db);
-    PgResult r = conn.Exec("SELECT count(*) FROM payouts WHERE batch_id = $1",
-                           PgParams().Add(batch_id));
+    PgResult r =
+        conn.Exec("SELECT count(*) FROM payouts WHERE batch_id = $1", PgParams().Add(batch_id));
     EXPECT_TRUE(r.ok()) << r.message();
     return r.ok() ? r.Int(0, 0) : -1;
   }
@@ -276,7 +279,8 @@ TEST_P(PayoutStoreTest, CreateBatchRefusesPayoutIdRepeatedInsideTheBatch) {
 TEST_P(PayoutStoreTest, FindUsedPayoutIdsReturnsOnlyUsedIdsInTheOrderGiven) {
   auto store = Open();
   ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 3), MakePayoutList("b1", 3)).ok());
-  std::vector<Payout> candidates = {MakePayout("n", 0), MakePayout("b1", 2), MakePayout("n", 1), MakePayout("b1", 0)};
+  std::vector<Payout> candidates = {MakePayout("n", 0), MakePayout("b1", 2), MakePayout("n", 1),
+                                    MakePayout("b1", 0)};
   auto used = store->FindUsedPayoutIds(ToPayoutList(candidates));
   ASSERT_TRUE(used.ok()) << used.error();
   EXPECT_EQ(*used, (std::vector<std::string>{"b1-2", "b1-0"}));
@@ -297,7 +301,8 @@ TEST_P(PayoutStoreTest, ApplyPersistsAllowedTransitionsAndEveryField) {
     poll.progress.gateway_status = "PENDING";
     PayoutUpdate poll_again = poll;  // same stage: always allowed
     poll_again.progress.next_at_ms = 900;
-    ASSERT_TRUE(store->Apply({sub, unknown, UpdateTo("b1-0", Stage::kSubmitting), poll, poll_again}).ok());
+    ASSERT_TRUE(
+        store->Apply({sub, unknown, UpdateTo("b1-0", Stage::kSubmitting), poll, poll_again}).ok());
     auto row = *store->GetPayout("b1-0");
     EXPECT_EQ(row->progress.stage, Stage::kPolling);
     EXPECT_EQ(row->progress.next_at_ms, 900);
@@ -333,7 +338,8 @@ TEST_P(PayoutStoreTest, ApplyPersistsAllowedTransitionsAndEveryField) {
 TEST_P(PayoutStoreTest, ApplyWithUnknownIdFailsAndWritesNothingOfTheGroup) {
   auto store = Open();
   ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 1), MakePayoutList("b1", 1)).ok());
-  Status s = store->Apply({UpdateTo("b1-0", Stage::kSubmitting), UpdateTo("ghost", Stage::kSubmitting)});
+  Status s =
+      store->Apply({UpdateTo("b1-0", Stage::kSubmitting), UpdateTo("ghost", Stage::kSubmitting)});
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.message().find("'ghost'"), std::string::npos) << s.message();
   EXPECT_EQ((*store->GetPayout("b1-0"))->progress.stage, Stage::kNew);
@@ -348,7 +354,8 @@ TEST_P(PayoutStoreDeathTest, ApplyAbortsOnForbiddenTransitionAndTheGroupIsNotCom
   EXPECT_DEATH(
       {
         auto store = Open();
-        (void)store->Apply({UpdateTo("b1-0", Stage::kSubmitting), UpdateTo("b1-1", Stage::kPolling)});
+        (void)store->Apply(
+            {UpdateTo("b1-0", Stage::kSubmitting), UpdateTo("b1-1", Stage::kPolling)});
       },
       "invariant violated");
   auto store = Open();
@@ -360,7 +367,8 @@ TEST_P(PayoutStoreDeathTest, ApplyAbortsWhenAFinalPayoutWouldChangeItsOutcome) {
   {
     auto store = Open();
     ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 1), MakePayoutList("b1", 1)).ok());
-    Walk(*store, "b1-0", {UpdateTo("", Stage::kSubmitting), UpdateTo("", Stage::kFinal, FinalState::kRejected)});
+    Walk(*store, "b1-0",
+         {UpdateTo("", Stage::kSubmitting), UpdateTo("", Stage::kFinal, FinalState::kRejected)});
   }
   EXPECT_DEATH((void)Open()->Apply({UpdateTo("b1-0", Stage::kFinal, FinalState::kSuccess)}),
                "invariant violated");
@@ -385,7 +393,9 @@ TEST_P(PayoutStoreTest, LoadByStagePagesInLineOrderAfterTheGivenLine) {
   std::swap(payouts[0], payouts[9]);                    // insertion order is not line order
   ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 10), ToPayoutList(payouts)).ok());
   ASSERT_TRUE(store->CreateBatch(MakeBatch("b2", 3), MakePayoutList("b2", 3)).ok());
-  ASSERT_TRUE(store->Apply({UpdateTo("b1-4", Stage::kSubmitting), UpdateTo("b1-5", Stage::kSubmitting)}).ok());
+  ASSERT_TRUE(
+      store->Apply({UpdateTo("b1-4", Stage::kSubmitting), UpdateTo("b1-5", Stage::kSubmitting)})
+          .ok());
 
   std::vector<uint32_t> lines;
   uint32_t after = 0;
@@ -477,7 +487,8 @@ TEST_P(PayoutStoreTest, LoadDueAfterReadsOnFromAPositionWithTiesInStoredOrder) {
   PayoutUpdate later = UpdateTo("b1-0", Stage::kPolling);
   later.progress.next_at_ms = 120;
   ASSERT_TRUE(store->Apply({later}).ok());
-  EXPECT_EQ(ids(*store->LoadDueAfter(150, rest->back().position, 10)), (std::vector<std::string>{"b1-0"}));
+  EXPECT_EQ(ids(*store->LoadDueAfter(150, rest->back().position, 10)),
+            (std::vector<std::string>{"b1-0"}));
 }
 
 TEST_P(PayoutStoreTest, ProgressCountsAndTotalsAreExactPerCurrency) {
@@ -518,10 +529,13 @@ TEST_P(PayoutStoreTest, ProgressCountsAndTotalsAreExactPerCurrency) {
   auto p = store->Progress("b");
   ASSERT_TRUE(p.ok()) << p.error();
   EXPECT_EQ(p->batch.id, "b");
-  EXPECT_EQ(p->stages, (std::map<Stage, int64_t>{{Stage::kNew, 1}, {Stage::kUnknown, 1}, {Stage::kPolling, 1},
-                                                  {Stage::kFinal, 4}}));
-  EXPECT_EQ(p->states, (std::map<FinalState, int64_t>{{FinalState::kSuccess, 1}, {FinalState::kFailed, 1},
-                                                       {FinalState::kRejected, 1}, {FinalState::kError, 1}}));
+  EXPECT_EQ(p->stages,
+            (std::map<Stage, int64_t>{
+                {Stage::kNew, 1}, {Stage::kUnknown, 1}, {Stage::kPolling, 1}, {Stage::kFinal, 4}}));
+  EXPECT_EQ(p->states, (std::map<FinalState, int64_t>{{FinalState::kSuccess, 1},
+                                                      {FinalState::kFailed, 1},
+                                                      {FinalState::kRejected, 1},
+                                                      {FinalState::kError, 1}}));
   ASSERT_EQ(p->totals.size(), 3u);
   const CurrencyTotals& usd = p->totals.at("USD");
   EXPECT_EQ(usd.requested, 3700);
@@ -554,7 +568,8 @@ BatchProgress RecountFromRows(PayoutStore& store, const std::string& batch_id) {
     if (g.stage != Stage::kFinal) {
       t.pending += r.payout.amount_minor;
       const int64_t oldest = p.oldest_pending_since_ms;
-      if (g.since_ms > 0 && (oldest == 0 || g.since_ms < oldest)) p.oldest_pending_since_ms = g.since_ms;
+      if (g.since_ms > 0 && (oldest == 0 || g.since_ms < oldest))
+        p.oldest_pending_since_ms = g.since_ms;
     } else {
       p.states[g.state] += 1;
       (g.state == FinalState::kSuccess ? t.succeeded : t.failed) += r.payout.amount_minor;
@@ -584,7 +599,8 @@ TEST_P(PayoutStoreTest, ProgressEqualsARecountOfTheRowsAfterRandomAllowedTransit
   auto store = Open();
   const char* currencies[] = {"USD", "EUR", "JPY"};
   std::vector<Payout> payouts;
-  for (int i = 0; i < 200; ++i) payouts.push_back(MakePayout("b", i, 1 + i * 37, currencies[i % 3]));
+  for (int i = 0; i < 200; ++i)
+    payouts.push_back(MakePayout("b", i, 1 + i * 37, currencies[i % 3]));
   ASSERT_TRUE(store->CreateBatch(MakeBatch("b", 200), ToPayoutList(payouts)).ok());
   ASSERT_TRUE(store->CreateBatch(MakeBatch("other", 5), MakePayoutList("other", 5)).ok());
 
@@ -597,13 +613,15 @@ TEST_P(PayoutStoreTest, ProgressEqualsARecountOfTheRowsAfterRandomAllowedTransit
       const std::string& id = payouts[rng() % payouts.size()].id;
       std::vector<Stage> next;
       for (int to = 0; to <= 4; ++to)
-        if (IsAllowedTransition(stage[id], static_cast<Stage>(to))) next.push_back(static_cast<Stage>(to));
+        if (IsAllowedTransition(stage[id], static_cast<Stage>(to)))
+          next.push_back(static_cast<Stage>(to));
       if (next.empty()) continue;  // final
       PayoutUpdate u = UpdateTo(id, next[rng() % next.size()]);
       PayoutProgress& g = u.progress;
       if (g.stage == Stage::kFinal) {
         // Only a cancel ends a never-sent payout; anything sent ends in one of the four outcomes.
-        g.state = stage[id] == Stage::kNew ? FinalState::kCancelled : static_cast<FinalState>(1 + rng() % 4);
+        g.state = stage[id] == Stage::kNew ? FinalState::kCancelled
+                                           : static_cast<FinalState>(1 + rng() % 4);
       }
       g.since_ms = 1000 + static_cast<int64_t>(rng() % 5000);
       g.next_at_ms = static_cast<int64_t>(rng() % 10000);
@@ -660,21 +678,26 @@ TEST(PayoutStore, OpeningAVersion1FileMigratesItAndKeepsProgressExact) {
     PayoutUpdate poll = UpdateTo("", Stage::kPolling);
     poll.progress.since_ms = 777;
     Walk(*store, "b-0", {UpdateTo("", Stage::kSubmitting), poll});
-    Walk(*store, "b-1", {UpdateTo("", Stage::kSubmitting), UpdateTo("", Stage::kFinal, FinalState::kFailed)});
+    Walk(*store, "b-1",
+         {UpdateTo("", Stage::kSubmitting), UpdateTo("", Stage::kFinal, FinalState::kFailed)});
   }
   // Turn it back into what version 1 wrote.
   sqlite3* raw = nullptr;
   ASSERT_EQ(sqlite3_open(path.c_str(), &raw), SQLITE_OK);
-  ASSERT_EQ(sqlite3_exec(raw,
-                         "DROP TABLE batch_totals; DROP INDEX payouts_pending_since; DROP TABLE gateway_outages; "
-                         "DROP TABLE approvals; DROP TABLE audit; DROP TABLE settings; "
-                         "ALTER TABLE batches DROP COLUMN approvals_required; ALTER TABLE batches DROP COLUMN held_at_ms; "
-                         "ALTER TABLE batches DROP COLUMN held_by; ALTER TABLE batches DROP COLUMN hold_reason; "
-                         "ALTER TABLE batches DROP COLUMN cancelled_at_ms; PRAGMA user_version = 1;",
-                         nullptr, nullptr, nullptr),
-            SQLITE_OK);
+  ASSERT_EQ(
+      sqlite3_exec(
+          raw,
+          "DROP TABLE batch_totals; DROP INDEX payouts_pending_since; DROP TABLE gateway_outages; "
+          "DROP TABLE approvals; DROP TABLE audit; DROP TABLE settings; "
+          "ALTER TABLE batches DROP COLUMN approvals_required; ALTER TABLE batches DROP COLUMN "
+          "held_at_ms; "
+          "ALTER TABLE batches DROP COLUMN held_by; ALTER TABLE batches DROP COLUMN hold_reason; "
+          "ALTER TABLE batches DROP COLUMN cancelled_at_ms; PRAGMA user_version = 1;",
+          nullptr, nullptr, nullptr),
+      SQLITE_OK);
   sqlite3_close(raw);
-  EXPECT_FALSE(PayoutStore::Open(path, /*read_only=*/true).ok()) << "a reader cannot migrate; it must say so";
+  EXPECT_FALSE(PayoutStore::Open(path, /*read_only=*/true).ok())
+      << "a reader cannot migrate; it must say so";
 
   auto store = OpenOrDie(path);
   ASSERT_TRUE(store);
@@ -692,7 +715,8 @@ TEST_P(PayoutStoreTest, ForEachPayoutStreamsEveryPayoutInLineOrderWhateverItsSta
   ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 8), ToPayoutList(payouts)).ok());
   ASSERT_TRUE(store->CreateBatch(MakeBatch("b2", 2), MakePayoutList("b2", 2)).ok());
   Walk(*store, "b1-2", {UpdateTo("", Stage::kSubmitting)});
-  Walk(*store, "b1-5", {UpdateTo("", Stage::kSubmitting), UpdateTo("", Stage::kFinal, FinalState::kRejected)});
+  Walk(*store, "b1-5",
+       {UpdateTo("", Stage::kSubmitting), UpdateTo("", Stage::kFinal, FinalState::kRejected)});
   Walk(*store, "b1-6", {UpdateTo("", Stage::kSubmitting), UpdateTo("", Stage::kPolling)});
 
   std::vector<uint32_t> lines;
@@ -732,7 +756,8 @@ TEST_P(PayoutStoreTest, SetBatchStatusMovesForwardAndPersists) {
   {
     auto store = Open();
     ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 1), MakePayoutList("b1", 1)).ok());
-    Walk(*store, "b1-0", {UpdateTo("", Stage::kSubmitting), UpdateTo("", Stage::kFinal, FinalState::kRejected)});
+    Walk(*store, "b1-0",
+         {UpdateTo("", Stage::kSubmitting), UpdateTo("", Stage::kFinal, FinalState::kRejected)});
     ASSERT_TRUE(store->SetBatchStatus("b1", BatchRecord::Status::kFinished, 42).ok());
     ASSERT_TRUE(store->SetBatchStatus("b1", BatchRecord::Status::kReported, 42).ok());
     EXPECT_FALSE(store->SetBatchStatus("nope", BatchRecord::Status::kFinished, 1).ok());
@@ -746,7 +771,8 @@ TEST_P(PayoutStoreDeathTest, SetBatchStatusAbortsWhenFinishingABatchWithPendingP
   {
     auto store = Open();
     ASSERT_TRUE(store->CreateBatch(MakeBatch("b1", 2), MakePayoutList("b1", 2)).ok());
-    Walk(*store, "b1-0", {UpdateTo("", Stage::kSubmitting), UpdateTo("", Stage::kFinal, FinalState::kRejected)});
+    Walk(*store, "b1-0",
+         {UpdateTo("", Stage::kSubmitting), UpdateTo("", Stage::kFinal, FinalState::kRejected)});
   }
   EXPECT_DEATH((void)Open()->SetBatchStatus("b1", BatchRecord::Status::kFinished, 1),
                "invariant violated");
@@ -762,8 +788,8 @@ TEST(PayoutStore, ReadOnlyStoreReadsCommittedStateWhileAWriterHoldsAnOpenTransac
   // Another connection (as `payoutd run` would) holds the write lock with uncommitted changes.
   sqlite3* raw = nullptr;
   ASSERT_EQ(sqlite3_open(path.c_str(), &raw), SQLITE_OK);
-  ASSERT_EQ(sqlite3_exec(raw, "BEGIN IMMEDIATE; UPDATE payouts SET stage = 1 WHERE id = 'b1-0';", nullptr, nullptr,
-                         nullptr),
+  ASSERT_EQ(sqlite3_exec(raw, "BEGIN IMMEDIATE; UPDATE payouts SET stage = 1 WHERE id = 'b1-0';",
+                         nullptr, nullptr, nullptr),
             SQLITE_OK);
 
   auto reader = OpenOrDie(path, /*read_only=*/true);
@@ -874,7 +900,8 @@ void SweepCrashPoints(const TempDir& dir, const std::string& template_path,
     auto store = OpenOrDie(path);  // recovers the WAL the crash left behind
     ASSERT_TRUE(store);
     std::optional<bool> all = outcome(*store);
-    ASSERT_TRUE(all.has_value()) << "after a crash at WAL write " << n << " the transaction is partly there";
+    ASSERT_TRUE(all.has_value()) << "after a crash at WAL write " << n
+                                 << " the transaction is partly there";
     (*all ? saw_all : saw_none) = true;
     if (!crashed) break;
   }
@@ -940,8 +967,10 @@ TEST_P(PayoutStoreTest, APrincipalCountsOnceAndApprovalsAndAuditComeBackInOrder)
   EXPECT_EQ((*rec)->status, BatchRecord::Status::kAwaitingApproval);
   EXPECT_EQ((*rec)->approvals_required, 2);
 
-  EXPECT_TRUE(*store->AddApproval("b", Approval{"alice@example.com", "SHA256:aaa", "b.csv.alice.sig", 10}));
-  EXPECT_FALSE(*store->AddApproval("b", Approval{"alice@example.com", "SHA256:bbb", "b.csv.alice2.sig", 11}))
+  EXPECT_TRUE(
+      *store->AddApproval("b", Approval{"alice@example.com", "SHA256:aaa", "b.csv.alice.sig", 10}));
+  EXPECT_FALSE(
+      *store->AddApproval("b", Approval{"alice@example.com", "SHA256:bbb", "b.csv.alice2.sig", 11}))
       << "the same principal with another key still counts once";
   EXPECT_TRUE(*store->AddApproval("b", Approval{"bob@example.com", "SHA256:ccc", "b.csv.sig", 12}));
   auto approvals = store->ListApprovals("b");
@@ -951,7 +980,8 @@ TEST_P(PayoutStoreTest, APrincipalCountsOnceAndApprovalsAndAuditComeBackInOrder)
   EXPECT_EQ((*approvals)[0].key_fingerprint, "SHA256:aaa") << "the first signature is the one kept";
   EXPECT_EQ((*approvals)[1].file, "b.csv.sig");
 
-  ASSERT_TRUE(store->AddAudit("b", AuditEntry{30, "hold", "alice (uid 1001)", "wrong \"file\""}).ok());
+  ASSERT_TRUE(
+      store->AddAudit("b", AuditEntry{30, "hold", "alice (uid 1001)", "wrong \"file\""}).ok());
   ASSERT_TRUE(store->AddAudit("b", AuditEntry{20, "approve", "bob@example.com", ""}).ok());
   EXPECT_EQ(store->AddAudit("nope", AuditEntry{1, "hold", "x", ""}).code(), StatusCode::kNotFound);
   auto audit = store->ListAudit("b");
@@ -993,7 +1023,8 @@ TEST_P(PayoutStoreTest, CancelEndsOnlyNeverSentPayoutsAndKeepsTheTotalsExact) {
   ASSERT_TRUE(store->CreateBatch(MakeBatch("b", 6), ToPayoutList(payouts)).ok());
   Walk(*store, "b-0", {UpdateTo("", Stage::kSubmitting)});
   Walk(*store, "b-1", {UpdateTo("", Stage::kSubmitting), UpdateTo("", Stage::kPolling)});
-  Walk(*store, "b-2", {UpdateTo("", Stage::kSubmitting), UpdateTo("", Stage::kFinal, FinalState::kSuccess)});
+  Walk(*store, "b-2",
+       {UpdateTo("", Stage::kSubmitting), UpdateTo("", Stage::kFinal, FinalState::kSuccess)});
   auto out = store->CancelUnsent("b", 500, "cancelled by alice (uid 1001): wrong file");
   ASSERT_TRUE(out.ok()) << out.error();
   EXPECT_EQ(out->cancelled, 3);
@@ -1033,7 +1064,8 @@ TEST_P(PayoutStoreTest, ABatchAwaitingApprovalIsActivatedOrRejectedAndThenReport
   EXPECT_EQ((*store->GetBatch("no"))->status, BatchRecord::Status::kReported);
   EXPECT_FALSE(BatchRecord::MayMove(BatchRecord::Status::kActive, BatchRecord::Status::kRejected));
   EXPECT_FALSE(BatchRecord::MayMove(BatchRecord::Status::kReported, BatchRecord::Status::kActive));
-  EXPECT_FALSE(BatchRecord::MayMove(BatchRecord::Status::kAwaitingApproval, BatchRecord::Status::kFinished));
+  EXPECT_FALSE(
+      BatchRecord::MayMove(BatchRecord::Status::kAwaitingApproval, BatchRecord::Status::kFinished));
 }
 
 TEST(PayoutStore, AVersion3FileGainsTheFinanceControlsAndCanHoldCancelledPayouts) {
@@ -1048,12 +1080,15 @@ TEST(PayoutStore, AVersion3FileGainsTheFinanceControlsAndCanHoldCancelledPayouts
   ASSERT_EQ(sqlite3_open(path.c_str(), &raw), SQLITE_OK);
   const char* to_v3 =
       "DROP TABLE approvals; DROP TABLE audit; DROP TABLE settings;"
-      "ALTER TABLE batches DROP COLUMN approvals_required; ALTER TABLE batches DROP COLUMN held_at_ms;"
+      "ALTER TABLE batches DROP COLUMN approvals_required; ALTER TABLE batches DROP COLUMN "
+      "held_at_ms;"
       "ALTER TABLE batches DROP COLUMN held_by; ALTER TABLE batches DROP COLUMN hold_reason;"
       "ALTER TABLE batches DROP COLUMN cancelled_at_ms;"
       "PRAGMA writable_schema = ON;"
-      "UPDATE sqlite_schema SET sql = replace(sql, 'BETWEEN 0 AND 4)', 'BETWEEN 0 AND 2)') WHERE name = 'batches';"
-      "UPDATE sqlite_schema SET sql = replace(sql, 'BETWEEN 0 AND 5)', 'BETWEEN 0 AND 4)') WHERE name = 'payouts';"
+      "UPDATE sqlite_schema SET sql = replace(sql, 'BETWEEN 0 AND 4)', 'BETWEEN 0 AND 2)') WHERE "
+      "name = 'batches';"
+      "UPDATE sqlite_schema SET sql = replace(sql, 'BETWEEN 0 AND 5)', 'BETWEEN 0 AND 4)') WHERE "
+      "name = 'payouts';"
       "PRAGMA writable_schema = OFF; PRAGMA user_version = 3;";
   char* err = nullptr;
   ASSERT_EQ(sqlite3_exec(raw, to_v3, nullptr, nullptr, &err), SQLITE_OK) << (err ? err : "");

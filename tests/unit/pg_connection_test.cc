@@ -58,17 +58,18 @@ TEST(PgConnection, RunsParameterisedStatementsWithValuesKeptApartFromTheSql) {
 TEST(PgConnection, ArrayParametersCarryAnyTextExactly) {
   PAYOUTD_REQUIRE_POSTGRES(server);
   PgConnection conn(Options(server->CreateDatabase()));
-  const std::vector<std::string> values = {"", "a,b", "quote\"d", "back\\slash", "{braces}",
-                                           "NULL", "tab\tnew\nline", "ünïcødé"};
+  const std::vector<std::string> values = {"",         "a,b",  "quote\"d",       "back\\slash",
+                                           "{braces}", "NULL", "tab\tnew\nline", "ünïcødé"};
   PgArray texts;
   PgArray ints;
   for (size_t i = 0; i < values.size(); ++i) {
     texts.Add(values[i]);
     ints.Add(static_cast<int64_t>(i) - 3);
   }
-  PgResult r = conn.Exec("SELECT t, n FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY "
-                         "AS u (t, n, o) ORDER BY o",
-                         PgParams().Add(texts.Take()).Add(ints.Take()));
+  PgResult r = conn.Exec(
+      "SELECT t, n FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY "
+      "AS u (t, n, o) ORDER BY o",
+      PgParams().Add(texts.Take()).Add(ints.Take()));
   ASSERT_TRUE(r.ok()) << r.message();
   ASSERT_EQ(r.rows(), static_cast<int>(values.size()));
   for (size_t i = 0; i < values.size(); ++i) {
@@ -152,8 +153,8 @@ TEST(PgConnection, CallPastItsDeadlineReturnsUnavailableInTime) {
 TEST(PgConnection, MultiHostUriWithReadWriteTargetSkipsAHostThatIsDown) {
   PAYOUTD_REQUIRE_POSTGRES(server);
   std::string db = server->DatabaseOf(server->CreateDatabase());
-  std::string uri = "postgresql:///" + db + "?host=" + server->dir() + "/nowhere," +
-                    server->dir() + "&port=1," + std::to_string(server->port()) +
+  std::string uri = "postgresql:///" + db + "?host=" + server->dir() + "/nowhere," + server->dir() +
+                    "&port=1," + std::to_string(server->port()) +
                     "&user=postgres&target_session_attrs=read-write";
   PgConnection conn(Options(uri));
   PgResult r = conn.Run("SELECT current_database()");
@@ -208,8 +209,7 @@ TEST(PgConnection, PasswordFileMustBePrivateAndItsContentNeverAppearsInMessages)
   PgConnection conn(o);
   PgResult r = conn.Run("SELECT 1");
   EXPECT_EQ(r.error_kind(), PgErrorKind::kUnavailable);
-  EXPECT_NE(r.message().find("password authentication failed"), std::string::npos)
-      << r.message();
+  EXPECT_NE(r.message().find("password authentication failed"), std::string::npos) << r.message();
   EXPECT_EQ(r.message().find("not-the-password-4711"), std::string::npos) << r.message();
 }
 

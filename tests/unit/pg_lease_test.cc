@@ -55,8 +55,9 @@ PgResult FencedWrite(PgConnection& conn, int64_t term) {
   PgResult r = conn.ExecScript("BEGIN");
   if (!r.ok()) return r;
   r = conn.Run("SELECT payoutd_fence($1)", PgParams().Add(term));
-  if (r.ok()) r = conn.Run("INSERT INTO gateway_outages VALUES ($1, 0, 0, 'x')",
-                           PgParams().Add(term * 1000 + 7));
+  if (r.ok())
+    r = conn.Run("INSERT INTO gateway_outages VALUES ($1, 0, 0, 'x')",
+                 PgParams().Add(term * 1000 + 7));
   if (!r.ok()) {
     if (conn.connected()) (void)conn.ExecScript("ROLLBACK");
     return r;
@@ -103,7 +104,7 @@ TEST(PgLease, LeaderThatStopsRenewingLosesItAfterTheLeaseAndLearnsItWhenItComesB
   auto stopped = steady_clock::now();
   ASSERT_TRUE(StepUntilLeader(b, lease * 4)) << b.last_error();
   auto took = steady_clock::now() - stopped;
-  EXPECT_GE(took, lease / 3);            // a had renewed at most lease/3 before it stopped
+  EXPECT_GE(took, lease / 3);  // a had renewed at most lease/3 before it stopped
   EXPECT_LE(took, lease + milliseconds(500));
   EXPECT_EQ(b.fencing(), 2);
   EXPECT_TRUE(b.MaySend(steady_clock::now()));
@@ -251,7 +252,7 @@ TEST(PgLease, LeaderThatCannotReachTheDatabaseStopsSendingThenResumesWithTheSame
   ASSERT_TRUE(WaitFor([&] { return a.IsLeader(); }, milliseconds(5000))) << a.last_error();
   ASSERT_TRUE(server->Stop());
   ASSERT_TRUE(WaitFor([&] { return !a.MaySend(steady_clock::now()); }, lease));
-  EXPECT_TRUE(a.IsLeader());   // not known lost: nobody else could take it
+  EXPECT_TRUE(a.IsLeader());  // not known lost: nobody else could take it
   EXPECT_FALSE(a.last_error().empty());
   ASSERT_TRUE(server->Start());
   ASSERT_TRUE(WaitFor([&] { return a.MaySend(steady_clock::now()); }, lease * 2)) << a.last_error();

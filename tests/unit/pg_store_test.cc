@@ -158,19 +158,22 @@ TEST(PgStore, DatabaseRestartsInTheMiddleOfABatchLoseNothing) {
     }
   }
   EXPECT_GE(unavailable, 1) << "no call met the lost connection: the test tested nothing";
-  ASSERT_TRUE(RetryWhileUnavailable([&] { return store->Progress("b").status(); },
-                                    std::chrono::seconds(30))
-                  .ok());
+  ASSERT_TRUE(
+      RetryWhileUnavailable([&] { return store->Progress("b").status(); }, std::chrono::seconds(30))
+          .ok());
   auto progress = store->Progress("b");
   ASSERT_TRUE(progress.ok()) << progress.error();
   EXPECT_EQ(progress->stages, (std::map<Stage, int64_t>{{Stage::kFinal, n}}));
   EXPECT_EQ(progress->states, (std::map<FinalState, int64_t>{{FinalState::kSuccess, n}}));
   int64_t rows = 0;
-  ASSERT_TRUE(store->ForEachPayout("b", [&](const PayoutRow& r) {
-                       ++rows;
-                       EXPECT_EQ(r.progress.stage, Stage::kFinal);
-                       EXPECT_EQ(r.progress.attempts, 1);
-                     }).ok());
+  ASSERT_TRUE(store
+                  ->ForEachPayout("b",
+                                  [&](const PayoutRow& r) {
+                                    ++rows;
+                                    EXPECT_EQ(r.progress.stage, Stage::kFinal);
+                                    EXPECT_EQ(r.progress.attempts, 1);
+                                  })
+                  .ok());
   EXPECT_EQ(rows, n);
   ASSERT_TRUE(store->SetBatchStatus("b", BatchRecord::Status::kFinished, 5).ok());
 }

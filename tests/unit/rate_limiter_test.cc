@@ -93,7 +93,8 @@ TEST(RateLimiter, GuardIsHalfTheBurstTimeCappedAtTheMaximum) {
   FakeClock clock;
   EXPECT_EQ(RateLimiter(Limits(2000, 100), clock.Now()).jitter_guard(), milliseconds(25));
   EXPECT_EQ(RateLimiter(Limits(50, 10), clock.Now()).jitter_guard(), milliseconds(100));
-  EXPECT_EQ(RateLimiter(Limits(50, 1000), clock.Now()).jitter_guard(), RateLimiter::kMaxJitterGuard);
+  EXPECT_EQ(RateLimiter(Limits(50, 1000), clock.Now()).jitter_guard(),
+            RateLimiter::kMaxJitterGuard);
   EXPECT_EQ(RateLimiter(Limits(0, 10), clock.Now()).jitter_guard(), Duration::zero());
 }
 

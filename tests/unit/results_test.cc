@@ -227,8 +227,10 @@ TEST(Results, SummaryJson_ListsApprovalsAndTheAuditTrail) {
   p.batch.id = "b";
   p.batch.rows = 1;
   p.states[FinalState::kCancelled] = 1;
-  std::vector<Approval> approvals = {{"alice@example.com", "SHA256:abc", "b.csv.alice.sig", 1'764'000'000'000}};
-  std::vector<AuditEntry> audit = {{1'764'000'060'000, "cancel", "bob (uid 1001)", "wrong \"file\""}};
+  std::vector<Approval> approvals = {
+      {"alice@example.com", "SHA256:abc", "b.csv.alice.sig", 1'764'000'000'000}};
+  std::vector<AuditEntry> audit = {
+      {1'764'000'060'000, "cancel", "bob (uid 1001)", "wrong \"file\""}};
   std::string json = SummaryJson(p, CurrencyTable::Iso4217(), approvals, audit);
   EXPECT_NE(json.find("\"states\": {\"CANCELLED\": 1}"), std::string::npos) << json;
   EXPECT_NE(json.find("\"approvals\": [{\"principal\": \"alice@example.com\", \"key\": "

@@ -66,7 +66,8 @@ TEST(RetryPolicy, JitteredScheduleStaysUnderCeilingAndIsSpread) {
 TEST(RetryPolicy, SameSeedGivesTheSameSchedule) {
   RetryPolicy policy(Options(8, milliseconds(500), seconds(60)));
   SystemRandom a(99), b(99);
-  for (int retry = 1; retry <= 8; ++retry) EXPECT_EQ(policy.Backoff(retry, a), policy.Backoff(retry, b));
+  for (int retry = 1; retry <= 8; ++retry)
+    EXPECT_EQ(policy.Backoff(retry, a), policy.Backoff(retry, b));
 }
 
 TEST(RetryPolicy, MayRetryUntilMaxAttempts) {
@@ -118,8 +119,8 @@ TEST(Classify, FollowsTheSpecTable) {
   EXPECT_EQ(Classify(Method::kPost, 429, true), Verdict::kThrottled);
   EXPECT_EQ(Classify(Method::kPost, 500, true), Verdict::kAmbiguous);
   EXPECT_EQ(Classify(Method::kPost, 503, true), Verdict::kAmbiguous);
-  EXPECT_EQ(Classify(Method::kPost, 0, true), Verdict::kAmbiguous);   // timeout/reset after sending
-  EXPECT_EQ(Classify(Method::kPost, 0, false), Verdict::kNotSent);    // connection refused
+  EXPECT_EQ(Classify(Method::kPost, 0, true), Verdict::kAmbiguous);  // timeout/reset after sending
+  EXPECT_EQ(Classify(Method::kPost, 0, false), Verdict::kNotSent);   // connection refused
   EXPECT_EQ(Classify(Method::kPost, 404, true), Verdict::kUnexpected);
   EXPECT_EQ(Classify(Method::kGet, 400, true), Verdict::kUnexpected);
   EXPECT_EQ(Classify(Method::kPost, 202, true), Verdict::kAmbiguous);

@@ -105,7 +105,8 @@ TEST(Sandbox, RefusesBadTokensWith401AndCreatesNothing) {
   const std::string body = PayoutBody("1");
   auto post_with = [&](const std::string& authorization) {
     return sandbox.Send("POST", "/payouts/A-1", body,
-                        {{"X-API-Version", "2"}, {"Content-Type", "application/json"},
+                        {{"X-API-Version", "2"},
+                         {"Content-Type", "application/json"},
                          {"Authorization", authorization}});
   };
   int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
@@ -114,7 +115,8 @@ TEST(Sandbox, RefusesBadTokensWith401AndCreatesNothing) {
   SystemRandom random(3);
   auto token = [&](std::vector<std::string> ops, std::string sub, int64_t iat, int64_t ttl,
                    std::string secret) {
-    return "Bearer " + SignJwt(NewJwtClaims(std::move(ops), std::move(sub), iat, ttl, random), secret);
+    return "Bearer " +
+           SignJwt(NewJwtClaims(std::move(ops), std::move(sub), iat, ttl, random), secret);
   };
   const std::string m = sandbox.merchant(), s = sandbox.secret();
   EXPECT_EQ(post_with(token({"POST /payouts/A-1"}, m, now, 600, "wrong-secret")).status, 401);
@@ -139,7 +141,8 @@ TEST(Sandbox, RefusesBadTokensWith401AndCreatesNothing) {
 
 TEST(Sandbox, NoAuthFlagAcceptsRequestsWithoutToken) {
   SandboxProcess sandbox({"--no-auth"});
-  EXPECT_EQ(sandbox.Send("POST", "/payouts/N-1", PayoutBody("5"), {{"X-API-Version", "2"}}).status, 201);
+  EXPECT_EQ(sandbox.Send("POST", "/payouts/N-1", PayoutBody("5"), {{"X-API-Version", "2"}}).status,
+            201);
 }
 
 TEST(Sandbox, MissingApiVersionHeaderIs400) {
@@ -155,11 +158,11 @@ TEST(Sandbox, InvalidBodiesAre400WithErrorCodeAndCreateNothing) {
   const std::vector<std::string> bad = {
       "not json",
       R"({"paymentRequested":{"money":{"amount":1,"currencyCode":"USD"}}})",  // no paymentMethod
-      PayoutBody("\"42.05\""),   // amount as a string
-      PayoutBody("42.050"),      // not shortest form
-      PayoutBody("4.205e1"),     // exponent
-      PayoutBody("-1"),          // sign
-      PayoutBody("0"),           // zero
+      PayoutBody("\"42.05\""),                                                // amount as a string
+      PayoutBody("42.050"),                                                   // not shortest form
+      PayoutBody("4.205e1"),                                                  // exponent
+      PayoutBody("-1"),                                                       // sign
+      PayoutBody("0"),                                                        // zero
       PayoutBody("1.5", "JPY"),  // more decimals than the currency has
       PayoutBody("1", "usd"),    // not an ISO code
   };
@@ -318,7 +321,8 @@ TEST(Sandbox, SameSeedGivesTheSameFaults) {
   auto pattern = [](const std::string& seed) {
     SandboxProcess sandbox({"--500-share", "0.5", "--seed", seed});
     std::string codes;
-    for (int i = 0; i < 16; ++i) codes += std::to_string(sandbox.Get("Q-" + std::to_string(i)).status) + ",";
+    for (int i = 0; i < 16; ++i)
+      codes += std::to_string(sandbox.Get("Q-" + std::to_string(i)).status) + ",";
     return codes;
   };
   std::string a = pattern("7");
@@ -443,11 +447,13 @@ int OpenKeptAliveConnection(uint16_t port) {
 
 // True once the peer has closed fd (end of stream or reset); false if still open at the deadline.
 bool WaitClosedByPeer(int fd, milliseconds within) {
-  return PollUntil([fd] {
-    char c;
-    ssize_t n = ::recv(fd, &c, 1, MSG_DONTWAIT);
-    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
-  }, within);
+  return PollUntil(
+      [fd] {
+        char c;
+        ssize_t n = ::recv(fd, &c, 1, MSG_DONTWAIT);
+        return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
+      },
+      within);
 }
 
 TEST(Sandbox, OutageRefuseClosesListenerAndOpenConnectionsThenListensOnTheSamePortWithItsLedger) {
@@ -606,7 +612,9 @@ TEST(Sandbox, ServesConcurrentClientsOnSeveralThreadsWithoutLosingPayouts) {
 
 TEST(Sandbox, BasePathPrefixesThePayoutEndpoints) {
   SandboxProcess sandbox({"--base-path", "/v1", "--no-auth"});
-  EXPECT_EQ(sandbox.Send("POST", "/v1/payouts/BP-1", PayoutBody("1"), {{"X-API-Version", "2"}}).status, 201);
+  EXPECT_EQ(
+      sandbox.Send("POST", "/v1/payouts/BP-1", PayoutBody("1"), {{"X-API-Version", "2"}}).status,
+      201);
   EXPECT_EQ(sandbox.Send("GET", "/payouts/BP-1", "", {{"X-API-Version", "2"}}).status, 404);
   EXPECT_EQ(sandbox.Send("GET", "/v1/payouts/BP-1", "", {{"X-API-Version", "2"}}).status, 200);
 }

@@ -26,8 +26,9 @@ std::string Read(const fs::path& p) {
 class SshKeygenTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("sshkeygen_test_" + std::to_string(::getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    dir_ = fs::temp_directory_path() /
+           ("sshkeygen_test_" + std::to_string(::getpid()) + "_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(dir_);
     fs::create_directories(dir_);
   }
@@ -41,26 +42,30 @@ class SshKeygenTest : public ::testing::Test {
     return key;
   }
   // allowed_signers with one line per (principal, key, options).
-  std::string AllowedSigners(const std::vector<std::tuple<std::string, std::string, std::string>>& lines) {
+  std::string AllowedSigners(
+      const std::vector<std::tuple<std::string, std::string, std::string>>& lines) {
     const fs::path path = dir_ / "allowed_signers";
     std::ofstream out(path);
     for (const auto& [principal, key, options] : lines)
       out << principal << " " << options << (options.empty() ? "" : " ") << Read(key + ".pub");
     return path.string();
   }
-  std::string Sign(const std::string& key, std::string_view data, std::string_view ns = kApprovalNamespace) {
+  std::string Sign(const std::string& key, std::string_view data,
+                   std::string_view ns = kApprovalNamespace) {
     auto sig = MakeSshSignature(key, ns, data);
     EXPECT_TRUE(sig.ok()) << sig.error();
     return sig.ok() ? *sig : "";
   }
 
   fs::path dir_;
-  const std::string batch_ = "id,amount,currency,account_number,account_name,operator_code\nP-1,10.00,USD,1234,Ann,BNK\n";
+  const std::string batch_ =
+      "id,amount,currency,account_number,account_name,operator_code\nP-1,10.00,USD,1234,Ann,BNK\n";
 };
 
 TEST_F(SshKeygenTest, ASignatureOverTheExactBytesByAnAllowedKeyNamesItsPrincipalAndKey) {
   const std::string alice = MakeKey("alice");
-  const std::string signers = AllowedSigners({{"alice@example.com", alice, "namespaces=\"payoutd-batch\""}});
+  const std::string signers =
+      AllowedSigners({{"alice@example.com", alice, "namespaces=\"payoutd-batch\""}});
   auto v = VerifySshSignature(signers, kApprovalNamespace, Sign(alice, batch_), batch_);
   ASSERT_TRUE(v.ok()) << v.error();
   EXPECT_TRUE(v->valid) << v->reason;
@@ -91,7 +96,8 @@ TEST_F(SshKeygenTest, AStrangersKeyCountsForNothing) {
 
 TEST_F(SshKeygenTest, AnotherNamespaceCountsForNothing) {
   const std::string alice = MakeKey("alice");
-  const std::string signers = AllowedSigners({{"alice@example.com", alice, "namespaces=\"payoutd-batch\""}});
+  const std::string signers =
+      AllowedSigners({{"alice@example.com", alice, "namespaces=\"payoutd-batch\""}});
   auto v = VerifySshSignature(signers, kApprovalNamespace, Sign(alice, batch_, "file"), batch_);
   ASSERT_TRUE(v.ok()) << v.error();
   EXPECT_FALSE(v->valid);
@@ -99,7 +105,8 @@ TEST_F(SshKeygenTest, AnotherNamespaceCountsForNothing) {
 
 TEST_F(SshKeygenTest, AKeyPastItsValidBeforeCountsForNothing) {
   const std::string alice = MakeKey("alice");
-  const std::string signers = AllowedSigners({{"alice@example.com", alice, "valid-before=\"20200101\""}});
+  const std::string signers =
+      AllowedSigners({{"alice@example.com", alice, "valid-before=\"20200101\""}});
   auto v = VerifySshSignature(signers, kApprovalNamespace, Sign(alice, batch_), batch_);
   ASSERT_TRUE(v.ok()) << v.error();
   EXPECT_FALSE(v->valid);
@@ -108,8 +115,9 @@ TEST_F(SshKeygenTest, AKeyPastItsValidBeforeCountsForNothing) {
 TEST_F(SshKeygenTest, GarbageAndEmptySignaturesCountForNothing) {
   const std::string alice = MakeKey("alice");
   const std::string signers = AllowedSigners({{"alice@example.com", alice, ""}});
-  for (const std::string& sig : {std::string("not a signature"), std::string(), std::string(100000, 'A'),
-                                 std::string("-----BEGIN SSH SIGNATURE-----\nAAAA\n-----END SSH SIGNATURE-----\n")}) {
+  for (const std::string& sig :
+       {std::string("not a signature"), std::string(), std::string(100000, 'A'),
+        std::string("-----BEGIN SSH SIGNATURE-----\nAAAA\n-----END SSH SIGNATURE-----\n")}) {
     auto v = VerifySshSignature(signers, kApprovalNamespace, sig, batch_);
     ASSERT_TRUE(v.ok()) << v.error();
     EXPECT_FALSE(v->valid) << sig.substr(0, 40);
@@ -122,7 +130,8 @@ TEST_F(SshKeygenTest, APrincipalListedWithOthersOnOneLineIsNamedAlone) {
   auto v = VerifySshSignature(signers, kApprovalNamespace, Sign(alice, batch_), batch_);
   ASSERT_TRUE(v.ok()) << v.error();
   EXPECT_TRUE(v->valid) << v->reason;
-  EXPECT_TRUE(v->signer.principal == "alice@example.com" || v->signer.principal == "ops@example.com")
+  EXPECT_TRUE(v->signer.principal == "alice@example.com" ||
+              v->signer.principal == "ops@example.com")
       << v->signer.principal;
 }
 

@@ -19,7 +19,8 @@ TEST(StateMetrics, StateMetrics_LeaderCommitsAndErrorsByKindAreRendered) {
   for (const char* kind : {"unavailable", "fenced", "lease", "other"}) {
     EXPECT_NE(text.find(std::string("payoutd_state_errors_total{kind=\"") + kind + "\"} 0"),
               std::string::npos)
-        << kind << "\n" << text;
+        << kind << "\n"
+        << text;
   }
   EXPECT_NE(text.find("payoutd_leader 0"), std::string::npos) << text;
 

@@ -54,7 +54,9 @@ TEST(ResultDeathTest, BuiltFromAnOkStatusAborts) {
   EXPECT_DEATH({ Result<int> r = Status::Ok(); }, "Result built from an OK Status");
 }
 
-Status FailIf(bool fail) { return fail ? Status::Unavailable("failed") : Status::Ok(); }
+Status FailIf(bool fail) {
+  return fail ? Status::Unavailable("failed") : Status::Ok();
+}
 
 Result<std::unique_ptr<int>> MakeIf(bool fail, int v) {
   if (fail) return Status::NotFound("nothing");

@@ -65,7 +65,8 @@ TEST_F(StoreThreadTest, StoreThread_RunsJobsInOrderOffTheIoThreadAndCompletesOnI
   EXPECT_FALSE(completion_elsewhere);
   // The store thread counts a job finished just after posting its completion: wait for that.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (writer.backlog() != 0 && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
+  while (writer.backlog() != 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::yield();
   EXPECT_EQ(writer.backlog(), 0u);
 }
 
