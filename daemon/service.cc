@@ -877,7 +877,7 @@ void Service::HoldFromControl(const ControlRequest& request, const ControlPeer& 
   const int64_t now_ms = WallMs(clock_);
   const Hold hold = ControlHold(request, peer, now_ms);
   const AuditEntry audit = ControlAudit(request, peer, now_ms);
-  auto done = [this, request, peer, reply = std::move(reply)](Status st) {
+  auto done = [request, peer, reply = std::move(reply)](Status st) {
     if (!st.ok()) {
       reply(ControlReply{1, "cannot change the state: " + st.message()});
       return;
