@@ -49,7 +49,7 @@ namespace {
 EngineOptions EngineOptionsFor(const Config& c) {
   EngineOptions o;
   o.polling = c.polling;
-  o.submit_window = static_cast<size_t>(std::max(16, c.gateway.limits.max_in_flight * 2));
+  o.submit_window = static_cast<size_t>(std::max(16, c.gateway.limits.max_in_flight * 4));
   o.poll_window = o.submit_window;
   o.cancelled_unknown_settle = 2 * c.gateway.timeout;
   // A PostgreSQL state comes back after a restart or a failover: wait for it, stop nothing.

@@ -281,6 +281,8 @@ std::shared_ptr<PayoutEngine::CommitJob> PayoutEngine::TakeCommitJob() {
   pending_outages_.clear();
   job->controls = std::move(pending_controls_);
   pending_controls_.clear();
+  job->submissions = std::move(unrecorded_);
+  unrecorded_.clear();
   job->now_ms = NowMs();
   for (const auto& [batch_id, n] : pending_final_count_) {
     auto it = batches_.find(batch_id);
@@ -341,6 +343,7 @@ bool PayoutEngine::FinishCommit(const CommitJob& job, const Status& written) {
   if (!written.ok()) {
     stopped_ = true;
     log::Error("engine.commit_failed", {{"error", written.message()}});
+    for (HeldSubmission& s : job.submissions) Release(s);
     for (const ControlChange& c : job.controls) {
       if (c.done) c.done(written);
       if (c.cancel_done) c.cancel_done(written);
@@ -357,6 +360,7 @@ bool PayoutEngine::FinishCommit(const CommitJob& job, const Status& written) {
     if (waits_for_poll && p.next_at_ms <= due_from_.next_at_ms)
       due_from_ = DuePosition{p.next_at_ms, INT64_MIN};
   }
+  for (HeldSubmission& s : job.submissions) Release(s);
   if (observer_)
     for (const auto& row : job.finals) observer_->OnFinal(row);
   for (const auto& batch_id : job.finished) {
@@ -402,6 +406,18 @@ bool PayoutEngine::MaySubmit(const std::string& batch_id) const {
 // them back in their batch's queue, or leaves them for a cancel to end).
 void PayoutEngine::WithdrawSubmissions(
     const std::function<bool(const std::string& batch_id)>& which) {
+  // Not yet committed, so not yet with the client: they end as kCancelled at once, ahead of what
+  // the caller queues next (a cancel must find them new again).
+  for (auto it = unrecorded_.begin(); it != unrecorded_.end();) {
+    if (!which(it->batch_id)) {
+      ++it;
+      continue;
+    }
+    SubmitResult r;
+    r.outcome = SubmitResult::Outcome::kCancelled;
+    boost::asio::post(io_, [done = std::move(it->on_submitted), r]() mutable { done(r); });
+    it = unrecorded_.erase(it);
+  }
   client_.WithdrawSubmissions([&](const std::string& payout_id) {
     auto it = submitting_.find(payout_id);
     return it != submitting_.end() && which(it->second);
@@ -552,12 +568,24 @@ void PayoutEngine::StartSubmit(PayoutRow row) {
   busy_.insert(row.payout.id);
   submitting_[row.payout.id] = row.batch_id;
   ++submits_out_;
-  Payout payout = row.payout;
-  auto on_submitted = [this, alive = alive_.token(), row = std::move(row)](SubmitResult r) mutable {
+  HeldSubmission held{row.batch_id, row.payout, nullptr};
+  held.on_submitted = [this, alive = alive_.token(), row = std::move(row)](SubmitResult r) mutable {
     if (!alive) return;
     OnSubmitted(std::move(row), r);
   };
-  client_.Submit(payout, std::move(on_submitted));
+  // It leaves once its record has been committed (Release, from FinishCommit).
+  unrecorded_.push_back(std::move(held));
+  SchedulePump();
+}
+
+void PayoutEngine::Release(HeldSubmission& s) {
+  if (stopped_ || draining_ || !MaySubmit(s.batch_id)) {
+    SubmitResult r;
+    r.outcome = SubmitResult::Outcome::kCancelled;
+    boost::asio::post(io_, [done = std::move(s.on_submitted), r]() mutable { done(r); });
+    return;
+  }
+  client_.Submit(s.payout, std::move(s.on_submitted));
 }
 
 void PayoutEngine::StartPoll(PayoutRow row) {

@@ -158,8 +158,18 @@ class PayoutEngine {
   };
 
   // One group of changes on its way to the store.
+  // A submission recorded (kSubmitting) but not yet handed to the client. It waits for the group
+  // commit that holds its record: a crash can then never find a POST that left while its payout
+  // still read "new" in the store, and the restart asks with GET before any re-send.
+  struct HeldSubmission {
+    std::string batch_id;
+    Payout payout;
+    std::function<void(SubmitResult)> on_submitted;
+  };
   struct CommitJob {
     std::vector<PayoutUpdate> updates;
+    // Handed to the client once this group is durable (or ended as kCancelled).
+    mutable std::vector<HeldSubmission> submissions;
     std::vector<PayoutRow> finals;        // for the observer, once committed
     std::vector<std::string> finished;    // batches whose last payout is final in this group
     std::vector<GatewayOutage> outages;   // circuit openings and closings
@@ -186,6 +196,9 @@ class PayoutEngine {
   bool IsCancelled(const std::string& batch_id) const;
   void WithdrawSubmissions(const std::function<bool(const std::string& batch_id)>& which);
   bool FinishCommit(const CommitJob& job, const Status& written);
+  // Hands a submission whose record is durable to the client, or ends it as kCancelled (stopped,
+  // draining, or its batch held or cancelled meanwhile).
+  void Release(HeldSubmission& s);
   bool Settled(const std::string& payout_id) const {
     return !busy_.count(payout_id) && !unsettled_.count(payout_id);
   }
@@ -221,6 +234,7 @@ class PayoutEngine {
   StoreThread* writer_;
   std::unordered_set<std::string> busy_;                     // payout ids with a call at the client
   std::unordered_map<std::string, std::string> submitting_;  // payout id -> batch, while submitted
+  std::vector<HeldSubmission> unrecorded_;          // recorded since the last group was taken
   std::unordered_set<std::string> holds_;                    // batches held one by one (any status)
   // Payouts of cancelled batches in kUnknown: when the gateway first said it has no such payout.
   std::unordered_map<std::string, SteadyTime> not_found_since_;

@@ -262,12 +262,10 @@ TEST_F(RecoveryTest, CreatedButUnrecordedPostIsNeverCreatedTwice) {
 }
 
 // docs/operations.md#crash-recovery: "a payout whose POST may have been under way is never simply
-// sent again: payoutd first asks the gateway with GET". Not so today when the gateway answers
-// within a commit interval: the engine hands a POST to the client before its kSubmitting stage
-// is committed, so a crash in between leaves the payout kNew in the state and the restart POSTs
-// it again without asking (the gateway's 409 keeps it from being created twice). Enable once
-// submissions wait for their record to be durable.
-TEST_F(RecoveryTest, DISABLED_CreatedButUnrecordedPostIsAskedForWithGetBeforeAnyResend) {
+// sent again: payoutd first asks the gateway with GET". A submission leaves only once the group
+// commit holding its kSubmitting stage has landed, so even a gateway that answers within a
+// commit interval cannot leave a POST behind a payout that still reads "new".
+TEST_F(RecoveryTest, CreatedButUnrecordedPostIsAskedForWithGetBeforeAnyResend) {
   const auto rows = SandboxRows("PCG", 60, 7, 0);
   CrashAt("gateway.post_created", "asked", rows, 5);
   ASSERT_TRUE(RestartAndWaitReported("asked"));
@@ -295,9 +293,9 @@ TEST_F(RecoveryTest, RefusedButUnrecordedPostIsSentAgainWithTheSameBodyAndReject
   EXPECT_EQ(daemon_->Terminate(), 0) << LogTail();
 }
 
-// As above, with the GET the documentation promises before any re-send; disabled for the reason
-// given at DISABLED_CreatedButUnrecordedPostIsAskedForWithGetBeforeAnyResend.
-TEST_F(RecoveryTest, DISABLED_RefusedButUnrecordedPostIsAskedForWithGetBeforeItIsSentAgain) {
+// As above, with the GET the documentation promises before any re-send (see
+// CreatedButUnrecordedPostIsAskedForWithGetBeforeAnyResend).
+TEST_F(RecoveryTest, RefusedButUnrecordedPostIsAskedForWithGetBeforeItIsSentAgain) {
   auto rows = SandboxRows("PRG", 20, 7, 0);
   rows[4].op = "BNK_REJECT";
   CrashAt("gateway.post_refused", "refusedget", rows);
