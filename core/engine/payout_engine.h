@@ -234,8 +234,8 @@ class PayoutEngine {
   StoreThread* writer_;
   std::unordered_set<std::string> busy_;                     // payout ids with a call at the client
   std::unordered_map<std::string, std::string> submitting_;  // payout id -> batch, while submitted
-  std::vector<HeldSubmission> unrecorded_;          // recorded since the last group was taken
-  std::unordered_set<std::string> holds_;                    // batches held one by one (any status)
+  std::vector<HeldSubmission> unrecorded_;  // recorded since the last group was taken
+  std::unordered_set<std::string> holds_;   // batches held one by one (any status)
   // Payouts of cancelled batches in kUnknown: when the gateway first said it has no such payout.
   std::unordered_map<std::string, SteadyTime> not_found_since_;
   bool hold_all_ = false;
