@@ -12,6 +12,7 @@ packages=(
   prometheus systemd wrk hey sqlite3 procps
   scdoc lintian dpkg-dev man-db
   postgresql libpq-dev
+  openssh-client curl bsdextrautils
 )
 
 missing=()
