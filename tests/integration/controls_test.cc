@@ -13,6 +13,7 @@
 #include <set>
 #include <thread>
 
+#include "daemon/process.h"
 #include "tests/support/daemon_process.h"
 #include "tests/support/sandbox_process.h"
 
@@ -34,24 +35,10 @@ std::string Csv(const std::string& prefix, int n, const std::string& currency = 
   return s;
 }
 
-// Runs a program (no shell) and returns its exit code; its output goes to the test's log.
-int RunProgram(const std::vector<std::string>& args, const std::string& stdin_text = "") {
-  std::string in_path = "/tmp/payoutd-ctl-in-" + std::to_string(::getpid());
-  WriteFile(in_path, stdin_text);
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    int fd = ::open(in_path.c_str(), O_RDONLY);
-    ::dup2(fd, STDIN_FILENO);
-    std::vector<char*> argv;
-    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    ::execvp(argv[0], argv.data());
-    ::_exit(127);
-  }
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  ::unlink(in_path.c_str());
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+// Runs a program (no shell, daemon/process.h) and returns its exit code; -1 when it cannot start.
+int RunProgram(const std::vector<std::string>& args) {
+  Result<ProcessResult> r = RunProcess(args, "");
+  return r.ok() ? r->exit_code : -1;
 }
 
 // Counts the lines of `text` that hold `needle`.
