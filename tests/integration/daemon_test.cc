@@ -22,6 +22,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "tests/support/batch_expectations.h"
 #include "tests/support/daemon_process.h"
 #include "tests/support/sandbox_process.h"
 
@@ -33,41 +34,13 @@ using std::chrono::seconds;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-// One input row.
-struct In {
-  std::string id, amount, currency, account, name, op;
-};
-
-int Digits(const std::string& currency) {
-  if (currency == "JPY") return 0;
-  if (currency == "KWD" || currency == "BHD") return 3;
-  return 2;
-}
-
-// "42.5" with 2 digits -> 4250. The test's own parser: input amounts are well formed.
-int64_t ToMinor(const std::string& amount, int digits) {
-  size_t dot = amount.find('.');
-  std::string whole = amount.substr(0, dot);
-  std::string frac = dot == std::string::npos ? "" : amount.substr(dot + 1);
-  frac.resize(static_cast<size_t>(digits), '0');
-  return std::stoll(whole + frac);
-}
-
-// The sandbox's rules (payout-sandbox --help).
-std::string ExpectedState(const In& r) {
-  if (r.op == "BNK_REJECT") return "REJECTED";
-  if (r.account.size() >= 2 && r.account.compare(r.account.size() - 2, 2, "13") == 0)
-    return "FAILED";
-  return "SUCCESS";
-}
-
-std::string Csv(const std::vector<In>& rows) {
-  std::string s = "id,amount,currency,account_number,account_name,operator_code\n";
-  for (const auto& r : rows)
-    s += r.id + "," + r.amount + "," + r.currency + "," + r.account + "," + r.name + "," + r.op +
-         "\n";
-  return s;
-}
+// The rows, their CSV and the sandbox's rules are tests/support/batch_expectations.h's; so is
+// ExpectLedgerExactlyOnce.
+using In = PayoutIn;
+constexpr auto Digits = MinorDigits;
+constexpr auto ToMinor = ParseMinor;
+constexpr auto ExpectedState = SandboxState;
+constexpr auto Csv = PayoutCsv;
 
 // n USD payouts "<prefix>-<i>"; every 50th fails by the account rule, every 97th is refused.
 std::vector<In> UsdRows(const std::string& prefix, int n) {
@@ -83,39 +56,6 @@ std::vector<In> UsdRows(const std::string& prefix, int n) {
     rows.push_back(r);
   }
   return rows;
-}
-
-// Exactly once, against the sandbox ledger: every input payout reached the gateway with one
-// body, exact amount, created once (refused ones never created); nothing else was sent.
-void ExpectLedgerExactlyOnce(const std::vector<In>& rows, SandboxProcess& sandbox) {
-  auto ledger = sandbox.Ledger();
-  EXPECT_EQ(ledger.size(), rows.size())
-      << "the gateway saw payouts outside the batch, or missed some";
-  int64_t want_created = 0;
-  int problems = 0;
-  for (const auto& r : rows) {
-    auto it = ledger.find(r.id);
-    if (it == ledger.end()) {
-      ADD_FAILURE() << r.id << " never reached the gateway";
-      if (++problems > 10) return;
-      continue;
-    }
-    const SandboxLedgerEntry& e = it->second;
-    bool refused = ExpectedState(r) == "REJECTED";
-    if (!refused) ++want_created;
-    bool ok = e.created == !refused && e.distinct_bodies == 1 &&
-              e.amount_minor == ToMinor(r.amount, Digits(r.currency)) && e.currency == r.currency &&
-              e.account_number == r.account;
-    if (!ok) {
-      ADD_FAILURE() << r.id << ": created=" << e.created << " distinct_bodies=" << e.distinct_bodies
-                    << " amount_minor=" << e.amount_minor << " (want "
-                    << ToMinor(r.amount, Digits(r.currency)) << ") currency=" << e.currency
-                    << " account=" << e.account_number << " post_count=" << e.post_count;
-      if (++problems > 10) return;
-    }
-  }
-  EXPECT_EQ(sandbox.Stat("created"), want_created) << "a payout was created more than once";
-  EXPECT_EQ(sandbox.Stat("conflicts"), 0);
 }
 
 // docs/results.md: one results row per input row in input order, states by the sandbox's rules,
