@@ -370,17 +370,22 @@ bool PayoutEngine::FinishCommit(const CommitJob& job, const Status& written) {
     if (observer_) observer_->OnBatchFinished(batch_id);
   }
   for (const ControlChange& c : job.controls) {
+    CancelOutcome outcome = c.cancel_outcome;
     if (!c.cancel_batch.empty()) {
       auto it = batches_.find(c.cancel_batch);
       if (it != batches_.end()) {
-        it->second.remaining -= c.cancel_outcome.cancelled;
-        PAYOUTD_CHECK(it->second.remaining >= 0);
+        // From the store's count of the payouts not final, not from the count it cancelled: a
+        // cancel whose COMMIT landed but whose answer was lost is written again (WriteCommit),
+        // finds nothing left to cancel and says 0, yet its count of what still runs is right.
+        // Before the cancel, `remaining` was exactly what the store held not final.
+        outcome.cancelled = std::max<int64_t>(0, it->second.remaining - outcome.still_running);
+        it->second.remaining = outcome.still_running;
         if (it->second.remaining == 0) pending_final_count_[c.cancel_batch] += 0;  // finished next
       }
       SchedulePump();
     }
     if (c.done) c.done(Status::Ok());
-    if (c.cancel_done) c.cancel_done(c.cancel_outcome);
+    if (c.cancel_done) c.cancel_done(outcome);
   }
   CheckDrained();
   return true;

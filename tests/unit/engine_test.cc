@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <future>
 #include <map>
+#include <optional>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
@@ -192,8 +193,16 @@ class UnreachableStore final : public PayoutStore {
   Status SetHold(std::string_view b, const Hold& h) override { return inner_->SetHold(b, h); }
   Status SetHoldAll(const Hold& h) override { return inner_->SetHoldAll(h); }
   Result<Hold> GetHoldAll() override { return inner_->GetHoldAll(); }
+  // The next `lose_cancel_answers` cancels commit, and then fail as unavailable: a COMMIT whose
+  // answer the connection lost.
+  std::atomic<int> lose_cancel_answers{0};
   Result<CancelOutcome> CancelUnsent(std::string_view b, int64_t at, std::string_view e) override {
-    return inner_->CancelUnsent(b, at, e);
+    Result<CancelOutcome> out = inner_->CancelUnsent(b, at, e);
+    if (out.ok() && lose_cancel_answers.load() > 0) {
+      --lose_cancel_answers;
+      return Status::Unavailable("state: connection to the database lost at COMMIT");
+    }
+    return out;
   }
 
  private:
@@ -614,6 +623,72 @@ TEST(EngineStoreLoss, Engine_UnavailableCommitsAreRetriedAndNothingNewStartsMean
     if (c.rfind("POST ", 0) == 0) ++posts[c.substr(5)];
   EXPECT_EQ(posts.size(), 40u);
   for (const auto& [id, n] : posts) EXPECT_EQ(n, 1) << id;
+  store.reset();
+  std::filesystem::remove_all(dir);
+}
+
+// A cancel whose COMMIT landed but whose answer was lost is written again and finds nothing left
+// to cancel: the batch still finishes (every payout final, the count of what runs from the
+// store), and the caller hears how many were cancelled.
+TEST(EngineStoreLoss, Engine_CancelWhoseAnswerWasLostStillFinishesTheBatch) {
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("engine_cancel_lost_" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  auto s = PayoutStore::Open((dir / "state.db").string());
+  ASSERT_TRUE(s.ok()) << s.error();
+  std::unique_ptr<PayoutStore> store = std::move(*s);
+  auto w = PayoutStore::Open((dir / "state.db").string());
+  ASSERT_TRUE(w.ok()) << w.error();
+  auto flaky_owned = std::make_unique<UnreachableStore>(std::move(*w));
+  UnreachableStore* flaky = flaky_owned.get();
+  boost::asio::io_context io;
+  FakeGateway gateway(io);
+  SystemClock clock;
+  Observer observer;
+  EngineOptions options;
+  options.polling.initial_delay = std::chrono::milliseconds(1);
+  options.polling.max_interval = std::chrono::milliseconds(5);
+  options.commit_interval = std::chrono::milliseconds(1);
+  options.submit_window = 4;
+  options.poll_window = 4;
+  options.store_retry_max = std::chrono::milliseconds(50);
+  options.retry_unavailable_commits = true;
+  std::optional<Result<CancelOutcome>> cancelled;
+  {
+    auto writer = std::make_unique<StoreThread>(io, std::move(flaky_owned));
+    std::vector<Payout> ps;
+    for (int i = 1; i <= 500; ++i)
+      ps.push_back(MakePayout("C-" + std::to_string(i), i + 1, 100 * i));
+    BatchRecord b;
+    b.id = "B1";
+    b.sha256 = "sha-B1";
+    b.file_name = "B1.csv";
+    b.rows = 500;
+    b.started_at_ms = 1;
+    ASSERT_TRUE(store->CreateBatch(b, ToPayoutList(ps)).ok());
+    PayoutEngine engine(io, *store, gateway, clock, options, &observer, writer.get());
+    ASSERT_TRUE(engine.Start().ok());
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (gateway.calls.size() < 20 && std::chrono::steady_clock::now() < deadline)
+      io.run_one_for(std::chrono::milliseconds(10));
+    ASSERT_GE(gateway.calls.size(), 20u);
+    flaky->lose_cancel_answers = 1;
+    engine.CancelBatch("B1", "cancelled: test", AuditEntry{1, "cancel", "test", ""},
+                       [&](Result<CancelOutcome> out) { cancelled = std::move(out); });
+    while (observer.finished.empty() && std::chrono::steady_clock::now() < deadline)
+      io.run_for(std::chrono::milliseconds(10));
+    ASSERT_EQ(observer.finished.size(), 1u) << "the batch never finished";
+    EXPECT_EQ(flaky->lose_cancel_answers.load(), 0);
+  }
+  auto progress = store->Progress("B1");
+  ASSERT_TRUE(progress.ok());
+  const int64_t n_cancelled = progress->states[FinalState::kCancelled];
+  EXPECT_GT(n_cancelled, 0);
+  EXPECT_EQ(progress->states[FinalState::kSuccess] + n_cancelled, 500);
+  ASSERT_TRUE(cancelled.has_value());
+  ASSERT_TRUE(cancelled->ok()) << cancelled->error();
+  EXPECT_EQ((*cancelled)->cancelled, n_cancelled);
   store.reset();
   std::filesystem::remove_all(dir);
 }
