@@ -116,6 +116,7 @@ class Service final : public EngineObserver {
   void Report(const std::string& batch_id);
   void OnReported(const std::string& batch_id, const ReportOutcome& out);
   void Shutdown(const std::string& why, int exit_code);
+  void GiveUpOnAnUnreachableState();
   // Hands work to the store thread; a shutdown waits for its completion (the log line and metrics
   // of a batch whose reports were written must not be lost to a SIGTERM in between).
   template <typename Job, typename Done>
@@ -651,6 +652,23 @@ void Service::OnBatchFinished(const std::string& batch_id) {
   Report(batch_id);
 }
 
+// After shutdown_grace, a leader whose shared state is unreachable stops like a crash rather than
+// wait for it without end (systemd would kill it at its stop timeout): what is not committed
+// cannot be, and the next leader recovers it from the state (GET before any re-send). Looked at
+// every second until the drain ends, since a commit under way may find the state gone later.
+void Service::GiveUpOnAnUnreachableState() {
+  if (!leadership_ || drained_) return;
+  if (engine_->store_down()) {
+    StopAtOnce(
+        "stopping while the state is unreachable: the changes not committed are left to "
+        "the next leader, which asks the gateway about them");
+  }
+  grace_timer_.expires_after(std::chrono::seconds(1));
+  grace_timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (!ec) GiveUpOnAnUnreachableState();
+  });
+}
+
 void Service::OnStoreError(const std::string& message) {
   log::Error("state.write_failed", {{"error", message}});
   // A shared state that refuses our writes (fenced: another instance leads) or fails for good.
@@ -683,6 +701,7 @@ void Service::Shutdown(const std::string& why, int exit_code) {
     if (ec) return;
     log::Warn("payoutd.grace_expired", {{"in_flight", std::to_string(client_->in_flight())}});
     client_->Cancel();
+    GiveUpOnAnUnreachableState();
   });
   engine_->Drain([this] {
     drained_ = true;

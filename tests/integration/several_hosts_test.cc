@@ -261,6 +261,37 @@ TEST_F(SeveralHostsTest, LeaderCutOffFromDatabase_StopsSendingWithinLease) {
   EXPECT_EQ(host.daemon->Terminate(seconds(20)), 0) << Tail(host.daemon->log());
 }
 
+// SIGTERM to a leader whose database is away: after shutdown_grace it stops like a crash (exit 1)
+// instead of waiting for the database without end; the next leader finishes the batch, every
+// payout paid once.
+TEST_F(SeveralHostsTest, SigtermWhileTheDatabaseIsAway_StopsAfterTheGrace) {
+  PAYOUTD_REQUIRE_POSTGRES(server);
+  StartSandbox({});
+  const std::string url = server->CreateDatabase();
+  constexpr int kRows = 1500;
+  Host host = MakeHost("alpha", url, 150);  // shutdown_grace 3s
+  host.daemon->Start();
+  ASSERT_TRUE(WaitFor([&] { return host.Leads(); }, seconds(30))) << host.daemon->log();
+  DropBatch(spool_dir_.path(), "away", Csv("A", kRows));
+  ASSERT_TRUE(WaitFor([&] { return sandbox_->Stat("posts") >= 100; }, seconds(60)))
+      << Tail(host.daemon->log());
+  ASSERT_TRUE(server->Stop()) << server->Log();
+  ASSERT_TRUE(WaitFor(
+      [&] { return Host::Contains(host.daemon->log(), "engine.store_unavailable"); }, seconds(20)))
+      << Tail(host.daemon->log());
+  const steady_clock::time_point asked = steady_clock::now();
+  EXPECT_EQ(host.daemon->Terminate(seconds(30)), 1) << Tail(host.daemon->log());
+  EXPECT_LT(steady_clock::now() - asked, seconds(3) + seconds(5)) << "waited past the grace";
+  EXPECT_TRUE(Host::Contains(host.daemon->log(), "stopping while the state is unreachable"))
+      << Tail(host.daemon->log());
+
+  ASSERT_TRUE(server->Start()) << server->Log();
+  host.daemon->Start();
+  ASSERT_TRUE(WaitForFile(Done("away.summary.json"), seconds(120))) << Tail(host.daemon->log());
+  ExpectPaidOnce("away", kRows);
+  EXPECT_EQ(host.daemon->Terminate(seconds(20)), 0) << Tail(host.daemon->log());
+}
+
 // A single-host SQLite state with a finished and an unfinished batch moves to PostgreSQL; the
 // unfinished one completes from there, and the finished one dropped again is refused.
 TEST_F(SeveralHostsTest, MigrateState_UnfinishedCompleteOnPostgresAndRedropRefused) {
