@@ -154,14 +154,18 @@ Result<std::string> StringField(simdjson::dom::object& o, const char* key, bool 
 }  // namespace
 
 std::string ControlPeer::Describe() const {
-  return user + " (uid " + std::to_string(uid) + ")";
+  return user + " (uid " + std::to_string(uid) + ")" + (host.empty() ? "" : " on " + host);
 }
 
-ControlPeer ControlPeer::Self() {
+ControlPeer ControlPeer::Self(bool with_host) {
   ControlPeer p;
   p.uid = ::getuid();
   p.pid = ::getpid();
   p.user = UserName(p.uid);
+  if (with_host) {
+    char name[256] = {};
+    if (::gethostname(name, sizeof name - 1) == 0) p.host = name;
+  }
   return p;
 }
 

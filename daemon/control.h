@@ -42,14 +42,18 @@ struct ControlReply {
   std::string message;  // one line for the operator
 };
 
-// Who asked: from the socket's peer credentials, or the command line's own user.
+// Who asked: from the socket's peer credentials, or the command line's own user. A request that
+// came through the shared state from another host (daemon/remote_control.h) names that host; the
+// user and uid are then those the command line there ran as.
 struct ControlPeer {
   uid_t uid = 0;
   pid_t pid = 0;
   std::string user;  // the account name, or the uid when it has none
-  // "alice (uid 1001)", as the audit list and the log show it.
+  std::string host;  // empty: this host
+  // "alice (uid 1001)", or "alice (uid 1001) on host-b", as the audit list and the log show it.
   std::string Describe() const;
-  static ControlPeer Self();
+  // The command line's own user (and, with `with_host`, this host's name).
+  static ControlPeer Self(bool with_host = false);
 };
 
 inline constexpr size_t kMaxControlRequest = 64 * 1024;

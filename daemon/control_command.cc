@@ -8,10 +8,15 @@
 #include <chrono>
 #include <iostream>
 #include <memory>
+#include <optional>
 
+#include "core/store/open_store.h"
 #include "core/store/payout_store.h"
+#include "core/store/pg_lease.h"
+#include "core/store/pg_schema.h"
 #include "daemon/approve.h"
 #include "daemon/control_actions.h"
+#include "daemon/remote_control.h"
 #include "daemon/service.h"
 
 namespace payoutd {
@@ -34,14 +39,77 @@ int Print(const ControlReply& reply, std::ostream& out, std::ostream& err) {
   return reply.exit_code;
 }
 
-// No daemon listens: the command acts on the state, holding the lock `payoutd run` takes.
-int OnState(const Config& config, const ControlRequest& request, std::ostream& out,
-            std::ostream& err) {
-  if (config.state.backend != StateOptions::Backend::kSqlite) {
-    err << "payoutd: no payoutd answers on control.socket " << config.control.socket
-        << "; with a PostgreSQL state, run the command on the leader's host "
-           "('payoutd status' names it)\n";
+// No leader at all: this command leads for the moment it acts on the state (a fenced store, the
+// lease renewed meanwhile), then gives the lease back and leaves no trace in `instances`. nullopt
+// when another instance took the lease first (the request then goes to it).
+std::optional<int> LeadForAMoment(const Config& config, const ControlRequest& request,
+                                  const ControlPeer& peer, std::ostream& out, std::ostream& err) {
+  const std::string name = "payoutd " + request.command + " by " + peer.Describe() + " (pid " +
+                           std::to_string(peer.pid) + ")";
+  LeaderLease lease(PgConnectOptionsFor(config.state), name, config.state.lease);
+  lease.Step();
+  if (!lease.IsLeader()) {
+    if (lease.last_error().empty()) return std::nullopt;
+    err << "payoutd: state " << RedactUrl(config.state.url) << ": " << lease.last_error() << "\n";
     return kExitFailure;
+  }
+  lease.Start([](const LeaseChange&) {});  // renewals; a lost lease fences the store's writes
+  int code = kExitFailure;
+  StoreAccess access;
+  access.fencing_token = lease.fencing();
+  auto store = OpenStore(config.state, access);
+  if (!store.ok()) {
+    err << "payoutd: state " << RedactUrl(config.state.url) << ": " << store.error() << "\n";
+  } else {
+    code = Print(RunControlOnState(**store, request, peer, config.spool.dir, NowMs()), out, err);
+  }
+  lease.Stop();
+  (void)lease.Release();
+  PgConnection conn(PgConnectOptionsFor(config.state));
+  (void)conn.Exec("DELETE FROM instances WHERE name = $1", PgParams().Add(name));
+  return code;
+}
+
+// PostgreSQL, and no daemon answers on this host's control.socket: through the state to the
+// leader wherever it runs; with no leader, on the state itself.
+int OnSharedState(const Config& config, const ControlRequest& request, Duration timeout,
+                  std::ostream& out, std::ostream& err) {
+  PgConnection conn(PgConnectOptionsFor(config.state));
+  PgResult exists = conn.Exec(
+      "SELECT to_regclass('schema_version') IS NOT NULL AND"
+      " to_regclass('batches') IS NOT NULL");
+  if (exists.ok() && !exists.Bool(0, 0)) {
+    err << "payoutd: unknown batch '" << request.batch << "': the state " << conn.where()
+        << " holds no payoutd state yet\n";
+    return kExitUsage;
+  }
+  if (PgResult r = exists.ok() ? EnsurePgSchema(conn, /*create=*/false) : std::move(exists);
+      !r.ok()) {
+    err << "payoutd: state " << conn.where() << ": " << r.message() << "\n";
+    return kExitFailure;
+  }
+  const ControlPeer peer = ControlPeer::Self(/*with_host=*/true);
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    auto instances = ReadServiceInstances(conn);
+    if (!instances.ok()) {
+      err << "payoutd: state " << conn.where() << ": " << instances.error() << "\n";
+      return kExitFailure;
+    }
+    if (!instances->leader.empty()) {
+      return Print(SendControlThroughState(conn, request, peer, timeout), out, err);
+    }
+    if (std::optional<int> code = LeadForAMoment(config, request, peer, out, err)) return *code;
+  }
+  err << "payoutd: the lease changed hands three times while this command tried to reach the "
+         "leader; nothing was done, try again\n";
+  return kExitFailure;
+}
+
+// No daemon listens: the command acts on the state, holding the lock `payoutd run` takes.
+int OnState(const Config& config, const ControlRequest& request, Duration timeout,
+            std::ostream& out, std::ostream& err) {
+  if (config.state.backend != StateOptions::Backend::kSqlite) {
+    return OnSharedState(config, request, timeout, out, err);
   }
   if (!Exists(config.state.path)) {
     err << "payoutd: unknown batch '" << request.batch << "': no state at " << config.state.path
@@ -76,17 +144,18 @@ int OnState(const Config& config, const ControlRequest& request, std::ostream& o
 
 }  // namespace
 
-int ControlCommand(const Config& config, const ControlRequest& request, std::ostream& out,
-                   std::ostream& err) {
+int ControlCommand(const Config& config, const ControlRequest& request, Duration timeout,
+                   std::ostream& out, std::ostream& err) {
   if (!config.control.socket.empty()) {
-    auto sent = SendControl(config.control.socket, request);
+    auto sent = SendControl(config.control.socket, request,
+                            std::chrono::duration_cast<std::chrono::milliseconds>(timeout));
     if (!sent.ok()) {
       err << "payoutd: control.socket " << config.control.socket << ": " << sent.error() << "\n";
       return kExitFailure;
     }
     if (sent->has_value()) return Print(**sent, out, err);
   }
-  return OnState(config, request, out, err);
+  return OnState(config, request, timeout, out, err);
 }
 
 int ApproveCommand(const Config& config, const std::string& batch_id, const std::string& key,
@@ -98,9 +167,12 @@ int ApproveCommand(const Config& config, const std::string& batch_id, const std:
   o.yes = yes;
   o.rules = config.batches;
   o.user = ControlPeer::Self().user;
-  // What the state says of the batch, when it can be read (a running daemon does not mind).
-  if (config.state.backend == StateOptions::Backend::kSqlite && Exists(config.state.path)) {
-    auto store = PayoutStore::Open(config.state.path, /*read_only=*/true);
+  // What the state says of the batch, when it can be read (a running daemon does not mind; with
+  // a PostgreSQL state, from any host).
+  if (config.state.backend != StateOptions::Backend::kSqlite || Exists(config.state.path)) {
+    StoreAccess access;
+    access.read_only = true;
+    auto store = OpenStore(config.state, access);
     if (store.ok()) {
       auto rec = (*store)->GetBatch(batch_id);
       auto approvals = (*store)->ListApprovals(batch_id);

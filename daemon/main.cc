@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstring>
 #include <fstream>
 #include <iostream>
@@ -51,6 +52,7 @@ constexpr const char* kUsage =
     "  hold BATCH|--all [--reason T]    start no new payment for the batch (or every batch)\n"
     "  resume BATCH|--all [--reason T]  undo a hold\n"
     "  cancel BATCH [--reason T]        never send the batch's unsent payouts (CANCELLED)\n"
+    "                               (hold, resume, cancel: --timeout D waits D for the answer)\n"
     "  migrate-state --from sqlite:PATH --to postgresql://URL   move the state to PostgreSQL\n"
     "\n"
     "--config FILE defaults to /etc/payoutd/payoutd.yaml. 'payoutd <command> --help' for more.\n"
@@ -95,15 +97,18 @@ const std::map<std::string, std::string>& CommandHelp() {
        "'ssh-keygen -Y sign -n payoutd-batch', writing approval/BATCH.csv.<user>.sig. Needs no\n"
        "running daemon. Exit 0 signed, 1 not signed, 2 no such batch awaiting approval.\n"},
       {"hold",
-       "usage: payoutd hold [--config FILE] BATCH|--all [--reason TEXT]\n"
+       "usage: payoutd hold [--config FILE] BATCH|--all [--reason TEXT] [--timeout DURATION]\n"
        "Starts no new payment for the batch (polls of payouts already sent go on); with --all for\n"
        "every batch, including those that arrive later. Takes effect before it returns and\n"
-       "survives a restart. Exit 0 done, 2 usage or unknown/finished batch, 1 anything else.\n"},
+       "survives a restart. With a PostgreSQL state it works from any host: off the leader's\n"
+       "host the request goes through the state. --timeout: how long to wait for the daemon's\n"
+       "answer (default 60s). Exit 0 done, 2 usage or unknown/finished batch, 1 anything else\n"
+       "(the message says whether the request may still take effect).\n"},
       {"resume",
-       "usage: payoutd resume [--config FILE] BATCH|--all [--reason TEXT]\n"
+       "usage: payoutd resume [--config FILE] BATCH|--all [--reason TEXT] [--timeout DURATION]\n"
        "Undoes a hold; --all resumes every batch. Exit codes as for hold.\n"},
       {"cancel",
-       "usage: payoutd cancel [--config FILE] BATCH [--reason TEXT]\n"
+       "usage: payoutd cancel [--config FILE] BATCH [--reason TEXT] [--timeout DURATION]\n"
        "Every payout of the batch not yet sent becomes final CANCELLED; those already sent finish\n"
        "as usual and the report follows. A batch awaiting approval goes to rejected/. Cannot be\n"
        "undone. Exit codes as for hold.\n"},
@@ -117,10 +122,11 @@ struct Args {
   std::string out;
   std::vector<std::string> positional;
   bool help = false;
-  bool all = false;    // hold, resume
-  bool yes = false;    // approve
-  std::string reason;  // hold, resume, cancel
-  std::string key;     // approve
+  bool all = false;                                              // hold, resume
+  bool yes = false;                                              // approve
+  std::string reason;                                            // hold, resume, cancel
+  std::string key;                                               // approve
+  std::chrono::milliseconds timeout = std::chrono::seconds(60);  // hold, resume, cancel
   bool has_reason = false;
   StatusOptions status;  // `status` only: --json, --watch, --interval
 };
@@ -243,7 +249,7 @@ int Control(const Args& a) {
   if (a.command != "cancel" && a.command != "hold" && a.command != "resume") return Usage("?");
   std::optional<Config> cfg = Load(a, /*read_secret=*/false);
   if (!cfg) return kExitUsage;
-  return ControlCommand(*cfg, r, std::cout, std::cerr);
+  return ControlCommand(*cfg, r, a.timeout, std::cout, std::cerr);
 }
 
 int Approve(const Args& a) {
@@ -311,6 +317,14 @@ int main(int argc, char** argv) {
     } else if ((a.command == "hold" || a.command == "resume" || a.command == "cancel") &&
                s == "--all") {
       a.all = true;
+    } else if ((a.command == "hold" || a.command == "resume" || a.command == "cancel") &&
+               (s == "--timeout" || s.rfind("--timeout=", 0) == 0)) {
+      std::string text;
+      std::optional<Duration> d;
+      if (value("--timeout", &text)) d = ParseDuration(text);
+      if (!d.has_value() || d.value() < std::chrono::seconds(1))
+        return Usage("--timeout needs a duration of at least 1s, e.g. 30s");
+      a.timeout = std::chrono::duration_cast<std::chrono::milliseconds>(d.value());
     } else if (a.command == "approve" && (s == "--key" || s.rfind("--key=", 0) == 0)) {
       if (!value("--key", &a.key)) return Usage("--key needs a private key file");
     } else if (a.command == "approve" && s == "--yes") {

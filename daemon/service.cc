@@ -32,6 +32,7 @@
 #include "daemon/intake.h"
 #include "daemon/leadership.h"
 #include "daemon/metrics.h"
+#include "daemon/remote_control.h"
 #include "daemon/sd_notify.h"
 #include "daemon/spool.h"
 #include "daemon/state_metrics.h"
@@ -163,6 +164,7 @@ class Service final : public EngineObserver {
   std::unique_ptr<CallbackReceiver> callbacks_;
   std::unique_ptr<ControlMetrics> control_metrics_;
   std::unique_ptr<ControlServer> control_;
+  std::unique_ptr<ControlInbox> control_inbox_;  // PostgreSQL: commands from other hosts
   boost::asio::signal_set signals_;
   boost::asio::signal_set hup_;
   boost::asio::steady_timer grace_timer_;
@@ -207,6 +209,8 @@ int Service::Run() {
   if (Status st = Resume(); !st.ok()) return StartupFailed(st);
   Serve();
   io_.run();
+  // Replies of requests from other hosts written, before the lease goes.
+  if (control_inbox_) control_inbox_->Stop();
   if (leadership_) leadership_->Stop(/*release=*/true);  // after the last commit
   if (lock_fd_ >= 0) ::close(lock_fd_);
   return exit_code_;
@@ -422,12 +426,17 @@ Status Service::Resume() {
   if (!spool_) return Status::Ok();
   PAYOUTD_RETURN_IF_ERROR(Recover().WithPrefix("recovery: "));
   spool_->Start();
+  auto handler = [this](const ControlRequest& r, const ControlPeer& peer,
+                        ControlServer::Reply reply) { OnControl(r, peer, std::move(reply)); };
   if (!cfg_.control.socket.empty()) {
-    auto handler = [this](const ControlRequest& r, const ControlPeer& peer,
-                          ControlServer::Reply reply) { OnControl(r, peer, std::move(reply)); };
     PAYOUTD_ASSIGN_OR_RETURN(
         control_,
         ControlServer::Create(io_, cfg_.control.socket, handler).WithPrefix("control.socket: "));
+  }
+  if (leadership_) {
+    // The same commands from any other host, through the shared state (daemon/remote_control.h).
+    control_inbox_ = ControlInbox::Start(io_, PgConnectOptionsFor(cfg_.state),
+                                         leadership_->instance(), leadership_->term(), handler);
   }
   CheckApprovals();
   return Status::Ok();

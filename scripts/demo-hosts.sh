@@ -69,6 +69,8 @@ state:
   lease: 5s
 metrics:
   listen: 127.0.0.1:0
+control:
+  socket: $run/$host/control.sock   # on separate machines, the default serves
 YAML
 done
 
@@ -87,11 +89,16 @@ until grep -q leadership.standby "$run/pay2/payoutd.log"; do sleep 0.1; done
 
 cp samples/payroll-demo.csv "$run/spool/inbox/payroll-demo.csv.part"
 mv "$run/spool/inbox/payroll-demo.csv.part" "$run/spool/inbox/payroll-demo.csv"
-echo "== dropped payroll-demo.csv; killing the leader pay1 (SIGKILL) once 4 payouts are sent"
+echo "== dropped payroll-demo.csv; the leader pay1 will be killed (SIGKILL) once 4 payouts are sent"
 posts() {
   curl -s "http://127.0.0.1:$(cat "$run/sandbox.port")/_sandbox/stats" |
     python3 -c 'import json, sys; print(json.load(sys.stdin).get("posts", 0))'
 }
+until [ "$(posts)" -ge 2 ]; do sleep 0.2; done
+echo "== from pay2's host, where payoutd stands by: hold and resume reach the leader pay1 through the database"
+"$payoutd" hold payroll-demo --reason "demo: a second look" --config "$run/pay2/payoutd.yaml"
+"$payoutd" status payroll-demo --config "$run/pay2/payoutd.yaml" | grep -m1 held || true
+"$payoutd" resume payroll-demo --config "$run/pay2/payoutd.yaml"
 until [ "$(posts)" -ge 4 ]; do sleep 0.2; done
 kill -KILL "${pid[pay1]}"
 echo "== pay2 takes over within the lease (5s) and finishes the batch"

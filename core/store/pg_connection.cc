@@ -420,6 +420,27 @@ PgResult PgConnection::Wait(SteadyTime deadline, bool send_ok) {
   return out;
 }
 
+PgResult PgConnection::WaitForNotifications(SteadyTime deadline, int wake_fd, int* count) {
+  *count = 0;
+  if (!connected()) return ConnectionError("listen");
+  for (;;) {
+    if (!PQconsumeInput(conn_)) return ConnectionError("receive");
+    while (PGnotify* n = PQnotifies(conn_)) {
+      PQfreemem(n);
+      ++*count;
+    }
+    if (*count > 0) return PgResult();
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return PgResult();
+    pollfd p[2] = {{PQsocket(conn_), POLLIN, 0}, {wake_fd, POLLIN, 0}};
+    int n = ::poll(p, wake_fd >= 0 ? 2 : 1,
+                   static_cast<int>(std::min<int64_t>(left.count() + 1, 60'000)));
+    if (n < 0 && errno != EINTR) return ConnectionError("poll");
+    if (n > 0 && wake_fd >= 0 && (p[1].revents & POLLIN)) return PgResult();
+  }
+}
+
 PgResult PgConnection::Run(const std::string& sql, const PgParams& params, SteadyTime deadline) {
   if (PgResult c = Connect(); !c.ok()) return c;
   auto it = prepared_.find(sql);

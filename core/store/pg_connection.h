@@ -161,6 +161,12 @@ class PgConnection {
   // when it has no more. The rows go in chunks; memory does not follow the row count.
   PgResult CopyIn(std::string_view copy_sql, const std::function<bool(std::string*)>& produce);
 
+  // Waits until a notification arrives on a channel this session LISTENs to, `wake_fd` (when not
+  // -1) turns readable, or `deadline` passes; *count is the number of notifications taken (their
+  // payloads are dropped). Does not connect: a LISTEN is lost with its session, so the caller
+  // connects and LISTENs again. kUnavailable when not connected or the connection broke.
+  PgResult WaitForNotifications(SteadyTime deadline, int wake_fd, int* count);
+
   // True while a transaction is open on the connection (BEGIN without COMMIT/ROLLBACK yet).
   bool in_transaction() const;
   // The URL without its password, for messages.

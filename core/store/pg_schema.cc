@@ -229,6 +229,35 @@ END
 $fn$;
 )sql";
 
+// Version 2: operator commands from any host (docs/several-hosts.md#operator-commands). A
+// command-line payoutd with no leader on its host inserts a request here and NOTIFYs
+// payoutd_control; the leader claims it (only while its term is the current one, and only before
+// expires_at, on the database's clock), applies it as it would a control.socket request, and
+// writes the reply. The caller marks a request nobody claimed in time `expired`, so that it can
+// never take effect later. Rows stay as a record of who asked what from where.
+constexpr const char* kSchemaV2 = R"sql(
+CREATE TABLE control_requests (
+  id           bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  command      text        NOT NULL CHECK (command IN ('hold', 'resume', 'cancel')),
+  batch        text        NOT NULL,
+  all_batches  boolean     NOT NULL,
+  reason       text        NOT NULL,
+  user_name    text        NOT NULL,
+  uid          bigint      NOT NULL,
+  host         text        NOT NULL,
+  requested_at timestamptz NOT NULL,
+  expires_at   timestamptz NOT NULL,
+  state        text        NOT NULL DEFAULT 'pending'
+                           CHECK (state IN ('pending', 'taken', 'done', 'expired')),
+  taken_by     text        NOT NULL DEFAULT '',
+  term         bigint      NOT NULL DEFAULT 0,
+  exit_code    integer,
+  message      text        NOT NULL DEFAULT '',
+  answered_at  timestamptz
+);
+CREATE INDEX control_requests_pending ON control_requests (id) WHERE state = 'pending';
+)sql";
+
 // One lock for schema changes, whoever makes them ("payoutd" in ASCII).
 constexpr const char* kSchemaLock = "SELECT pg_advisory_xact_lock(112970707611748)";
 
@@ -278,8 +307,12 @@ PgResult CreateOrUpgrade(PgConnection& conn) {
     if (PgResult r = conn.Exec("INSERT INTO schema_version VALUES (1, 1)"); !r.ok()) return r;
     version = 1;
   }
-  // Later versions: one step each, here, in order (version 1 -> 2, ...).
-  return PgResult();
+  // Later versions: one step each, in order.
+  if (version == 1) {
+    if (PgResult r = conn.ExecScript(kSchemaV2); !r.ok()) return r;
+    version = 2;
+  }
+  return conn.Exec("UPDATE schema_version SET version = $1 WHERE id = 1", PgParams().Add(version));
 }
 
 }  // namespace

@@ -13,7 +13,8 @@
 
 namespace payoutd {
 
-constexpr int kPgSchemaVersion = 1;
+// 1: the state, the lease, the instances; 2: control_requests (operator commands from any host).
+constexpr int kPgSchemaVersion = 2;
 
 // Creates or upgrades the schema (create = true), or only checks that it is there at this
 // version (create = false, for read-only users such as `payoutd status`).

@@ -145,10 +145,10 @@ _payoutd() {
       opts+=" --key --yes"
       batches=$(_payoutd_batches approval) ;;
     hold | resume)
-      opts+=" --all --reason"
+      opts+=" --all --reason --timeout"
       batches=$(_payoutd_batches inbox work approval) ;;
     cancel)
-      opts+=" --reason"
+      opts+=" --reason --timeout"
       batches=$(_payoutd_batches inbox work approval) ;;
     migrate-state) opts+=" --from --to" ;;
     *) return ;;  # help, or an unknown command

@@ -19,7 +19,9 @@
 #include <string>
 #include <vector>
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include "tests/support/daemon_process.h"
 #include "tests/support/postgres_server.h"
@@ -31,9 +33,16 @@ namespace {
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 using std::chrono::steady_clock;
+using ::testing::HasSubstr;
 
 constexpr const char* kLease = "2s";
 constexpr auto kLeaseDuration = seconds(2);
+
+std::string HostName() {
+  char name[256] = {};
+  ::gethostname(name, sizeof name - 1);
+  return name;
+}
 
 std::string Tail(const std::string& text, size_t n = 4000) {
   return text.substr(text.size() > n ? text.size() - n : 0);
@@ -60,6 +69,7 @@ int64_t TermOf(const std::string& agent) {
 struct Host {
   std::string name;
   std::unique_ptr<TempDir> dir;
+  std::string config;  // its configuration file
   std::unique_ptr<DaemonProcess> daemon;
   bool Leads() { return daemon->running() && Contains(daemon->log(), "leadership.acquired"); }
   static bool Contains(const std::string& text, const std::string& what) {
@@ -70,7 +80,9 @@ struct Host {
 class SeveralHostsTest : public ::testing::Test {
  protected:
   void StartSandbox(std::vector<std::string> args) {
-    args.insert(args.end(), {"--final-after-ms", "0", "--no-callbacks"});
+    if (std::find(args.begin(), args.end(), "--final-after-ms") == args.end())
+      args.insert(args.end(), {"--final-after-ms", "0"});
+    args.push_back("--no-callbacks");
     sandbox_ = std::make_unique<SandboxProcess>(args);
   }
 
@@ -86,8 +98,27 @@ class SeveralHostsTest : public ::testing::Test {
     cfg.shutdown_grace = "3s";
     cfg.state_extra = "  backend: postgresql\n  url: \"" + url + "\"\n  instance: " + name +
                       "\n  lease: " + kLease + "\n";
-    h.daemon = std::make_unique<DaemonProcess>(cfg.Write(h.dir->path()));
+    // Each host its own control.socket, as on separate machines.
+    cfg.extra_yaml = "control:\n  socket: " + h.dir->path() + "/control.sock\n";
+    h.config = cfg.Write(h.dir->path());
+    h.daemon = std::make_unique<DaemonProcess>(h.config);
     return h;
+  }
+
+  // `payoutd ARGS --config` of `host`, run on that host whether its daemon runs or not.
+  static CommandResult On(const Host& host, std::vector<std::string> args) {
+    args.insert(args.end(), {"--config", host.config});
+    return RunPayoutd(args);
+  }
+
+  // The POSTs and GETs that arrived after `since_us`.
+  std::pair<int64_t, int64_t> RequestsAfter(int64_t since_us) {
+    std::pair<int64_t, int64_t> n{0, 0};
+    for (const SandboxArrival& a : sandbox_->Arrivals()) {
+      if (a.t_us <= since_us) continue;
+      (a.method == "POST" ? n.first : n.second) += 1;
+    }
+    return n;
   }
 
   std::string Done(const std::string& file) const { return spool_dir_.path() + "/done/" + file; }
@@ -290,6 +321,128 @@ TEST_F(SeveralHostsTest, SigtermWhileTheDatabaseIsAway_StopsAfterTheGrace) {
   ASSERT_TRUE(WaitForFile(Done("away.summary.json"), seconds(120))) << Tail(host.daemon->log());
   ExpectPaidOnce("away", kRows);
   EXPECT_EQ(host.daemon->Terminate(seconds(20)), 0) << Tail(host.daemon->log());
+}
+
+// hold, resume and cancel from a host whose payoutd is a standby: they travel through the state to
+// the leader (docs/several-hosts.md#operator-commands-from-any-host), take effect before they
+// return, a refusal comes back as it would on the leader's host, and the audit names the host
+// the command came from. The leader keeps its lease throughout.
+TEST_F(SeveralHostsTest, CommandsFromAStandbysHostReachTheLeader) {
+  PAYOUTD_REQUIRE_POSTGRES(server);
+  // Each payout is polled for 300 ms before it is final: polls after a hold show time passing.
+  StartSandbox({"--final-after-ms", "300"});
+  const std::string url = server->CreateDatabase();
+  Host alpha = MakeHost("alpha", url, 200);
+  Host beta = MakeHost("beta", url, 200);
+  alpha.daemon->Start();
+  ASSERT_TRUE(WaitFor([&] { return alpha.Leads(); }, seconds(30))) << alpha.daemon->log();
+  beta.daemon->Start();
+  ASSERT_TRUE(beta.daemon->WaitReady()) << beta.daemon->log();
+  DropBatch(spool_dir_.path(), "remote", Csv("R", 4000));
+  ASSERT_TRUE(WaitFor([&] { return sandbox_->Stat("posts") >= 200; }, seconds(60)))
+      << Tail(alpha.daemon->log());
+
+  CommandResult hold = On(beta, {"hold", "remote", "--reason", "check the amounts"});
+  const int64_t held_us = sandbox_->ArrivalTimeUs(steady_clock::now());
+  ASSERT_EQ(hold.exit_code, 0) << hold.out << hold.err;
+  EXPECT_THAT(hold.out, HasSubstr("remote"));
+  // The payouts already sent are polled on; once 20 polls came, no POST may have.
+  ASSERT_TRUE(WaitFor([&] { return RequestsAfter(held_us).second >= 20; }, seconds(30)));
+  EXPECT_EQ(RequestsAfter(held_us).first, 0) << "a POST started after hold returned";
+  CommandResult status = On(beta, {"status", "remote"});
+  EXPECT_THAT(status.out, HasSubstr("held since")) << status.out;
+  EXPECT_THAT(status.out, HasSubstr(" on " + HostName())) << status.out;
+
+  CommandResult unknown = On(beta, {"hold", "nosuch"});
+  EXPECT_EQ(unknown.exit_code, 2) << unknown.out << unknown.err;
+  EXPECT_THAT(unknown.err, HasSubstr("nosuch"));
+
+  CommandResult resume = On(beta, {"resume", "remote"});
+  ASSERT_EQ(resume.exit_code, 0) << resume.out << resume.err;
+  const int64_t resumed_us = sandbox_->ArrivalTimeUs(steady_clock::now());
+  ASSERT_TRUE(WaitFor([&] { return RequestsAfter(resumed_us).first >= 100; }, seconds(30)))
+      << "resume from another host did not start the batch again";
+  CommandResult cancel = On(beta, {"cancel", "remote", "--reason", "wrong file"});
+  const int64_t cancelled_us = sandbox_->ArrivalTimeUs(steady_clock::now());
+  ASSERT_EQ(cancel.exit_code, 0) << cancel.out << cancel.err;
+  EXPECT_THAT(cancel.out, HasSubstr("unsent payouts"));
+  ASSERT_TRUE(WaitForFile(Done("remote.summary.json"), seconds(60))) << Tail(alpha.daemon->log());
+
+  auto ledger = sandbox_->Ledger();
+  std::set<std::string> posted_after;
+  for (const SandboxArrival& a : sandbox_->Arrivals())
+    if (a.method == "POST" && a.t_us > cancelled_us) posted_after.insert(a.id);
+  int64_t cancelled = 0;
+  for (const ResultRow& r : ReadResultsCsv(Done("remote.results.csv"))) {
+    if (r.state == "CANCELLED") {
+      ++cancelled;
+      EXPECT_EQ(ledger.count(r.id), 0u)
+          << r.id << " was reported CANCELLED but reached the gateway";
+    } else {
+      EXPECT_EQ(r.state, "SUCCESS") << r.id;
+      EXPECT_EQ(posted_after.count(r.id), 0u) << r.id << ": a first POST after cancel returned";
+    }
+  }
+  EXPECT_GT(cancelled, 1000);
+  const std::string summary = ReadFile(Done("remote.summary.json"));
+  for (const char* action : {"hold", "resume", "cancel"})
+    EXPECT_THAT(summary, HasSubstr(std::string("\"action\": \"") + action + "\"")) << summary;
+  EXPECT_THAT(summary, HasSubstr(" on " + HostName())) << summary;
+  EXPECT_THAT(alpha.daemon->log(), HasSubstr("control.request"));
+  // Had a command acted on the state itself, it would have taken the lease from alpha.
+  EXPECT_TRUE(alpha.daemon->running());
+  EXPECT_EQ(alpha.daemon->starts(), 1);
+  EXPECT_EQ(alpha.daemon->Terminate(seconds(20)), 0) << Tail(alpha.daemon->log());
+  EXPECT_EQ(beta.daemon->Terminate(seconds(20)), 0) << Tail(beta.daemon->log());
+}
+
+// With no payoutd running anywhere, a hold acts on the shared state itself (leading for the
+// moment it does, and leaving no trace among the instances); the next leader honours it, and a
+// resume from the host where none runs reaches that leader.
+TEST_F(SeveralHostsTest, CommandWithNoInstanceRunningActsOnTheStateAndTheNextLeaderHonoursIt) {
+  PAYOUTD_REQUIRE_POSTGRES(server);
+  StartSandbox({});
+  const std::string url = server->CreateDatabase();
+  constexpr int kRows = 2000;
+  Host alpha = MakeHost("alpha", url, 300);
+  Host beta = MakeHost("beta", url, 300);
+  alpha.daemon->Start();
+  ASSERT_TRUE(WaitFor([&] { return alpha.Leads(); }, seconds(30))) << alpha.daemon->log();
+  DropBatch(spool_dir_.path(), "quiet", Csv("Q", kRows));
+  ASSERT_TRUE(WaitFor([&] { return sandbox_->Stat("posts") >= 100; }, seconds(60)))
+      << Tail(alpha.daemon->log());
+  ASSERT_EQ(alpha.daemon->Terminate(seconds(20)), 0) << Tail(alpha.daemon->log());
+
+  CommandResult hold = On(beta, {"hold", "quiet", "--reason", "audit first"});
+  ASSERT_EQ(hold.exit_code, 0) << hold.out << hold.err;
+  CommandResult status = On(beta, {"status", "--json"});
+  EXPECT_THAT(status.out, HasSubstr("\"alpha\"")) << status.out;
+  EXPECT_THAT(status.out, ::testing::Not(HasSubstr("payoutd hold by"))) << status.out;
+
+  beta.daemon->Start();
+  // Ready twice: as a standby, then as the leader, its engine started.
+  auto ready_as_leader = [&] {
+    const std::string log = beta.daemon->log();
+    size_t first = log.find("payoutd.ready");
+    return first != std::string::npos && log.find("payoutd.ready", first + 1) != std::string::npos;
+  };
+  ASSERT_TRUE(WaitFor(ready_as_leader, seconds(30))) << beta.daemon->log();
+  const int64_t led_us = sandbox_->ArrivalTimeUs(steady_clock::now());
+  ASSERT_THAT(On(alpha, {"status", "quiet"}).out, HasSubstr("held since"));
+  CommandResult resume = On(alpha, {"resume", "quiet"});
+  const int64_t resumed_us = sandbox_->ArrivalTimeUs(steady_clock::now());
+  ASSERT_EQ(resume.exit_code, 0) << resume.out << resume.err;
+  int64_t posted_while_held = 0;
+  for (const SandboxArrival& a : sandbox_->Arrivals())
+    if (a.method == "POST" && a.t_us > led_us && a.t_us < resumed_us) ++posted_while_held;
+  EXPECT_EQ(posted_while_held, 0) << "the new leader sent a held batch";
+  ASSERT_TRUE(WaitForFile(Done("quiet.summary.json"), seconds(60))) << Tail(beta.daemon->log());
+  ExpectPaidOnce("quiet", kRows);
+  const std::string summary = ReadFile(Done("quiet.summary.json"));
+  EXPECT_THAT(summary, HasSubstr("\"reason\": \"audit first\""));
+  EXPECT_THAT(summary, HasSubstr(" on " + HostName()));
+  EXPECT_EQ(beta.daemon->starts(), 1);
+  EXPECT_EQ(beta.daemon->Terminate(seconds(20)), 0) << Tail(beta.daemon->log());
 }
 
 // A single-host SQLite state with a finished and an unfinished batch moves to PostgreSQL; the

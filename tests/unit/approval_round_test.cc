@@ -164,7 +164,7 @@ TEST_F(ApprovalRoundTest, ABatchNotApprovedInTimeIsRejectedAndNothingOfItIsPaid)
 }
 
 TEST_F(ApprovalRoundTest, CommandsOnTheStateHoldResumeAndCancel) {
-  const ControlPeer peer{1001, 1, "alice"};
+  const ControlPeer peer{1001, 1, "alice", ""};
   Await("wait", 500);
   ControlReply r =
       RunControlOnState(*store_, {"hold", "wait", false, "check"}, peer, spool().string(), 10);

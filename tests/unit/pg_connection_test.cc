@@ -270,5 +270,31 @@ TEST(PgSchema, NewerSchemaIsRefusedWithAClearMessageAndLeftAlone) {
   EXPECT_EQ(v.Int(0, 0), 99);
 }
 
+// A state made by a payoutd of schema version 1 (no control_requests) is upgraded in place when
+// `payoutd run` starts; read-only users meanwhile are told so.
+TEST(PgSchema, VersionOneIsUpgradedKeepingItsRows) {
+  PAYOUTD_REQUIRE_POSTGRES(server);
+  PgConnection conn(Options(server->CreateDatabase()));
+  ASSERT_TRUE(EnsurePgSchema(conn, true).ok());
+  ASSERT_TRUE(conn.ExecScript("DROP TABLE control_requests; UPDATE schema_version SET version = 1;"
+                              "UPDATE fencing SET term = 12")
+                  .ok());
+  PgResult r = EnsurePgSchema(conn, false);
+  EXPECT_FALSE(r.ok());
+  EXPECT_NE(r.message().find("schema version 1; it is upgraded when payoutd run next starts"),
+            std::string::npos)
+      << r.message();
+  r = EnsurePgSchema(conn, true);
+  ASSERT_TRUE(r.ok()) << r.message();
+  PgResult v = conn.Exec("SELECT version FROM schema_version");
+  ASSERT_TRUE(v.ok());
+  EXPECT_EQ(v.Int(0, 0), 2);
+  EXPECT_TRUE(conn.Exec("SELECT count(*) FROM control_requests").ok());
+  PgResult term = conn.Exec("SELECT term FROM fencing");
+  ASSERT_TRUE(term.ok());
+  EXPECT_EQ(term.Int(0, 0), 12);
+  EXPECT_TRUE(EnsurePgSchema(conn, false).ok());
+}
+
 }  // namespace
 }  // namespace payoutd
