@@ -24,10 +24,12 @@ using std::chrono::milliseconds;
 using std::chrono::steady_clock;
 
 constexpr const char* kChannel = "payoutd_control";
-// How often the inbox looks for requests when no notification came (one lost with a session).
+// Where the leader says that a reply was written (its payload: the request's id).
+constexpr const char* kReplyChannel = "payoutd_control_reply";
+// How often the inbox looks for requests, and the command line for its reply, when no
+// notification came (one lost with a session).
 constexpr auto kLookEvery = std::chrono::seconds(1);
-// How often the command line looks for its reply.
-constexpr auto kReplyPoll = milliseconds(100);
+constexpr auto kReplyLookEvery = milliseconds(250);
 
 constexpr const char* kInsert = R"sql(
 WITH req AS (
@@ -54,9 +56,12 @@ WHERE c.id = (SELECT id FROM control_requests
 RETURNING c.id, c.command, c.batch, c.all_batches, c.reason, c.user_name, c.uid, c.host)sql";
 
 constexpr const char* kAnswer = R"sql(
-UPDATE control_requests SET state = 'done', exit_code = $2, message = $3,
-                            answered_at = clock_timestamp()
-WHERE id = $1 AND term = $4 AND state = 'taken')sql";
+WITH answered AS (
+  UPDATE control_requests SET state = 'done', exit_code = $2, message = $3,
+                              answered_at = clock_timestamp()
+  WHERE id = $1 AND term = $4 AND state = 'taken'
+  RETURNING id)
+SELECT pg_notify('payoutd_control_reply', id::text) FROM answered)sql";
 
 std::string Seconds(Duration d) {
   return std::to_string(std::max<int64_t>(1, duration_cast<std::chrono::seconds>(d).count())) +
@@ -68,6 +73,9 @@ std::string Seconds(Duration d) {
 ControlReply SendControlThroughState(PgConnection& conn, const ControlRequest& request,
                                      const ControlPeer& peer, Duration wait) {
   const SteadyTime deadline = steady_clock::now() + wait;
+  // The leader NOTIFYs when it has answered; without the notification (LISTEN failed, or it was
+  // lost with the connection) the reply is looked for every kReplyLookEvery.
+  bool listening = conn.ExecScript(std::string("LISTEN ") + kReplyChannel).ok();
   PgResult inserted =
       conn.Run(kInsert, PgParams()
                             .Add(request.command)
@@ -91,8 +99,13 @@ ControlReply SendControlThroughState(PgConnection& conn, const ControlRequest& r
       if (r.Text(0, 0) == "done")
         return ControlReply{static_cast<int>(r.Int(0, 1)), std::string(r.Text(0, 2))};
     }
-    if (steady_clock::now() + kReplyPoll >= deadline) break;
-    std::this_thread::sleep_for(kReplyPoll);  // polling the reply's row; bounded by `deadline`
+    const SteadyTime now = steady_clock::now();
+    if (now >= deadline) break;
+    const SteadyTime look = std::min<SteadyTime>(deadline, now + kReplyLookEvery);
+    int notified = 0;
+    if (listening && conn.WaitForNotifications(look, -1, &notified).ok()) continue;
+    listening = false;  // the session broke: look for the reply on schedule from now on
+    std::this_thread::sleep_for(look - steady_clock::now());
   }
   // No reply in time: a request nobody took is withdrawn, so that it can never take effect.
   PgResult expired = conn.Run(kExpire, PgParams().Add(id), steady_clock::now() + wait);

@@ -74,7 +74,8 @@ class ControlsTest : public ::testing::Test {
     cfg_ = DaemonConfig::For(*sandbox_);
     cfg_.requests_per_second = rps;
     cfg_.burst = std::max(1, rps / 10);
-    cfg_.extra_yaml = approvals_yaml + "control:\n  socket: " + dir_.path() + "/control.sock\n";
+    cfg_.extra_yaml = approvals_yaml;
+    cfg_.control_socket = dir_.path() + "/control.sock";
     config_ = cfg_.Write(dir_.path());
     daemon_ = std::make_unique<DaemonProcess>(config_);
     return config_;

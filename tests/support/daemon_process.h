@@ -210,6 +210,9 @@ struct DaemonConfig {
   std::string state = "state/payoutd.db";
   // Lines added to the `state` section as is, e.g. "  backend: postgresql\n  url: ...\n".
   std::string state_extra;
+  // Each test's daemon its own control.socket (the default, /run/payoutd/control.sock, is one
+  // per machine: daemons of tests running side by side would refuse each other's).
+  std::string control_socket = "control.sock";
 
   static DaemonConfig For(const SandboxProcess& sandbox) {
     DaemonConfig c;
@@ -243,6 +246,7 @@ struct DaemonConfig {
     y += "metrics:\n  listen: " + metrics_listen + "\n";
     y += "log:\n  level: " + log_level + "\n  format: " + log_format + "\n";
     y += "shutdown_grace: " + shutdown_grace + "\n";
+    if (!control_socket.empty()) y += "control:\n  socket: " + control_socket + "\n";
     y += extra_yaml;
     return y;
   }
