@@ -4,12 +4,20 @@
 #   scripts/test.sh --sanitize   AddressSanitizer + UndefinedBehaviorSanitizer build in build-asan/,
 #                                with clang, whose -Wthread-safety checks the lock annotations
 #   --build-only (after the above) builds and stops: CI starts slower checks beside the tests
+#   --lane short|long  (after the above) runs one of the two lanes below only, without setting up
+#                      or building (CI runs the sanitizer build beside the long lane)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
 
 build=build
 flags=(-DCMAKE_BUILD_TYPE=Release)
+long_labels='outage|long|hosts|slow'
+lane=""
+case " $* " in
+  *" --lane short "*) lane=short ;;
+  *" --lane long "*) lane=long ;;
+esac
+[ -n "$lane" ] || bash scripts/setup.sh
 if [ "${1:-}" = "--sanitize" ]; then
   build=build-asan
   # -O1 -g1: sanitizer reports keep function names and lines, and the build stays quick for CI.
@@ -19,17 +27,21 @@ if [ "${1:-}" = "--sanitize" ]; then
   export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 fi
 jobs=$(nproc)
-cmake -S . -B "$build" "${flags[@]}" >/dev/null
-cmake --build "$build" -j"$jobs"
-case " $* " in *" --build-only "*) exit 0 ;; esac
 # The gateway-outage tests (label "outage"), the other long end-to-end ones (labels "long" and
 # "slow") and the several-hosts tests (label "hosts", waiting out leases) spend minutes waiting
 # and little CPU: they run beside the rest of the suite instead of after it.
+case $lane in
+  short) exec ctest --test-dir "$build" --output-on-failure -LE "$long_labels" -j"$jobs" ;;
+  long) exec ctest --test-dir "$build" --output-on-failure -L "$long_labels" -j4 ;;
+esac
+cmake -S . -B "$build" "${flags[@]}" >/dev/null
+cmake --build "$build" -j"$jobs"
+case " $* " in *" --build-only "*) exit 0 ;; esac
 outage_log=$(mktemp)
-ctest --test-dir "$build" --output-on-failure -L 'outage|long|hosts|slow' -j4 >"$outage_log" 2>&1 &
+ctest --test-dir "$build" --output-on-failure -L "$long_labels" -j4 >"$outage_log" 2>&1 &
 outage_pid=$!
 status=0
-ctest --test-dir "$build" --output-on-failure -LE 'outage|long|hosts|slow' -j"$jobs" || status=$?
+ctest --test-dir "$build" --output-on-failure -LE "$long_labels" -j"$jobs" || status=$?
 outage_status=0
 wait "$outage_pid" || outage_status=$?
 echo "== long end-to-end tests (labels outage, long, hosts, slow)"
