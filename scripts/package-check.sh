@@ -38,7 +38,7 @@ fi
 
 echo "== building payoutd $version in $build (Release)"
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX=/usr \
-  -DPAYOUTD_TESTS=OFF -DPAYOUTD_BENCHMARKS=OFF > /dev/null
+  -DPAYOUTD_TESTS=OFF -DPAYOUTD_BENCHMARKS=OFF -DPAYOUTD_SANDBOX=OFF > /dev/null
 cmake --build "$build" -j"$(nproc)"
 
 echo "== cpack -G DEB"

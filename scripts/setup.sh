@@ -13,6 +13,7 @@ packages=(
   scdoc lintian dpkg-dev man-db
   postgresql libpq-dev
   openssh-client curl bsdextrautils
+  ccache
 )
 
 missing=()
