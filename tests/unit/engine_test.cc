@@ -556,132 +556,121 @@ TEST_P(EngineTest, Engine_StopsTakingWorkWhileTheStoreIsTooFarBehind) {
   EXPECT_EQ(progress->states[FinalState::kSuccess], 100);
 }
 
-// The database goes away under the store thread: the group commit fails as unavailable three
-// times. Nothing new is sent while it fails, nothing is lost, and the batch finishes once the
-// commits go through again.
-TEST(EngineStoreLoss, Engine_UnavailableCommitsAreRetriedAndNothingNewStartsMeanwhile) {
-  const auto dir =
-      std::filesystem::temp_directory_path() / ("engine_store_loss_" + std::to_string(::getpid()));
-  std::filesystem::remove_all(dir);
-  std::filesystem::create_directories(dir);
-  auto s = PayoutStore::Open((dir / "state.db").string());
-  ASSERT_TRUE(s.ok()) << s.error();
-  std::unique_ptr<PayoutStore> store = std::move(*s);
-  auto w = PayoutStore::Open((dir / "state.db").string());
-  ASSERT_TRUE(w.ok()) << w.error();
-  auto flaky_owned = std::make_unique<UnreachableStore>(std::move(*w));
-  UnreachableStore* flaky = flaky_owned.get();
-  boost::asio::io_context io;
-  FakeGateway gateway(io);
-  SystemClock clock;
-  Observer observer;
-  EngineOptions options;
-  options.polling.initial_delay = std::chrono::milliseconds(1);
-  options.polling.max_interval = std::chrono::milliseconds(5);
-  options.commit_interval = std::chrono::milliseconds(1);
-  options.submit_window = 4;
-  options.poll_window = 4;
-  options.store_retry_max = std::chrono::milliseconds(50);
-  options.retry_unavailable_commits = true;
-  {
-    auto writer = std::make_unique<StoreThread>(io, std::move(flaky_owned));
+// The store-loss tests: a state on disk, the engine's own connection to it, and the store
+// thread's connection behind an UnreachableStore; a batch B1 of `rows` payouts PREFIX-1...
+class EngineStoreLoss : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string name = ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    dir_ = std::filesystem::temp_directory_path() /
+           ("engine_store_loss_" + std::to_string(::getpid()) + "_" + name);
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+    auto s = PayoutStore::Open((dir_ / "state.db").string());
+    ASSERT_TRUE(s.ok()) << s.error();
+    store_ = std::move(*s);
+    auto w = PayoutStore::Open((dir_ / "state.db").string());
+    ASSERT_TRUE(w.ok()) << w.error();
+    flaky_owned_ = std::make_unique<UnreachableStore>(std::move(*w));
+    flaky_ = flaky_owned_.get();
+    options_.polling.initial_delay = std::chrono::milliseconds(1);
+    options_.polling.max_interval = std::chrono::milliseconds(5);
+    options_.commit_interval = std::chrono::milliseconds(1);
+    options_.submit_window = 4;
+    options_.poll_window = 4;
+    options_.store_retry_max = std::chrono::milliseconds(50);
+    options_.retry_unavailable_commits = true;
+  }
+  void TearDown() override {
+    store_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  void CreateBatch(const std::string& prefix, int rows) {
     std::vector<Payout> ps;
-    for (int i = 1; i <= 40; ++i)
-      ps.push_back(MakePayout("L-" + std::to_string(i), i + 1, 100 * i));
+    for (int i = 1; i <= rows; ++i)
+      ps.push_back(MakePayout(prefix + "-" + std::to_string(i), i + 1, 100 * i));
     BatchRecord b;
     b.id = "B1";
     b.sha256 = "sha-B1";
     b.file_name = "B1.csv";
-    b.rows = 40;
+    b.rows = rows;
     b.started_at_ms = 1;
-    ASSERT_TRUE(store->CreateBatch(b, ToPayoutList(ps)).ok());
-    flaky->fail_applies = 3;
-    PayoutEngine engine(io, *store, gateway, clock, options, &observer, writer.get());
+    ASSERT_TRUE(store_->CreateBatch(b, ToPayoutList(ps)).ok());
+  }
+
+  std::filesystem::path dir_;
+  std::unique_ptr<PayoutStore> store_;
+  std::unique_ptr<UnreachableStore> flaky_owned_;  // moved into the StoreThread
+  UnreachableStore* flaky_ = nullptr;
+  boost::asio::io_context io_;
+  FakeGateway gateway_{io_};
+  SystemClock clock_;
+  Observer observer_;
+  EngineOptions options_;
+};
+
+// The database goes away under the store thread: the group commit fails as unavailable three
+// times. Nothing new is sent while it fails, nothing is lost, and the batch finishes once the
+// commits go through again.
+TEST_F(EngineStoreLoss, Engine_UnavailableCommitsAreRetriedAndNothingNewStartsMeanwhile) {
+  {
+    auto writer = std::make_unique<StoreThread>(io_, std::move(flaky_owned_));
+    CreateBatch("L", 40);
+    flaky_->fail_applies = 3;
+    PayoutEngine engine(io_, *store_, gateway_, clock_, options_, &observer_, writer.get());
     ASSERT_TRUE(engine.Start().ok());
     // Run until the store is down, then on until every refused commit has been tried.
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
     while (!engine.store_down() && std::chrono::steady_clock::now() < deadline)
-      io.run_one_for(std::chrono::milliseconds(10));
+      io_.run_one_for(std::chrono::milliseconds(10));
     ASSERT_TRUE(engine.store_down());
-    while (gateway.outstanding() != 0 && std::chrono::steady_clock::now() < deadline)
-      io.run_one_for(std::chrono::milliseconds(10));
-    const size_t calls_when_down = gateway.calls.size();
-    while (flaky->applies_refused.load() < 3 && std::chrono::steady_clock::now() < deadline)
-      io.run_one_for(std::chrono::milliseconds(10));
-    ASSERT_EQ(flaky->applies_refused.load(), 3);
-    EXPECT_EQ(gateway.calls.size(), calls_when_down) << "requests started while the store was down";
-    while (observer.finished.empty() && std::chrono::steady_clock::now() < deadline)
-      io.run_for(std::chrono::milliseconds(10));
-    ASSERT_EQ(observer.finished.size(), 1u);
+    while (gateway_.outstanding() != 0 && std::chrono::steady_clock::now() < deadline)
+      io_.run_one_for(std::chrono::milliseconds(10));
+    const size_t calls_when_down = gateway_.calls.size();
+    while (flaky_->applies_refused.load() < 3 && std::chrono::steady_clock::now() < deadline)
+      io_.run_one_for(std::chrono::milliseconds(10));
+    ASSERT_EQ(flaky_->applies_refused.load(), 3);
+    EXPECT_EQ(gateway_.calls.size(), calls_when_down)
+        << "requests started while the store was down";
+    while (observer_.finished.empty() && std::chrono::steady_clock::now() < deadline)
+      io_.run_for(std::chrono::milliseconds(10));
+    ASSERT_EQ(observer_.finished.size(), 1u);
     EXPECT_FALSE(engine.store_down());
   }
-  auto progress = store->Progress("B1");
+  auto progress = store_->Progress("B1");
   ASSERT_TRUE(progress.ok());
   EXPECT_EQ(progress->states[FinalState::kSuccess], 40);
   std::map<std::string, int> posts;
-  for (const auto& c : gateway.calls)
+  for (const auto& c : gateway_.calls)
     if (c.rfind("POST ", 0) == 0) ++posts[c.substr(5)];
   EXPECT_EQ(posts.size(), 40u);
   for (const auto& [id, n] : posts) EXPECT_EQ(n, 1) << id;
-  store.reset();
-  std::filesystem::remove_all(dir);
 }
 
 // A cancel whose COMMIT landed but whose answer was lost is written again and finds nothing left
 // to cancel: the batch still finishes (every payout final, the count of what runs from the
 // store), and the caller hears how many were cancelled.
-TEST(EngineStoreLoss, Engine_CancelWhoseAnswerWasLostStillFinishesTheBatch) {
-  const auto dir =
-      std::filesystem::temp_directory_path() / ("engine_cancel_lost_" + std::to_string(::getpid()));
-  std::filesystem::remove_all(dir);
-  std::filesystem::create_directories(dir);
-  auto s = PayoutStore::Open((dir / "state.db").string());
-  ASSERT_TRUE(s.ok()) << s.error();
-  std::unique_ptr<PayoutStore> store = std::move(*s);
-  auto w = PayoutStore::Open((dir / "state.db").string());
-  ASSERT_TRUE(w.ok()) << w.error();
-  auto flaky_owned = std::make_unique<UnreachableStore>(std::move(*w));
-  UnreachableStore* flaky = flaky_owned.get();
-  boost::asio::io_context io;
-  FakeGateway gateway(io);
-  SystemClock clock;
-  Observer observer;
-  EngineOptions options;
-  options.polling.initial_delay = std::chrono::milliseconds(1);
-  options.polling.max_interval = std::chrono::milliseconds(5);
-  options.commit_interval = std::chrono::milliseconds(1);
-  options.submit_window = 4;
-  options.poll_window = 4;
-  options.store_retry_max = std::chrono::milliseconds(50);
-  options.retry_unavailable_commits = true;
+TEST_F(EngineStoreLoss, Engine_CancelWhoseAnswerWasLostStillFinishesTheBatch) {
   std::optional<Result<CancelOutcome>> cancelled;
   {
-    auto writer = std::make_unique<StoreThread>(io, std::move(flaky_owned));
-    std::vector<Payout> ps;
-    for (int i = 1; i <= 500; ++i)
-      ps.push_back(MakePayout("C-" + std::to_string(i), i + 1, 100 * i));
-    BatchRecord b;
-    b.id = "B1";
-    b.sha256 = "sha-B1";
-    b.file_name = "B1.csv";
-    b.rows = 500;
-    b.started_at_ms = 1;
-    ASSERT_TRUE(store->CreateBatch(b, ToPayoutList(ps)).ok());
-    PayoutEngine engine(io, *store, gateway, clock, options, &observer, writer.get());
+    auto writer = std::make_unique<StoreThread>(io_, std::move(flaky_owned_));
+    CreateBatch("C", 500);
+    PayoutEngine engine(io_, *store_, gateway_, clock_, options_, &observer_, writer.get());
     ASSERT_TRUE(engine.Start().ok());
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-    while (gateway.calls.size() < 20 && std::chrono::steady_clock::now() < deadline)
-      io.run_one_for(std::chrono::milliseconds(10));
-    ASSERT_GE(gateway.calls.size(), 20u);
-    flaky->lose_cancel_answers = 1;
+    while (gateway_.calls.size() < 20 && std::chrono::steady_clock::now() < deadline)
+      io_.run_one_for(std::chrono::milliseconds(10));
+    ASSERT_GE(gateway_.calls.size(), 20u);
+    flaky_->lose_cancel_answers = 1;
     engine.CancelBatch("B1", "cancelled: test", AuditEntry{1, "cancel", "test", ""},
                        [&](Result<CancelOutcome> out) { cancelled = std::move(out); });
-    while (observer.finished.empty() && std::chrono::steady_clock::now() < deadline)
-      io.run_for(std::chrono::milliseconds(10));
-    ASSERT_EQ(observer.finished.size(), 1u) << "the batch never finished";
-    EXPECT_EQ(flaky->lose_cancel_answers.load(), 0);
+    while (observer_.finished.empty() && std::chrono::steady_clock::now() < deadline)
+      io_.run_for(std::chrono::milliseconds(10));
+    ASSERT_EQ(observer_.finished.size(), 1u) << "the batch never finished";
+    EXPECT_EQ(flaky_->lose_cancel_answers.load(), 0);
   }
-  auto progress = store->Progress("B1");
+  auto progress = store_->Progress("B1");
   ASSERT_TRUE(progress.ok());
   const int64_t n_cancelled = progress->states[FinalState::kCancelled];
   EXPECT_GT(n_cancelled, 0);
@@ -689,8 +678,6 @@ TEST(EngineStoreLoss, Engine_CancelWhoseAnswerWasLostStillFinishesTheBatch) {
   ASSERT_TRUE(cancelled.has_value());
   ASSERT_TRUE(cancelled->ok()) << cancelled->error();
   EXPECT_EQ((*cancelled)->cancelled, n_cancelled);
-  store.reset();
-  std::filesystem::remove_all(dir);
 }
 
 INSTANTIATE_TEST_SUITE_P(Commits, EngineTest, ::testing::Values(false, true),
