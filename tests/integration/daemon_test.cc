@@ -34,12 +34,9 @@ using std::chrono::seconds;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-// The rows, their CSV and the sandbox's rules are tests/support/batch_expectations.h's; so is
-// ExpectLedgerExactlyOnce.
+// The rows, their CSV and the sandbox's rules are tests/support/batch_expectations.h's; so are
+// ExpectReports and ExpectLedgerExactlyOnce.
 using In = PayoutIn;
-constexpr auto Digits = MinorDigits;
-constexpr auto ToMinor = ParseMinor;
-constexpr auto ExpectedState = SandboxState;
 constexpr auto Csv = PayoutCsv;
 
 // n USD payouts "<prefix>-<i>"; every 50th fails by the account rule, every 97th is refused.
@@ -56,70 +53,6 @@ std::vector<In> UsdRows(const std::string& prefix, int n) {
     rows.push_back(r);
   }
   return rows;
-}
-
-// docs/results.md: one results row per input row in input order, states by the sandbox's rules,
-// amounts and fees exact; the summary's counts and per-currency totals exact to the minor unit.
-// min_attempts: every payout the gateway holds was POSTed at least once, even when a SIGKILL cut
-// off the daemon's count of it.
-void ExpectReport(const std::string& batch_id, const std::vector<In>& rows,
-                  const std::vector<ResultRow>& results, const Summary& summary,
-                  int min_attempts = 1) {
-  ASSERT_EQ(results.size(), rows.size());
-  std::map<std::string, int64_t> states;
-  struct Tot {
-    int64_t requested = 0, succeeded = 0, failed = 0, fees = 0;
-  };
-  std::map<std::string, Tot> totals;
-  int problems = 0;
-  for (size_t i = 0; i < rows.size(); ++i) {
-    const In& in = rows[i];
-    const ResultRow& r = results[i];
-    int d = Digits(in.currency);
-    int64_t minor = ToMinor(in.amount, d);
-    std::string want_state = ExpectedState(in);
-    // The sandbox's fee: 1% rounded down, at least one minor unit, on every payout it created.
-    std::string want_fee =
-        want_state == "REJECTED" ? "" : FormatMinor(std::max<int64_t>(1, minor / 100), d);
-    bool ok = r.line == static_cast<int>(i) + 2 && r.id == in.id &&
-              r.amount == FormatMinor(minor, d) && r.currency == in.currency &&
-              r.state == want_state &&
-              r.gateway_status == (want_state == "REJECTED" ? "" : want_state) &&
-              r.fee == want_fee && r.fee_currency == (want_fee.empty() ? "" : in.currency) &&
-              (want_state == "REJECTED" ? !r.error.empty() : !r.processed_at.empty()) &&
-              r.attempts >= min_attempts;
-    if (!ok) {
-      if (++problems <= 10)
-        ADD_FAILURE() << "results row " << i << ": line=" << r.line << " id=" << r.id
-                      << " amount=" << r.amount << " currency=" << r.currency
-                      << " state=" << r.state << " (want " << want_state
-                      << ") gateway_status=" << r.gateway_status << " fee=" << r.fee << " (want "
-                      << want_fee << ") fee_currency=" << r.fee_currency
-                      << " processed_at=" << r.processed_at << " attempts=" << r.attempts
-                      << " error=" << r.error;
-    }
-    ++states[want_state];
-    Tot& t = totals[in.currency];
-    t.requested += minor;
-    (want_state == "SUCCESS" ? t.succeeded : t.failed) += minor;
-    if (!want_fee.empty()) t.fees += std::max<int64_t>(1, minor / 100);
-  }
-  EXPECT_EQ(summary.batch, batch_id);
-  EXPECT_EQ(summary.rows, static_cast<int64_t>(rows.size()));
-  EXPECT_EQ(summary.states, states);
-  EXPECT_EQ(summary.sha256.size(), 64u);
-  EXPECT_FALSE(summary.started_at.empty());
-  EXPECT_FALSE(summary.finished_at.empty());
-  ASSERT_EQ(summary.totals.size(), totals.size());
-  for (const auto& [cur, t] : totals) {
-    ASSERT_TRUE(summary.totals.count(cur)) << cur;
-    const SummaryTotals& s = summary.totals.at(cur);
-    int d = Digits(cur);
-    EXPECT_EQ(s.requested, FormatMinor(t.requested, d)) << cur;
-    EXPECT_EQ(s.succeeded, FormatMinor(t.succeeded, d)) << cur;
-    EXPECT_EQ(s.failed, FormatMinor(t.failed, d)) << cur;
-    EXPECT_EQ(s.fees, FormatMinor(t.fees, d)) << cur;
-  }
 }
 
 // A scratch folder, a sandbox and a config for one test.
@@ -191,8 +124,8 @@ TEST_F(DaemonTest, PaysBatchInZeroTwoAndThreeDigitCurrenciesExactlyAndReportsInI
   DropBatch(spool(), "happy", Csv(rows));
   ASSERT_TRUE(WaitDone(daemon, "happy", seconds(60)));
 
-  ExpectReport("happy", rows, ReadResultsCsv(done("happy.results.csv")),
-               ReadSummary(done("happy.summary.json")));
+  ExpectReports("happy", rows, ReadResultsCsv(done("happy.results.csv")),
+                ReadSummary(done("happy.summary.json")));
   ExpectLedgerExactlyOnce(rows, *sandbox_);
   ASSERT_TRUE(WaitForFile(done("happy.csv"), seconds(10)));
   EXPECT_EQ(ReadFile(done("happy.csv")), Csv(rows)) << "the input moves to done/ unchanged";
@@ -220,8 +153,8 @@ TEST_F(DaemonTest, BomCrlfQuotingHeaderCaseAndDefaultIdsArePaidExactly) {
   std::vector<In> rows = {{"fmt-1", "0.5", "KWD", "KW0001", "", "BNK_000"},
                           {"fmt-2", "1000", "JPY", "JP0002", "", "BNK_000"},
                           {"fmt-3", "99.99", "USD", "US0013", "", "BNK_000"}};
-  ExpectReport("fmt", rows, ReadResultsCsv(done("fmt.results.csv")),
-               ReadSummary(done("fmt.summary.json")));
+  ExpectReports("fmt", rows, ReadResultsCsv(done("fmt.results.csv")),
+                ReadSummary(done("fmt.summary.json")));
   ExpectLedgerExactlyOnce(rows, *sandbox_);
   EXPECT_EQ(daemon.Terminate(), 0) << daemon.log();
 }
@@ -248,8 +181,8 @@ TEST_F(DaemonTest, EveryPayoutCreatedOnceWithOneBodyUnderGatewayFaults) {
   DropBatch(spool(), "faults", Csv(rows));
   ASSERT_TRUE(WaitDone(daemon, "faults", seconds(90)));
 
-  ExpectReport("faults", rows, ReadResultsCsv(done("faults.results.csv")),
-               ReadSummary(done("faults.summary.json")));
+  ExpectReports("faults", rows, ReadResultsCsv(done("faults.results.csv")),
+                ReadSummary(done("faults.summary.json")));
   ExpectLedgerExactlyOnce(rows, *sandbox_);
   // The faults did happen: some payouts needed more than one POST.
   int64_t retried = 0;
@@ -301,7 +234,7 @@ TEST_F(DaemonTest, SigkillAtRandomMomentsLosesNothingAndPaysNothingTwice) {
   ASSERT_TRUE(daemon.WaitReady()) << daemon.log();
   ASSERT_TRUE(WaitDone(daemon, "crash", seconds(120)));
   auto results = ReadResultsCsv(done("crash.results.csv"));
-  ExpectReport("crash", rows, results, ReadSummary(done("crash.summary.json")));
+  ExpectReports("crash", rows, results, ReadSummary(done("crash.summary.json")));
   ExpectLedgerExactlyOnce(rows, *sandbox_);
   EXPECT_TRUE(WaitForFile(done("crash.csv"), seconds(10)));
   EXPECT_TRUE(ListDir(spool() + "/work").empty());
@@ -414,8 +347,8 @@ TEST_F(DaemonTest, SigtermMidBatchExitsZeroWithinGraceAndRestartFinishesTheBatch
   daemon.Start();
   ASSERT_TRUE(daemon.WaitReady()) << daemon.log();
   ASSERT_TRUE(WaitDone(daemon, "term", seconds(90)));
-  ExpectReport("term", rows, ReadResultsCsv(done("term.results.csv")),
-               ReadSummary(done("term.summary.json")));
+  ExpectReports("term", rows, ReadResultsCsv(done("term.results.csv")),
+                ReadSummary(done("term.summary.json")));
   ExpectLedgerExactlyOnce(rows, *sandbox_);
   EXPECT_EQ(daemon.Terminate(), 0) << daemon.log();
 }
@@ -466,8 +399,8 @@ TEST_F(DaemonTest, GatewayDownAcrossARestartPausesSendingAndFailsNoPayout) {
   SandboxProcess gateway(
       {"--listen", "127.0.0.1:" + std::to_string(port), "--final-after-ms", "0"});
   ASSERT_TRUE(WaitDone(daemon, "down", seconds(60)));
-  ExpectReport("down", rows, ReadResultsCsv(done("down.results.csv")),
-               ReadSummary(done("down.summary.json")));
+  ExpectReports("down", rows, ReadResultsCsv(done("down.results.csv")),
+                ReadSummary(done("down.summary.json")));
   ExpectLedgerExactlyOnce(rows, gateway);
   EXPECT_THAT(daemon.log(), HasSubstr("gateway.circuit_closed"));
   status = RunPayoutd({"status", "--config", dir_.path() + "/payoutd.yaml"});
@@ -645,8 +578,8 @@ TEST_F(DaemonTest, SameBatchNameDroppedWhileInProgressIsRejectedAndTheFirstIsPai
       << metrics;
   ASSERT_TRUE(WaitDone(daemon, "same", seconds(60)));
   EXPECT_EQ(sandbox_->Ledger().count("SAME-NEW-1"), 0u) << "the second file was paid";
-  ExpectReport("same", rows, ReadResultsCsv(done("same.results.csv")),
-               ReadSummary(done("same.summary.json")));
+  ExpectReports("same", rows, ReadResultsCsv(done("same.results.csv")),
+                ReadSummary(done("same.summary.json")));
   ExpectLedgerExactlyOnce(rows, *sandbox_);
   ASSERT_TRUE(WaitForFile(done("same.csv"), seconds(10)));
   EXPECT_EQ(ReadFile(done("same.csv")), Csv(rows));
@@ -735,8 +668,8 @@ TEST_F(DaemonTest, ProcessExitsZeroThreeOrFourAndWritesResultsOrErrors) {
       RunPayoutd({"process", "--config", config, dir_.path() + "/allgood.csv", "--out", out});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   ASSERT_TRUE(FileExists(out + "/allgood.summary.json")) << r.err;
-  ExpectReport("allgood", ok_rows, ReadResultsCsv(out + "/allgood.results.csv"),
-               ReadSummary(out + "/allgood.summary.json"));
+  ExpectReports("allgood", ok_rows, ReadResultsCsv(out + "/allgood.results.csv"),
+                ReadSummary(out + "/allgood.summary.json"));
   EXPECT_THAT(r.out, HasSubstr("\"batch\": \"allgood\""));
 
   std::vector<In> some_fail = UsdRows("PROC-FAIL", 5);
@@ -745,8 +678,8 @@ TEST_F(DaemonTest, ProcessExitsZeroThreeOrFourAndWritesResultsOrErrors) {
   r = RunPayoutd({"process", "--config", config, dir_.path() + "/somefail.csv", "--out", out});
   EXPECT_EQ(r.exit_code, 3) << r.err;
   ASSERT_TRUE(FileExists(out + "/somefail.results.csv")) << r.err;
-  ExpectReport("somefail", some_fail, ReadResultsCsv(out + "/somefail.results.csv"),
-               ReadSummary(out + "/somefail.summary.json"));
+  ExpectReports("somefail", some_fail, ReadResultsCsv(out + "/somefail.results.csv"),
+                ReadSummary(out + "/somefail.summary.json"));
 
   WriteFile(dir_.path() + "/invalid.csv",
             "id,amount,currency,account_number,account_name,operator_code\nPROC-BAD-1,abc,USD,US1,"
