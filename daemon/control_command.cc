@@ -75,16 +75,15 @@ std::optional<int> LeadForAMoment(const Config& config, const ControlRequest& re
 int OnSharedState(const Config& config, const ControlRequest& request, Duration timeout,
                   std::ostream& out, std::ostream& err) {
   PgConnection conn(PgConnectOptionsFor(config.state));
-  PgResult exists = conn.Exec(
-      "SELECT to_regclass('schema_version') IS NOT NULL AND"
-      " to_regclass('batches') IS NOT NULL");
-  if (exists.ok() && !exists.Bool(0, 0)) {
+  int version = 0;
+  PgResult r = ReadPgSchemaVersion(conn, &version);
+  if (r.ok() && version == 0) {
     err << "payoutd: unknown batch '" << request.batch << "': the state " << conn.where()
         << " holds no payoutd state yet\n";
     return kExitUsage;
   }
-  if (PgResult r = exists.ok() ? EnsurePgSchema(conn, /*create=*/false) : std::move(exists);
-      !r.ok()) {
+  if (r.ok()) r = EnsurePgSchema(conn, /*create=*/false);  // a version this payoutd can use
+  if (!r.ok()) {
     err << "payoutd: state " << conn.where() << ": " << r.message() << "\n";
     return kExitFailure;
   }

@@ -261,8 +261,9 @@ CREATE INDEX control_requests_pending ON control_requests (id) WHERE state = 'pe
 // One lock for schema changes, whoever makes them ("payoutd" in ASCII).
 constexpr const char* kSchemaLock = "SELECT pg_advisory_xact_lock(112970707611748)";
 
-// The version the database holds: 0 when it holds no payoutd schema.
-PgResult ReadVersion(PgConnection& conn, int* version) {
+}  // namespace
+
+PgResult ReadPgSchemaVersion(PgConnection& conn, int* version) {
   PgResult r =
       conn.Exec("SELECT CASE WHEN to_regclass('schema_version') IS NULL THEN -1 ELSE 0 END");
   if (!r.ok()) return r;
@@ -275,6 +276,8 @@ PgResult ReadVersion(PgConnection& conn, int* version) {
   *version = r.rows() == 1 ? static_cast<int>(r.Int(0, 0)) : 0;
   return PgResult();
 }
+
+namespace {
 
 PgResult CheckVersion(int version, const std::string& where) {
   if (version == 0) {
@@ -299,7 +302,7 @@ PgResult CheckVersion(int version, const std::string& where) {
 PgResult CreateOrUpgrade(PgConnection& conn) {
   if (PgResult r = conn.Exec(kSchemaLock); !r.ok()) return r;
   int version = 0;
-  if (PgResult r = ReadVersion(conn, &version); !r.ok()) return r;
+  if (PgResult r = ReadPgSchemaVersion(conn, &version); !r.ok()) return r;
   if (version > kPgSchemaVersion) return CheckVersion(version, conn.where());
   if (version == kPgSchemaVersion) return PgResult();
   if (version == 0) {
@@ -320,7 +323,7 @@ PgResult CreateOrUpgrade(PgConnection& conn) {
 PgResult EnsurePgSchema(PgConnection& conn, bool create) {
   if (!create) {
     int version = 0;
-    if (PgResult r = ReadVersion(conn, &version); !r.ok()) return r;
+    if (PgResult r = ReadPgSchemaVersion(conn, &version); !r.ok()) return r;
     return CheckVersion(version, conn.where());
   }
   if (PgResult r = conn.ExecScript("BEGIN"); !r.ok()) return r;

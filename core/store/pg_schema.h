@@ -16,6 +16,9 @@ namespace payoutd {
 // 1: the state, the lease, the instances; 2: control_requests (operator commands from any host).
 constexpr int kPgSchemaVersion = 2;
 
+// The schema version the database holds: 0 when it holds no payoutd state.
+PgResult ReadPgSchemaVersion(PgConnection& conn, int* version);
+
 // Creates or upgrades the schema (create = true), or only checks that it is there at this
 // version (create = false, for read-only users such as `payoutd status`).
 PgResult EnsurePgSchema(PgConnection& conn, bool create);

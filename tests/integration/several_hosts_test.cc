@@ -406,6 +406,10 @@ TEST_F(SeveralHostsTest, CommandWithNoInstanceRunningActsOnTheStateAndTheNextLea
   constexpr int kRows = 2000;
   Host alpha = MakeHost("alpha", url, 300);
   Host beta = MakeHost("beta", url, 300);
+  // A database no payoutd has used yet holds no batch at all.
+  CommandResult empty = On(beta, {"hold", "quiet"});
+  EXPECT_EQ(empty.exit_code, 2) << empty.out << empty.err;
+  EXPECT_THAT(empty.err, HasSubstr("holds no payoutd state yet"));
   alpha.daemon->Start();
   ASSERT_TRUE(WaitFor([&] { return alpha.Leads(); }, seconds(30))) << alpha.daemon->log();
   DropBatch(spool_dir_.path(), "quiet", Csv("Q", kRows));
