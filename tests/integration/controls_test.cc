@@ -248,9 +248,7 @@ TEST_F(ControlsTest, CancelMidBatchSendsNothingMore) {
   ASSERT_TRUE(WaitForFile(spool() + "/done/big.summary.json", seconds(60))) << daemon_->log();
 
   int64_t returned_us = sandbox_->ArrivalTimeUs(returned);
-  std::set<std::string> posted_after;
-  for (const auto& a : sandbox_->Arrivals())
-    if (a.method == "POST" && a.t_us > returned_us) posted_after.insert(a.id);
+  const std::set<std::string> posted_after = sandbox_->PostedAfter(returned_us);
   auto ledger = sandbox_->Ledger();
   auto rows = ReadResultsCsv(spool() + "/done/big.results.csv");
   ASSERT_EQ(rows.size(), 5000u);
@@ -296,18 +294,10 @@ TEST_F(ControlsTest, HoldStopsPostsAcrossARestartAndResumeRestartsThem) {
   auto returned = std::chrono::steady_clock::now();
   ASSERT_EQ(h.exit_code, 0) << h.out << h.err;
   int64_t returned_us = sandbox_->ArrivalTimeUs(returned);
-  auto posts_after = [&](int64_t since_us) {
-    size_t n = 0, gets = 0;
-    for (const auto& a : sandbox_->Arrivals()) {
-      if (a.t_us <= since_us) continue;
-      if (a.method == "POST") ++n;
-      if (a.method == "GET") ++gets;
-    }
-    return std::make_pair(n, gets);
-  };
   // Polls of the payouts already sent go on: once 50 of them arrived, time has passed.
-  ASSERT_TRUE(WaitFor([&] { return posts_after(returned_us).second >= 50; }, seconds(30)));
-  EXPECT_EQ(posts_after(returned_us).first, 0u) << "a POST started after hold returned";
+  ASSERT_TRUE(
+      WaitFor([&] { return sandbox_->RequestsAfter(returned_us).gets >= 50; }, seconds(30)));
+  EXPECT_EQ(sandbox_->RequestsAfter(returned_us).posts, 0) << "a POST started after hold returned";
   CommandResult st = Payoutd({"status", "hb"});
   EXPECT_THAT(st.out, HasSubstr("held since")) << st.out;
 
@@ -323,7 +313,8 @@ TEST_F(ControlsTest, HoldStopsPostsAcrossARestartAndResumeRestartsThem) {
            json.find("\"polling\":0") != std::string::npos;
   };
   ASSERT_TRUE(WaitFor(all_sent_final, seconds(30))) << daemon_->log();
-  EXPECT_EQ(posts_after(returned_us).first, 0u) << "the hold did not survive the restart";
+  EXPECT_EQ(sandbox_->RequestsAfter(returned_us).posts, 0)
+      << "the hold did not survive the restart";
 
   CommandResult r = Payoutd({"resume", "hb"});
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;

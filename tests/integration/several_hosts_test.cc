@@ -111,16 +111,6 @@ class SeveralHostsTest : public ::testing::Test {
     return RunPayoutd(args);
   }
 
-  // The POSTs and GETs that arrived after `since_us`.
-  std::pair<int64_t, int64_t> RequestsAfter(int64_t since_us) {
-    std::pair<int64_t, int64_t> n{0, 0};
-    for (const SandboxArrival& a : sandbox_->Arrivals()) {
-      if (a.t_us <= since_us) continue;
-      (a.method == "POST" ? n.first : n.second) += 1;
-    }
-    return n;
-  }
-
   std::string Done(const std::string& file) const { return spool_dir_.path() + "/done/" + file; }
 
   // Every payout of the batch reported SUCCESS once, created at the gateway once with one body.
@@ -347,8 +337,8 @@ TEST_F(SeveralHostsTest, CommandsFromAStandbysHostReachTheLeader) {
   ASSERT_EQ(hold.exit_code, 0) << hold.out << hold.err;
   EXPECT_THAT(hold.out, HasSubstr("remote"));
   // The payouts already sent are polled on; once 20 polls came, no POST may have.
-  ASSERT_TRUE(WaitFor([&] { return RequestsAfter(held_us).second >= 20; }, seconds(30)));
-  EXPECT_EQ(RequestsAfter(held_us).first, 0) << "a POST started after hold returned";
+  ASSERT_TRUE(WaitFor([&] { return sandbox_->RequestsAfter(held_us).gets >= 20; }, seconds(30)));
+  EXPECT_EQ(sandbox_->RequestsAfter(held_us).posts, 0) << "a POST started after hold returned";
   CommandResult status = On(beta, {"status", "remote"});
   EXPECT_THAT(status.out, HasSubstr("held since")) << status.out;
   EXPECT_THAT(status.out, HasSubstr(" on " + HostName())) << status.out;
@@ -360,7 +350,8 @@ TEST_F(SeveralHostsTest, CommandsFromAStandbysHostReachTheLeader) {
   CommandResult resume = On(beta, {"resume", "remote"});
   ASSERT_EQ(resume.exit_code, 0) << resume.out << resume.err;
   const int64_t resumed_us = sandbox_->ArrivalTimeUs(steady_clock::now());
-  ASSERT_TRUE(WaitFor([&] { return RequestsAfter(resumed_us).first >= 100; }, seconds(30)))
+  ASSERT_TRUE(
+      WaitFor([&] { return sandbox_->RequestsAfter(resumed_us).posts >= 100; }, seconds(30)))
       << "resume from another host did not start the batch again";
   CommandResult cancel = On(beta, {"cancel", "remote", "--reason", "wrong file"});
   const int64_t cancelled_us = sandbox_->ArrivalTimeUs(steady_clock::now());
@@ -369,9 +360,7 @@ TEST_F(SeveralHostsTest, CommandsFromAStandbysHostReachTheLeader) {
   ASSERT_TRUE(WaitForFile(Done("remote.summary.json"), seconds(60))) << Tail(alpha.daemon->log());
 
   auto ledger = sandbox_->Ledger();
-  std::set<std::string> posted_after;
-  for (const SandboxArrival& a : sandbox_->Arrivals())
-    if (a.method == "POST" && a.t_us > cancelled_us) posted_after.insert(a.id);
+  const std::set<std::string> posted_after = sandbox_->PostedAfter(cancelled_us);
   int64_t cancelled = 0;
   for (const ResultRow& r : ReadResultsCsv(Done("remote.results.csv"))) {
     if (r.state == "CANCELLED") {

@@ -37,6 +37,7 @@
 #include <fstream>
 #include <map>
 #include <optional>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -379,6 +380,29 @@ class SandboxProcess {
       out.push_back(std::move(r));
     }
     return out;
+  }
+
+  // How many POSTs and GETs arrived after `since_us` (the arrivals' clock: ArrivalTimeUs).
+  struct RequestCounts {
+    int64_t posts = 0;
+    int64_t gets = 0;
+  };
+  RequestCounts RequestsAfter(int64_t since_us) {
+    RequestCounts n;
+    for (const SandboxArrival& a : Arrivals()) {
+      if (a.t_us <= since_us) continue;
+      if (a.method == "POST") ++n.posts;
+      if (a.method == "GET") ++n.gets;
+    }
+    return n;
+  }
+
+  // The payout ids POSTed after `since_us`.
+  std::set<std::string> PostedAfter(int64_t since_us) {
+    std::set<std::string> ids;
+    for (const SandboxArrival& a : Arrivals())
+      if (a.method == "POST" && a.t_us > since_us) ids.insert(a.id);
+    return ids;
   }
 
   // One counter of GET /_sandbox/stats (e.g. "created", "callbacks_delivered"); 0 when absent.
