@@ -304,6 +304,16 @@ int main(int argc, char** argv) {
       *out = s.substr(flag.size() + 1);
       return true;
     };
+    // A duration option of at least `least`; false when it is missing, malformed or shorter.
+    auto duration = [&](const std::string& flag, Duration least,
+                        std::chrono::milliseconds* out) -> bool {
+      std::string text;
+      std::optional<Duration> d;
+      if (value(flag, &text)) d = ParseDuration(text);
+      if (!d.has_value() || d.value() < least) return false;
+      *out = std::chrono::duration_cast<std::chrono::milliseconds>(d.value());
+      return true;
+    };
     if (s == "--help" || s == "-h") {
       a.help = true;
     } else if (s == "--config" || s.rfind("--config=", 0) == 0) {
@@ -319,12 +329,8 @@ int main(int argc, char** argv) {
       a.all = true;
     } else if ((a.command == "hold" || a.command == "resume" || a.command == "cancel") &&
                (s == "--timeout" || s.rfind("--timeout=", 0) == 0)) {
-      std::string text;
-      std::optional<Duration> d;
-      if (value("--timeout", &text)) d = ParseDuration(text);
-      if (!d.has_value() || d.value() < std::chrono::seconds(1))
+      if (!duration("--timeout", std::chrono::seconds(1), &a.timeout))
         return Usage("--timeout needs a duration of at least 1s, e.g. 30s");
-      a.timeout = std::chrono::duration_cast<std::chrono::milliseconds>(d.value());
     } else if (a.command == "approve" && (s == "--key" || s.rfind("--key=", 0) == 0)) {
       if (!value("--key", &a.key)) return Usage("--key needs a private key file");
     } else if (a.command == "approve" && s == "--yes") {
@@ -332,12 +338,8 @@ int main(int argc, char** argv) {
     } else if (a.command == "status" && (s == "--json" || s == "--watch")) {
       (s == "--json" ? a.status.json : a.status.watch) = true;
     } else if (a.command == "status" && (s == "--interval" || s.rfind("--interval=", 0) == 0)) {
-      std::string text;
-      std::optional<Duration> d;
-      if (value("--interval", &text)) d = ParseDuration(text);
-      if (!d.has_value() || d.value() < std::chrono::milliseconds(100))
+      if (!duration("--interval", std::chrono::milliseconds(100), &a.status.interval))
         return Usage("--interval needs a duration of at least 100ms, e.g. 5s");
-      a.status.interval = std::chrono::duration_cast<std::chrono::milliseconds>(d.value());
     } else if (!s.empty() && s[0] == '-') {
       return Usage("unknown option '" + s + "' for '" + a.command + "'");
     } else {
